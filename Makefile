@@ -1,0 +1,109 @@
+# postern: build, test and run. See README.md.
+#
+#   make deps    install Debian packages and build wolfSSL into deps/
+#   make         build/postern (optimized)
+#   make run     deps, build, dev PKI, run on conf/postern.yaml
+#   make test    deps, sanitizer build, unit and integration tests
+
+CC ?= cc
+WOLFSSL := deps/wolfssl
+WOLFSSL_LIB := $(WOLFSSL)/lib/libwolfssl.a
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+PYTHON := /usr/bin/python3
+
+WARN := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+        -Wno-unused-parameter
+CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(WOLFSSL)/include -I$(LLHTTP_INC)
+BASE_CFLAGS := -std=c11 -g -pthread -fno-strict-aliasing
+OPT_CFLAGS := -O2
+SAN_CFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDLIBS := $(WOLFSSL_LIB) -luv -lnghttp2 -lyaml -lm -lpthread
+
+SRCS := $(wildcard src/*.c)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+LLHTTP_SRCS := llhttp.c api.c http.c
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+HDRS := $(wildcard include/postern/*.h)
+
+OPT_DIR := build/opt
+SAN_DIR := build/asan
+
+opt_objs = $(patsubst src/%.c,$(OPT_DIR)/%.o,$(1))
+san_objs = $(patsubst src/%.c,$(SAN_DIR)/%.o,$(1))
+LLHTTP_OPT := $(addprefix $(OPT_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
+LLHTTP_SAN := $(addprefix $(SAN_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/%,$(UNIT_SRCS))
+
+.PHONY: all deps packages run test unit integration asan pki check format clean distclean bench
+all: build/postern
+
+deps:
+	.ci/deps.sh all
+
+packages:
+	.ci/deps.sh packages
+
+$(WOLFSSL_LIB):
+	.ci/deps.sh wolfssl
+
+# Optimized build.
+$(OPT_DIR)/%.o: src/%.c $(HDRS) | $(WOLFSSL_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(OPT_CFLAGS) $(WARN) -c $< -o $@
+$(OPT_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) -I$(LLHTTP_INC) $(BASE_CFLAGS) $(OPT_CFLAGS) -c $< -o $@
+build/postern: $(call opt_objs,$(SRCS)) $(LLHTTP_OPT) $(WOLFSSL_LIB)
+	$(CC) $(BASE_CFLAGS) -o $@ $(call opt_objs,$(SRCS)) $(LLHTTP_OPT) $(LDLIBS)
+
+# Sanitizer build (ASan + UBSan), used by every test.
+$(SAN_DIR)/%.o: src/%.c $(HDRS) | $(WOLFSSL_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(SAN_CFLAGS) $(WARN) -c $< -o $@
+$(SAN_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) -I$(LLHTTP_INC) $(BASE_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
+$(SAN_DIR)/libpostern.a: $(call san_objs,$(LIB_SRCS)) $(LLHTTP_SAN)
+	rm -f $@ && ar rcs $@ $^
+$(SAN_DIR)/postern: $(SAN_DIR)/main.o $(SAN_DIR)/libpostern.a $(WOLFSSL_LIB)
+	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -o $@ $(SAN_DIR)/main.o $(SAN_DIR)/libpostern.a $(LDLIBS)
+$(SAN_DIR)/test_%: tests/unit/test_%.c $(SAN_DIR)/libpostern.a $(HDRS)
+	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(SAN_CFLAGS) $(WARN) -Wno-missing-prototypes \
+	  -o $@ $< $(SAN_DIR)/libpostern.a $(LDLIBS) -lcmocka
+asan: $(SAN_DIR)/postern
+
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: $(SAN_DIR)/postern
+	POSTERN_BIN=$(CURDIR)/$(SAN_DIR)/postern $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests/integration
+
+test: deps
+	$(MAKE) unit
+	$(MAKE) integration
+
+# Development PKI for `make run`: made once, never committed.
+pki: conf/dev/root.pem
+conf/dev/root.pem:
+	conf/mkpki.sh conf/dev
+
+run: deps
+	$(MAKE) all pki
+	build/postern -c conf/postern.yaml
+
+check: all pki
+	build/postern -t -c conf/postern.yaml
+
+format:
+	clang-format -i src/*.c include/postern/*.h tests/unit/*.c
+
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf deps conf/dev

@@ -1,0 +1,31 @@
+/* postern: a growable byte buffer. */
+#ifndef POSTERN_BUF_H
+#define POSTERN_BUF_H
+
+#include <stddef.h>
+
+typedef struct {
+  char *data; /* NULL while empty and never allocated */
+  size_t len; /* bytes in use, from data[off] */
+  size_t off; /* bytes already consumed at the front */
+  size_t cap;
+} pst_buf_t;
+
+/* Appends n bytes. Returns 0 or -ENOMEM (buffer unchanged). */
+int pst_buf_append(pst_buf_t *b, const void *p, size_t n);
+
+/* Appends printf-formatted text. Returns 0 or -ENOMEM. */
+int pst_buf_printf(pst_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Pointer to the first unconsumed byte. */
+static inline char *pst_buf_head(const pst_buf_t *b) { return b->data + b->off; }
+
+/* Marks n bytes at the front consumed; releases the memory when it empties,
+ * so an idle connection holds no buffer. */
+void pst_buf_consume(pst_buf_t *b, size_t n);
+
+/* Frees the memory; the buffer is empty and reusable afterwards. */
+void pst_buf_free(pst_buf_t *b);
+
+#endif

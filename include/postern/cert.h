@@ -1,0 +1,43 @@
+/* postern: load certificates and check them the way a strict client would. */
+#ifndef POSTERN_CERT_H
+#define POSTERN_CERT_H
+
+#include <stdio.h>
+
+#include "postern/cert-t.h"
+
+/* Loads trust anchors from ca_file (PEM, one or many), or from the system
+ * store (/etc/ssl/certs/ca-certificates.crt) when ca_file is NULL.
+ * Returns 0 and a new store in *out (free with pst_trust_free), or
+ * PST_ECERT with a one-line reason in err ("FILE: problem"), or -ENOMEM. */
+int pst_trust_load(const char *ca_file, pst_trust_t **out, char *err, size_t errlen);
+
+void pst_trust_free(pst_trust_t *trust);
+
+/* Reads the chain file and key file, parses every certificate and checks:
+ * the key matches the leaf; each certificate is signed by the next one;
+ * the chain reaches an anchor of trust without help from a client's cache
+ * (otherwise the missing issuer is named); validity dates against now; a
+ * self-signed leaf; a leaf without names. A leaf expiring within
+ * expiry_warn_days of now is a warning.
+ * Returns 0 when there is no error-level problem, PST_ECERT when there is
+ * at least one (the cert is still returned with its problems, so `postern
+ * -t` can print everything), or -ENOMEM (nothing returned).
+ * In every case but -ENOMEM *out holds a new pst_cert_t owned by the caller
+ * (free with pst_cert_free). trust may be NULL: chain completeness is then
+ * not checked. Messages name the file and say how to fix the problem. */
+int pst_cert_load(const char *cert_path, const char *key_path, const pst_trust_t *trust,
+                  time_t now, unsigned expiry_warn_days, pst_cert_t **out);
+
+void pst_cert_free(pst_cert_t *cert);
+
+/* Returns nonzero when name (any case, no trailing dot) is covered by one of
+ * the certificate's names, with wildcard matching of exactly one label. */
+int pst_cert_covers(const pst_cert_t *cert, const char *name);
+
+/* Prints the `postern -t` summary of one certificate: names (SANs), issuer,
+ * key type and size, not-after with days left, chain length, then each
+ * problem on its own line prefixed "error:" or "warning:". */
+void pst_cert_print(const pst_cert_t *cert, time_t now, FILE *out);
+
+#endif

@@ -1,0 +1,33 @@
+/* postern: error codes and small helpers shared by every module. */
+#ifndef POSTERN_COMMON_H
+#define POSTERN_COMMON_H
+
+#include <errno.h>
+#include <stddef.h>
+
+#define PST_VERSION "0.1.0"
+
+/* Error codes: 0 is success, system errors are -errno, and postern's own
+ * errors sit below -10000 so the two never collide. */
+enum {
+  PST_ECONFIG = -10001,   /* invalid configuration */
+  PST_ECERT = -10002,     /* a certificate or key failed a check */
+  PST_ETLS = -10003,      /* a TLS library call failed */
+  PST_EPROTO = -10004,    /* the peer broke the protocol */
+  PST_ETIMEDOUT = -10005, /* a postern timeout fired */
+  PST_ESHUTDOWN = -10006, /* the process is shutting down */
+  PST_ELIMIT = -10007,    /* a configured limit was reached */
+  PST_EBACKEND = -10008,  /* the backend failed */
+};
+
+/* Returns a static, human-readable description of err (0, -errno, PST_E*). */
+const char *pst_strerror(int err);
+
+#define PST_CONTAINER_OF(ptr, type, field) \
+  ((type *)((char *)(ptr) - offsetof(type, field)))
+
+#define PST_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define PST_UNUSED(x) ((void)(x))
+
+#endif

@@ -1,0 +1,112 @@
+/* postern: configuration types. A pst_config_t is built whole by
+ * pst_config_load() and never changed afterwards: every worker reads it
+ * without locks through the generation that owns it. */
+#ifndef POSTERN_CONFIG_T_H
+#define POSTERN_CONFIG_T_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef enum {
+  PST_LOG_ERROR = 0,
+  PST_LOG_WARN = 1,
+  PST_LOG_INFO = 2,
+  PST_LOG_DEBUG = 3,
+} pst_log_level_t;
+
+typedef enum {
+  PST_MODE_TCP = 0, /* forward the decrypted byte stream */
+  PST_MODE_HTTP = 1 /* reserved for the HTTP issue; rejected by the parser for now */
+} pst_mode_t;
+
+typedef enum {
+  PST_UNKNOWN_SNI_DEFAULT = 0, /* serve the default certificate */
+  PST_UNKNOWN_SNI_REJECT = 1   /* fatal unrecognized_name alert (RFC 6066 3) */
+} pst_unknown_sni_t;
+
+/* Bit set of accepted TLS versions. */
+#define PST_TLS12 0x1u
+#define PST_TLS13 0x2u
+
+/* Where in the YAML file a value was written (1-based, as printed). */
+typedef struct {
+  int line;
+  int column;
+} pst_mark_t;
+
+/* A resolved socket address plus the text the user wrote ("127.0.0.1:8443"). */
+typedef struct {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  char text[128];
+} pst_addr_t;
+
+typedef enum {
+  PST_BACKEND_ADDR = 0,        /* a TCP address */
+  PST_BACKEND_BUILTIN_INFO = 1 /* "builtin:info": postern answers itself */
+} pst_backend_kind_t;
+
+typedef struct {
+  pst_backend_kind_t kind;
+  pst_addr_t addr; /* PST_BACKEND_ADDR only; addr.text holds the text either way */
+  pst_mark_t mark;
+} pst_backend_conf_t;
+
+typedef struct {
+  char *cert; /* path of the chain file: leaf first, then intermediates */
+  char *key;  /* path of the private key */
+  pst_mark_t mark; /* the list item */
+  pst_mark_t cert_mark;
+  pst_mark_t key_mark;
+} pst_cert_conf_t;
+
+typedef struct {
+  char **names; /* lower-cased server names; "*.x" wildcards allowed */
+  size_t n_names;
+  pst_backend_conf_t backend;
+  pst_mark_t mark;
+} pst_route_conf_t;
+
+typedef struct {
+  char *name;
+  pst_addr_t listen;
+  pst_mark_t listen_mark;
+  pst_mode_t mode;
+
+  /* ALPN protocols in server preference order, and the same list in the
+   * wire format of RFC 7301 3.1 (length-prefixed names). */
+  char **alpn;
+  size_t n_alpn;
+  unsigned char *alpn_wire;
+  size_t alpn_wire_len;
+
+  unsigned versions; /* PST_TLS12 | PST_TLS13; default PST_TLS13 */
+  pst_cert_conf_t *certs;
+  size_t n_certs;
+  char *default_certificate; /* NULL: the first certificate */
+  pst_mark_t default_certificate_mark;
+  pst_unknown_sni_t unknown_sni;
+  char *ca_file; /* NULL: the system store */
+  pst_mark_t ca_file_mark;
+
+  pst_backend_conf_t backend;
+  pst_route_conf_t *routes;
+  size_t n_routes;
+
+  uint64_t handshake_timeout_ms;       /* default 10s */
+  uint64_t idle_timeout_ms;            /* default 60s */
+  uint64_t backend_connect_timeout_ms; /* default 5s */
+  unsigned max_connections;            /* per worker; default 10000 */
+  pst_mark_t mark; /* the list item */
+} pst_listener_conf_t;
+
+typedef struct {
+  char *path;        /* the file it was read from */
+  unsigned workers;  /* resolved: "auto" became the number of cores */
+  pst_log_level_t log_level;      /* default info */
+  uint64_t shutdown_timeout_ms;   /* default 10s */
+  pst_listener_conf_t *listeners;
+  size_t n_listeners;
+} pst_config_t;
+
+#endif

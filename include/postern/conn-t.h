@@ -1,0 +1,69 @@
+/* postern: connection types. */
+#ifndef POSTERN_CONN_T_H
+#define POSTERN_CONN_T_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "postern/buf.h"
+#include "postern/info.h"
+#include "postern/worker-t.h"
+
+typedef enum {
+  PST_CONN_HANDSHAKE = 0,  /* TLS handshake running: client bytes feed wolfSSL_accept */
+  PST_CONN_CONNECTING = 1, /* handshake done, backend connect in flight: client not read */
+  PST_CONN_OPEN = 2,       /* relaying both ways, or builtin:info answering */
+  PST_CONN_CLOSING = 3,    /* pst_conn_close ran: flushing, then waiting for close callbacks */
+} pst_conn_state_t;
+
+/* One TCP side of a connection. */
+typedef struct {
+  uv_tcp_t tcp;
+  uv_shutdown_t shutdown_req;
+  unsigned open : 1;    /* handle initialised: must be closed */
+  unsigned reading : 1; /* uv_read_start is in effect */
+  unsigned eof : 1;     /* the peer has finished sending (FIN, or close_notify) */
+  unsigned shut : 1;    /* postern has finished sending (shutdown requested) */
+  unsigned shut_done : 1; /* ... and the shutdown completed */
+  uint64_t bytes;       /* application bytes received from this side */
+} pst_side_t;
+
+struct pst_conn_s {
+  pst_conn_t *prev, *next; /* the worker's list */
+  pst_worker_t *worker;
+  pst_wlistener_t *wl;
+  pst_gen_t *gen; /* the generation accepted under (one reference) */
+  const pst_gen_listener_t *gl;
+  uint64_t id;
+  pst_conn_state_t state;
+  pst_side_t client;
+  pst_side_t backend;
+  uv_timer_t timer; /* handshake, connect, idle or close deadline */
+  uv_connect_t connect_req;
+  int handles;      /* handles whose close callback has not run yet */
+  WOLFSSL *ssl;
+  /* Ciphertext from the client not yet taken by wolfSSL: a view on the read
+   * slab while a read is processed, kept in cin when left over. */
+  const char *in_ptr;
+  size_t in_len;
+  int in_is_cin;
+  pst_buf_t cin;
+  pst_buf_t cout; /* ciphertext wolfSSL produced, not yet handed to the socket */
+  pst_info_t *info; /* builtin:info responder, or NULL */
+  const pst_backend_conf_t *backend_conf;
+  uint64_t t_start_ns;   /* accept time (uv_hrtime) */
+  double handshake_ms;
+  uint64_t t_last_ms;    /* loop time of the last read, for the idle timeout */
+  int client_paused;     /* not reading the client: the backend has too much unsent */
+  int client_failed;     /* the client socket failed: nothing more can be sent to it */
+  int err;               /* why it closed */
+  const char *reason;
+  char peer[80];
+  char sni[256];
+  char why[160];         /* storage for a reason built at run time */
+};
+
+#endif

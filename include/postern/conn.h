@@ -1,0 +1,56 @@
+/* postern: one proxied connection: the TLS client side, the backend side,
+ * and the one path that closes both. */
+#ifndef POSTERN_CONN_H
+#define POSTERN_CONN_H
+
+#include "postern/worker-t.h"
+
+/* Accepts a pending connection from wl and starts its TLS handshake.
+ * Returns 0, or a negative error after which nothing was created (the
+ * pending socket is accepted and closed so the listener goes on). */
+int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl);
+
+/* Closes conn: err 0 for a normal end, or why it ended. The only way a
+ * connection ends; safe to call more than once and from any callback. When
+ * the handshake is complete and the client side healthy, a close_notify and
+ * pending bytes are flushed to the client first (bounded by a short timer).
+ * Memory is freed once every handle's close callback has run. */
+void pst_conn_close(pst_conn_t *conn, int err, const char *reason);
+
+/* Like pst_conn_close, for a failure of the client socket itself: nothing
+ * is flushed to it. */
+void pst_conn_client_failed(pst_conn_t *conn, int err, const char *reason);
+
+/* The functions below are shared by conn.c and relay.c only. */
+#include "postern/conn-t.h"
+
+/* Writes len bytes to s: at once when the socket takes them, else copied
+ * into a write request. Returns 0 or a negative libuv error. */
+int pst_conn_write(pst_conn_t *conn, uv_stream_t *s, const char *data, size_t len);
+
+/* Hands the ciphertext wolfSSL produced to the client socket. Returns 0 or a
+ * negative libuv error (the caller closes). */
+int pst_conn_flush_client(pst_conn_t *conn);
+
+/* Starts (on != 0) or stops reading the client. Returns 0 or a libuv error. */
+int pst_conn_read_client(pst_conn_t *conn, int on);
+
+/* Runs the handshake and relays what the client sent, then keeps leftover
+ * ciphertext and flushes output. May close the connection. */
+void pst_conn_pump(pst_conn_t *conn);
+
+/* Continues wolfSSL_accept; on completion records SNI and handshake time and
+ * calls pst_relay_start. May close the connection. */
+void pst_conn_handshake(pst_conn_t *conn);
+
+/* Changes state, asserting the move is legal, and arms the state's timer. */
+void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
+
+/* Closes every handle now (the last close callback frees conn). */
+void pst_conn_close_handles(pst_conn_t *conn);
+
+/* libuv callbacks shared with relay.c. */
+void pst_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void pst_conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+#endif

@@ -1,0 +1,35 @@
+/* postern: build, check, share and free configuration generations. */
+#ifndef POSTERN_GEN_H
+#define POSTERN_GEN_H
+
+#include <stdio.h>
+#include <time.h>
+
+#include "postern/gen-t.h"
+
+/* Days before a leaf's expiry from which it is reported as a warning. */
+#define PST_EXPIRY_WARN_DAYS 21
+
+/* Builds a generation from cfg, which it takes over in every case (freed on
+ * failure). Loads and checks every certificate (pst_cert_load), resolves
+ * default_certificate and routes, and creates the TLS contexts.
+ * report: when not NULL (`postern -t`), each certificate's summary and
+ * problems are printed there; otherwise problems are logged.
+ * Returns 0 and *out (one reference, owned by the caller), PST_ECERT when a
+ * certificate has an error, PST_ECONFIG when the config refers to something
+ * that does not exist (a default_certificate no certificate covers), PST_ETLS
+ * or -ENOMEM. *n_errors, when not NULL, receives the number of errors. */
+int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report,
+                  pst_gen_t **out, unsigned *n_errors);
+
+/* Takes one more reference. Returns gen. Thread-safe. */
+pst_gen_t *pst_gen_ref(pst_gen_t *gen);
+
+/* Drops one reference; the last one frees the generation. NULL allowed. */
+void pst_gen_unref(pst_gen_t *gen);
+
+/* The backend for a connection of listener gl that asked for server name
+ * sni (NULL when none): the route matching the name, else the listener's. */
+const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni);
+
+#endif

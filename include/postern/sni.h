@@ -1,0 +1,29 @@
+/* postern: server-name lookup tables, used for certificate selection (SNI,
+ * RFC 6066 3) and for routes. Exact names win over wildcards; "*.a.b"
+ * matches exactly one extra label ("x.a.b", not "a.b" nor "y.x.a.b");
+ * comparisons ignore ASCII case and one trailing dot. */
+#ifndef POSTERN_SNI_H
+#define POSTERN_SNI_H
+
+#include <stddef.h>
+
+typedef struct pst_sni_map_s pst_sni_map_t;
+
+/* Returns a new empty map, or NULL when out of memory. */
+pst_sni_map_t *pst_sni_map_new(void);
+
+/* Adds name -> value (value >= 0). A name already in the map keeps its first
+ * value and the call returns 1 (so callers can warn about the duplicate).
+ * Returns 0 when added, 1 for a duplicate, PST_ECONFIG for a malformed name
+ * (empty, a '*' anywhere but as the whole first label, "*" alone), -ENOMEM. */
+int pst_sni_map_add(pst_sni_map_t *map, const char *name, int value);
+
+/* Looks up a server name of len bytes (not NUL-terminated). Returns the value
+ * of the exact entry, else of the wildcard entry matching it, else -1. Safe
+ * to call from many threads at once once the map is no longer modified. */
+int pst_sni_map_lookup(const pst_sni_map_t *map, const char *name, size_t len);
+
+/* Frees the map. NULL is allowed. */
+void pst_sni_map_free(pst_sni_map_t *map);
+
+#endif

@@ -1,0 +1,31 @@
+/* postern: wolfSSL contexts and the callbacks of the handshake. */
+#ifndef POSTERN_TLS_H
+#define POSTERN_TLS_H
+
+#include <stddef.h>
+
+#include "postern/gen-t.h"
+
+/* Initialises wolfSSL once per process. Returns 0 or PST_ETLS. */
+int pst_tls_global_init(void);
+
+/* Releases wolfSSL's global state at exit. */
+void pst_tls_global_cleanup(void);
+
+/* Creates gl->ctx and gl->cert_ctx from gl->conf and gl->certs (loaded and
+ * checked before), with gl->default_cert set. Returns 0, or PST_ETLS with a
+ * one-line reason in err. On failure, what was created is left in gl for
+ * pst_tls_listener_free. */
+int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen);
+
+/* Frees the contexts of gl (NULL members allowed). */
+void pst_tls_listener_free(pst_gen_listener_t *gl);
+
+/* Index into gl->certs of the certificate the connection was served, read
+ * from the WOLFSSL object (set by the SNI callback). */
+int pst_tls_cert_index(const pst_gen_listener_t *gl, WOLFSSL *ssl);
+
+/* Name of the key-exchange group negotiated ("X25519", "P-256"), or "". */
+const char *pst_tls_group_name(WOLFSSL *ssl);
+
+#endif

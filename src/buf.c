@@ -1,0 +1,67 @@
+/* postern: growable byte buffer. */
+#include "postern/buf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int buf_reserve(pst_buf_t *b, size_t n) {
+  if (b->off + b->len + n <= b->cap) return 0;
+  /* Reuse the consumed front before growing. */
+  if (b->off > 0) {
+    memmove(b->data, b->data + b->off, b->len);
+    b->off = 0;
+    if (b->len + n <= b->cap) return 0;
+  }
+  size_t cap = b->cap ? b->cap : 1024;
+  while (cap < b->len + n) {
+    if (cap > ((size_t)-1) / 2) return -ENOMEM;
+    cap *= 2;
+  }
+  char *p = realloc(b->data, cap);
+  if (p == NULL) return -ENOMEM;
+  b->data = p;
+  b->cap = cap;
+  return 0;
+}
+
+int pst_buf_append(pst_buf_t *b, const void *p, size_t n) {
+  if (n == 0) return 0;
+  int rc = buf_reserve(b, n);
+  if (rc != 0) return rc;
+  memcpy(b->data + b->off + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+int pst_buf_printf(pst_buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) return -EINVAL;
+  int rc = buf_reserve(b, (size_t)n + 1);
+  if (rc != 0) return rc;
+  va_start(ap, fmt);
+  vsnprintf(b->data + b->off + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return 0;
+}
+
+void pst_buf_consume(pst_buf_t *b, size_t n) {
+  if (n >= b->len) {
+    pst_buf_free(b);
+    return;
+  }
+  b->off += n;
+  b->len -= n;
+}
+
+void pst_buf_free(pst_buf_t *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->off = b->cap = 0;
+}

@@ -1,0 +1,449 @@
+/* postern: a connection's life: accept, TLS handshake, timers, writes and
+ * the one close path. Relaying bytes once the handshake is done is in
+ * relay.c. */
+#include "postern/conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "postern/common.h"
+#include "postern/conn-t.h"
+#include "postern/gen.h"
+#include "postern/log.h"
+#include "postern/relay.h"
+#include "postern/tls.h"
+#include "postern/worker.h"
+
+/* How long a closing connection may take to flush its close_notify. */
+#define CONN_LINGER_MS 1000
+
+typedef struct {
+  uv_write_t req;
+  pst_conn_t *conn;
+  size_t len;
+  char data[];
+} conn_wreq_t;
+
+static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
+
+/* ---- wolfSSL I/O: no sockets, only the connection's buffers ---- */
+
+static int conn_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  pst_conn_t *conn = ctx;
+  if (conn->in_len == 0) {
+    return conn->client.eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+  }
+  size_t n = (size_t)sz < conn->in_len ? (size_t)sz : conn->in_len;
+  memcpy(buf, conn->in_ptr, n);
+  conn->in_ptr += n;
+  conn->in_len -= n;
+  return (int)n;
+}
+
+/* Everything wolfSSL sends is queued in cout and written by
+ * pst_conn_flush_client, so one pump step makes one write(2). The queue is
+ * bounded by backpressure: the backend is not read while the client's
+ * socket has too much unsent. */
+static int conn_tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  pst_conn_t *conn = ctx;
+  if (pst_buf_append(&conn->cout, buf, (size_t)sz) != 0) return WOLFSSL_CBIO_ERR_GENERAL;
+  return sz;
+}
+
+/* ---- writes ---- */
+
+static void conn_on_write(uv_write_t *req, int status) {
+  conn_wreq_t *w = PST_CONTAINER_OF(req, conn_wreq_t, req);
+  pst_conn_t *conn = w->conn;
+  uv_stream_t *s = req->handle;
+  free(w);
+  if (conn->state == PST_CONN_CLOSING) return;
+  if (status < 0) {
+    if (s == (uv_stream_t *)&conn->client.tcp) {
+      pst_conn_client_failed(conn, status, "client write failed");
+    } else {
+      pst_conn_close(conn, status, "backend write failed");
+    }
+    return;
+  }
+  pst_relay_on_drain(conn, s);
+}
+
+int pst_conn_write(pst_conn_t *conn, uv_stream_t *s, const char *data, size_t len) {
+  if (len == 0) return 0;
+  if (uv_stream_get_write_queue_size(s) == 0) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write(s, &b, 1);
+    if (n == (int)len) return 0;
+    if (n < 0 && n != UV_EAGAIN) return n;
+    if (n > 0) {
+      data += n;
+      len -= (size_t)n;
+    }
+  }
+  conn_wreq_t *w = malloc(sizeof(*w) + len);
+  if (w == NULL) return -ENOMEM;
+  w->conn = conn;
+  w->len = len;
+  memcpy(w->data, data, len);
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+  int rc = uv_write(&w->req, s, &b, 1, conn_on_write);
+  if (rc != 0) free(w);
+  return rc;
+}
+
+int pst_conn_flush_client(pst_conn_t *conn) {
+  if (conn->cout.len == 0 || !conn->client.open) return 0;
+  int rc = pst_conn_write(conn, (uv_stream_t *)&conn->client.tcp, pst_buf_head(&conn->cout),
+                          conn->cout.len);
+  pst_buf_consume(&conn->cout, conn->cout.len);
+  return rc;
+}
+
+/* ---- reading the client ---- */
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  pst_worker_t *worker = h->loop->data;
+  *buf = uv_buf_init(worker->slab, PST_READ_SLAB);
+}
+
+void pst_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn_alloc(h, suggested, buf);
+}
+
+/* Keeps the ciphertext wolfSSL did not take (it stopped because the backend
+ * is slow, or the state does not read yet) for the next pump. */
+static int conn_keep_input(pst_conn_t *conn) {
+  if (conn->in_is_cin) {
+    pst_buf_consume(&conn->cin, conn->cin.len - conn->in_len);
+  } else if (conn->in_len > 0) {
+    if (pst_buf_append(&conn->cin, conn->in_ptr, conn->in_len) != 0) return -ENOMEM;
+  }
+  conn->in_ptr = pst_buf_head(&conn->cin);
+  conn->in_len = conn->cin.len;
+  conn->in_is_cin = 1;
+  return 0;
+}
+
+int pst_conn_read_client(pst_conn_t *conn, int on) {
+  if (!conn->client.open || conn->client.eof || conn->client.reading == (unsigned)!!on) return 0;
+  conn->client.reading = !!on;
+  if (on) return uv_read_start((uv_stream_t *)&conn->client.tcp, conn_alloc, pst_conn_on_client_read);
+  return uv_read_stop((uv_stream_t *)&conn->client.tcp);
+}
+
+void pst_conn_pump(pst_conn_t *conn) {
+  if (conn->state == PST_CONN_HANDSHAKE) pst_conn_handshake(conn);
+  if (conn->state == PST_CONN_OPEN) pst_relay_from_client(conn);
+  if (conn->state == PST_CONN_CLOSING) return;
+  if (conn_keep_input(conn) != 0) {
+    pst_conn_close(conn, -ENOMEM, "out of memory");
+    return;
+  }
+  int rc = pst_conn_flush_client(conn);
+  if (rc != 0) pst_conn_client_failed(conn, rc, "client write failed");
+}
+
+void pst_conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  pst_conn_t *conn = PST_CONTAINER_OF(s, pst_conn_t, client.tcp);
+  if (nread == 0 || conn->state == PST_CONN_CLOSING) return;
+  conn->t_last_ms = uv_now(s->loop);
+  if (nread < 0) {
+    if (nread != UV_EOF) {
+      pst_conn_client_failed(conn, (int)nread, "client read failed");
+      return;
+    }
+    /* TCP FIN: wolfSSL sees it as a closed connection once the bytes
+     * already received are consumed. */
+    conn->client.eof = 1;
+    conn->client.reading = 0;
+    uv_read_stop(s);
+  } else if (conn->cin.len > 0) {
+    if (pst_buf_append(&conn->cin, buf->base, (size_t)nread) != 0) {
+      pst_conn_close(conn, -ENOMEM, "out of memory");
+      return;
+    }
+    conn->in_ptr = pst_buf_head(&conn->cin);
+    conn->in_len = conn->cin.len;
+    conn->in_is_cin = 1;
+  } else {
+    conn->in_ptr = buf->base;
+    conn->in_len = (size_t)nread;
+    conn->in_is_cin = 0;
+  }
+  pst_conn_pump(conn);
+}
+
+/* ---- handshake ---- */
+
+static const char *conn_tls_error(WOLFSSL *ssl, int rc, char *buf, size_t len) {
+  int e = wolfSSL_get_error(ssl, rc);
+  wolfSSL_ERR_error_string_n((unsigned long)e, buf, len);
+  return buf;
+}
+
+void pst_conn_handshake(pst_conn_t *conn) {
+  int rc = wolfSSL_accept(conn->ssl);
+  if (rc != WOLFSSL_SUCCESS) {
+    int e = wolfSSL_get_error(conn->ssl, rc);
+    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+      if (conn->client.eof) pst_conn_close(conn, PST_EPROTO, "client closed during handshake");
+      return;
+    }
+    char msg[128];
+    snprintf(conn->why, sizeof(conn->why), "handshake failed: %s",
+             conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
+    /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
+    pst_conn_flush_client(conn);
+    pst_conn_close(conn, PST_ETLS, conn->why);
+    return;
+  }
+  conn->handshake_ms = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
+  void *name = NULL;
+  unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
+  if (n > 0 && name != NULL) {
+    if (n >= sizeof(conn->sni)) n = sizeof(conn->sni) - 1;
+    for (unsigned short i = 0; i < n; i++) {
+      char c = ((const char *)name)[i];
+      conn->sni[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    conn->sni[n] = '\0';
+  }
+  pst_relay_start(conn);
+}
+
+/* ---- timers ---- */
+
+static void conn_on_timer(uv_timer_t *t) {
+  pst_conn_t *conn = PST_CONTAINER_OF(t, pst_conn_t, timer);
+  const pst_listener_conf_t *lc = conn->gl->conf;
+  switch (conn->state) {
+    case PST_CONN_HANDSHAKE:
+      pst_conn_close(conn, PST_ETIMEDOUT, "handshake timeout");
+      return;
+    case PST_CONN_CONNECTING:
+      pst_conn_close(conn, PST_ETIMEDOUT, "backend connect timeout");
+      return;
+    case PST_CONN_OPEN: {
+      /* The idle deadline moves with every read; re-arm for what is left
+       * rather than restarting the timer on each read. */
+      uint64_t idle = uv_now(t->loop) - conn->t_last_ms;
+      if (idle >= lc->idle_timeout_ms) {
+        pst_conn_close(conn, PST_ETIMEDOUT, "idle timeout");
+        return;
+      }
+      conn_arm_timer(conn, lc->idle_timeout_ms - idle);
+      return;
+    }
+    case PST_CONN_CLOSING:
+      /* The close_notify flush took too long: close without it. */
+      pst_conn_close_handles(conn);
+      return;
+  }
+}
+
+static void conn_arm_timer(pst_conn_t *conn, uint64_t ms) {
+  uv_timer_start(&conn->timer, conn_on_timer, ms, 0);
+}
+
+void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
+  const pst_listener_conf_t *lc = conn->gl->conf;
+  /* Legal moves only: HANDSHAKE -> CONNECTING|OPEN -> OPEN -> CLOSING. */
+  if (state <= conn->state && !(state == PST_CONN_OPEN && conn->state == PST_CONN_OPEN)) {
+    pst_log_error("conn %llu: illegal state change %d -> %d", (unsigned long long)conn->id,
+                  conn->state, state);
+    abort();
+  }
+  conn->state = state;
+  switch (state) {
+    case PST_CONN_CONNECTING: conn_arm_timer(conn, lc->backend_connect_timeout_ms); break;
+    case PST_CONN_OPEN:
+      conn->t_last_ms = uv_now(conn->timer.loop);
+      conn_arm_timer(conn, lc->idle_timeout_ms);
+      break;
+    case PST_CONN_CLOSING: conn_arm_timer(conn, CONN_LINGER_MS); break;
+    case PST_CONN_HANDSHAKE: break;
+  }
+}
+
+/* ---- accept ---- */
+
+static void conn_peer_name(pst_conn_t *conn) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  char host[48] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(&conn->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      snprintf(conn->peer, sizeof(conn->peer), "[%s]:%d", host, port);
+      return;
+    }
+    uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  }
+  snprintf(conn->peer, sizeof(conn->peer), "%s:%d", host, port);
+}
+
+static void conn_on_reject_close(uv_handle_t *h) { free(h); }
+
+/* Accepts and closes at once: used when a connection cannot be set up, so
+ * that the listener does not stall on a socket nobody takes. */
+static void conn_reject(pst_wlistener_t *wl) {
+  uv_tcp_t *t = malloc(sizeof(*t));
+  if (t == NULL) return;
+  uv_tcp_init(&wl->worker->loop, t);
+  uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)t);
+  uv_close((uv_handle_t *)t, conn_on_reject_close);
+}
+
+int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
+  pst_conn_t *conn = calloc(1, sizeof(*conn));
+  if (conn == NULL) {
+    conn_reject(wl);
+    return -ENOMEM;
+  }
+  conn->worker = worker;
+  conn->wl = wl;
+  conn->gen = pst_gen_ref(worker->gen);
+  conn->gl = &conn->gen->listeners[wl->index];
+  conn->id = ++worker->next_conn_id;
+  conn->t_start_ns = uv_hrtime();
+  conn->reason = "";
+  uv_tcp_init(&worker->loop, &conn->client.tcp);
+  conn->client.open = 1;
+  uv_timer_init(&worker->loop, &conn->timer);
+  conn->handles = 2;
+  /* Linked before anything can fail, so the close path finds it. */
+  conn->next = worker->conns;
+  if (worker->conns != NULL) worker->conns->prev = conn;
+  worker->conns = conn;
+  worker->n_conns++;
+  wl->n_conns++;
+
+  int rc = uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)&conn->client.tcp);
+  if (rc != 0) {
+    pst_conn_close(conn, rc, "accept failed");
+    return rc;
+  }
+  conn_peer_name(conn);
+  uv_tcp_nodelay(&conn->client.tcp, 1);
+  conn->ssl = wolfSSL_new(conn->gl->ctx);
+  if (conn->ssl == NULL) {
+    pst_conn_close(conn, -ENOMEM, "cannot create TLS session");
+    return -ENOMEM;
+  }
+  wolfSSL_SSLSetIORecv(conn->ssl, conn_tls_recv);
+  wolfSSL_SSLSetIOSend(conn->ssl, conn_tls_send);
+  wolfSSL_SetIOReadCtx(conn->ssl, conn);
+  wolfSSL_SetIOWriteCtx(conn->ssl, conn);
+  wolfSSL_set_ex_data(conn->ssl, 0, conn);
+  conn_arm_timer(conn, conn->gl->conf->handshake_timeout_ms);
+  rc = pst_conn_read_client(conn, 1);
+  if (rc != 0) {
+    pst_conn_close(conn, rc, "client read failed");
+    return rc;
+  }
+  return 0;
+}
+
+/* ---- close ---- */
+
+static void conn_log(pst_conn_t *conn) {
+  if (!pst_log_enabled(PST_LOG_INFO)) return;
+  const char *alpn = "-", *version = "-", *cipher = "-";
+  char alpn_buf[64];
+  if (conn->ssl != NULL && conn->handshake_ms > 0) {
+    char *p = NULL;
+    unsigned short plen = 0;
+    if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
+      snprintf(alpn_buf, sizeof(alpn_buf), "%.*s", (int)plen, p);
+      alpn = alpn_buf;
+    }
+    version = wolfSSL_get_version(conn->ssl);
+    cipher = wolfSSL_get_cipher_name(conn->ssl);
+  }
+  double dur = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
+  pst_log_info("conn %llu client=%s listener=%s sni=%s alpn=%s version=%s cipher=%s "
+               "handshake_ms=%.2f backend=%s bytes_in=%llu bytes_out=%llu duration_ms=%.1f "
+               "close=%s%s%s",
+               (unsigned long long)conn->id, conn->peer, conn->gl->conf->name,
+               conn->sni[0] ? conn->sni : "-", alpn, version ? version : "-",
+               cipher ? cipher : "-", conn->handshake_ms,
+               conn->backend_conf ? conn->backend_conf->addr.text : "-",
+               (unsigned long long)conn->client.bytes, (unsigned long long)conn->backend.bytes,
+               dur, conn->err == 0 ? "ok" : conn->reason,
+               conn->err == 0 || conn->reason[0] == 0 ? "" : ": ",
+               conn->err == 0 ? "" : pst_strerror(conn->err));
+}
+
+static void conn_free(pst_conn_t *conn) {
+  pst_worker_t *worker = conn->worker;
+  if (conn->prev != NULL) conn->prev->next = conn->next;
+  else worker->conns = conn->next;
+  if (conn->next != NULL) conn->next->prev = conn->prev;
+  if (conn->ssl != NULL) wolfSSL_free(conn->ssl);
+  pst_info_free(conn->info);
+  pst_buf_free(&conn->cin);
+  pst_buf_free(&conn->cout);
+  pst_gen_unref(conn->gen);
+  pst_wlistener_t *wl = conn->wl;
+  free(conn);
+  pst_worker_conn_gone(worker, wl, NULL);
+}
+
+static void conn_on_handle_close(uv_handle_t *h) {
+  pst_conn_t *conn = h->data;
+  if (--conn->handles == 0) conn_free(conn);
+}
+
+static void conn_close_handle(pst_conn_t *conn, uv_handle_t *h) {
+  if (uv_is_closing(h)) return;
+  h->data = conn;
+  uv_close(h, conn_on_handle_close);
+}
+
+void pst_conn_close_handles(pst_conn_t *conn) {
+  conn_close_handle(conn, (uv_handle_t *)&conn->client.tcp);
+  if (conn->backend.open) conn_close_handle(conn, (uv_handle_t *)&conn->backend.tcp);
+  conn_close_handle(conn, (uv_handle_t *)&conn->timer);
+}
+
+static void conn_on_final_shutdown(uv_shutdown_t *req, int status) {
+  pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, client.shutdown_req);
+  pst_conn_close_handles(conn);
+}
+
+void pst_conn_client_failed(pst_conn_t *conn, int err, const char *reason) {
+  conn->client_failed = 1;
+  pst_conn_close(conn, err, reason);
+}
+
+void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
+  if (conn->state == PST_CONN_CLOSING) return;
+  int healthy = conn->client.open && conn->ssl != NULL && conn->handshake_ms > 0 &&
+                !conn->client_failed && err != PST_ETLS;
+  conn->err = err;
+  conn->reason = reason ? reason : "";
+  conn_log(conn);
+  pst_conn_set_state(conn, PST_CONN_CLOSING);
+  if (conn->backend.open) {
+    uv_read_stop((uv_stream_t *)&conn->backend.tcp);
+    conn_close_handle(conn, (uv_handle_t *)&conn->backend.tcp);
+  }
+  if (conn->client.open) uv_read_stop((uv_stream_t *)&conn->client.tcp);
+  /* RFC 8446 6.1: end with close_notify when the client can still hear it;
+   * the shutdown callback runs once queued bytes are written. */
+  if (healthy && !conn->client.shut) {
+    conn->client.shut = 1;
+    wolfSSL_shutdown(conn->ssl);
+    if (pst_conn_flush_client(conn) == 0 &&
+        uv_shutdown(&conn->client.shutdown_req, (uv_stream_t *)&conn->client.tcp,
+                    conn_on_final_shutdown) == 0) {
+      return; /* the linger timer bounds the wait */
+    }
+  }
+  pst_conn_close_handles(conn);
+}

@@ -1,0 +1,240 @@
+/* postern: configuration generations. A generation is built whole (every
+ * certificate loaded and checked, every TLS context made) before anything
+ * uses it, so a broken configuration is refused before it serves anyone. */
+#include "postern/gen.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "postern/cert.h"
+#include "postern/common.h"
+#include "postern/config.h"
+#include "postern/log.h"
+#include "postern/tls.h"
+
+typedef struct {
+  FILE *report; /* `postern -t` output, or NULL to log */
+  unsigned errors;
+  const char *file;
+} gen_ctx_t;
+
+static void gen_problem(gen_ctx_t *g, pst_problem_severity_t sev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void gen_problem(gen_ctx_t *g, pst_problem_severity_t sev, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (sev == PST_PROBLEM_ERROR) g->errors++;
+  if (g->report != NULL) {
+    fprintf(g->report, "%s: %s\n", sev == PST_PROBLEM_ERROR ? "error" : "warning", msg);
+  } else if (sev == PST_PROBLEM_ERROR) {
+    pst_log_error("%s", msg);
+  } else {
+    pst_log_warn("%s", msg);
+  }
+}
+
+/* Logs (or prints) what pst_cert_load found. */
+static void gen_report_cert(gen_ctx_t *g, const pst_cert_t *cert, time_t now) {
+  if (g->report != NULL) {
+    pst_cert_print(cert, now, g->report);
+    fputc('\n', g->report);
+    g->errors += (unsigned)cert->n_errors;
+    return;
+  }
+  for (size_t i = 0; i < cert->n_problems; i++) {
+    const pst_problem_t *p = &cert->problems[i];
+    if (p->severity == PST_PROBLEM_ERROR) {
+      pst_log_error("%s", p->msg);
+      g->errors++;
+    } else {
+      pst_log_warn("%s", p->msg);
+    }
+  }
+}
+
+static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
+  const pst_listener_conf_t *lc = gl->conf;
+  char err[512];
+  pst_trust_t *trust = NULL;
+  int rc = pst_trust_load(lc->ca_file, &trust, err, sizeof(err));
+  if (rc == -ENOMEM) return rc;
+  if (rc != 0) {
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%s].tls.ca_file: %s", g->file,
+                lc->ca_file_mark.line, lc->ca_file_mark.column, lc->name, err);
+    return 0;
+  }
+  gl->certs = calloc(lc->n_certs, sizeof(*gl->certs));
+  if (gl->certs == NULL) {
+    pst_trust_free(trust);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < lc->n_certs; i++) {
+    rc = pst_cert_load(lc->certs[i].cert, lc->certs[i].key, trust, now, PST_EXPIRY_WARN_DAYS,
+                       &gl->certs[i]);
+    if (rc == -ENOMEM) break;
+    gl->n_certs++;
+    gen_report_cert(g, gl->certs[i], now);
+    rc = 0;
+  }
+  pst_trust_free(trust);
+  return rc;
+}
+
+/* Certificate selection: every name of every certificate, first one wins. */
+static int gen_sni_map(gen_ctx_t *g, pst_gen_listener_t *gl) {
+  const pst_listener_conf_t *lc = gl->conf;
+  gl->sni = pst_sni_map_new();
+  if (gl->sni == NULL) return -ENOMEM;
+  for (size_t i = 0; i < gl->n_certs; i++) {
+    const pst_cert_t *c = gl->certs[i];
+    for (size_t j = 0; j < c->n_names; j++) {
+      int rc = pst_sni_map_add(gl->sni, c->names[j], (int)i);
+      if (rc == -ENOMEM) return rc;
+      if (rc == 1) {
+        gen_problem(g, PST_PROBLEM_WARNING,
+                    "%s:%d:%d: listeners[%s].tls.certificates[%zu]: name %s is also in an "
+                    "earlier certificate, which is the one served for it",
+                    g->file, lc->certs[i].mark.line, lc->certs[i].mark.column, lc->name, i,
+                    c->names[j]);
+      }
+    }
+  }
+  gl->default_cert = 0;
+  if (lc->default_certificate == NULL) return 0;
+  for (size_t i = 0; i < gl->n_certs; i++) {
+    if (pst_cert_covers(gl->certs[i], lc->default_certificate)) {
+      gl->default_cert = (int)i;
+      return 0;
+    }
+  }
+  gen_problem(g, PST_PROBLEM_ERROR,
+              "%s:%d:%d: listeners[%s].tls.default_certificate: no certificate covers \"%s\"; "
+              "expected a name of one of the listed certificates",
+              g->file, lc->default_certificate_mark.line, lc->default_certificate_mark.column,
+              lc->name, lc->default_certificate);
+  return 0;
+}
+
+/* Routes pick a backend by server name. A route name that no certificate
+ * covers would be served the default certificate, which the client rejects
+ * as a hostname mismatch: warn now rather than let users find out. */
+static int gen_routes(gen_ctx_t *g, pst_gen_listener_t *gl) {
+  const pst_listener_conf_t *lc = gl->conf;
+  if (lc->n_routes == 0) return 0;
+  gl->routes = pst_sni_map_new();
+  if (gl->routes == NULL) return -ENOMEM;
+  for (size_t i = 0; i < lc->n_routes; i++) {
+    const pst_route_conf_t *r = &lc->routes[i];
+    for (size_t j = 0; j < r->n_names; j++) {
+      int rc = pst_sni_map_add(gl->routes, r->names[j], (int)i);
+      if (rc == -ENOMEM) return rc;
+      if (rc == 1) {
+        gen_problem(g, PST_PROBLEM_WARNING,
+                    "%s:%d:%d: listeners[%s].routes[%zu]: name %s is already routed by an "
+                    "earlier route, which wins",
+                    g->file, r->mark.line, r->mark.column, lc->name, i, r->names[j]);
+      }
+      const char *probe = r->names[j];
+      char sample[300];
+      if (probe[0] == '*') { /* a name the wildcard stands for */
+        snprintf(sample, sizeof(sample), "x%s", probe + 1);
+        probe = sample;
+      }
+      if (pst_sni_map_lookup(gl->sni, probe, strlen(probe)) < 0) {
+        gen_problem(g, PST_PROBLEM_WARNING,
+                    "%s:%d:%d: listeners[%s].routes[%zu]: no certificate covers %s: clients "
+                    "will get the default certificate and report a hostname mismatch; add a "
+                    "certificate for it",
+                    g->file, r->mark.line, r->mark.column, lc->name, i, r->names[j]);
+      }
+    }
+  }
+  return 0;
+}
+
+static void gen_free(pst_gen_t *gen) {
+  if (gen == NULL) return;
+  if (gen->listeners != NULL) {
+    for (size_t i = 0; i < gen->cfg->n_listeners; i++) {
+      pst_gen_listener_t *gl = &gen->listeners[i];
+      pst_tls_listener_free(gl);
+      for (size_t j = 0; j < gl->n_certs; j++) pst_cert_free(gl->certs[j]);
+      free(gl->certs);
+      pst_sni_map_free(gl->sni);
+      pst_sni_map_free(gl->routes);
+    }
+    free(gen->listeners);
+  }
+  pst_config_free(gen->cfg);
+  free(gen);
+}
+
+static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
+  int rc = gen_load_certs(g, gl, now);
+  if (rc != 0 || gl->n_certs == 0) return rc;
+  if ((rc = gen_sni_map(g, gl)) != 0) return rc;
+  if ((rc = gen_routes(g, gl)) != 0) return rc;
+  if (g->errors > 0) return 0; /* no contexts from certificates that failed checks */
+  char err[512];
+  rc = pst_tls_listener_init(gl, err, sizeof(err));
+  if (rc == -ENOMEM) return rc;
+  if (rc != 0) {
+    gen_problem(g, PST_PROBLEM_ERROR, "listener %s: %s", gl->conf->name, err);
+    return 0;
+  }
+  return 0;
+}
+
+int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report,
+                  pst_gen_t **out, unsigned *n_errors) {
+  gen_ctx_t g = {.report = report, .errors = 0, .file = cfg->path};
+  pst_gen_t *gen = calloc(1, sizeof(*gen));
+  if (gen == NULL) {
+    pst_config_free(cfg);
+    return -ENOMEM;
+  }
+  atomic_init(&gen->refs, 1);
+  gen->number = number;
+  gen->cfg = cfg;
+  gen->listeners = calloc(cfg->n_listeners, sizeof(*gen->listeners));
+  if (gen->listeners == NULL) {
+    gen_free(gen);
+    return -ENOMEM;
+  }
+  int rc = 0;
+  for (size_t i = 0; i < cfg->n_listeners && rc == 0; i++) {
+    gen->listeners[i].conf = &cfg->listeners[i];
+    rc = gen_build_listener(&g, &gen->listeners[i], now);
+  }
+  if (n_errors != NULL) *n_errors = g.errors;
+  if (rc == 0 && g.errors > 0) rc = PST_ECERT;
+  if (rc != 0) {
+    gen_free(gen);
+    return rc;
+  }
+  *out = gen;
+  return 0;
+}
+
+pst_gen_t *pst_gen_ref(pst_gen_t *gen) {
+  atomic_fetch_add_explicit(&gen->refs, 1, memory_order_relaxed);
+  return gen;
+}
+
+void pst_gen_unref(pst_gen_t *gen) {
+  if (gen == NULL) return;
+  if (atomic_fetch_sub_explicit(&gen->refs, 1, memory_order_acq_rel) == 1) gen_free(gen);
+}
+
+const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni) {
+  if (gl->routes != NULL && sni != NULL) {
+    int r = pst_sni_map_lookup(gl->routes, sni, strlen(sni));
+    if (r >= 0) return &gl->conf->routes[r].backend;
+  }
+  return &gl->conf->backend;
+}

@@ -1,0 +1,245 @@
+/* postern: command line, signals, and starting the workers. Wiring only. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/version.h>
+
+#include "postern/common.h"
+#include "postern/config.h"
+#include "postern/gen.h"
+#include "postern/log.h"
+#include "postern/tls.h"
+#include "postern/worker.h"
+
+typedef struct {
+  uv_loop_t *loop;
+  pst_gen_t *gen;
+  pst_worker_t *workers;
+  unsigned n_workers;
+  unsigned n_exited;
+  uv_mutex_t lock; /* n_exited: written by workers */
+  uv_async_t exited;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  int stopping;
+} app_t;
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: postern -c FILE        run with the configuration in FILE\n"
+          "       postern -t -c FILE     check FILE and every certificate, then exit 0 or 1\n"
+          "       postern --version      print postern's and wolfSSL's versions\n");
+}
+
+static void print_version(void) {
+  printf("postern %s\n", PST_VERSION);
+  printf("wolfSSL %s\n", wolfSSL_lib_version());
+}
+
+/* `postern -t`: everything a start would check, without binding sockets. */
+static int check_config(pst_config_t *cfg) {
+  const char *path = cfg->path;
+  pst_gen_t *gen = NULL;
+  unsigned errors = 0;
+  printf("configuration %s: %zu listener%s\n\n", path, cfg->n_listeners,
+         cfg->n_listeners == 1 ? "" : "s");
+  int rc = pst_gen_build(cfg, 1, time(NULL), stdout, &gen, &errors);
+  if (rc == 0) {
+    printf("configuration ok\n");
+    pst_gen_unref(gen);
+    return 0;
+  }
+  if (rc == -ENOMEM) fprintf(stderr, "postern: out of memory\n");
+  printf("configuration has %u error%s\n", errors, errors == 1 ? "" : "s");
+  return 1;
+}
+
+static void on_handle_close(uv_handle_t *h) { PST_UNUSED(h); }
+
+static void app_on_worker_exit(pst_worker_t *worker, void *arg) {
+  app_t *app = arg;
+  PST_UNUSED(worker);
+  uv_mutex_lock(&app->lock);
+  app->n_exited++;
+  uv_mutex_unlock(&app->lock);
+  uv_async_send(&app->exited);
+}
+
+static void app_on_exited(uv_async_t *a) {
+  app_t *app = PST_CONTAINER_OF(a, app_t, exited);
+  uv_mutex_lock(&app->lock);
+  unsigned n = app->n_exited;
+  uv_mutex_unlock(&app->lock);
+  if (n < app->n_workers) return;
+  uv_close((uv_handle_t *)&app->exited, on_handle_close);
+  uv_close((uv_handle_t *)&app->sig_term, on_handle_close);
+  uv_close((uv_handle_t *)&app->sig_int, on_handle_close);
+  uv_close((uv_handle_t *)&app->sig_hup, on_handle_close);
+}
+
+static void app_on_signal(uv_signal_t *s, int signum) {
+  app_t *app = s->data;
+  if (signum == SIGHUP) {
+    pst_log_warn("SIGHUP: configuration reload is not available yet; still serving generation %llu",
+                 (unsigned long long)app->gen->number);
+    return;
+  }
+  if (app->stopping) {
+    pst_log_info("%s: already shutting down", strsignal(signum));
+    return;
+  }
+  app->stopping = 1;
+  pst_log_info("%s: shutting down: no new connections; open ones get up to %llu ms to finish",
+               strsignal(signum), (unsigned long long)app->gen->cfg->shutdown_timeout_ms);
+  for (unsigned i = 0; i < app->n_workers; i++) pst_worker_stop(&app->workers[i]);
+}
+
+static void close_fds(int *fds, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (fds[i] >= 0) close(fds[i]);
+  }
+}
+
+/* Binds every worker's socket for every listener before any worker starts,
+ * so that a port in use is reported, with its line, before serving. */
+static int open_listeners(const pst_config_t *cfg, unsigned n_workers, int *fds) {
+  size_t nl = cfg->n_listeners;
+  for (size_t i = 0; i < (size_t)n_workers * nl; i++) fds[i] = -1;
+  for (unsigned w = 0; w < n_workers; w++) {
+    for (size_t l = 0; l < nl; l++) {
+      const pst_listener_conf_t *lc = &cfg->listeners[l];
+      int fd = pst_listen_socket(&lc->listen);
+      if (fd < 0) {
+        pst_log_error("%s:%d:%d: listeners[%zu].listen: cannot listen on %s: %s", cfg->path,
+                      lc->listen_mark.line, lc->listen_mark.column, l, lc->listen.text,
+                      pst_strerror(fd));
+        close_fds(fds, (size_t)n_workers * nl);
+        return fd;
+      }
+      fds[w * nl + l] = fd;
+    }
+  }
+  return 0;
+}
+
+static void log_ready(const app_t *app) {
+  const pst_config_t *cfg = app->gen->cfg;
+  pst_log_info("postern %s (wolfSSL %s) ready: %u worker%s, %zu listener%s", PST_VERSION,
+               wolfSSL_lib_version(), app->n_workers, app->n_workers == 1 ? "" : "s",
+               cfg->n_listeners, cfg->n_listeners == 1 ? "" : "s");
+  for (size_t i = 0; i < cfg->n_listeners; i++) {
+    const pst_listener_conf_t *lc = &cfg->listeners[i];
+    pst_log_info("listener %s on %s: %s mode, %zu certificate%s, backend %s", lc->name,
+                 lc->listen.text, lc->mode == PST_MODE_TCP ? "tcp" : "http", lc->n_certs,
+                 lc->n_certs == 1 ? "" : "s", lc->backend.addr.text);
+  }
+}
+
+static int run(pst_config_t *cfg) {
+  app_t app;
+  memset(&app, 0, sizeof(app));
+  unsigned errors = 0;
+  int rc = pst_gen_build(cfg, 1, time(NULL), NULL, &app.gen, &errors);
+  if (rc != 0) {
+    pst_log_error("not starting: the configuration has %u error%s (details above; "
+                  "`postern -t -c FILE` shows every certificate)", errors, errors == 1 ? "" : "s");
+    return 1;
+  }
+  cfg = app.gen->cfg;
+  app.n_workers = cfg->workers;
+  size_t nl = cfg->n_listeners;
+  int *fds = malloc(sizeof(int) * app.n_workers * nl);
+  app.workers = calloc(app.n_workers, sizeof(*app.workers));
+  if (fds == NULL || app.workers == NULL || open_listeners(cfg, app.n_workers, fds) != 0) {
+    free(fds);
+    free(app.workers);
+    pst_gen_unref(app.gen);
+    return 1;
+  }
+  app.loop = uv_default_loop();
+  uv_mutex_init(&app.lock);
+  uv_async_init(app.loop, &app.exited, app_on_exited);
+  uv_signal_t *sigs[] = {&app.sig_term, &app.sig_int, &app.sig_hup};
+  int signums[] = {SIGTERM, SIGINT, SIGHUP};
+  for (int i = 0; i < 3; i++) {
+    uv_signal_init(app.loop, sigs[i]);
+    sigs[i]->data = &app;
+    uv_signal_start(sigs[i], app_on_signal, signums[i]);
+  }
+  unsigned started = 0;
+  for (; started < app.n_workers; started++) {
+    pst_worker_t *w = &app.workers[started];
+    w->on_exit = app_on_worker_exit;
+    w->on_exit_arg = &app;
+    rc = pst_worker_start(w, started, app.gen, &fds[started * nl]);
+    if (rc != 0) {
+      pst_log_error("cannot start worker %u: %s", started, pst_strerror(rc));
+      close_fds(&fds[started * nl], (app.n_workers - started) * nl);
+      break;
+    }
+  }
+  free(fds);
+  app.n_workers = started;
+  if (rc == 0) log_ready(&app);
+  else for (unsigned i = 0; i < started; i++) pst_worker_stop(&app.workers[i]);
+  if (started == 0) uv_async_send(&app.exited);
+  uv_run(app.loop, UV_RUN_DEFAULT);
+  for (unsigned i = 0; i < started; i++) pst_worker_join(&app.workers[i]);
+  uv_loop_close(app.loop);
+  uv_mutex_destroy(&app.lock);
+  free(app.workers);
+  pst_gen_unref(app.gen);
+  if (rc == 0) pst_log_info("stopped");
+  return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"config", required_argument, NULL, 'c'},
+      {"test", no_argument, NULL, 't'},
+      {"version", no_argument, NULL, 'V'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  const char *path = NULL;
+  int check = 0;
+  int opt;
+  while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
+    switch (opt) {
+      case 'c': path = optarg; break;
+      case 't': check = 1; break;
+      case 'V': print_version(); return 0;
+      case 'h': usage(stdout); return 0;
+      default: usage(stderr); return 2;
+    }
+  }
+  if (path == NULL || optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (pst_tls_global_init() != 0) {
+    fprintf(stderr, "postern: wolfSSL failed to initialise\n");
+    return 1;
+  }
+  char err[1024];
+  pst_config_t *cfg = NULL;
+  int rc = pst_config_load(path, &cfg, err, sizeof(err));
+  if (rc != 0) {
+    fprintf(stderr, "%s\n", err);
+    if (check) printf("configuration has errors\n");
+    pst_tls_global_cleanup();
+    return 1;
+  }
+  pst_log_set_level(cfg->log_level);
+  int status = check ? check_config(cfg) : run(cfg);
+  pst_tls_global_cleanup();
+  return status;
+}

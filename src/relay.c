@@ -1,0 +1,272 @@
+/* postern: relaying after the handshake. tcp mode pipes the decrypted byte
+ * stream to the backend and back, with backpressure both ways and
+ * half-close both ways; builtin:info answers HTTP/1.1 itself. */
+#include "postern/relay.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "postern/common.h"
+#include "postern/conn.h"
+#include "postern/gen.h"
+#include "postern/log.h"
+#include "postern/tls.h"
+
+static size_t queued(uv_tcp_t *t) { return uv_stream_get_write_queue_size((uv_stream_t *)t); }
+
+/* Both directions finished and flushed: a normal end. */
+static void relay_check_done(pst_conn_t *conn) {
+  if (conn->client.eof && conn->backend.shut_done && conn->client.shut_done &&
+      (conn->info != NULL || conn->backend.eof)) {
+    pst_conn_close(conn, 0, "done");
+  }
+}
+
+static void relay_on_client_shutdown(uv_shutdown_t *req, int status) {
+  pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, client.shutdown_req);
+  if (conn->state == PST_CONN_CLOSING) return;
+  conn->client.shut_done = 1;
+  if (conn->info != NULL) {
+    pst_conn_close(conn, 0, "done");
+    return;
+  }
+  relay_check_done(conn);
+}
+
+/* The backend finished sending: close_notify, then FIN, to the client
+ * (RFC 8446 6.1 allows the client to go on sending after it). */
+static void relay_shut_client(pst_conn_t *conn) {
+  if (conn->client.shut) return;
+  conn->client.shut = 1;
+  wolfSSL_shutdown(conn->ssl);
+  int rc = pst_conn_flush_client(conn);
+  if (rc == 0) {
+    rc = uv_shutdown(&conn->client.shutdown_req, (uv_stream_t *)&conn->client.tcp,
+                     relay_on_client_shutdown);
+  }
+  if (rc != 0) pst_conn_client_failed(conn, rc, "client shutdown failed");
+}
+
+static void relay_on_backend_shutdown(uv_shutdown_t *req, int status) {
+  pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, backend.shutdown_req);
+  if (conn->state == PST_CONN_CLOSING) return;
+  conn->backend.shut_done = 1;
+  relay_check_done(conn);
+}
+
+void pst_relay_client_eof(pst_conn_t *conn) {
+  conn->client.eof = 1;
+  if (conn->state != PST_CONN_OPEN || conn->backend.shut) return;
+  conn->backend.shut = 1;
+  if (conn->info != NULL) {
+    /* Everything asked has been answered: end with close_notify. */
+    conn->backend.shut_done = 1;
+    relay_shut_client(conn);
+    return;
+  }
+  int rc = uv_shutdown(&conn->backend.shutdown_req, (uv_stream_t *)&conn->backend.tcp,
+                       relay_on_backend_shutdown);
+  if (rc != 0) pst_conn_close(conn, rc, "backend shutdown failed");
+}
+
+/* ---- builtin:info ---- */
+
+static void relay_info_facts(pst_conn_t *conn, pst_info_facts_t *f, char *alpn, size_t alpn_len) {
+  WOLFSSL *ssl = conn->ssl;
+  memset(f, 0, sizeof(*f));
+  f->listener = conn->gl->conf->name;
+  f->client = conn->peer;
+  f->sni = conn->sni[0] ? conn->sni : NULL;
+  char *p = NULL;
+  unsigned short plen = 0;
+  if (wolfSSL_ALPN_GetProtocol(ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
+    snprintf(alpn, alpn_len, "%.*s", (int)plen, p);
+    f->alpn = alpn;
+  }
+  f->version = wolfSSL_get_version(ssl);
+  f->cipher = wolfSSL_get_cipher_name(ssl);
+  f->group = pst_tls_group_name(ssl);
+  f->resumed = wolfSSL_session_reused(ssl);
+  f->early_data = "not sent";
+  f->handshake_ms = conn->handshake_ms;
+  const pst_cert_t *cert = conn->gl->certs[pst_tls_cert_index(conn->gl, ssl)];
+  f->chain = cert->chain;
+  f->chain_len = cert->chain_len;
+}
+
+static void relay_info(pst_conn_t *conn, const char *data, size_t len) {
+  pst_info_facts_t facts;
+  char alpn[64];
+  pst_buf_t out = {0};
+  relay_info_facts(conn, &facts, alpn, sizeof(alpn));
+  int rc = pst_info_feed(conn->info, data, len, &facts, &out);
+  if (out.len > 0) {
+    conn->backend.bytes += out.len;
+    if (wolfSSL_write(conn->ssl, pst_buf_head(&out), (int)out.len) != (int)out.len) {
+      pst_buf_free(&out);
+      pst_conn_close(conn, PST_ETLS, "TLS write failed");
+      return;
+    }
+  }
+  pst_buf_free(&out);
+  if (rc == -ENOMEM) {
+    pst_conn_close(conn, rc, "out of memory");
+  } else if (rc != 0) {
+    /* Connection: close, or a bad request that got its 400. */
+    conn->client.eof = 1;
+    pst_relay_client_eof(conn);
+  }
+}
+
+/* ---- client -> backend ---- */
+
+void pst_relay_from_client(pst_conn_t *conn) {
+  char *plain = conn->worker->plain;
+  /* backend.shut: the client's end was already handled. */
+  while (conn->state == PST_CONN_OPEN && !conn->backend.shut) {
+    if (conn->info == NULL && queued(&conn->backend.tcp) > PST_HIGH_WATER) {
+      conn->client_paused = 1; /* resumed by pst_relay_on_drain */
+      pst_conn_read_client(conn, 0);
+      return;
+    }
+    int n = wolfSSL_read(conn->ssl, plain, PST_RECORD_MAX);
+    if (n > 0) {
+      conn->client.bytes += (uint64_t)n;
+      if (conn->info != NULL) {
+        relay_info(conn, plain, (size_t)n);
+        continue;
+      }
+      int rc = pst_conn_write(conn, (uv_stream_t *)&conn->backend.tcp, plain, (size_t)n);
+      if (rc != 0) pst_conn_close(conn, rc, "backend write failed");
+      continue;
+    }
+    int e = wolfSSL_get_error(conn->ssl, n);
+    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) return;
+    if (e == WOLFSSL_ERROR_ZERO_RETURN || conn->client.eof) {
+      /* close_notify (RFC 8446 6.1), or the TCP stream ended and every byte
+       * before the end has been relayed. */
+      pst_relay_client_eof(conn);
+      return;
+    }
+    char msg[128];
+    wolfSSL_ERR_error_string_n((unsigned long)e, msg, sizeof(msg));
+    snprintf(conn->why, sizeof(conn->why), "TLS read failed: %s", msg);
+    pst_conn_client_failed(conn, PST_ETLS, conn->why);
+    return;
+  }
+}
+
+/* ---- backend -> client ---- */
+
+static void relay_on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  pst_conn_t *conn = PST_CONTAINER_OF(s, pst_conn_t, backend.tcp);
+  if (nread == 0 || conn->state == PST_CONN_CLOSING) return;
+  conn->t_last_ms = uv_now(s->loop);
+  if (nread < 0) {
+    conn->backend.reading = 0;
+    uv_read_stop(s);
+    if (nread != UV_EOF) {
+      pst_conn_close(conn, (int)nread, "backend read failed");
+      return;
+    }
+    conn->backend.eof = 1;
+    relay_shut_client(conn);
+    return;
+  }
+  conn->backend.bytes += (uint64_t)nread;
+  /* wolfSSL_write encrypts it all: the send callback never blocks. */
+  if (wolfSSL_write(conn->ssl, buf->base, (int)nread) != (int)nread) {
+    pst_conn_close(conn, PST_ETLS, "TLS write failed");
+    return;
+  }
+  int rc = pst_conn_flush_client(conn);
+  if (rc != 0) {
+    pst_conn_client_failed(conn, rc, "client write failed");
+    return;
+  }
+  if (queued(&conn->client.tcp) > PST_HIGH_WATER) {
+    conn->backend.reading = 0;
+    uv_read_stop(s);
+  }
+}
+
+static int relay_read_backend(pst_conn_t *conn) {
+  if (conn->backend.reading || conn->backend.eof) return 0;
+  conn->backend.reading = 1;
+  return uv_read_start((uv_stream_t *)&conn->backend.tcp, pst_conn_alloc, relay_on_backend_read);
+}
+
+void pst_relay_on_drain(pst_conn_t *conn, uv_stream_t *s) {
+  if (conn->state != PST_CONN_OPEN) return;
+  if (s == (uv_stream_t *)&conn->client.tcp) {
+    if (!conn->client.shut && queued(&conn->client.tcp) < PST_LOW_WATER) {
+      int rc = relay_read_backend(conn);
+      if (rc != 0) pst_conn_close(conn, rc, "backend read failed");
+    }
+    return;
+  }
+  if (conn->client_paused && queued(&conn->backend.tcp) < PST_LOW_WATER) {
+    conn->client_paused = 0;
+    int rc = pst_conn_read_client(conn, 1);
+    if (rc != 0) {
+      pst_conn_client_failed(conn, rc, "client read failed");
+      return;
+    }
+    pst_conn_pump(conn); /* ciphertext kept while paused */
+  }
+}
+
+/* ---- backend connect ---- */
+
+static void relay_on_connect(uv_connect_t *req, int status) {
+  pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, connect_req);
+  if (conn->state == PST_CONN_CLOSING) return;
+  if (status < 0) {
+    pst_log_warn("conn %llu: backend %s: connect failed: %s", (unsigned long long)conn->id,
+                 conn->backend_conf->addr.text, uv_strerror(status));
+    pst_conn_close(conn, status, "backend connect failed");
+    return;
+  }
+  uv_tcp_nodelay(&conn->backend.tcp, 1);
+  pst_conn_set_state(conn, PST_CONN_OPEN);
+  int rc = relay_read_backend(conn);
+  if (rc == 0 && !conn->client.eof) rc = pst_conn_read_client(conn, 1);
+  if (rc != 0) {
+    pst_conn_close(conn, rc, "read failed");
+    return;
+  }
+  /* Client bytes that came with or after the handshake wait in cin. */
+  pst_conn_pump(conn);
+}
+
+static void relay_connect(pst_conn_t *conn) {
+  pst_conn_set_state(conn, PST_CONN_CONNECTING);
+  /* Reading stops until the backend is there: what the client sends meanwhile
+   * waits in the kernel, not in postern. */
+  pst_conn_read_client(conn, 0);
+  uv_tcp_init(&conn->worker->loop, &conn->backend.tcp);
+  conn->backend.open = 1;
+  conn->handles++;
+  const pst_addr_t *a = &conn->backend_conf->addr;
+  int rc = uv_tcp_connect(&conn->connect_req, &conn->backend.tcp, (const struct sockaddr *)&a->ss,
+                          relay_on_connect);
+  if (rc != 0) {
+    pst_log_warn("conn %llu: backend %s: connect failed: %s", (unsigned long long)conn->id, a->text,
+                 uv_strerror(rc));
+    pst_conn_close(conn, rc, "backend connect failed");
+  }
+}
+
+void pst_relay_start(pst_conn_t *conn) {
+  conn->backend_conf = pst_gen_backend(conn->gl, conn->sni[0] ? conn->sni : NULL);
+  if (conn->backend_conf->kind == PST_BACKEND_BUILTIN_INFO) {
+    conn->info = pst_info_new();
+    if (conn->info == NULL) {
+      pst_conn_close(conn, -ENOMEM, "out of memory");
+      return;
+    }
+    pst_conn_set_state(conn, PST_CONN_OPEN);
+    return;
+  }
+  relay_connect(conn);
+}

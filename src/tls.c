@@ -1,0 +1,194 @@
+/* postern: wolfSSL contexts for a listener, and the SNI and ALPN callbacks
+ * that run inside the handshake. */
+#include "postern/tls.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/openssl/ssl.h>
+
+#include "postern/common.h"
+
+/* AEAD suites only (TLS 1.3 has nothing else; for TLS 1.2, ECDHE with
+ * AES-GCM or ChaCha20-Poly1305), in server preference order: AES-128-GCM
+ * first, as it is the fastest with AES-NI and as strong as needed. */
+static const char tls_ciphers[] =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/* X25519 first: the cheapest exchange; P-256 for clients without it. */
+static int tls_groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+
+/* ex_data slot holding the index of the certificate served (+1, so that 0
+ * means "the default"). */
+#define TLS_EX_CERT 1
+
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_init_rc;
+
+static void tls_init_once(void) {
+  tls_init_rc = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : PST_ETLS;
+}
+
+int pst_tls_global_init(void) {
+  pthread_once(&tls_once, tls_init_once);
+  return tls_init_rc;
+}
+
+void pst_tls_global_cleanup(void) { wolfSSL_Cleanup(); }
+
+static WOLFSSL_METHOD *tls_method(unsigned versions) {
+  if (versions == PST_TLS13) return wolfTLSv1_3_server_method();
+  if (versions == PST_TLS12) return wolfTLSv1_2_server_method();
+  return wolfSSLv23_server_method();
+}
+
+/* RFC 6066 3: pick the certificate by server name. Runs inside the
+ * ClientHello, before ticket decryption and ALPN. */
+static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
+  const pst_gen_listener_t *gl = arg;
+  void *name = NULL;
+  unsigned short len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &name);
+  if (len == 0 || name == NULL) return 0; /* no SNI: the default certificate */
+  int idx = pst_sni_map_lookup(gl->sni, name, len);
+  if (idx < 0) {
+    if (gl->conf->unknown_sni == PST_UNKNOWN_SNI_REJECT) {
+      *ad = unrecognized_name;
+      return fatal_return;
+    }
+    return 0;
+  }
+  wolfSSL_set_ex_data(ssl, TLS_EX_CERT, (void *)(intptr_t)(idx + 1));
+  if (idx != gl->default_cert && wolfSSL_set_SSL_CTX(ssl, gl->cert_ctx[idx]) == NULL) {
+    *ad = internal_error;
+    return fatal_return;
+  }
+  return 0;
+}
+
+/* RFC 7301 3.2: the server picks; postern takes the first protocol of its
+ * own list that the client offers. No overlap: no ALPN at all (no alert), so
+ * that clients which merely advertise protocols still connect. */
+static int tls_on_alpn(WOLFSSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg) {
+  const pst_gen_listener_t *gl = arg;
+  const unsigned char *ours = gl->conf->alpn_wire;
+  size_t ours_len = gl->conf->alpn_wire_len;
+  for (size_t i = 0; i < ours_len; i += 1 + (size_t)ours[i]) {
+    unsigned char n = ours[i];
+    for (unsigned int j = 0; j < inlen; j += 1u + in[j]) {
+      if (j + 1u + in[j] > inlen) break; /* malformed list: stop */
+      if (in[j] == n && memcmp(in + j + 1, ours + i + 1, n) == 0) {
+        *out = in + j + 1;
+        *outlen = n;
+        return SSL_TLSEXT_ERR_OK;
+      }
+    }
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+static WOLFSSL_CTX *tls_ctx_new(const pst_listener_conf_t *lc, const pst_cert_t *cert,
+                                char *err, size_t errlen) {
+  WOLFSSL_CTX *ctx = wolfSSL_CTX_new(tls_method(lc->versions));
+  if (ctx == NULL) {
+    snprintf(err, errlen, "cannot create a TLS context");
+    return NULL;
+  }
+  if (wolfSSL_CTX_use_certificate_chain_buffer(ctx, cert->chain_pem, (long)cert->chain_pem_len) !=
+      WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "%s: wolfSSL rejected the certificate chain", cert->cert_path);
+    goto fail;
+  }
+  if (wolfSSL_CTX_use_PrivateKey_buffer(ctx, cert->key_pem, (long)cert->key_pem_len,
+                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "%s: wolfSSL rejected the private key", cert->key_path);
+    goto fail;
+  }
+  return ctx;
+fail:
+  wolfSSL_CTX_free(ctx);
+  return NULL;
+}
+
+/* Settings that wolfSSL_set_SSL_CTX does not carry over: they must live on
+ * the context connections are created from. */
+static int tls_listener_settings(pst_gen_listener_t *gl, char *err, size_t errlen) {
+  WOLFSSL_CTX *ctx = gl->ctx;
+  const pst_listener_conf_t *lc = gl->conf;
+  if (lc->versions == (PST_TLS12 | PST_TLS13) &&
+      wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot set the minimum TLS version");
+    return PST_ETLS;
+  }
+  if (wolfSSL_CTX_set_cipher_list(ctx, tls_ciphers) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot set the cipher suites");
+    return PST_ETLS;
+  }
+  for (size_t i = 0; i < PST_ARRAY_SIZE(tls_groups); i++) {
+    if (wolfSSL_CTX_UseSupportedCurve(ctx, (word16)tls_groups[i]) != WOLFSSL_SUCCESS) {
+      snprintf(err, errlen, "cannot enable key-exchange group %d", tls_groups[i]);
+      return PST_ETLS;
+    }
+  }
+  if ((lc->versions & PST_TLS13) &&
+      wolfSSL_CTX_set_groups(ctx, tls_groups, (int)PST_ARRAY_SIZE(tls_groups)) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot set the key-exchange groups");
+    return PST_ETLS;
+  }
+  wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+  /* Pack the server's flight into as few records and writes as possible. */
+  wolfSSL_CTX_set_group_messages(ctx);
+  /* 0-RTT is refused until the resumption issue adds a safe policy: tickets
+   * must not advertise early data (RFC 8446 4.6.1 max_early_data_size). */
+  wolfSSL_CTX_set_max_early_data(ctx, 0);
+  wolfSSL_CTX_set_servername_callback(ctx, tls_on_sni);
+  wolfSSL_CTX_set_servername_arg(ctx, gl);
+  wolfSSL_CTX_set_alpn_select_cb(ctx, tls_on_alpn, gl);
+  return 0;
+}
+
+int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
+  int rc = pst_tls_global_init();
+  if (rc != 0) {
+    snprintf(err, errlen, "wolfSSL failed to initialise");
+    return rc;
+  }
+  gl->cert_ctx = calloc(gl->n_certs, sizeof(*gl->cert_ctx));
+  if (gl->cert_ctx == NULL) return -ENOMEM;
+  for (size_t i = 0; i < gl->n_certs; i++) {
+    gl->cert_ctx[i] = tls_ctx_new(gl->conf, gl->certs[i], err, errlen);
+    if (gl->cert_ctx[i] == NULL) return PST_ETLS;
+  }
+  gl->ctx = tls_ctx_new(gl->conf, gl->certs[gl->default_cert], err, errlen);
+  if (gl->ctx == NULL) return PST_ETLS;
+  return tls_listener_settings(gl, err, errlen);
+}
+
+void pst_tls_listener_free(pst_gen_listener_t *gl) {
+  if (gl->cert_ctx != NULL) {
+    for (size_t i = 0; i < gl->n_certs; i++) wolfSSL_CTX_free(gl->cert_ctx[i]);
+    free(gl->cert_ctx);
+    gl->cert_ctx = NULL;
+  }
+  wolfSSL_CTX_free(gl->ctx);
+  gl->ctx = NULL;
+}
+
+int pst_tls_cert_index(const pst_gen_listener_t *gl, WOLFSSL *ssl) {
+  intptr_t v = (intptr_t)wolfSSL_get_ex_data(ssl, TLS_EX_CERT);
+  return v > 0 ? (int)(v - 1) : gl->default_cert;
+}
+
+const char *pst_tls_group_name(WOLFSSL *ssl) {
+  const char *name = wolfSSL_get_curve_name(ssl);
+  if (name == NULL) return "";
+  if (strcmp(name, "SECP256R1") == 0) return "P-256";
+  return name;
+}
