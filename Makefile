@@ -24,7 +24,7 @@ SRCS := $(wildcard src/*.c)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 LLHTTP_SRCS := llhttp.c api.c http.c
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-HDRS := $(wildcard include/postern/*.h)
+HDRS := $(wildcard include/postern/*.h src/*.h)
 
 OPT_DIR := build/opt
 SAN_DIR := build/asan

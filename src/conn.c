@@ -210,6 +210,13 @@ void pst_conn_handshake(pst_conn_t *conn) {
     }
     conn->sni[n] = '\0';
   }
+  char *p = NULL;
+  unsigned short plen = 0;
+  if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
+    snprintf(conn->alpn, sizeof(conn->alpn), "%.*s", (int)plen, p);
+  }
+  conn->version = wolfSSL_get_version(conn->ssl);
+  conn->cipher = pst_tls_cipher_name(conn->ssl);
   pst_relay_start(conn);
 }
 
@@ -353,18 +360,8 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
 
 static void conn_log(pst_conn_t *conn) {
   if (!pst_log_enabled(PST_LOG_INFO)) return;
-  const char *alpn = "-", *version = "-", *cipher = "-";
-  char alpn_buf[64];
-  if (conn->ssl != NULL && conn->handshake_ms > 0) {
-    char *p = NULL;
-    unsigned short plen = 0;
-    if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
-      snprintf(alpn_buf, sizeof(alpn_buf), "%.*s", (int)plen, p);
-      alpn = alpn_buf;
-    }
-    version = wolfSSL_get_version(conn->ssl);
-    cipher = wolfSSL_get_cipher_name(conn->ssl);
-  }
+  const char *alpn = conn->alpn[0] ? conn->alpn : "-";
+  const char *version = conn->version, *cipher = conn->cipher;
   double dur = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
   pst_log_info("conn %llu client=%s listener=%s sni=%s alpn=%s version=%s cipher=%s "
                "handshake_ms=%.2f backend=%s bytes_in=%llu bytes_out=%llu duration_ms=%.1f "

@@ -71,20 +71,15 @@ void pst_relay_client_eof(pst_conn_t *conn) {
 
 /* ---- builtin:info ---- */
 
-static void relay_info_facts(pst_conn_t *conn, pst_info_facts_t *f, char *alpn, size_t alpn_len) {
+static void relay_info_facts(pst_conn_t *conn, pst_info_facts_t *f) {
   WOLFSSL *ssl = conn->ssl;
   memset(f, 0, sizeof(*f));
   f->listener = conn->gl->conf->name;
   f->client = conn->peer;
   f->sni = conn->sni[0] ? conn->sni : NULL;
-  char *p = NULL;
-  unsigned short plen = 0;
-  if (wolfSSL_ALPN_GetProtocol(ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
-    snprintf(alpn, alpn_len, "%.*s", (int)plen, p);
-    f->alpn = alpn;
-  }
-  f->version = wolfSSL_get_version(ssl);
-  f->cipher = wolfSSL_get_cipher_name(ssl);
+  f->alpn = conn->alpn[0] ? conn->alpn : NULL;
+  f->version = conn->version;
+  f->cipher = conn->cipher;
   f->group = pst_tls_group_name(ssl);
   f->resumed = wolfSSL_session_reused(ssl);
   f->early_data = "not sent";
@@ -96,9 +91,8 @@ static void relay_info_facts(pst_conn_t *conn, pst_info_facts_t *f, char *alpn, 
 
 static void relay_info(pst_conn_t *conn, const char *data, size_t len) {
   pst_info_facts_t facts;
-  char alpn[64];
   pst_buf_t out = {0};
-  relay_info_facts(conn, &facts, alpn, sizeof(alpn));
+  relay_info_facts(conn, &facts);
   int rc = pst_info_feed(conn->info, data, len, &facts, &out);
   if (out.len > 0) {
     conn->backend.bytes += out.len;

@@ -192,3 +192,9 @@ const char *pst_tls_group_name(WOLFSSL *ssl) {
   if (strcmp(name, "SECP256R1") == 0) return "P-256";
   return name;
 }
+
+const char *pst_tls_cipher_name(WOLFSSL *ssl) {
+  /* The IANA name (RFC 8446 B.4), as OpenSSL and browsers show it. */
+  const char *name = wolfSSL_CIPHER_get_name(wolfSSL_get_current_cipher(ssl));
+  return name != NULL ? name : "";
+}

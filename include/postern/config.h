@@ -16,7 +16,8 @@
  * Checks done here: YAML syntax, unknown keys, types, enumerations, durations,
  * addresses (resolved with getaddrinfo), that every named file is readable,
  * duplicate listener names or listen addresses. Certificate contents are
- * checked by the certificate module, not here. */
+ * checked by the certificate module, not here. When the file itself cannot
+ * be read the line is "file: cannot read: reason". */
 int pst_config_load(const char *path, pst_config_t **out, char *err, size_t errlen);
 
 /* Same, from a buffer; name is used in messages as the file name. */
@@ -31,9 +32,12 @@ void pst_config_free(pst_config_t *cfg);
  * PST_ECONFIG for anything else (no unit, unknown unit, sign, overflow). */
 int pst_parse_duration(const char *text, uint64_t *ms);
 
-/* Parses "host:port", "[v6]:port" or "*:port" (= 0.0.0.0). host may be a
- * name, resolved with getaddrinfo (numeric service only). Returns 0 and fills
- * *addr (addr->text = text), or PST_ECONFIG with a reason in err. */
+/* Parses "host:port", "[v6]:port" or "*:port" (= 0.0.0.0), port 1..65535.
+ * host may be a name, resolved with getaddrinfo (numeric service only; the
+ * first answer wins), which may block: never call it on an event loop.
+ * Returns 0 and fills *addr (addr->text = text), or PST_ECONFIG with
+ * "reason; expected ..." in err (the text itself is not repeated) and *addr
+ * untouched. */
 int pst_parse_addr(const char *text, pst_addr_t *addr, char *err, size_t errlen);
 
 #endif

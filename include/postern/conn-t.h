@@ -63,6 +63,9 @@ struct pst_conn_s {
   const char *reason;
   char peer[80];
   char sni[256];
+  char alpn[32];         /* negotiated protocol, "" for none */
+  const char *version;   /* static strings from wolfSSL, set at handshake end */
+  const char *cipher;
   char why[160];         /* storage for a reason built at run time */
 };
 

@@ -36,9 +36,11 @@ pst_info_t *pst_info_new(void);
  * "application/json"; GET and HEAD only (405 otherwise); keep-alive as
  * HTTP/1.1 says (RFC 9112 9.3), answering pipelined requests in order.
  * Returns 0 to keep reading, 1 when the connection should close once out is
- * sent ("Connection: close" or an HTTP/1.0 request), PST_EPROTO after a
- * malformed request (a 400 response has been appended; close after sending),
- * or -ENOMEM. */
+ * sent ("Connection: close", an HTTP/1.0 request, or a request head over
+ * 8 KiB, answered with 431), PST_EPROTO after a malformed request (a 400
+ * response has been appended; close after sending), or -ENOMEM (out holds
+ * only whole responses). After a nonzero return every later call returns the
+ * same value and appends nothing. */
 int pst_info_feed(pst_info_t *info, const char *data, size_t len,
                   const pst_info_facts_t *facts, pst_buf_t *out);
 

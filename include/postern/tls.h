@@ -28,4 +28,8 @@ int pst_tls_cert_index(const pst_gen_listener_t *gl, WOLFSSL *ssl);
 /* Name of the key-exchange group negotiated ("X25519", "P-256"), or "". */
 const char *pst_tls_group_name(WOLFSSL *ssl);
 
+/* IANA name of the negotiated cipher suite ("TLS_AES_128_GCM_SHA256"), or "".
+ * The string is static. */
+const char *pst_tls_cipher_name(WOLFSSL *ssl);
+
 #endif

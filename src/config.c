@@ -1,0 +1,689 @@
+/* postern: the configuration keywords. Each YAML mapping has a keyword table
+ * mapping its keys to setters that validate one value and store it; defaults
+ * are set before a mapping is walked, so an absent key keeps its default.
+ * The generic walking and error formatting live in config_parse.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config_parse.h"
+#include "postern/common.h"
+#include "postern/config.h"
+
+#define MAX_WORKERS 256
+#define MAX_CONNECTIONS 1000000
+#define MAX_CONFIG_BYTES (16u << 20)
+#define MAX_NAME_LEN 64
+#define QBUF 300
+
+#define SEC(n) ((uint64_t)(n) * 1000)
+#define MIN(n) (SEC(n) * 60)
+#define HOUR(n) (MIN(n) * 60)
+
+#define BACKEND_EXPECTED "host:port, [ipv6]:port or builtin:info"
+#define HOSTNAME_EXPECTED "a host name like example.test or a wildcard like *.example.test"
+
+/* What the setters of one walk share: the config being built and the
+ * listener whose keys are being read. */
+typedef struct {
+  pst_config_t *cfg;
+  pst_listener_conf_t *listener;
+} cfg_state_t;
+
+static cfg_state_t *state_of(pst_cfg_t *p) {
+  return p->user;
+}
+
+/* ---- Helpers -------------------------------------------------------- */
+
+static void lower(char *s) {
+  for (; *s != '\0'; s++) {
+    if (*s >= 'A' && *s <= 'Z') *s = (char)(*s - 'A' + 'a');
+  }
+}
+
+static unsigned cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) return 1;
+  return n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
+}
+
+/* Two addresses are the same listening socket: family, address and port. */
+static int addr_equal(const pst_addr_t *a, const pst_addr_t *b) {
+  if (a->ss.ss_family != b->ss.ss_family) return 0;
+  if (a->ss.ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+    return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+  }
+  return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Checks a server name (RFC 1035 2.3.4 lengths; '_' tolerated, as resolvers
+ * do). A wildcard is only the whole first label and needs two more labels
+ * ("*.x.y"). Returns NULL when valid, else the reason. */
+static const char *hostname_problem(const char *s) {
+  size_t len = strlen(s), label = 0, labels = 1;
+  if (len > 0 && s[len - 1] == '.') len--;
+  if (len == 0) return "empty name";
+  if (len > 253) return "longer than 253 characters";
+  size_t i = 0;
+  if (s[0] == '*') {
+    if (len < 2 || s[1] != '.') return "a wildcard must be the whole first label";
+    i = 2;
+  }
+  for (; i < len; i++) {
+    char c = s[i];
+    if (c == '.') {
+      if (label == 0) return "empty label";
+      label = 0;
+      labels++;
+    } else if (c == '*') {
+      return "a wildcard must be the whole first label";
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_') {
+      if (++label > 63) return "a label is longer than 63 characters";
+    } else {
+      return "invalid character";
+    }
+  }
+  if (label == 0) return "empty label";
+  if (s[0] == '*' && labels < 3) return "a wildcard needs at least two labels after \"*.\"";
+  return NULL;
+}
+
+/* Reads a server name: validated, lower-cased, one trailing dot removed. */
+static int read_hostname(pst_cfg_t *p, yaml_node_t *v, char **out) {
+  char q[QBUF];
+  const char *s;
+  int rc = pst_cfg_str(p, v, HOSTNAME_EXPECTED, &s);
+  if (rc != 0) return rc;
+  const char *why = hostname_problem(s);
+  if (why != NULL) {
+    return pst_cfg_error(p, v, "invalid server name %s: %s; expected %s",
+                         pst_cfg_quote(s, q, sizeof(q)), why, HOSTNAME_EXPECTED);
+  }
+  rc = pst_cfg_strdup(p, v, HOSTNAME_EXPECTED, out);
+  if (rc != 0) return rc;
+  size_t len = strlen(*out);
+  if ((*out)[len - 1] == '.') (*out)[len - 1] = '\0';
+  lower(*out);
+  return 0;
+}
+
+/* Allocates a zeroed array for a list and stores its length at once, so
+ * pst_config_free() can free a half-filled array. */
+static int alloc_items(pst_cfg_t *p, size_t n, size_t size, void **arr, size_t *count) {
+  if (n == 0) return 0;
+  *arr = calloc(n, size);
+  if (*arr == NULL) return pst_cfg_nomem(p);
+  *count = n;
+  return 0;
+}
+
+/* "host:port" or "builtin:NAME" into b. */
+static int read_backend(pst_cfg_t *p, yaml_node_t *v, pst_backend_conf_t *b) {
+  static const char *const builtins[] = {"builtin:info"};
+  char q[QBUF], why[256];
+  const char *s;
+  int rc = pst_cfg_str(p, v, BACKEND_EXPECTED, &s);
+  if (rc != 0) return rc;
+  b->mark = pst_cfg_mark(v);
+  if (strncmp(s, "builtin:", 8) == 0) {
+    if (strcmp(s, builtins[0]) != 0) {
+      return pst_cfg_error(p, v, "unknown built-in backend %s; expected one of: builtin:info",
+                           pst_cfg_quote(s, q, sizeof(q)));
+    }
+    b->kind = PST_BACKEND_BUILTIN_INFO;
+    snprintf(b->addr.text, sizeof(b->addr.text), "%s", s);
+    return 0;
+  }
+  b->kind = PST_BACKEND_ADDR;
+  if (pst_parse_addr(s, &b->addr, why, sizeof(why)) != 0) {
+    return pst_cfg_error(p, v, "invalid address %s: %s", pst_cfg_quote(s, q, sizeof(q)), why);
+  }
+  return 0;
+}
+
+/* ---- tls.certificates[] -------------------------------------------- */
+
+static int set_cert_cert(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_cert_conf_t *c = obj;
+  return pst_cfg_file(p, v, &c->cert, &c->cert_mark);
+}
+
+static int set_cert_key(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_cert_conf_t *c = obj;
+  return pst_cfg_file(p, v, &c->key, &c->key_mark);
+}
+
+static const pst_cfg_key_t cert_keys[] = {
+    {"cert", set_cert_cert, "the path of a PEM chain file (leaf first)"},
+    {"key", set_cert_key, "the path of a PEM private key file"},
+};
+
+static int cert_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
+  pst_cert_conf_t *c = &((pst_listener_conf_t *)obj)->certs[i];
+  c->mark = pst_cfg_mark(item);
+  return pst_cfg_map(p, item, cert_keys, PST_ARRAY_SIZE(cert_keys), c);
+}
+
+/* ---- tls ------------------------------------------------------------ */
+
+static int version_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
+  static const char *const known[] = {"tls1.2", "tls1.3"};
+  static const char *const old[] = {"ssl2", "sslv2", "ssl3", "sslv3", "ssl3.0",
+                                    "tls1", "tls1.0", "tls1.1"};
+  pst_listener_conf_t *l = obj;
+  char q[QBUF], hint[64];
+  const char *s;
+  int rc = pst_cfg_str(p, item, "tls1.2 or tls1.3", &s);
+  if (rc != 0) return rc;
+  unsigned bit = strcmp(s, "tls1.2") == 0 ? PST_TLS12 : strcmp(s, "tls1.3") == 0 ? PST_TLS13 : 0;
+  if (bit == 0) {
+    for (size_t k = 0; k < PST_ARRAY_SIZE(old); k++) {
+      if (strcmp(s, old[k]) == 0) {
+        /* RFC 8996 deprecates TLS 1.0 and 1.1; SSL was retired long before. */
+        return pst_cfg_error(p, item, "TLS version %s is not supported (obsolete, RFC 8996); "
+                             "expected tls1.2 or tls1.3", pst_cfg_quote(s, q, sizeof(q)));
+      }
+    }
+    const char *near = pst_cfg_suggest(s, known, PST_ARRAY_SIZE(known));
+    snprintf(hint, sizeof(hint), " (did you mean \"%s\"?)", near ? near : "");
+    return pst_cfg_error(p, item, "unknown TLS version %s%s; expected tls1.2 or tls1.3",
+                         pst_cfg_quote(s, q, sizeof(q)), near ? hint : "");
+  }
+  if (l->versions & bit) {
+    return pst_cfg_error(p, item, "%s is listed twice; expected each version once", s);
+  }
+  l->versions |= bit;
+  return 0;
+}
+
+static int set_versions(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  size_t n;
+  int rc = pst_cfg_list(p, v, "tls1.2, tls1.3 or both", &n);
+  if (rc != 0) return rc;
+  l->versions = 0;
+  return pst_cfg_each(p, v, version_item, l);
+}
+
+static int set_certificates(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  size_t n;
+  int rc = pst_cfg_list(p, v, "at least one certificate (cert and key)", &n);
+  if (rc == 0) rc = alloc_items(p, n, sizeof(*l->certs), (void **)&l->certs, &l->n_certs);
+  return rc != 0 ? rc : pst_cfg_each(p, v, cert_item, l);
+}
+
+static int set_default_certificate(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  l->default_certificate_mark = pst_cfg_mark(v);
+  return read_hostname(p, v, &l->default_certificate);
+}
+
+static int set_unknown_sni(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"default", "reject"};
+  pst_listener_conf_t *l = obj;
+  int i;
+  int rc = pst_cfg_enum(p, v, "unknown_sni action", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) l->unknown_sni = i == 0 ? PST_UNKNOWN_SNI_DEFAULT : PST_UNKNOWN_SNI_REJECT;
+  return rc;
+}
+
+static int set_ca_file(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  return pst_cfg_file(p, v, &l->ca_file, &l->ca_file_mark);
+}
+
+static const pst_cfg_key_t tls_keys[] = {
+    {"versions", set_versions, NULL},
+    {"certificates", set_certificates, "a list of certificates, each with cert and key"},
+    {"default_certificate", set_default_certificate, NULL},
+    {"unknown_sni", set_unknown_sni, NULL},
+    {"ca_file", set_ca_file, NULL},
+};
+
+static int set_tls(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  return pst_cfg_map(p, v, tls_keys, PST_ARRAY_SIZE(tls_keys), l);
+}
+
+/* ---- routes[] ------------------------------------------------------- */
+
+/* A server name may route to one backend only, across all routes of the
+ * listener. */
+static int route_name_taken(const pst_listener_conf_t *l, const char *name, int *line) {
+  for (size_t r = 0; r < l->n_routes; r++) {
+    for (size_t k = 0; k < l->routes[r].n_names; k++) {
+      const char *n = l->routes[r].names[k];
+      if (n != NULL && strcmp(n, name) == 0) {
+        *line = l->routes[r].mark.line;
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+typedef struct {
+  pst_route_conf_t *route;
+  pst_listener_conf_t *listener;
+} route_ctx_t;
+
+static int route_name_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
+  route_ctx_t *ctx = obj;
+  char *name = NULL;
+  int line;
+  int rc = read_hostname(p, item, &name);
+  if (rc != 0) return rc;
+  if (route_name_taken(ctx->listener, name, &line)) {
+    char q[QBUF];
+    rc = pst_cfg_error(p, item, "server name %s is already routed by the route at line %d; "
+                       "expected each name in one route only", pst_cfg_quote(name, q, sizeof(q)),
+                       line);
+    free(name);
+    return rc;
+  }
+  ctx->route->names[i] = name;
+  return 0;
+}
+
+static int set_route_names(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_route_conf_t *r = obj;
+  route_ctx_t ctx = {r, state_of(p)->listener};
+  size_t n;
+  int rc = pst_cfg_list(p, v, "at least one server name", &n);
+  if (rc == 0) rc = alloc_items(p, n, sizeof(*r->names), (void **)&r->names, &r->n_names);
+  return rc != 0 ? rc : pst_cfg_each(p, v, route_name_item, &ctx);
+}
+
+static int set_route_backend(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_route_conf_t *r = obj;
+  return read_backend(p, v, &r->backend);
+}
+
+static const pst_cfg_key_t route_keys[] = {
+    {"names", set_route_names, "a list of server names"},
+    {"backend", set_route_backend, BACKEND_EXPECTED},
+};
+
+static int route_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
+  pst_route_conf_t *r = &((pst_listener_conf_t *)obj)->routes[i];
+  r->mark = pst_cfg_mark(item);
+  return pst_cfg_map(p, item, route_keys, PST_ARRAY_SIZE(route_keys), r);
+}
+
+static int set_routes(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  size_t n;
+  int rc = pst_cfg_list(p, v, NULL, &n);
+  if (rc == 0) rc = alloc_items(p, n, sizeof(*l->routes), (void **)&l->routes, &l->n_routes);
+  return rc != 0 ? rc : pst_cfg_each(p, v, route_item, l);
+}
+
+/* ---- timeouts ------------------------------------------------------- */
+
+static int set_handshake(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  return pst_cfg_duration(p, v, 1, HOUR(1), &((pst_listener_conf_t *)obj)->handshake_timeout_ms);
+}
+
+static int set_idle(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  return pst_cfg_duration(p, v, 1, HOUR(24), &((pst_listener_conf_t *)obj)->idle_timeout_ms);
+}
+
+static int set_backend_connect(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  return pst_cfg_duration(p, v, 1, HOUR(1), &l->backend_connect_timeout_ms);
+}
+
+static const pst_cfg_key_t timeout_keys[] = {
+    {"handshake", set_handshake, NULL},
+    {"idle", set_idle, NULL},
+    {"backend_connect", set_backend_connect, NULL},
+};
+
+static int set_timeouts(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  return pst_cfg_map(p, v, timeout_keys, PST_ARRAY_SIZE(timeout_keys), obj);
+}
+
+/* ---- listeners[] ---------------------------------------------------- */
+
+/* Returns the earlier listener named name, or NULL. */
+static const pst_listener_conf_t *listener_named(const pst_config_t *cfg,
+                                                 const pst_listener_conf_t *upto,
+                                                 const char *name) {
+  for (const pst_listener_conf_t *o = cfg->listeners; o < upto; o++) {
+    if (o->name != NULL && strcmp(o->name, name) == 0) return o;
+  }
+  return NULL;
+}
+
+static int duplicate_name(pst_cfg_t *p, const yaml_node_t *at, const pst_listener_conf_t *l) {
+  const pst_listener_conf_t *o = listener_named(state_of(p)->cfg, l, l->name);
+  if (o == NULL) return 0;
+  char q[QBUF];
+  return pst_cfg_error(p, at, "listener name %s is already used by the listener at line %d; "
+                       "expected a unique name", pst_cfg_quote(l->name, q, sizeof(q)),
+                       o->mark.line);
+}
+
+static int set_name(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  static const char expected[] = "1 to 64 letters, digits, '-', '_' or '.'";
+  char q[QBUF];
+  const char *s;
+  int rc = pst_cfg_str(p, v, expected, &s);
+  if (rc != 0) return rc;
+  size_t len = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+  if (s[len] != '\0' || len > MAX_NAME_LEN) {
+    return pst_cfg_error(p, v, "invalid listener name %s; expected %s",
+                         pst_cfg_quote(s, q, sizeof(q)), expected);
+  }
+  rc = pst_cfg_strdup(p, v, expected, &l->name);
+  return rc != 0 ? rc : duplicate_name(p, v, l);
+}
+
+static int set_listen(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  const pst_config_t *cfg = state_of(p)->cfg;
+  char q[QBUF], why[256];
+  const char *s;
+  int rc = pst_cfg_str(p, v, "host:port", &s);
+  if (rc != 0) return rc;
+  l->listen_mark = pst_cfg_mark(v);
+  if (pst_parse_addr(s, &l->listen, why, sizeof(why)) != 0) {
+    return pst_cfg_error(p, v, "invalid address %s: %s", pst_cfg_quote(s, q, sizeof(q)), why);
+  }
+  for (const pst_listener_conf_t *o = cfg->listeners; o < l; o++) {
+    if (addr_equal(&o->listen, &l->listen)) {
+      return pst_cfg_error(p, v, "address %s is already used by listener \"%s\" (line %d); "
+                           "expected a different host:port", pst_cfg_quote(s, q, sizeof(q)),
+                           o->name, o->listen_mark.line);
+    }
+  }
+  return 0;
+}
+
+static int set_mode(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"tcp"};
+  pst_listener_conf_t *l = obj;
+  int i;
+  if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "http") == 0) {
+    return pst_cfg_error(p, v, "HTTP mode is not available yet; expected tcp");
+  }
+  int rc = pst_cfg_enum(p, v, "mode", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) l->mode = PST_MODE_TCP;
+  return rc;
+}
+
+/* One ALPN protocol name: RFC 7301 3.1 allows 1..255 bytes; we also require
+ * printable ASCII so that names survive logs and messages. */
+static int alpn_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
+  static const char expected[] = "a protocol name of 1 to 255 printable characters (e.g. h2)";
+  pst_listener_conf_t *l = obj;
+  char q[QBUF];
+  const char *s;
+  int rc = pst_cfg_str(p, item, expected, &s);
+  if (rc != 0) return rc;
+  size_t len = strlen(s), printable = 0;
+  while (s[printable] > 0x20 && s[printable] < 0x7f) printable++;
+  if (len > 255 || printable != len) {
+    return pst_cfg_error(p, item, "invalid protocol name %s; expected %s",
+                         pst_cfg_quote(s, q, sizeof(q)), expected);
+  }
+  for (size_t k = 0; k < i; k++) {
+    if (strcmp(l->alpn[k], s) == 0) {
+      return pst_cfg_error(p, item, "%s is listed twice; expected each protocol once",
+                           pst_cfg_quote(s, q, sizeof(q)));
+    }
+  }
+  return pst_cfg_strdup(p, item, expected, &l->alpn[i]);
+}
+
+/* Builds the ProtocolNameList of RFC 7301 3.1: each name preceded by its
+ * one-byte length (the outer two-byte length is the TLS library's job). */
+static int build_alpn_wire(pst_cfg_t *p, yaml_node_t *v, pst_listener_conf_t *l) {
+  size_t total = 0;
+  for (size_t i = 0; i < l->n_alpn; i++) total += 1 + strlen(l->alpn[i]);
+  if (total > 65535) {
+    return pst_cfg_error(p, v, "the list is %zu bytes long in TLS; expected at most 65535", total);
+  }
+  l->alpn_wire = malloc(total);
+  if (l->alpn_wire == NULL) return pst_cfg_nomem(p);
+  for (size_t i = 0; i < l->n_alpn; i++) {
+    size_t len = strlen(l->alpn[i]);
+    l->alpn_wire[l->alpn_wire_len++] = (unsigned char)len;
+    memcpy(l->alpn_wire + l->alpn_wire_len, l->alpn[i], len);
+    l->alpn_wire_len += len;
+  }
+  return 0;
+}
+
+static int set_alpn(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  size_t n;
+  int rc = pst_cfg_list(p, v, NULL, &n);
+  if (rc == 0) rc = alloc_items(p, n, sizeof(*l->alpn), (void **)&l->alpn, &l->n_alpn);
+  if (rc == 0) rc = pst_cfg_each(p, v, alpn_item, l);
+  return rc != 0 || n == 0 ? rc : build_alpn_wire(p, v, l);
+}
+
+static int set_backend(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  return read_backend(p, v, &((pst_listener_conf_t *)obj)->backend);
+}
+
+static int set_max_connections(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  uint64_t n;
+  int rc = pst_cfg_uint(p, v, 1, MAX_CONNECTIONS, &n);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->max_connections = (unsigned)n;
+  return rc;
+}
+
+static const pst_cfg_key_t listener_keys[] = {
+    {"name", set_name, NULL},
+    {"listen", set_listen, "host:port"},
+    {"mode", set_mode, NULL},
+    {"alpn", set_alpn, NULL},
+    {"tls", set_tls, "a mapping with at least certificates"},
+    {"backend", set_backend, BACKEND_EXPECTED},
+    {"routes", set_routes, NULL},
+    {"timeouts", set_timeouts, NULL},
+    {"max_connections", set_max_connections, NULL},
+};
+
+static void listener_defaults(pst_listener_conf_t *l) {
+  l->mode = PST_MODE_TCP;
+  l->versions = PST_TLS13;
+  l->unknown_sni = PST_UNKNOWN_SNI_DEFAULT;
+  l->handshake_timeout_ms = SEC(10);
+  l->idle_timeout_ms = SEC(60);
+  l->backend_connect_timeout_ms = SEC(5);
+  l->max_connections = 10000;
+}
+
+static int listener_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
+  pst_config_t *cfg = obj;
+  pst_listener_conf_t *l = &cfg->listeners[i];
+  char name[32];
+  listener_defaults(l);
+  l->mark = pst_cfg_mark(item);
+  state_of(p)->listener = l;
+  int rc = pst_cfg_map(p, item, listener_keys, PST_ARRAY_SIZE(listener_keys), l);
+  if (rc != 0 || l->name != NULL) return rc;
+  snprintf(name, sizeof(name), "listener%zu", i);
+  l->name = strdup(name);
+  if (l->name == NULL) return pst_cfg_nomem(p);
+  return duplicate_name(p, item, l);
+}
+
+/* ---- top level ------------------------------------------------------ */
+
+static int set_workers(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_config_t *cfg = obj;
+  char q[QBUF];
+  const char *s;
+  uint64_t n;
+  int rc = pst_cfg_str(p, v, "auto or an integer 1..256", &s);
+  if (rc != 0) return rc;
+  if (strcmp(s, "auto") == 0) {
+    cfg->workers = cpu_count();
+    return 0;
+  }
+  if (s[0] < '0' || s[0] > '9') {
+    return pst_cfg_error(p, v, "invalid value %s; expected auto or an integer 1..256",
+                         pst_cfg_quote(s, q, sizeof(q)));
+  }
+  rc = pst_cfg_uint(p, v, 1, MAX_WORKERS, &n);
+  if (rc == 0) cfg->workers = (unsigned)n;
+  return rc;
+}
+
+static int set_log_level(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  /* In the order of pst_log_level_t. */
+  static const char *const names[] = {"error", "warn", "info", "debug"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "log level", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_config_t *)obj)->log_level = (pst_log_level_t)i;
+  return rc;
+}
+
+static int set_shutdown_timeout(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  return pst_cfg_duration(p, v, 0, HOUR(1), &((pst_config_t *)obj)->shutdown_timeout_ms);
+}
+
+static int set_listeners(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_config_t *cfg = obj;
+  size_t n;
+  int rc = pst_cfg_list(p, v, "at least one listener", &n);
+  if (rc == 0) {
+    rc = alloc_items(p, n, sizeof(*cfg->listeners), (void **)&cfg->listeners, &cfg->n_listeners);
+  }
+  return rc != 0 ? rc : pst_cfg_each(p, v, listener_item, cfg);
+}
+
+static const pst_cfg_key_t top_keys[] = {
+    {"workers", set_workers, NULL},
+    {"log_level", set_log_level, NULL},
+    {"shutdown_timeout", set_shutdown_timeout, NULL},
+    {"listeners", set_listeners, "a list of listeners"},
+};
+
+/* ---- Entry points --------------------------------------------------- */
+
+static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
+  yaml_node_t *root = yaml_document_get_root_node(p->doc);
+  if (root == NULL || (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0)) {
+    return pst_cfg_error(p, root, "empty configuration; expected a mapping with \"listeners\"");
+  }
+  cfg->path = strdup(p->file);
+  if (cfg->path == NULL) return pst_cfg_nomem(p);
+  cfg->workers = cpu_count();
+  cfg->log_level = PST_LOG_INFO;
+  cfg->shutdown_timeout_ms = SEC(10);
+  return pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
+}
+
+int pst_config_parse(const char *name, const char *text, size_t len, pst_config_t **out,
+                     char *err, size_t errlen) {
+  yaml_document_t doc;
+  pst_config_t *cfg;
+  cfg_state_t state = {NULL, NULL};
+  pst_cfg_t p = {.file = name, .err = err, .errlen = errlen, .user = &state};
+  if (err != NULL && errlen > 0) err[0] = '\0';
+  int rc = pst_cfg_load_doc(&p, text, len, &doc);
+  if (rc != 0) return rc;
+  p.doc = &doc;
+  cfg = calloc(1, sizeof(*cfg));
+  state.cfg = cfg;
+  rc = cfg == NULL ? pst_cfg_nomem(&p) : parse_root(&p, cfg);
+  yaml_document_delete(&doc);
+  if (rc != 0) {
+    pst_config_free(cfg);
+    return rc;
+  }
+  *out = cfg;
+  return 0;
+}
+
+/* Reads a whole file into a malloc'ed buffer. Returns 0, -errno or PST_ECONFIG
+ * for a file over MAX_CONFIG_BYTES. */
+static int read_file(const char *path, char **data, size_t *len) {
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int rc = fstat(fd, &st) != 0 ? -errno : 0;
+  if (rc == 0 && !S_ISREG(st.st_mode)) rc = -EINVAL;
+  if (rc == 0 && (uint64_t)st.st_size > MAX_CONFIG_BYTES) rc = PST_ECONFIG;
+  char *buf = rc == 0 ? malloc((size_t)st.st_size + 1) : NULL;
+  if (rc == 0 && buf == NULL) rc = -ENOMEM;
+  size_t off = 0;
+  while (rc == 0 && off < (size_t)st.st_size) {
+    ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) rc = n < 0 ? -errno : -EIO;
+    else off += (size_t)n;
+  }
+  close(fd);
+  if (rc != 0) {
+    free(buf);
+    return rc;
+  }
+  *data = buf;
+  *len = off;
+  return 0;
+}
+
+int pst_config_load(const char *path, pst_config_t **out, char *err, size_t errlen) {
+  char *text = NULL;
+  size_t len = 0;
+  int rc = read_file(path, &text, &len);
+  if (rc != 0) {
+    char ebuf[128];
+    const char *why = rc == PST_ECONFIG ? "larger than 16 MiB"
+                      : rc == -EINVAL   ? "not a regular file"
+                                        : strerror_r(-rc, ebuf, sizeof(ebuf));
+    if (err != NULL && errlen > 0) snprintf(err, errlen, "%s: cannot read: %s", path, why);
+    return rc == -ENOMEM ? rc : PST_ECONFIG;
+  }
+  rc = pst_config_parse(path, text, len, out, err, errlen);
+  free(text);
+  return rc;
+}
+
+static void free_listener(pst_listener_conf_t *l) {
+  free(l->name);
+  for (size_t i = 0; i < l->n_alpn; i++) free(l->alpn[i]);
+  free(l->alpn);
+  free(l->alpn_wire);
+  for (size_t i = 0; i < l->n_certs; i++) {
+    free(l->certs[i].cert);
+    free(l->certs[i].key);
+  }
+  free(l->certs);
+  free(l->default_certificate);
+  free(l->ca_file);
+  for (size_t i = 0; i < l->n_routes; i++) {
+    for (size_t k = 0; k < l->routes[i].n_names; k++) free(l->routes[i].names[k]);
+    free(l->routes[i].names);
+  }
+  free(l->routes);
+}
+
+void pst_config_free(pst_config_t *cfg) {
+  if (cfg == NULL) return;
+  for (size_t i = 0; i < cfg->n_listeners; i++) free_listener(&cfg->listeners[i]);
+  free(cfg->listeners);
+  free(cfg->path);
+  free(cfg);
+}
