@@ -183,6 +183,20 @@ static const char *conn_tls_error(WOLFSSL *ssl, int rc, char *buf, size_t len) {
   return buf;
 }
 
+/* Keeps the server name the client asked for, lower-cased, for routes and
+ * logs (also after a failed handshake, to say which name failed). */
+static void conn_record_sni(pst_conn_t *conn) {
+  void *name = NULL;
+  unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
+  if (n == 0 || name == NULL) return;
+  if (n >= sizeof(conn->sni)) n = sizeof(conn->sni) - 1;
+  for (unsigned short i = 0; i < n; i++) {
+    char c = ((const char *)name)[i];
+    conn->sni[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+  }
+  conn->sni[n] = '\0';
+}
+
 void pst_conn_handshake(pst_conn_t *conn) {
   int rc = wolfSSL_accept(conn->ssl);
   if (rc != WOLFSSL_SUCCESS) {
@@ -194,22 +208,14 @@ void pst_conn_handshake(pst_conn_t *conn) {
     char msg[128];
     snprintf(conn->why, sizeof(conn->why), "handshake failed: %s",
              conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
+    conn_record_sni(conn);
     /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
     pst_conn_flush_client(conn);
     pst_conn_close(conn, PST_ETLS, conn->why);
     return;
   }
   conn->handshake_ms = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
-  void *name = NULL;
-  unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
-  if (n > 0 && name != NULL) {
-    if (n >= sizeof(conn->sni)) n = sizeof(conn->sni) - 1;
-    for (unsigned short i = 0; i < n; i++) {
-      char c = ((const char *)name)[i];
-      conn->sni[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
-    }
-    conn->sni[n] = '\0';
-  }
+  conn_record_sni(conn);
   char *p = NULL;
   unsigned short plen = 0;
   if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
@@ -372,8 +378,8 @@ static void conn_log(pst_conn_t *conn) {
                conn->backend_conf ? conn->backend_conf->addr.text : "-",
                (unsigned long long)conn->client.bytes, (unsigned long long)conn->backend.bytes,
                dur, conn->err == 0 ? "ok" : conn->reason,
-               conn->err == 0 || conn->reason[0] == 0 ? "" : ": ",
-               conn->err == 0 ? "" : pst_strerror(conn->err));
+               conn->err == 0 || conn->err == PST_ETLS ? "" : ": ",
+               conn->err == 0 || conn->err == PST_ETLS ? "" : pst_strerror(conn->err));
 }
 
 static void conn_free(pst_conn_t *conn) {

@@ -231,9 +231,10 @@ void pst_gen_unref(pst_gen_t *gen) {
   if (atomic_fetch_sub_explicit(&gen->refs, 1, memory_order_acq_rel) == 1) gen_free(gen);
 }
 
-const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni) {
-  if (gl->routes != NULL && sni != NULL) {
-    int r = pst_sni_map_lookup(gl->routes, sni, strlen(sni));
+const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni,
+                                          size_t len) {
+  if (gl->routes != NULL && sni != NULL && len > 0) {
+    int r = pst_sni_map_lookup(gl->routes, sni, len);
     if (r >= 0) return &gl->conf->routes[r].backend;
   }
   return &gl->conf->backend;

@@ -252,7 +252,7 @@ static void relay_connect(pst_conn_t *conn) {
 }
 
 void pst_relay_start(pst_conn_t *conn) {
-  conn->backend_conf = pst_gen_backend(conn->gl, conn->sni[0] ? conn->sni : NULL);
+  conn->backend_conf = pst_gen_backend(conn->gl, conn->sni, strlen(conn->sni));
   if (conn->backend_conf->kind == PST_BACKEND_BUILTIN_INFO) {
     conn->info = pst_info_new();
     if (conn->info == NULL) {

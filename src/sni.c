@@ -122,8 +122,8 @@ static void table_free(sni_table_t *t) {
 }
 
 static int is_name_char(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '_';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
 }
 
 /* Checks a host name (no trailing dot, no wildcard): labels of 1 to 63

@@ -12,6 +12,7 @@
 #include <wolfssl/openssl/ssl.h>
 
 #include "postern/common.h"
+#include "postern/gen.h"
 
 /* AEAD suites only (TLS 1.3 has nothing else; for TLS 1.2, ECDHE with
  * AES-GCM or ChaCha20-Poly1305), in server preference order: AES-128-GCM
@@ -72,6 +73,13 @@ static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
   return 0;
 }
 
+static int tls_alpn_listed(const pst_listener_conf_t *lc, const char *proto) {
+  for (size_t i = 0; i < lc->n_alpn; i++) {
+    if (strcmp(lc->alpn[i], proto) == 0) return 1;
+  }
+  return 0;
+}
+
 /* RFC 7301 3.2: the server picks; postern takes the first protocol of its
  * own list that the client offers. No overlap: no ALPN at all (no alert), so
  * that clients which merely advertise protocols still connect. */
@@ -80,6 +88,16 @@ static int tls_on_alpn(WOLFSSL *ssl, const unsigned char **out, unsigned char *o
   const pst_gen_listener_t *gl = arg;
   const unsigned char *ours = gl->conf->alpn_wire;
   size_t ours_len = gl->conf->alpn_wire_len;
+  /* builtin:info speaks HTTP/1.1 only: never let a client pick h2 for it
+   * (the SNI callback has run, so the route is known). */
+  static const unsigned char h1_only[] = "\x08http/1.1";
+  void *name = NULL;
+  unsigned short name_len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &name);
+  if (pst_gen_backend(gl, name, name_len)->kind == PST_BACKEND_BUILTIN_INFO) {
+    if (!tls_alpn_listed(gl->conf, "http/1.1")) return SSL_TLSEXT_ERR_NOACK;
+    ours = h1_only;
+    ours_len = sizeof(h1_only) - 1;
+  }
   for (size_t i = 0; i < ours_len; i += 1 + (size_t)ours[i]) {
     unsigned char n = ours[i];
     for (unsigned int j = 0; j < inlen; j += 1u + in[j]) {

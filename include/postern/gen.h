@@ -29,7 +29,9 @@ pst_gen_t *pst_gen_ref(pst_gen_t *gen);
 void pst_gen_unref(pst_gen_t *gen);
 
 /* The backend for a connection of listener gl that asked for server name
- * sni (NULL when none): the route matching the name, else the listener's. */
-const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni);
+ * sni of len bytes (NULL or 0 when none): the route matching the name, else
+ * the listener's. */
+const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni,
+                                          size_t len);
 
 #endif
