@@ -81,7 +81,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 integration: $(SAN_DIR)/postern
-	POSTERN_BIN=$(CURDIR)/$(SAN_DIR)/postern $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests/integration
+	POSTERN_BIN=$(CURDIR)/$(SAN_DIR)/postern $(PYTHON) -m pytest -p no:cacheprovider -q -ra $(PYTEST_ARGS) tests/integration
 
 test: deps
 	$(MAKE) unit

@@ -19,7 +19,7 @@
 #define MAX_CONNECTIONS 1000000
 #define MAX_CONFIG_BYTES (16u << 20)
 #define MAX_NAME_LEN 64
-#define QBUF 300
+#define QBUF 2100
 
 #define SEC(n) ((uint64_t)(n) * 1000)
 #define MIN(n) (SEC(n) * 60)

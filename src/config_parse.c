@@ -17,7 +17,7 @@
 #include "postern/config.h"
 
 /* Longest quoted value or key shown in a message, in input bytes. */
-#define QUOTE_MAX_INPUT 64
+#define QUOTE_MAX_INPUT 512
 #define QUOTE_BUF 300
 /* Words longer than this get no did-you-mean suggestion. */
 #define SUGGEST_MAX 64

@@ -206,8 +206,13 @@ void pst_conn_handshake(pst_conn_t *conn) {
       return;
     }
     char msg[128];
-    snprintf(conn->why, sizeof(conn->why), "handshake failed: %s",
-             conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
+    if (pst_tls_sni_rejected(conn->ssl)) {
+      snprintf(conn->why, sizeof(conn->why),
+               "handshake refused: no certificate for this server name (unknown_sni: reject)");
+    } else {
+      snprintf(conn->why, sizeof(conn->why), "handshake failed: %s",
+               conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
+    }
     conn_record_sni(conn);
     /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
     pst_conn_flush_client(conn);

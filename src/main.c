@@ -229,7 +229,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "postern: wolfSSL failed to initialise\n");
     return 1;
   }
-  char err[1024];
+  char err[4096];
   pst_config_t *cfg = NULL;
   int rc = pst_config_load(path, &cfg, err, sizeof(err));
   if (rc != 0) {

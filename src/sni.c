@@ -189,3 +189,11 @@ void pst_sni_map_free(pst_sni_map_t *map) {
   table_free(&map->wild);
   free(map);
 }
+
+int pst_sni_select(const pst_sni_map_t *map, const char *name, size_t len, int default_value,
+                   int reject_unknown) {
+  if (name == NULL || len == 0) return default_value;
+  int v = pst_sni_map_lookup(map, name, len);
+  if (v >= 0) return v;
+  return reject_unknown ? PST_SNI_REJECT : default_value;
+}

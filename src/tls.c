@@ -29,6 +29,8 @@ static int tls_groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
 /* ex_data slot holding the index of the certificate served (+1, so that 0
  * means "the default"). */
 #define TLS_EX_CERT 1
+/* ex_data slot set when the SNI callback refused the name. */
+#define TLS_EX_REJECTED 2
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_init_rc;
@@ -56,17 +58,16 @@ static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
   const pst_gen_listener_t *gl = arg;
   void *name = NULL;
   unsigned short len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &name);
-  if (len == 0 || name == NULL) return 0; /* no SNI: the default certificate */
-  int idx = pst_sni_map_lookup(gl->sni, name, len);
-  if (idx < 0) {
-    if (gl->conf->unknown_sni == PST_UNKNOWN_SNI_REJECT) {
-      *ad = unrecognized_name;
-      return fatal_return;
-    }
-    return 0;
+  int idx = pst_sni_select(gl->sni, name, name != NULL ? len : 0, gl->default_cert,
+                           gl->conf->unknown_sni == PST_UNKNOWN_SNI_REJECT);
+  if (idx == PST_SNI_REJECT) {
+    wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)1);
+    *ad = unrecognized_name;
+    return fatal_return;
   }
+  if (idx == gl->default_cert) return 0; /* the listener context holds it */
   wolfSSL_set_ex_data(ssl, TLS_EX_CERT, (void *)(intptr_t)(idx + 1));
-  if (idx != gl->default_cert && wolfSSL_set_SSL_CTX(ssl, gl->cert_ctx[idx]) == NULL) {
+  if (wolfSSL_set_SSL_CTX(ssl, gl->cert_ctx[idx]) == NULL) {
     *ad = internal_error;
     return fatal_return;
   }
@@ -216,3 +217,5 @@ const char *pst_tls_cipher_name(WOLFSSL *ssl) {
   const char *name = wolfSSL_CIPHER_get_name(wolfSSL_get_current_cipher(ssl));
   return name != NULL ? name : "";
 }
+
+int pst_tls_sni_rejected(WOLFSSL *ssl) { return wolfSSL_get_ex_data(ssl, TLS_EX_REJECTED) != NULL; }

@@ -23,6 +23,18 @@ int pst_sni_map_add(pst_sni_map_t *map, const char *name, int value);
  * to call from many threads at once once the map is no longer modified. */
 int pst_sni_map_lookup(const pst_sni_map_t *map, const char *name, size_t len);
 
+/* pst_sni_select's answer for a name that must be refused. */
+#define PST_SNI_REJECT (-1)
+
+/* Certificate selection for one ClientHello (RFC 6066 3). name/len is the
+ * server name the client sent (NULL or 0 when it sent none). Returns the
+ * value of the matching entry; for no match, default_value, or
+ * PST_SNI_REJECT when reject_unknown is set. A client that sends no name
+ * always gets default_value: rejecting it would lock out clients that
+ * connect by IP address, which cannot send SNI. */
+int pst_sni_select(const pst_sni_map_t *map, const char *name, size_t len, int default_value,
+                   int reject_unknown);
+
 /* Frees the map. NULL is allowed. */
 void pst_sni_map_free(pst_sni_map_t *map);
 

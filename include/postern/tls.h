@@ -32,4 +32,8 @@ const char *pst_tls_group_name(WOLFSSL *ssl);
  * The string is static. */
 const char *pst_tls_cipher_name(WOLFSSL *ssl);
 
+/* Nonzero when the handshake failed because the SNI callback refused the
+ * server name (unknown_sni: reject). */
+int pst_tls_sni_rejected(WOLFSSL *ssl);
+
 #endif

@@ -223,6 +223,26 @@ static void test_many(void **state) {
   assert_int_equal(lookup(map, "zone1.test"), -1);
 }
 
+/* Selection for a ClientHello: match, default, reject, and no SNI. */
+static void test_select(void **state) {
+  pst_sni_map_t *map = *state;
+  assert_int_equal(pst_sni_map_add(map, "example.test", 0), 0);
+  assert_int_equal(pst_sni_map_add(map, "*.example.test", 1), 0);
+  /* A match wins whatever the policy. */
+  assert_int_equal(pst_sni_select(map, "example.test", 12, 7, 0), 0);
+  assert_int_equal(pst_sni_select(map, "EXAMPLE.test", 12, 7, 1), 0);
+  assert_int_equal(pst_sni_select(map, "x.example.test", 14, 7, 1), 1);
+  /* Unknown name: the default, or a rejection. */
+  assert_int_equal(pst_sni_select(map, "unknown.invalid", 15, 7, 0), 7);
+  assert_int_equal(pst_sni_select(map, "unknown.invalid", 15, 7, 1), PST_SNI_REJECT);
+  /* No SNI at all: always the default, even with reject. */
+  assert_int_equal(pst_sni_select(map, NULL, 0, 7, 0), 7);
+  assert_int_equal(pst_sni_select(map, NULL, 0, 7, 1), 7);
+  assert_int_equal(pst_sni_select(map, "", 0, 7, 1), 7);
+  /* A wildcard match two labels deep is no match. */
+  assert_int_equal(pst_sni_select(map, "a.b.example.test", 16, 7, 1), PST_SNI_REJECT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_exact, setup_map, teardown_map),
@@ -236,6 +256,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_not_nul_terminated, setup_map, teardown_map),
       cmocka_unit_test_setup_teardown(test_empty_map, setup_map, teardown_map),
       cmocka_unit_test_setup_teardown(test_many, setup_map, teardown_map),
+      cmocka_unit_test_setup_teardown(test_select, setup_map, teardown_map),
   };
   return cmocka_run_group_tests_name("sni", tests, NULL, NULL);
 }
