@@ -351,6 +351,7 @@ static const pst_cfg_key_t timeout_keys[] = {
     {"handshake", set_handshake, NULL},
     {"idle", set_idle, NULL},
     {"backend_connect", set_backend_connect, NULL},
+    {"backend_response", pst_cfg_set_backend_response, NULL},
 };
 
 static int set_timeouts(pst_cfg_t *p, yaml_node_t *v, void *obj) {
@@ -416,14 +417,11 @@ static int set_listen(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 }
 
 static int set_mode(pst_cfg_t *p, yaml_node_t *v, void *obj) {
-  static const char *const names[] = {"tcp"};
+  static const char *const names[] = {"tcp", "http"};
   pst_listener_conf_t *l = obj;
   int i;
-  if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "http") == 0) {
-    return pst_cfg_error(p, v, "HTTP mode is not available yet; expected tcp");
-  }
   int rc = pst_cfg_enum(p, v, "mode", names, PST_ARRAY_SIZE(names), &i);
-  if (rc == 0) l->mode = PST_MODE_TCP;
+  if (rc == 0) l->mode = i == 1 ? PST_MODE_HTTP : PST_MODE_TCP;
   return rc;
 }
 
@@ -500,6 +498,11 @@ static const pst_cfg_key_t listener_keys[] = {
     {"routes", set_routes, NULL},
     {"timeouts", set_timeouts, NULL},
     {"max_connections", set_max_connections, NULL},
+    {"forwarded", pst_cfg_set_forwarded, NULL},
+    {"access_log", pst_cfg_set_access_log, NULL},
+    {"limits", pst_cfg_set_limits, NULL},
+    {"h2", pst_cfg_set_h2, NULL},
+    {"backend_pool", pst_cfg_set_backend_pool, NULL},
 };
 
 static void listener_defaults(pst_listener_conf_t *l) {
@@ -510,6 +513,7 @@ static void listener_defaults(pst_listener_conf_t *l) {
   l->idle_timeout_ms = SEC(60);
   l->backend_connect_timeout_ms = SEC(5);
   l->max_connections = 10000;
+  pst_cfg_http_defaults(l);
 }
 
 static int listener_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
@@ -572,10 +576,32 @@ static int set_listeners(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return rc != 0 ? rc : pst_cfg_each(p, v, listener_item, cfg);
 }
 
+static int set_expiry_warn_days(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  uint64_t n;
+  int rc = pst_cfg_uint(p, v, 0, 3650, &n);
+  if (rc == 0) ((pst_config_t *)obj)->expiry_warn_days = (unsigned)n;
+  return rc;
+}
+
+static int set_watch(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"false", "true"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "value", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_config_t *)obj)->watch = i;
+  return rc;
+}
+
+static int set_watch_debounce(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  return pst_cfg_duration(p, v, 0, MIN(1), &((pst_config_t *)obj)->watch_debounce_ms);
+}
+
 static const pst_cfg_key_t top_keys[] = {
     {"workers", set_workers, NULL},
     {"log_level", set_log_level, NULL},
     {"shutdown_timeout", set_shutdown_timeout, NULL},
+    {"expiry_warn_days", set_expiry_warn_days, NULL},
+    {"watch", set_watch, NULL},
+    {"watch_debounce", set_watch_debounce, NULL},
     {"listeners", set_listeners, "a list of listeners"},
 };
 
@@ -591,6 +617,8 @@ static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   cfg->workers = cpu_count();
   cfg->log_level = PST_LOG_INFO;
   cfg->shutdown_timeout_ms = SEC(10);
+  cfg->expiry_warn_days = 21;
+  cfg->watch_debounce_ms = SEC(1);
   return pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
 }
 
@@ -678,6 +706,7 @@ static void free_listener(pst_listener_conf_t *l) {
     free(l->routes[i].names);
   }
   free(l->routes);
+  free(l->access_log);
 }
 
 void pst_config_free(pst_config_t *cfg) {

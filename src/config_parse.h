@@ -110,4 +110,17 @@ int pst_cfg_file(pst_cfg_t *p, yaml_node_t *node, char **out, pst_mark_t *mark);
  * YAML syntax errors use libyaml's problem and mark. */
 int pst_cfg_load_doc(pst_cfg_t *p, const char *text, size_t len, yaml_document_t *doc);
 
+/* ---- http mode keys (config_http.c) ---- */
+
+/* Sets the http-mode defaults of a listener. */
+void pst_cfg_http_defaults(pst_listener_conf_t *l);
+/* Setters of the listener keys forwarded, access_log, limits, h2,
+ * backend_pool and timeouts.backend_response (obj: pst_listener_conf_t). */
+int pst_cfg_set_forwarded(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_access_log(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_limits(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_h2(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_backend_pool(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_backend_response(pst_cfg_t *p, yaml_node_t *v, void *obj);
+
 #endif

@@ -9,6 +9,7 @@
 
 #include "postern/common.h"
 #include "postern/conn-t.h"
+#include "postern/front.h"
 #include "postern/gen.h"
 #include "postern/log.h"
 #include "postern/relay.h"
@@ -295,6 +296,7 @@ static void conn_peer_name(pst_conn_t *conn) {
   if (uv_tcp_getpeername(&conn->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
     if (ss.ss_family == AF_INET6) {
       uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+      snprintf(conn->peer_ip, sizeof(conn->peer_ip), "%s", host);
       port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
       snprintf(conn->peer, sizeof(conn->peer), "[%s]:%d", host, port);
       return;
@@ -302,6 +304,7 @@ static void conn_peer_name(pst_conn_t *conn) {
     uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
     port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   }
+  snprintf(conn->peer_ip, sizeof(conn->peer_ip), "%s", host);
   snprintf(conn->peer, sizeof(conn->peer), "%s:%d", host, port);
 }
 
@@ -392,6 +395,9 @@ static void conn_free(pst_conn_t *conn) {
   if (conn->prev != NULL) conn->prev->next = conn->next;
   else worker->conns = conn->next;
   if (conn->next != NULL) conn->next->prev = conn->prev;
+  /* The front end goes last: its streams could still hear from their
+   * backends until now, and conn services refuse work once CLOSING. */
+  if (conn->front != NULL) conn->front->ops->destroy(conn->front);
   if (conn->ssl != NULL) wolfSSL_free(conn->ssl);
   pst_info_free(conn->info);
   pst_buf_free(&conn->cin);

@@ -6,7 +6,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "postern/access_log.h"
 #include "postern/cert.h"
 #include "postern/common.h"
 #include "postern/config.h"
@@ -17,6 +19,7 @@ typedef struct {
   FILE *report; /* `postern -t` output, or NULL to log */
   unsigned errors;
   const char *file;
+  unsigned warn_days; /* expiry_warn_days */
 } gen_ctx_t;
 
 static void gen_problem(gen_ctx_t *g, pst_problem_severity_t sev, const char *fmt, ...)
@@ -38,22 +41,24 @@ static void gen_problem(gen_ctx_t *g, pst_problem_severity_t sev, const char *fm
   }
 }
 
-/* Logs (or prints) what pst_cert_load found. */
-static void gen_report_cert(gen_ctx_t *g, const pst_cert_t *cert, time_t now) {
+/* Logs (or prints) what pst_cert_load found. A log line starts with the
+ * place in the configuration that names the certificate, then has the same
+ * message as `postern -t`, so that a failed start or reload points at both
+ * the line to look at and the file to fix. */
+static void gen_report_cert(gen_ctx_t *g, const pst_listener_conf_t *lc, size_t i,
+                            const pst_cert_t *cert, time_t now) {
   if (g->report != NULL) {
     pst_cert_print(cert, now, g->report);
     fputc('\n', g->report);
     g->errors += (unsigned)cert->n_errors;
     return;
   }
-  for (size_t i = 0; i < cert->n_problems; i++) {
-    const pst_problem_t *p = &cert->problems[i];
-    if (p->severity == PST_PROBLEM_ERROR) {
-      pst_log_error("%s", p->msg);
-      g->errors++;
-    } else {
-      pst_log_warn("%s", p->msg);
-    }
+  for (size_t k = 0; k < cert->n_problems; k++) {
+    const pst_problem_t *p = &cert->problems[k];
+    if (p->severity == PST_PROBLEM_ERROR) g->errors++;
+    pst_log(p->severity == PST_PROBLEM_ERROR ? PST_LOG_ERROR : PST_LOG_WARN,
+            "%s:%d:%d: listeners[%s].tls.certificates[%zu]: %s", g->file,
+            lc->certs[i].mark.line, lc->certs[i].mark.column, lc->name, i, p->msg);
   }
 }
 
@@ -74,11 +79,11 @@ static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
     return -ENOMEM;
   }
   for (size_t i = 0; i < lc->n_certs; i++) {
-    rc = pst_cert_load(lc->certs[i].cert, lc->certs[i].key, trust, now, PST_EXPIRY_WARN_DAYS,
+    rc = pst_cert_load(lc->certs[i].cert, lc->certs[i].key, trust, now, g->warn_days,
                        &gl->certs[i]);
     if (rc == -ENOMEM) break;
     gl->n_certs++;
-    gen_report_cert(g, gl->certs[i], now);
+    gen_report_cert(g, lc, i, gl->certs[i], now);
     rc = 0;
   }
   pst_trust_free(trust);
@@ -167,6 +172,7 @@ static void gen_free(pst_gen_t *gen) {
       free(gl->certs);
       pst_sni_map_free(gl->sni);
       pst_sni_map_free(gl->routes);
+      if (gl->access_fd > STDERR_FILENO) close(gl->access_fd);
     }
     free(gen->listeners);
   }
@@ -175,6 +181,12 @@ static void gen_free(pst_gen_t *gen) {
 }
 
 static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
+  gl->access_fd = pst_access_log_open(gl->conf->access_log);
+  if (gl->access_fd < -1) {
+    gen_problem(g, PST_PROBLEM_ERROR, "%s: listeners[%s].access_log: cannot open \"%s\": %s",
+                g->file, gl->conf->name, gl->conf->access_log, strerror(-gl->access_fd));
+    gl->access_fd = -1;
+  }
   int rc = gen_load_certs(g, gl, now);
   if (rc != 0 || gl->n_certs == 0) return rc;
   if ((rc = gen_sni_map(g, gl)) != 0) return rc;
@@ -192,7 +204,8 @@ static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) 
 
 int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report,
                   pst_gen_t **out, unsigned *n_errors) {
-  gen_ctx_t g = {.report = report, .errors = 0, .file = cfg->path};
+  gen_ctx_t g = {.report = report, .errors = 0, .file = cfg->path,
+                 .warn_days = cfg->expiry_warn_days};
   pst_gen_t *gen = calloc(1, sizeof(*gen));
   if (gen == NULL) {
     pst_config_free(cfg);
@@ -238,4 +251,39 @@ const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const ch
     if (r >= 0) return &gl->conf->routes[r].backend;
   }
   return &gl->conf->backend;
+}
+
+size_t pst_gen_n_certs(const pst_gen_t *gen) {
+  size_t n = 0;
+  for (size_t i = 0; i < gen->cfg->n_listeners; i++) n += gen->listeners[i].n_certs;
+  return n;
+}
+
+unsigned pst_gen_log_expiry(const pst_gen_t *gen, time_t now) {
+  unsigned n = 0;
+  const pst_config_t *cfg = gen->cfg;
+  for (size_t i = 0; i < cfg->n_listeners; i++) {
+    const pst_gen_listener_t *gl = &gen->listeners[i];
+    for (size_t j = 0; j < gl->n_certs; j++) {
+      const pst_cert_t *cert = gl->certs[j];
+      if (cert->chain_len == 0) continue;
+      const pst_cert_info_t *leaf = &cert->chain[0];
+      double left = difftime(leaf->not_after, now);
+      if (left >= (double)cfg->expiry_warn_days * 86400.0) continue;
+      char when[32];
+      struct tm tm;
+      gmtime_r(&leaf->not_after, &tm);
+      strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+      if (left < 0) {
+        pst_log_error("%s: certificate %s expired on %s: clients reject it; renew it, then "
+                      "reload (SIGHUP)", cert->cert_path, leaf->subject, when);
+      } else {
+        pst_log_warn("%s: certificate %s expires on %s (in %ld days, expiry_warn_days is %u): "
+                     "renew it, then reload (SIGHUP)", cert->cert_path, leaf->subject, when,
+                     (long)(left / 86400.0), cfg->expiry_warn_days);
+      }
+      n++;
+    }
+  }
+  return n;
 }

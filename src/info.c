@@ -659,3 +659,10 @@ void pst_info_free(pst_info_t *info) {
   pst_buf_free(&info->accept);
   free(info);
 }
+
+int pst_info_render(const pst_info_facts_t *facts, int json, pst_buf_t *body,
+                    const char **content_type) {
+  if (facts == NULL) facts = &no_facts;
+  *content_type = json ? "application/json" : "text/html; charset=utf-8";
+  return json ? build_json(body, facts) : build_html(body, facts);
+}

@@ -8,6 +8,7 @@
 
 #include "postern/common.h"
 #include "postern/conn.h"
+#include "postern/front.h"
 #include "postern/gen.h"
 #include "postern/log.h"
 #include "postern/tls.h"
@@ -26,7 +27,7 @@ static void relay_on_client_shutdown(uv_shutdown_t *req, int status) {
   pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, client.shutdown_req);
   if (conn->state == PST_CONN_CLOSING) return;
   conn->client.shut_done = 1;
-  if (conn->info != NULL) {
+  if (conn->info != NULL || conn->front != NULL) {
     pst_conn_close(conn, 0, "done");
     return;
   }
@@ -57,6 +58,11 @@ static void relay_on_backend_shutdown(uv_shutdown_t *req, int status) {
 void pst_relay_client_eof(pst_conn_t *conn) {
   conn->client.eof = 1;
   if (conn->state != PST_CONN_OPEN || conn->backend.shut) return;
+  if (conn->front != NULL) {
+    conn->backend.shut = 1; /* the client's end is handled once */
+    conn->front->ops->client_eof(conn->front);
+    return;
+  }
   conn->backend.shut = 1;
   if (conn->info != NULL) {
     /* Everything asked has been answered: end with close_notify. */
@@ -71,7 +77,7 @@ void pst_relay_client_eof(pst_conn_t *conn) {
 
 /* ---- builtin:info ---- */
 
-static void relay_info_facts(pst_conn_t *conn, pst_info_facts_t *f) {
+void pst_conn_info_facts(pst_conn_t *conn, pst_info_facts_t *f) {
   WOLFSSL *ssl = conn->ssl;
   memset(f, 0, sizeof(*f));
   f->listener = conn->gl->conf->name;
@@ -92,7 +98,7 @@ static void relay_info_facts(pst_conn_t *conn, pst_info_facts_t *f) {
 static void relay_info(pst_conn_t *conn, const char *data, size_t len) {
   pst_info_facts_t facts;
   pst_buf_t out = {0};
-  relay_info_facts(conn, &facts);
+  pst_conn_info_facts(conn, &facts);
   int rc = pst_info_feed(conn->info, data, len, &facts, &out);
   if (out.len > 0) {
     conn->backend.bytes += out.len;
@@ -118,7 +124,8 @@ void pst_relay_from_client(pst_conn_t *conn) {
   char *plain = conn->worker->plain;
   /* backend.shut: the client's end was already handled. */
   while (conn->state == PST_CONN_OPEN && !conn->backend.shut) {
-    if (conn->info == NULL && queued(&conn->backend.tcp) > PST_HIGH_WATER) {
+    if (conn->front != NULL && conn->client_paused) return; /* the front end resumes */
+    if (conn->info == NULL && conn->front == NULL && queued(&conn->backend.tcp) > PST_HIGH_WATER) {
       conn->client_paused = 1; /* resumed by pst_relay_on_drain */
       pst_conn_read_client(conn, 0);
       return;
@@ -128,6 +135,13 @@ void pst_relay_from_client(pst_conn_t *conn) {
       conn->client.bytes += (uint64_t)n;
       if (conn->info != NULL) {
         relay_info(conn, plain, (size_t)n);
+        continue;
+      }
+      if (conn->front != NULL) {
+        if (conn->front->ops->feed(conn->front, plain, (size_t)n) != 0 &&
+            conn->state != PST_CONN_CLOSING) {
+          pst_conn_close(conn, PST_EPROTO, "HTTP error");
+        }
         continue;
       }
       int rc = pst_conn_write(conn, (uv_stream_t *)&conn->backend.tcp, plain, (size_t)n);
@@ -193,6 +207,12 @@ static int relay_read_backend(pst_conn_t *conn) {
 void pst_relay_on_drain(pst_conn_t *conn, uv_stream_t *s) {
   if (conn->state != PST_CONN_OPEN) return;
   if (s == (uv_stream_t *)&conn->client.tcp) {
+    if (conn->front != NULL) {
+      if (!conn->client.shut && queued(&conn->client.tcp) < PST_LOW_WATER) {
+        conn->front->ops->client_drain(conn->front);
+      }
+      return;
+    }
     if (!conn->client.shut && queued(&conn->client.tcp) < PST_LOW_WATER) {
       int rc = relay_read_backend(conn);
       if (rc != 0) pst_conn_close(conn, rc, "backend read failed");
@@ -253,6 +273,15 @@ static void relay_connect(pst_conn_t *conn) {
 
 void pst_relay_start(pst_conn_t *conn) {
   conn->backend_conf = pst_gen_backend(conn->gl, conn->sni, strlen(conn->sni));
+  int h2 = strcmp(conn->alpn, "h2") == 0;
+  if (conn->gl->conf->mode == PST_MODE_HTTP &&
+      (h2 || conn->backend_conf->kind != PST_BACKEND_BUILTIN_INFO)) {
+    pst_conn_set_state(conn, PST_CONN_OPEN);
+    conn->backend.shut_done = 1; /* no backend side of its own */
+    conn->front = h2 ? pst_h2_front_new(conn) : pst_h1_front_new(conn);
+    if (conn->front == NULL) pst_conn_close(conn, -ENOMEM, "out of memory");
+    return;
+  }
   if (conn->backend_conf->kind == PST_BACKEND_BUILTIN_INFO) {
     conn->info = pst_info_new();
     if (conn->info == NULL) {
@@ -264,3 +293,45 @@ void pst_relay_start(pst_conn_t *conn) {
   }
   relay_connect(conn);
 }
+
+/* ---- services for the http-mode front ends (front.h) ---- */
+
+int pst_conn_send(pst_conn_t *conn, const char *data, size_t len) {
+  if (conn->state == PST_CONN_CLOSING || conn->client.shut) return PST_ESHUTDOWN;
+  if (len == 0) return 0;
+  if (wolfSSL_write(conn->ssl, data, (int)len) != (int)len) {
+    pst_conn_close(conn, PST_ETLS, "TLS write failed");
+    return PST_ETLS;
+  }
+  conn->backend.bytes += len;
+  int rc = pst_conn_flush_client(conn);
+  if (rc != 0) pst_conn_client_failed(conn, rc, "client write failed");
+  return rc;
+}
+
+size_t pst_conn_client_queued(const pst_conn_t *conn) {
+  return conn->cout.len + uv_stream_get_write_queue_size((const uv_stream_t *)&conn->client.tcp);
+}
+
+void pst_conn_client_pause(pst_conn_t *conn, int pause) {
+  if (conn->state != PST_CONN_OPEN || conn->client_paused == !!pause) return;
+  conn->client_paused = !!pause;
+  if (pause) {
+    pst_conn_read_client(conn, 0);
+    return;
+  }
+  if (pst_conn_read_client(conn, 1) != 0) {
+    pst_conn_client_failed(conn, -EIO, "client read failed");
+    return;
+  }
+  pst_conn_pump(conn); /* decrypted bytes wolfSSL holds, and kept ciphertext */
+}
+
+void pst_conn_end(pst_conn_t *conn) {
+  if (conn->state != PST_CONN_OPEN) return;
+  relay_shut_client(conn);
+}
+
+const char *pst_conn_client_ip(const pst_conn_t *conn) { return conn->peer_ip; }
+
+const pst_backend_conf_t *pst_conn_backend(const pst_conn_t *conn) { return conn->backend_conf; }

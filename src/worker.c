@@ -13,7 +13,9 @@
 #include "postern/common.h"
 #include "postern/conn.h"
 #include "postern/gen.h"
+#include "postern/front.h"
 #include "postern/log.h"
+#include "postern/pool.h"
 
 #define LISTEN_BACKLOG 511
 
@@ -38,6 +40,58 @@ fail:;
   close(fd);
   return err;
 }
+
+/* ---- listener lifetime ---- */
+
+/* Frees wl once nothing refers to it: out of the worker's list, handle
+ * closed, and no connection left (each connection points at its listener
+ * until it is freed, see pst_worker_conn_gone). */
+static void wl_maybe_free(pst_wlistener_t *wl) {
+  if (wl->listed || wl->open || wl->closing || wl->n_conns > 0) return;
+  if (wl->fd >= 0) close(wl->fd);
+  free(wl);
+}
+
+static void wl_on_close(uv_handle_t *h) {
+  pst_wlistener_t *wl = PST_CONTAINER_OF(h, pst_wlistener_t, handle);
+  wl->closing = 0;
+  wl_maybe_free(wl);
+}
+
+/* Stops accepting on wl: closing the handle closes the socket, so the
+ * kernel no longer queues connections for it. */
+static void wl_close(pst_wlistener_t *wl) {
+  if (!wl->open) return;
+  wl->open = 0;
+  wl->closing = 1;
+  uv_close((uv_handle_t *)&wl->handle, wl_on_close);
+}
+
+static pst_wlistener_t *wl_new(int fd) {
+  pst_wlistener_t *wl = calloc(1, sizeof(*wl));
+  if (wl != NULL) wl->fd = fd;
+  return wl;
+}
+
+static void worker_on_connection(uv_stream_t *server, int status);
+
+/* Starts accepting on wl's socket on the worker's loop. On failure the
+ * handle (if made) is left open for wl_close. */
+static int wl_open(pst_worker_t *worker, pst_wlistener_t *wl) {
+  wl->worker = worker;
+  uv_tcp_init(&worker->loop, &wl->handle);
+  wl->open = 1;
+  int rc = uv_tcp_open(&wl->handle, wl->fd);
+  if (rc != 0) return rc;
+  wl->fd = -1; /* the handle owns it now */
+  return uv_listen((uv_stream_t *)&wl->handle, LISTEN_BACKLOG, worker_on_connection);
+}
+
+static unsigned wl_max_connections(const pst_wlistener_t *wl) {
+  return wl->worker->gen->listeners[wl->index].conf->max_connections;
+}
+
+/* ---- accepting ---- */
 
 static void worker_on_connection(uv_stream_t *server, int status) {
   pst_wlistener_t *wl = PST_CONTAINER_OF(server, pst_wlistener_t, handle);
@@ -67,6 +121,7 @@ static void worker_on_handle_close(uv_handle_t *h) { PST_UNUSED(h); }
 static void worker_finish(pst_worker_t *worker) {
   if (worker->state == PST_WORKER_STOPPED) return;
   worker->state = PST_WORKER_STOPPED;
+  pst_pool_shutdown(worker); /* pools made by the last connections' streams */
   uv_close((uv_handle_t *)&worker->wakeup, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->drain_timer, worker_on_handle_close);
 }
@@ -87,12 +142,14 @@ static void worker_on_drain_timeout(uv_timer_t *t) {
 static void worker_drain(pst_worker_t *worker) {
   if (worker->state != PST_WORKER_RUNNING) return;
   worker->state = PST_WORKER_DRAINING;
-  for (size_t i = 0; i < worker->n_listeners; i++) {
-    pst_wlistener_t *wl = &worker->listeners[i];
-    if (wl->open) {
-      wl->open = 0;
-      uv_close((uv_handle_t *)&wl->handle, worker_on_handle_close);
-    }
+  for (size_t i = 0; i < worker->n_listeners; i++) wl_close(worker->listeners[i]);
+  /* Idle backend connections would keep the loop alive; http-mode front
+   * ends stop taking requests (h2 GOAWAY) and end once their exchanges do. */
+  pst_pool_shutdown(worker);
+  pst_conn_t *next;
+  for (pst_conn_t *c = worker->conns; c != NULL; c = next) {
+    next = c->next;
+    if (c->front != NULL && c->state == PST_CONN_OPEN) c->front->ops->shutdown(c->front);
   }
   if (worker->n_conns == 0) {
     worker_finish(worker);
@@ -102,8 +159,126 @@ static void worker_drain(pst_worker_t *worker) {
                  worker->gen->cfg->shutdown_timeout_ms, 0);
 }
 
+/* ---- switching generations (reload) ---- */
+
+/* Puts sw->gen in place on the worker's thread. Listeners that the new
+ * generation keeps go on accepting on the same socket without a pause, under
+ * their new index and settings; new ones start accepting; removed ones stop
+ * accepting, and their open connections go on under the generation they were
+ * accepted with until they close. Nothing here can fail but opening a new
+ * listener's handle (logged; the other workers still accept on that port). */
+static void worker_apply_switch(pst_worker_t *worker, pst_worker_switch_t *sw) {
+  pst_wlistener_t **old = worker->listeners, **list = sw->list;
+  size_t n_old = worker->n_listeners;
+  for (size_t i = 0; i < sw->n_listeners; i++) {
+    if (sw->keep[i] < 0) continue;
+    list[i] = old[sw->keep[i]];
+    old[sw->keep[i]] = NULL;
+  }
+  for (size_t j = 0; j < n_old; j++) {
+    if (old[j] == NULL) continue;
+    old[j]->listed = 0;
+    wl_close(old[j]);
+    wl_maybe_free(old[j]);
+  }
+  free(old);
+  pst_gen_unref(worker->gen);
+  worker->gen = sw->gen;
+  sw->gen = NULL;
+  worker->listeners = list;
+  worker->n_listeners = sw->n_listeners;
+  sw->list = NULL;
+  for (size_t i = 0; i < worker->n_listeners; i++) {
+    pst_wlistener_t *wl = list[i];
+    wl->listed = 1;
+    wl->index = i;
+    if (wl->fd >= 0) {
+      int rc = wl_open(worker, wl);
+      if (rc != 0) {
+        pst_log_error("worker %u: cannot accept on %s: %s", worker->id,
+                      worker->gen->listeners[i].conf->listen.text, uv_strerror(rc));
+        wl_close(wl);
+      }
+    } else if (wl->paused && wl->open && wl->n_conns < wl_max_connections(wl)) {
+      /* A higher max_connections: take the socket libuv has been holding. */
+      wl->paused = 0;
+      pst_conn_accept(worker, wl);
+    }
+  }
+}
+
+pst_worker_switch_t *pst_worker_switch_new(pst_gen_t *gen, const long *keep, const int *fds) {
+  size_t n = gen->cfg->n_listeners;
+  pst_worker_switch_t *sw = calloc(1, sizeof(*sw));
+  if (sw == NULL) return NULL;
+  sw->n_listeners = n;
+  sw->keep = calloc(n ? n : 1, sizeof(*sw->keep));
+  sw->list = calloc(n ? n : 1, sizeof(*sw->list));
+  if (sw->keep == NULL || sw->list == NULL) goto fail;
+  for (size_t i = 0; i < n; i++) {
+    sw->keep[i] = keep[i];
+    if (keep[i] >= 0) continue;
+    sw->list[i] = wl_new(-1);
+    if (sw->list[i] == NULL) goto fail;
+  }
+  /* Nothing can fail from here: the sockets change hands. */
+  for (size_t i = 0; i < n; i++) {
+    if (keep[i] < 0) sw->list[i]->fd = fds[i];
+  }
+  sw->gen = pst_gen_ref(gen);
+  return sw;
+fail:
+  pst_worker_switch_free(sw);
+  return NULL;
+}
+
+void pst_worker_switch_free(pst_worker_switch_t *sw) {
+  if (sw == NULL) return;
+  if (sw->list != NULL) {
+    for (size_t i = 0; i < sw->n_listeners; i++) {
+      pst_wlistener_t *wl = sw->list[i];
+      if (wl == NULL) continue;
+      if (wl->fd >= 0) close(wl->fd);
+      free(wl);
+    }
+  }
+  free(sw->list);
+  free(sw->keep);
+  pst_gen_unref(sw->gen);
+  free(sw);
+}
+
+void pst_worker_switch(pst_worker_t *worker, pst_worker_switch_t *sw, void (*done)(void *arg),
+                       void *arg) {
+  sw->done = done;
+  sw->done_arg = arg;
+  pst_worker_switch_t *prev = atomic_exchange(&worker->pending_switch, sw);
+  if (prev != NULL) {
+    /* The caller waits for each switch to be done before the next one;
+     * should one still be waiting, the newer generation replaces it. */
+    if (prev->done != NULL) prev->done(prev->done_arg);
+    pst_worker_switch_free(prev);
+  }
+  uv_async_send(&worker->wakeup);
+}
+
+/* Takes a pending switch: applied while the worker runs, dropped once it
+ * drains (its connections keep their generation; new sockets are closed). */
+static void worker_take_switch(pst_worker_t *worker) {
+  pst_worker_switch_t *sw = atomic_exchange(&worker->pending_switch, NULL);
+  if (sw == NULL) return;
+  if (worker->state == PST_WORKER_RUNNING && !atomic_load(&worker->stop_requested)) {
+    worker_apply_switch(worker, sw);
+  }
+  void (*done)(void *) = sw->done;
+  void *arg = sw->done_arg;
+  pst_worker_switch_free(sw);
+  if (done != NULL) done(arg);
+}
+
 static void worker_on_wakeup(uv_async_t *a) {
   pst_worker_t *worker = PST_CONTAINER_OF(a, pst_worker_t, wakeup);
+  worker_take_switch(worker);
   if (atomic_load(&worker->stop_requested)) worker_drain(worker);
 }
 
@@ -111,11 +286,11 @@ void pst_worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl, pst_conn_t 
   PST_UNUSED(conn);
   worker->n_conns--;
   wl->n_conns--;
-  if (wl->paused && wl->open &&
-      wl->n_conns < worker->gen->listeners[wl->index].conf->max_connections) {
+  if (wl->paused && wl->open && wl->listed && wl->n_conns < wl_max_connections(wl)) {
     wl->paused = 0;
     pst_conn_accept(worker, wl); /* the socket libuv has been holding */
   }
+  wl_maybe_free(wl);
   if (worker->state == PST_WORKER_DRAINING && worker->n_conns == 0) worker_finish(worker);
 }
 
@@ -125,56 +300,71 @@ static void worker_run(void *arg) {
   if (worker->on_exit != NULL) worker->on_exit(worker, worker->on_exit_arg);
 }
 
-static int worker_listen(pst_worker_t *worker, int *fds) {
+static int worker_listen(pst_worker_t *worker) {
   for (size_t i = 0; i < worker->n_listeners; i++) {
-    pst_wlistener_t *wl = &worker->listeners[i];
-    wl->worker = worker;
+    pst_wlistener_t *wl = worker->listeners[i];
     wl->index = i;
-    uv_tcp_init(&worker->loop, &wl->handle);
-    wl->open = 1;
-    int rc = uv_tcp_open(&wl->handle, fds[i]);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&wl->handle, LISTEN_BACKLOG, worker_on_connection);
+    wl->listed = 1;
+    int rc = wl_open(worker, wl);
     if (rc != 0) return rc;
   }
   return 0;
+}
+
+/* Drops the worker's listeners: each is freed at once or, with its handle
+ * closing, from its close callback. */
+static void worker_unlist(pst_worker_t *worker) {
+  for (size_t i = 0; worker->listeners != NULL && i < worker->n_listeners; i++) {
+    pst_wlistener_t *wl = worker->listeners[i];
+    if (wl == NULL) continue;
+    wl->listed = 0;
+    wl_close(wl);
+    wl_maybe_free(wl);
+  }
+  free(worker->listeners);
+  worker->listeners = NULL;
 }
 
 int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *listen_fds) {
   worker->id = id;
   worker->state = PST_WORKER_RUNNING;
   atomic_init(&worker->stop_requested, 0);
-  int rc = uv_loop_init(&worker->loop);
-  if (rc != 0) return rc;
-  worker->loop.data = worker;
+  atomic_init(&worker->pending_switch, NULL);
   worker->n_listeners = gen->cfg->n_listeners;
-  worker->listeners = calloc(worker->n_listeners, sizeof(*worker->listeners));
+  worker->listeners = calloc(worker->n_listeners ? worker->n_listeners : 1,
+                             sizeof(*worker->listeners));
   worker->slab = malloc(PST_READ_SLAB);
   worker->plain = malloc(PST_RECORD_MAX);
-  if (worker->listeners == NULL || worker->slab == NULL || worker->plain == NULL) {
-    rc = -ENOMEM;
-    goto fail;
+  int rc = worker->listeners == NULL || worker->slab == NULL || worker->plain == NULL ? -ENOMEM : 0;
+  for (size_t i = 0; rc == 0 && i < worker->n_listeners; i++) {
+    if ((worker->listeners[i] = wl_new(listen_fds[i])) == NULL) rc = -ENOMEM;
+    else listen_fds[i] = -1; /* the listener owns it now */
   }
+  if (rc == 0) rc = uv_loop_init(&worker->loop);
+  if (rc != 0) goto fail;
+  worker->loop.data = worker;
   worker->gen = pst_gen_ref(gen);
   uv_async_init(&worker->loop, &worker->wakeup, worker_on_wakeup);
   uv_timer_init(&worker->loop, &worker->drain_timer);
-  rc = worker_listen(worker, listen_fds);
+  rc = worker_listen(worker);
   if (rc == 0) rc = uv_thread_create(&worker->thread, worker_run, worker);
   if (rc == 0) return 0;
-  /* Unwind on this thread: the loop never ran. The fds stay the caller's. */
-  for (size_t i = 0; i < worker->n_listeners; i++) {
-    if (worker->listeners[i].open) uv_close((uv_handle_t *)&worker->listeners[i].handle, NULL);
-  }
+  /* Unwind on this thread: the loop never ran. */
+  worker_unlist(worker);
   uv_close((uv_handle_t *)&worker->wakeup, NULL);
   uv_close((uv_handle_t *)&worker->drain_timer, NULL);
   uv_run(&worker->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&worker->loop);
   pst_gen_unref(worker->gen);
   worker->gen = NULL;
 fail:
-  uv_loop_close(&worker->loop);
-  free(worker->listeners);
+  worker_unlist(worker);
+  for (size_t i = 0; i < worker->n_listeners; i++) {
+    if (listen_fds[i] >= 0) close(listen_fds[i]);
+    listen_fds[i] = -1;
+  }
   free(worker->slab);
   free(worker->plain);
-  worker->listeners = NULL;
   worker->slab = worker->plain = NULL;
   return rc;
 }
@@ -186,9 +376,16 @@ void pst_worker_stop(pst_worker_t *worker) {
 
 void pst_worker_join(pst_worker_t *worker) {
   uv_thread_join(&worker->thread);
+  /* A switch posted as the worker stopped was never taken. */
+  pst_worker_switch_t *sw = atomic_exchange(&worker->pending_switch, NULL);
+  if (sw != NULL) {
+    if (sw->done != NULL) sw->done(sw->done_arg);
+    pst_worker_switch_free(sw);
+  }
+  /* The loop ran to its end: every handle is closed, every connection gone. */
+  worker_unlist(worker);
   uv_loop_close(&worker->loop);
   pst_gen_unref(worker->gen);
-  free(worker->listeners);
   free(worker->slab);
   free(worker->plain);
   worker->gen = NULL;

@@ -16,8 +16,14 @@ typedef enum {
 
 typedef enum {
   PST_MODE_TCP = 0, /* forward the decrypted byte stream */
-  PST_MODE_HTTP = 1 /* reserved for the HTTP issue; rejected by the parser for now */
+  PST_MODE_HTTP = 1 /* terminate HTTP/1.1 and HTTP/2, forward HTTP/1.1 */
 } pst_mode_t;
+
+/* What postern adds when it forwards a request in http mode. */
+typedef enum {
+  PST_FORWARDED_XFF = 0,     /* X-Forwarded-For (appended), -Proto, -Host (default) */
+  PST_FORWARDED_RFC7239 = 1, /* Forwarded: for=...;proto=https;host=... (RFC 7239) */
+} pst_forwarded_t;
 
 typedef enum {
   PST_UNKNOWN_SNI_DEFAULT = 0, /* serve the default certificate */
@@ -97,6 +103,17 @@ typedef struct {
   uint64_t idle_timeout_ms;            /* default 60s */
   uint64_t backend_connect_timeout_ms; /* default 5s */
   unsigned max_connections;            /* per worker; default 10000 */
+
+  /* http mode (ignored in tcp mode) */
+  pst_forwarded_t forwarded;           /* default xff */
+  char *access_log;                    /* NULL: off; "stderr"; or a file path */
+  size_t max_header_bytes;             /* limits.max_header_bytes; default 32768 */
+  unsigned h2_max_concurrent_streams;  /* h2.max_concurrent_streams; default 128 */
+  unsigned h2_stream_reset_rate;       /* h2.stream_reset_rate per second; default 100 */
+  unsigned h2_stream_reset_burst;      /* h2.stream_reset_burst; default 200 */
+  unsigned pool_max_idle;              /* backend_pool.max_idle per backend per worker; default 32 */
+  uint64_t pool_idle_ms;               /* backend_pool.idle; default 60s */
+  uint64_t backend_response_timeout_ms; /* timeouts.backend_response; default 60s */
   pst_mark_t mark; /* the list item */
 } pst_listener_conf_t;
 
@@ -105,6 +122,9 @@ typedef struct {
   unsigned workers;  /* resolved: "auto" became the number of cores */
   pst_log_level_t log_level;      /* default info */
   uint64_t shutdown_timeout_ms;   /* default 10s */
+  unsigned expiry_warn_days;      /* warn about leaves expiring within this; default 21 */
+  int watch;                      /* reload when a file changes (inotify); default 0 */
+  uint64_t watch_debounce_ms;     /* quiet time before a watch reload; default 1s */
   pst_listener_conf_t *listeners;
   size_t n_listeners;
 } pst_config_t;

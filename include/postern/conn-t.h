@@ -52,7 +52,8 @@ struct pst_conn_s {
   int in_is_cin;
   pst_buf_t cin;
   pst_buf_t cout; /* ciphertext wolfSSL produced, not yet handed to the socket */
-  pst_info_t *info; /* builtin:info responder, or NULL */
+  pst_info_t *info; /* builtin:info responder (tcp mode, or http mode over HTTP/1.1), or NULL */
+  struct pst_front_s *front; /* http mode: the HTTP/1.1 or HTTP/2 front end, or NULL */
   const pst_backend_conf_t *backend_conf;
   uint64_t t_start_ns;   /* accept time (uv_hrtime) */
   double handshake_ms;
@@ -62,6 +63,7 @@ struct pst_conn_s {
   int err;               /* why it closed */
   const char *reason;
   char peer[80];
+  char peer_ip[64];      /* the client's address without port, for X-Forwarded-For */
   char sni[256];
   char alpn[32];         /* negotiated protocol, "" for none */
   const char *version;   /* static strings from wolfSSL, set at handshake end */

@@ -28,6 +28,7 @@ typedef struct {
   int default_cert;       /* index into certs */
   pst_sni_map_t *sni;     /* server name -> certificate index */
   pst_sni_map_t *routes;  /* server name -> route index; NULL without routes */
+  int access_fd;          /* http mode access log: -1 off, 2 stderr, or an owned file */
 } pst_gen_listener_t;
 
 typedef struct pst_gen_s {

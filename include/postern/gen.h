@@ -7,9 +7,6 @@
 
 #include "postern/gen-t.h"
 
-/* Days before a leaf's expiry from which it is reported as a warning. */
-#define PST_EXPIRY_WARN_DAYS 21
-
 /* Builds a generation from cfg, which it takes over in every case (freed on
  * failure). Loads and checks every certificate (pst_cert_load), resolves
  * default_certificate and routes, and creates the TLS contexts.
@@ -33,5 +30,14 @@ void pst_gen_unref(pst_gen_t *gen);
  * the listener's. */
 const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni,
                                           size_t len);
+
+/* The number of certificates of every listener of gen. */
+size_t pst_gen_n_certs(const pst_gen_t *gen);
+
+/* Logs a warning for every leaf of gen that expires within the
+ * configuration's expiry_warn_days of now, and an error for one already
+ * expired (a running generation's leaf expires as time passes). Returns how
+ * many were logged. Run once a day while postern runs. Thread-safe. */
+unsigned pst_gen_log_expiry(const pst_gen_t *gen, time_t now);
 
 #endif

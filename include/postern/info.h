@@ -44,6 +44,12 @@ pst_info_t *pst_info_new(void);
 int pst_info_feed(pst_info_t *info, const char *data, size_t len,
                   const pst_info_facts_t *facts, pst_buf_t *out);
 
+/* Builds the page for facts, without an HTTP head: JSON when json is set,
+ * else HTML; *content_type gets the matching static media type. Used by the
+ * HTTP/2 front end. Returns 0 or -ENOMEM. */
+int pst_info_render(const pst_info_facts_t *facts, int json, pst_buf_t *body,
+                    const char **content_type);
+
 /* Frees the responder. NULL is allowed. */
 void pst_info_free(pst_info_t *info);
 

@@ -16,15 +16,40 @@ typedef struct pst_worker_s pst_worker_t;
 /* Largest TLS plaintext record (RFC 8446 5.1). */
 #define PST_RECORD_MAX (16 * 1024)
 
-/* One listening socket of one worker (SO_REUSEPORT: each worker has its own). */
+/* One listening socket of one worker (SO_REUSEPORT: each worker has its own).
+ * Allocated on its own, because a listener that a reload keeps moves to
+ * another index, and one that a reload removes must outlive its open
+ * connections (each points at it). Freed on the worker thread once it is out
+ * of the worker's list, its handle's close callback has run, and its last
+ * connection is gone. */
 typedef struct {
   pst_worker_t *worker;
-  size_t index;     /* listener index in the generation */
+  size_t index;     /* listener index in worker->gen, while in worker->listeners */
   uv_tcp_t handle;
+  int fd;           /* the bound socket until the worker opens the handle on it, then -1 */
   unsigned n_conns; /* open connections accepted here */
   int paused;       /* at max_connections: one accepted socket waits in libuv */
   int open;         /* handle initialised and not yet closed */
+  int closing;      /* uv_close called, close callback not run yet */
+  int listed;       /* in worker->listeners */
 } pst_wlistener_t;
+
+/* A new generation for one worker, prepared by the reload on the main
+ * thread (pst_worker_switch_new) and applied on the worker's thread. */
+typedef struct {
+  pst_gen_t *gen;               /* one reference, handed to the worker */
+  size_t n_listeners;           /* gen->cfg->n_listeners */
+  /* For each listener of gen: the index of the worker's listener it keeps
+   * (same address: same socket, no window of refused connections), or -1
+   * for a new one, whose structure list[i] holds with its bound socket. */
+  long *keep;
+  /* Becomes the worker's listener list: new listeners made by
+   * pst_worker_switch_new, NULL where keep[i] >= 0 until the worker fills
+   * in its own. */
+  pst_wlistener_t **list;
+  void (*done)(void *arg);      /* runs on the worker thread once applied or dropped */
+  void *done_arg;
+} pst_worker_switch_t;
 
 typedef enum {
   PST_WORKER_RUNNING = 0,  /* accepting and serving */
@@ -36,17 +61,20 @@ struct pst_worker_s {
   unsigned id;
   uv_loop_t loop;
   uv_thread_t thread;
-  uv_async_t wakeup;        /* the main thread's requests (stop) */
+  uv_async_t wakeup;        /* the main thread's requests (stop, switch) */
   uv_timer_t drain_timer;   /* shutdown_timeout while draining */
   pst_worker_state_t state;
   atomic_int stop_requested;
+  _Atomic(pst_worker_switch_t *) pending_switch; /* posted by the reload, taken on wakeup */
   pst_gen_t *gen;           /* the current generation (one reference) */
-  pst_wlistener_t *listeners;
+  pst_wlistener_t **listeners; /* one per listener of gen, in its order */
   size_t n_listeners;
-  int *listen_fds;          /* made and bound by the main thread, one per listener */
   pst_conn_t *conns;        /* open connections, doubly linked */
   unsigned n_conns;
   uint64_t next_conn_id;
+  struct pst_pool_s *pools; /* http mode: keep-alive backend connections (pool.c) */
+  unsigned n_bconns;        /* backend connections open (pool.c) */
+  int pools_closed;         /* shutting down: released connections are closed */
   char *slab;               /* PST_READ_SLAB bytes: where reads land */
   char *plain;              /* PST_RECORD_MAX bytes: decrypted records */
   void (*on_exit)(pst_worker_t *worker, void *arg); /* runs on the worker thread at the end */

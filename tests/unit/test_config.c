@@ -568,9 +568,12 @@ static void test_error_bad_enum(void **state) {
   expect_error("listeners:\n" LISTENER0 "      unknown_sni: drop\n",
                "t.yaml:8:20: listeners[0].tls.unknown_sni: unknown unknown_sni action \"drop\"");
   expect_error("listeners:\n  - mode: udp\n",
-               "t.yaml:2:11: listeners[0].mode: unknown mode \"udp\"; expected tcp");
-  expect_error("listeners:\n  - mode: http\n",
-               "t.yaml:2:11: listeners[0].mode: HTTP mode is not available yet; expected tcp");
+               "t.yaml:2:11: listeners[0].mode: unknown mode \"udp\"; expected tcp or http");
+  expect_error("listeners:\n" LISTENER0 "    forwarded: x-forwarded\n",
+               "t.yaml:8:16: listeners[0].forwarded: unknown forwarding header style "
+               "\"x-forwarded\"; expected xff or rfc7239");
+  expect_error("listeners:\n" LISTENER0 "    h2: {max_concurent_streams: 4}\n",
+               "t.yaml:8:10: listeners[0].h2.max_concurent_streams: unknown key");
 }
 
 static void test_error_bad_integer(void **state) {

@@ -1,0 +1,589 @@
+/* bench/loadgen.c: the TLS load generator of the bench suite.
+ *
+ * One thread, one libuv loop, the tuned wolfSSL from deps/wolfssl used on
+ * plain non-blocking sockets (uv_poll), so that the client spends as little
+ * CPU per handshake as it can: TLS 1.3 only, one cipher suite
+ * (TLS_AES_128_GCM_SHA256), one X25519 key share (so no HelloRetryRequest,
+ * RFC 8446 4.1.4), no certificate verification, SNI set.
+ *
+ * Modes:
+ *   full    N slots, each in a loop: connect, full handshake, one small
+ *           HTTP/1.1 request with "Connection: close", read the whole
+ *           response (headers, Content-Length body, then the close), close.
+ *   resume  the same, but each slot keeps the session (ticket) of its last
+ *           connection and offers it on the next (RFC 8446 2.2); the report
+ *           counts how many handshakes were really resumed.
+ *   idle    open COUNT connections (at most N handshakes in flight), finish
+ *           their handshakes, keep them open, print one line when all are
+ *           up, and hold them until SIGTERM or SIGINT.
+ *
+ * full and resume run a warm-up (not counted; in resume mode also until every
+ * slot holds a ticket), print {"event":"measure"} when measuring starts, then
+ * after DURATION seconds print one JSON result line and let the connections
+ * in flight finish before exiting. The result carries the client's own CPU
+ * time over the window (getrusage), so the caller can tell when the load
+ * generator, not the server, was the limit.
+ *
+ * Usage: loadgen --connect HOST:PORT [--sni NAME] [--mode full|resume|idle]
+ *          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]
+ */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#define HEAD_MAX 4096
+
+/* ---- latency histogram: log-linear, 32 sub-buckets per power of two
+ * (about 3% resolution), microseconds ---- */
+
+#define HIST_SUB 32
+#define HIST_LINEAR 64 /* values below this have a bucket each */
+#define HIST_BUCKETS (HIST_LINEAR + 40 * HIST_SUB)
+
+typedef struct {
+  uint64_t count[HIST_BUCKETS];
+  uint64_t n;
+  double sum;
+} hist_t;
+
+static int hist_index(uint64_t v) {
+  if (v < HIST_LINEAR) return (int)v;
+  int e = 63 - __builtin_clzll(v); /* >= 6 */
+  int shift = e - 5;               /* keep the top 6 bits: 32..63 */
+  int idx = HIST_LINEAR + (e - 6) * HIST_SUB + (int)((v >> shift) - HIST_SUB);
+  return idx < HIST_BUCKETS ? idx : HIST_BUCKETS - 1;
+}
+
+/* The middle of bucket idx, in microseconds. */
+static double hist_value(int idx) {
+  if (idx < HIST_LINEAR) return idx;
+  int e = (idx - HIST_LINEAR) / HIST_SUB + 6;
+  int sub = (idx - HIST_LINEAR) % HIST_SUB + HIST_SUB;
+  double lo = ldexp(sub, e - 5);
+  return lo + ldexp(1, e - 5) / 2;
+}
+
+static void hist_add(hist_t *h, uint64_t us) {
+  h->count[hist_index(us)]++;
+  h->n++;
+  h->sum += (double)us;
+}
+
+static double hist_quantile(const hist_t *h, double q) {
+  if (h->n == 0) return 0;
+  uint64_t want = (uint64_t)ceil(q * (double)h->n);
+  if (want == 0) want = 1;
+  uint64_t seen = 0;
+  for (int i = 0; i < HIST_BUCKETS; i++) {
+    seen += h->count[i];
+    if (seen >= want) return hist_value(i);
+  }
+  return hist_value(HIST_BUCKETS - 1);
+}
+
+/* ---- options and state ---- */
+
+typedef enum { MODE_FULL, MODE_RESUME, MODE_IDLE } mode_t_;
+
+static struct {
+  struct sockaddr_in addr;
+  const char *sni;
+  mode_t_ mode;
+  int conc;
+  double duration, warmup, timeout;
+  int count;
+} opt = {.sni = "localhost", .mode = MODE_FULL, .conc = 16, .duration = 5, .warmup = 1,
+         .timeout = 10, .count = 1000};
+
+typedef enum {
+  SL_FREE = 0,    /* no connection */
+  SL_CONNECTING,  /* connect(2) in progress: waiting for writable */
+  SL_HANDSHAKE,   /* wolfSSL_connect running */
+  SL_RESPONSE,    /* request sent, reading the response until the close */
+  SL_IDLE,        /* idle mode: handshake done, held open */
+  SL_CLOSING,     /* uv_close called on the poll handle */
+} slot_state_t;
+
+typedef enum { E_CONNECT, E_HANDSHAKE, E_IO, E_RESPONSE, E_TIMEOUT, E_KINDS } err_kind_t;
+static const char *err_names[E_KINDS] = {"connect", "handshake", "io", "response", "timeout"};
+
+typedef struct {
+  int fd;
+  uv_poll_t poll;
+  int events;  /* what poll waits for now */
+  slot_state_t st;
+  WOLFSSL *ssl;
+  WOLFSSL_SESSION *sess; /* resume mode: the last ticket received */
+  uint64_t t0;           /* connect start, uv_hrtime */
+  char head[HEAD_MAX];
+  size_t head_len;
+  int head_done;
+  int status;
+  long long clen; /* Content-Length, -1 when absent */
+  long long body;
+} slot_t;
+
+typedef struct {
+  uint64_t ok, resumed, started;
+  uint64_t err[E_KINDS];
+  hist_t lat;
+} stats_t;
+
+static uv_loop_t *loop;
+static WOLFSSL_CTX *ctx;
+static slot_t *slots;
+static int n_slots;
+static stats_t stats;
+static int measuring, stopping;
+static int active;       /* slots with a connection (not SL_FREE) */
+static int idle_next, idle_up, idle_reported; /* idle mode: slots started, up */
+static uint64_t t_measure;
+static double cpu_measure;
+static uv_timer_t phase_timer, tick_timer, drain_timer;
+static uv_signal_t sig_term, sig_int;
+
+static const char request[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+static char readbuf[16384];
+
+static double cpu_now(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
+}
+
+static void slot_start(slot_t *s);
+static void slot_on_poll(uv_poll_t *p, int status, int events);
+static void maybe_exit(void);
+static uint64_t total_errors(void);
+
+/* ---- one connection ---- */
+
+static void slot_on_closed(uv_handle_t *h) {
+  slot_t *s = h->data;
+  s->st = SL_FREE;
+  active--;
+  if (stopping) {
+    maybe_exit();
+    return;
+  }
+  if (opt.mode == MODE_IDLE && total_errors() > (uint64_t)opt.count) {
+    /* The server refuses: give up, and say so. */
+    idle_up = opt.count;
+    maybe_exit();
+    return;
+  }
+  slot_start(s); /* the next connection of this slot, or a retry */
+}
+
+static void slot_release(slot_t *s) {
+  if (s->ssl != NULL) {
+    wolfSSL_free(s->ssl);
+    s->ssl = NULL;
+  }
+  s->st = SL_CLOSING;
+  uv_close((uv_handle_t *)&s->poll, slot_on_closed);
+  /* uv_close stops polling and removes the fd from epoll at once. */
+  close(s->fd);
+  s->fd = -1;
+}
+
+static uint64_t total_errors(void) {
+  uint64_t errors = 0;
+  for (int k = 0; k < E_KINDS; k++) errors += stats.err[k];
+  return errors;
+}
+
+static void slot_fail(slot_t *s, err_kind_t kind) {
+  if (measuring || opt.mode == MODE_IDLE) stats.err[kind]++;
+  if (opt.mode == MODE_RESUME && s->sess != NULL && kind == E_HANDSHAKE) {
+    wolfSSL_SESSION_free(s->sess);
+    s->sess = NULL;
+  }
+  slot_release(s);
+}
+
+static void slot_wait(slot_t *s, int events) {
+  if (s->events == events) return;
+  s->events = events;
+  uv_poll_start(&s->poll, events, slot_on_poll);
+}
+
+static void slot_done(slot_t *s) {
+  int good = s->head_done && s->status == 200 && (s->clen < 0 || s->body >= s->clen);
+  if (!good) {
+    slot_fail(s, E_RESPONSE);
+    return;
+  }
+  if (opt.mode == MODE_RESUME) {
+    /* The NewSessionTicket (RFC 8446 4.6.1) came before the response. */
+    WOLFSSL_SESSION *sess = wolfSSL_get1_session(s->ssl);
+    if (sess != NULL) {
+      if (s->sess != NULL) wolfSSL_SESSION_free(s->sess);
+      s->sess = sess;
+    }
+  }
+  if (measuring) {
+    stats.ok++;
+    if (wolfSSL_session_reused(s->ssl)) stats.resumed++;
+    hist_add(&stats.lat, (uv_hrtime() - s->t0) / 1000);
+  }
+  slot_release(s);
+}
+
+/* Parses what arrived of the response: status line and Content-Length from
+ * the head, then counts body bytes. */
+static void slot_take(slot_t *s, const char *data, size_t n) {
+  if (s->head_done) {
+    s->body += (long long)n;
+    return;
+  }
+  size_t room = HEAD_MAX - 1 - s->head_len;
+  size_t take = n < room ? n : room;
+  memcpy(s->head + s->head_len, data, take);
+  s->head_len += take;
+  s->head[s->head_len] = '\0';
+  char *end = strstr(s->head, "\r\n\r\n");
+  if (end == NULL) return;
+  s->head_done = 1;
+  size_t head_bytes = (size_t)(end - s->head) + 4;
+  s->body = (long long)(s->head_len - head_bytes) + (long long)(n - take);
+  if (strncmp(s->head, "HTTP/1.", 7) == 0 && s->head_len > 12) s->status = atoi(s->head + 9);
+  for (char *p = s->head; p < end; p++) {
+    if ((p == s->head || p[-1] == '\n') && strncasecmp(p, "content-length:", 15) == 0) {
+      s->clen = atoll(p + 15);
+      break;
+    }
+  }
+}
+
+static void slot_read(slot_t *s) {
+  for (;;) {
+    int n = wolfSSL_read(s->ssl, readbuf, sizeof(readbuf));
+    if (n > 0) {
+      slot_take(s, readbuf, (size_t)n);
+      continue;
+    }
+    int e = wolfSSL_get_error(s->ssl, n);
+    if (e == WOLFSSL_ERROR_WANT_READ) {
+      slot_wait(s, UV_READABLE);
+      return;
+    }
+    if (e == WOLFSSL_ERROR_WANT_WRITE) {
+      slot_wait(s, UV_WRITABLE);
+      return;
+    }
+    /* close_notify (RFC 8446 6.1) or the TCP close: the response is over. */
+    if (e == WOLFSSL_ERROR_ZERO_RETURN || e == SOCKET_PEER_CLOSED_E || e == SOCKET_ERROR_E) {
+      slot_done(s);
+      return;
+    }
+    slot_fail(s, E_IO);
+    return;
+  }
+}
+
+static void slot_handshake(slot_t *s) {
+  int rc = wolfSSL_connect(s->ssl);
+  if (rc != WOLFSSL_SUCCESS) {
+    int e = wolfSSL_get_error(s->ssl, rc);
+    if (e == WOLFSSL_ERROR_WANT_READ) {
+      slot_wait(s, UV_READABLE);
+    } else if (e == WOLFSSL_ERROR_WANT_WRITE) {
+      slot_wait(s, UV_WRITABLE);
+    } else {
+      slot_fail(s, E_HANDSHAKE);
+    }
+    return;
+  }
+  if (opt.mode == MODE_IDLE) {
+    s->st = SL_IDLE;
+    uv_poll_stop(&s->poll);
+    s->events = 0;
+    idle_up++;
+    active--; /* no longer in flight; the slot stays taken */
+    if (idle_up >= opt.count) {
+      maybe_exit();
+      return;
+    }
+    if (idle_next < opt.count) slot_start(&slots[idle_next++]);
+    return;
+  }
+  s->st = SL_RESPONSE;
+  int n = wolfSSL_write(s->ssl, request, (int)sizeof(request) - 1);
+  if (n != (int)sizeof(request) - 1) {
+    /* A 45-byte record always fits in an empty socket buffer. */
+    slot_fail(s, E_IO);
+    return;
+  }
+  slot_read(s);
+}
+
+static void slot_connected(slot_t *s) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+    slot_fail(s, E_CONNECT);
+    return;
+  }
+  s->ssl = wolfSSL_new(ctx);
+  if (s->ssl == NULL) {
+    slot_fail(s, E_HANDSHAKE);
+    return;
+  }
+  wolfSSL_set_fd(s->ssl, s->fd);
+  wolfSSL_UseSNI(s->ssl, WOLFSSL_SNI_HOST_NAME, opt.sni, (unsigned short)strlen(opt.sni));
+  /* One key share, X25519: the group every server in the bench prefers. */
+  wolfSSL_UseKeyShare(s->ssl, WOLFSSL_ECC_X25519);
+  if (opt.mode == MODE_RESUME && s->sess != NULL) wolfSSL_set_session(s->ssl, s->sess);
+  s->st = SL_HANDSHAKE;
+  slot_handshake(s);
+}
+
+static void slot_on_poll(uv_poll_t *p, int status, int events) {
+  slot_t *s = p->data;
+  if (status < 0) {
+    slot_fail(s, s->st == SL_CONNECTING ? E_CONNECT : E_IO);
+    return;
+  }
+  switch (s->st) {
+    case SL_CONNECTING: slot_connected(s); break;
+    case SL_HANDSHAKE: slot_handshake(s); break;
+    case SL_RESPONSE: slot_read(s); break;
+    default: uv_poll_stop(p); break;
+  }
+}
+
+static void slot_start(slot_t *s) {
+  if (stopping) return;
+  s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s->fd < 0) {
+    fprintf(stderr, "loadgen: socket: %s\n", strerror(errno));
+    exit(1);
+  }
+  int one = 1;
+  setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  s->head_len = 0;
+  s->head_done = 0;
+  s->status = 0;
+  s->clen = -1;
+  s->body = 0;
+  s->events = 0;
+  s->t0 = uv_hrtime();
+  uv_poll_init(loop, &s->poll, s->fd);
+  s->poll.data = s;
+  active++;
+  if (measuring) stats.started++;
+  int rc = connect(s->fd, (const struct sockaddr *)&opt.addr, sizeof(opt.addr));
+  if (rc == 0) {
+    slot_connected(s);
+    return;
+  }
+  if (errno != EINPROGRESS) {
+    s->st = SL_CONNECTING;
+    slot_fail(s, E_CONNECT);
+    return;
+  }
+  s->st = SL_CONNECTING;
+  slot_wait(s, UV_WRITABLE);
+}
+
+/* ---- phases ---- */
+
+static void print_result(void) {
+  uint64_t now = uv_hrtime();
+  double window = (double)(now - t_measure) / 1e9;
+  double cpu = cpu_now() - cpu_measure;
+  uint64_t errors = total_errors();
+  printf("{\"event\":\"result\",\"mode\":\"%s\",\"conc\":%d,\"window_s\":%.4f,\"ok\":%llu,"
+         "\"errors\":%llu,\"resumed\":%llu,\"rate\":%.2f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,"
+         "\"mean_ms\":%.4f,\"cpu_s\":%.4f,\"cpu_frac\":%.4f,\"errors_by_kind\":{",
+         opt.mode == MODE_FULL ? "full" : "resume", opt.conc, window,
+         (unsigned long long)stats.ok, (unsigned long long)errors,
+         (unsigned long long)stats.resumed, (double)stats.ok / window,
+         hist_quantile(&stats.lat, 0.50) / 1000, hist_quantile(&stats.lat, 0.99) / 1000,
+         stats.lat.n ? stats.lat.sum / (double)stats.lat.n / 1000 : 0.0, cpu, cpu / window);
+  for (int k = 0; k < E_KINDS; k++) {
+    printf("%s\"%s\":%llu", k ? "," : "", err_names[k], (unsigned long long)stats.err[k]);
+  }
+  printf("}}\n");
+  fflush(stdout);
+}
+
+static void maybe_exit(void) {
+  if (opt.mode == MODE_IDLE) {
+    if (!idle_reported && idle_up >= opt.count) {
+      idle_reported = 1;
+      int open = 0;
+      for (int i = 0; i < n_slots; i++) open += slots[i].st == SL_IDLE;
+      printf("{\"event\":\"idle_ready\",\"open\":%d,\"errors\":%llu,\"seconds\":%.3f}\n", open,
+             (unsigned long long)total_errors(), (double)(uv_hrtime() - t_measure) / 1e9);
+      fflush(stdout);
+      uv_timer_stop(&tick_timer);
+    }
+    return;
+  }
+  if (stopping && active == 0) uv_stop(loop);
+}
+
+static void on_drain_timeout(uv_timer_t *t) { uv_stop(loop); }
+
+static void on_phase(uv_timer_t *t) {
+  if (!measuring) {
+    /* Resume mode measures resumed handshakes: wait (a little) until every
+     * slot holds a ticket. */
+    if (opt.mode == MODE_RESUME) {
+      int missing = 0;
+      for (int i = 0; i < n_slots; i++) missing += slots[i].sess == NULL;
+      if (missing > 0 && (double)(uv_hrtime() - t_measure) / 1e9 < opt.warmup + 5) {
+        uv_timer_start(&phase_timer, on_phase, 50, 0);
+        return;
+      }
+    }
+    memset(&stats, 0, sizeof(stats));
+    measuring = 1;
+    t_measure = uv_hrtime();
+    cpu_measure = cpu_now();
+    printf("{\"event\":\"measure\"}\n");
+    fflush(stdout);
+    uv_timer_start(&phase_timer, on_phase, (uint64_t)(opt.duration * 1000), 0);
+    return;
+  }
+  print_result();
+  measuring = 0;
+  stopping = 1;
+  /* Connections in flight finish (bounded), so the server sees clean ends. */
+  uv_timer_start(&drain_timer, on_drain_timeout, 2000, 0);
+  maybe_exit();
+}
+
+/* Aborts connections that have taken longer than the timeout. */
+static void on_tick(uv_timer_t *t) {
+  uint64_t now = uv_hrtime();
+  uint64_t limit = (uint64_t)(opt.timeout * 1e9);
+  for (int i = 0; i < n_slots; i++) {
+    slot_t *s = &slots[i];
+    if ((s->st == SL_CONNECTING || s->st == SL_HANDSHAKE || s->st == SL_RESPONSE) &&
+        now - s->t0 > limit) {
+      slot_fail(s, E_TIMEOUT);
+    }
+  }
+}
+
+static void on_signal(uv_signal_t *s, int signum) { uv_stop(loop); }
+
+/* ---- set-up ---- */
+
+static void usage(const char *argv0) {
+  fprintf(stderr,
+          "usage: %s --connect HOST:PORT [--sni NAME] [--mode full|resume|idle] [--conc N]\n"
+          "          [--duration S] [--warmup S] [--count K] [--timeout S]\n",
+          argv0);
+  exit(2);
+}
+
+static void parse_args(int argc, char **argv) {
+  int have_addr = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (v == NULL) usage(argv[0]);
+    i++;
+    if (strcmp(a, "--connect") == 0) {
+      char host[64];
+      const char *colon = strrchr(v, ':');
+      if (colon == NULL || (size_t)(colon - v) >= sizeof(host)) usage(argv[0]);
+      memcpy(host, v, (size_t)(colon - v));
+      host[colon - v] = '\0';
+      if (uv_ip4_addr(host, atoi(colon + 1), &opt.addr) != 0) usage(argv[0]);
+      have_addr = 1;
+    } else if (strcmp(a, "--sni") == 0) {
+      opt.sni = v;
+    } else if (strcmp(a, "--mode") == 0) {
+      if (strcmp(v, "full") == 0) opt.mode = MODE_FULL;
+      else if (strcmp(v, "resume") == 0) opt.mode = MODE_RESUME;
+      else if (strcmp(v, "idle") == 0) opt.mode = MODE_IDLE;
+      else usage(argv[0]);
+    } else if (strcmp(a, "--conc") == 0) {
+      opt.conc = atoi(v);
+    } else if (strcmp(a, "--duration") == 0) {
+      opt.duration = atof(v);
+    } else if (strcmp(a, "--warmup") == 0) {
+      opt.warmup = atof(v);
+    } else if (strcmp(a, "--count") == 0) {
+      opt.count = atoi(v);
+    } else if (strcmp(a, "--timeout") == 0) {
+      opt.timeout = atof(v);
+    } else {
+      usage(argv[0]);
+    }
+  }
+  if (!have_addr || opt.conc < 1 || opt.duration <= 0 || opt.count < 1) usage(argv[0]);
+}
+
+static void make_ctx(void) {
+  if (wolfSSL_Init() != WOLFSSL_SUCCESS) abort();
+  ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+  if (ctx == NULL) abort();
+  /* The bench measures servers: the client skips chain verification. */
+  wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+  if (wolfSSL_CTX_set_cipher_list(ctx, "TLS13-AES128-GCM-SHA256") != WOLFSSL_SUCCESS) abort();
+  int groups[] = {WOLFSSL_ECC_X25519};
+  if (wolfSSL_CTX_set_groups(ctx, groups, 1) != WOLFSSL_SUCCESS) abort();
+  /* Sessions are kept per slot, by reference: no client cache. */
+  wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+}
+
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int main(int argc, char **argv) {
+  parse_args(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  raise_nofile();
+  make_ctx();
+  loop = uv_default_loop();
+  n_slots = opt.mode == MODE_IDLE ? opt.count : opt.conc;
+  slots = calloc((size_t)n_slots, sizeof(*slots));
+  if (slots == NULL) abort();
+  for (int i = 0; i < n_slots; i++) slots[i].fd = -1;
+
+  uv_timer_init(loop, &phase_timer);
+  uv_timer_init(loop, &tick_timer);
+  uv_timer_init(loop, &drain_timer);
+  uv_signal_init(loop, &sig_term);
+  uv_signal_init(loop, &sig_int);
+  uv_signal_start(&sig_term, on_signal, SIGTERM);
+  uv_signal_start(&sig_int, on_signal, SIGINT);
+  uv_timer_start(&tick_timer, on_tick, 100, 100);
+
+  t_measure = uv_hrtime();
+  if (opt.mode == MODE_IDLE) {
+    while (idle_next < opt.conc && idle_next < opt.count) slot_start(&slots[idle_next++]);
+  } else {
+    for (int i = 0; i < n_slots; i++) slot_start(&slots[i]);
+    uv_timer_start(&phase_timer, on_phase, (uint64_t)(opt.warmup * 1000), 0);
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  return 0;
+}

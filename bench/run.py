@@ -1,0 +1,349 @@
+#!/usr/bin/python3
+"""postern's bench suite: handshake throughput and cost against hitch and
+HAProxy, measured side by side in one run. See bench/README.md.
+
+    bench/run.py                  the full run (about 12 minutes on 2 cores)
+    bench/run.py --quick          one concurrency, one repetition, short runs
+    bench/run.py --peers none     postern alone
+
+Writes a markdown table to stdout and OUT/latest.md, the figures as JSON
+(OUT/latest.json) and a plot (OUT/latest.png); OUT is bench/results unless
+--out says otherwise. Needs build/postern, build/bench/loadgen and
+build/bench/backend (`make bench` builds them) and, for the peers, hitch and
+haproxy (`make bench-deps`)."""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import procs  # noqa: E402
+import report  # noqa: E402
+import scenarios  # noqa: E402
+import servers  # noqa: E402
+
+REPO = HERE.parent
+
+ALL_SCENARIOS = ("full", "resumed", "h1", "h2", "idle")
+
+
+class Env:
+    """Everything a measurement needs to know about the machine and the run."""
+
+    def __init__(self, args, workdir):
+        self.workdir = str(workdir)
+        self.postern = args.postern
+        self.loadgen = args.loadgen
+        self.backend_bin = args.backend
+        self.h2load = shutil.which("h2load")
+        self.hitch = servers.peer_binary("hitch")
+        self.haproxy = servers.peer_binary("haproxy")
+        ncpu = os.cpu_count() or 1
+        self.server_cpus = [args.server_cpu]
+        self.client_cpus = [c for c in range(ncpu) if c != args.server_cpu] or [args.server_cpu]
+        self.backend_port = None
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: concurrency 16, one repetition, 1 s runs, 500 idle "
+                         "connections (under a minute)")
+    ap.add_argument("--peers", default="all",
+                    help="comma-separated peers to compare with (hitch,haproxy), 'all' "
+                         "(those installed) or 'none'")
+    ap.add_argument("--reps", type=int, help="repetitions of every measurement (default 3)")
+    ap.add_argument("--duration", type=float, help="seconds per measurement (default 3)")
+    ap.add_argument("--warmup", type=float, help="seconds of warm-up before each (default 0.5)")
+    ap.add_argument("--conc", help="handshake concurrencies (default 1,16,64,256)")
+    ap.add_argument("--keepalive-conc", type=int, default=16,
+                    help="h2load connections for the keep-alive runs (default 16)")
+    ap.add_argument("--h2-streams", type=int, default=8,
+                    help="concurrent streams per h2 connection (default 8)")
+    ap.add_argument("--idle", type=int, help="idle TLS connections for RSS (default 5000)")
+    ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
+                    help=f"which measurements, from {','.join(ALL_SCENARIOS)} (default all)")
+    ap.add_argument("--certs", default="ecdsa,rsa", help="certificate variants (ecdsa,rsa)")
+    ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
+    ap.add_argument("--readme", action="store_true",
+                    help="also put the results into bench/README.md")
+    ap.add_argument("--postern", default=str(REPO / "build" / "postern"))
+    ap.add_argument("--loadgen", default=str(REPO / "build" / "bench" / "loadgen"))
+    ap.add_argument("--backend", default=str(REPO / "build" / "bench" / "backend"))
+    ap.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
+    ap.add_argument("--keep-workdir", action="store_true", help="keep configs, PKI and logs")
+    ap.add_argument("--no-plot", action="store_true")
+    a = ap.parse_args(argv)
+    q = a.quick
+    a.reps = a.reps or (1 if q else 3)
+    a.duration = a.duration or (1.0 if q else 3.0)
+    a.warmup = a.warmup if a.warmup is not None else (0.3 if q else 0.5)
+    a.conc = [int(c) for c in (a.conc or ("16" if q else "1,16,64,256")).split(",")]
+    a.idle = a.idle or (500 if q else 5000)
+    a.scenarios = [s for s in a.scenarios.split(",") if s]
+    a.certs = [c for c in a.certs.split(",") if c]
+    bad = [s for s in a.scenarios if s not in ALL_SCENARIOS]
+    if bad:
+        ap.error(f"unknown scenario {bad[0]!r}; expected some of {','.join(ALL_SCENARIOS)}")
+    if any(c not in ("ecdsa", "rsa") for c in a.certs):
+        ap.error("--certs: expected ecdsa and/or rsa")
+    # Resumed handshakes on the RSA certificate in the quick run add nothing
+    # the ECDSA run does not show (no signature either way).
+    a.resumed_certs = a.certs if not q else a.certs[:1]
+    return a
+
+
+def choose_servers(args, env):
+    """Names of the servers to run, postern first, and notes about peers
+    left out."""
+    notes = []
+    if args.peers == "none":
+        return ["postern"], notes
+    wanted = list(servers.PEERS) if args.peers == "all" else args.peers.split(",")
+    names = ["postern"]
+    for p in wanted:
+        if p not in servers.PEERS:
+            sys.exit(f"bench: unknown peer {p!r}; expected some of {','.join(servers.PEERS)}")
+        if getattr(env, p) is None:
+            if args.peers == "all":
+                notes.append(f"{p} is not installed (make bench-deps): left out")
+                continue
+            sys.exit(f"bench: {p} is not installed; run `make bench-deps`")
+        names.append(p)
+    return names, notes
+
+
+def check_binaries(args, env):
+    for path, what in ((args.postern, "postern"), (args.loadgen, "loadgen"),
+                       (args.backend, "backend")):
+        if not os.access(path, os.X_OK):
+            sys.exit(f"bench: {what} binary {path} is missing; run `make bench` (or make "
+                     f"{os.path.relpath(path, REPO)})")
+    if env.h2load is None and ({"h1", "h2"} & set(args.scenarios)):
+        sys.exit("bench: h2load not found; run `make bench-deps` (nghttp2-client)")
+
+
+def make_pki(workdir):
+    pki = Path(workdir) / "pki"
+    subprocess.run([str(REPO / "conf" / "mkpki.sh"), str(pki)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return pki
+
+
+def start_backend(env, workdir):
+    log = Path(workdir) / "backend.log"
+    p = procs.spawn([env.backend_bin], env.client_cpus, log, stdout=subprocess.PIPE)
+    line = p.stdout.readline().decode()
+    if not line.startswith("listening "):
+        procs.stop(p)
+        sys.exit(f"bench: the backend did not start: {log.read_text()}")
+    env.backend_port = int(line.split()[1])
+    return p
+
+
+def say(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class Fleet:
+    """The servers under test, one per (name, certificate variant), started
+    lazily and restarted when one died."""
+
+    def __init__(self, env, names, certs, workdir):
+        self.env, self.names, self.certs = env, names, certs
+        self.workdir = Path(workdir)
+        self.running = {}
+
+    def get(self, name, variant):
+        s = self.running.get((name, variant))
+        if s is not None and s.alive():
+            return s
+        if s is not None:
+            say(f"{name} ({variant}) exited; restarting it")
+            s.stop()
+        s = servers.TCP_SERVERS[name](self.env, self.certs[variant], self.workdir).start()
+        self.running[(name, variant)] = s
+        return s
+
+    def stop_all(self):
+        problems = {}
+        for (name, variant), s in self.running.items():
+            s.stop()
+            found = s.log_problems()
+            if found:
+                problems[f"{name}-{variant}"] = found[:5]
+        self.running.clear()
+        return problems
+
+
+def rotated(names, k):
+    """names rotated by k: each repetition starts with a different server."""
+    k %= len(names)
+    return names[k:] + names[:k]
+
+
+def run_all(args, env, names, certs, workdir):
+    runs = []
+    logdir = Path(workdir) / "logs"
+    logdir.mkdir(exist_ok=True)
+    fleet = Fleet(env, names, certs, workdir)
+    client_log = logdir / "clients.log"
+    plan = []
+    for mode, scen in (("full", "full"), ("resume", "resumed")):
+        if scen in args.scenarios:
+            for variant in (args.certs if scen == "full" else args.resumed_certs):
+                for conc in args.conc:
+                    plan.append(("hs", mode, variant, conc))
+    for proto in ("h1", "h2"):
+        if proto in args.scenarios:
+            plan.append(("ka", proto, args.certs[0], args.keepalive_conc))
+    server_problems = {}
+    try:
+        for rep in range(args.reps):
+            for i, (what, mode, variant, conc) in enumerate(plan):
+                for name in rotated(names, rep + i):
+                    s = fleet.get(name, variant)
+                    if what == "hs":
+                        r = scenarios.handshakes(env, s, mode, conc, args.duration, args.warmup,
+                                                 client_log)
+                    else:
+                        r = scenarios.keepalive(env, s, mode, conc, args.h2_streams,
+                                                args.duration, client_log)
+                    r["rep"] = rep
+                    runs.append(r)
+                    say(report.one_line(r))
+            if "idle" in args.scenarios:
+                for name in rotated(names, rep):
+                    # A fresh server, so that the baseline is a server's own.
+                    s = servers.TCP_SERVERS[name](env, certs[args.certs[0]],
+                                                  Path(workdir) / f"idle-{rep}").start()
+                    try:
+                        r = scenarios.idle_memory(env, s, args.idle, client_log)
+                    finally:
+                        s.stop()
+                    for k, v in {f"{name}-idle": s.log_problems()}.items():
+                        if v:
+                            server_problems[k] = v[:5]
+                    r["rep"] = rep
+                    runs.append(r)
+                    say(report.one_line(r))
+    finally:
+        server_problems.update(fleet.stop_all())
+    return runs, server_problems
+
+
+def machine_info(env):
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    wolfssl = ""
+    try:
+        ver = (REPO / "deps" / "wolfssl" / "include" / "wolfssl" / "version.h").read_text()
+        for line in ver.splitlines():
+            if "LIBWOLFSSL_VERSION_STRING" in line:
+                wolfssl = line.split('"')[1]
+    except (OSError, IndexError):
+        pass
+
+    def deb(pkg):
+        try:
+            return subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "kernel": os.uname().release,
+        "wolfssl": wolfssl + " (tuned, deps/wolfssl)" if wolfssl else "",
+        "libuv": deb("libuv1"), "openssl": deb("libssl3"),
+        "postern": servers.version_of([env.postern, "--version"]),
+        "hitch": servers.version_of([env.hitch, "--version"]) if env.hitch else "",
+        "haproxy": servers.version_of([env.haproxy, "-v"]) if env.haproxy else "",
+        "h2load": servers.version_of([env.h2load, "--version"]) if env.h2load else "",
+        "server_cpus": env.server_cpus, "client_cpus": env.client_cpus,
+    }
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    workdir = Path(tempfile.mkdtemp(prefix="postern-bench-"))
+    env = Env(args, workdir)
+    check_binaries(args, env)
+    names, notes = choose_servers(args, env)
+    nofile = procs.raise_nofile()
+    if "idle" in args.scenarios and nofile < 2 * args.idle + 200:
+        notes.append(f"RLIMIT_NOFILE is {nofile}: idle connections cut to "
+                     f"{(nofile - 200) // 2}")
+        args.idle = (nofile - 200) // 2
+    if len(env.client_cpus) == 1 and env.client_cpus == env.server_cpus:
+        notes.append("one CPU only: client and server share it; rates mean little")
+    # The driver stays off the server's CPU too.
+    try:
+        os.sched_setaffinity(0, env.client_cpus)
+    except OSError:
+        pass
+    started = time.monotonic()
+    backend = None
+    try:
+        pki = make_pki(workdir)
+        certs = {v: servers.Cert(pki, "localhost", v) for v in args.certs}
+        backend = start_backend(env, workdir)
+        say(f"servers: {', '.join(names)} on CPU {procs.cpu_list(env.server_cpus)}; "
+            f"load generator and backend on CPU {procs.cpu_list(env.client_cpus)}; "
+            f"work directory {workdir}")
+        runs, problems = run_all(args, env, names, certs, workdir)
+    finally:
+        if backend is not None:
+            procs.stop(backend)
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.monotonic() - started
+    settings = {
+        "quick": args.quick, "reps": args.reps, "duration_s": args.duration,
+        "warmup_s": args.warmup, "conc": args.conc, "keepalive_conc": args.keepalive_conc,
+        "h2_streams": args.h2_streams, "idle": args.idle, "scenarios": args.scenarios,
+        "certs": args.certs, "resumed_certs": args.resumed_certs, "servers": names,
+    }
+    doc = report.build(runs, settings, machine_info(env), notes, problems, elapsed,
+                       datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = report.markdown(doc)
+    (out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if not args.no_plot:
+        plot = report.plot(doc, out / "latest.png", workdir=out)
+        if plot:
+            doc["plot"] = plot
+        else:
+            doc["notes"].append("no plot: neither gnuplot nor python3-matplotlib is installed "
+                                "(make bench-deps)")
+            md = report.markdown(doc)
+        (out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "latest.md").write_text(md)
+    if args.readme:
+        report.update_readme(HERE / "README.md", md)
+    print(md)
+    say(f"done in {elapsed:.0f} s; wrote {out / 'latest.md'}, {out / 'latest.json'}"
+        + (f", {out / 'latest.png'}" if doc.get("plot") else ""))
+    return 1 if doc["total_errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

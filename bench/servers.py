@@ -1,0 +1,201 @@
+"""The TLS terminators the bench compares, each started with equal settings:
+TLS 1.3 only, the same certificate and chain, X25519, AES-128-GCM preferred,
+ALPN h2 and http/1.1, one worker (process or thread), logging off or at
+warnings, pinned to the server CPU, in front of the same backend.
+
+A server kind is "tcp" (forwards the decrypted byte stream) or "http"
+(terminates HTTP); figures are only compared between servers of one kind.
+http mode (postern's issue 3, HAProxy mode http) is not here yet: add an
+HTTP_SERVERS entry when postern's http mode lands."""
+
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import procs
+
+TLS13_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+
+class Cert:
+    """One certificate variant of the bench PKI: leaf + intermediate, and
+    the same as one PEM with the key (what hitch and HAProxy read)."""
+
+    def __init__(self, pki_dir, name, variant):
+        d = Path(pki_dir)
+        stem = name if variant == "ecdsa" else f"{name}-rsa"
+        self.variant = variant
+        self.sni = name
+        self.chain = d / f"{stem}.chain.pem"
+        self.key = d / f"{stem}.key.pem"
+        self.root = d / "root.pem"
+        self.combined = d / f"{stem}.combined.pem"
+        if not self.combined.exists():
+            self.combined.write_bytes(self.key.read_bytes() + self.chain.read_bytes())
+            os.chmod(self.combined, 0o600)
+
+
+class Server:
+    """A running server. Subclasses write their configuration in start()."""
+
+    name = "?"
+    kind = "tcp"
+
+    def __init__(self, env, cert, workdir):
+        self.env = env  # run.Env: binaries, CPUs, backend port
+        self.cert = cert
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = procs.free_port()
+        self.log = self.workdir / f"{self.name}-{cert.variant}.log"
+        self.proc = None
+
+    def command(self):
+        raise NotImplementedError
+
+    def start(self):
+        self.proc = procs.spawn(self.command(), self.env.server_cpus, self.log)
+        procs.wait_listening(self.port, self.proc, 15, self.name)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self):
+        return procs.tree_cpu_seconds(self.pid)
+
+    def rss_kib(self):
+        return procs.tree_rss_kib(self.pid)
+
+    def fds(self):
+        return procs.tree_fds(self.pid)
+
+    def stop(self):
+        if self.proc is not None:
+            procs.stop(self.proc)
+
+    def log_problems(self):
+        """Lines of the server's log that report errors or sanitizer findings."""
+        marks = ("ERROR", "AddressSanitizer", "LeakSanitizer", "runtime error:", "[ALERT]")
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if any(m in line for m in marks)]
+
+
+class Postern(Server):
+    name = "postern"
+
+    def command(self):
+        cfg = self.workdir / f"postern-{self.cert.variant}.yaml"
+        cfg.write_text(f"""# postern for the bench: tcp mode, one worker, warnings only
+workers: 1
+log_level: warn
+shutdown_timeout: 1s
+listeners:
+  - name: bench
+    listen: "127.0.0.1:{self.port}"
+    mode: tcp
+    alpn: [h2, http/1.1]
+    tls:
+      versions: [tls1.3]
+      certificates:
+        - cert: {self.cert.chain}
+          key: {self.cert.key}
+      ca_file: {self.cert.root}
+    backend: "127.0.0.1:{self.env.backend_port}"
+    timeouts: {{handshake: 10s, idle: 10m, backend_connect: 5s}}
+    max_connections: 20000
+""")
+        return [self.env.postern, "-c", cfg]
+
+
+class Hitch(Server):
+    name = "hitch"
+
+    def command(self):
+        ocsp = self.workdir / "hitch-ocsp"
+        ocsp.mkdir(exist_ok=True)
+        os.chmod(ocsp, 0o777)
+        # hitch refuses to run its workers as root.
+        user = ""
+        if os.geteuid() == 0:
+            for u in ("_hitch", "hitch", "nobody"):
+                try:
+                    pwd.getpwnam(u)
+                except KeyError:
+                    continue
+                user = f'user = "{u}"\n'
+                break
+        cfg = self.workdir / f"hitch-{self.cert.variant}.conf"
+        cfg.write_text(f"""# hitch for the bench: one worker, TLS 1.3 only, X25519
+frontend = "[127.0.0.1]:{self.port}"
+backend = "[127.0.0.1]:{self.env.backend_port}"
+pem-file = "{self.cert.combined}"
+workers = 1
+backlog = 1024
+daemon = off
+tls-protos = TLSv1.3
+ciphersuites = "{TLS13_SUITES}"
+prefer-server-ciphers = on
+ecdh-curve = "X25519"
+alpn-protos = "h2, http/1.1"
+log-level = 1
+ocsp-dir = "{ocsp}"
+{user}""")
+        return [self.env.hitch, f"--config={cfg}"]
+
+
+class Haproxy(Server):
+    name = "haproxy"
+
+    def command(self):
+        cfg = self.workdir / f"haproxy-{self.cert.variant}.cfg"
+        # maxconn: 2 descriptors per proxied connection must fit under the
+        # descriptor limit (HAProxy refuses to start otherwise).
+        maxconn = max(1000, min(20000, (procs.raise_nofile() - 100) // 2 - 10))
+        cfg.write_text(f"""# HAProxy for the bench: mode tcp, one thread, TLS 1.3 only, X25519
+global
+    nbthread 1
+    maxconn {maxconn}
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 10m
+    timeout server 10m
+    maxconn {maxconn}
+frontend bench
+    bind 127.0.0.1:{self.port} ssl crt {self.cert.combined} ssl-min-ver TLSv1.3 curves X25519 ciphersuites {TLS13_SUITES} alpn h2,http/1.1
+    default_backend origin
+backend origin
+    server origin 127.0.0.1:{self.env.backend_port}
+""")
+        return [self.env.haproxy, "-db", "-f", cfg]
+
+
+TCP_SERVERS = {"postern": Postern, "hitch": Hitch, "haproxy": Haproxy}
+PEERS = ("hitch", "haproxy")
+
+
+def peer_binary(name):
+    """Path of a peer's executable, or None when it is not installed."""
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK)
+                                  else None)
+    return path
+
+
+def version_of(cmd):
+    """First line of a --version style command, or "" when it fails."""
+    try:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10,
+                             text=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.strip().splitlines()[0] if out.strip() else ""

@@ -1,0 +1,208 @@
+/* postern: HTTP/1.1 parsing (llhttp, strict) and message writing. These are
+ * engines: they are fed bytes and produce bytes or events, with no I/O. */
+#ifndef POSTERN_HTTP_H
+#define POSTERN_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "postern/buf.h"
+#include "postern/http-t.h"
+
+/* The most fields one message head may carry; past it the head is refused
+ * as too large (431 for a request), whatever its size in bytes, so that many
+ * tiny fields cannot cost much more memory than max_head_bytes suggests. */
+#define PST_HTTP_MAX_FIELDS 256
+
+/* ---- header lists ---- */
+
+/* Appends a header (copies of both strings); name is lower-cased. The bytes
+ * are not checked here: parsers validate before adding, and the writers
+ * refuse CR, LF and NUL. Returns 0 or -ENOMEM (list unchanged). */
+int pst_headers_add(pst_headers_t *h, const char *name, size_t name_len, const char *value,
+                    size_t value_len);
+/* First value of name (lower-case), or NULL. The pointer is owned by the
+ * list and valid until the list changes. */
+const char *pst_headers_get(const pst_headers_t *h, const char *name);
+/* Removes every field called name (name_len bytes, compared without regard
+ * to case), keeping the order of the others. Returns how many were removed. */
+size_t pst_headers_del(pst_headers_t *h, const char *name, size_t name_len);
+void pst_headers_free(pst_headers_t *h);              /* the list is empty and reusable after */
+void pst_http_request_free(pst_http_request_t *r);   /* frees members; r itself not; NULL ok */
+void pst_http_response_free(pst_http_response_t *r); /* frees members; r itself not; NULL ok */
+
+/* ---- HTTP/1.1 request parser (client side, RFC 9112) ---- */
+
+typedef struct pst_h1_req_parser_s pst_h1_req_parser_t;
+
+typedef struct {
+  /* A complete, validated request head. Ownership of *req (allocated with
+   * malloc) passes to the callee: free with pst_http_request_free + free.
+   * Each callback returns 0 to go on, or a nonzero value that stops parsing
+   * and is returned by pst_h1_req_feed; *consumed then counts the bytes up to
+   * and including what the callback was given, and the next feed goes on
+   * from there (so a positive value works as "pause": backpressure).
+   * A NULL callback is skipped (a head is then freed at once). */
+  int (*on_head)(void *arg, pst_http_request_t *req);
+  /* Body bytes of the current request, de-chunked; data is borrowed for the
+   * call (it points into the fed bytes). */
+  int (*on_body)(void *arg, const char *data, size_t len);
+  /* The current request is complete (trailers dropped). */
+  int (*on_end)(void *arg);
+} pst_h1_req_callbacks_t;
+
+/* Returns a new parser (NULL when out of memory). cb is copied; arg is
+ * passed to the callbacks. max_head_bytes bounds a request head (request
+ * line plus fields, up to the blank line) and the trailer section: past it,
+ * 431. Nothing the parser holds grows past about that bound. */
+pst_h1_req_parser_t *pst_h1_req_parser_new(const pst_h1_req_callbacks_t *cb, void *arg,
+                                           size_t max_head_bytes);
+
+/* Feeds len bytes (borrowed for the call). Parsing stops after each complete
+ * request (after on_end), so that pipelined requests are handled one at a
+ * time: *consumed tells how many bytes were used (the rest belongs to the
+ * next request); feed the rest again once the response is done.
+ * Returns 0 (all bytes used and more needed, or one request ended: on_end
+ * ran), a callback's nonzero value, or a negative error after which the
+ * connection must answer *status and close:
+ * PST_EPROTO with 400 for a malformed or smuggling-prone request (both
+ * Content-Length and Transfer-Encoding, several Content-Length fields, a
+ * Transfer-Encoding on HTTP/1.0 or whose last coding is not chunked, a bad
+ * chunk size or chunk line, obs-fold, bare CR or LF, a control byte or NUL,
+ * an empty field name or whitespace before a colon, an invalid method token
+ * or request target, a missing Host on HTTP/1.1, several Host fields or an
+ * invalid one); 501 for CONNECT and for transfer codings other than chunked;
+ * 505 for HTTP versions other than 1.0 and 1.1; 417 for an Expect other than
+ * 100-continue; PST_ELIMIT with 431 for a head, trailer section or field
+ * count over the limits; -ENOMEM (answer 500 if anything). Every later call
+ * returns the same error. After a request without keep-alive, later bytes
+ * are discarded (consumed, no callback: RFC 9112 9.6). */
+int pst_h1_req_feed(pst_h1_req_parser_t *p, const char *data, size_t len, size_t *consumed,
+                    int *status);
+
+/* Frees the parser (and a head not yet handed over). NULL allowed. */
+void pst_h1_req_parser_free(pst_h1_req_parser_t *p);
+
+/* ---- HTTP/1.1 response parser (backend side) ---- */
+
+typedef struct pst_h1_resp_parser_s pst_h1_resp_parser_t;
+
+typedef struct {
+  /* A response head; 1xx heads too (100 Continue, 103: body NONE, no
+   * on_end, then the final head follows in the same feed). A 101 has
+   * upgrade set and is followed by on_end: the HTTP exchange is over and the
+   * bytes after it (the rest of what was fed beyond *consumed) belong to the
+   * tunnel. The caller must refuse a 101 to a request that did not ask to
+   * upgrade. Ownership of *resp (malloc) passes to the callee. Return values
+   * as for the request parser. */
+  int (*on_head)(void *arg, pst_http_response_t *resp);
+  int (*on_body)(void *arg, const char *data, size_t len);
+  int (*on_end)(void *arg);
+} pst_h1_resp_callbacks_t;
+
+/* Returns a new parser (NULL when out of memory); as for requests. */
+pst_h1_resp_parser_t *pst_h1_resp_parser_new(const pst_h1_resp_callbacks_t *cb, void *arg,
+                                             size_t max_head_bytes);
+
+/* Prepares for the response to a request with this method: HEAD responses
+ * have no body whatever their framing says (RFC 9110 9.3.2). Call it before
+ * feeding each response; it lasts until the next final (non-1xx) response
+ * ends. */
+void pst_h1_resp_expect(pst_h1_resp_parser_t *p, const char *method);
+
+/* Feeds bytes; like pst_h1_req_feed, stops after each complete response.
+ * Returns 0, a callback's nonzero value, PST_EPROTO (malformed, a status
+ * outside 100-599, a version other than 1.x, a transfer coding other than
+ * chunked, several Content-Length fields) or PST_ELIMIT (head too large), or
+ * -ENOMEM: the backend connection is then unusable. After a 101, nothing more
+ * is consumed (*consumed 0); after a response without keep-alive, later bytes
+ * are discarded. */
+int pst_h1_resp_feed(pst_h1_resp_parser_t *p, const char *data, size_t len, size_t *consumed);
+
+/* The backend closed: for a body delimited by close this ends it (on_end
+ * runs, its value is returned); returns 0 when no response was in progress,
+ * PST_EPROTO when a response was cut short (inside its head, or inside a
+ * Content-Length or chunked body: the client must see the truncation). */
+int pst_h1_resp_finish(pst_h1_resp_parser_t *p);
+
+void pst_h1_resp_parser_free(pst_h1_resp_parser_t *p); /* NULL allowed */
+
+/* ---- strict head checks (shared with other llhttp users) ---- */
+
+/* Prepares s for a new head; request is 1 for a request head. */
+void pst_h1_scan_init(pst_h1_scan_t *s, int request);
+
+/* Checks n more bytes of a message head for what llhttp 8, built without
+ * LLHTTP_STRICT_MODE, lets through: every line must end in CRLF (no bare CR
+ * or LF: RFC 9112 2.2), no obs-fold (5.2), no whitespace or nothing before a
+ * field's colon (5.1), no control byte other than HTAB (5.5), and in a
+ * request line no HTAB or doubled SP (3). Empty lines before the start line
+ * are skipped (2.2). Returns how many bytes it consumed: it stops after the
+ * blank line ending the head (s->done set) or at the first bad byte (s->why
+ * set, the return value is that byte's offset); otherwise n. */
+size_t pst_h1_head_scan(pst_h1_scan_t *s, const char *p, size_t n);
+
+/* ---- writing ---- */
+
+/* Appends the request head as sent to a backend: request line (HTTP/1.1),
+ * Host from authority (from a host header when authority is NULL, empty when
+ * neither: RFC 9112 3.2), the end-to-end headers, the forwarding headers
+ * (fwd: X-Forwarded-For appended to any received ones, X-Forwarded-Proto:
+ * https and X-Forwarded-Host: authority replacing received ones; or, in
+ * RFC 7239 mode, Forwarded: for=...;proto=https;host=... appended to any
+ * received ones, the other scheme's fields passed unchanged), Early-Data: 1
+ * when fwd->early_data (a received Early-Data is never passed on), framing
+ * (Content-Length, or Transfer-Encoding: chunked for PST_BODY_CHUNKED and
+ * PST_BODY_STREAM; Content-Length: 0 for a POST, PUT or PATCH without body),
+ * Connection: upgrade + Upgrade when req->upgrade, and Expect: 100-continue
+ * when set. Hop-by-hop fields still in req->headers are skipped.
+ * Returns 0, -ENOMEM, or PST_EPROTO when a string would break the framing (CR,
+ * LF or NUL anywhere, a space in the method or target); out is unchanged on
+ * error. */
+int pst_http_request_write(const pst_http_request_t *req, const pst_forward_info_t *fwd,
+                           pst_buf_t *out);
+
+/* Appends a response head for an HTTP/1.x client: status line (HTTP/1.1,
+ * resp->reason or the standard phrase), headers, framing, and Connection.
+ * Framing: Content-Length for LENGTH; chunked for CHUNKED, STREAM and
+ * UNTIL_CLOSE when client_minor is 1 (*chunked set: the caller encodes the
+ * body with pst_http_chunk); for a 1.0 client those bodies end when the
+ * connection closes (Connection: close written: see
+ * pst_http_response_needs_close); Content-Length: 0 for NONE; nothing for
+ * 1xx, 204, 304 and HEAD responses (head_request), which keep a
+ * content-length field of their own if they have one (RFC 9110 8.6). A 1xx is
+ * written as it is (101 with Connection: upgrade and Upgrade). Connection:
+ * close when !keep_alive, Connection: keep-alive for a 1.0 client that keeps
+ * it. Returns 0, -ENOMEM or PST_EPROTO (CR, LF or NUL in a string); out is
+ * unchanged on error. */
+int pst_http_response_write(const pst_http_response_t *resp, int client_minor, int keep_alive,
+                            int head_request, pst_buf_t *out, int *chunked);
+
+/* Whether the response's body can only be delimited by closing the client
+ * connection (a body of unknown length to an HTTP/1.0 client, RFC 9112 6.3):
+ * the connection must then close after the body whatever keep-alive said. */
+int pst_http_response_needs_close(const pst_http_response_t *resp, int client_minor,
+                                  int head_request);
+
+/* Appends one chunk (RFC 9112 7.1): size line, data, CRLF; len 0 writes the
+ * last chunk and the empty trailer section "0\r\n\r\n". Returns 0 or -ENOMEM
+ * (out unchanged). */
+int pst_http_chunk(pst_buf_t *out, const char *data, size_t len);
+
+/* Appends a complete short response generated by postern (502, 504, 400,
+ * 431, ...): "HTTP/1.1 502 Bad Gateway", Content-Type: text/plain;
+ * charset=utf-8, Content-Length, Connection: close when close, then body
+ * (NULL: "502 Bad Gateway\n"). Returns 0 or -ENOMEM (out unchanged). */
+int pst_http_error_write(pst_buf_t *out, int status, const char *body, int close);
+
+/* Reason phrase for a status code ("Bad Gateway"), "" when unknown. */
+const char *pst_http_reason(int status);
+
+/* Whether name (len bytes, any case) is a connection-specific field that
+ * must not be forwarded: Connection, Keep-Alive, Proxy-Connection, TE,
+ * Transfer-Encoding, Upgrade, Trailer (RFC 9110 7.6.1; RFC 9113 8.2.2 for
+ * h2, where "te: trailers" is the caller's exception). Fields named by a
+ * Connection field are hop-by-hop too; the parsers remove them. */
+int pst_http_hop_by_hop(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,318 @@
+/* postern: the HTTP/1.1 front end of http mode (RFC 9112). One exchange at
+ * a time: a pipelined request is parsed only once the response before it is
+ * complete, so responses go out in order without holding several of them. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "postern/access_log.h"
+#include "postern/common.h"
+#include "postern/conn.h"
+#include "postern/front.h"
+#include "postern/http.h"
+#include "postern/log.h"
+#include "postern/metrics.h"
+#include "postern/relay.h"
+#include "postern/stream.h"
+
+typedef struct {
+  pst_front_t base;
+  pst_h1_req_parser_t *parser;
+  pst_buf_t in;          /* decrypted bytes not parsed yet (the next requests) */
+  pst_stream_t *stream;  /* the exchange in progress, or NULL */
+  int minor;             /* the current request's HTTP minor version */
+  int keep_alive;        /* the client keeps the connection after this exchange */
+  int head_request;      /* HEAD: the response has no body */
+  int chunked;           /* the response body is chunk-encoded by postern */
+  int request_done;      /* the current request has been read whole */
+  int tunnel;            /* after a 101: raw bytes both ways */
+  int closing;           /* end the connection after the current exchange */
+  int eof;               /* the client finished sending */
+  int processing;        /* inside h1_process: no recursion */
+} h1_front_t;
+
+static void h1_process(h1_front_t *f);
+
+static h1_front_t *F(pst_front_t *base) { return (h1_front_t *)base; }
+
+/* Sends a short response made by postern and, when close is set, ends the
+ * connection after it. */
+static void h1_error(h1_front_t *f, int status, const char *body, int close) {
+  pst_buf_t out = {0};
+  if (pst_http_error_write(&out, status, body, close) == 0) {
+    pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
+  }
+  pst_buf_free(&out);
+  pst_access_log(f->base.conn, "http/1.1", f->stream ? f->stream->req : NULL, status, 0, 0,
+                 f->stream ? f->stream->t_start_ns : uv_hrtime());
+  if (close) {
+    f->closing = 1;
+    pst_conn_end(f->base.conn);
+  }
+}
+
+/* The exchange is over: log it, free it, and go on with the next request
+ * or end the connection. */
+static void h1_finish(h1_front_t *f) {
+  pst_stream_t *s = f->stream;
+  f->stream = NULL;
+  if (s != NULL) {
+    pst_access_log(f->base.conn, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
+                   s->t_start_ns);
+    pst_stream_free(s);
+  }
+  f->tunnel = 0;
+  if (f->closing || !f->keep_alive || !f->request_done || f->eof) {
+    /* An unread request body cannot be skipped safely: close. */
+    f->closing = 1;
+    pst_conn_end(f->base.conn);
+    return;
+  }
+  f->request_done = 0;
+  pst_conn_client_pause(f->base.conn, 0);
+  h1_process(f);
+}
+
+/* ---- the stream's callbacks ---- */
+
+static int h1_on_head(pst_stream_t *s, pst_http_response_t *resp) {
+  h1_front_t *f = s->front;
+  pst_buf_t out = {0};
+  int final = resp->status >= 200 || resp->status == 101;
+  if (final && resp->body == PST_BODY_UNTIL_CLOSE && f->minor == 0) f->keep_alive = 0;
+  if (f->closing) f->keep_alive = 0;
+  int rc = pst_http_response_write(resp, f->minor, f->keep_alive, f->head_request, &out,
+                                   final ? &f->chunked : &(int){0});
+  if (rc == 0) rc = pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
+  pst_buf_free(&out);
+  if (rc == 0 && resp->status == 101) {
+    /* RFC 9110 15.2.2: from here on the connection carries the upgraded
+     * protocol; what the client sent after its request goes through. */
+    f->tunnel = 1;
+    f->keep_alive = 0;
+  }
+  pst_http_response_free(resp);
+  free(resp);
+  return rc;
+}
+
+static int h1_on_body(pst_stream_t *s, const char *data, size_t len) {
+  h1_front_t *f = s->front;
+  int rc;
+  if (f->chunked && !f->tunnel) {
+    pst_buf_t out = {0};
+    rc = pst_http_chunk(&out, data, len);
+    if (rc == 0) rc = pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
+    pst_buf_free(&out);
+  } else {
+    rc = pst_conn_send(f->base.conn, data, len);
+  }
+  /* A slow client: stop reading the backend until it drains. */
+  if (rc == 0 && pst_conn_client_queued(f->base.conn) > PST_HIGH_WATER) pst_stream_pause(s, 1);
+  return rc;
+}
+
+static void h1_on_end(pst_stream_t *s) {
+  h1_front_t *f = s->front;
+  if (f->chunked && !f->tunnel && !f->head_request) {
+    pst_buf_t out = {0};
+    if (pst_http_chunk(&out, NULL, 0) == 0) pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
+    pst_buf_free(&out);
+  }
+  if (f->tunnel) f->closing = 1;
+  h1_finish(f);
+}
+
+static void h1_on_error(pst_stream_t *s, int status, const char *why) {
+  h1_front_t *f = s->front;
+  pst_conn_t *conn = f->base.conn;
+  if (status == 0) {
+    /* The response was under way: closing without the rest is how an
+     * HTTP/1.1 client learns it was cut (RFC 9112 8). */
+    snprintf(conn->why, sizeof(conn->why), "backend failed mid-response: %s", why);
+    pst_conn_close(conn, PST_EBACKEND, conn->why);
+    return;
+  }
+  pst_metric_inc(status == 504 ? PST_M_HTTP_504 : PST_M_HTTP_502);
+  char body[160];
+  snprintf(body, sizeof(body), "%d %s: %s\n", status, pst_http_reason(status), why);
+  s->status = status;
+  h1_error(f, status, body, !f->request_done || !f->keep_alive);
+  if (conn->state != PST_CONN_CLOSING && !f->closing) {
+    h1_finish(f);
+    return;
+  }
+  f->stream = NULL;
+  pst_stream_free(s);
+}
+
+static void h1_on_drain(pst_stream_t *s) {
+  h1_front_t *f = s->front;
+  pst_conn_client_pause(f->base.conn, 0);
+  h1_process(f);
+}
+
+static const pst_stream_ops_t h1_stream_ops = {
+    .on_head = h1_on_head,
+    .on_body = h1_on_body,
+    .on_end = h1_on_end,
+    .on_error = h1_on_error,
+    .on_drain = h1_on_drain,
+};
+
+/* ---- the request parser's callbacks ---- */
+
+static int h1_req_head(void *arg, pst_http_request_t *req) {
+  h1_front_t *f = arg;
+  f->minor = req->http_minor;
+  f->keep_alive = req->keep_alive;
+  f->head_request = strcmp(req->method, "HEAD") == 0;
+  f->chunked = 0;
+  f->request_done = 0;
+  pst_metric_inc(PST_M_HTTP_REQUESTS);
+  f->stream = pst_stream_start(f->base.conn, &h1_stream_ops, f, 0, req);
+  if (f->stream == NULL) {
+    h1_error(f, 502, "502 Bad Gateway: the backend cannot be reached\n", 1);
+    return PST_EBACKEND;
+  }
+  f->stream->early_data = 0;
+  return 0;
+}
+
+static int h1_req_body(void *arg, const char *data, size_t len) {
+  h1_front_t *f = arg;
+  if (f->stream == NULL) return 0;
+  int rc = pst_stream_body(f->stream, data, len);
+  if (rc != 0) {
+    h1_on_error(f->stream, f->stream->head_sent ? 0 : 502, "backend write failed");
+    return PST_EBACKEND;
+  }
+  return 0;
+}
+
+static int h1_req_end(void *arg) {
+  h1_front_t *f = arg;
+  f->request_done = 1;
+  if (f->stream != NULL && pst_stream_body_end(f->stream) != 0) {
+    h1_on_error(f->stream, f->stream->head_sent ? 0 : 502, "backend write failed");
+    return PST_EBACKEND;
+  }
+  return 0;
+}
+
+static const pst_h1_req_callbacks_t h1_req_callbacks = {
+    .on_head = h1_req_head,
+    .on_body = h1_req_body,
+    .on_end = h1_req_end,
+};
+
+/* ---- processing what the client sent ---- */
+
+static const char *h1_status_body(int status) {
+  switch (status) {
+    case 431: return "431 Request Header Fields Too Large\n";
+    case 505: return "505 HTTP Version Not Supported\n";
+    case 501: return "501 Not Implemented\n";
+    default: return "400 Bad Request\n";
+  }
+}
+
+/* Runs the parser over buffered bytes as far as the current exchange
+ * allows. */
+static void h1_process_once(h1_front_t *f) {
+  pst_conn_t *conn = f->base.conn;
+  while (f->in.len > 0 && conn->state == PST_CONN_OPEN && !f->closing) {
+    if (f->tunnel) {
+      if (f->stream == NULL || pst_stream_tunnel_write(f->stream, pst_buf_head(&f->in), f->in.len) != 0) {
+        pst_conn_close(conn, PST_EBACKEND, "tunnel write failed");
+        return;
+      }
+      pst_buf_consume(&f->in, f->in.len);
+      break;
+    }
+    if (f->stream != NULL && f->request_done) break; /* the next request waits its turn */
+    if (f->stream != NULL && pst_stream_queued(f->stream) > PST_HIGH_WATER) {
+      pst_conn_client_pause(conn, 1); /* resumed by h1_on_drain */
+      break;
+    }
+    size_t used = 0;
+    int status = 400;
+    int rc = pst_h1_req_feed(f->parser, pst_buf_head(&f->in), f->in.len, &used, &status);
+    pst_buf_consume(&f->in, used);
+    if (rc < 0 && rc != PST_EBACKEND) {
+      pst_metric_inc(status == 431 ? PST_M_HTTP_431 : PST_M_HTTP_400);
+      if (f->stream != NULL) {
+        pst_stream_free(f->stream);
+        f->stream = NULL;
+      }
+      h1_error(f, status, h1_status_body(status), 1);
+      return;
+    }
+    if (rc != 0 || used == 0) break;
+  }
+  /* Pipelined bytes wait while a response goes out: bound them. */
+  if (f->in.len > conn->gl->conf->max_header_bytes + PST_RECORD_MAX) pst_conn_client_pause(conn, 1);
+}
+
+static void h1_process(h1_front_t *f) {
+  if (f->processing) return;
+  f->processing = 1;
+  h1_process_once(f);
+  f->processing = 0;
+}
+
+/* ---- front end operations ---- */
+
+static int h1_feed(pst_front_t *base, const char *data, size_t len) {
+  h1_front_t *f = F(base);
+  if (f->closing) return 0; /* the rest is ignored: the connection is ending */
+  if (pst_buf_append(&f->in, data, len) != 0) return -ENOMEM;
+  h1_process(f);
+  return 0;
+}
+
+static void h1_client_eof(pst_front_t *base) {
+  h1_front_t *f = F(base);
+  f->eof = 1;
+  if (f->stream == NULL) pst_conn_end(base->conn);
+  /* else: the response in progress finishes, then h1_finish ends. */
+}
+
+static void h1_client_drain(pst_front_t *base) {
+  h1_front_t *f = F(base);
+  if (f->stream != NULL) pst_stream_pause(f->stream, 0);
+}
+
+static void h1_shutdown(pst_front_t *base) {
+  h1_front_t *f = F(base);
+  f->closing = 1;
+  if (f->stream == NULL) pst_conn_end(base->conn);
+}
+
+static void h1_destroy(pst_front_t *base) {
+  h1_front_t *f = F(base);
+  pst_stream_free(f->stream);
+  pst_h1_req_parser_free(f->parser);
+  pst_buf_free(&f->in);
+  free(f);
+}
+
+static const pst_front_ops_t h1_front_ops = {
+    .feed = h1_feed,
+    .client_eof = h1_client_eof,
+    .client_drain = h1_client_drain,
+    .shutdown = h1_shutdown,
+    .destroy = h1_destroy,
+};
+
+pst_front_t *pst_h1_front_new(pst_conn_t *conn) {
+  h1_front_t *f = calloc(1, sizeof(*f));
+  if (f == NULL) return NULL;
+  f->base.ops = &h1_front_ops;
+  f->base.conn = conn;
+  f->parser = pst_h1_req_parser_new(&h1_req_callbacks, f, conn->gl->conf->max_header_bytes);
+  if (f->parser == NULL) {
+    free(f);
+    return NULL;
+  }
+  return &f->base;
+}

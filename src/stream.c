@@ -1,0 +1,415 @@
+/* postern: one HTTP exchange in http mode (see stream.h): the request
+ * written to a leased backend connection as HTTP/1.1, the response parsed
+ * and handed to the front end, errors turned into 502/504 or a cut. */
+#include "postern/stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "postern/common.h"
+#include "postern/front.h"
+#include "postern/http.h"
+#include "postern/log.h"
+#include "postern/pool.h"
+#include "postern/relay.h"
+
+/* Stream fields only stream.c uses, kept out of the public struct. */
+typedef struct {
+  pst_stream_t pub;
+  pst_h1_resp_parser_t *parser;
+  pst_buf_t head;   /* the request head as written, kept for one retry */
+  int reused;       /* the backend connection came from the pool */
+  int got_bytes;    /* the backend has sent something for this exchange */
+  int resp_done;    /* the response is complete */
+  int busy;         /* inside a callback into the front end */
+  int freed;        /* pst_stream_free ran while busy */
+  int resp_keep_alive;
+} stream_t;
+
+static const pst_bconn_events_t stream_bconn_events;
+
+static stream_t *S(pst_stream_t *s) { return (stream_t *)s; }
+
+static const pst_listener_conf_t *stream_conf(const pst_stream_t *s) {
+  return s->conn->gl->conf;
+}
+
+static void stream_destroy(stream_t *st) {
+  pst_stream_t *s = &st->pub;
+  if (s->bconn != NULL) pst_bconn_release(s->bconn, 0);
+  pst_h1_resp_parser_free(st->parser);
+  pst_buf_free(&st->head);
+  pst_buf_free(&s->pending);
+  if (s->req != NULL) {
+    pst_http_request_free(s->req);
+    free(s->req);
+  }
+  free(st);
+}
+
+/* Ends the exchange with an error; the front end decides what the client
+ * sees. The backend connection is not reusable. */
+static void stream_fail(stream_t *st, int status, const char *why) {
+  pst_stream_t *s = &st->pub;
+  if (s->state == PST_STREAM_DONE) return;
+  s->state = PST_STREAM_DONE;
+  if (s->bconn != NULL) {
+    pst_bconn_release(s->bconn, 0);
+    s->bconn = NULL;
+  }
+  pst_log_debug("conn %llu: stream %d: %s", (unsigned long long)s->conn->id, s->h2_id, why);
+  st->busy++;
+  s->ops->on_error(s, s->head_sent ? 0 : status, why);
+  st->busy--;
+}
+
+static void stream_complete(stream_t *st) {
+  pst_stream_t *s = &st->pub;
+  if (s->state == PST_STREAM_DONE) return;
+  s->state = PST_STREAM_DONE;
+  if (s->bconn != NULL) {
+    /* Reusable only when both messages are complete (RFC 9112 9.3). */
+    pst_bconn_release(s->bconn, st->resp_keep_alive && s->req_done && s->pending.len == 0);
+    s->bconn = NULL;
+  }
+  st->busy++;
+  s->ops->on_end(s);
+  st->busy--;
+}
+
+/* Frees a stream whose front end asked for it during a callback. Returns 1
+ * when the stream is gone and the caller must not touch it. */
+static int stream_settle(stream_t *st) {
+  if (st->busy > 0 || !st->freed) return 0;
+  stream_destroy(st);
+  return 1;
+}
+
+/* ---- response parser callbacks ---- */
+
+static int stream_on_head(void *arg, pst_http_response_t *resp) {
+  stream_t *st = arg;
+  pst_stream_t *s = &st->pub;
+  if (st->freed || s->state == PST_STREAM_DONE) {
+    pst_http_response_free(resp);
+    free(resp);
+    return PST_ESHUTDOWN; /* the front end let go of the stream: stop parsing */
+  }
+  if (resp->status >= 100 && resp->status < 200 && resp->status != 101) {
+    /* 100 Continue and 103 Early Hints go to the front end as they are. */
+    st->busy++;
+    int rc = s->ops->on_head(s, resp);
+    st->busy--;
+    return rc;
+  }
+  pst_bconn_timer(s->bconn, 0); /* the head came within backend_response */
+  if (resp->status == 101) {
+    if (!s->req->upgrade) {
+      pst_http_response_free(resp);
+      free(resp);
+      return PST_EPROTO; /* 101 to a request that did not ask for it */
+    }
+    s->state = PST_STREAM_TUNNEL;
+  } else {
+    s->state = PST_STREAM_RECEIVING;
+  }
+  s->status = resp->status;
+  s->head_sent = 1;
+  st->resp_keep_alive = resp->keep_alive;
+  st->busy++;
+  int rc = s->ops->on_head(s, resp);
+  st->busy--;
+  return rc;
+}
+
+static int stream_on_body(void *arg, const char *data, size_t len) {
+  stream_t *st = arg;
+  pst_stream_t *s = &st->pub;
+  if (st->freed || s->state == PST_STREAM_DONE) return PST_ESHUTDOWN;
+  s->bytes_out += len;
+  st->busy++;
+  int rc = s->ops->on_body(s, data, len);
+  st->busy--;
+  return rc;
+}
+
+static int stream_on_end(void *arg) {
+  stream_t *st = arg;
+  st->resp_done = 1;
+  return 0;
+}
+
+static const pst_h1_resp_callbacks_t stream_parser_callbacks = {
+    .on_head = stream_on_head,
+    .on_body = stream_on_body,
+    .on_end = stream_on_end,
+};
+
+/* ---- backend connection events ---- */
+
+static int stream_send_head(stream_t *st) {
+  pst_stream_t *s = &st->pub;
+  int rc = pst_bconn_write(s->bconn, pst_buf_head(&st->head), st->head.len);
+  if (rc == 0 && s->pending.len > 0) {
+    rc = pst_bconn_write(s->bconn, pst_buf_head(&s->pending), s->pending.len);
+    pst_buf_consume(&s->pending, s->pending.len);
+  }
+  if (rc != 0) return rc;
+  s->state = s->req_done ? PST_STREAM_WAITING : PST_STREAM_SENDING;
+  if (s->req_done) pst_bconn_timer(s->bconn, stream_conf(s)->backend_response_timeout_ms);
+  pst_bconn_read(s->bconn, !s->resp_paused);
+  return 0;
+}
+
+static int stream_lease(stream_t *st, int fresh) {
+  pst_stream_t *s = &st->pub;
+  const pst_backend_conf_t *bc = pst_conn_backend(s->conn);
+  int err = 0;
+  s->bconn = pst_pool_lease(s->conn->worker, stream_conf(s), &bc->addr, fresh,
+                            &stream_bconn_events, st, &st->reused, &err);
+  if (s->bconn == NULL) return err;
+  st->got_bytes = 0;
+  if (!st->reused) return 0; /* stream_bconn_on_connect goes on */
+  int rc = stream_send_head(st);
+  if (rc != 0 && !fresh) {
+    /* The pooled connection died before taking a byte: nothing was sent,
+     * so any request may go on a fresh one. */
+    pst_bconn_release(s->bconn, 0);
+    s->bconn = NULL;
+    return stream_lease(st, 1);
+  }
+  return rc;
+}
+
+static void stream_bconn_on_connect(void *arg, int status) {
+  stream_t *st = arg;
+  pst_stream_t *s = &st->pub;
+  if (status < 0) {
+    char why[160];
+    snprintf(why, sizeof(why), "backend %s: connect failed: %s",
+             pst_conn_backend(s->conn)->addr.text, uv_strerror(status));
+    pst_log_warn("conn %llu: %s", (unsigned long long)s->conn->id, why);
+    stream_fail(st, 502, "backend connect failed");
+    stream_settle(st);
+    return;
+  }
+  int rc = stream_send_head(st);
+  if (rc != 0) {
+    stream_fail(st, 502, "backend write failed");
+    stream_settle(st);
+  }
+}
+
+/* RFC 9110 9.2.2: a request that is safe to send twice, because it was
+ * not seen by the backend (the pooled connection was already dead). */
+static int stream_retryable(const stream_t *st) {
+  const pst_http_request_t *r = st->pub.req;
+  if (st->pub.retried || !st->reused || st->got_bytes || r->body != PST_BODY_NONE) return 0;
+  return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
+         strcmp(r->method, "OPTIONS") == 0;
+}
+
+static void stream_backend_closed(stream_t *st, ssize_t n) {
+  pst_stream_t *s = &st->pub;
+  if (stream_retryable(st)) {
+    pst_bconn_release(s->bconn, 0);
+    s->bconn = NULL;
+    s->retried = 1;
+    if (stream_lease(st, 1) == 0) return;
+    stream_fail(st, 502, "backend connect failed");
+    return;
+  }
+  if (n == UV_EOF && pst_h1_resp_finish(st->parser) == 0) {
+    if (st->resp_done || s->state == PST_STREAM_TUNNEL) {
+      st->resp_keep_alive = 0;
+      stream_complete(st);
+      return;
+    }
+  }
+  stream_fail(st, 502, n == UV_EOF ? "backend closed the connection" : "backend read failed");
+}
+
+static void stream_bconn_on_read(void *arg, const char *data, ssize_t n) {
+  stream_t *st = arg;
+  pst_stream_t *s = &st->pub;
+  if (n < 0) {
+    stream_backend_closed(st, n);
+    stream_settle(st);
+    return;
+  }
+  st->got_bytes = 1;
+  if (s->state == PST_STREAM_TUNNEL) {
+    stream_on_body(st, data, (size_t)n);
+    stream_settle(st);
+    return;
+  }
+  size_t off = 0;
+  while (off < (size_t)n && s->state != PST_STREAM_DONE && !st->freed) {
+    size_t used = 0;
+    int rc = pst_h1_resp_feed(st->parser, data + off, (size_t)n - off, &used);
+    off += used;
+    if (rc != 0) {
+      if (!st->freed) stream_fail(st, 502, "invalid response from the backend");
+      break;
+    }
+    if (s->state == PST_STREAM_TUNNEL) {
+      /* Bytes after a 101 head belong to the tunnel. */
+      if (off < (size_t)n && !st->freed) stream_on_body(st, data + off, (size_t)n - off);
+      break;
+    }
+    if (st->resp_done) {
+      if (off < (size_t)n) st->resp_keep_alive = 0; /* bytes nobody asked for */
+      stream_complete(st);
+      break;
+    }
+    if (used == 0) break;
+  }
+  stream_settle(st);
+}
+
+static void stream_bconn_on_drain(void *arg) {
+  stream_t *st = arg;
+  pst_stream_t *s = &st->pub;
+  if (s->state != PST_STREAM_SENDING && s->state != PST_STREAM_TUNNEL) return;
+  st->busy++;
+  s->ops->on_drain(s);
+  st->busy--;
+  stream_settle(st);
+}
+
+static void stream_bconn_on_timer(void *arg) {
+  stream_t *st = arg;
+  pst_stream_t *s = &st->pub;
+  if (s->state == PST_STREAM_CONNECTING) {
+    stream_fail(st, 502, "backend connect timeout");
+  } else {
+    stream_fail(st, 504, "no response head within timeouts.backend_response");
+  }
+  stream_settle(st);
+}
+
+static void stream_bconn_on_write_error(void *arg, int status) {
+  stream_t *st = arg;
+  stream_fail(st, 502, "backend write failed");
+  stream_settle(st);
+}
+
+static const pst_bconn_events_t stream_bconn_events = {
+    .on_connect = stream_bconn_on_connect,
+    .on_read = stream_bconn_on_read,
+    .on_drain = stream_bconn_on_drain,
+    .on_timer = stream_bconn_on_timer,
+    .on_write_error = stream_bconn_on_write_error,
+};
+
+/* ---- the front end's calls ---- */
+
+pst_stream_t *pst_stream_start(pst_conn_t *conn, const pst_stream_ops_t *ops, void *front,
+                               int32_t h2_id, pst_http_request_t *req) {
+  stream_t *st = calloc(1, sizeof(*st));
+  if (st == NULL) goto nomem;
+  pst_stream_t *s = &st->pub;
+  s->conn = conn;
+  s->ops = ops;
+  s->front = front;
+  s->h2_id = h2_id;
+  s->req = req;
+  s->t_start_ns = uv_hrtime();
+  s->state = PST_STREAM_CONNECTING;
+  s->req_done = req->body == PST_BODY_NONE;
+  st->parser = pst_h1_resp_parser_new(&stream_parser_callbacks, st,
+                                      stream_conf(s)->max_header_bytes);
+  if (st->parser == NULL) goto nomem;
+  pst_h1_resp_expect(st->parser, req->method);
+  pst_forward_info_t fwd = {
+      .client_ip = pst_conn_client_ip(conn),
+      .mode = stream_conf(s)->forwarded,
+      .early_data = s->early_data,
+  };
+  if (pst_http_request_write(req, &fwd, &st->head) != 0) goto nomem;
+  if (stream_lease(st, 0) != 0) goto nomem;
+  return s;
+nomem:
+  if (st != NULL) {
+    st->pub.req = NULL;
+    stream_destroy(st);
+  }
+  pst_http_request_free(req);
+  free(req);
+  return NULL;
+}
+
+static int stream_write(stream_t *st, const char *data, size_t len) {
+  pst_stream_t *s = &st->pub;
+  if (s->bconn != NULL && s->state != PST_STREAM_CONNECTING) {
+    return pst_bconn_write(s->bconn, data, len);
+  }
+  return pst_buf_append(&s->pending, data, len);
+}
+
+int pst_stream_body(pst_stream_t *s, const char *data, size_t len) {
+  stream_t *st = S(s);
+  if (s->state == PST_STREAM_DONE || len == 0) return 0;
+  s->bytes_in += len;
+  if (s->req->body != PST_BODY_CHUNKED && s->req->body != PST_BODY_STREAM) {
+    return stream_write(st, data, len);
+  }
+  /* The request goes to the backend chunked (RFC 9112 7.1). */
+  pst_buf_t chunk = {0};
+  int rc = pst_http_chunk(&chunk, data, len);
+  if (rc == 0) rc = stream_write(st, pst_buf_head(&chunk), chunk.len);
+  pst_buf_free(&chunk);
+  return rc;
+}
+
+int pst_stream_body_end(pst_stream_t *s) {
+  stream_t *st = S(s);
+  if (s->state == PST_STREAM_DONE || s->req_done) return 0;
+  s->req_done = 1;
+  int rc = 0;
+  if (s->req->body == PST_BODY_CHUNKED || s->req->body == PST_BODY_STREAM) {
+    pst_buf_t last = {0};
+    rc = pst_http_chunk(&last, NULL, 0);
+    if (rc == 0) rc = stream_write(st, pst_buf_head(&last), last.len);
+    pst_buf_free(&last);
+  }
+  if (s->state == PST_STREAM_SENDING) {
+    s->state = PST_STREAM_WAITING;
+    pst_bconn_timer(s->bconn, stream_conf(s)->backend_response_timeout_ms);
+  }
+  return rc;
+}
+
+size_t pst_stream_queued(const pst_stream_t *s) {
+  size_t n = s->pending.len;
+  if (s->bconn != NULL && s->state != PST_STREAM_CONNECTING) n += pst_bconn_queued(s->bconn);
+  return n;
+}
+
+void pst_stream_pause(pst_stream_t *s, int pause) {
+  s->resp_paused = !!pause;
+  if (s->bconn != NULL && s->state != PST_STREAM_CONNECTING && s->state != PST_STREAM_DONE) {
+    pst_bconn_read(s->bconn, !pause);
+  }
+}
+
+int pst_stream_tunnel_write(pst_stream_t *s, const char *data, size_t len) {
+  if (s->state != PST_STREAM_TUNNEL || s->bconn == NULL) return PST_EPROTO;
+  s->bytes_in += len;
+  return pst_bconn_write(s->bconn, data, len);
+}
+
+void pst_stream_free(pst_stream_t *s) {
+  if (s == NULL) return;
+  stream_t *st = S(s);
+  s->state = PST_STREAM_DONE;
+  if (s->bconn != NULL) {
+    pst_bconn_release(s->bconn, 0);
+    s->bconn = NULL;
+  }
+  if (st->busy > 0) {
+    st->freed = 1; /* freed when the callback returns */
+    return;
+  }
+  stream_destroy(st);
+}
