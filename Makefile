@@ -54,7 +54,7 @@ $(OPT_DIR)/%.o: src/%.c $(HDRS) | $(WOLFSSL_LIB)
 $(OPT_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
 	$(CC) -I$(LLHTTP_INC) $(BASE_CFLAGS) $(OPT_CFLAGS) -c $< -o $@
-build/postern: $(call opt_objs,$(SRCS)) $(LLHTTP_OPT) $(WOLFSSL_LIB)
+build/postern: $(call opt_objs,$(SRCS)) $(LLHTTP_OPT) $(WOLFSSL_LIB) $(OPT_DIR)/srcs.list
 	$(CC) $(BASE_CFLAGS) -o $@ $(call opt_objs,$(SRCS)) $(LLHTTP_OPT) $(LDLIBS)
 
 # Sanitizer build (ASan + UBSan), used by every test.
@@ -64,8 +64,13 @@ $(SAN_DIR)/%.o: src/%.c $(HDRS) | $(WOLFSSL_LIB)
 $(SAN_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $(@D)
 	$(CC) -I$(LLHTTP_INC) $(BASE_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
-$(SAN_DIR)/libpostern.a: $(call san_objs,$(LIB_SRCS)) $(LLHTTP_SAN)
-	rm -f $@ && ar rcs $@ $^
+# The list of sources, rewritten only when it changes: a deleted source must
+# rebuild the archive and the binary, or its stale object would stay in.
+.PHONY: FORCE
+build/%/srcs.list: FORCE
+	@mkdir -p $(@D); echo '$(SRCS)' | cmp -s - $@ || echo '$(SRCS)' > $@
+$(SAN_DIR)/libpostern.a: $(call san_objs,$(LIB_SRCS)) $(LLHTTP_SAN) $(SAN_DIR)/srcs.list
+	rm -f $@ && ar rcs $@ $(filter %.o,$^)
 $(SAN_DIR)/postern: $(SAN_DIR)/main.o $(SAN_DIR)/libpostern.a $(WOLFSSL_LIB)
 	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -o $@ $(SAN_DIR)/main.o $(SAN_DIR)/libpostern.a $(LDLIBS)
 $(SAN_DIR)/test_%: tests/unit/test_%.c $(SAN_DIR)/libpostern.a $(HDRS)
@@ -107,3 +112,37 @@ clean:
 
 distclean: clean
 	rm -rf deps conf/dev
+
+# ---- bench suite (bench/README.md) ----------------------------------------
+#   make bench-deps   install what the bench compares with and plots with
+#   make bench        build/postern (-O2, no sanitizers), the load generator and
+#                     the backend, then run bench/run.py (about 12 minutes on
+#                     2 cores; the results also go into bench/README.md).
+#                     QUICK=1: one concurrency, one repetition (under a minute).
+#                     PEERS=none: postern alone (or PEERS=hitch, PEERS=haproxy).
+#                     BENCH_ARGS: more options (bench/run.py --help).
+# Nothing here is a prerequisite of `make test`; its bench case builds the two
+# bench programs itself and needs neither hitch nor HAProxy.
+BENCH_DIR := build/bench
+BENCH_PACKAGES := hitch haproxy nghttp2-client gnuplot-nox util-linux
+BENCH_CFLAGS := -std=c11 -g -O2 -D_GNU_SOURCE -I$(WOLFSSL)/include $(WARN)
+BENCH_TRUE = $(filter 1 yes true,$(1))
+
+.PHONY: bench-deps bench-tools
+bench-deps:
+	.ci/deps.sh packages $(BENCH_PACKAGES)
+
+bench-tools: $(BENCH_DIR)/loadgen $(BENCH_DIR)/backend
+
+$(BENCH_DIR)/loadgen: bench/loadgen.c $(WOLFSSL_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< $(WOLFSSL_LIB) -luv -lm -lpthread
+
+$(BENCH_DIR)/backend: bench/backend.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -luv -lnghttp2
+
+bench: bench-deps
+	$(MAKE) build/postern bench-tools
+	$(PYTHON) bench/run.py $(if $(call BENCH_TRUE,$(QUICK)),--quick,--readme) \
+	  $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)

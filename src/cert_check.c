@@ -299,7 +299,7 @@ void pst_cert_check_dates(load_t *ld) {
     const pst_cert_info_t *ci = &cert->chain[i];
     char label[1200], when[32], rel[48];
     cert_label(ld, i, label, sizeof(label));
-    const char *fix = i == 0 ? "renew it"
+    const char *fix = i == 0 ? "renew it, then reload (SIGHUP)"
                       : ci->self_signed
                           ? "remove it from the file (clients use their own copy of a root)"
                           : "replace it with the current intermediate certificate from your CA";

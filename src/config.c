@@ -252,11 +252,20 @@ static const pst_cfg_key_t tls_keys[] = {
     {"default_certificate", set_default_certificate, NULL},
     {"unknown_sni", set_unknown_sni, NULL},
     {"ca_file", set_ca_file, NULL},
+    /* Session resumption and 0-RTT: config_tls.c. */
+    {"session_tickets", pst_cfg_set_session_tickets, NULL},
+    {"ticket_keys", pst_cfg_set_ticket_keys, NULL},
+    {"ticket_rotation", pst_cfg_set_ticket_rotation, NULL},
+    {"ticket_lifetime", pst_cfg_set_ticket_lifetime, NULL},
+    {"early_data", pst_cfg_set_early_data, NULL},
+    {"max_early_data", pst_cfg_set_max_early_data, NULL},
+    {"tcp_early_data", pst_cfg_set_tcp_early_data, NULL},
 };
 
 static int set_tls(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   pst_listener_conf_t *l = obj;
-  return pst_cfg_map(p, v, tls_keys, PST_ARRAY_SIZE(tls_keys), l);
+  int rc = pst_cfg_map(p, v, tls_keys, PST_ARRAY_SIZE(tls_keys), l);
+  return rc != 0 ? rc : pst_cfg_tls_resume_check(p, v, l);
 }
 
 /* ---- routes[] ------------------------------------------------------- */
@@ -514,6 +523,7 @@ static void listener_defaults(pst_listener_conf_t *l) {
   l->backend_connect_timeout_ms = SEC(5);
   l->max_connections = 10000;
   pst_cfg_http_defaults(l);
+  pst_cfg_tls_resume_defaults(l);
 }
 
 static int listener_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
@@ -599,10 +609,10 @@ static const pst_cfg_key_t top_keys[] = {
     {"workers", set_workers, NULL},
     {"log_level", set_log_level, NULL},
     {"shutdown_timeout", set_shutdown_timeout, NULL},
+    {"listeners", set_listeners, "a list of listeners"},
     {"expiry_warn_days", set_expiry_warn_days, NULL},
     {"watch", set_watch, NULL},
     {"watch_debounce", set_watch_debounce, NULL},
-    {"listeners", set_listeners, "a list of listeners"},
 };
 
 /* ---- Entry points --------------------------------------------------- */
@@ -701,6 +711,7 @@ static void free_listener(pst_listener_conf_t *l) {
   free(l->certs);
   free(l->default_certificate);
   free(l->ca_file);
+  free(l->ticket_keys);
   for (size_t i = 0; i < l->n_routes; i++) {
     for (size_t k = 0; k < l->routes[i].n_names; k++) free(l->routes[i].names[k]);
     free(l->routes[i].names);

@@ -9,6 +9,7 @@
 
 #include "postern/common.h"
 #include "postern/conn-t.h"
+#include "postern/early.h"
 #include "postern/front.h"
 #include "postern/gen.h"
 #include "postern/log.h"
@@ -198,26 +199,80 @@ static void conn_record_sni(pst_conn_t *conn) {
   conn->sni[n] = '\0';
 }
 
+/* Reports a handshake that failed (rc: the failing wolfSSL return) and
+ * closes the connection. */
+static void conn_handshake_failed(pst_conn_t *conn, int rc) {
+  char msg[128];
+  if (pst_tls_sni_rejected(conn->ssl)) {
+    snprintf(conn->why, sizeof(conn->why),
+             "handshake refused: no certificate for this server name (unknown_sni: reject)");
+  } else {
+    snprintf(conn->why, sizeof(conn->why), "handshake failed: %s",
+             conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
+  }
+  conn_record_sni(conn);
+  /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
+  pst_conn_flush_client(conn);
+  pst_conn_close(conn, PST_ETLS, conn->why);
+}
+
+/* The handshake waits for client bytes; a client that has closed will send
+ * none. */
+static void conn_handshake_wait(pst_conn_t *conn) {
+  if (conn->client.eof) pst_conn_close(conn, PST_EPROTO, "client closed during handshake");
+}
+
 void pst_conn_handshake(pst_conn_t *conn) {
-  int rc = wolfSSL_accept(conn->ssl);
+  /* 0-RTT is decided before wolfSSL sees the ClientHello (early.h). */
+  if (!conn->hello_scanned && pst_early_hello(conn) > 0) {
+    conn_handshake_wait(conn);
+    return;
+  }
+  int rc;
+  if (conn->early_reading) {
+    rc = pst_early_read(conn);
+    if (conn->early.len > 0) {
+      conn_record_sni(conn); /* known once the ClientHello is processed: picks the backend */
+      pst_relay_early(conn);
+      if (conn->state == PST_CONN_CLOSING) return;
+    }
+    if (rc == -ENOMEM) {
+      pst_conn_close(conn, rc, "out of memory");
+      return;
+    }
+    if (rc < 0) {
+      conn_handshake_failed(conn, rc);
+      return;
+    }
+    if (rc > 0) {
+      conn_handshake_wait(conn);
+      return;
+    }
+    conn->early_reading = 0; /* the client's Finished came: wolfSSL_accept finishes */
+  }
+  /* With early data offered, wolfSSL_accept returns success once its own
+   * Finished is sent (tls13.c: earlyData != no_early_data), before the
+   * client's Finished is read: the handshake is done only when
+   * wolfSSL_is_init_finished says so. */
+  for (int i = 0; i < 2; i++) {
+    rc = wolfSSL_accept(conn->ssl);
+    if (rc != WOLFSSL_SUCCESS || wolfSSL_is_init_finished(conn->ssl)) break;
+  }
   if (rc != WOLFSSL_SUCCESS) {
     int e = wolfSSL_get_error(conn->ssl, rc);
     if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-      if (conn->client.eof) pst_conn_close(conn, PST_EPROTO, "client closed during handshake");
+      conn_handshake_wait(conn);
       return;
     }
-    char msg[128];
-    if (pst_tls_sni_rejected(conn->ssl)) {
-      snprintf(conn->why, sizeof(conn->why),
-               "handshake refused: no certificate for this server name (unknown_sni: reject)");
-    } else {
-      snprintf(conn->why, sizeof(conn->why), "handshake failed: %s",
-               conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
-    }
-    conn_record_sni(conn);
-    /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
-    pst_conn_flush_client(conn);
-    pst_conn_close(conn, PST_ETLS, conn->why);
+    conn_handshake_failed(conn, rc);
+    return;
+  }
+  if (!wolfSSL_is_init_finished(conn->ssl)) {
+    conn_handshake_wait(conn);
+    return;
+  }
+  if (pst_early_finish(conn) != 0) {
+    conn_handshake_failed(conn, WOLFSSL_FATAL_ERROR);
     return;
   }
   conn->handshake_ms = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
@@ -248,6 +303,9 @@ static void conn_on_timer(uv_timer_t *t) {
       /* The idle deadline moves with every read; re-arm for what is left
        * rather than restarting the timer on each read. */
       uint64_t idle = uv_now(t->loop) - conn->t_last_ms;
+      /* An http-mode exchange in flight is not idle: backend_response and
+       * the backend's own pace govern it. */
+      if (conn->streams > 0) idle = 0;
       if (idle >= lc->idle_timeout_ms) {
         pst_conn_close(conn, PST_ETIMEDOUT, "idle timeout");
         return;
@@ -378,11 +436,15 @@ static void conn_log(pst_conn_t *conn) {
   const char *version = conn->version, *cipher = conn->cipher;
   double dur = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
   pst_log_info("conn %llu client=%s listener=%s sni=%s alpn=%s version=%s cipher=%s "
-               "handshake_ms=%.2f backend=%s bytes_in=%llu bytes_out=%llu duration_ms=%.1f "
-               "close=%s%s%s",
+               "handshake_ms=%.2f resumed=%d early_data=%s backend=%s bytes_in=%llu "
+               "bytes_out=%llu duration_ms=%.1f close=%s%s%s",
                (unsigned long long)conn->id, conn->peer, conn->gl->conf->name,
                conn->sni[0] ? conn->sni : "-", alpn, version ? version : "-",
                cipher ? cipher : "-", conn->handshake_ms,
+               conn->handshake_ms > 0 && wolfSSL_session_reused(conn->ssl),
+               conn->early_status == PST_EARLY_NOT_SENT   ? "none"
+               : conn->early_status == PST_EARLY_REPLAYED ? "replayed"
+                                                          : pst_early_status_name(conn->early_status),
                conn->backend_conf ? conn->backend_conf->addr.text : "-",
                (unsigned long long)conn->client.bytes, (unsigned long long)conn->backend.bytes,
                dur, conn->err == 0 ? "ok" : conn->reason,
@@ -400,6 +462,7 @@ static void conn_free(pst_conn_t *conn) {
   if (conn->front != NULL) conn->front->ops->destroy(conn->front);
   if (conn->ssl != NULL) wolfSSL_free(conn->ssl);
   pst_info_free(conn->info);
+  pst_buf_free(&conn->early);
   pst_buf_free(&conn->cin);
   pst_buf_free(&conn->cout);
   pst_gen_unref(conn->gen);

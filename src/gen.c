@@ -13,6 +13,7 @@
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/log.h"
+#include "postern/ticket.h"
 #include "postern/tls.h"
 
 typedef struct {
@@ -57,8 +58,8 @@ static void gen_report_cert(gen_ctx_t *g, const pst_listener_conf_t *lc, size_t 
     const pst_problem_t *p = &cert->problems[k];
     if (p->severity == PST_PROBLEM_ERROR) g->errors++;
     pst_log(p->severity == PST_PROBLEM_ERROR ? PST_LOG_ERROR : PST_LOG_WARN,
-            "%s:%d:%d: listeners[%s].tls.certificates[%zu]: %s", g->file,
-            lc->certs[i].mark.line, lc->certs[i].mark.column, lc->name, i, p->msg);
+            "%s:%d:%d: listeners[%s].tls.certificates[%zu]: %s", g->file, lc->certs[i].mark.line,
+            lc->certs[i].mark.column, lc->name, i, p->msg);
   }
 }
 
@@ -79,8 +80,8 @@ static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
     return -ENOMEM;
   }
   for (size_t i = 0; i < lc->n_certs; i++) {
-    rc = pst_cert_load(lc->certs[i].cert, lc->certs[i].key, trust, now, g->warn_days,
-                       &gl->certs[i]);
+    rc =
+        pst_cert_load(lc->certs[i].cert, lc->certs[i].key, trust, now, g->warn_days, &gl->certs[i]);
     if (rc == -ENOMEM) break;
     gl->n_certs++;
     gen_report_cert(g, lc, i, gl->certs[i], now);
@@ -154,7 +155,7 @@ static int gen_routes(gen_ctx_t *g, pst_gen_listener_t *gl) {
         gen_problem(g, PST_PROBLEM_WARNING,
                     "%s:%d:%d: listeners[%s].routes[%zu]: no certificate covers %s: clients "
                     "will get the default certificate and report a hostname mismatch; add a "
-                    "certificate for it",
+                    "certificate for it to tls.certificates, or remove the name from the route",
                     g->file, r->mark.line, r->mark.column, lc->name, i, r->names[j]);
       }
     }
@@ -173,11 +174,29 @@ static void gen_free(pst_gen_t *gen) {
       pst_sni_map_free(gl->sni);
       pst_sni_map_free(gl->routes);
       if (gl->access_fd > STDERR_FILENO) close(gl->access_fd);
+      pst_ticket_src_put(gl->tickets); /* after the contexts that point to it */
     }
     free(gen->listeners);
   }
   pst_config_free(gen->cfg);
   free(gen);
+}
+
+/* The listener's ticket keys: process-wide state that outlives this
+ * generation (ticket.h), so that a reload keeps sessions resumable. */
+static int gen_tickets(gen_ctx_t *g, pst_gen_listener_t *gl) {
+  const pst_listener_conf_t *lc = gl->conf;
+  char err[512];
+  int rc = pst_ticket_src_get(lc->ticket_keys, lc->ticket_rotation_ms, lc->ticket_lifetime_ms,
+                              &gl->tickets, err, sizeof(err));
+  if (rc == -ENOMEM) return rc;
+  if (rc != 0 && lc->ticket_keys != NULL) {
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%s].tls.ticket_keys: %s", g->file,
+                lc->ticket_keys_mark.line, lc->ticket_keys_mark.column, lc->name, err);
+  } else if (rc != 0) {
+    gen_problem(g, PST_PROBLEM_ERROR, "%s: listeners[%s].tls: %s", g->file, lc->name, err);
+  }
+  return 0;
 }
 
 static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
@@ -191,6 +210,7 @@ static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) 
   if (rc != 0 || gl->n_certs == 0) return rc;
   if ((rc = gen_sni_map(g, gl)) != 0) return rc;
   if ((rc = gen_routes(g, gl)) != 0) return rc;
+  if ((rc = gen_tickets(g, gl)) != 0) return rc;
   if (g->errors > 0) return 0; /* no contexts from certificates that failed checks */
   char err[512];
   rc = pst_tls_listener_init(gl, err, sizeof(err));
@@ -204,8 +224,8 @@ static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) 
 
 int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report,
                   pst_gen_t **out, unsigned *n_errors) {
-  gen_ctx_t g = {.report = report, .errors = 0, .file = cfg->path,
-                 .warn_days = cfg->expiry_warn_days};
+  gen_ctx_t g = {
+      .report = report, .errors = 0, .file = cfg->path, .warn_days = cfg->expiry_warn_days};
   pst_gen_t *gen = calloc(1, sizeof(*gen));
   if (gen == NULL) {
     pst_config_free(cfg);
@@ -275,12 +295,12 @@ unsigned pst_gen_log_expiry(const pst_gen_t *gen, time_t now) {
       gmtime_r(&leaf->not_after, &tm);
       strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
       if (left < 0) {
-        pst_log_error("%s: certificate %s expired on %s: clients reject it; renew it, then "
-                      "reload (SIGHUP)", cert->cert_path, leaf->subject, when);
+        pst_log_error("%s: certificate %s expired on %s: clients reject it; renew it, then reload",
+                      cert->cert_path, leaf->subject, when);
       } else {
-        pst_log_warn("%s: certificate %s expires on %s (in %ld days, expiry_warn_days is %u): "
-                     "renew it, then reload (SIGHUP)", cert->cert_path, leaf->subject, when,
-                     (long)(left / 86400.0), cfg->expiry_warn_days);
+        long days = (long)(left / 86400.0);
+        pst_log_warn("%s: certificate %s expires on %s (in %ld days): renew it, then reload",
+                     cert->cert_path, leaf->subject, when, days);
       }
       n++;
     }

@@ -42,8 +42,6 @@ static void h1_error(h1_front_t *f, int status, const char *body, int close) {
     pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
   }
   pst_buf_free(&out);
-  pst_access_log(f->base.conn, "http/1.1", f->stream ? f->stream->req : NULL, status, 0, 0,
-                 f->stream ? f->stream->t_start_ns : uv_hrtime());
   if (close) {
     f->closing = 1;
     pst_conn_end(f->base.conn);
@@ -128,21 +126,18 @@ static void h1_on_error(pst_stream_t *s, int status, const char *why) {
   if (status == 0) {
     /* The response was under way: closing without the rest is how an
      * HTTP/1.1 client learns it was cut (RFC 9112 8). */
+    pst_access_log(conn, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
+                   s->t_start_ns);
     snprintf(conn->why, sizeof(conn->why), "backend failed mid-response: %s", why);
     pst_conn_close(conn, PST_EBACKEND, conn->why);
-    return;
+    return; /* the stream is freed with the front end */
   }
   pst_metric_inc(status == 504 ? PST_M_HTTP_504 : PST_M_HTTP_502);
   char body[160];
   snprintf(body, sizeof(body), "%d %s: %s\n", status, pst_http_reason(status), why);
   s->status = status;
   h1_error(f, status, body, !f->request_done || !f->keep_alive);
-  if (conn->state != PST_CONN_CLOSING && !f->closing) {
-    h1_finish(f);
-    return;
-  }
-  f->stream = NULL;
-  pst_stream_free(s);
+  h1_finish(f); /* logs and frees the stream; ends the connection if closing */
 }
 
 static void h1_on_drain(pst_stream_t *s) {
@@ -169,8 +164,11 @@ static int h1_req_head(void *arg, pst_http_request_t *req) {
   f->chunked = 0;
   f->request_done = 0;
   pst_metric_inc(PST_M_HTTP_REQUESTS);
+  uint64_t t0 = uv_hrtime();
   f->stream = pst_stream_start(f->base.conn, &h1_stream_ops, f, 0, req);
   if (f->stream == NULL) {
+    pst_metric_inc(PST_M_HTTP_502);
+    pst_access_log(f->base.conn, "http/1.1", NULL, 502, 0, 0, t0);
     h1_error(f, 502, "502 Bad Gateway: the backend cannot be reached\n", 1);
     return PST_EBACKEND;
   }
@@ -240,6 +238,8 @@ static void h1_process_once(h1_front_t *f) {
     pst_buf_consume(&f->in, used);
     if (rc < 0 && rc != PST_EBACKEND) {
       pst_metric_inc(status == 431 ? PST_M_HTTP_431 : PST_M_HTTP_400);
+      pst_access_log(conn, "http/1.1", f->stream ? f->stream->req : NULL, status, 0, 0,
+                     f->stream ? f->stream->t_start_ns : uv_hrtime());
       if (f->stream != NULL) {
         pst_stream_free(f->stream);
         f->stream = NULL;

@@ -16,12 +16,16 @@
 #include "postern/config.h"
 #include "postern/gen.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
+#include "postern/reload.h"
+#include "postern/ticket.h"
 #include "postern/tls.h"
 #include "postern/worker.h"
 
 typedef struct {
   uv_loop_t *loop;
-  pst_gen_t *gen;
+  pst_gen_t *gen;       /* generation 1 until the reload machinery takes it over */
+  pst_reload_t *reload; /* SIGHUP and `watch: true`; NULL before the workers run */
   pst_worker_t *workers;
   unsigned n_workers;
   unsigned n_exited;
@@ -35,7 +39,22 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: postern -c FILE        run with the configuration in FILE\n"
           "       postern -t -c FILE     check FILE and every certificate, then exit 0 or 1\n"
-          "       postern --version      print postern's and wolfSSL's versions\n");
+          "       postern --version      print postern's and wolfSSL's versions\n"
+          "       postern ticket-key     print a new session ticket key line, to append to a\n"
+          "                              tls.ticket_keys file (newest last)\n");
+}
+
+/* `postern ticket-key`: one new key line for a ticket_keys file (ticket.h). */
+static int ticket_key(void) {
+  char line[PST_TICKET_KEY_B64_LEN + 1];
+  int rc = pst_ticket_key_generate(line, sizeof(line));
+  if (rc != 0) {
+    fprintf(stderr, "postern: cannot make a ticket key: %s\n", pst_strerror(rc));
+    return 1;
+  }
+  printf("%s\n", line);
+  explicit_bzero(line, sizeof(line));
+  return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static void print_version(void) {
@@ -78,6 +97,7 @@ static void app_on_exited(uv_async_t *a) {
   unsigned n = app->n_exited;
   uv_mutex_unlock(&app->lock);
   if (n < app->n_workers) return;
+  pst_reload_stop(app->reload);
   uv_close((uv_handle_t *)&app->exited, on_handle_close);
   uv_close((uv_handle_t *)&app->sig_term, on_handle_close);
   uv_close((uv_handle_t *)&app->sig_int, on_handle_close);
@@ -87,8 +107,11 @@ static void app_on_exited(uv_async_t *a) {
 static void app_on_signal(uv_signal_t *s, int signum) {
   app_t *app = s->data;
   if (signum == SIGHUP) {
-    pst_log_warn("SIGHUP: configuration reload is not available yet; still serving generation %llu",
-                 (unsigned long long)app->gen->number);
+    if (app->reload != NULL) {
+      pst_reload_request(app->reload, "SIGHUP");
+    } else {
+      pst_log_warn("SIGHUP: not serving yet: no reload");
+    }
     return;
   }
   if (app->stopping) {
@@ -96,8 +119,11 @@ static void app_on_signal(uv_signal_t *s, int signum) {
     return;
   }
   app->stopping = 1;
+  const pst_gen_t *gen = app->reload != NULL ? pst_reload_gen(app->reload) : app->gen;
   pst_log_info("%s: shutting down: no new connections; open ones get up to %llu ms to finish",
-               strsignal(signum), (unsigned long long)app->gen->cfg->shutdown_timeout_ms);
+               strsignal(signum), (unsigned long long)gen->cfg->shutdown_timeout_ms);
+  /* A reload being built is discarded when it ends; the workers drain now. */
+  pst_reload_stop(app->reload);
   for (unsigned i = 0; i < app->n_workers; i++) pst_worker_stop(&app->workers[i]);
 }
 
@@ -187,16 +213,31 @@ static int run(pst_config_t *cfg) {
   }
   free(fds);
   app.n_workers = started;
-  if (rc == 0) log_ready(&app);
-  else for (unsigned i = 0; i < started; i++) pst_worker_stop(&app.workers[i]);
+  if (rc == 0) {
+    log_ready(&app);
+    /* From here the reload machinery owns the running generation. */
+    int rrc =
+        pst_reload_start(app.loop, cfg->path, app.gen, app.workers, app.n_workers, &app.reload);
+    if (rrc == 0) {
+      app.gen = NULL;
+    } else {
+      pst_log_error("cannot set up reloads: %s; SIGHUP will be ignored", pst_strerror(rrc));
+    }
+  } else {
+    for (unsigned i = 0; i < started; i++) pst_worker_stop(&app.workers[i]);
+  }
   if (started == 0) uv_async_send(&app.exited);
   uv_run(app.loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < started; i++) pst_worker_join(&app.workers[i]);
   uv_loop_close(app.loop);
   uv_mutex_destroy(&app.lock);
   free(app.workers);
+  pst_reload_free(app.reload);
   pst_gen_unref(app.gen);
-  if (rc == 0) pst_log_info("stopped");
+  if (rc == 0) {
+    pst_metrics_log();
+    pst_log_info("stopped");
+  }
   return rc == 0 ? 0 : 1;
 }
 
@@ -211,6 +252,7 @@ int main(int argc, char **argv) {
   const char *path = NULL;
   int check = 0;
   int opt;
+  if (argc == 2 && strcmp(argv[1], "ticket-key") == 0) return ticket_key();
   while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
     switch (opt) {
       case 'c': path = optarg; break;

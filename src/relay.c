@@ -8,6 +8,7 @@
 
 #include "postern/common.h"
 #include "postern/conn.h"
+#include "postern/early.h"
 #include "postern/front.h"
 #include "postern/gen.h"
 #include "postern/log.h"
@@ -88,7 +89,7 @@ void pst_conn_info_facts(pst_conn_t *conn, pst_info_facts_t *f) {
   f->cipher = conn->cipher;
   f->group = pst_tls_group_name(ssl);
   f->resumed = wolfSSL_session_reused(ssl);
-  f->early_data = "not sent";
+  f->early_data = pst_early_status_name(conn->early_status);
   f->handshake_ms = conn->handshake_ms;
   const pst_cert_t *cert = conn->gl->certs[pst_tls_cert_index(conn->gl, ssl)];
   f->chain = cert->chain;
@@ -120,8 +121,30 @@ static void relay_info(pst_conn_t *conn, const char *data, size_t len) {
 
 /* ---- client -> backend ---- */
 
+/* Early data held until now (conn-t.h): the start of the client's stream,
+ * handed on before anything read after the handshake. A connection that
+ * reaches here has completed its handshake, which a replayed ClientHello
+ * never does: held early data is never delivered twice. */
+static void relay_early_flush(pst_conn_t *conn) {
+  pst_buf_t early = conn->early;
+  memset(&conn->early, 0, sizeof(conn->early));
+  const char *data = pst_buf_head(&early);
+  int rc = 0;
+  if (conn->info != NULL) {
+    relay_info(conn, data, early.len);
+  } else if (conn->front != NULL) {
+    rc = conn->front->ops->feed(conn->front, data, early.len);
+    if (rc != 0 && conn->state != PST_CONN_CLOSING) pst_conn_close(conn, PST_EPROTO, "HTTP error");
+  } else {
+    rc = pst_conn_write(conn, (uv_stream_t *)&conn->backend.tcp, data, early.len);
+    if (rc != 0) pst_conn_close(conn, rc, "backend write failed");
+  }
+  pst_buf_free(&early);
+}
+
 void pst_relay_from_client(pst_conn_t *conn) {
   char *plain = conn->worker->plain;
+  if (conn->early.len > 0 && conn->state == PST_CONN_OPEN) relay_early_flush(conn);
   /* backend.shut: the client's end was already handled. */
   while (conn->state == PST_CONN_OPEN && !conn->backend.shut) {
     if (conn->front != NULL && conn->client_paused) return; /* the front end resumes */
@@ -242,6 +265,14 @@ static void relay_on_connect(uv_connect_t *req, int status) {
     return;
   }
   uv_tcp_nodelay(&conn->backend.tcp, 1);
+  if (conn->state == PST_CONN_HANDSHAKE) {
+    /* Connected while the handshake still runs (tcp_early_data: forward):
+     * the early data goes now. The backend is read once the handshake is
+     * complete: wolfSSL cannot send application data before. */
+    conn->backend_connected = 1;
+    if (conn->early.len > 0) relay_early_flush(conn);
+    return;
+  }
   pst_conn_set_state(conn, PST_CONN_OPEN);
   int rc = relay_read_backend(conn);
   if (rc == 0 && !conn->client.eof) rc = pst_conn_read_client(conn, 1);
@@ -253,11 +284,8 @@ static void relay_on_connect(uv_connect_t *req, int status) {
   pst_conn_pump(conn);
 }
 
-static void relay_connect(pst_conn_t *conn) {
-  pst_conn_set_state(conn, PST_CONN_CONNECTING);
-  /* Reading stops until the backend is there: what the client sends meanwhile
-   * waits in the kernel, not in postern. */
-  pst_conn_read_client(conn, 0);
+/* Starts connecting to conn->backend_conf. May close conn. */
+static void relay_connect_backend(pst_conn_t *conn) {
   uv_tcp_init(&conn->worker->loop, &conn->backend.tcp);
   conn->backend.open = 1;
   conn->handles++;
@@ -271,8 +299,38 @@ static void relay_connect(pst_conn_t *conn) {
   }
 }
 
+static void relay_connect(pst_conn_t *conn) {
+  pst_conn_set_state(conn, PST_CONN_CONNECTING);
+  /* Reading stops until the backend is there: what the client sends meanwhile
+   * waits in the kernel, not in postern. */
+  pst_conn_read_client(conn, 0);
+  if (!conn->backend_early) relay_connect_backend(conn);
+}
+
+void pst_relay_early(pst_conn_t *conn) {
+  const pst_listener_conf_t *lc = conn->gl->conf;
+  if (lc->mode != PST_MODE_TCP || lc->tcp_early_data != PST_TCP_EARLY_FORWARD) return;
+  if (conn->backend_connected) {
+    relay_early_flush(conn);
+    return;
+  }
+  if (conn->backend_early) return; /* connecting: relay_on_connect sends it */
+  conn->backend_conf = pst_gen_backend(conn->gl, conn->sni, strlen(conn->sni));
+  if (conn->backend_conf->kind != PST_BACKEND_ADDR) return; /* answered after the handshake */
+  conn->backend_early = 1;
+  relay_connect_backend(conn);
+}
+
 void pst_relay_start(pst_conn_t *conn) {
   conn->backend_conf = pst_gen_backend(conn->gl, conn->sni, strlen(conn->sni));
+  if (conn->backend_connected) {
+    /* Connected during the handshake (pst_relay_early): relay at once; the
+     * caller's pump goes on reading the client. */
+    pst_conn_set_state(conn, PST_CONN_OPEN);
+    int rc = relay_read_backend(conn);
+    if (rc != 0) pst_conn_close(conn, rc, "backend read failed");
+    return;
+  }
   int h2 = strcmp(conn->alpn, "h2") == 0;
   if (conn->gl->conf->mode == PST_MODE_HTTP &&
       (h2 || conn->backend_conf->kind != PST_BACKEND_BUILTIN_INFO)) {

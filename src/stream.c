@@ -36,6 +36,8 @@ static const pst_listener_conf_t *stream_conf(const pst_stream_t *s) {
 
 static void stream_destroy(stream_t *st) {
   pst_stream_t *s = &st->pub;
+  s->conn->streams--;
+  s->conn->t_last_ms = uv_now(s->conn->timer.loop); /* idle from the end of the exchange */
   if (s->bconn != NULL) pst_bconn_release(s->bconn, 0);
   pst_h1_resp_parser_free(st->parser);
   pst_buf_free(&st->head);
@@ -310,6 +312,7 @@ pst_stream_t *pst_stream_start(pst_conn_t *conn, const pst_stream_ops_t *ops, vo
   if (st == NULL) goto nomem;
   pst_stream_t *s = &st->pub;
   s->conn = conn;
+  conn->streams++;
   s->ops = ops;
   s->front = front;
   s->h2_id = h2_id;

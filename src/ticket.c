@@ -237,25 +237,36 @@ static int ring_new_key(pst_ticket_key_t *key) {
   return random_bytes(key, sizeof(*key)) == 0 ? 0 : PST_ETLS;
 }
 
-/* An in-memory ring: a new key every rotation_ms, the one before it kept
- * lifetime_ms after it stopped sealing (the longest a ticket it sealed can
- * be valid). Called with src->lock held. */
-static int ring_update(pst_ticket_src_t *src, uint64_t now) {
-  if (src->path != NULL) return 0;
+/* An in-memory ring keeps a key that stopped sealing for lifetime_ms (the
+ * longest a ticket it sealed can be valid), then forgets it. Called with
+ * src->lock held. */
+static void ring_expire(pst_ticket_src_t *src, uint64_t now) {
+  if (src->path != NULL || src->n == 0) return;
   size_t keep = 0;
   for (size_t i = 0; i + 1 < src->n; i++) {
-    if (now - src->retired_ms[i] < src->lifetime_ms) {
+    /* A clock read before the key retired (another thread) is age 0. */
+    uint64_t age = now > src->retired_ms[i] ? now - src->retired_ms[i] : 0;
+    if (age < src->lifetime_ms) {
       src->keys[keep] = src->keys[i];
       src->retired_ms[keep++] = src->retired_ms[i];
     }
   }
-  if (src->n > 0 && keep != src->n - 1) {
-    src->keys[keep] = src->keys[src->n - 1];
-    src->retired_ms[keep] = 0;
-    explicit_bzero(&src->keys[keep + 1], (src->n - keep - 1) * sizeof(src->keys[0]));
-    src->n = keep + 1;
+  if (keep == src->n - 1) return;
+  src->keys[keep] = src->keys[src->n - 1];
+  src->retired_ms[keep] = 0;
+  explicit_bzero(&src->keys[keep + 1], (src->n - keep - 1) * sizeof(src->keys[0]));
+  src->n = keep + 1;
+}
+
+/* An in-memory ring makes a new sealing key every rotation_ms (when a
+ * ticket is sealed: an idle ring does not churn). Lock held. */
+static int ring_rotate(pst_ticket_src_t *src, uint64_t now) {
+  if (src->path != NULL) return 0;
+  ring_expire(src, now);
+  if (src->n > 0 && (now < src->current_since_ms ||
+                     now - src->current_since_ms < src->rotation_ms)) {
+    return 0;
   }
-  if (src->n > 0 && now - src->current_since_ms < src->rotation_ms) return 0;
   if (src->n == PST_TICKET_MAX_KEYS) { /* cannot happen with a checked rotation */
     memmove(&src->keys[0], &src->keys[1], (src->n - 1) * sizeof(src->keys[0]));
     memmove(&src->retired_ms[0], &src->retired_ms[1], (src->n - 1) * sizeof(src->retired_ms[0]));
@@ -329,7 +340,7 @@ int pst_ticket_src_get(const char *path, uint64_t rotation_ms, uint64_t lifetime
     src->rotation_ms = rotation_ms;
     src->lifetime_ms = lifetime_ms;
     pthread_mutex_init(&src->lock, NULL);
-    if (path == NULL && ring_update(src, pst_ticket_now_ms()) != 0) {
+    if (path == NULL && ring_rotate(src, pst_ticket_now_ms()) != 0) {
       snprintf(err, errlen, "cannot make a ticket key: no randomness");
       pthread_mutex_destroy(&src->lock);
       rc = PST_ETLS;
@@ -420,7 +431,7 @@ int pst_ticket_keys_reload_all(char *err, size_t errlen) {
 
 int pst_ticket_src_seal_key(pst_ticket_src_t *src, uint64_t now_ms, pst_ticket_key_t *key) {
   pthread_mutex_lock(&src->lock);
-  int rc = ring_update(src, now_ms);
+  int rc = ring_rotate(src, now_ms);
   if (rc == 0 && src->n == 0) rc = PST_ETLS;
   if (rc == 0) *key = src->keys[src->n - 1];
   pthread_mutex_unlock(&src->lock);
@@ -431,7 +442,7 @@ int pst_ticket_src_open_key(pst_ticket_src_t *src, const uint8_t name[PST_TICKET
                             uint64_t now_ms, pst_ticket_key_t *key, int *newest) {
   int rc = PST_ECONFIG;
   pthread_mutex_lock(&src->lock);
-  ring_update(src, now_ms); /* drops keys whose tickets have all expired */
+  ring_expire(src, now_ms); /* drops keys whose tickets have all expired */
   for (size_t i = src->n; i-- > 0;) {
     if (memcmp(src->keys[i].name, name, PST_TICKET_NAME_LEN) == 0) {
       *key = src->keys[i];

@@ -13,6 +13,7 @@
 
 #include "postern/common.h"
 #include "postern/gen.h"
+#include "postern/ticket.h"
 
 /* AEAD suites only (TLS 1.3 has nothing else; for TLS 1.2, ECDHE with
  * AES-GCM or ChaCha20-Poly1305), in server preference order: AES-128-GCM
@@ -136,6 +137,20 @@ fail:
   return NULL;
 }
 
+/* 0-RTT and TLS 1.3 tickets, on the context connections are created from.
+ * wolfSSL's default max_early_data is 4096: every ticket would offer 0-RTT.
+ * With early_data: accept, this is the most early data accepted; with reject,
+ * 0 (the connection raises it to skip early data a client sends anyway, see
+ * early.c). Tickets are sent by postern after the handshake (pst_early_finish)
+ * rather than by wolfSSL_accept, so that the max_early_data they advertise
+ * is the policy's, not the one of the ticket the client resumed with. */
+static int tls_early_settings(WOLFSSL_CTX *ctx, const pst_listener_conf_t *lc) {
+  unsigned max = lc->early_data == PST_EARLY_DATA_ACCEPT ? lc->max_early_data : 0;
+  if (wolfSSL_CTX_set_max_early_data(ctx, max) != WOLFSSL_SUCCESS) return PST_ETLS;
+  if (wolfSSL_CTX_set_num_tickets(ctx, 0) != WOLFSSL_SUCCESS) return PST_ETLS;
+  return 0;
+}
+
 /* Settings that wolfSSL_set_SSL_CTX does not carry over: they must live on
  * the context connections are created from. */
 static int tls_listener_settings(pst_gen_listener_t *gl, char *err, size_t errlen) {
@@ -164,9 +179,14 @@ static int tls_listener_settings(pst_gen_listener_t *gl, char *err, size_t errle
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
   /* Pack the server's flight into as few records and writes as possible. */
   wolfSSL_CTX_set_group_messages(ctx);
-  /* 0-RTT is refused until the resumption issue adds a safe policy: tickets
-   * must not advertise early data (RFC 8446 4.6.1 max_early_data_size). */
-  wolfSSL_CTX_set_max_early_data(ctx, 0);
+  if ((lc->versions & PST_TLS13) && tls_early_settings(ctx, lc) != 0) {
+    snprintf(err, errlen, "cannot set the early data and ticket options");
+    return PST_ETLS;
+  }
+  if (!lc->session_tickets && wolfSSL_CTX_NoTicketTLSv12(ctx) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot turn TLS 1.2 session tickets off");
+    return PST_ETLS;
+  }
   wolfSSL_CTX_set_servername_callback(ctx, tls_on_sni);
   wolfSSL_CTX_set_servername_arg(ctx, gl);
   wolfSSL_CTX_set_alpn_select_cb(ctx, tls_on_alpn, gl);
@@ -184,9 +204,19 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
   for (size_t i = 0; i < gl->n_certs; i++) {
     gl->cert_ctx[i] = tls_ctx_new(gl->conf, gl->certs[i], err, errlen);
     if (gl->cert_ctx[i] == NULL) return PST_ETLS;
+    /* After the SNI callback switches context, wolfSSL takes the ticket
+     * callback, its key source and the lifetime hint from this one. */
+    if (pst_ticket_install(gl->cert_ctx[i], gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
+      snprintf(err, errlen, "cannot install the session ticket callback");
+      return PST_ETLS;
+    }
   }
   gl->ctx = tls_ctx_new(gl->conf, gl->certs[gl->default_cert], err, errlen);
   if (gl->ctx == NULL) return PST_ETLS;
+  if (pst_ticket_install(gl->ctx, gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
+    snprintf(err, errlen, "cannot install the session ticket callback");
+    return PST_ETLS;
+  }
   return tls_listener_settings(gl, err, errlen);
 }
 

@@ -21,9 +21,9 @@
 #include "postern/log.h"
 
 /* Every change of a directory entry, and the directory itself going away. */
-#define WATCH_MASK                                                                         \
-  (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY |     \
-   IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+#define WATCH_MASK                                                                                \
+  (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | \
+   IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 /* Symlinks followed per path, as the kernel's own limit is 40 and real
  * setups (Kubernetes: two; certbot: two) use few. */
 #define WATCH_MAX_LINKS 8
@@ -83,8 +83,9 @@ int pst_watch_files_add_config(pst_watch_files_t *f, const pst_config_t *cfg) {
       if (rc == 0) rc = pst_watch_files_add(f, lc->certs[j].key, NULL);
       if (rc != 0) return rc;
     }
-    if (lc->ca_file != NULL) {
-      int rc = pst_watch_files_add(f, lc->ca_file, NULL);
+    const char *more[] = {lc->ca_file, lc->ticket_keys};
+    for (size_t k = 0; k < PST_ARRAY_SIZE(more); k++) {
+      int rc = more[k] != NULL ? pst_watch_files_add(f, more[k], NULL) : 0;
       if (rc != 0) return rc;
     }
   }
@@ -211,8 +212,8 @@ struct pst_watch_s {
   uv_timer_t timer;
   int open_handles; /* freed when both close callbacks have run */
   uint64_t debounce_ms;
-  int pending;        /* an event came; the timer runs */
-  uint64_t first_ms;  /* loop time of the first event since the last check */
+  int pending;       /* an event came; the timer runs */
+  uint64_t first_ms; /* loop time of the first event since the last check */
   pst_watch_cb cb;
   void *arg;
   pst_watch_files_t files; /* what was loaded, with identities */

@@ -192,7 +192,8 @@ static void worker_apply_switch(pst_worker_t *worker, pst_worker_switch_t *sw) {
     pst_wlistener_t *wl = list[i];
     wl->listed = 1;
     wl->index = i;
-    if (wl->fd >= 0) {
+    if (wl->fd >= 0 && !wl->open && !wl->closing) {
+      /* New, or kept after it failed to open here before: try (again). */
       int rc = wl_open(worker, wl);
       if (rc != 0) {
         pst_log_error("worker %u: cannot accept on %s: %s", worker->id,
@@ -331,14 +332,18 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   atomic_init(&worker->stop_requested, 0);
   atomic_init(&worker->pending_switch, NULL);
   worker->n_listeners = gen->cfg->n_listeners;
-  worker->listeners = calloc(worker->n_listeners ? worker->n_listeners : 1,
-                             sizeof(*worker->listeners));
+  worker->listeners =
+      calloc(worker->n_listeners ? worker->n_listeners : 1, sizeof(*worker->listeners));
   worker->slab = malloc(PST_READ_SLAB);
   worker->plain = malloc(PST_RECORD_MAX);
   int rc = worker->listeners == NULL || worker->slab == NULL || worker->plain == NULL ? -ENOMEM : 0;
   for (size_t i = 0; rc == 0 && i < worker->n_listeners; i++) {
-    if ((worker->listeners[i] = wl_new(listen_fds[i])) == NULL) rc = -ENOMEM;
-    else listen_fds[i] = -1; /* the listener owns it now */
+    worker->listeners[i] = wl_new(listen_fds[i]);
+    if (worker->listeners[i] == NULL) {
+      rc = -ENOMEM;
+    } else {
+      listen_fds[i] = -1; /* the listener owns it now */
+    }
   }
   if (rc == 0) rc = uv_loop_init(&worker->loop);
   if (rc != 0) goto fail;

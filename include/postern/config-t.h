@@ -30,6 +30,18 @@ typedef enum {
   PST_UNKNOWN_SNI_REJECT = 1   /* fatal unrecognized_name alert (RFC 6066 3) */
 } pst_unknown_sni_t;
 
+/* 0-RTT policy (tls.early_data): RFC 8446 2.3, 8; RFC 8470. */
+typedef enum {
+  PST_EARLY_DATA_REJECT = 0, /* tickets advertise no early data; any sent is skipped (default) */
+  PST_EARLY_DATA_ACCEPT = 1  /* accept up to max_early_data, with the strike register */
+} pst_early_data_t;
+
+/* What tcp mode does with accepted early data (tls.tcp_early_data). */
+typedef enum {
+  PST_TCP_EARLY_HOLD = 0,   /* keep it until the handshake completes (default) */
+  PST_TCP_EARLY_FORWARD = 1 /* send it to the backend at once: its protocol is replay-safe */
+} pst_tcp_early_t;
+
 /* Bit set of accepted TLS versions. */
 #define PST_TLS12 0x1u
 #define PST_TLS13 0x2u
@@ -94,6 +106,16 @@ typedef struct {
   pst_unknown_sni_t unknown_sni;
   char *ca_file; /* NULL: the system store */
   pst_mark_t ca_file_mark;
+
+  /* Session resumption and 0-RTT (config_tls.c, ticket.h, replay.h). */
+  int session_tickets;             /* tls.session_tickets; default 1 */
+  char *ticket_keys;               /* tls.ticket_keys: key file; NULL: in-memory keys */
+  pst_mark_t ticket_keys_mark;
+  uint64_t ticket_rotation_ms;     /* tls.ticket_rotation (in-memory keys); default 1h */
+  uint64_t ticket_lifetime_ms;     /* tls.ticket_lifetime; default 6h, at most 7 days */
+  pst_early_data_t early_data;     /* tls.early_data; default reject */
+  unsigned max_early_data;         /* tls.max_early_data, bytes; default 16384 */
+  pst_tcp_early_t tcp_early_data;  /* tls.tcp_early_data; default hold */
 
   pst_backend_conf_t backend;
   pst_route_conf_t *routes;

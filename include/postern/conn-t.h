@@ -19,6 +19,16 @@ typedef enum {
   PST_CONN_CLOSING = 3,    /* pst_conn_close ran: flushing, then waiting for close callbacks */
 } pst_conn_state_t;
 
+/* What became of the client's 0-RTT early data (RFC 8446 2.3, 4.2.10). */
+typedef enum {
+  PST_EARLY_NOT_SENT = 0, /* the ClientHello offered none */
+  PST_EARLY_REJECTED = 1, /* offered and refused (policy, no resumption, register full):
+                           * wolfSSL skipped it and the client sends it again after
+                           * the handshake, as ordinary data */
+  PST_EARLY_REPLAYED = 2, /* offered and refused: this ClientHello was seen before */
+  PST_EARLY_ACCEPTED = 3, /* accepted: its bytes went to `early` (see struct pst_conn_s) */
+} pst_early_status_t;
+
 /* One TCP side of a connection. */
 typedef struct {
   uv_tcp_t tcp;
@@ -54,6 +64,7 @@ struct pst_conn_s {
   pst_buf_t cout; /* ciphertext wolfSSL produced, not yet handed to the socket */
   pst_info_t *info; /* builtin:info responder (tcp mode, or http mode over HTTP/1.1), or NULL */
   struct pst_front_s *front; /* http mode: the HTTP/1.1 or HTTP/2 front end, or NULL */
+  unsigned streams;      /* http mode: exchanges in flight (the idle timeout waits for none) */
   const pst_backend_conf_t *backend_conf;
   uint64_t t_start_ns;   /* accept time (uv_hrtime) */
   double handshake_ms;
@@ -69,6 +80,32 @@ struct pst_conn_s {
   const char *version;   /* static strings from wolfSSL, set at handshake end */
   const char *cipher;
   char why[160];         /* storage for a reason built at run time */
+
+  /* 0-RTT (early.c). With tls.early_data: accept, the early data of a
+   * resumed handshake is decrypted while the handshake still runs, and lands
+   * in `early`, in order: it is the very start of the client's byte stream,
+   * before anything read after the handshake. Whoever hands the stream on
+   * takes it from there first:
+   * - tcp mode writes it to the backend, at once with tcp_early_data:
+   *   forward (the backend connect starts during the handshake), else once
+   *   the handshake is complete (pst_relay_from_client);
+   * - builtin:info parses it as the start of its first request;
+   * - http mode: every request whose bytes came from `early` arrived as
+   *   early data (RFC 8470): it may only be forwarded before the handshake
+   *   completes (`handshake_ms` is 0 until then) when it is safe, with
+   *   Early-Data: 1 (RFC 8470 5.1); otherwise it waits for the handshake.
+   * early_status says what became of it (also for the builtin:info page). */
+  pst_buf_t early;                 /* early data not yet handed on */
+  uint64_t early_bytes;            /* early data received in all */
+  pst_early_status_t early_status;
+  unsigned hello_scanned : 1;      /* the ClientHello was looked at (hello.h) */
+  unsigned early_reading : 1;      /* the handshake runs through wolfSSL_read_early_data */
+  unsigned early_decided : 1;      /* wolfSSL has processed the ClientHello: accepted or not */
+  unsigned early_claimed : 1;      /* replay_key is claimed in the strike register */
+  unsigned backend_early : 1;      /* tcp_early_data: forward started the backend connect
+                                    * during the handshake */
+  unsigned backend_connected : 1;  /* ... and it completed */
+  uint8_t replay_key[16];          /* PST_REPLAY_KEY_LEN */
 };
 
 #endif

@@ -29,6 +29,9 @@ typedef struct {
   pst_sni_map_t *sni;     /* server name -> certificate index */
   pst_sni_map_t *routes;  /* server name -> route index; NULL without routes */
   int access_fd;          /* http mode access log: -1 off, 2 stderr, or an owned file */
+  /* Ticket keys (one reference): process-wide, shared with the listeners of
+   * other generations that name the same keys, so tickets survive reloads. */
+  struct pst_ticket_src_s *tickets;
 } pst_gen_listener_t;
 
 typedef struct pst_gen_s {

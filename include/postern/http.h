@@ -27,7 +27,7 @@ const char *pst_headers_get(const pst_headers_t *h, const char *name);
 /* Removes every field called name (name_len bytes, compared without regard
  * to case), keeping the order of the others. Returns how many were removed. */
 size_t pst_headers_del(pst_headers_t *h, const char *name, size_t name_len);
-void pst_headers_free(pst_headers_t *h);              /* the list is empty and reusable after */
+void pst_headers_free(pst_headers_t *h);             /* the list is empty and reusable after */
 void pst_http_request_free(pst_http_request_t *r);   /* frees members; r itself not; NULL ok */
 void pst_http_response_free(pst_http_response_t *r); /* frees members; r itself not; NULL ok */
 
@@ -42,7 +42,9 @@ typedef struct {
    * and is returned by pst_h1_req_feed; *consumed then counts the bytes up to
    * and including what the callback was given, and the next feed goes on
    * from there (so a positive value works as "pause": backpressure).
-   * A NULL callback is skipped (a head is then freed at once). */
+   * A NULL callback is skipped (a head is then freed at once). Callbacks run
+   * inside pst_h1_req_feed and must not free the parser: return nonzero and
+   * free it after the feed returns. */
   int (*on_head)(void *arg, pst_http_request_t *req);
   /* Body bytes of the current request, de-chunked; data is borrowed for the
    * call (it points into the fed bytes). */
@@ -79,6 +81,10 @@ pst_h1_req_parser_t *pst_h1_req_parser_new(const pst_h1_req_callbacks_t *cb, voi
  * are discarded (consumed, no callback: RFC 9112 9.6). */
 int pst_h1_req_feed(pst_h1_req_parser_t *p, const char *data, size_t len, size_t *consumed,
                     int *status);
+
+/* Why the parser refused the request (static text, for the error log and
+ * the 4xx body), or NULL while it has not failed. */
+const char *pst_h1_req_why(const pst_h1_req_parser_t *p);
 
 /* Frees the parser (and a head not yet handed over). NULL allowed. */
 void pst_h1_req_parser_free(pst_h1_req_parser_t *p);
@@ -125,12 +131,19 @@ int pst_h1_resp_feed(pst_h1_resp_parser_t *p, const char *data, size_t len, size
  * Content-Length or chunked body: the client must see the truncation). */
 int pst_h1_resp_finish(pst_h1_resp_parser_t *p);
 
+/* Why the parser refused the response (static text), or NULL. */
+const char *pst_h1_resp_why(const pst_h1_resp_parser_t *p);
+
 void pst_h1_resp_parser_free(pst_h1_resp_parser_t *p); /* NULL allowed */
 
 /* ---- strict head checks (shared with other llhttp users) ---- */
 
 /* Prepares s for a new head; request is 1 for a request head. */
 void pst_h1_scan_init(pst_h1_scan_t *s, int request);
+
+/* Prepares s for a chunked message's trailer section (RFC 9112 7.1.2):
+ * field lines under the same rules, ended by an empty line. */
+void pst_h1_scan_init_trailers(pst_h1_scan_t *s);
 
 /* Checks n more bytes of a message head for what llhttp 8, built without
  * LLHTTP_STRICT_MODE, lets through: every line must end in CRLF (no bare CR

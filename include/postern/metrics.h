@@ -17,7 +17,10 @@
   X(EARLY_REJECTED, "early_data_rejected",                                             \
     "early data offered and rejected: policy, not resumed, or strike register full")   \
   X(EARLY_REPLAYED, "early_data_replayed",                                             \
-    "early data rejected because the ClientHello was seen before (a replay)")           \
+    "early data rejected because the ClientHello was seen before (a replay)")          \
+  X(RELOADS, "reloads", "reloads that switched to a new generation")                    \
+  X(RELOADS_FAILED, "reloads_failed",                                                    \
+    "reloads refused (bad file, certificate, port): the old generation kept serving")   \
   X(HTTP_REQUESTS, "http_requests", "http mode requests received")                     \
   X(HTTP_400, "http_400", "requests refused as malformed or smuggling-prone (400)")     \
   X(HTTP_431, "http_431", "requests refused for a head over max_header_bytes (431)")    \

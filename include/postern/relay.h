@@ -14,6 +14,13 @@
  * and connects to it, or starts the builtin responder. May close conn. */
 void pst_relay_start(pst_conn_t *conn);
 
+/* Early data was accepted while the handshake runs (conn->early, see
+ * conn-t.h). In tcp mode with tcp_early_data: forward, starts the backend
+ * connect at once (the state stays PST_CONN_HANDSHAKE) and writes the early
+ * bytes as soon as it is connected; otherwise they wait for the handshake
+ * and pst_relay_from_client hands them on first. May close conn. */
+void pst_relay_early(pst_conn_t *conn);
+
 /* Decrypts what the client sent and hands it on, until wolfSSL needs more
  * bytes or the backend has too much unsent. May close conn. */
 void pst_relay_from_client(pst_conn_t *conn);

@@ -50,7 +50,8 @@ typedef struct {
  * id is NULL, unless path is already listed. Returns 0 or -ENOMEM. */
 int pst_watch_files_add(pst_watch_files_t *f, const char *path, const pst_file_id_t *id);
 
-/* Adds every file cfg names: each certificate and key, and each ca_file.
+/* Adds every file cfg names: each certificate and key, each ca_file and
+ * each ticket_keys file.
  * The config file itself is added by the caller, before it is read.
  * Returns 0 or -ENOMEM. */
 int pst_watch_files_add_config(pst_watch_files_t *f, const pst_config_t *cfg);

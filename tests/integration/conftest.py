@@ -19,6 +19,7 @@ import pytest
 
 import backends
 import clients
+import http_backends
 
 REPO = Path(__file__).resolve().parents[2]
 POSTERN_BIN = os.environ.get("POSTERN_BIN", str(REPO / "build" / "asan" / "postern"))
@@ -33,6 +34,8 @@ os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "deadline(seconds): fail the test when it runs longer (default 60 s)")
+    config.addinivalue_line(
+        "markers", "bulk: long transfers (GiB); select with -m bulk, skip with -m 'not bulk'")
 
 
 class DeadlineExceeded(Exception):
@@ -367,5 +370,20 @@ def backend():
 @pytest.fixture(scope="module")
 def module_backend():
     b = Backends()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def http_servers():
+    """HTTP-mode backends (http_backends.HttpBackends), closed after the test."""
+    b = http_backends.HttpBackends()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def module_http_servers():
+    b = http_backends.HttpBackends()
     yield b
     b.close()

@@ -20,6 +20,7 @@ HTTP/2 frames over TLS with HPACK from the hpack package, so probes can send
 what h2.connection would refuse to), curl_http, RssSampler, and the
 deterministic byte pattern both sides use for checksums."""
 
+import base64
 import functools
 import hashlib
 import json
@@ -36,7 +37,6 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import hpack
-import pytest
 
 import backends
 from clients import HOST, client_context, connect_tls, listener
@@ -93,6 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def version_string(self):
+        return "pybackend"
 
     def setup(self):
         super().setup()
@@ -223,6 +226,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(101)
         self.send_header("Connection", "Upgrade")
         self.send_header("Upgrade", "websocket")
+        key = self.headers.get("Sec-WebSocket-Key")
+        if key:  # RFC 6455 4.2.2
+            accept = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+            self.send_header("Sec-WebSocket-Accept", base64.b64encode(accept).decode())
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
@@ -235,8 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HttpBackend(ThreadingHTTPServer):
-    """The HTTP/1.1 origin. Attributes for tests: accepted (connections),
-    seen (completed requests, dicts as in the /echo JSON), heads (every
+    """The HTTP/1.1 origin. Attributes for tests: accepted and closed
+    (connections), seen (completed requests, dicts as in the /echo JSON), heads (every
     request head parsed, even when the body never came), lines (raw request
     lines), peak (most /sleep requests at once), downloads ([sent, size])."""
 
@@ -252,6 +259,7 @@ class HttpBackend(ThreadingHTTPServer):
         self.addr = f"{HOST}:{self.port}"
         self.lock = threading.Lock()
         self.accepted = 0
+        self.closed = 0  # connections ended (by either side)
         self.seen = []
         self.heads = []
         self.lines = []
@@ -298,6 +306,7 @@ class HttpBackend(ThreadingHTTPServer):
     def shutdown_request(self, request):
         with self.lock:
             self._socks.discard(request)
+            self.closed += 1
         super().shutdown_request(request)
 
     def handle_error(self, request, client_address):
@@ -449,20 +458,6 @@ class HttpBackends:
                 s.close()
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
-
-
-@pytest.fixture
-def http_backends():
-    b = HttpBackends()
-    yield b
-    b.close()
-
-
-@pytest.fixture(scope="module")
-def module_http_backends():
-    b = HttpBackends()
-    yield b
-    b.close()
 
 
 # ----------------------------------------------------------------- config --
@@ -655,7 +650,7 @@ class H1Conn:
                         body += self.buf
                         self.buf.clear()
                         break
-        except Closed as e:
+        except Closed:
             raise Closed(f"connection closed inside the body of a {status} response "
                          f"(got {len(body)} body bytes; head {raw!r})", bytes(body)) from None
         return H1Response(status, reason, headers, bytes(body), chunked, raw)

@@ -1,0 +1,42 @@
+/* postern: a read-only look at the client's ClientHello before wolfSSL
+ * processes it. Whether to let wolfSSL accept 0-RTT early data must be
+ * decided before the ClientHello is handed to it (wolfSSL_read_early_data
+ * or wolfSSL_accept), and wolfSSL does not expose the ClientHello: so the
+ * connection waits until the whole ClientHello has arrived, and this scanner
+ * reads it from the raw bytes, without consuming them, for what the decision
+ * needs: does it offer early data, and what is its replay key (replay.h).
+ *
+ * The scanner is strict but never authoritative: anything it does not
+ * understand makes it answer PST_EPROTO, and the connection then goes on
+ * with early data refused and lets wolfSSL judge the bytes. */
+#ifndef POSTERN_HELLO_H
+#define POSTERN_HELLO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The longest ClientHello postern waits for: RFC 8446 allows up to 2^24-1
+ * bytes, real ones are under 2 KiB (up to ~8 KiB with post-quantum key
+ * shares). Past this the scanner gives up (PST_EPROTO). */
+#define PST_HELLO_MAX (64 * 1024)
+
+/* pst_hello_scan's answer when the ClientHello is not complete yet. */
+#define PST_HELLO_NEED_MORE 1
+
+typedef struct {
+  int early_data;       /* the early_data extension is present (RFC 8446 4.2.10) */
+  int psk;              /* the pre_shared_key extension is present (RFC 8446 4.2.11) */
+  unsigned identities;  /* number of PSK identities offered */
+  uint8_t binder[64];   /* the first binder (RFC 8446 4.2.11.2): 32 or 48 bytes */
+  size_t binder_len;
+} pst_hello_t;
+
+/* Scans data (len bytes: the first bytes the client sent) for a TLS
+ * ClientHello, which may span several handshake records (RFC 8446 5.1).
+ * Returns 0 and fills *h, PST_HELLO_NEED_MORE when the bytes so far are the
+ * start of a ClientHello, or PST_EPROTO when they are not one (not a
+ * handshake record, not a ClientHello, malformed, or over PST_HELLO_MAX),
+ * or -ENOMEM. data is only read. */
+int pst_hello_scan(const uint8_t *data, size_t len, pst_hello_t *h);
+
+#endif

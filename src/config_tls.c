@@ -1,0 +1,90 @@
+/* postern: configuration keys of session resumption and 0-RTT, inside a
+ * listener's tls mapping: session_tickets, ticket_keys, ticket_rotation,
+ * ticket_lifetime, early_data, max_early_data, tcp_early_data. See
+ * docs/config.md for what each means. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_parse.h"
+#include "postern/common.h"
+#include "postern/ticket.h"
+
+#define SEC(n) ((uint64_t)(n) * 1000)
+#define MINUTES(n) (SEC(n) * 60)
+#define HOUR(n) (MINUTES(n) * 60)
+#define DAY(n) (HOUR(n) * 24)
+
+/* 16 KiB: one full TLS record (RFC 8446 5.1), enough for an HTTP request
+ * head. */
+#define EARLY_DATA_DEFAULT 16384
+/* Held early data is buffered per connection: keep the bound modest. */
+#define EARLY_DATA_MAX (256 * 1024)
+
+void pst_cfg_tls_resume_defaults(pst_listener_conf_t *l) {
+  l->session_tickets = 1;
+  l->ticket_keys = NULL;
+  l->ticket_rotation_ms = HOUR(1);
+  l->ticket_lifetime_ms = HOUR(6);
+  l->early_data = PST_EARLY_DATA_REJECT;
+  l->max_early_data = EARLY_DATA_DEFAULT;
+  l->tcp_early_data = PST_TCP_EARLY_HOLD;
+}
+
+int pst_cfg_set_session_tickets(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"false", "true"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "value", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->session_tickets = i;
+  return rc;
+}
+
+int pst_cfg_set_ticket_keys(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  return pst_cfg_file(p, v, &l->ticket_keys, &l->ticket_keys_mark);
+}
+
+int pst_cfg_set_ticket_rotation(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  return pst_cfg_duration(p, v, MINUTES(1), DAY(7), &((pst_listener_conf_t *)obj)->ticket_rotation_ms);
+}
+
+int pst_cfg_set_ticket_lifetime(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  /* RFC 8446 4.6.1: servers MUST NOT use a lifetime over 7 days. wolfSSL
+   * counts it in seconds. */
+  return pst_cfg_duration(p, v, SEC(1), PST_TICKET_LIFETIME_MAX_MS,
+                          &((pst_listener_conf_t *)obj)->ticket_lifetime_ms);
+}
+
+int pst_cfg_set_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"reject", "accept"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "early data policy", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->early_data = (pst_early_data_t)i;
+  return rc;
+}
+
+int pst_cfg_set_max_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  uint64_t n;
+  int rc = pst_cfg_uint(p, v, 1, EARLY_DATA_MAX, &n);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->max_early_data = (unsigned)n;
+  return rc;
+}
+
+int pst_cfg_set_tcp_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"hold", "forward"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "tcp early data handling", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->tcp_early_data = (pst_tcp_early_t)i;
+  return rc;
+}
+
+int pst_cfg_tls_resume_check(pst_cfg_t *p, yaml_node_t *tls, pst_listener_conf_t *l) {
+  /* In-memory keys: a key is kept ticket_lifetime after it stops sealing,
+   * so the ring holds lifetime / rotation + 2 keys at most. */
+  if (l->ticket_keys == NULL &&
+      l->ticket_lifetime_ms / l->ticket_rotation_ms + 2 > PST_TICKET_MAX_KEYS) {
+    return pst_cfg_error(p, tls, "ticket_rotation is too short for ticket_lifetime: in-memory "
+                         "keys would number over %d; expected ticket_rotation of at least "
+                         "ticket_lifetime / %d", PST_TICKET_MAX_KEYS, PST_TICKET_MAX_KEYS - 2);
+  }
+  return 0;
+}

@@ -1,0 +1,1083 @@
+/* postern: the HTTP/2 front end of http mode (RFC 9113).
+ *
+ * An nghttp2 server session is fed the decrypted client bytes (feed) and its
+ * output is pulled with nghttp2_session_mem_send into one buffer that goes to
+ * the connection in pieces of up to 16 KiB, one TLS record each: the engine
+ * does no I/O. Every request stream becomes a pst_stream_t (stream.h)
+ * forwarded as HTTP/1.1.
+ *
+ * Memory stays bounded both ways without buffering whole messages:
+ * - request bodies: SETTINGS_INITIAL_WINDOW_SIZE is 256 KiB and window
+ *   updates are automatic no more (nghttp2_option_set_no_auto_window_update):
+ *   DATA given to a stream is consumed (nghttp2_session_consume, which sends
+ *   WINDOW_UPDATE) only once the stream's queue to the backend is short, so
+ *   a slow backend slows the client down (RFC 9113 5.2);
+ * - response bodies: each stream keeps what the backend sent in a buffer that
+ *   nghttp2's data provider drains as the client's window and socket allow;
+ *   above PST_HIGH_WATER the stream stops reading its backend
+ *   (pst_stream_pause) until the buffer is under PST_LOW_WATER.
+ *
+ * Re-entry: nghttp2 callbacks only call pst_stream_* (which never call back
+ * synchronously), and output is pulled only from the entry points (front
+ * ops and stream ops), never from inside an nghttp2 callback. The connection
+ * frees the front end (destroy) only from its last close callback, but a
+ * depth counter keeps the struct alive should that ever happen while one of
+ * our entry points is on the stack. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <nghttp2/nghttp2.h>
+#include <uv.h>
+
+#include "postern/access_log.h"
+#include "postern/common.h"
+#include "postern/conn.h"
+#include "postern/front.h"
+#include "postern/gen-t.h"
+#include "postern/http.h"
+#include "postern/info.h"
+#include "postern/log.h"
+#include "postern/metrics.h"
+#include "postern/relay.h"
+#include "postern/stream.h"
+
+#define H2_RECORD 16384               /* output piece: one full TLS record (RFC 8446 5.1) */
+#define H2_STREAM_WINDOW (256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE: request body per stream */
+#define H2_MAX_SETTINGS 32            /* entries accepted in one SETTINGS frame */
+#define H2_FIELD_OVERHEAD 32          /* per field in the header list size (RFC 9113 6.5.2) */
+#define H2_ID_WINDOW 1024             /* client stream ids remembered below the highest */
+
+typedef struct h2_front_s h2_front_t;
+
+/* Why a request cannot be forwarded; found while its fields arrive and
+ * answered once the header block is complete. */
+typedef enum {
+  H2_REQ_OK = 0,
+  H2_REQ_TOO_LARGE = 1, /* header list over max_header_bytes: 431 */
+  H2_REQ_MALFORMED = 2, /* Host differs from :authority (RFC 9113 8.3.1), CONNECT: stream error */
+  H2_REQ_NOMEM = 3,     /* RST_STREAM INTERNAL_ERROR */
+} h2_req_error_t;
+
+/* One request stream: created on its first HEADERS frame, freed when
+ * nghttp2 closes the stream (or with the front end). */
+typedef struct h2_stream_s {
+  h2_front_t *h2;
+  struct h2_stream_s *prev, *next;
+  int32_t id;
+  pst_stream_t *s;          /* the exchange with the backend, NULL before and after */
+  pst_http_request_t *req;  /* being built until the header block ends */
+  char *method, *path, *authority; /* kept for the access log */
+  pst_buf_t cookie;         /* cookie crumbs joined with "; " (RFC 9113 8.2.3) */
+  size_t field_bytes;       /* header list size so far (RFC 9113 6.5.2) */
+  h2_req_error_t error;
+  pst_buf_t out;            /* response body bytes waiting for the data provider */
+  size_t unconsumed;        /* request DATA given to the stream, not yet consumed */
+  uint64_t remaining;       /* response body bytes still due (content-length) */
+  int status;               /* response status submitted, 0 until then */
+  uint64_t bytes_in, bytes_out, t_start_ns;
+  unsigned has_authority : 1;
+  unsigned has_length : 1;    /* content-length in the request */
+  unsigned head_done : 1;     /* the request header block is complete */
+  unsigned req_done : 1;      /* END_STREAM from the client */
+  unsigned head_request : 1;  /* HEAD: no response body (RFC 9110 9.3.2) */
+  unsigned expect : 1;        /* expect: 100-continue */
+  unsigned continued : 1;     /* a 100 (Continue) went to the client */
+  unsigned head_sent : 1;     /* the final response head was submitted */
+  unsigned body_ok : 1;       /* the response may have content (not HEAD, 204, 304) */
+  unsigned by_length : 1;     /* the response body is delimited by content-length */
+  unsigned out_eof : 1;       /* no more response body will be appended */
+  unsigned deferred : 1;      /* the data provider returned NGHTTP2_ERR_DEFERRED */
+  unsigned paused : 1;        /* pst_stream_pause(s, 1) is in effect */
+  unsigned detached : 1;      /* nghttp2 closed the stream after the whole response was
+                               * here; waiting for the exchange's on_end */
+} h2_stream_t;
+
+struct h2_front_s {
+  pst_front_t base;
+  nghttp2_session *session;
+  const pst_listener_conf_t *conf;
+  h2_stream_t *streams;  /* every open stream, and the detached ones */
+  size_t n_streams;
+  size_t n_detached;
+  uint32_t max_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS as the client sees it */
+  int64_t last_id;       /* highest client stream id seen in a HEADERS frame, -1: none */
+  uint8_t used[H2_ID_WINDOW / 8]; /* which of the ids below last_id the client used */
+  pst_buf_t wbuf;        /* output pulled from nghttp2, not yet given to pst_conn_send */
+  int depth;             /* entry points on the stack */
+  unsigned destroyed : 1; /* destroy ran: free once depth is 0 */
+  unsigned ended : 1;     /* pst_conn_end or pst_conn_close was called: no more output */
+  unsigned client_eof : 1;
+  unsigned goaway : 1;    /* shutdown submitted GOAWAY */
+  unsigned info : 1;      /* the backend is builtin:info: postern answers itself */
+  unsigned patch_settings : 1; /* our first SETTINGS frame is still to go out */
+};
+
+static void h2_flush(h2_front_t *h2);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int name_is(const uint8_t *name, size_t len, const char *lit) {
+  return strlen(lit) == len && memcmp(name, lit, len) == 0;
+}
+
+static char *dup_n(const void *p, size_t n) {
+  char *s = malloc(n + 1);
+  if (s == NULL) return NULL;
+  memcpy(s, p, n);
+  s[n] = '\0';
+  return s;
+}
+
+static nghttp2_nv nv(const char *name, const char *value, size_t value_len) {
+  return (nghttp2_nv){.name = (uint8_t *)name, .value = (uint8_t *)value,
+                      .namelen = strlen(name), .valuelen = value_len,
+                      .flags = NGHTTP2_NV_FLAG_NONE};
+}
+
+/* RFC 9110 6.6.1: an origin server with a clock sends Date; postern is the
+ * origin of the responses it makes itself. */
+static void http_date(char *out, size_t n) {
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+static void h2_enter(h2_front_t *h2) { h2->depth++; }
+
+static void h2_free(h2_front_t *h2);
+
+static void h2_leave(h2_front_t *h2) {
+  if (--h2->depth == 0 && h2->destroyed) h2_free(h2);
+}
+
+/* Ends the connection after a failure of ours or of nghttp2; reason must be
+ * static or conn->why (the connection keeps the pointer). */
+static void h2_fail(h2_front_t *h2, int err, const char *reason) {
+  if (h2->ended) return;
+  h2->ended = 1;
+  pst_conn_close(h2->base.conn, err, reason);
+}
+
+/* Gives back request-body flow-control credit: the bytes have left postern
+ * (or never will go anywhere), so the client may send as many again. */
+static void h2_consume(h2_front_t *h2, h2_stream_t *st) {
+  if (st->unconsumed == 0) return;
+  int rv = nghttp2_session_consume(h2->session, st->id, st->unconsumed);
+  st->unconsumed = 0;
+  if (rv != 0) pst_log_debug("conn %llu: h2 stream %d: consume: %s",
+                             (unsigned long long)h2->base.conn->id, st->id, nghttp2_strerror(rv));
+}
+
+static void h2_rst(h2_front_t *h2, h2_stream_t *st, uint32_t code) {
+  nghttp2_submit_rst_stream(h2->session, NGHTTP2_FLAG_NONE, st->id, code);
+}
+
+/* ---- per-stream data ---------------------------------------------------- */
+
+static h2_stream_t *h2_stream_new(h2_front_t *h2, int32_t id) {
+  h2_stream_t *st = calloc(1, sizeof(*st));
+  if (st == NULL) return NULL;
+  st->req = calloc(1, sizeof(*st->req));
+  if (st->req == NULL) {
+    free(st);
+    return NULL;
+  }
+  st->h2 = h2;
+  st->id = id;
+  st->t_start_ns = uv_hrtime();
+  st->next = h2->streams;
+  if (h2->streams != NULL) h2->streams->prev = st;
+  h2->streams = st;
+  h2->n_streams++;
+  return st;
+}
+
+static void h2_stream_free_req(h2_stream_t *st) {
+  if (st->req == NULL) return;
+  pst_http_request_free(st->req);
+  free(st->req);
+  st->req = NULL;
+}
+
+/* Unlinks and frees st; its exchange must be gone already. */
+static void h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
+  if (st->prev != NULL) st->prev->next = st->next;
+  else h2->streams = st->next;
+  if (st->next != NULL) st->next->prev = st->prev;
+  h2->n_streams--;
+  if (st->detached) h2->n_detached--;
+  h2_stream_free_req(st);
+  free(st->method);
+  free(st->path);
+  free(st->authority);
+  pst_buf_free(&st->cookie);
+  pst_buf_free(&st->out);
+  free(st);
+}
+
+/* ACCESS LOG HOOK: one line per request whose head was complete, when the
+ * stream ends (normally, reset, or with the connection). Only method,
+ * authority and target are read from the request. */
+static void h2_log(h2_front_t *h2, h2_stream_t *st) {
+  if (!st->head_done) return;
+  pst_http_request_t r = {.method = st->method, .target = st->path,
+                          .authority = st->authority};
+  pst_access_log(h2->base.conn, "h2", &r, st->status, st->bytes_in, st->bytes_out,
+                 st->t_start_ns);
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+/* nghttp2 pulls response body bytes (RFC 9113 6.1) as flow control allows. */
+static ssize_t h2_read_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
+                            uint32_t *flags, nghttp2_data_source *source, void *user) {
+  h2_stream_t *st = source->ptr;
+  size_t n = st->out.len < length ? st->out.len : length;
+  if (n > 0) {
+    memcpy(buf, pst_buf_head(&st->out), n);
+    pst_buf_consume(&st->out, n);
+    st->bytes_out += n;
+  }
+  if (st->paused && st->out.len < PST_LOW_WATER && st->s != NULL) {
+    st->paused = 0;
+    pst_stream_pause(st->s, 0);
+  }
+  if (st->out.len == 0 && st->out_eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+  }
+  if (n == 0) {
+    st->deferred = 1; /* nghttp2_session_resume_data when bytes arrive */
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return (ssize_t)n;
+}
+
+static void h2_resume(h2_front_t *h2, h2_stream_t *st) {
+  if (!st->deferred) return;
+  st->deferred = 0;
+  nghttp2_session_resume_data(h2->session, st->id);
+}
+
+/* Submits a response made by postern: status, content-type, the body (taken
+ * over, emptied), and one more field when xname is set. Returns 0 or a
+ * negative error (nothing submitted). */
+static int h2_respond(h2_front_t *h2, h2_stream_t *st, int status, const char *ctype,
+                      pst_buf_t *body, const char *xname, const char *xvalue) {
+  char code[8], clen[24], date[40];
+  nghttp2_nv nva[8];
+  size_t n = 0;
+  snprintf(code, sizeof(code), "%d", status);
+  snprintf(clen, sizeof(clen), "%zu", body->len);
+  http_date(date, sizeof(date));
+  nva[n++] = nv(":status", code, strlen(code));
+  nva[n++] = nv("content-type", ctype, strlen(ctype));
+  nva[n++] = nv("content-length", clen, strlen(clen));
+  nva[n++] = nv("cache-control", "no-store", 8);
+  nva[n++] = nv("server", "postern", 7);
+  nva[n++] = nv("date", date, strlen(date));
+  if (xname != NULL) nva[n++] = nv(xname, xvalue, strlen(xvalue));
+  pst_buf_free(&st->out);
+  st->out = *body;
+  *body = (pst_buf_t){0};
+  if (st->head_request) pst_buf_free(&st->out);
+  st->out_eof = 1;
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2_read_body};
+  int rv = nghttp2_submit_response(h2->session, st->id, nva, n, st->out.len > 0 ? &prd : NULL);
+  if (rv != 0) {
+    pst_buf_free(&st->out);
+    return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;
+  }
+  st->head_sent = 1;
+  st->status = status;
+  return 0;
+}
+
+/* Answers with a short text/plain error, or resets the stream when even
+ * that is impossible. */
+static void h2_respond_error(h2_front_t *h2, h2_stream_t *st, int status) {
+  const char *what = status == 502   ? "backend unreachable"
+                     : status == 504 ? "no response from the backend in time"
+                     : status == 431 ? "request header fields too large"
+                                     : NULL;
+  pst_buf_t body = {0};
+  int rc = pst_buf_printf(&body, "%d %s%s%s\n", status, pst_http_reason(status),
+                          what ? ": " : "", what ? what : "");
+  if (rc == 0) rc = h2_respond(h2, st, status, "text/plain; charset=utf-8", &body, NULL, NULL);
+  pst_buf_free(&body);
+  if (status == 431) pst_metric_inc(PST_M_HTTP_431);
+  if (status == 502) pst_metric_inc(PST_M_HTTP_502);
+  if (status == 504) pst_metric_inc(PST_M_HTTP_504);
+  if (rc != 0) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* Response fields that must not cross to HTTP/2 (RFC 9113 8.2.2), and the
+ * framing field, rebuilt from the response's framing. */
+static int h2_drop_response_field(const pst_header_t *h) {
+  if (h->name_len == 0 || h->name[0] == ':') return 1;
+  if (h->name_len == 14 && strcmp(h->name, "content-length") == 0) return 1;
+  return pst_http_hop_by_hop(h->name, h->name_len);
+}
+
+/* Submits the backend's final response head. Returns 0 or a negative
+ * error. */
+static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *resp) {
+  char code[8], clen[24];
+  int status = resp->status;
+  nghttp2_nv *nva = calloc(resp->headers.n + 2, sizeof(*nva));
+  if (nva == NULL) return -ENOMEM;
+  size_t n = 0;
+  snprintf(code, sizeof(code), "%03d", status);
+  nva[n++] = nv(":status", code, 3);
+  for (size_t i = 0; i < resp->headers.n; i++) {
+    pst_header_t *h = &resp->headers.v[i];
+    /* RFC 9113 8.2.1: field names are lower case on h2. */
+    for (size_t j = 0; j < h->name_len; j++) {
+      if (h->name[j] >= 'A' && h->name[j] <= 'Z') h->name[j] = (char)(h->name[j] + 32);
+    }
+    if (h2_drop_response_field(h)) continue;
+    nva[n++] = (nghttp2_nv){.name = (uint8_t *)h->name, .value = (uint8_t *)h->value,
+                            .namelen = h->name_len, .valuelen = h->value_len,
+                            .flags = NGHTTP2_NV_FLAG_NONE};
+  }
+  /* RFC 9110 8.6: no Content-Length in a 204. */
+  if (resp->body == PST_BODY_LENGTH && status != 204) {
+    snprintf(clen, sizeof(clen), "%llu", (unsigned long long)resp->content_length);
+    nva[n++] = nv("content-length", clen, strlen(clen));
+  }
+  /* When the whole body is known to be here (none, or content-length
+   * reached), END_STREAM goes with the last frame; otherwise it waits for
+   * on_end (an empty DATA frame). */
+  st->body_ok = !st->head_request && status != 204 && status != 304 &&
+                resp->body != PST_BODY_NONE;
+  st->by_length = resp->body == PST_BODY_LENGTH;
+  st->remaining = st->by_length ? resp->content_length : 0;
+  if (st->by_length && st->remaining == 0) st->body_ok = 0;
+  st->out_eof = !st->body_ok;
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2_read_body};
+  int rv = nghttp2_submit_response(h2->session, st->id, nva, n, st->body_ok ? &prd : NULL);
+  free(nva); /* nghttp2 copied the fields */
+  if (rv != 0) {
+    st->out_eof = 0;
+    return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;
+  }
+  st->head_sent = 1;
+  st->status = status;
+  return 0;
+}
+
+/* ---- stream ops: the backend's side of an exchange ---------------------- */
+
+static int h2_s_on_head(pst_stream_t *s, pst_http_response_t *resp) {
+  h2_stream_t *st = s->front;
+  h2_front_t *h2 = st->h2;
+  int rc = 0;
+  h2_enter(h2);
+  if (resp->status >= 100 && resp->status < 200 && resp->status != 101) {
+    /* Interim responses are not needed by h2 clients, except 100 when the
+     * client waits for it before sending its body (RFC 9110 10.1.1). */
+    if (resp->status == 100 && st->expect && !st->continued && !st->head_sent) {
+      nghttp2_nv hundred = nv(":status", "100", 3);
+      st->continued = 1;
+      nghttp2_submit_headers(h2->session, NGHTTP2_FLAG_NONE, st->id, NULL, &hundred, 1, NULL);
+    }
+  } else if (resp->status == 101 || st->head_sent) {
+    rc = PST_EPROTO; /* no upgrade on h2 (RFC 9113 8.6) */
+  } else {
+    rc = h2_submit_head(h2, st, resp);
+  }
+  pst_http_response_free(resp);
+  free(resp);
+  h2_flush(h2); /* st may be gone from here on */
+  h2_leave(h2);
+  return rc;
+}
+
+static int h2_s_on_body(pst_stream_t *s, const char *data, size_t len) {
+  h2_stream_t *st = s->front;
+  h2_front_t *h2 = st->h2;
+  if (!st->body_ok || st->out_eof || st->detached) return 0; /* HEAD, 204, 304 */
+  if (st->by_length) {
+    if (len > st->remaining) len = (size_t)st->remaining; /* the parser forbids more */
+    st->remaining -= len;
+    if (st->remaining == 0) st->out_eof = 1;
+  }
+  if (pst_buf_append(&st->out, data, len) != 0) return -ENOMEM;
+  h2_enter(h2);
+  h2_resume(h2, st);
+  if (!st->paused && st->out.len > PST_HIGH_WATER) {
+    /* The client is slower than the backend: stop reading the backend. */
+    st->paused = 1;
+    pst_stream_pause(s, 1);
+  }
+  h2_flush(h2);
+  h2_leave(h2);
+  return 0;
+}
+
+/* The exchange of a stream nghttp2 has already closed is over. */
+static void h2_finish_detached(h2_front_t *h2, h2_stream_t *st) {
+  h2_enter(h2);
+  pst_stream_free(st->s);
+  st->s = NULL;
+  h2_log(h2, st);
+  h2_stream_del(h2, st);
+  h2_flush(h2); /* may end a connection that waited for this stream */
+  h2_leave(h2);
+}
+
+static void h2_s_on_end(pst_stream_t *s) {
+  h2_stream_t *st = s->front;
+  h2_front_t *h2 = st->h2;
+  if (st->detached) {
+    h2_finish_detached(h2, st);
+    return;
+  }
+  h2_enter(h2);
+  st->s = NULL;
+  pst_stream_free(s); /* the rest of the body is in st->out */
+  st->out_eof = 1;
+  h2_resume(h2, st);
+  if (!st->head_sent) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
+  h2_consume(h2, st); /* request bytes the backend will never take */
+  h2_flush(h2);
+  h2_leave(h2);
+}
+
+static void h2_s_on_error(pst_stream_t *s, int status, const char *why) {
+  h2_stream_t *st = s->front;
+  h2_front_t *h2 = st->h2;
+  if (st->detached) {
+    h2_finish_detached(h2, st); /* the client has the whole response */
+    return;
+  }
+  h2_enter(h2);
+  st->s = NULL;
+  pst_stream_free(s);
+  pst_log_debug("conn %llu: h2 stream %d: %s", (unsigned long long)h2->base.conn->id, st->id,
+                why ? why : "failed");
+  if (status != 0 && !st->head_sent) {
+    h2_respond_error(h2, st, status);
+  } else {
+    /* The response is under way: the client must see it cut short. */
+    h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
+  }
+  h2_consume(h2, st);
+  h2_flush(h2);
+  h2_leave(h2);
+}
+
+static void h2_s_on_drain(pst_stream_t *s) {
+  h2_stream_t *st = s->front;
+  h2_front_t *h2 = st->h2;
+  if (st->detached) return;
+  h2_enter(h2);
+  h2_consume(h2, st);
+  h2_flush(h2);
+  h2_leave(h2);
+}
+
+static const pst_stream_ops_t h2_stream_ops = {
+    .on_head = h2_s_on_head,
+    .on_body = h2_s_on_body,
+    .on_end = h2_s_on_end,
+    .on_error = h2_s_on_error,
+    .on_drain = h2_s_on_drain,
+};
+
+/* ---- requests --------------------------------------------------------- */
+
+/* Whether two authorities name the same origin, ignoring case and https's
+ * default port. */
+static int same_authority(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 4 && strcmp(a + la - 4, ":443") == 0) la -= 4;
+  if (lb > 4 && strcmp(b + lb - 4, ":443") == 0) lb -= 4;
+  return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+/* Takes one request field. nghttp2 has validated it (RFC 9113 8.2, 8.3):
+ * lower-case name, no CR/LF/NUL, pseudo-fields first, connection-specific
+ * fields refused. Returns 0 or -ENOMEM. */
+static int h2_add_field(h2_stream_t *st, const uint8_t *name, size_t nlen, const uint8_t *value,
+                        size_t vlen) {
+  if (nlen > 0 && name[0] == ':') {
+    char **dst = NULL;
+    if (name_is(name, nlen, ":method")) {
+      dst = &st->method;
+    } else if (name_is(name, nlen, ":path")) {
+      dst = &st->path;
+    } else if (name_is(name, nlen, ":authority")) {
+      /* RFC 9113 8.3.1: no userinfo; drop it should a client send one. */
+      const uint8_t *at = memchr(value, '@', vlen);
+      if (at != NULL) {
+        vlen -= (size_t)(at + 1 - value);
+        value = at + 1;
+      }
+      dst = &st->authority;
+      st->has_authority = 1;
+    } else {
+      /* :scheme: every request reached postern over TLS, which the backend
+       * learns from X-Forwarded-Proto. :protocol is refused by nghttp2
+       * (no SETTINGS_ENABLE_CONNECT_PROTOCOL). */
+      return 0;
+    }
+    free(*dst);
+    *dst = dup_n(value, vlen);
+    return *dst != NULL ? 0 : -ENOMEM;
+  }
+  if (name_is(name, nlen, "host")) {
+    /* Host is rebuilt from the authority when the request is written. */
+    if (!st->has_authority) {
+      if (st->authority != NULL) return 0; /* nghttp2 refuses a second Host */
+      st->authority = dup_n(value, vlen);
+      return st->authority != NULL ? 0 : -ENOMEM;
+    }
+    char *host = dup_n(value, vlen);
+    if (host == NULL) return -ENOMEM;
+    if (!same_authority(host, st->authority)) st->error = H2_REQ_MALFORMED;
+    free(host);
+    return 0;
+  }
+  if (name_is(name, nlen, "cookie")) {
+    /* RFC 9113 8.2.3: crumbs are joined into one field for HTTP/1.1. */
+    if (st->cookie.len > 0 && pst_buf_append(&st->cookie, "; ", 2) != 0) return -ENOMEM;
+    return pst_buf_append(&st->cookie, value, vlen);
+  }
+  if (name_is(name, nlen, "content-length")) {
+    /* nghttp2 checked that it is a number and will check it against the
+     * DATA received (RFC 9113 8.1.1). */
+    st->has_length = 1;
+    st->req->content_length = strtoull((const char *)value, NULL, 10);
+    return 0;
+  }
+  if (name_is(name, nlen, "expect")) {
+    if (vlen == 12 && strncasecmp((const char *)value, "100-continue", 12) == 0) st->expect = 1;
+    return 0;
+  }
+  if (pst_http_hop_by_hop((const char *)name, nlen)) return 0; /* te: trailers */
+  return pst_headers_add(&st->req->headers, (const char *)name, nlen, (const char *)value, vlen);
+}
+
+/* Answers a request to the builtin:info backend: the page for GET and HEAD
+ * (JSON when Accept asks for it), 405 otherwise (RFC 9110 15.5.6). */
+static void h2_info_answer(h2_front_t *h2, h2_stream_t *st) {
+  pst_buf_t body = {0};
+  int rc;
+  if (strcmp(st->method, "GET") != 0 && strcmp(st->method, "HEAD") != 0) {
+    rc = pst_buf_printf(&body, "405 Method Not Allowed: this backend answers GET and HEAD only.\n");
+    if (rc == 0) {
+      rc = h2_respond(h2, st, 405, "text/plain; charset=utf-8", &body, "allow", "GET, HEAD");
+    }
+  } else {
+    pst_info_facts_t facts;
+    const char *ctype = "text/html; charset=utf-8";
+    const char *accept = pst_headers_get(&st->req->headers, "accept");
+    int json = accept != NULL && strcasestr(accept, "application/json") != NULL;
+    pst_conn_info_facts(h2->base.conn, &facts);
+    rc = pst_info_render(&facts, json, &body, &ctype);
+    /* The representation depends on Accept (RFC 9110 12.5.5). */
+    if (rc == 0) rc = h2_respond(h2, st, 200, ctype, &body, "vary", "accept");
+  }
+  pst_buf_free(&body);
+  if (rc != 0) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
+}
+
+/* Moves what the header block said into st->req. Returns 0 or -ENOMEM. */
+static int h2_build_request(h2_stream_t *st, int end_stream) {
+  pst_http_request_t *req = st->req;
+  if (st->cookie.len > 0 &&
+      pst_headers_add(&req->headers, "cookie", 6, pst_buf_head(&st->cookie), st->cookie.len) != 0) {
+    return -ENOMEM;
+  }
+  pst_buf_free(&st->cookie);
+  req->method = strdup(st->method);
+  req->target = strdup(st->path);
+  req->authority = strdup(st->authority != NULL ? st->authority : "");
+  if (req->method == NULL || req->target == NULL || req->authority == NULL) return -ENOMEM;
+  req->http_minor = 1;
+  req->keep_alive = 1;
+  req->expect_continue = st->expect;
+  /* RFC 9113 8.1: END_STREAM on HEADERS means no content; otherwise DATA
+   * frames carry it, with or without a declared length. */
+  req->body = end_stream ? PST_BODY_NONE : st->has_length ? PST_BODY_LENGTH : PST_BODY_STREAM;
+  if (req->body != PST_BODY_LENGTH) req->content_length = 0;
+  return 0;
+}
+
+/* The request header block is complete (RFC 9113 8.1): answer it here or
+ * start its exchange. */
+static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
+  st->head_done = 1;
+  st->req_done = end_stream;
+  pst_metric_inc(PST_M_HTTP_REQUESTS);
+  if (st->error == H2_REQ_TOO_LARGE) {
+    h2_respond_error(h2, st, 431);
+    return;
+  }
+  if (st->error == H2_REQ_NOMEM) {
+    h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  if (st->error == H2_REQ_MALFORMED || st->method == NULL || st->path == NULL ||
+      strcmp(st->method, "CONNECT") == 0) {
+    /* A malformed request is a stream error (RFC 9113 8.1.1); postern is no
+     * forward proxy, so CONNECT (RFC 9113 8.5) ends the same way. */
+    pst_metric_inc(PST_M_HTTP_400);
+    h2_rst(h2, st, NGHTTP2_PROTOCOL_ERROR);
+    return;
+  }
+  if (h2_build_request(st, end_stream) != 0) {
+    h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  st->head_request = strcmp(st->method, "HEAD") == 0;
+  if (h2->info) {
+    h2_info_answer(h2, st);
+    h2_stream_free_req(st);
+    return;
+  }
+  pst_http_request_t *req = st->req;
+  st->req = NULL;
+  st->s = pst_stream_start(h2->base.conn, &h2_stream_ops, st, st->id, req);
+  if (st->s == NULL) h2_respond_error(h2, st, 502); /* no backend connection could be had */
+}
+
+/* END_STREAM from the client: the request body is complete. */
+static void h2_request_end(h2_front_t *h2, h2_stream_t *st) {
+  if (st->req_done) return;
+  st->req_done = 1;
+  if (st->s != NULL) pst_stream_body_end(st->s);
+  /* No more DATA can come on this stream, so its window no longer matters;
+   * what it holds of the connection's window is given back now (the bytes
+   * are in the stream's queue, at most one window). */
+  h2_consume(h2, st);
+}
+
+/* ---- nghttp2 callbacks ------------------------------------------------ */
+
+/* RFC 9113 5.1.1: opening stream N closes every idle stream below N, so a
+ * HEADERS frame on an id the client skipped is a connection error
+ * (PROTOCOL_ERROR). nghttp2 ignores HEADERS on ids below the last one when
+ * it has no record of the stream, because trailers may legitimately follow
+ * our RST_STREAM on a stream that did exist; so postern remembers which of
+ * the last H2_ID_WINDOW odd ids were really used and refuses only the
+ * others. */
+static int id_used(const h2_front_t *h2, int64_t id) {
+  unsigned bit = (unsigned)(((id - 1) / 2) % H2_ID_WINDOW);
+  return (h2->used[bit / 8] >> (bit % 8)) & 1;
+}
+
+static void id_mark(h2_front_t *h2, int64_t id, int used) {
+  unsigned bit = (unsigned)(((id - 1) / 2) % H2_ID_WINDOW);
+  if (used) h2->used[bit / 8] |= (uint8_t)(1u << (bit % 8));
+  else h2->used[bit / 8] &= (uint8_t)~(1u << (bit % 8));
+}
+
+static int h2_on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user) {
+  h2_front_t *h2 = user;
+  int64_t id = hd->stream_id;
+  if (hd->type != NGHTTP2_HEADERS || id <= 0 || id % 2 == 0) return 0; /* nghttp2 checks */
+  if (id > h2->last_id) {
+    int64_t from = h2->last_id + 2;
+    if (id - from > 2 * H2_ID_WINDOW) from = id - 2 * H2_ID_WINDOW;
+    for (int64_t k = from; k < id; k += 2) id_mark(h2, k, 0); /* skipped */
+    id_mark(h2, id, 1);
+    h2->last_id = id;
+    return 0;
+  }
+  if (h2->last_id - id < 2 * H2_ID_WINDOW && !id_used(h2, id) &&
+      nghttp2_session_find_stream(session, (int32_t)id) == NULL) {
+    pst_log_debug("conn %llu: h2: HEADERS on stream %lld, closed since %lld opened",
+                  (unsigned long long)h2->base.conn->id, (long long)id, (long long)h2->last_id);
+    nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+  }
+  return 0;
+}
+
+static int h2_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
+  h2_front_t *h2 = user;
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (h2->n_streams - h2->n_detached >= h2->max_streams) {
+    /* RFC 9113 5.1.2: over the advertised limit; REFUSED_STREAM tells the
+     * client the request was not processed and may be retried (8.7). The
+     * rest of its header block is decoded (HPACK state) and ignored. */
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                              NGHTTP2_REFUSED_STREAM);
+    return 0;
+  }
+  h2_stream_t *st = h2_stream_new(h2, frame->hd.stream_id);
+  if (st == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM */
+  nghttp2_session_set_stream_user_data(session, st->id, st);
+  return 0;
+}
+
+static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
+                        const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen,
+                        uint8_t flags, void *user) {
+  h2_front_t *h2 = user;
+  /* Trailers (HCAT_HEADERS) are dropped: HTTP/1.1 backends get a chunked
+   * body without them. */
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  h2_stream_t *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (st == NULL || st->error == H2_REQ_TOO_LARGE || st->error == H2_REQ_NOMEM) return 0;
+  /* The limit we advertised in SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113
+   * 6.5.2), counted the same way; past it the fields are dropped as they
+   * arrive and the request gets 431. */
+  st->field_bytes += nlen + vlen + H2_FIELD_OVERHEAD;
+  if (st->field_bytes > h2->conf->max_header_bytes) {
+    st->error = H2_REQ_TOO_LARGE;
+    pst_headers_free(&st->req->headers);
+    pst_buf_free(&st->cookie);
+    return 0;
+  }
+  if (h2_add_field(st, name, nlen, value, vlen) != 0) st->error = H2_REQ_NOMEM;
+  return 0;
+}
+
+static int h2_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
+  h2_front_t *h2 = user;
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+  h2_stream_t *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (st == NULL) return 0;
+  int end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    h2_request_head(h2, st, end_stream);
+  } else if (end_stream) {
+    h2_request_end(h2, st);
+  }
+  return 0;
+}
+
+static int h2_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id,
+                            const uint8_t *data, size_t len, void *user) {
+  h2_front_t *h2 = user;
+  h2_stream_t *st = nghttp2_session_get_stream_user_data(session, id);
+  if (st != NULL) st->bytes_in += len;
+  if (st == NULL || st->s == NULL || pst_stream_body(st->s, (const char *)data, len) != 0) {
+    /* Nobody will forward these bytes (answered locally, exchange over or
+     * failed): their credit goes back at once. */
+    nghttp2_session_consume(session, id, len);
+    return 0;
+  }
+  st->unconsumed += len;
+  /* A short queue to the backend takes more at once; a long one waits for
+   * on_drain, which holds the client back (RFC 9113 5.2.2). */
+  if (pst_stream_queued(st->s) < PST_LOW_WATER) h2_consume(h2, st);
+  return 0;
+}
+
+static int h2_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
+  h2_front_t *h2 = user;
+  if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    return 0;
+  }
+  h2_stream_t *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  /* RFC 9113 8.1: the response is complete while the client still sends
+   * its request: ask it to stop without error. */
+  if (st != NULL && !st->req_done) h2_rst(h2, st, NGHTTP2_NO_ERROR);
+  return 0;
+}
+
+static int h2_on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, void *user) {
+  h2_front_t *h2 = user;
+  h2_stream_t *st = nghttp2_session_get_stream_user_data(session, id);
+  if (st == NULL) return 0;
+  if (st->unconsumed > 0) nghttp2_session_consume_connection(session, st->unconsumed);
+  st->unconsumed = 0;
+  nghttp2_session_set_stream_user_data(session, id, NULL);
+  if (st->s != NULL && st->out_eof) {
+    /* The whole response reached us (the backend's on_end follows from
+     * the same read): let the exchange end normally, so that its backend
+     * connection goes back to the pool. */
+    st->detached = 1;
+    h2->n_detached++;
+    return 0;
+  }
+  if (st->s != NULL) {
+    /* Reset by the client (RST_STREAM) or by us: abort the exchange; its
+     * backend connection is closed, not reused. */
+    pst_stream_free(st->s);
+    st->s = NULL;
+  }
+  h2_log(h2, st);
+  h2_stream_del(h2, st);
+  return 0;
+}
+
+static int h2_on_error(nghttp2_session *session, int code, const char *msg, size_t len,
+                       void *user) {
+  h2_front_t *h2 = user;
+  pst_log_debug("conn %llu: h2: %.*s", (unsigned long long)h2->base.conn->id, (int)len, msg);
+  return 0;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+/* The connection is done once nghttp2 wants neither to read nor to write
+ * (GOAWAY exchanged, or sent and every stream closed), or once the client
+ * has finished sending and no stream is left. */
+static void h2_check_end(h2_front_t *h2) {
+  if (h2->ended || h2->destroyed || h2->wbuf.len > 0) return;
+  if (nghttp2_session_want_write(h2->session)) return;
+  if (nghttp2_session_want_read(h2->session) && !(h2->client_eof && h2->n_streams == 0)) return;
+  h2->ended = 1;
+  pst_conn_end(h2->base.conn);
+}
+
+/* The stream limit. nghttp2 answers a client that opens more streams than
+ * an acknowledged SETTINGS_MAX_CONCURRENT_STREAMS with a connection error
+ * (GOAWAY PROTOCOL_ERROR; RFC 9113 5.4 allows it), and offers no way to ask
+ * for the stream error of 5.1.2 instead, which lets an eager client keep its
+ * other streams. So the session itself is given a higher limit
+ * (h2_session_limit), the value in our first SETTINGS frame is lowered to
+ * the configured one on its way out, and h2_on_begin_headers refuses the
+ * streams in between with RST_STREAM REFUSED_STREAM. A client that goes on
+ * past nghttp2's limit too still gets GOAWAY. */
+static uint32_t h2_session_limit(uint32_t max) {
+  uint64_t v = (uint64_t)max + (max < 100 ? 100 : max);
+  return v > INT32_MAX ? INT32_MAX : (uint32_t)v;
+}
+
+/* Rewrites SETTINGS_MAX_CONCURRENT_STREAMS in the SETTINGS frame at p (the
+ * first bytes the session ever produces: the server preface, RFC 9113 3.4). */
+static void h2_patch_settings(h2_front_t *h2, uint8_t *p, size_t n) {
+  h2->patch_settings = 0;
+  size_t len = n >= 9 ? ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2] : 0;
+  if (n < 9 || p[3] != NGHTTP2_SETTINGS || (p[4] & NGHTTP2_FLAG_ACK) || 9 + len > n) {
+    pst_log_warn("conn %llu: h2: the server preface is not a SETTINGS frame",
+                 (unsigned long long)h2->base.conn->id);
+    return;
+  }
+  for (uint8_t *e = p + 9; e + 6 <= p + 9 + len; e += 6) {
+    if (((e[0] << 8) | e[1]) != NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS) continue;
+    e[2] = (uint8_t)(h2->max_streams >> 24);
+    e[3] = (uint8_t)(h2->max_streams >> 16);
+    e[4] = (uint8_t)(h2->max_streams >> 8);
+    e[5] = (uint8_t)h2->max_streams;
+  }
+}
+
+/* Pulls nghttp2's output and hands it to the connection in pieces of up to
+ * H2_RECORD bytes, so that many small frames share one TLS record and a
+ * DATA frame fills one. Stops above PST_HIGH_WATER: client_drain resumes. */
+static void h2_flush(h2_front_t *h2) {
+  pst_conn_t *conn = h2->base.conn;
+  while (!h2->ended && !h2->destroyed) {
+    if (pst_conn_client_queued(conn) > PST_HIGH_WATER) return;
+    int more = 1;
+    while (more && h2->wbuf.len < H2_RECORD) {
+      const uint8_t *p;
+      ssize_t n = nghttp2_session_mem_send(h2->session, &p);
+      if (n < 0) {
+        snprintf(conn->why, sizeof(conn->why), "h2: %s", nghttp2_strerror((int)n));
+        h2_fail(h2, n == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO, conn->why);
+        return;
+      }
+      if (n == 0) {
+        more = 0;
+      } else if (pst_buf_append(&h2->wbuf, p, (size_t)n) != 0) {
+        h2_fail(h2, -ENOMEM, "out of memory");
+        return;
+      } else if (h2->patch_settings) {
+        h2_patch_settings(h2, (uint8_t *)pst_buf_head(&h2->wbuf), h2->wbuf.len);
+      }
+    }
+    if (h2->wbuf.len == 0) break;
+    size_t len = h2->wbuf.len < H2_RECORD ? h2->wbuf.len : H2_RECORD;
+    int rc = pst_conn_send(conn, pst_buf_head(&h2->wbuf), len);
+    if (rc != 0) {
+      h2->ended = 1; /* the connection is closing already */
+      return;
+    }
+    pst_buf_consume(&h2->wbuf, len);
+  }
+  h2_check_end(h2);
+}
+
+/* ---- front end ops ---------------------------------------------------- */
+
+static int h2_feed(pst_front_t *f, const char *data, size_t len) {
+  h2_front_t *h2 = (h2_front_t *)f;
+  if (h2->ended) return 0; /* ending: what the client still sends is dropped */
+  int rc = 0;
+  h2_enter(h2);
+  ssize_t n = nghttp2_session_mem_recv(h2->session, (const uint8_t *)data, len);
+  if (n < 0) {
+    /* Fatal: not HTTP/2 at all (bad preface, RFC 9113 3.4), a flood of
+     * frames needing an answer (NGHTTP2_ERR_FLOODED: PING or SETTINGS),
+     * or out of memory. Protocol errors that GOAWAY can report are
+     * handled inside nghttp2 and come out through h2_flush. */
+    pst_conn_t *conn = f->conn;
+    rc = n == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;
+    snprintf(conn->why, sizeof(conn->why), "h2: %s", nghttp2_strerror((int)n));
+    pst_log_debug("conn %llu: %s", (unsigned long long)conn->id, conn->why);
+    h2_fail(h2, rc, conn->why);
+  } else {
+    h2_flush(h2);
+  }
+  h2_leave(h2);
+  return rc;
+}
+
+static void h2_client_drain(pst_front_t *f) {
+  h2_front_t *h2 = (h2_front_t *)f;
+  h2_enter(h2);
+  h2_flush(h2);
+  h2_leave(h2);
+}
+
+static void h2_client_eof(pst_front_t *f) {
+  h2_front_t *h2 = (h2_front_t *)f;
+  h2_enter(h2);
+  h2->client_eof = 1;
+  /* Requests still being sent can never complete; the ones complete get
+   * their responses, then the connection ends (h2_check_end). */
+  for (h2_stream_t *st = h2->streams; st != NULL; st = st->next) {
+    if (!st->req_done && !st->detached) h2_rst(h2, st, NGHTTP2_CANCEL);
+  }
+  h2_flush(h2);
+  h2_leave(h2);
+}
+
+static void h2_shutdown(pst_front_t *f) {
+  h2_front_t *h2 = (h2_front_t *)f;
+  h2_enter(h2);
+  if (!h2->goaway && !h2->ended) {
+    /* RFC 9113 6.8: streams up to the last one processed go on; later ones
+     * are refused. nghttp2 ends the session once they are done. */
+    h2->goaway = 1;
+    nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(h2->session),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+  }
+  h2_flush(h2);
+  h2_leave(h2);
+}
+
+static void h2_free(h2_front_t *h2) {
+  nghttp2_session_del(h2->session); /* calls no callback */
+  while (h2->streams != NULL) h2_stream_del(h2, h2->streams);
+  pst_buf_free(&h2->wbuf);
+  free(h2);
+}
+
+static void h2_destroy(pst_front_t *f) {
+  h2_front_t *h2 = (h2_front_t *)f;
+  if (h2->destroyed) return;
+  h2->destroyed = 1;
+  h2->ended = 1;
+  for (h2_stream_t *st = h2->streams; st != NULL; st = st->next) {
+    if (st->s != NULL) {
+      pst_stream_free(st->s);
+      st->s = NULL;
+    }
+    h2_log(h2, st); /* cut by the connection's end */
+  }
+  if (h2->depth == 0) h2_free(h2);
+}
+
+static const pst_front_ops_t h2_front_ops = {
+    .feed = h2_feed,
+    .client_eof = h2_client_eof,
+    .client_drain = h2_client_drain,
+    .shutdown = h2_shutdown,
+    .destroy = h2_destroy,
+};
+
+/* Session options: flow control by hand, and the limits against the known
+ * HTTP/2 attacks. */
+static nghttp2_option *h2_options(const pst_listener_conf_t *conf) {
+  nghttp2_option *opt;
+  if (nghttp2_option_new(&opt) != 0) return NULL;
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  /* CVE-2023-44487 (rapid reset): RST_STREAMs beyond this token bucket get
+   * GOAWAY. */
+  nghttp2_option_set_stream_reset_rate_limit(opt, conf->h2_stream_reset_burst,
+                                             conf->h2_stream_reset_rate);
+  /* CVE-2024-28182: a header block may not go on forever; allow enough
+   * CONTINUATION frames for max_header_bytes in full 16 KiB frames. */
+  size_t cont = conf->max_header_bytes / 16384 * 2 + 2;
+  nghttp2_option_set_max_continuations(opt, cont < 8 ? 8 : cont);
+  nghttp2_option_set_max_settings(opt, H2_MAX_SETTINGS);
+  /* PING and SETTINGS floods (CVE-2019-9512, -9515): nghttp2's default
+   * max_outbound_ack (1000 unsent ACKs) ends the session with
+   * NGHTTP2_ERR_FLOODED; kept as it is. */
+  return opt;
+}
+
+pst_front_t *pst_h2_front_new(pst_conn_t *conn) {
+  const pst_listener_conf_t *conf = conn->gl->conf;
+  nghttp2_session_callbacks *cb = NULL;
+  nghttp2_option *opt = NULL;
+  h2_front_t *h2 = calloc(1, sizeof(*h2));
+  if (h2 == NULL) goto fail;
+  h2->base.ops = &h2_front_ops;
+  h2->base.conn = conn;
+  h2->conf = conf;
+  h2->info = pst_conn_backend(conn)->kind == PST_BACKEND_BUILTIN_INFO;
+  h2->last_id = -1;
+  h2->max_streams = conf->h2_max_concurrent_streams;
+  h2->patch_settings = 1;
+  if (nghttp2_session_callbacks_new(&cb) != 0) goto fail_h2;
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, h2_on_begin_frame);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data_chunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
+  nghttp2_session_callbacks_set_error_callback2(cb, h2_on_error);
+  opt = h2_options(conf);
+  if (opt == NULL) goto fail_cb;
+  int rv = nghttp2_session_server_new2(&h2->session, cb, h2, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cb);
+  if (rv != 0) goto fail_h2;
+
+  uint32_t max_list = conf->max_header_bytes > UINT32_MAX ? UINT32_MAX
+                                                          : (uint32_t)conf->max_header_bytes;
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2_session_limit(h2->max_streams)},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, max_list},
+      /* RFC 9218 2.1: no RFC 7540 priority tree to maintain. */
+      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+  };
+  if (nghttp2_submit_settings(h2->session, NGHTTP2_FLAG_NONE, iv, PST_ARRAY_SIZE(iv)) != 0) {
+    goto fail_session;
+  }
+  /* The connection window (RFC 9113 6.9.2: 65,535 until raised) holds as
+   * much as every stream's window together: each stream is bounded on its
+   * own, and one stalled upload must not stall the others. */
+  uint64_t streams = conf->h2_max_concurrent_streams > 0 ? conf->h2_max_concurrent_streams : 1;
+  uint64_t win = (uint64_t)H2_STREAM_WINDOW * streams;
+  if (win > NGHTTP2_MAX_WINDOW_SIZE) win = NGHTTP2_MAX_WINDOW_SIZE;
+  if (win > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE &&
+      nghttp2_session_set_local_window_size(h2->session, NGHTTP2_FLAG_NONE, 0, (int32_t)win) !=
+          0) {
+    goto fail_session;
+  }
+  /* Server connection preface (RFC 9113 3.4): our SETTINGS go out now. A
+   * failed send leaves the connection closing; it destroys us later. */
+  h2_enter(h2);
+  h2_flush(h2);
+  h2->depth--;
+  return &h2->base;
+
+fail_session:
+  nghttp2_session_del(h2->session);
+  goto fail_h2;
+fail_cb:
+  nghttp2_session_callbacks_del(cb);
+fail_h2:
+  free(h2);
+fail:
+  return NULL;
+}
