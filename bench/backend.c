@@ -282,9 +282,11 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   bconn_t *c = CONTAINER_OF(s, bconn_t, tcp);
   if (nread == 0) return;
   if (nread < 0 || c->closing) {
-    /* EOF or error from the proxy: nothing more to answer. */
+    /* EOF or error from the proxy: nothing more to answer. Responses still
+     * being written go out first (a half-closed peer can still read). */
     uv_read_stop(s);
-    conn_close(c);
+    c->closing = 1;
+    if (c->writes == 0 || nread != UV_EOF) conn_close(c);
     return;
   }
   int rc;

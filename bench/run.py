@@ -83,6 +83,8 @@ def parse_args(argv):
     ap.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
     ap.add_argument("--keep-workdir", action="store_true", help="keep configs, PKI and logs")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="measure nothing: rebuild the report from a latest.json")
     a = ap.parse_args(argv)
     q = a.quick
     a.reps = a.reps or (1 if q else 3)
@@ -171,7 +173,7 @@ class Fleet:
         if s is not None:
             say(f"{name} ({variant}) exited; restarting it")
             s.stop()
-        s = servers.TCP_SERVERS[name](self.env, self.certs[variant], self.workdir).start()
+        s = servers.SERVERS[name](self.env, self.certs[variant], self.workdir).start()
         self.running[(name, variant)] = s
         return s
 
@@ -225,7 +227,7 @@ def run_all(args, env, names, certs, workdir):
             if "idle" in args.scenarios:
                 for name in rotated(names, rep):
                     # A fresh server, so that the baseline is a server's own.
-                    s = servers.TCP_SERVERS[name](env, certs[args.certs[0]],
+                    s = servers.SERVERS[name](env, certs[args.certs[0]],
                                                   Path(workdir) / f"idle-{rep}").start()
                     try:
                         r = scenarios.idle_memory(env, s, args.idle, client_log)
@@ -243,15 +245,23 @@ def run_all(args, env, names, certs, workdir):
 
 
 def machine_info(env):
-    cpu = ""
+    info = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                if ":" in line:
+                    k, v = (x.strip() for x in line.split(":", 1))
+                    info.setdefault(k, v)
     except OSError:
         pass
+    cpu = info.get("model name", "")
+    if info.get("cpu family"):
+        cpu += f" (family {info['cpu family']} model {info.get('model', '?')}"
+        # The extensions that decide crypto speed (OpenSSL uses SHA-NI and
+        # AVX-512 where wolfSSL 5.5.4 does not).
+        flags = [f for f in ("aes", "vaes", "avx2", "avx512f", "sha_ni", "bmi2", "adx")
+                 if f in info.get("flags", "").split()]
+        cpu += f"; {' '.join(flags)})" if flags else ")"
     wolfssl = ""
     try:
         ver = (REPO / "deps" / "wolfssl" / "include" / "wolfssl" / "version.h").read_text()
@@ -281,8 +291,42 @@ def machine_info(env):
     }
 
 
+def write_outputs(args, doc):
+    """Writes latest.md, latest.json and latest.png into args.out (and the
+    README's results section with --readme); prints the table."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_plot:
+        plot = report.plot(doc, out / "latest.png", workdir=out)
+        if plot:
+            doc["plot"] = plot
+        else:
+            doc["notes"].append("no plot: neither gnuplot nor python3-matplotlib is installed "
+                                "(make bench-deps)")
+    md = report.markdown(doc)
+    (out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / "latest.md").write_text(md)
+    if args.readme:
+        report.update_readme(HERE / "README.md", md)
+    print(md)
+    say(f"wrote {out / 'latest.md'}, {out / 'latest.json'}"
+        + (f", {out / 'latest.png'}" if doc.get("plot") else ""))
+
+
+def rebuild(args):
+    old = json.loads(Path(args.from_json).read_text())
+    doc = report.build(old["runs"], old["settings"], old["machine"],
+                       [n for n in old.get("notes", []) if not n.startswith("rows marked")
+                        and not n.startswith("no plot")],
+                       old.get("server_log_problems", {}), old["elapsed_s"], old["when"])
+    write_outputs(args, doc)
+    return 1 if doc["total_errors"] else 0
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.from_json:
+        return rebuild(args)
     workdir = Path(tempfile.mkdtemp(prefix="postern-bench-"))
     env = Env(args, workdir)
     check_binaries(args, env)
@@ -323,25 +367,8 @@ def main(argv=None):
     }
     doc = report.build(runs, settings, machine_info(env), notes, problems, elapsed,
                        datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    md = report.markdown(doc)
-    (out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
-    if not args.no_plot:
-        plot = report.plot(doc, out / "latest.png", workdir=out)
-        if plot:
-            doc["plot"] = plot
-        else:
-            doc["notes"].append("no plot: neither gnuplot nor python3-matplotlib is installed "
-                                "(make bench-deps)")
-            md = report.markdown(doc)
-        (out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out / "latest.md").write_text(md)
-    if args.readme:
-        report.update_readme(HERE / "README.md", md)
-    print(md)
-    say(f"done in {elapsed:.0f} s; wrote {out / 'latest.md'}, {out / 'latest.json'}"
-        + (f", {out / 'latest.png'}" if doc.get("plot") else ""))
+    write_outputs(args, doc)
+    say(f"done in {elapsed:.0f} s")
     return 1 if doc["total_errors"] else 0
 
 

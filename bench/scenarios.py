@@ -38,6 +38,15 @@ def _watchdog(proc, seconds):
     return t
 
 
+def _others(b0, b1, server_cpu_s, wall_s):
+    """Fraction of the server CPU's time that went to anything but the server
+    (other processes on a shared machine), between two cpus_busy() reads."""
+    if wall_s <= 0:
+        return 0.0
+    busy_s = procs.busy_fraction(b0, b1) * wall_s
+    return max(0.0, (busy_s - server_cpu_s) / wall_s)
+
+
 def _base(server, scenario, conc):
     return {"scenario": scenario, "server": server.name, "kind": server.kind,
             "cert": server.cert.variant, "conc": conc}
@@ -61,13 +70,16 @@ def handshakes(env, server, mode, conc, duration, warmup, log):
                 continue
             if ev.get("event") == "measure":
                 s0, c0, t0 = server.cpu_seconds(), procs.cpus_busy(env.client_cpus), time.monotonic()
+                b0 = procs.cpus_busy(env.server_cpus)
             elif ev.get("event") == "result":
                 s1, c1, t1 = server.cpu_seconds(), procs.cpus_busy(env.client_cpus), time.monotonic()
+                b1 = procs.cpus_busy(env.server_cpus)
                 result = ev
                 if s0 is not None:
                     run["server_cpu_s"] = s1 - s0
                     run["client_busy"] = procs.busy_fraction(c0, c1)
                     run["window_s"] = t1 - t0
+                    run["others_on_server_cpu"] = _others(b0, b1, s1 - s0, t1 - t0)
         p.wait()
     finally:
         dog.cancel()
@@ -116,6 +128,7 @@ def keepalive(env, server, proto, conc, streams, duration, log):
     cmd += ["--h1"] if proto == "h1" else ["-m", streams]
     cmd += [f"https://127.0.0.1:{server.port}/"]
     s0, c0, t0 = server.cpu_seconds(), procs.cpus_busy(env.client_cpus), time.monotonic()
+    b0 = procs.cpus_busy(env.server_cpus)
     p = procs.spawn(cmd, env.client_cpus, log, stdout=subprocess.PIPE)
     dog = _watchdog(p, duration + 40)
     try:
@@ -126,6 +139,7 @@ def keepalive(env, server, proto, conc, streams, duration, log):
         dog.cancel()
         p.stdout.close()
     s1, c1, t1 = server.cpu_seconds(), procs.cpus_busy(env.client_cpus), time.monotonic()
+    b1 = procs.cpus_busy(env.server_cpus)
     with open(log, "a") as f:
         f.write(out)
     m = _H2LOAD_REQS.search(out)
@@ -155,7 +169,8 @@ def keepalive(env, server, proto, conc, streams, duration, log):
         server_util=cpu / wall if wall > 0 else 0.0,
         p50_ms=_quantile(lat, 0.50), p99_ms=_quantile(lat, 0.99),
         client_cpu=(usage.ru_utime + usage.ru_stime) / wall if wall > 0 else 0.0,
-        client_busy=procs.busy_fraction(c0, c1), window_s=wall)
+        client_busy=procs.busy_fraction(c0, c1), window_s=wall,
+        others_on_server_cpu=_others(b0, b1, cpu, wall))
     run["client_saturated"] = run["client_busy"] >= CLIENT_SATURATED or run["client_cpu"] >= 0.9
     if ok2xx == 0:
         run["failure"] = "no request succeeded"

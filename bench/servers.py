@@ -4,9 +4,13 @@ ALPN h2 and http/1.1, one worker (process or thread), logging off or at
 warnings, pinned to the server CPU, in front of the same backend.
 
 A server kind is "tcp" (forwards the decrypted byte stream) or "http"
-(terminates HTTP); figures are only compared between servers of one kind.
-http mode (postern's issue 3, HAProxy mode http) is not here yet: add an
-HTTP_SERVERS entry when postern's http mode lands."""
+(terminates HTTP); figures are only compared between servers of one kind,
+and in each kind with the postern server of that kind (a name starting with
+"postern"). http mode (postern's issue 3, HAProxy mode http) is not here yet:
+when it lands, add two classes with kind = "http" (names "postern-http" and
+"haproxy-http": postern with `mode: http`, HAProxy with `mode http` and
+`http-reuse always`) to SERVERS and their names to PEERS or run.py's list;
+every scenario then runs for them too, and report.py compares them."""
 
 import os
 import pwd
@@ -180,7 +184,8 @@ backend origin
         return [self.env.haproxy, "-db", "-f", cfg]
 
 
-TCP_SERVERS = {"postern": Postern, "hitch": Hitch, "haproxy": Haproxy}
+# Every server the bench knows, by name; postern first.
+SERVERS = {"postern": Postern, "hitch": Hitch, "haproxy": Haproxy}
 PEERS = ("hitch", "haproxy")
 
 

@@ -16,7 +16,7 @@ void pst_cfg_http_defaults(pst_listener_conf_t *l) {
   l->h2_max_concurrent_streams = 128;
   l->h2_stream_reset_rate = 100;
   l->h2_stream_reset_burst = 200;
-  l->pool_max_idle = 32;
+  l->pool_max_idle = 128;
   l->pool_idle_ms = SEC(60);
   l->backend_response_timeout_ms = SEC(60);
 }

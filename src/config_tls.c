@@ -9,7 +9,7 @@
 #include "postern/common.h"
 #include "postern/ticket.h"
 
-#define SEC(n) ((uint64_t)(n) * 1000)
+#define SEC(n) ((uint64_t)(n)*1000)
 #define MINUTES(n) (SEC(n) * 60)
 #define HOUR(n) (MINUTES(n) * 60)
 #define DAY(n) (HOUR(n) * 24)
@@ -44,7 +44,8 @@ int pst_cfg_set_ticket_keys(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 }
 
 int pst_cfg_set_ticket_rotation(pst_cfg_t *p, yaml_node_t *v, void *obj) {
-  return pst_cfg_duration(p, v, MINUTES(1), DAY(7), &((pst_listener_conf_t *)obj)->ticket_rotation_ms);
+  return pst_cfg_duration(p, v, MINUTES(1), DAY(7),
+                          &((pst_listener_conf_t *)obj)->ticket_rotation_ms);
 }
 
 int pst_cfg_set_ticket_lifetime(pst_cfg_t *p, yaml_node_t *v, void *obj) {
@@ -82,9 +83,11 @@ int pst_cfg_tls_resume_check(pst_cfg_t *p, yaml_node_t *tls, pst_listener_conf_t
    * so the ring holds lifetime / rotation + 2 keys at most. */
   if (l->ticket_keys == NULL &&
       l->ticket_lifetime_ms / l->ticket_rotation_ms + 2 > PST_TICKET_MAX_KEYS) {
-    return pst_cfg_error(p, tls, "ticket_rotation is too short for ticket_lifetime: in-memory "
+    return pst_cfg_error(p, tls,
+                         "ticket_rotation is too short for ticket_lifetime: in-memory "
                          "keys would number over %d; expected ticket_rotation of at least "
-                         "ticket_lifetime / %d", PST_TICKET_MAX_KEYS, PST_TICKET_MAX_KEYS - 2);
+                         "ticket_lifetime / %d",
+                         PST_TICKET_MAX_KEYS, PST_TICKET_MAX_KEYS - 2);
   }
   return 0;
 }

@@ -12,6 +12,7 @@
 #include "postern/metrics.h"
 #include "postern/replay.h"
 #include "postern/ticket.h"
+#include "postern/tls.h"
 
 /* The strike register being full is worth a warning, not one per
  * connection: at most one every 10 s. */
@@ -22,9 +23,10 @@ static void early_warn_full(pst_conn_t *conn, uint64_t now) {
   uint64_t prev = atomic_load_explicit(&last, memory_order_relaxed);
   if (prev != 0 && now - prev < EARLY_FULL_WARN_MS) return;
   if (!atomic_compare_exchange_strong(&last, &prev, now)) return;
-  pst_log_warn("listener %s: the 0-RTT strike register is full (%d ClientHellos in %d s): "
-               "early data is rejected until entries age out; clients fall back to 1-RTT",
-               conn->gl->conf->name, PST_REPLAY_CAPACITY, PST_REPLAY_WINDOW_MS / 1000);
+  pst_log_warn(
+      "listener %s: the 0-RTT strike register is full (%d ClientHellos in %d s): "
+      "early data is rejected until entries age out; clients fall back to 1-RTT",
+      conn->gl->conf->name, PST_REPLAY_CAPACITY, PST_REPLAY_WINDOW_MS / 1000);
 }
 
 /* Sets what became of the early data and counts it, once per connection:
@@ -59,9 +61,17 @@ int pst_early_hello(pst_conn_t *conn) {
     return 0;
   }
   /* Early data is only accepted with the first PSK (RFC 8446 4.2.10); with
-   * a single identity, "resumed" means "early data accepted". */
+   * a single identity, "resumed" means "early data accepted". And never
+   * with a HelloRetryRequest (RFC 8446 4.2.10): wolfSSL 5.5.4 accepts the
+   * early data of the first ClientHello and then asks for a second one,
+   * which fails the handshake; so a ClientHello without a key share postern
+   * can use (tls.c) is not given the chance. */
+  int share_ok = 0;
+  for (unsigned i = 0; i < h.n_share_groups; i++) {
+    share_ok |= pst_tls_group_offered(h.share_groups[i]);
+  }
   pst_replay_t *reg = pst_replay_global();
-  if (!h.psk || h.identities != 1 || reg == NULL) {
+  if (!h.psk || h.identities != 1 || !share_ok || reg == NULL) {
     early_settle(conn, PST_EARLY_REJECTED);
     return 0;
   }
@@ -71,7 +81,7 @@ int pst_early_hello(pst_conn_t *conn) {
   if (rc == PST_REPLAY_SEEN) {
     early_settle(conn, PST_EARLY_REPLAYED);
     pst_log_debug("conn %llu client=%s: replayed ClientHello: early data rejected",
-                 (unsigned long long)conn->id, conn->peer);
+                  (unsigned long long)conn->id, conn->peer);
     return 0;
   }
   if (rc != 0) {

@@ -1,6 +1,7 @@
 /* postern: the HTTP/1.1 front end of http mode (RFC 9112). One exchange at
  * a time: a pipelined request is parsed only once the response before it is
  * complete, so responses go out in order without holding several of them. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,7 +77,13 @@ static int h1_on_head(pst_stream_t *s, pst_http_response_t *resp) {
   h1_front_t *f = s->front;
   pst_buf_t out = {0};
   int final = resp->status >= 200 || resp->status == 101;
-  if (final && resp->body == PST_BODY_UNTIL_CLOSE && f->minor == 0) f->keep_alive = 0;
+  if (!final && f->minor == 0) {
+    /* RFC 9110 15.2: no 1xx to an HTTP/1.0 client. */
+    pst_http_response_free(resp);
+    free(resp);
+    return 0;
+  }
+  if (final && pst_http_response_needs_close(resp, f->minor, f->head_request)) f->keep_alive = 0;
   if (f->closing) f->keep_alive = 0;
   int rc = pst_http_response_write(resp, f->minor, f->keep_alive, f->head_request, &out,
                                    final ? &f->chunked : &(int){0});
@@ -205,14 +212,6 @@ static const pst_h1_req_callbacks_t h1_req_callbacks = {
 
 /* ---- processing what the client sent ---- */
 
-static const char *h1_status_body(int status) {
-  switch (status) {
-    case 431: return "431 Request Header Fields Too Large\n";
-    case 505: return "505 HTTP Version Not Supported\n";
-    case 501: return "501 Not Implemented\n";
-    default: return "400 Bad Request\n";
-  }
-}
 
 /* Runs the parser over buffered bytes as far as the current exchange
  * allows. */
@@ -237,14 +236,19 @@ static void h1_process_once(h1_front_t *f) {
     int rc = pst_h1_req_feed(f->parser, pst_buf_head(&f->in), f->in.len, &used, &status);
     pst_buf_consume(&f->in, used);
     if (rc < 0 && rc != PST_EBACKEND) {
-      pst_metric_inc(status == 431 ? PST_M_HTTP_431 : PST_M_HTTP_400);
+      if (status == 431 || status == 400) {
+        pst_metric_inc(status == 431 ? PST_M_HTTP_431 : PST_M_HTTP_400);
+      }
       pst_access_log(conn, "http/1.1", f->stream ? f->stream->req : NULL, status, 0, 0,
                      f->stream ? f->stream->t_start_ns : uv_hrtime());
       if (f->stream != NULL) {
         pst_stream_free(f->stream);
         f->stream = NULL;
       }
-      h1_error(f, status, h1_status_body(status), 1);
+      char body[256];
+      snprintf(body, sizeof(body), "%d %s: %s\n", status, pst_http_reason(status),
+               pst_h1_req_why(f->parser));
+      h1_error(f, status, body, 1);
       return;
     }
     if (rc != 0 || used == 0) break;

@@ -7,32 +7,32 @@
  * forwarded as HTTP/1.1.
  *
  * Memory stays bounded both ways without buffering whole messages:
- * - request bodies: SETTINGS_INITIAL_WINDOW_SIZE is 256 KiB and window
- *   updates are automatic no more (nghttp2_option_set_no_auto_window_update):
- *   DATA given to a stream is consumed (nghttp2_session_consume, which sends
- *   WINDOW_UPDATE) only once the stream's queue to the backend is short, so
- *   a slow backend slows the client down (RFC 9113 5.2);
- * - response bodies: each stream keeps what the backend sent in a buffer that
- *   nghttp2's data provider drains as the client's window and socket allow;
- *   above PST_HIGH_WATER the stream stops reading its backend
- *   (pst_stream_pause) until the buffer is under PST_LOW_WATER.
+ * - request bodies: windows are not updated automatically
+ *   (nghttp2_option_set_no_auto_window_update); DATA given to a stream is
+ *   consumed (nghttp2_session_consume, hence WINDOW_UPDATE) only once the
+ *   stream's queue to the backend is short, so a slow backend slows the
+ *   client down (RFC 9113 5.2) and a stream holds at most its 256 KiB window;
+ * - response bodies wait in a per-stream buffer that nghttp2's data provider
+ *   drains as the client's window and socket allow; above PST_HIGH_WATER the
+ *   stream stops reading its backend (pst_stream_pause) until the buffer is
+ *   under PST_LOW_WATER.
  *
  * Re-entry: nghttp2 callbacks only call pst_stream_* (which never call back
- * synchronously), and output is pulled only from the entry points (front
- * ops and stream ops), never from inside an nghttp2 callback. The connection
- * frees the front end (destroy) only from its last close callback, but a
- * depth counter keeps the struct alive should that ever happen while one of
- * our entry points is on the stack. */
+ * synchronously); output is pulled only from the entry points (front ops and
+ * stream ops). A depth counter keeps the struct alive should destroy ever
+ * run while one of them is on the stack.
+ *
+ * The per-stream record and the request it assembles from a header block
+ * are in h2_req.c; h2_int.h holds the types the two files share. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <nghttp2/nghttp2.h>
-#include <uv.h>
 
+#include "h2_int.h"
 #include "postern/access_log.h"
 #include "postern/common.h"
 #include "postern/conn.h"
@@ -49,93 +49,14 @@
 #define H2_STREAM_WINDOW (256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE: request body per stream */
 #define H2_MAX_SETTINGS 32            /* entries accepted in one SETTINGS frame */
 #define H2_FIELD_OVERHEAD 32          /* per field in the header list size (RFC 9113 6.5.2) */
-#define H2_ID_WINDOW 1024             /* client stream ids remembered below the highest */
-
-typedef struct h2_front_s h2_front_t;
-
-/* Why a request cannot be forwarded; found while its fields arrive and
- * answered once the header block is complete. */
-typedef enum {
-  H2_REQ_OK = 0,
-  H2_REQ_TOO_LARGE = 1, /* header list over max_header_bytes: 431 */
-  H2_REQ_MALFORMED = 2, /* Host differs from :authority (RFC 9113 8.3.1), CONNECT: stream error */
-  H2_REQ_NOMEM = 3,     /* RST_STREAM INTERNAL_ERROR */
-} h2_req_error_t;
-
-/* One request stream: created on its first HEADERS frame, freed when
- * nghttp2 closes the stream (or with the front end). */
-typedef struct h2_stream_s {
-  h2_front_t *h2;
-  struct h2_stream_s *prev, *next;
-  int32_t id;
-  pst_stream_t *s;          /* the exchange with the backend, NULL before and after */
-  pst_http_request_t *req;  /* being built until the header block ends */
-  char *method, *path, *authority; /* kept for the access log */
-  pst_buf_t cookie;         /* cookie crumbs joined with "; " (RFC 9113 8.2.3) */
-  size_t field_bytes;       /* header list size so far (RFC 9113 6.5.2) */
-  h2_req_error_t error;
-  pst_buf_t out;            /* response body bytes waiting for the data provider */
-  size_t unconsumed;        /* request DATA given to the stream, not yet consumed */
-  uint64_t remaining;       /* response body bytes still due (content-length) */
-  int status;               /* response status submitted, 0 until then */
-  uint64_t bytes_in, bytes_out, t_start_ns;
-  unsigned has_authority : 1;
-  unsigned has_length : 1;    /* content-length in the request */
-  unsigned head_done : 1;     /* the request header block is complete */
-  unsigned req_done : 1;      /* END_STREAM from the client */
-  unsigned head_request : 1;  /* HEAD: no response body (RFC 9110 9.3.2) */
-  unsigned expect : 1;        /* expect: 100-continue */
-  unsigned continued : 1;     /* a 100 (Continue) went to the client */
-  unsigned head_sent : 1;     /* the final response head was submitted */
-  unsigned body_ok : 1;       /* the response may have content (not HEAD, 204, 304) */
-  unsigned by_length : 1;     /* the response body is delimited by content-length */
-  unsigned out_eof : 1;       /* no more response body will be appended */
-  unsigned deferred : 1;      /* the data provider returned NGHTTP2_ERR_DEFERRED */
-  unsigned paused : 1;        /* pst_stream_pause(s, 1) is in effect */
-  unsigned detached : 1;      /* nghttp2 closed the stream after the whole response was
-                               * here; waiting for the exchange's on_end */
-} h2_stream_t;
-
-struct h2_front_s {
-  pst_front_t base;
-  nghttp2_session *session;
-  const pst_listener_conf_t *conf;
-  h2_stream_t *streams;  /* every open stream, and the detached ones */
-  size_t n_streams;
-  size_t n_detached;
-  uint32_t max_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS as the client sees it */
-  int64_t last_id;       /* highest client stream id seen in a HEADERS frame, -1: none */
-  uint8_t used[H2_ID_WINDOW / 8]; /* which of the ids below last_id the client used */
-  pst_buf_t wbuf;        /* output pulled from nghttp2, not yet given to pst_conn_send */
-  int depth;             /* entry points on the stack */
-  unsigned destroyed : 1; /* destroy ran: free once depth is 0 */
-  unsigned ended : 1;     /* pst_conn_end or pst_conn_close was called: no more output */
-  unsigned client_eof : 1;
-  unsigned goaway : 1;    /* shutdown submitted GOAWAY */
-  unsigned info : 1;      /* the backend is builtin:info: postern answers itself */
-  unsigned patch_settings : 1; /* our first SETTINGS frame is still to go out */
-};
 
 static void h2_flush(h2_front_t *h2);
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static int name_is(const uint8_t *name, size_t len, const char *lit) {
-  return strlen(lit) == len && memcmp(name, lit, len) == 0;
-}
-
-static char *dup_n(const void *p, size_t n) {
-  char *s = malloc(n + 1);
-  if (s == NULL) return NULL;
-  memcpy(s, p, n);
-  s[n] = '\0';
-  return s;
-}
-
-static nghttp2_nv nv(const char *name, const char *value, size_t value_len) {
-  return (nghttp2_nv){.name = (uint8_t *)name, .value = (uint8_t *)value,
-                      .namelen = strlen(name), .valuelen = value_len,
-                      .flags = NGHTTP2_NV_FLAG_NONE};
+static nghttp2_nv nv(const char *name, const char *value) {
+  return (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value),
+                      NGHTTP2_NV_FLAG_NONE};
 }
 
 /* RFC 9110 6.6.1: an origin server with a clock sends Date; postern is the
@@ -169,55 +90,14 @@ static void h2_consume(h2_front_t *h2, h2_stream_t *st) {
   if (st->unconsumed == 0) return;
   int rv = nghttp2_session_consume(h2->session, st->id, st->unconsumed);
   st->unconsumed = 0;
-  if (rv != 0) pst_log_debug("conn %llu: h2 stream %d: consume: %s",
-                             (unsigned long long)h2->base.conn->id, st->id, nghttp2_strerror(rv));
+  if (rv != 0) {
+    pst_log_debug("conn %llu: h2 stream %d: consume: %s", (unsigned long long)h2->base.conn->id,
+                  st->id, nghttp2_strerror(rv));
+  }
 }
 
 static void h2_rst(h2_front_t *h2, h2_stream_t *st, uint32_t code) {
   nghttp2_submit_rst_stream(h2->session, NGHTTP2_FLAG_NONE, st->id, code);
-}
-
-/* ---- per-stream data ---------------------------------------------------- */
-
-static h2_stream_t *h2_stream_new(h2_front_t *h2, int32_t id) {
-  h2_stream_t *st = calloc(1, sizeof(*st));
-  if (st == NULL) return NULL;
-  st->req = calloc(1, sizeof(*st->req));
-  if (st->req == NULL) {
-    free(st);
-    return NULL;
-  }
-  st->h2 = h2;
-  st->id = id;
-  st->t_start_ns = uv_hrtime();
-  st->next = h2->streams;
-  if (h2->streams != NULL) h2->streams->prev = st;
-  h2->streams = st;
-  h2->n_streams++;
-  return st;
-}
-
-static void h2_stream_free_req(h2_stream_t *st) {
-  if (st->req == NULL) return;
-  pst_http_request_free(st->req);
-  free(st->req);
-  st->req = NULL;
-}
-
-/* Unlinks and frees st; its exchange must be gone already. */
-static void h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
-  if (st->prev != NULL) st->prev->next = st->next;
-  else h2->streams = st->next;
-  if (st->next != NULL) st->next->prev = st->prev;
-  h2->n_streams--;
-  if (st->detached) h2->n_detached--;
-  h2_stream_free_req(st);
-  free(st->method);
-  free(st->path);
-  free(st->authority);
-  pst_buf_free(&st->cookie);
-  pst_buf_free(&st->out);
-  free(st);
 }
 
 /* ACCESS LOG HOOK: one line per request whose head was complete, when the
@@ -225,10 +105,8 @@ static void h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
  * authority and target are read from the request. */
 static void h2_log(h2_front_t *h2, h2_stream_t *st) {
   if (!st->head_done) return;
-  pst_http_request_t r = {.method = st->method, .target = st->path,
-                          .authority = st->authority};
-  pst_access_log(h2->base.conn, "h2", &r, st->status, st->bytes_in, st->bytes_out,
-                 st->t_start_ns);
+  pst_http_request_t r = {.method = st->method, .target = st->path, .authority = st->authority};
+  pst_access_log(h2->base.conn, "h2", &r, st->status, st->bytes_in, st->bytes_out, st->t_start_ns);
 }
 
 /* ---- responses -------------------------------------------------------- */
@@ -275,13 +153,13 @@ static int h2_respond(h2_front_t *h2, h2_stream_t *st, int status, const char *c
   snprintf(code, sizeof(code), "%d", status);
   snprintf(clen, sizeof(clen), "%zu", body->len);
   http_date(date, sizeof(date));
-  nva[n++] = nv(":status", code, strlen(code));
-  nva[n++] = nv("content-type", ctype, strlen(ctype));
-  nva[n++] = nv("content-length", clen, strlen(clen));
-  nva[n++] = nv("cache-control", "no-store", 8);
-  nva[n++] = nv("server", "postern", 7);
-  nva[n++] = nv("date", date, strlen(date));
-  if (xname != NULL) nva[n++] = nv(xname, xvalue, strlen(xvalue));
+  nva[n++] = nv(":status", code);
+  nva[n++] = nv("content-type", ctype);
+  nva[n++] = nv("content-length", clen);
+  nva[n++] = nv("cache-control", "no-store");
+  nva[n++] = nv("server", "postern");
+  nva[n++] = nv("date", date);
+  if (xname != NULL) nva[n++] = nv(xname, xvalue);
   pst_buf_free(&st->out);
   st->out = *body;
   *body = (pst_buf_t){0};
@@ -306,13 +184,15 @@ static void h2_respond_error(h2_front_t *h2, h2_stream_t *st, int status) {
                      : status == 431 ? "request header fields too large"
                                      : NULL;
   pst_buf_t body = {0};
-  int rc = pst_buf_printf(&body, "%d %s%s%s\n", status, pst_http_reason(status),
-                          what ? ": " : "", what ? what : "");
+  int rc = pst_buf_printf(&body, "%d %s%s%s\n", status, pst_http_reason(status), what ? ": " : "",
+                          what ? what : "");
   if (rc == 0) rc = h2_respond(h2, st, status, "text/plain; charset=utf-8", &body, NULL, NULL);
   pst_buf_free(&body);
-  if (status == 431) pst_metric_inc(PST_M_HTTP_431);
-  if (status == 502) pst_metric_inc(PST_M_HTTP_502);
-  if (status == 504) pst_metric_inc(PST_M_HTTP_504);
+  if (status == 431 || status == 502 || status == 504) {
+    pst_metric_inc(status == 431   ? PST_M_HTTP_431
+                   : status == 502 ? PST_M_HTTP_502
+                                   : PST_M_HTTP_504);
+  }
   if (rc != 0) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -333,7 +213,7 @@ static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *
   if (nva == NULL) return -ENOMEM;
   size_t n = 0;
   snprintf(code, sizeof(code), "%03d", status);
-  nva[n++] = nv(":status", code, 3);
+  nva[n++] = nv(":status", code);
   for (size_t i = 0; i < resp->headers.n; i++) {
     pst_header_t *h = &resp->headers.v[i];
     /* RFC 9113 8.2.1: field names are lower case on h2. */
@@ -341,20 +221,21 @@ static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *
       if (h->name[j] >= 'A' && h->name[j] <= 'Z') h->name[j] = (char)(h->name[j] + 32);
     }
     if (h2_drop_response_field(h)) continue;
-    nva[n++] = (nghttp2_nv){.name = (uint8_t *)h->name, .value = (uint8_t *)h->value,
-                            .namelen = h->name_len, .valuelen = h->value_len,
+    nva[n++] = (nghttp2_nv){.name = (uint8_t *)h->name,
+                            .value = (uint8_t *)h->value,
+                            .namelen = h->name_len,
+                            .valuelen = h->value_len,
                             .flags = NGHTTP2_NV_FLAG_NONE};
   }
   /* RFC 9110 8.6: no Content-Length in a 204. */
   if (resp->body == PST_BODY_LENGTH && status != 204) {
     snprintf(clen, sizeof(clen), "%llu", (unsigned long long)resp->content_length);
-    nva[n++] = nv("content-length", clen, strlen(clen));
+    nva[n++] = nv("content-length", clen);
   }
   /* When the whole body is known to be here (none, or content-length
    * reached), END_STREAM goes with the last frame; otherwise it waits for
    * on_end (an empty DATA frame). */
-  st->body_ok = !st->head_request && status != 204 && status != 304 &&
-                resp->body != PST_BODY_NONE;
+  st->body_ok = !st->head_request && status != 204 && status != 304 && resp->body != PST_BODY_NONE;
   st->by_length = resp->body == PST_BODY_LENGTH;
   st->remaining = st->by_length ? resp->content_length : 0;
   if (st->by_length && st->remaining == 0) st->body_ok = 0;
@@ -382,7 +263,7 @@ static int h2_s_on_head(pst_stream_t *s, pst_http_response_t *resp) {
     /* Interim responses are not needed by h2 clients, except 100 when the
      * client waits for it before sending its body (RFC 9110 10.1.1). */
     if (resp->status == 100 && st->expect && !st->continued && !st->head_sent) {
-      nghttp2_nv hundred = nv(":status", "100", 3);
+      nghttp2_nv hundred = nv(":status", "100");
       st->continued = 1;
       nghttp2_submit_headers(h2->session, NGHTTP2_FLAG_NONE, st->id, NULL, &hundred, 1, NULL);
     }
@@ -402,12 +283,10 @@ static int h2_s_on_body(pst_stream_t *s, const char *data, size_t len) {
   h2_stream_t *st = s->front;
   h2_front_t *h2 = st->h2;
   if (!st->body_ok || st->out_eof || st->detached) return 0; /* HEAD, 204, 304 */
-  if (st->by_length) {
-    if (len > st->remaining) len = (size_t)st->remaining; /* the parser forbids more */
-    st->remaining -= len;
-    if (st->remaining == 0) st->out_eof = 1;
-  }
+  if (st->by_length && len > st->remaining) len = (size_t)st->remaining;
   if (pst_buf_append(&st->out, data, len) != 0) return -ENOMEM;
+  /* The last byte of a known length ends the stream with it, not after. */
+  if (st->by_length && (st->remaining -= len) == 0) st->out_eof = 1;
   h2_enter(h2);
   h2_resume(h2, st);
   if (!st->paused && st->out.len > PST_HIGH_WATER) {
@@ -420,56 +299,41 @@ static int h2_s_on_body(pst_stream_t *s, const char *data, size_t len) {
   return 0;
 }
 
-/* The exchange of a stream nghttp2 has already closed is over. */
-static void h2_finish_detached(h2_front_t *h2, h2_stream_t *st) {
+/* The exchange is over (on_end: status -1; on_error: 0 or the status to
+ * answer): free it and finish the client's side of the stream. */
+static void h2_exchange_over(pst_stream_t *s, int status) {
+  h2_stream_t *st = s->front;
+  h2_front_t *h2 = st->h2;
   h2_enter(h2);
-  pst_stream_free(st->s);
   st->s = NULL;
-  h2_log(h2, st);
-  h2_stream_del(h2, st);
-  h2_flush(h2); /* may end a connection that waited for this stream */
+  pst_stream_free(s); /* the rest of the response body is in st->out */
+  if (st->detached) {
+    /* nghttp2 closed the stream already: the client has the response. */
+    h2_log(h2, st);
+    pst_h2_stream_del(h2, st);
+  } else {
+    if (status < 0 && st->head_sent) {
+      st->out_eof = 1;
+      h2_resume(h2, st);
+    } else if (status > 0 && !st->head_sent) {
+      h2_respond_error(h2, st, status);
+    } else {
+      /* The response was under way: the client must see it cut short. */
+      h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
+    }
+    h2_consume(h2, st); /* request bytes the backend will never take */
+  }
+  h2_flush(h2); /* st may be gone from here on */
   h2_leave(h2);
 }
 
-static void h2_s_on_end(pst_stream_t *s) {
-  h2_stream_t *st = s->front;
-  h2_front_t *h2 = st->h2;
-  if (st->detached) {
-    h2_finish_detached(h2, st);
-    return;
-  }
-  h2_enter(h2);
-  st->s = NULL;
-  pst_stream_free(s); /* the rest of the body is in st->out */
-  st->out_eof = 1;
-  h2_resume(h2, st);
-  if (!st->head_sent) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
-  h2_consume(h2, st); /* request bytes the backend will never take */
-  h2_flush(h2);
-  h2_leave(h2);
-}
+static void h2_s_on_end(pst_stream_t *s) { h2_exchange_over(s, -1); }
 
 static void h2_s_on_error(pst_stream_t *s, int status, const char *why) {
   h2_stream_t *st = s->front;
-  h2_front_t *h2 = st->h2;
-  if (st->detached) {
-    h2_finish_detached(h2, st); /* the client has the whole response */
-    return;
-  }
-  h2_enter(h2);
-  st->s = NULL;
-  pst_stream_free(s);
-  pst_log_debug("conn %llu: h2 stream %d: %s", (unsigned long long)h2->base.conn->id, st->id,
+  pst_log_debug("conn %llu: h2 stream %d: %s", (unsigned long long)s->conn->id, st->id,
                 why ? why : "failed");
-  if (status != 0 && !st->head_sent) {
-    h2_respond_error(h2, st, status);
-  } else {
-    /* The response is under way: the client must see it cut short. */
-    h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
-  }
-  h2_consume(h2, st);
-  h2_flush(h2);
-  h2_leave(h2);
+  h2_exchange_over(s, status);
 }
 
 static void h2_s_on_drain(pst_stream_t *s) {
@@ -491,78 +355,6 @@ static const pst_stream_ops_t h2_stream_ops = {
 };
 
 /* ---- requests --------------------------------------------------------- */
-
-/* Whether two authorities name the same origin, ignoring case and https's
- * default port. */
-static int same_authority(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 4 && strcmp(a + la - 4, ":443") == 0) la -= 4;
-  if (lb > 4 && strcmp(b + lb - 4, ":443") == 0) lb -= 4;
-  return la == lb && strncasecmp(a, b, la) == 0;
-}
-
-/* Takes one request field. nghttp2 has validated it (RFC 9113 8.2, 8.3):
- * lower-case name, no CR/LF/NUL, pseudo-fields first, connection-specific
- * fields refused. Returns 0 or -ENOMEM. */
-static int h2_add_field(h2_stream_t *st, const uint8_t *name, size_t nlen, const uint8_t *value,
-                        size_t vlen) {
-  if (nlen > 0 && name[0] == ':') {
-    char **dst = NULL;
-    if (name_is(name, nlen, ":method")) {
-      dst = &st->method;
-    } else if (name_is(name, nlen, ":path")) {
-      dst = &st->path;
-    } else if (name_is(name, nlen, ":authority")) {
-      /* RFC 9113 8.3.1: no userinfo; drop it should a client send one. */
-      const uint8_t *at = memchr(value, '@', vlen);
-      if (at != NULL) {
-        vlen -= (size_t)(at + 1 - value);
-        value = at + 1;
-      }
-      dst = &st->authority;
-      st->has_authority = 1;
-    } else {
-      /* :scheme: every request reached postern over TLS, which the backend
-       * learns from X-Forwarded-Proto. :protocol is refused by nghttp2
-       * (no SETTINGS_ENABLE_CONNECT_PROTOCOL). */
-      return 0;
-    }
-    free(*dst);
-    *dst = dup_n(value, vlen);
-    return *dst != NULL ? 0 : -ENOMEM;
-  }
-  if (name_is(name, nlen, "host")) {
-    /* Host is rebuilt from the authority when the request is written. */
-    if (!st->has_authority) {
-      if (st->authority != NULL) return 0; /* nghttp2 refuses a second Host */
-      st->authority = dup_n(value, vlen);
-      return st->authority != NULL ? 0 : -ENOMEM;
-    }
-    char *host = dup_n(value, vlen);
-    if (host == NULL) return -ENOMEM;
-    if (!same_authority(host, st->authority)) st->error = H2_REQ_MALFORMED;
-    free(host);
-    return 0;
-  }
-  if (name_is(name, nlen, "cookie")) {
-    /* RFC 9113 8.2.3: crumbs are joined into one field for HTTP/1.1. */
-    if (st->cookie.len > 0 && pst_buf_append(&st->cookie, "; ", 2) != 0) return -ENOMEM;
-    return pst_buf_append(&st->cookie, value, vlen);
-  }
-  if (name_is(name, nlen, "content-length")) {
-    /* nghttp2 checked that it is a number and will check it against the
-     * DATA received (RFC 9113 8.1.1). */
-    st->has_length = 1;
-    st->req->content_length = strtoull((const char *)value, NULL, 10);
-    return 0;
-  }
-  if (name_is(name, nlen, "expect")) {
-    if (vlen == 12 && strncasecmp((const char *)value, "100-continue", 12) == 0) st->expect = 1;
-    return 0;
-  }
-  if (pst_http_hop_by_hop((const char *)name, nlen)) return 0; /* te: trailers */
-  return pst_headers_add(&st->req->headers, (const char *)name, nlen, (const char *)value, vlen);
-}
 
 /* Answers a request to the builtin:info backend: the page for GET and HEAD
  * (JSON when Accept asks for it), 405 otherwise (RFC 9110 15.5.6). */
@@ -588,28 +380,6 @@ static void h2_info_answer(h2_front_t *h2, h2_stream_t *st) {
   if (rc != 0) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
 }
 
-/* Moves what the header block said into st->req. Returns 0 or -ENOMEM. */
-static int h2_build_request(h2_stream_t *st, int end_stream) {
-  pst_http_request_t *req = st->req;
-  if (st->cookie.len > 0 &&
-      pst_headers_add(&req->headers, "cookie", 6, pst_buf_head(&st->cookie), st->cookie.len) != 0) {
-    return -ENOMEM;
-  }
-  pst_buf_free(&st->cookie);
-  req->method = strdup(st->method);
-  req->target = strdup(st->path);
-  req->authority = strdup(st->authority != NULL ? st->authority : "");
-  if (req->method == NULL || req->target == NULL || req->authority == NULL) return -ENOMEM;
-  req->http_minor = 1;
-  req->keep_alive = 1;
-  req->expect_continue = st->expect;
-  /* RFC 9113 8.1: END_STREAM on HEADERS means no content; otherwise DATA
-   * frames carry it, with or without a declared length. */
-  req->body = end_stream ? PST_BODY_NONE : st->has_length ? PST_BODY_LENGTH : PST_BODY_STREAM;
-  if (req->body != PST_BODY_LENGTH) req->content_length = 0;
-  return 0;
-}
-
 /* The request header block is complete (RFC 9113 8.1): answer it here or
  * start its exchange. */
 static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
@@ -632,14 +402,14 @@ static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
     h2_rst(h2, st, NGHTTP2_PROTOCOL_ERROR);
     return;
   }
-  if (h2_build_request(st, end_stream) != 0) {
+  if (pst_h2_build_request(st, end_stream) != 0) {
     h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
     return;
   }
   st->head_request = strcmp(st->method, "HEAD") == 0;
   if (h2->info) {
     h2_info_answer(h2, st);
-    h2_stream_free_req(st);
+    pst_h2_stream_free_req(st);
     return;
   }
   pst_http_request_t *req = st->req;
@@ -675,8 +445,8 @@ static int id_used(const h2_front_t *h2, int64_t id) {
 
 static void id_mark(h2_front_t *h2, int64_t id, int used) {
   unsigned bit = (unsigned)(((id - 1) / 2) % H2_ID_WINDOW);
-  if (used) h2->used[bit / 8] |= (uint8_t)(1u << (bit % 8));
-  else h2->used[bit / 8] &= (uint8_t)~(1u << (bit % 8));
+  uint8_t mask = (uint8_t)(1u << (bit % 8));
+  h2->used[bit / 8] = (uint8_t)(used ? h2->used[bit / 8] | mask : h2->used[bit / 8] & ~mask);
 }
 
 static int h2_on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user) {
@@ -711,15 +481,14 @@ static int h2_on_begin_headers(nghttp2_session *session, const nghttp2_frame *fr
                               NGHTTP2_REFUSED_STREAM);
     return 0;
   }
-  h2_stream_t *st = h2_stream_new(h2, frame->hd.stream_id);
+  h2_stream_t *st = pst_h2_stream_new(h2, frame->hd.stream_id);
   if (st == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM */
   nghttp2_session_set_stream_user_data(session, st->id, st);
   return 0;
 }
 
-static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
-                        const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen,
-                        uint8_t flags, void *user) {
+static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                        size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user) {
   h2_front_t *h2 = user;
   /* Trailers (HCAT_HEADERS) are dropped: HTTP/1.1 backends get a chunked
    * body without them. */
@@ -736,7 +505,7 @@ static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
     pst_buf_free(&st->cookie);
     return 0;
   }
-  if (h2_add_field(st, name, nlen, value, vlen) != 0) st->error = H2_REQ_NOMEM;
+  if (pst_h2_add_field(st, name, nlen, value, vlen) != 0) st->error = H2_REQ_NOMEM;
   return 0;
 }
 
@@ -772,16 +541,15 @@ static int h2_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id,
   return 0;
 }
 
+/* RFC 9113 8.1: once the response is complete, a client still sending its
+ * request is asked to stop, without error. */
 static int h2_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
-  h2_front_t *h2 = user;
   if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
     return 0;
   }
   h2_stream_t *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  /* RFC 9113 8.1: the response is complete while the client still sends
-   * its request: ask it to stop without error. */
-  if (st != NULL && !st->req_done) h2_rst(h2, st, NGHTTP2_NO_ERROR);
+  if (st != NULL && !st->req_done) h2_rst(user, st, NGHTTP2_NO_ERROR);
   return 0;
 }
 
@@ -807,7 +575,7 @@ static int h2_on_stream_close(nghttp2_session *session, int32_t id, uint32_t cod
     st->s = NULL;
   }
   h2_log(h2, st);
-  h2_stream_del(h2, st);
+  pst_h2_stream_del(h2, st);
   return 0;
 }
 
@@ -954,8 +722,8 @@ static void h2_shutdown(pst_front_t *f) {
      * are refused. nghttp2 ends the session once they are done. */
     h2->goaway = 1;
     nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(h2->session),
-                          NGHTTP2_NO_ERROR, NULL, 0);
+                          nghttp2_session_get_last_proc_stream_id(h2->session), NGHTTP2_NO_ERROR,
+                          NULL, 0);
   }
   h2_flush(h2);
   h2_leave(h2);
@@ -963,7 +731,7 @@ static void h2_shutdown(pst_front_t *f) {
 
 static void h2_free(h2_front_t *h2) {
   nghttp2_session_del(h2->session); /* calls no callback */
-  while (h2->streams != NULL) h2_stream_del(h2, h2->streams);
+  while (h2->streams != NULL) pst_h2_stream_del(h2, h2->streams);
   pst_buf_free(&h2->wbuf);
   free(h2);
 }
@@ -1012,20 +780,9 @@ static nghttp2_option *h2_options(const pst_listener_conf_t *conf) {
   return opt;
 }
 
-pst_front_t *pst_h2_front_new(pst_conn_t *conn) {
-  const pst_listener_conf_t *conf = conn->gl->conf;
-  nghttp2_session_callbacks *cb = NULL;
-  nghttp2_option *opt = NULL;
-  h2_front_t *h2 = calloc(1, sizeof(*h2));
-  if (h2 == NULL) goto fail;
-  h2->base.ops = &h2_front_ops;
-  h2->base.conn = conn;
-  h2->conf = conf;
-  h2->info = pst_conn_backend(conn)->kind == PST_BACKEND_BUILTIN_INFO;
-  h2->last_id = -1;
-  h2->max_streams = conf->h2_max_concurrent_streams;
-  h2->patch_settings = 1;
-  if (nghttp2_session_callbacks_new(&cb) != 0) goto fail_h2;
+static nghttp2_session_callbacks *h2_callbacks(void) {
+  nghttp2_session_callbacks *cb;
+  if (nghttp2_session_callbacks_new(&cb) != 0) return NULL;
   nghttp2_session_callbacks_set_on_begin_frame_callback(cb, h2_on_begin_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
@@ -1034,34 +791,44 @@ pst_front_t *pst_h2_front_new(pst_conn_t *conn) {
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
   nghttp2_session_callbacks_set_error_callback2(cb, h2_on_error);
-  opt = h2_options(conf);
-  if (opt == NULL) goto fail_cb;
-  int rv = nghttp2_session_server_new2(&h2->session, cb, h2, opt);
+  return cb;
+}
+
+/* See front.h. conn is borrowed for the front end's life. */
+pst_front_t *pst_h2_front_new(pst_conn_t *conn) {
+  const pst_listener_conf_t *conf = conn->gl->conf;
+  h2_front_t *h2 = calloc(1, sizeof(*h2));
+  if (h2 == NULL) return NULL;
+  h2->base.ops = &h2_front_ops;
+  h2->base.conn = conn;
+  h2->conf = conf;
+  h2->info = pst_conn_backend(conn)->kind == PST_BACKEND_BUILTIN_INFO;
+  h2->last_id = -1;
+  h2->max_streams = conf->h2_max_concurrent_streams;
+  h2->patch_settings = 1;
+  nghttp2_session_callbacks *cb = h2_callbacks();
+  nghttp2_option *opt = h2_options(conf);
+  int rv = cb != NULL && opt != NULL ? nghttp2_session_server_new2(&h2->session, cb, h2, opt)
+                                     : NGHTTP2_ERR_NOMEM;
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
   if (rv != 0) goto fail_h2;
 
-  uint32_t max_list = conf->max_header_bytes > UINT32_MAX ? UINT32_MAX
-                                                          : (uint32_t)conf->max_header_bytes;
+  uint32_t max_list =
+      conf->max_header_bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)conf->max_header_bytes;
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2_session_limit(h2->max_streams)},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, max_list},
-      /* RFC 9218 2.1: no RFC 7540 priority tree to maintain. */
-      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1}, /* RFC 9218 2.1: no priority tree */
   };
-  if (nghttp2_submit_settings(h2->session, NGHTTP2_FLAG_NONE, iv, PST_ARRAY_SIZE(iv)) != 0) {
-    goto fail_session;
-  }
-  /* The connection window (RFC 9113 6.9.2: 65,535 until raised) holds as
-   * much as every stream's window together: each stream is bounded on its
-   * own, and one stalled upload must not stall the others. */
-  uint64_t streams = conf->h2_max_concurrent_streams > 0 ? conf->h2_max_concurrent_streams : 1;
-  uint64_t win = (uint64_t)H2_STREAM_WINDOW * streams;
+  /* The connection window (RFC 9113 6.9.2: 65,535 until raised) holds every
+   * stream's window: each stream is bounded on its own, and one stalled
+   * upload must not stall the others. */
+  uint64_t win = (uint64_t)H2_STREAM_WINDOW * (h2->max_streams > 0 ? h2->max_streams : 1);
   if (win > NGHTTP2_MAX_WINDOW_SIZE) win = NGHTTP2_MAX_WINDOW_SIZE;
-  if (win > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE &&
-      nghttp2_session_set_local_window_size(h2->session, NGHTTP2_FLAG_NONE, 0, (int32_t)win) !=
-          0) {
+  if (nghttp2_submit_settings(h2->session, NGHTTP2_FLAG_NONE, iv, PST_ARRAY_SIZE(iv)) != 0 ||
+      nghttp2_session_set_local_window_size(h2->session, NGHTTP2_FLAG_NONE, 0, (int32_t)win) != 0) {
     goto fail_session;
   }
   /* Server connection preface (RFC 9113 3.4): our SETTINGS go out now. A
@@ -1073,11 +840,7 @@ pst_front_t *pst_h2_front_new(pst_conn_t *conn) {
 
 fail_session:
   nghttp2_session_del(h2->session);
-  goto fail_h2;
-fail_cb:
-  nghttp2_session_callbacks_del(cb);
 fail_h2:
   free(h2);
-fail:
   return NULL;
 }

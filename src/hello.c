@@ -16,6 +16,7 @@
 #define HS_CLIENT_HELLO 1
 #define EXT_PRE_SHARED_KEY 41
 #define EXT_EARLY_DATA 42
+#define EXT_KEY_SHARE 51
 
 static unsigned be16(const uint8_t *p) { return (unsigned)p[0] << 8 | p[1]; }
 
@@ -83,6 +84,22 @@ static int parse_psk(const uint8_t *p, size_t len, pst_hello_t *h) {
   return 0;
 }
 
+/* RFC 8446 4.2.8: client_shares, each a group and its key exchange. */
+static int parse_key_share(const uint8_t *p, size_t len, pst_hello_t *h) {
+  cur_t c = {p, p + len, 0};
+  size_t list = take(&c, 2);
+  if (c.bad || list != (size_t)(c.end - c.p)) return PST_EPROTO;
+  while (c.p < c.end) {
+    unsigned group = (unsigned)take(&c, 2);
+    size_t n = take(&c, 2);
+    if (n == 0 || skip(&c, n) == NULL) return PST_EPROTO;
+    if (h->n_share_groups < PST_ARRAY_SIZE(h->share_groups)) {
+      h->share_groups[h->n_share_groups++] = (uint16_t)group;
+    }
+  }
+  return 0;
+}
+
 static int parse_hello(const uint8_t *body, size_t len, pst_hello_t *h) {
   cur_t c = {body, body + len, 0};
   skip(&c, 2 + 32); /* legacy_version, random */
@@ -107,6 +124,8 @@ static int parse_hello(const uint8_t *body, size_t len, pst_hello_t *h) {
     if (type == EXT_EARLY_DATA) {
       if (n != 0 || h->early_data) return PST_EPROTO; /* empty in a ClientHello */
       h->early_data = 1;
+    } else if (type == EXT_KEY_SHARE) {
+      if (h->n_share_groups > 0 || parse_key_share(data, n, h) != 0) return PST_EPROTO;
     } else if (type == EXT_PRE_SHARED_KEY) {
       /* It must be the last extension (RFC 8446 4.2.11). */
       if (c.p != c.end || parse_psk(data, n, h) != 0) return PST_EPROTO;

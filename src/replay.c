@@ -27,9 +27,9 @@ typedef struct {
 
 typedef struct {
   pthread_mutex_t lock;
-  uint64_t window;  /* number of the window cur belongs to */
+  uint64_t window; /* number of the window cur belongs to */
   replay_table_t t[2];
-  int cur;          /* index of the current window's table; the other is the previous */
+  int cur; /* index of the current window's table; the other is the previous */
 } replay_shard_t;
 
 struct pst_replay_s {

@@ -199,6 +199,16 @@ static void stream_bconn_on_connect(void *arg, int status) {
   if (rc != 0) {
     stream_fail(st, 502, "backend write failed");
     stream_settle(st);
+    return;
+  }
+  /* Body bytes that waited for the connection may all have been taken by
+   * the socket at once, and then no write callback will say so: tell the
+   * front end now that it may send more (an h2 client's window waits on it). */
+  if (s->state == PST_STREAM_SENDING && pst_stream_queued(s) < PST_LOW_WATER) {
+    st->busy++;
+    s->ops->on_drain(s);
+    st->busy--;
+    stream_settle(st);
   }
 }
 
@@ -206,7 +216,8 @@ static void stream_bconn_on_connect(void *arg, int status) {
  * not seen by the backend (the pooled connection was already dead). */
 static int stream_retryable(const stream_t *st) {
   const pst_http_request_t *r = st->pub.req;
-  if (st->pub.retried || !st->reused || st->got_bytes || r->body != PST_BODY_NONE) return 0;
+  int no_body = r->body == PST_BODY_NONE || (r->body == PST_BODY_LENGTH && r->content_length == 0);
+  if (st->pub.retried || !st->reused || st->got_bytes || !no_body) return 0;
   return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
          strcmp(r->method, "OPTIONS") == 0;
 }

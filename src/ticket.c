@@ -26,12 +26,12 @@
 #define TICKET_AES_BLOCK 16
 
 struct pst_ticket_src_s {
-  struct pst_ticket_src_s *next; /* the registry list */
-  unsigned refs;                 /* under registry_lock */
-  char *path;                    /* the key file; NULL for an in-memory ring */
-  uint64_t rotation_ms;          /* in-memory ring only */
-  uint64_t lifetime_ms;          /* in-memory ring only */
-  pthread_mutex_t lock;          /* guards everything below */
+  struct pst_ticket_src_s *next;              /* the registry list */
+  unsigned refs;                              /* under registry_lock */
+  char *path;                                 /* the key file; NULL for an in-memory ring */
+  uint64_t rotation_ms;                       /* in-memory ring only */
+  uint64_t lifetime_ms;                       /* in-memory ring only */
+  pthread_mutex_t lock;                       /* guards everything below */
   pst_ticket_key_t keys[PST_TICKET_MAX_KEYS]; /* newest last */
   uint64_t retired_ms[PST_TICKET_MAX_KEYS];   /* ring: when each stopped sealing */
   size_t n;
@@ -113,13 +113,17 @@ int pst_ticket_key_parse(const char *line, size_t len, pst_ticket_key_t *key, ch
   while (len > 0 && is_space(line[len - 1])) len--;
   long n = b64_decode(line, len, raw, sizeof(raw));
   if (n < 0) {
-    snprintf(err, errlen, "not a base64 key; expected base64 of %d random bytes "
-             "(`postern ticket-key` prints one)", PST_TICKET_KEY_LEN);
+    snprintf(err, errlen,
+             "not a base64 key; expected base64 of %d random bytes "
+             "(`postern ticket-key` prints one)",
+             PST_TICKET_KEY_LEN);
     return PST_ECONFIG;
   }
   if (n != PST_TICKET_KEY_LEN) {
-    snprintf(err, errlen, "the key decodes to %ld bytes; expected %d (`postern ticket-key` "
-             "prints one)", n, PST_TICKET_KEY_LEN);
+    snprintf(err, errlen,
+             "the key decodes to %ld bytes; expected %d (`postern ticket-key` "
+             "prints one)",
+             n, PST_TICKET_KEY_LEN);
     explicit_bzero(raw, sizeof(raw));
     return PST_ECONFIG;
   }
@@ -130,8 +134,8 @@ int pst_ticket_key_parse(const char *line, size_t len, pst_ticket_key_t *key, ch
   return 0;
 }
 
-int pst_ticket_keys_parse(const char *name, const char *text, size_t len,
-                          pst_ticket_keyset_t *out, char *err, size_t errlen) {
+int pst_ticket_keys_parse(const char *name, const char *text, size_t len, pst_ticket_keyset_t *out,
+                          char *err, size_t errlen) {
   char why[256];
   size_t n = 0;
   int line_no = 0;
@@ -145,8 +149,10 @@ int pst_ticket_keys_parse(const char *name, const char *text, size_t len,
     while (s < ll && is_space(line[s])) s++;
     if (s == ll || line[s] == '#') continue;
     if (n == PST_TICKET_MAX_KEYS) {
-      snprintf(err, errlen, "%s:%d: more than %d keys; expected at most %d (remove the oldest, "
-               "at the top)", name, line_no, PST_TICKET_MAX_KEYS, PST_TICKET_MAX_KEYS);
+      snprintf(err, errlen,
+               "%s:%d: more than %d keys; expected at most %d (remove the oldest, "
+               "at the top)",
+               name, line_no, PST_TICKET_MAX_KEYS, PST_TICKET_MAX_KEYS);
       explicit_bzero(out, sizeof(*out));
       return PST_ECONFIG;
     }
@@ -157,8 +163,10 @@ int pst_ticket_keys_parse(const char *name, const char *text, size_t len,
     }
     for (size_t k = 0; k < n; k++) {
       if (memcmp(out->keys[k].name, out->keys[n].name, PST_TICKET_NAME_LEN) == 0) {
-        snprintf(err, errlen, "%s:%d: the key name (its first 16 bytes) is the same as another "
-                 "key's; expected every key to be new (`postern ticket-key`)", name, line_no);
+        snprintf(err, errlen,
+                 "%s:%d: the key name (its first 16 bytes) is the same as another "
+                 "key's; expected every key to be new (`postern ticket-key`)",
+                 name, line_no);
         explicit_bzero(out, sizeof(*out));
         return PST_ECONFIG;
       }
@@ -263,8 +271,8 @@ static void ring_expire(pst_ticket_src_t *src, uint64_t now) {
 static int ring_rotate(pst_ticket_src_t *src, uint64_t now) {
   if (src->path != NULL) return 0;
   ring_expire(src, now);
-  if (src->n > 0 && (now < src->current_since_ms ||
-                     now - src->current_since_ms < src->rotation_ms)) {
+  if (src->n > 0 &&
+      (now < src->current_since_ms || now - src->current_since_ms < src->rotation_ms)) {
     return 0;
   }
   if (src->n == PST_TICKET_MAX_KEYS) { /* cannot happen with a checked rotation */
@@ -293,71 +301,102 @@ static void src_free(pst_ticket_src_t *src) {
 static void warn_if_readable(const char *path) {
   struct stat st;
   if (stat(path, &st) == 0 && (st.st_mode & 077) != 0) {
-    pst_log_warn("%s: the ticket key file can be read by group or others (mode %03o): anyone "
-                 "who reads it can decrypt recorded sessions; chmod 600 it",
-                 path, (unsigned)(st.st_mode & 0777));
+    pst_log_warn(
+        "%s: the ticket key file can be read by group or others (mode %03o): anyone "
+        "who reads it can decrypt recorded sessions; chmod 600 it",
+        path, (unsigned)(st.st_mode & 0777));
   }
 }
 
-int pst_ticket_src_get(const char *path, uint64_t rotation_ms, uint64_t lifetime_ms,
-                       pst_ticket_src_t **out, char *err, size_t errlen) {
-  if (path == NULL && (rotation_ms == 0 || lifetime_ms / rotation_ms + 2 > PST_TICKET_MAX_KEYS)) {
-    snprintf(err, errlen, "ticket_rotation must be at least 1/%d of ticket_lifetime, so that "
-             "at most %d keys are kept", PST_TICKET_MAX_KEYS - 2, PST_TICKET_MAX_KEYS);
-    return PST_ECONFIG;
-  }
-  pthread_mutex_lock(&registry_lock);
+/* The registered source for path (or the in-memory ring with these
+ * periods), with one more reference; NULL when there is none. Registry lock
+ * held. */
+static pst_ticket_src_t *registry_find(const char *path, uint64_t rotation_ms,
+                                       uint64_t lifetime_ms) {
   for (pst_ticket_src_t *s = registry; s != NULL; s = s->next) {
     int same = path != NULL ? s->path != NULL && strcmp(s->path, path) == 0
                             : s->path == NULL && s->rotation_ms == rotation_ms &&
                                   s->lifetime_ms == lifetime_ms;
     if (same) {
       s->refs++;
-      pthread_mutex_unlock(&registry_lock);
-      *out = s;
-      return 0;
+      return s;
     }
   }
-  /* Not found: make it. Reading the file under the registry lock keeps two
-   * generations being built at once from loading it twice. */
-  int rc = 0;
+  return NULL;
+}
+
+/* A new source, not registered: the keys of path (read here), or an
+ * in-memory ring with its first key. Returns 0, PST_ECONFIG, PST_ETLS or
+ * -ENOMEM (err says why). */
+static int src_new(const char *path, uint64_t rotation_ms, uint64_t lifetime_ms,
+                   pst_ticket_src_t **out, char *err, size_t errlen) {
   pst_ticket_src_t *src = calloc(1, sizeof(*src));
-  if (src == NULL) rc = -ENOMEM;
-  if (rc == 0 && path != NULL && (src->path = strdup(path)) == NULL) rc = -ENOMEM;
-  if (rc == 0 && path != NULL) {
+  if (src == NULL || (path != NULL && (src->path = strdup(path)) == NULL)) {
+    free(src);
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  src->refs = 1;
+  src->rotation_ms = rotation_ms;
+  src->lifetime_ms = lifetime_ms;
+  int rc = 0;
+  if (path != NULL) {
     pst_ticket_keyset_t *ks = malloc(sizeof(*ks));
     rc = ks == NULL ? -ENOMEM : pst_ticket_keys_load(path, ks, err, errlen);
     if (rc == 0) {
       memcpy(src->keys, ks->keys, ks->n * sizeof(ks->keys[0]));
       src->n = ks->n;
-      warn_if_readable(path);
     }
     if (ks != NULL) explicit_bzero(ks, sizeof(*ks));
     free(ks);
-  }
-  if (rc == 0) {
-    src->refs = 1;
-    src->rotation_ms = rotation_ms;
-    src->lifetime_ms = lifetime_ms;
-    pthread_mutex_init(&src->lock, NULL);
-    if (path == NULL && ring_rotate(src, pst_ticket_now_ms()) != 0) {
-      snprintf(err, errlen, "cannot make a ticket key: no randomness");
-      pthread_mutex_destroy(&src->lock);
-      rc = PST_ETLS;
-    }
+    if (rc == -ENOMEM) snprintf(err, errlen, "out of memory");
+  } else if (ring_rotate(src, pst_ticket_now_ms()) != 0) {
+    snprintf(err, errlen, "cannot make a ticket key: no randomness");
+    rc = PST_ETLS;
   }
   if (rc != 0) {
-    if (rc == -ENOMEM) snprintf(err, errlen, "out of memory");
-    if (src != NULL) {
-      free(src->path);
-      free(src);
-    }
-    pthread_mutex_unlock(&registry_lock);
+    explicit_bzero(src->keys, sizeof(src->keys));
+    free(src->path);
+    free(src);
     return rc;
   }
-  src->next = registry;
-  registry = src;
+  pthread_mutex_init(&src->lock, NULL);
+  *out = src;
+  return 0;
+}
+
+int pst_ticket_src_get(const char *path, uint64_t rotation_ms, uint64_t lifetime_ms,
+                       pst_ticket_src_t **out, char *err, size_t errlen) {
+  if (path == NULL && (rotation_ms == 0 || lifetime_ms / rotation_ms + 2 > PST_TICKET_MAX_KEYS)) {
+    snprintf(err, errlen,
+             "ticket_rotation must be at least 1/%d of ticket_lifetime, so that "
+             "at most %d keys are kept",
+             PST_TICKET_MAX_KEYS - 2, PST_TICKET_MAX_KEYS);
+    return PST_ECONFIG;
+  }
+  pthread_mutex_lock(&registry_lock);
+  pst_ticket_src_t *src = registry_find(path, rotation_ms, lifetime_ms);
   pthread_mutex_unlock(&registry_lock);
+  if (src != NULL) {
+    *out = src;
+    return 0;
+  }
+  /* The file is read without the registry lock: workers drop references
+   * (pst_ticket_src_put) under it, and must never wait for file I/O. */
+  pst_ticket_src_t *made = NULL;
+  int rc = src_new(path, rotation_ms, lifetime_ms, &made, err, errlen);
+  if (rc != 0) return rc;
+  if (path != NULL) warn_if_readable(path);
+  pthread_mutex_lock(&registry_lock);
+  src = registry_find(path, rotation_ms, lifetime_ms); /* made meanwhile by another thread? */
+  if (src == NULL) {
+    made->next = registry;
+    registry = made;
+    src = made;
+    made = NULL;
+  }
+  pthread_mutex_unlock(&registry_lock);
+  if (made != NULL) src_free(made);
   *out = src;
   return 0;
 }
@@ -387,46 +426,66 @@ static void src_set_keys(pst_ticket_src_t *src, const pst_ticket_keyset_t *ks) {
   pthread_mutex_unlock(&src->lock);
 }
 
-int pst_ticket_keys_reload(const char *path, char *err, size_t errlen) {
-  pst_ticket_keyset_t *ks = malloc(sizeof(*ks));
-  if (ks == NULL) return -ENOMEM;
-  int rc = 0;
+/* The file sources in use (path NULL: all of them, else the one for path),
+ * each with one more reference, in a malloc'ed array (*n entries; NULL when
+ * none). Returns 0 or -ENOMEM. */
+static int registry_files(const char *path, pst_ticket_src_t ***out, size_t *n) {
   pthread_mutex_lock(&registry_lock);
-  for (pst_ticket_src_t *s = registry; s != NULL && rc == 0; s = s->next) {
-    if (s->path == NULL || strcmp(s->path, path) != 0) continue;
-    rc = pst_ticket_keys_load(path, ks, err, errlen);
-    if (rc == 0) {
-      src_set_keys(s, ks);
-      warn_if_readable(path);
+  size_t count = 0;
+  for (pst_ticket_src_t *s = registry; s != NULL; s = s->next) {
+    count += s->path != NULL && (path == NULL || strcmp(s->path, path) == 0);
+  }
+  pst_ticket_src_t **arr = count > 0 ? malloc(count * sizeof(*arr)) : NULL;
+  if (count > 0 && arr == NULL) {
+    pthread_mutex_unlock(&registry_lock);
+    return -ENOMEM;
+  }
+  size_t i = 0;
+  for (pst_ticket_src_t *s = registry; s != NULL; s = s->next) {
+    if (s->path != NULL && (path == NULL || strcmp(s->path, path) == 0)) {
+      s->refs++;
+      arr[i++] = s;
     }
-    break;
   }
   pthread_mutex_unlock(&registry_lock);
-  explicit_bzero(ks, sizeof(*ks));
+  *out = arr;
+  *n = count;
+  return 0;
+}
+
+/* Reads the files of srcs[0..n) and, when all are valid, gives each source
+ * its file's keys; then drops the references registry_files took. */
+static int reload_files(pst_ticket_src_t **srcs, size_t n, char *err, size_t errlen) {
+  pst_ticket_keyset_t *ks = n > 0 ? malloc(n * sizeof(*ks)) : NULL;
+  int rc = n > 0 && ks == NULL ? -ENOMEM : 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    rc = pst_ticket_keys_load(srcs[i]->path, &ks[i], err, errlen);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (rc == 0) {
+      src_set_keys(srcs[i], &ks[i]);
+      warn_if_readable(srcs[i]->path);
+    }
+    pst_ticket_src_put(srcs[i]);
+  }
+  if (ks != NULL) explicit_bzero(ks, n * sizeof(*ks));
   free(ks);
+  free(srcs);
   return rc;
 }
 
-int pst_ticket_keys_reload_all(char *err, size_t errlen) {
-  pthread_mutex_lock(&registry_lock);
+int pst_ticket_keys_reload(const char *path, char *err, size_t errlen) {
+  pst_ticket_src_t **srcs = NULL;
   size_t n = 0;
-  for (pst_ticket_src_t *s = registry; s != NULL; s = s->next) n += s->path != NULL;
-  pst_ticket_keyset_t *ks = n > 0 ? malloc(n * sizeof(*ks)) : NULL;
-  int rc = n > 0 && ks == NULL ? -ENOMEM : 0;
-  size_t i = 0;
-  for (pst_ticket_src_t *s = registry; s != NULL && rc == 0; s = s->next) {
-    if (s->path != NULL) rc = pst_ticket_keys_load(s->path, &ks[i++], err, errlen);
-  }
-  if (rc == 0) {
-    i = 0;
-    for (pst_ticket_src_t *s = registry; s != NULL; s = s->next) {
-      if (s->path != NULL) src_set_keys(s, &ks[i++]);
-    }
-  }
-  pthread_mutex_unlock(&registry_lock);
-  if (ks != NULL) explicit_bzero(ks, n * sizeof(*ks));
-  free(ks);
-  return rc;
+  if (registry_files(path, &srcs, &n) != 0) return -ENOMEM;
+  return reload_files(srcs, n, err, errlen);
+}
+
+int pst_ticket_keys_reload_all(char *err, size_t errlen) {
+  pst_ticket_src_t **srcs = NULL;
+  size_t n = 0;
+  if (registry_files(NULL, &srcs, &n) != 0) return -ENOMEM;
+  return reload_files(srcs, n, err, errlen);
 }
 
 int pst_ticket_src_seal_key(pst_ticket_src_t *src, uint64_t now_ms, pst_ticket_key_t *key) {
@@ -484,8 +543,8 @@ static int ticket_cbc(const pst_ticket_key_t *key, const uint8_t iv[16], uint8_t
   return ok ? 0 : PST_ETLS;
 }
 
-int pst_ticket_seal(const pst_ticket_key_t *key, uint8_t name[PST_TICKET_NAME_LEN],
-                    uint8_t iv[16], uint8_t mac[32], uint8_t *body, int in_len, int *out_len) {
+int pst_ticket_seal(const pst_ticket_key_t *key, uint8_t name[PST_TICKET_NAME_LEN], uint8_t iv[16],
+                    uint8_t mac[32], uint8_t *body, int in_len, int *out_len) {
   if (in_len < 0) return PST_ETLS;
   /* PKCS#7 padding (RFC 5652 6.3): 1..16 bytes, each the pad length. */
   int pad = TICKET_AES_BLOCK - in_len % TICKET_AES_BLOCK;

@@ -248,4 +248,11 @@ const char *pst_tls_cipher_name(WOLFSSL *ssl) {
   return name != NULL ? name : "";
 }
 
+int pst_tls_group_offered(unsigned group) {
+  for (size_t i = 0; i < PST_ARRAY_SIZE(tls_groups); i++) {
+    if ((unsigned)tls_groups[i] == group) return 1;
+  }
+  return 0;
+}
+
 int pst_tls_sni_rejected(WOLFSSL *ssl) { return wolfSSL_get_ex_data(ssl, TLS_EX_REJECTED) != NULL; }

@@ -24,11 +24,15 @@
 #define PST_HELLO_NEED_MORE 1
 
 typedef struct {
-  int early_data;       /* the early_data extension is present (RFC 8446 4.2.10) */
-  int psk;              /* the pre_shared_key extension is present (RFC 8446 4.2.11) */
-  unsigned identities;  /* number of PSK identities offered */
-  uint8_t binder[64];   /* the first binder (RFC 8446 4.2.11.2): 32 or 48 bytes */
+  int early_data;      /* the early_data extension is present (RFC 8446 4.2.10) */
+  int psk;             /* the pre_shared_key extension is present (RFC 8446 4.2.11) */
+  unsigned identities; /* number of PSK identities offered */
+  uint8_t binder[64];  /* the first binder (RFC 8446 4.2.11.2): 32 or 48 bytes */
   size_t binder_len;
+  /* The groups of the key shares offered (RFC 8446 4.2.8), the first ones:
+   * without a share the server can use, it answers HelloRetryRequest. */
+  uint16_t share_groups[8];
+  unsigned n_share_groups;
 } pst_hello_t;
 
 /* Scans data (len bytes: the first bytes the client sent) for a TLS

@@ -70,8 +70,8 @@ int pst_ticket_key_parse(const char *line, size_t len, pst_ticket_key_t *key, ch
  * messages. Returns 0 and fills *out (at least one key), or PST_ECONFIG with
  * "NAME:LINE: what is wrong; expected ..." in err: a malformed line, no key
  * at all, more than PST_TICKET_MAX_KEYS keys, two keys with the same name. */
-int pst_ticket_keys_parse(const char *name, const char *text, size_t len,
-                          pst_ticket_keyset_t *out, char *err, size_t errlen);
+int pst_ticket_keys_parse(const char *name, const char *text, size_t len, pst_ticket_keyset_t *out,
+                          char *err, size_t errlen);
 
 /* Reads and parses the key file at path (pst_ticket_keys_parse). Returns 0,
  * PST_ECONFIG (err says why, "PATH: cannot read: ..." for I/O errors), or
@@ -139,8 +139,8 @@ uint64_t pst_ticket_now_ms(void);
 /* Seals body (in_len bytes, in place; the buffer must have room for in_len
  * plus 16 bytes of padding) under key: writes the key name, a random IV, the
  * ciphertext (*out_len bytes) and the MAC. Returns 0, or PST_ETLS. */
-int pst_ticket_seal(const pst_ticket_key_t *key, uint8_t name[PST_TICKET_NAME_LEN],
-                    uint8_t iv[16], uint8_t mac[32], uint8_t *body, int in_len, int *out_len);
+int pst_ticket_seal(const pst_ticket_key_t *key, uint8_t name[PST_TICKET_NAME_LEN], uint8_t iv[16],
+                    uint8_t mac[32], uint8_t *body, int in_len, int *out_len);
 
 /* Checks the MAC of a sealed body (in_len bytes) under key and decrypts it
  * in place; *out_len is the length without padding. Returns 0, or

@@ -32,6 +32,11 @@ const char *pst_tls_group_name(WOLFSSL *ssl);
  * The string is static. */
 const char *pst_tls_cipher_name(WOLFSSL *ssl);
 
+/* Nonzero when group (a TLS NamedGroup, RFC 8446 4.2.7) is one postern
+ * offers for key exchange: a ClientHello with a key share for such a group
+ * gets no HelloRetryRequest. */
+int pst_tls_group_offered(unsigned group);
+
 /* Nonzero when the handshake failed because the SNI callback refused the
  * server name (unknown_sni: reject). */
 int pst_tls_sni_rejected(WOLFSSL *ssl);

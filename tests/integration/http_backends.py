@@ -3,12 +3,13 @@
 Backends, each on 127.0.0.1:<free port>, counting the connections they accept:
 - HttpBackend: a threaded HTTP/1.1 origin (http.server.ThreadingHTTPServer,
   keep-alive) that records every request it sees and answers by path:
-    /download?size=N&seed=S[&chunked=1|&nolength=1]  N pattern bytes (see pattern_*)
-    /sleep?ms=N                                     waits, then answers like /echo
-    /ws                                             101 to "Connection: Upgrade", then echoes raw bytes
-    anything else (/echo...)                        JSON describing the request: method, path, headers,
-                                                    body length and SHA-256 (chunked or Content-Length
-                                                    bodies), with ?status=N and ?set=Name:Value
+    /download?size=N&seed=S[&chunked=1|&nolength=1]: N pattern bytes (pattern_*)
+    /sleep?ms=N: waits, then answers like /echo
+    /slowread?ms=N: waits before reading the request body, then like /echo
+    /ws: 101 to "Connection: Upgrade", then echoes raw bytes
+    anything else (/echo...): JSON describing the request (method, path,
+      headers, body length and SHA-256 of a chunked or Content-Length body),
+      with ?status=N, ?set=Name:Value (response field) and ?tag=T (X-Tag)
 - fast_server: a raw keep-alive responder for load tests (GET only, pipelining
   aware, one fixed small response per request head).
 - raw_http_server(respond): reads request heads and lets a test write any bytes
@@ -124,6 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._read_body(None)
             return self._download(int(arg("size", "0")), int(arg("seed", "1")),
                                   arg("chunked") == "1", arg("nolength") == "1")
+        if url.path == "/slowread":
+            time.sleep(int(arg("ms", "1000")) / 1000)  # let the request body pile up
         n, sha = self._read_body(hashlib.sha256())
         rec = self.server.note_request(self, n, sha)
         if url.path == "/sleep":
@@ -865,7 +868,7 @@ class H2Raw:
             self.next_sid = max(self.next_sid, sid + 2)
         self.streams.setdefault(sid, H2Stream(sid))
         has_body = bool(body)
-        es = (not has_body) if end_stream is None else end_stream
+        es = True if end_stream is None else end_stream
         out = self.headers_frame(sid, method, path, headers, end_stream=es and not has_body,
                                  authority=authority)
         if has_body:

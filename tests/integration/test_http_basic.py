@@ -22,6 +22,10 @@ from http_backends import (H1Conn, H2Raw, KiB, curl_http, header_values, http_li
 PROTOS = ["2", "1.1"]
 
 
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
 def respond_hop(server, conn, head, body, index):
     """A response full of connection-specific fields, and one field with
     mixed case, for the response-header tests."""
@@ -157,7 +161,7 @@ def test_h2_post_without_content_length(srv, pki):
     ctx = srv.ctx(f"\n{st!r}")
     assert st.status == 200, ctx
     rec = json.loads(bytes(st.body))
-    assert rec["body_len"] == len(data) and rec["body_sha256"] == hashlib.sha256(data).hexdigest(), (
+    assert (rec["body_len"], rec["body_sha256"]) == (len(data), sha(data)), (
         f"backend got {rec['body_len']} of {len(data)} bytes or other bytes{ctx}")
 
 
@@ -213,7 +217,8 @@ def test_hop_by_hop_request_headers_h1(srv, pki):
     rec = r.json()
     names = {k.lower() for k, _ in rec["headers"]}
     leaked = [n for n in HOP_GONE if n in names]
-    assert not leaked, f"hop-by-hop fields forwarded to the backend: {leaked}: {rec['headers']}{ctx}"
+    assert not leaked, (f"hop-by-hop fields forwarded to the backend: {leaked}: "
+                        f"{rec['headers']}{ctx}")
     conn = ", ".join(header_values(rec, "Connection")).lower()
     assert "x-drop-me" not in conn and "upgrade" not in conn, (
         f"backend Connection field carries the client's tokens: {conn!r}{ctx}")
@@ -248,7 +253,9 @@ def test_connection_header_on_h2_is_malformed(srv, pki):
 
 
 def test_response_headers_h2_lowercase_no_connection_specific(srv, pki):
-    with H2Raw(srv.port, pki) as c:
+    """The "hop" backend answers with Connection, Keep-Alive, Proxy-Connection,
+    Upgrade, a field named in Connection, and X-Mixed-Case."""
+    with H2Raw(srv.ports["hop"], pki) as c:
         st = c.response(c.request("GET", "/"))
     ctx = srv.ctx(f"\n{st!r}") + f"\n--- hop backend heads: {srv.hop.heads[-2:]}"
     assert st.status == 200 and st.ended, ctx
@@ -259,7 +266,7 @@ def test_response_headers_h2_lowercase_no_connection_specific(srv, pki):
                                      b"upgrade", b"transfer-encoding", b"x-conn-named")]
     assert not bad, f"connection-specific fields sent on h2 (RFC 9113 8.2.2): {bad}{ctx}"
     assert st.header("x-mixed-case") == "MixedValue", f"end-to-end field or its value lost{ctx}"
-    assert st.header("server") is not None, ctx
+    assert st.header("server") == "rawback", ctx
     assert bytes(st.body) == b"hop-test-body\n", ctx
 
 
@@ -274,19 +281,6 @@ def test_response_headers_h1_connection_specific_dropped(srv, pki):
     assert r.header("X-Mixed-Case") == "MixedValue", ctx
 
 
-def test_hop_backend_h2(srv, pki):
-    """Same backend, reached over h2 on its own listener."""
-    with H2Raw(srv.ports["hop"], pki) as c:
-        st = c.response(c.request("GET", "/"))
-    ctx = srv.ctx(f"\n{st!r}")
-    assert st.status == 200 and bytes(st.body) == b"hop-test-body\n", ctx
-    names = [k for k, _ in st.headers]
-    bad = [k for k in names if k in (b"connection", b"keep-alive", b"proxy-connection",
-                                     b"upgrade", b"x-conn-named") or k != k.lower()]
-    assert not bad, f"connection-specific or upper-case fields on h2: {bad}{ctx}"
-    assert st.header("x-mixed-case") == "MixedValue", ctx
-
-
 def test_response_without_length_h2(srv, pki):
     with H2Raw(srv.ports["nolen"], pki) as c:
         st = c.response(c.request("GET", "/nolen"), timeout=15)
@@ -295,7 +289,7 @@ def test_response_without_length_h2(srv, pki):
     assert st.ended and st.reset is None, f"the stream must end with END_STREAM{ctx}"
     assert st.header("content-length") is None, ctx
     assert len(st.body) == NOLEN_SIZE and bytes(st.body) == pattern_bytes(NOLEN_SIZE, 7), (
-        f"body: got {len(st.body)} of {NOLEN_SIZE} bytes, equal={bytes(st.body) == pattern_bytes(NOLEN_SIZE, 7)}{ctx}")
+        f"body: got {len(st.body)} of {NOLEN_SIZE} bytes or other bytes{ctx}")
 
 
 def test_response_without_length_h1_chunked(srv, pki):
@@ -345,7 +339,8 @@ def test_builtin_info_in_http_mode(pki, start_postern, http):
     info = json.loads(r.body)
     assert info["listener"] == "info" and info["sni"] == "example.test", ctx
     want = "h2" if r.version == "2" else "http/1.1"
-    assert info["alpn"] == want, f"page says alpn {info['alpn']!r}, curl spoke HTTP/{r.version}{ctx}"
+    assert info["alpn"] == want, (f"page says alpn {info['alpn']!r}, curl spoke "
+                                  f"HTTP/{r.version}{ctx}")
 
 
 @pytest.mark.parametrize("http", PROTOS)

@@ -84,22 +84,20 @@ def test_download_1gib(bulk, pki, http):
     assert rc == 0 and got == size, f"1 GiB download over HTTP/{http}{ctx}"
     assert h.hexdigest() == want, f"downloaded bytes differ from the backend's{ctx}"
     assert rss.growth_mib < RSS_BOUND_MIB, f"postern's RSS grew too much{ctx}"
-    print(f"download HTTP/{http}: 1 GiB in {elapsed:.1f}s ({size / MiB / elapsed:.0f} MiB/s); {rss}")
+    print(f"download HTTP/{http}: 1 GiB in {elapsed:.1f}s ({size / MiB / elapsed:.0f} MiB/s); "
+          f"{rss}")
 
 
-@pytest.mark.bulk
-@pytest.mark.deadline(180)
-def test_upload_1gib_h2_streamed(bulk, pki):
-    """curl -T - sends a body of unknown length: DATA frames until
-    END_STREAM, forwarded to the backend chunked."""
-    size = GiB
-    want = pattern_sha(size, SEED)
-    cmd = curl_cmd(pki, bulk.port, "/echo/upload-h2", "2", "-T", "-")
+def curl_upload(pki, port, path, http, size, seed, rss_pid):
+    """Streams size pattern bytes through curl -T - (h2: DATA without a
+    length; HTTP/1.1: chunked). Returns (rc, stdout, stderr, elapsed,
+    feed errors, RssSampler)."""
+    cmd = curl_cmd(pki, port, path, http, "-T", "-")
     errors = []
 
     def feed(pipe):
         try:
-            for block in pattern_chunks(size, SEED):
+            for block in pattern_chunks(size, seed):
                 pipe.write(block)
         except (BrokenPipeError, OSError) as e:
             errors.append(repr(e))
@@ -109,7 +107,7 @@ def test_upload_1gib_h2_streamed(bulk, pki):
             except OSError:
                 pass
 
-    with RssSampler(bulk.p.pid) as rss:
+    with RssSampler(rss_pid) as rss:
         t0 = time.monotonic()
         with tempfile.TemporaryFile() as errf:
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -121,15 +119,47 @@ def test_upload_1gib_h2_streamed(bulk, pki):
             t.join(5)
             elapsed = time.monotonic() - t0
             errf.seek(0)
-            err = errf.read()
-    ctx = bulk.ctx(f"\n$ {' '.join(cmd)}\nrc={proc.returncode} stderr={err.decode().strip()!r} "
-                   f"feed errors={errors}\nresponse {out[:500]!r}\n{elapsed:.1f}s; {rss}")
-    assert proc.returncode == 0, f"1 GiB upload over h2 failed{ctx}"
+            err = errf.read().decode(errors="replace")
+    return cmd, proc.returncode, out, err, elapsed, errors, rss
+
+
+@pytest.mark.bulk
+@pytest.mark.deadline(180)
+def test_upload_1gib_h2_streamed(bulk, pki):
+    """curl -T - sends a body of unknown length: DATA frames until
+    END_STREAM, forwarded to the backend chunked."""
+    size = GiB
+    want = pattern_sha(size, SEED)
+    cmd, rc, out, err, elapsed, errors, rss = curl_upload(pki, bulk.port, "/echo/upload-h2", "2",
+                                                          size, SEED, bulk.p.pid)
+    ctx = bulk.ctx(f"\n$ {' '.join(cmd)}\nrc={rc} stderr={err.strip()!r} feed errors={errors}\n"
+                   f"response {out[:500]!r}\n{elapsed:.1f}s; {rss}")
+    assert rc == 0, f"1 GiB upload over h2 failed{ctx}"
     rec = json.loads(out)
     assert rec["body_len"] == size and rec["body_sha256"] == want, (
         f"the backend got {rec['body_len']} bytes with another checksum{ctx}")
     assert rss.growth_mib < RSS_BOUND_MIB, f"postern's RSS grew too much{ctx}"
     print(f"upload h2: 1 GiB in {elapsed:.1f}s ({size / MiB / elapsed:.0f} MiB/s); {rss}")
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("http", ["2", "1.1"])
+def test_slow_backend_upload_bounded(bulk, pki, http):
+    """The backend reads nothing for 3 s while the client uploads 256 MiB:
+    postern must stop taking the body (h2 flow control, TCP backpressure)
+    rather than buffer it."""
+    size = 256 * MiB
+    cmd, rc, out, err, elapsed, errors, rss = curl_upload(
+        pki, bulk.port, "/slowread?ms=3000", http, size, 4, bulk.p.pid)
+    ctx = bulk.ctx(f"\n$ {' '.join(cmd)}\nrc={rc} stderr={err.strip()!r} feed errors={errors}\n"
+                   f"response {out[:300]!r}\n{elapsed:.1f}s; {rss}")
+    assert rc == 0, f"256 MiB upload to a slow backend failed{ctx}"
+    rec = json.loads(out)
+    assert rec["body_len"] == size and rec["body_sha256"] == pattern_sha(size, 4), ctx
+    assert elapsed > 3, f"the upload ended before the backend started reading?{ctx}"
+    assert rss.growth_mib < RSS_BOUND_MIB, (
+        f"a backend that does not read made postern buffer the request body{ctx}")
+    print(f"slow backend, 256 MiB upload over HTTP/{http} in {elapsed:.1f}s; {rss}")
 
 
 @pytest.mark.bulk
@@ -195,6 +225,7 @@ def test_slow_reader_h1_bounded(bulk, pki):
     assert status == 200, ctx
     assert rss.growth_mib < RSS_BOUND_MIB, (
         f"a client that stops reading made postern buffer the backend's response{ctx}")
+    print(f"slow reader: read {got / MiB:.1f} MiB; {rss}; backend download ended {gave_up}")
     assert gave_up is not None and gave_up[0] < SLOW_SIZE, (
         f"after the client left, postern must stop pulling the rest of the 256 MiB from the "
         f"backend (close that backend connection){ctx}")
@@ -229,6 +260,7 @@ def test_slow_reader_h2_bounded(bulk, pki):
     assert st.status == 200, ctx
     assert rss.growth_mib < RSS_BOUND_MIB, (
         f"an h2 client that stops reading made postern buffer the backend's response{ctx}")
+    print(f"slow reader: read {got / MiB:.1f} MiB; {rss}; backend download ended {gave_up}")
     assert gave_up is not None and gave_up[0] < SLOW_SIZE, (
         f"after the client left, postern must stop pulling the rest of the 256 MiB from the "
         f"backend (close that backend connection){ctx}")

@@ -78,7 +78,8 @@ def check_error_response(r, status, ctx):
     assert r.body.strip(), f"a {status} must carry a short text body{ctx}"
     assert len(r.body) < 4096, f"the {status} body should be short ({len(r.body)} bytes){ctx}"
     ctype = r.header("content-type") or ""
-    assert ctype.startswith("text/"), f"the {status} body should be text, content-type {ctype!r}{ctx}"
+    assert ctype.startswith("text/"), (f"the {status} body should be text, content-type "
+                                       f"{ctype!r}{ctx}")
 
 
 @pytest.mark.parametrize("http", PROTOS)

@@ -6,6 +6,7 @@ a rapid-reset burst (CVE-2023-44487) gets GOAWAY, PING/SETTINGS/CONTINUATION
 floods stay bounded, one slow stream does not hold up the others, and SIGTERM
 lets an in-flight stream finish after GOAWAY."""
 
+import hashlib
 import json
 import os
 import signal
@@ -85,7 +86,8 @@ def test_stream_id_going_backwards(srv, pki):
         g = goaway_expected(c, srv, "HEADERS on stream 3 after stream 5 (RFC 9113 5.1.1)",
                             codes=(PROTOCOL_ERROR, STREAM_CLOSED))
         assert g.last_sid <= 5, srv.ctx(f"\nGOAWAY last_stream_id {g.last_sid}")
-    assert not srv.be.lines_with("s3-backwards"), srv.ctx("\nthe backwards stream reached the backend")
+    assert not srv.be.lines_with("s3-backwards"), srv.ctx(
+        "\nthe backwards stream reached the backend")
     check_alive(srv, pki)
 
 
@@ -285,17 +287,37 @@ def _flood(c, frame, count, seconds=10):
     return sent
 
 
+@pytest.fixture
+def lean(pki, start_postern, http_servers, monkeypatch):
+    """A postern of its own with ASan's quarantine cut to 8 MiB, so that RSS
+    shows what postern keeps rather than what ASan holds back."""
+    monkeypatch.setenv("ASAN_OPTIONS",
+                       os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=8")
+    be = http_servers.http()
+    port = free_port()
+    p = start_postern(config([http_listener("lean", port, be.addr, pki)]), [port])
+
+    class S:
+        pass
+    s = S()
+    s.p, s.be, s.port = p, be, port
+    s.ctx = lambda extra="": f"{extra}{be.summary()}{p.context()}"  # noqa: E731
+    check_alive(s, pki)
+    return s
+
+
 @pytest.mark.parametrize("kind", ["ping", "settings"])
-def test_control_frame_flood_bounded(srv, pki, kind):
+def test_control_frame_flood_bounded(lean, pki, kind):
     """Many PING or SETTINGS frames sent without reading the ACKs: postern
     must not queue unbounded ACKs (it may close with GOAWAY
     ENHANCE_YOUR_CALM, or stop reading); its memory stays bounded."""
+    srv = lean
     frame = (H2Raw.frame(PING, 0, 0, b"floodfld") if kind == "ping"
              else H2Raw.frame(SETTINGS, 0, 0, struct.pack(">HI", S_INITIAL_WINDOW_SIZE, 65535)))
     with H2Raw(srv.port, pki) as c:
         c.handshake()
         with RssSampler(srv.p.pid) as rss:
-            sent = _flood(c, frame, 200_000)
+            sent = _flood(c, frame, 1_000_000)
             c.drain(3)
     acks = sum(1 for f in c.log if f.type in (PING, SETTINGS))
     outcome = (f"sent {sent} {kind} frames; got {acks} ACKs, goaway={c.goaway!r}, eof={c.eof}; "
@@ -322,9 +344,10 @@ def _literal(name, value):
     return integer(0, 4) + integer(len(name), 7) + name + integer(len(value), 7) + value
 
 
-def test_continuation_flood_ended(srv, pki):
+def test_continuation_flood_ended(lean, pki):
     """HEADERS without END_HEADERS followed by endless CONTINUATION frames:
     postern must end the stream or the connection, not buffer forever."""
+    srv = lean
     block = b"".join(_literal(b"x-flood-%d" % i, b"a" * 4000) for i in range(4))
     with H2Raw(srv.port, pki) as c:
         c.handshake()
@@ -363,7 +386,8 @@ def test_sigterm_goaway_lets_stream_finish(pki, start_postern, http_servers):
     ctx = f"\n{st!r}\nframes: {c.log[-8:]}{be.summary()}{p.context()}"
     assert g is not None, f"SIGTERM must send GOAWAY to an open h2 connection{ctx}"
     assert g.error_code == 0, f"shutdown GOAWAY should be NO_ERROR: {g!r}{ctx}"
-    assert g.last_sid >= sid, f"GOAWAY last_stream_id {g.last_sid} cuts off the in-flight stream{ctx}"
+    assert g.last_sid >= sid, (f"GOAWAY last_stream_id {g.last_sid} cuts off the in-flight "
+                               f"stream{ctx}")
     assert got_goaway < 2, f"GOAWAY came {got_goaway:.2f}s after SIGTERM{ctx}"
     assert st.status == 200 and st.ended, f"the in-flight stream must finish after GOAWAY{ctx}"
     assert json.loads(bytes(st.body))["path"].startswith("/sleep"), ctx
@@ -371,3 +395,58 @@ def test_sigterm_goaway_lets_stream_finish(pki, start_postern, http_servers):
     rc = p.wait(8)
     assert rc is not None, f"postern did not exit after its last stream finished{ctx}"
     p.check_exit()
+
+
+def test_h2_library_client(srv, pki):
+    """The h2 package's strict client state machine (h2.connection) as a
+    cross-check of the raw client: five concurrent 1 MiB downloads with its
+    flow control, every frame postern sends validated by h2."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from clients import client_context, connect_tls
+    from http_backends import MiB, pattern_sha
+
+    sock = connect_tls(srv.port, "example.test", client_context(pki, alpn=["h2"]))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                header_encoding="utf-8"))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    bodies, status, ended = {}, {}, set()
+    for i in range(5):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "GET"), (":scheme", "https"),
+                                (":authority", f"example.test:{srv.port}"),
+                                (":path", f"/download?size={MiB}&seed={i + 1}")],
+                          end_stream=True)
+        bodies[sid] = bytearray()
+    sock.sendall(conn.data_to_send())
+    sock.settimeout(10)
+    deadline = time.monotonic() + 20
+    events_seen = []
+    try:
+        while len(ended) < 5 and time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                events_seen.append(type(ev).__name__)
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status[ev.stream_id] = dict(ev.headers)[":status"]
+                elif isinstance(ev, h2.events.DataReceived):
+                    bodies[ev.stream_id] += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended.add(ev.stream_id)
+                elif isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                    raise AssertionError(srv.ctx(f"\nunexpected {ev!r}"))
+            sock.sendall(conn.data_to_send())
+    finally:
+        sock.close()
+    ctx = srv.ctx(f"\nstatus {status}, ended {sorted(ended)}, sizes "
+                  f"{ {k: len(v) for k, v in bodies.items()} }, events {events_seen[-10:]}")
+    assert len(ended) == 5 and set(status.values()) == {"200"}, ctx
+    for i, sid in enumerate(sorted(bodies)):
+        assert hashlib.sha256(bodies[sid]).hexdigest() == pattern_sha(MiB, i + 1), (
+            f"stream {sid}: body differs{ctx}")

@@ -238,12 +238,38 @@ def test_resume_tls13(pki, start_postern, line_backend, tmp_path, cert):
     p = start_postern(config([listener("l", port, line_backend.addr, pki, names=(cert,))]),
                       [port])
     sess = tmp_path / "sess.pem"
-    get_ticket(port, sess, pki)
+    out = get_ticket(port, sess, pki)
+    assert "ticket lifetime hint: 21600 (seconds)" in out, out  # ticket_lifetime: 6h
     out = s_client(port, "-CAfile", pki.root, "-sess_in", sess, stdin=b"again\n")
     assert reused(out), out + p.context()
     assert "OK" in out
     # The default policy: tickets do not offer 0-RTT.
     assert max_early_data(sess) == 0
+
+
+def test_ticket_lifetime(pki, start_postern, line_backend, tmp_path, postern_bin):
+    """ticket_lifetime is both the hint clients get and the age past which
+    postern refuses a ticket. A client drops a ticket older than its hint by
+    itself, so the refusal is shown with two posterns sharing keys: the
+    ticket comes from one with 1h, and is used 3 s later at one with 2s."""
+    keys = key_file(tmp_path / "tickets.keys", [new_key(postern_bin)])
+    long_port, short_port = free_port(), free_port()
+    start_postern(config([listener("long", long_port, line_backend.addr,
+                                   tls=tls(pki, ticket_keys=str(keys), ticket_lifetime="1h"))]),
+                  [long_port])
+    p = start_postern(config([listener("short", short_port, line_backend.addr,
+                                       tls=tls(pki, ticket_keys=str(keys), ticket_lifetime="2s"))]),
+                      [short_port])
+    out = get_ticket(short_port, tmp_path / "short.pem", pki)
+    assert "ticket lifetime hint: 2 (seconds)" in out, out
+    sess = tmp_path / "long.pem"
+    out = get_ticket(long_port, sess, pki)
+    assert "ticket lifetime hint: 3600 (seconds)" in out, out
+    assert reused(s_client(short_port, "-CAfile", pki.root, "-sess_in", sess, stdin=b"x\n"))
+    time.sleep(3.2)
+    out = s_client(short_port, "-CAfile", pki.root, "-sess_in", sess, stdin=b"x\n")
+    assert new_session(out), "a ticket older than ticket_lifetime resumed" + out + p.context()
+    assert reused(s_client(long_port, "-CAfile", pki.root, "-sess_in", sess, stdin=b"x\n"))
 
 
 def test_session_tickets_off(pki, start_postern, line_backend, tmp_path):
@@ -323,6 +349,25 @@ def test_accept_early_data_tcp(pki, start_postern, line_backend, tmp_path, mode)
     assert early_status(out) == "accepted", out
     assert "OK" in out, out
     assert deliveries(line_backend, REQ) == 1
+
+
+def test_hello_retry_request_rejects_early_data(pki, start_postern, line_backend, tmp_path):
+    """A ClientHello without a key share postern can use gets a
+    HelloRetryRequest, and early data is then rejected (RFC 8446 4.2.10);
+    the handshake still resumes and the request goes after it."""
+    port = free_port()
+    p = start_postern(config([listener("l", port, line_backend.addr,
+                                       tls=tls(pki, early_data="accept"))]), [port])
+    sess = tmp_path / "sess.pem"
+    get_ticket(port, sess, pki, stdin=b"first\n")
+    early = tmp_path / "req.txt"
+    early.write_bytes(REQ)
+    # X448 first: its key share is the only one sent; postern asks for X25519.
+    out = s_client(port, "-CAfile", pki.root, "-sess_in", sess, "-early_data", early,
+                   "-groups", "X448:X25519", stdin=REQ)
+    assert reused(out) and early_status(out) == "rejected", out + p.context()
+    assert "OK" in out
+    assert wait_for(lambda: deliveries(line_backend, REQ) == 1)
 
 
 def test_info_page_reports_early_data(pki, start_postern, tmp_path):
@@ -470,6 +515,23 @@ def test_bad_key_file_is_a_config_error(pki, postern_bin, tmp_path):
     assert p.returncode == 1, p.stdout
     assert f"{keys}:3: not a base64 key" in p.stdout, p.stdout
     assert "listeners[l].tls.ticket_keys" in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("early_data", "maybe", 'tls.early_data: unknown early data policy "maybe"; expected reject or accept'),
+    ("tcp_early_data", "forwrd", '(did you mean "forward"?); expected hold or forward'),
+    ("max_early_data", 0, "tls.max_early_data: invalid integer"),
+    ("ticket_lifetime", "169h", "tls.ticket_lifetime:"),
+    ("ticket_rotation", "1m", "tls: ticket_rotation is too short for ticket_lifetime"),
+    ("session_tickets", "yes", "tls.session_tickets: unknown value"),
+])
+def test_config_errors(pki, postern_bin, tmp_path, key, value, message):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(config([listener("l", free_port(), "127.0.0.1:9", tls=tls(pki, **{key: value}))]))
+    p = subprocess.run([postern_bin, "-t", "-c", str(cfg)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=20)
+    assert p.returncode == 1 and message in p.stdout, p.stdout
+    assert re.search(rf"{re.escape(str(cfg))}:\d+:\d+: listeners\[0\]\.tls", p.stdout), p.stdout
 
 
 def test_counters_logged_at_shutdown(pki, start_postern, line_backend, tmp_path):

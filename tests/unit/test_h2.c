@@ -43,8 +43,8 @@ static struct {
   pst_listener_conf_t conf;
   pst_backend_conf_t backend;
   pst_front_t *front;
-  pst_buf_t out;      /* sent to the client, not yet read by it */
-  int reading;        /* the test client reads what is sent */
+  pst_buf_t out; /* sent to the client, not yet read by it */
+  int reading;   /* the test client reads what is sent */
   size_t sends, max_send, sent;
   int ended, closed, close_err;
   log_entry_t log[MAX_STREAMS];
@@ -85,8 +85,8 @@ void pst_conn_info_facts(pst_conn_t *conn, pst_info_facts_t *f) {
   f->version = "TLSv1.3";
 }
 
-void pst_access_log(pst_conn_t *conn, const char *proto, const pst_http_request_t *req,
-                    int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t t_start_ns) {
+void pst_access_log(pst_conn_t *conn, const char *proto, const pst_http_request_t *req, int status,
+                    uint64_t bytes_in, uint64_t bytes_out, uint64_t t_start_ns) {
   assert_string_equal(proto, "h2");
   assert_true(g.n_log < MAX_STREAMS);
   log_entry_t *e = &g.log[g.n_log++];
@@ -101,8 +101,8 @@ void pst_access_log(pst_conn_t *conn, const char *proto, const pst_http_request_
 
 typedef struct {
   pst_stream_t pub;
-  pst_buf_t body;   /* request body received */
-  size_t queued;    /* body not yet "written to the backend" */
+  pst_buf_t body; /* request body received */
+  size_t queued;  /* body not yet "written to the backend" */
   int body_end, freed, pauses, resumes;
 } fstream_t;
 
@@ -154,8 +154,10 @@ void pst_stream_pause(pst_stream_t *s, int pause) {
   assert_false(f->freed);
   assert_int_not_equal(s->resp_paused, !!pause); /* pause and resume alternate */
   s->resp_paused = !!pause;
-  if (pause) f->pauses++;
-  else f->resumes++;
+  if (pause)
+    f->pauses++;
+  else
+    f->resumes++;
 }
 
 int pst_stream_tunnel_write(pst_stream_t *s, const char *data, size_t len) { return PST_EPROTO; }
@@ -246,13 +248,15 @@ static int cli_on_header(nghttp2_session *s, const nghttp2_frame *frame, const u
   cstream_t *c = cs(frame->hd.stream_id);
   if (nlen == 7 && memcmp(name, ":status", 7) == 0) {
     int st = atoi((const char *)value);
-    if (st < 200) c->interim = st;
-    else c->status = st;
+    if (st < 200)
+      c->interim = st;
+    else
+      c->status = st;
     return 0;
   }
   size_t used = strlen(c->fields);
-  snprintf(c->fields + used, sizeof(c->fields) - used, "%.*s: %.*s\n", (int)nlen, name,
-           (int)vlen, value);
+  snprintf(c->fields + used, sizeof(c->fields) - used, "%.*s: %.*s\n", (int)nlen, name, (int)vlen,
+           value);
   return 0;
 }
 
@@ -264,19 +268,19 @@ static int cli_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint
 
 static int cli_on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *user) {
   switch (frame->hd.type) {
-  case NGHTTP2_GOAWAY:
-    cli.goaway++;
-    cli.goaway_code = frame->goaway.error_code;
-    cli.goaway_last = frame->goaway.last_stream_id;
-    break;
-  case NGHTTP2_RST_STREAM:
-    cs(frame->hd.stream_id)->rst = 1;
-    cs(frame->hd.stream_id)->rst_code = frame->rst_stream.error_code;
-    break;
-  case NGHTTP2_HEADERS:
-  case NGHTTP2_DATA:
-    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) cs(frame->hd.stream_id)->end = 1;
-    break;
+    case NGHTTP2_GOAWAY:
+      cli.goaway++;
+      cli.goaway_code = frame->goaway.error_code;
+      cli.goaway_last = frame->goaway.last_stream_id;
+      break;
+    case NGHTTP2_RST_STREAM:
+      cs(frame->hd.stream_id)->rst = 1;
+      cs(frame->hd.stream_id)->rst_code = frame->rst_stream.error_code;
+      break;
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_DATA:
+      if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) cs(frame->hd.stream_id)->end = 1;
+      break;
   }
   return 0;
 }
@@ -311,9 +315,7 @@ static void pump(void) {
 }
 
 /* Feeds raw bytes to the front end, as a misbehaving client would. */
-static int feed_raw(const void *p, size_t n) {
-  return g.front->ops->feed(g.front, p, n);
-}
+static int feed_raw(const void *p, size_t n) { return g.front->ops->feed(g.front, p, n); }
 
 static void frame_hd(uint8_t *b, size_t len, uint8_t type, uint8_t flags, uint32_t id) {
   b[0] = (uint8_t)(len >> 16);
@@ -349,7 +351,8 @@ static ssize_t cli_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_
   return (ssize_t)n;
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v) \
+  { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE }
 
 /* Submits a request: method, path, authority (NULL: none), then extra
  * name/value pairs up to NULL. */
@@ -365,8 +368,8 @@ static int32_t request(const char *method, const char *path, const char *authori
   va_start(ap, body);
   for (const char *name; (name = va_arg(ap, const char *)) != NULL;) {
     const char *v = va_arg(ap, const char *);
-    nva[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, strlen(name), strlen(v),
-                            NGHTTP2_NV_FLAG_NONE};
+    nva[n++] =
+        (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, strlen(name), strlen(v), NGHTTP2_NV_FLAG_NONE};
   }
   va_end(ap);
   nghttp2_data_provider prd = {.source.ptr = body, .read_callback = cli_read_body};
@@ -415,12 +418,12 @@ static void start(opts_t o) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, cli_on_close);
   assert_int_equal(nghttp2_session_client_new(&cli.s, cb, NULL), 0);
   nghttp2_session_callbacks_del(cb);
-  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
-                                  o.client_window ? o.client_window : 65535}};
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, o.client_window ? o.client_window : 65535}};
   assert_int_equal(nghttp2_submit_settings(cli.s, NGHTTP2_FLAG_NONE, iv, 1), 0);
   if (o.client_window) {
-    assert_int_equal(nghttp2_session_set_local_window_size(cli.s, NGHTTP2_FLAG_NONE, 0,
-                                                           64 * 1024 * 1024), 0);
+    assert_int_equal(
+        nghttp2_session_set_local_window_size(cli.s, NGHTTP2_FLAG_NONE, 0, 64 * 1024 * 1024), 0);
   }
   if (!o.no_pump) pump();
 }
@@ -443,18 +446,20 @@ static int teardown(void **state) {
   return 0;
 }
 
-static int has_field(const cstream_t *c, const char *line) { return strstr(c->fields, line) != NULL; }
+static int has_field(const cstream_t *c, const char *line) {
+  return strstr(c->fields, line) != NULL;
+}
 
 /* ---- tests ------------------------------------------------------------- */
 
 static void test_settings(void **state) {
   start((opts_t){.max_header_bytes = 16000, .streams = 77});
-  assert_int_equal(nghttp2_session_get_remote_settings(cli.s,
-                   NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 77);
-  assert_int_equal(nghttp2_session_get_remote_settings(cli.s,
-                   NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE), 256 * KIB);
-  assert_int_equal(nghttp2_session_get_remote_settings(cli.s,
-                   NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE), 16000);
+  assert_int_equal(
+      nghttp2_session_get_remote_settings(cli.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 77);
+  assert_int_equal(nghttp2_session_get_remote_settings(cli.s, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE),
+                   256 * KIB);
+  assert_int_equal(
+      nghttp2_session_get_remote_settings(cli.s, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE), 16000);
   /* The connection window covers every stream's window. */
   assert_int_equal(nghttp2_session_get_remote_window_size(cli.s), 77 * 256 * KIB);
   assert_int_equal(g.ended + g.closed, 0);
@@ -462,8 +467,8 @@ static void test_settings(void **state) {
 
 static void test_get(void **state) {
   start((opts_t){0});
-  int32_t id = request("GET", "/a?b=1", "example.com", NULL, "user-agent", "t/1",
-                       "accept", "*/*", "te", "trailers", NULL);
+  int32_t id = request("GET", "/a?b=1", "example.com", NULL, "user-agent", "t/1", "accept", "*/*",
+                       "te", "trailers", NULL);
   pump();
   assert_int_equal(n_fs, 1);
   fstream_t *f = stream_for(id);
@@ -478,8 +483,9 @@ static void test_get(void **state) {
   assert_null(pst_headers_get(&r->headers, "host"));
   for (size_t i = 0; i < r->headers.n; i++) assert_true(r->headers.v[i].name[0] != ':');
 
-  assert_int_equal(be_head(f, 200, PST_BODY_LENGTH, 5, "Content-Type", "text/plain",
-                           "Keep-Alive", "timeout=5", "X-Custom", "1", NULL), 0);
+  assert_int_equal(be_head(f, 200, PST_BODY_LENGTH, 5, "Content-Type", "text/plain", "Keep-Alive",
+                           "timeout=5", "X-Custom", "1", NULL),
+                   0);
   be_body(f, "hello", 5);
   be_end(f);
   pump();
@@ -503,12 +509,12 @@ static void test_get(void **state) {
 
 static void test_cookies_and_authority(void **state) {
   start((opts_t){0});
-  int32_t a = request("GET", "/", "www.example.com", NULL, "cookie", "a=1", "x-y", "z",
-                      "cookie", "b=2", "cookie", "c=3", NULL);
+  int32_t a = request("GET", "/", "www.example.com", NULL, "cookie", "a=1", "x-y", "z", "cookie",
+                      "b=2", "cookie", "c=3", NULL);
   int32_t b = request("GET", "/h", NULL, NULL, "host", "host.example", NULL);
   int32_t c = request("GET", "/m", "one.example", NULL, "host", "two.example", NULL);
-  int32_t d = request("GET", "/u", "user@three.example:8443", NULL, "host",
-                      "Three.example:8443", NULL);
+  int32_t d =
+      request("GET", "/u", "user@three.example:8443", NULL, "host", "Three.example:8443", NULL);
   pump();
   const pst_http_request_t *r = stream_for(a)->pub.req;
   assert_string_equal(pst_headers_get(&r->headers, "cookie"), "a=1; b=2; c=3");
@@ -1000,8 +1006,8 @@ static void test_trailers_after_reset(void **state) {
   assert_true(cs(id)->rst); /* RST_STREAM NO_ERROR after the 431 */
   static const uint8_t trailer[] = {0x00, 0x01, 'x', 0x01, 'y'};
   uint8_t f[9 + sizeof(trailer)];
-  frame_hd(f, sizeof(trailer), NGHTTP2_HEADERS,
-           NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, (uint32_t)id);
+  frame_hd(f, sizeof(trailer), NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
+           (uint32_t)id);
   memcpy(f + 9, trailer, sizeof(trailer));
   assert_int_equal(feed_raw(f, sizeof(f)), 0);
   pump();
@@ -1016,8 +1022,8 @@ static const uint8_t *find_frame(uint8_t type, uint32_t id) {
   size_t n = g.out.len;
   while (n >= 9) {
     size_t len = ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2];
-    uint32_t sid = ((uint32_t)(p[5] & 0x7f) << 24) | ((uint32_t)p[6] << 16) |
-                   ((uint32_t)p[7] << 8) | p[8];
+    uint32_t sid =
+        ((uint32_t)(p[5] & 0x7f) << 24) | ((uint32_t)p[6] << 16) | ((uint32_t)p[7] << 8) | p[8];
     assert_true(9 + len <= n);
     if (p[3] == type && sid == id) return p + 9;
     p += 9 + len;
@@ -1030,8 +1036,8 @@ static const uint8_t *find_frame(uint8_t type, uint32_t id) {
  * refused, the connection goes on (RFC 9113 5.1.2). */
 static void test_stream_limit_after_ack(void **state) {
   start((opts_t){.streams = 4});
-  assert_int_equal(nghttp2_session_get_remote_settings(cli.s,
-                   NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 4);
+  assert_int_equal(
+      nghttp2_session_get_remote_settings(cli.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 4);
   g.reading = 0; /* the raw streams are unknown to the test client */
   uint8_t f[64];
   for (uint32_t id = 1; id <= 9; id += 2) feed_raw(f, raw_request(f, id, NGHTTP2_FLAG_END_STREAM));

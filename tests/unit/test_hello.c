@@ -69,6 +69,15 @@ static void build_hello(bytes_t *msg, const hello_opts_t *o) {
     put8(&e, 2); /* supported_versions: TLS 1.3 */
     put16(&e, 0x0304);
     ext(&exts, 43, &e);
+    e.n = 0; /* key_share: X448 (56 bytes), X25519 (32 bytes) */
+    put16(&e, 2 + 2 + 56 + 2 + 2 + 32);
+    put16(&e, 0x001e);
+    put16(&e, 56);
+    for (int i = 0; i < 56; i++) put8(&e, 0x11);
+    put16(&e, 0x001d);
+    put16(&e, 32);
+    for (int i = 0; i < 32; i++) put8(&e, 0x22);
+    ext(&exts, 51, &e);
     if (o->padding > 0) {
       e.n = 0;
       memset(e.b, 0, o->padding);
@@ -135,6 +144,9 @@ static void test_full_hello(void **state) {
   assert_int_equal(h.identities, 1);
   assert_int_equal(h.binder_len, 32);
   for (int k = 0; k < 32; k++) assert_int_equal(h.binder[k], 0x40 + k);
+  assert_int_equal(h.n_share_groups, 2);
+  assert_int_equal(h.share_groups[0], 0x001e);
+  assert_int_equal(h.share_groups[1], 0x001d);
   /* Bytes after the ClientHello (early data records) change nothing. */
   uint8_t more[] = {23, 3, 3, 0, 5, 1, 2, 3, 4, 5};
   put(&wire, more, sizeof(more));
@@ -230,6 +242,13 @@ static void test_refused(void **state) {
   /* A hello shorter than its own fields. */
   uint8_t tiny[] = {22, 3, 1, 0, 6, 1, 0, 0, 2, 3, 3};
   assert_int_equal(pst_hello_scan(tiny, sizeof(tiny), &h), PST_EPROTO);
+  /* A key share without its key. */
+  build_hello(&msg, &good);
+  size_t ks = exts_len_at + 2 + 4 + 3; /* after supported_versions */
+  assert_int_equal(msg.b[ks + 1], 51);
+  msg.b[ks + 2 + 2 + 2 + 2 + 1] = 0; /* the X448 share's length: 0 */
+  records(&wire, &msg, 16384);
+  assert_int_equal(pst_hello_scan(wire.b, wire.n, &h), PST_EPROTO);
   /* A truncated binder list. */
   build_hello(&msg, &good);
   msg.b[msg.n - 33] = 60; /* the binder says 60 bytes, 32 follow */
@@ -239,10 +258,8 @@ static void test_refused(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full_hello),
-      cmocka_unit_test(test_every_prefix_needs_more),
-      cmocka_unit_test(test_fragmented),
-      cmocka_unit_test(test_no_early_data),
+      cmocka_unit_test(test_full_hello), cmocka_unit_test(test_every_prefix_needs_more),
+      cmocka_unit_test(test_fragmented), cmocka_unit_test(test_no_early_data),
       cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests_name("hello", tests, NULL, NULL);

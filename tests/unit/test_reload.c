@@ -13,7 +13,7 @@
 
 #include "postern/cert-t.h"
 #include "postern/config.h"
-#include "postern/gen-t.h"
+#include "postern/gen.h"
 #include "postern/reload.h"
 
 static char dir[] = "/tmp/postern-test-reload-XXXXXX";
@@ -84,12 +84,14 @@ static void fake_gen_free(pst_gen_t *g) {
   free(g);
 }
 
-#define LISTENER(name, port, extra)                         \
-  "  - name: " name "\n"                                    \
-  "    listen: \"127.0.0.1:" port "\"\n"                    \
-  "    backend: \"builtin:info\"\n"                         \
-  "    tls:\n"                                              \
-  "      certificates:\n"                                   \
+#define LISTENER(name, port, extra) \
+  "  - name: " name                 \
+  "\n"                              \
+  "    listen: \"127.0.0.1:" port   \
+  "\"\n"                            \
+  "    backend: \"builtin:info\"\n" \
+  "    tls:\n"                      \
+  "      certificates:\n"           \
   "        - {cert: CERT, key: KEY}\n" extra
 
 /* Runs match + describe on two config texts; returns the text (static). */
@@ -107,8 +109,8 @@ static const char *describe(const char *old_text, const char *new_text, long *ke
 
 static void test_match_by_address(void **state) {
   pst_config_t *a = parse("listeners:\n" LISTENER("one", "8443", "") LISTENER("two", "8444", ""));
-  pst_config_t *b = parse("listeners:\n" LISTENER("renamed", "8444", "") LISTENER("three", "8445", "")
-                              LISTENER("four", "8443", ""));
+  pst_config_t *b = parse("listeners:\n" LISTENER("renamed", "8444", "")
+                              LISTENER("three", "8445", "") LISTENER("four", "8443", ""));
   long keep[3];
   assert_int_equal(pst_reload_match(a, b, keep), 2);
   assert_int_equal(keep[0], 1); /* same address, another name: the same socket */
@@ -120,13 +122,14 @@ static void test_match_by_address(void **state) {
 
 static void test_match_family_and_host_matter(void **state) {
   pst_config_t *a = parse("listeners:\n" LISTENER("one", "8443", ""));
-  pst_config_t *b = parse("listeners:\n"
-                          "  - listen: \"[::1]:8443\"\n"
-                          "    backend: \"builtin:info\"\n"
-                          "    tls: {certificates: [{cert: CERT, key: KEY}]}\n"
-                          "  - listen: \"127.0.0.2:8443\"\n"
-                          "    backend: \"builtin:info\"\n"
-                          "    tls: {certificates: [{cert: CERT, key: KEY}]}\n");
+  pst_config_t *b = parse(
+      "listeners:\n"
+      "  - listen: \"[::1]:8443\"\n"
+      "    backend: \"builtin:info\"\n"
+      "    tls: {certificates: [{cert: CERT, key: KEY}]}\n"
+      "  - listen: \"127.0.0.2:8443\"\n"
+      "    backend: \"builtin:info\"\n"
+      "    tls: {certificates: [{cert: CERT, key: KEY}]}\n");
   long keep[2];
   assert_int_equal(pst_reload_match(a, b, keep), 0);
   assert_int_equal(keep[0], -1);
@@ -141,9 +144,9 @@ static void test_describe_nothing(void **state) {
 }
 
 static void test_describe_listeners_added_removed(void **state) {
-  const char *s = describe("listeners:\n" LISTENER("one", "8443", "") LISTENER("two", "8444", ""),
-                           "listeners:\n" LISTENER("one", "8443", "") LISTENER("three", "8445", ""),
-                           NULL);
+  const char *s =
+      describe("listeners:\n" LISTENER("one", "8443", "") LISTENER("two", "8444", ""),
+               "listeners:\n" LISTENER("one", "8443", "") LISTENER("three", "8445", ""), NULL);
   assert_string_equal(s,
                       "listener three added on 127.0.0.1:8445; "
                       "listener two removed from 127.0.0.1:8444 (its connections drain)");
@@ -250,6 +253,34 @@ static void test_describe_certificates(void **state) {
   fake_gen_free(b);
 }
 
+/* The daily check: leaves within expiry_warn_days are warned about, an
+ * expired one is an error, the others say nothing. */
+static void test_daily_expiry_check(void **state) {
+  pst_gen_t *g = fake_gen(parse("expiry_warn_days: 30\nlisteners:\n" LISTENER("one", "8443", "")));
+  time_t now = 1800000000;
+  pst_cert_t *certs[3] = {
+      fake_cert("/c/fine.pem", "P1", "K1", "01", "fine.test"),
+      fake_cert("/c/soon.pem", "P2", "K2", "02", "soon.test"),
+      fake_cert("/c/gone.pem", "P3", "K3", "03", "gone.test"),
+  };
+  long offsets[3] = {60L * 86400, 10L * 86400, -86400};
+  for (int i = 0; i < 3; i++) {
+    certs[i]->chain[0].not_after = now + offsets[i];
+    certs[i]->chain[0].subject = strdup("CN=x");
+  }
+  g->listeners[0].certs = certs;
+  g->listeners[0].n_certs = 3;
+  assert_int_equal(pst_gen_log_expiry(g, now), 2);
+  g->cfg->expiry_warn_days = 0; /* no warnings; the expired one is still said */
+  assert_int_equal(pst_gen_log_expiry(g, now), 1);
+  for (int i = 0; i < 3; i++) {
+    free(certs[i]->chain[0].subject);
+    fake_cert_free(certs[i]);
+  }
+  g->listeners[0].certs = NULL;
+  fake_gen_free(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_match_by_address),
@@ -260,6 +291,7 @@ int main(void) {
       cmocka_unit_test(test_describe_top_level),
       cmocka_unit_test(test_describe_workers_need_restart),
       cmocka_unit_test(test_describe_certificates),
+      cmocka_unit_test(test_daily_expiry_check),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

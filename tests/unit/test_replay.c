@@ -132,8 +132,8 @@ static void test_release_in_clusters(void **state) {
   uint8_t keys[N][16];
   for (int i = 0; i < N; i++) {
     memset(keys[i], 0, 16);
-    keys[i][1] = (uint8_t)(i + 1);          /* distinct keys */
-    keys[i][8] = (uint8_t)(120 + i % 12);   /* homes 120..131: wrap around slot 127 */
+    keys[i][1] = (uint8_t)(i + 1);        /* distinct keys */
+    keys[i][8] = (uint8_t)(120 + i % 12); /* homes 120..131: wrap around slot 127 */
   }
   unsigned seed = 12345;
   for (int round = 0; round < 50; round++) {

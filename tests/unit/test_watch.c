@@ -199,7 +199,8 @@ static int run_watch(const char *const *files, uint64_t debounce_ms, int (*scrip
   assert_int_equal(uv_loop_init(&r.loop), 0);
   assert_int_equal(pst_watch_new(&r.loop, debounce_ms, on_change, &r, &r.w), 0);
   pst_watch_files_t f = {NULL, NULL, 0};
-  for (size_t i = 0; files[i] != NULL; i++) assert_int_equal(pst_watch_files_add(&f, files[i], NULL), 0);
+  for (size_t i = 0; files[i] != NULL; i++)
+    assert_int_equal(pst_watch_files_add(&f, files[i], NULL), 0);
   pst_watch_set(r.w, &f, debounce_ms);
   assert_int_equal(f.n, 0);
   r.script = script;
