@@ -53,20 +53,6 @@ static unsigned cpu_count(void) {
   return n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
 }
 
-/* Two addresses are the same listening socket: family, address and port. */
-static int addr_equal(const pst_addr_t *a, const pst_addr_t *b) {
-  if (a->ss.ss_family != b->ss.ss_family) return 0;
-  if (a->ss.ss_family == AF_INET) {
-    const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-  }
-  if (a->ss.ss_family == AF_INET6) {
-    const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-    return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-  }
-  return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
 
 /* Checks a server name (RFC 1035 2.3.4 lengths; '_' tolerated, as resolvers
  * do). A wildcard is only the whole first label and needs two more labels
@@ -416,7 +402,7 @@ static int set_listen(pst_cfg_t *p, yaml_node_t *v, void *obj) {
     return pst_cfg_error(p, v, "invalid address %s: %s", pst_cfg_quote(s, q, sizeof(q)), why);
   }
   for (const pst_listener_conf_t *o = cfg->listeners; o < l; o++) {
-    if (addr_equal(&o->listen, &l->listen)) {
+    if (pst_addr_equal(&o->listen, &l->listen)) {
       return pst_cfg_error(p, v, "address %s is already used by listener \"%s\" (line %d); "
                            "expected a different host:port", pst_cfg_quote(s, q, sizeof(q)),
                            o->name, o->listen_mark.line);

@@ -149,3 +149,17 @@ int pst_parse_addr(const char *text, pst_addr_t *addr, char *err, size_t errlen)
   *addr = tmp;
   return 0;
 }
+
+int pst_addr_equal(const pst_addr_t *a, const pst_addr_t *b) {
+  if (a->ss.ss_family != b->ss.ss_family) return 0;
+  if (a->ss.ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+    return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+  }
+  return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}

@@ -15,17 +15,11 @@
 #include "postern/log.h"
 #include "postern/relay.h"
 #include "postern/tls.h"
+#include "postern/uvio.h"
 #include "postern/worker.h"
 
 /* How long a closing connection may take to flush its close_notify. */
 #define CONN_LINGER_MS 1000
-
-typedef struct {
-  uv_write_t req;
-  pst_conn_t *conn;
-  size_t len;
-  char data[];
-} conn_wreq_t;
 
 static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
 
@@ -56,10 +50,8 @@ static int conn_tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
 /* ---- writes ---- */
 
 static void conn_on_write(uv_write_t *req, int status) {
-  conn_wreq_t *w = PST_CONTAINER_OF(req, conn_wreq_t, req);
-  pst_conn_t *conn = w->conn;
   uv_stream_t *s = req->handle;
-  free(w);
+  pst_conn_t *conn = pst_uv_write_done(req);
   if (conn->state == PST_CONN_CLOSING) return;
   if (status < 0) {
     if (s == (uv_stream_t *)&conn->client.tcp) {
@@ -73,26 +65,7 @@ static void conn_on_write(uv_write_t *req, int status) {
 }
 
 int pst_conn_write(pst_conn_t *conn, uv_stream_t *s, const char *data, size_t len) {
-  if (len == 0) return 0;
-  if (uv_stream_get_write_queue_size(s) == 0) {
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    int n = uv_try_write(s, &b, 1);
-    if (n == (int)len) return 0;
-    if (n < 0 && n != UV_EAGAIN) return n;
-    if (n > 0) {
-      data += n;
-      len -= (size_t)n;
-    }
-  }
-  conn_wreq_t *w = malloc(sizeof(*w) + len);
-  if (w == NULL) return -ENOMEM;
-  w->conn = conn;
-  w->len = len;
-  memcpy(w->data, data, len);
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-  int rc = uv_write(&w->req, s, &b, 1, conn_on_write);
-  if (rc != 0) free(w);
-  return rc;
+  return pst_uv_write(s, data, len, conn, conn_on_write);
 }
 
 int pst_conn_flush_client(pst_conn_t *conn) {
@@ -104,15 +77,6 @@ int pst_conn_flush_client(pst_conn_t *conn) {
 }
 
 /* ---- reading the client ---- */
-
-static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  pst_worker_t *worker = h->loop->data;
-  *buf = uv_buf_init(worker->slab, PST_READ_SLAB);
-}
-
-void pst_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  conn_alloc(h, suggested, buf);
-}
 
 /* Keeps the ciphertext wolfSSL did not take (it stopped because the backend
  * is slow, or the state does not read yet) for the next pump. */
@@ -131,7 +95,7 @@ static int conn_keep_input(pst_conn_t *conn) {
 int pst_conn_read_client(pst_conn_t *conn, int on) {
   if (!conn->client.open || conn->client.eof || conn->client.reading == (unsigned)!!on) return 0;
   conn->client.reading = !!on;
-  if (on) return uv_read_start((uv_stream_t *)&conn->client.tcp, conn_alloc, pst_conn_on_client_read);
+  if (on) return uv_read_start((uv_stream_t *)&conn->client.tcp, pst_uv_alloc_slab, pst_conn_on_client_read);
   return uv_read_stop((uv_stream_t *)&conn->client.tcp);
 }
 

@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "postern/common.h"
+#include "postern/config.h"
 #include "postern/log.h"
 #include "postern/relay.h"
+#include "postern/uvio.h"
 
 typedef enum {
   BCONN_CONNECTING = 0, /* connect in flight, leased */
@@ -41,15 +43,9 @@ struct pst_bconn_s {
   pst_bconn_t *next, *prev; /* idle list */
 };
 
-typedef struct {
-  uv_write_t req;
-  pst_bconn_t *b;
-  char data[];
-} bconn_wreq_t;
-
 static pst_pool_t *pool_find(pst_worker_t *worker, const pst_addr_t *addr) {
   for (pst_pool_t *p = worker->pools; p != NULL; p = p->next) {
-    if (p->addr.len == addr->len && memcmp(&p->addr.ss, &addr->ss, addr->len) == 0) return p;
+    if (pst_addr_equal(&p->addr, addr)) return p;
   }
   pst_pool_t *p = calloc(1, sizeof(*p));
   if (p == NULL) return NULL;
@@ -81,11 +77,6 @@ static void bconn_close(pst_bconn_t *b) {
   b->ev = NULL;
   uv_close((uv_handle_t *)&b->tcp, bconn_on_close);
   uv_close((uv_handle_t *)&b->timer, bconn_on_close);
-}
-
-static void bconn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  pst_worker_t *worker = h->loop->data;
-  *buf = uv_buf_init(worker->slab, PST_READ_SLAB);
 }
 
 static void bconn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
@@ -166,9 +157,7 @@ pst_bconn_t *pst_pool_lease(pst_worker_t *worker, const pst_listener_conf_t *lc,
 }
 
 static void bconn_on_write(uv_write_t *req, int status) {
-  bconn_wreq_t *w = PST_CONTAINER_OF(req, bconn_wreq_t, req);
-  pst_bconn_t *b = w->b;
-  free(w);
+  pst_bconn_t *b = pst_uv_write_done(req);
   if (b->state != BCONN_LEASED || b->ev == NULL) return;
   if (status < 0) {
     b->ev->on_write_error(b->arg, status);
@@ -178,26 +167,7 @@ static void bconn_on_write(uv_write_t *req, int status) {
 }
 
 int pst_bconn_write(pst_bconn_t *b, const char *data, size_t len) {
-  if (len == 0) return 0;
-  uv_stream_t *s = (uv_stream_t *)&b->tcp;
-  if (uv_stream_get_write_queue_size(s) == 0) {
-    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
-    int n = uv_try_write(s, &buf, 1);
-    if (n == (int)len) return 0;
-    if (n < 0 && n != UV_EAGAIN) return n;
-    if (n > 0) {
-      data += n;
-      len -= (size_t)n;
-    }
-  }
-  bconn_wreq_t *w = malloc(sizeof(*w) + len);
-  if (w == NULL) return -ENOMEM;
-  w->b = b;
-  memcpy(w->data, data, len);
-  uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
-  int rc = uv_write(&w->req, s, &buf, 1, bconn_on_write);
-  if (rc != 0) free(w);
-  return rc;
+  return pst_uv_write((uv_stream_t *)&b->tcp, data, len, b, bconn_on_write);
 }
 
 size_t pst_bconn_queued(const pst_bconn_t *b) {
@@ -207,7 +177,7 @@ size_t pst_bconn_queued(const pst_bconn_t *b) {
 void pst_bconn_read(pst_bconn_t *b, int on) {
   if (b->state == BCONN_CLOSING || b->reading == !!on) return;
   b->reading = !!on;
-  if (on) uv_read_start((uv_stream_t *)&b->tcp, bconn_alloc, bconn_on_read);
+  if (on) uv_read_start((uv_stream_t *)&b->tcp, pst_uv_alloc_slab, bconn_on_read);
   else uv_read_stop((uv_stream_t *)&b->tcp);
 }
 

@@ -13,6 +13,7 @@
 #include "postern/gen.h"
 #include "postern/log.h"
 #include "postern/tls.h"
+#include "postern/uvio.h"
 
 static size_t queued(uv_tcp_t *t) { return uv_stream_get_write_queue_size((uv_stream_t *)t); }
 
@@ -224,7 +225,7 @@ static void relay_on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t 
 static int relay_read_backend(pst_conn_t *conn) {
   if (conn->backend.reading || conn->backend.eof) return 0;
   conn->backend.reading = 1;
-  return uv_read_start((uv_stream_t *)&conn->backend.tcp, pst_conn_alloc, relay_on_backend_read);
+  return uv_read_start((uv_stream_t *)&conn->backend.tcp, pst_uv_alloc_slab, relay_on_backend_read);
 }
 
 void pst_relay_on_drain(pst_conn_t *conn, uv_stream_t *s) {

@@ -85,26 +85,13 @@ struct pst_reload_s {
 
 /* ---- pure parts ---- */
 
-static int addr_same(const pst_addr_t *a, const pst_addr_t *b) {
-  if (a->ss.ss_family != b->ss.ss_family) return 0;
-  if (a->ss.ss_family == AF_INET) {
-    const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-  }
-  if (a->ss.ss_family == AF_INET6) {
-    const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-    return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-  }
-  return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
 
 size_t pst_reload_match(const pst_config_t *old_cfg, const pst_config_t *new_cfg, long *keep) {
   size_t kept = 0;
   for (size_t i = 0; i < new_cfg->n_listeners; i++) {
     keep[i] = -1;
     for (size_t j = 0; j < old_cfg->n_listeners; j++) {
-      if (addr_same(&new_cfg->listeners[i].listen, &old_cfg->listeners[j].listen)) {
+      if (pst_addr_equal(&new_cfg->listeners[i].listen, &old_cfg->listeners[j].listen)) {
         keep[i] = (long)j;
         kept++;
         break;

@@ -40,4 +40,8 @@ int pst_parse_duration(const char *text, uint64_t *ms);
  * untouched. */
 int pst_parse_addr(const char *text, pst_addr_t *addr, char *err, size_t errlen);
 
+/* Whether two addresses name the same socket: family, address, port (and
+ * IPv6 scope). */
+int pst_addr_equal(const pst_addr_t *a, const pst_addr_t *b);
+
 #endif

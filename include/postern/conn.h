@@ -50,7 +50,6 @@ void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
 void pst_conn_close_handles(pst_conn_t *conn);
 
 /* libuv callbacks shared with relay.c. */
-void pst_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void pst_conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 #endif
