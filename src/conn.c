@@ -186,6 +186,14 @@ static void conn_handshake_wait(pst_conn_t *conn) {
   if (conn->client.eof) pst_conn_close(conn, PST_EPROTO, "client closed during handshake");
 }
 
+void pst_conn_record_alpn(pst_conn_t *conn) {
+  char *p = NULL;
+  unsigned short plen = 0;
+  if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
+    snprintf(conn->alpn, sizeof(conn->alpn), "%.*s", (int)plen, p);
+  }
+}
+
 void pst_conn_handshake(pst_conn_t *conn) {
   /* 0-RTT is decided before wolfSSL sees the ClientHello (early.h). */
   if (!conn->hello_scanned && pst_early_hello(conn) > 0) {
@@ -241,11 +249,7 @@ void pst_conn_handshake(pst_conn_t *conn) {
   }
   conn->handshake_ms = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
   conn_record_sni(conn);
-  char *p = NULL;
-  unsigned short plen = 0;
-  if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
-    snprintf(conn->alpn, sizeof(conn->alpn), "%.*s", (int)plen, p);
-  }
+  pst_conn_record_alpn(conn);
   conn->version = wolfSSL_get_version(conn->ssl);
   conn->cipher = pst_tls_cipher_name(conn->ssl);
   pst_relay_start(conn);
@@ -428,6 +432,7 @@ static void conn_free(pst_conn_t *conn) {
   pst_info_free(conn->info);
   pst_buf_free(&conn->early);
   pst_buf_free(&conn->cin);
+  pst_buf_free(&conn->early_out);
   pst_buf_free(&conn->cout);
   pst_gen_unref(conn->gen);
   pst_wlistener_t *wl = conn->wl;

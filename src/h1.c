@@ -29,6 +29,7 @@ typedef struct {
   int closing;           /* end the connection after the current exchange */
   int eof;               /* the client finished sending */
   int processing;        /* inside h1_process: no recursion */
+  pst_http_request_t *held; /* an early-data request waiting for the handshake */
 } h1_front_t;
 
 static void h1_process(h1_front_t *f);
@@ -163,14 +164,35 @@ static const pst_stream_ops_t h1_stream_ops = {
 
 /* ---- the request parser's callbacks ---- */
 
+/* RFC 8470 3: a request in 0-RTT early data may be replayed by an attacker;
+ * only one that is safe to repeat goes to the backend before the handshake
+ * completes (with Early-Data: 1, stream.c). */
+static int h1_early_safe(const pst_http_request_t *req) {
+  int no_body = req->body == PST_BODY_NONE ||
+                (req->body == PST_BODY_LENGTH && req->content_length == 0);
+  return no_body && !req->upgrade &&
+         (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0 ||
+          strcmp(req->method, "OPTIONS") == 0);
+}
+
+static int h1_start(h1_front_t *f, pst_http_request_t *req);
+
 static int h1_req_head(void *arg, pst_http_request_t *req) {
   h1_front_t *f = arg;
+  pst_metric_inc(PST_M_HTTP_REQUESTS);
+  if (f->base.conn->state == PST_CONN_HANDSHAKE && !h1_early_safe(req)) {
+    f->held = req; /* h1_handshake_done starts it */
+    return 1;      /* pause the parser here */
+  }
+  return h1_start(f, req);
+}
+
+static int h1_start(h1_front_t *f, pst_http_request_t *req) {
   f->minor = req->http_minor;
   f->keep_alive = req->keep_alive;
   f->head_request = strcmp(req->method, "HEAD") == 0;
   f->chunked = 0;
   f->request_done = 0;
-  pst_metric_inc(PST_M_HTTP_REQUESTS);
   uint64_t t0 = uv_hrtime();
   f->stream = pst_stream_start(f->base.conn, &h1_stream_ops, f, 0, req);
   if (f->stream == NULL) {
@@ -179,7 +201,6 @@ static int h1_req_head(void *arg, pst_http_request_t *req) {
     h1_error(f, 502, "502 Bad Gateway: the backend cannot be reached\n", 1);
     return PST_EBACKEND;
   }
-  f->stream->early_data = 0;
   return 0;
 }
 
@@ -217,7 +238,7 @@ static const pst_h1_req_callbacks_t h1_req_callbacks = {
  * allows. */
 static void h1_process_once(h1_front_t *f) {
   pst_conn_t *conn = f->base.conn;
-  while (f->in.len > 0 && conn->state == PST_CONN_OPEN && !f->closing) {
+  while (f->in.len > 0 && conn->state != PST_CONN_CLOSING && !f->closing) {
     if (f->tunnel) {
       if (f->stream == NULL || pst_stream_tunnel_write(f->stream, pst_buf_head(&f->in), f->in.len) != 0) {
         pst_conn_close(conn, PST_EBACKEND, "tunnel write failed");
@@ -226,6 +247,7 @@ static void h1_process_once(h1_front_t *f) {
       pst_buf_consume(&f->in, f->in.len);
       break;
     }
+    if (f->held != NULL) break;                        /* waits for the handshake */
     if (f->stream != NULL && f->request_done) break; /* the next request waits its turn */
     if (f->stream != NULL && pst_stream_queued(f->stream) > PST_HIGH_WATER) {
       pst_conn_client_pause(conn, 1); /* resumed by h1_on_drain */
@@ -292,8 +314,21 @@ static void h1_shutdown(pst_front_t *base) {
   if (f->stream == NULL) pst_conn_end(base->conn);
 }
 
+static void h1_handshake_done(pst_front_t *base) {
+  h1_front_t *f = F(base);
+  if (f->held == NULL) return;
+  pst_http_request_t *req = f->held;
+  f->held = NULL;
+  if (h1_start(f, req) != 0) return;
+  h1_process(f); /* the held request's body and what follows */
+}
+
 static void h1_destroy(pst_front_t *base) {
   h1_front_t *f = F(base);
+  if (f->held != NULL) {
+    pst_http_request_free(f->held);
+    free(f->held);
+  }
   pst_stream_free(f->stream);
   pst_h1_req_parser_free(f->parser);
   pst_buf_free(&f->in);
@@ -306,6 +341,7 @@ static const pst_front_ops_t h1_front_ops = {
     .client_drain = h1_client_drain,
     .shutdown = h1_shutdown,
     .destroy = h1_destroy,
+    .handshake_done = h1_handshake_done,
 };
 
 pst_front_t *pst_h1_front_new(pst_conn_t *conn) {

@@ -127,6 +127,7 @@ static void relay_info(pst_conn_t *conn, const char *data, size_t len) {
  * reaches here has completed its handshake, which a replayed ClientHello
  * never does: held early data is never delivered twice. */
 static void relay_early_flush(pst_conn_t *conn) {
+  if (conn->early.len == 0) return;
   pst_buf_t early = conn->early;
   memset(&conn->early, 0, sizeof(conn->early));
   const char *data = pst_buf_head(&early);
@@ -308,8 +309,36 @@ static void relay_connect(pst_conn_t *conn) {
   if (!conn->backend_early) relay_connect_backend(conn);
 }
 
+/* http mode, RFC 8470: an HTTP/1.1 front end starts during the handshake
+ * and forwards the early requests that are safe to replay (GET, HEAD,
+ * OPTIONS without a body) at once, with Early-Data: 1; any other request
+ * waits for the handshake (h1.c). HTTP/2 and builtin:info keep their early
+ * data until the handshake completes, like the tcp mode default. */
+static void relay_early_http(pst_conn_t *conn) {
+  if (conn->front == NULL) {
+    if (conn->early_front_refused) return;
+    conn->backend_conf = pst_gen_backend(conn->gl, conn->sni, strlen(conn->sni));
+    pst_conn_record_alpn(conn);
+    if (strcmp(conn->alpn, "h2") == 0 || conn->backend_conf->kind != PST_BACKEND_ADDR) {
+      conn->early_front_refused = 1;
+      return;
+    }
+    conn->front = pst_h1_front_new(conn);
+    if (conn->front == NULL) {
+      pst_conn_close(conn, -ENOMEM, "out of memory");
+      return;
+    }
+    conn->backend.shut_done = 1; /* no backend side of its own */
+  }
+  relay_early_flush(conn);
+}
+
 void pst_relay_early(pst_conn_t *conn) {
   const pst_listener_conf_t *lc = conn->gl->conf;
+  if (lc->mode == PST_MODE_HTTP) {
+    relay_early_http(conn);
+    return;
+  }
   if (lc->mode != PST_MODE_TCP || lc->tcp_early_data != PST_TCP_EARLY_FORWARD) return;
   if (conn->backend_connected) {
     relay_early_flush(conn);
@@ -324,6 +353,19 @@ void pst_relay_early(pst_conn_t *conn) {
 
 void pst_relay_start(pst_conn_t *conn) {
   conn->backend_conf = pst_gen_backend(conn->gl, conn->sni, strlen(conn->sni));
+  if (conn->front != NULL) {
+    /* Started during the handshake for early data: answers made meanwhile
+     * go out now, and requests held back may proceed. */
+    pst_conn_set_state(conn, PST_CONN_OPEN);
+    pst_buf_t out = conn->early_out;
+    memset(&conn->early_out, 0, sizeof(conn->early_out));
+    int rc = pst_conn_send(conn, pst_buf_head(&out), out.len);
+    pst_buf_free(&out);
+    if (rc != 0) return;
+    if (conn->front->ops->handshake_done != NULL) conn->front->ops->handshake_done(conn->front);
+    if (conn->end_after_handshake && conn->state == PST_CONN_OPEN) pst_conn_end(conn);
+    return;
+  }
   if (conn->backend_connected) {
     /* Connected during the handshake (pst_relay_early): relay at once; the
      * caller's pump goes on reading the client. */
@@ -358,6 +400,11 @@ void pst_relay_start(pst_conn_t *conn) {
 int pst_conn_send(pst_conn_t *conn, const char *data, size_t len) {
   if (conn->state == PST_CONN_CLOSING || conn->client.shut) return PST_ESHUTDOWN;
   if (len == 0) return 0;
+  if (conn->state == PST_CONN_HANDSHAKE) {
+    /* wolfSSL sends application data only once the handshake is complete:
+     * a response to an early request waits (pst_relay_start sends it). */
+    return pst_buf_append(&conn->early_out, data, len);
+  }
   if (wolfSSL_write(conn->ssl, data, (int)len) != (int)len) {
     pst_conn_close(conn, PST_ETLS, "TLS write failed");
     return PST_ETLS;
@@ -369,7 +416,8 @@ int pst_conn_send(pst_conn_t *conn, const char *data, size_t len) {
 }
 
 size_t pst_conn_client_queued(const pst_conn_t *conn) {
-  return conn->cout.len + uv_stream_get_write_queue_size((const uv_stream_t *)&conn->client.tcp);
+  return conn->early_out.len + conn->cout.len +
+         uv_stream_get_write_queue_size((const uv_stream_t *)&conn->client.tcp);
 }
 
 void pst_conn_client_pause(pst_conn_t *conn, int pause) {
@@ -387,6 +435,7 @@ void pst_conn_client_pause(pst_conn_t *conn, int pause) {
 }
 
 void pst_conn_end(pst_conn_t *conn) {
+  if (conn->state == PST_CONN_HANDSHAKE) conn->end_after_handshake = 1;
   if (conn->state != PST_CONN_OPEN) return;
   relay_shut_client(conn);
 }

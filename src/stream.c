@@ -329,6 +329,7 @@ pst_stream_t *pst_stream_start(pst_conn_t *conn, const pst_stream_ops_t *ops, vo
   s->h2_id = h2_id;
   s->req = req;
   s->t_start_ns = uv_hrtime();
+  s->early_data = conn->state == PST_CONN_HANDSHAKE;
   s->state = PST_STREAM_CONNECTING;
   s->req_done = req->body == PST_BODY_NONE;
   st->parser = pst_h1_resp_parser_new(&stream_parser_callbacks, st,
@@ -338,7 +339,9 @@ pst_stream_t *pst_stream_start(pst_conn_t *conn, const pst_stream_ops_t *ops, vo
   pst_forward_info_t fwd = {
       .client_ip = pst_conn_client_ip(conn),
       .mode = stream_conf(s)->forwarded,
-      .early_data = s->early_data,
+      /* Started before the handshake completed: the request came as 0-RTT
+       * early data and may be a replay (RFC 8470 5.1). */
+      .early_data = conn->state == PST_CONN_HANDSHAKE,
   };
   if (pst_http_request_write(req, &fwd, &st->head) != 0) goto nomem;
   if (stream_lease(st, 0) != 0) goto nomem;

@@ -65,6 +65,9 @@ struct pst_conn_s {
   pst_info_t *info; /* builtin:info responder (tcp mode, or http mode over HTTP/1.1), or NULL */
   struct pst_front_s *front; /* http mode: the HTTP/1.1 or HTTP/2 front end, or NULL */
   unsigned streams;      /* http mode: exchanges in flight (the idle timeout waits for none) */
+  pst_buf_t early_out;   /* http mode: response bytes made before the handshake completed */
+  unsigned early_front_refused : 1; /* http mode: early data waits for the handshake (h2, builtin) */
+  unsigned end_after_handshake : 1; /* pst_conn_end was asked during the handshake */
   const pst_backend_conf_t *backend_conf;
   uint64_t t_start_ns;   /* accept time (uv_hrtime) */
   double handshake_ms;

@@ -43,6 +43,10 @@ void pst_conn_pump(pst_conn_t *conn);
  * calls pst_relay_start. May close the connection. */
 void pst_conn_handshake(pst_conn_t *conn);
 
+/* Records the protocol ALPN selected (known once the ClientHello has been
+ * processed) in conn->alpn. */
+void pst_conn_record_alpn(pst_conn_t *conn);
+
 /* Changes state, asserting the move is legal, and arms the state's timer. */
 void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
 

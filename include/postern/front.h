@@ -30,6 +30,10 @@ typedef struct {
   /* The connection is closing: abort every stream (pst_stream_free) and free
    * the front end. No connection service may be called from here. */
   void (*destroy)(pst_front_t *f);
+  /* Optional (NULL: not needed). A front end created during the handshake
+   * to take 0-RTT early data (RFC 8470) learns that the handshake is now
+   * complete: requests it held back may go to the backend. */
+  void (*handshake_done)(pst_front_t *f);
 } pst_front_ops_t;
 
 struct pst_front_s {
@@ -46,8 +50,10 @@ pst_front_t *pst_h1_front_new(pst_conn_t *conn);
 /* ---- connection services for front ends (implemented in relay.c) ---- */
 
 /* Encrypts len bytes and queues them to the client (wolfSSL_write into the
- * connection's output, then a write(2) attempt). Returns 0 or a negative
- * error; on error the connection is already closing. */
+ * connection's output, then a write(2) attempt). During the handshake (a
+ * response to an early-data request) the bytes wait in the connection and
+ * go out once it completes. Returns 0 or a negative error; on error the
+ * connection is already closing. */
 int pst_conn_send(pst_conn_t *conn, const char *data, size_t len);
 
 /* Bytes queued to the client and not yet written by the kernel: a front end

@@ -546,18 +546,108 @@ def test_counters_logged_at_shutdown(pki, start_postern, line_backend, tmp_path)
         p.stderr()[-2000:]
 
 
-# ----------------------------------------------------- http mode (later) --
+# ------------------------------------------------------- http mode --
 
-HTTP_PENDING = "http mode early data (Early-Data: 1 for safe requests, RFC 8470) is the HTTP issue's"
+def http_recorder():
+    """An HTTP/1.1 backend that records every request head it receives
+    (.heads, with .times) and answers each with 200 "OK", keeping the
+    connection alive."""
+
+    def handler(server, conn):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+            need = int(m.group(1)) if m else 0
+            while len(buf) < need:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            body, buf = buf[:need], buf[need:]
+            with server._lock:
+                server.heads.append(head + b"\r\n\r\n" + body)
+                server.times.append(time.monotonic())
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK\n")
+
+    srv = TcpServer(handler, "http-recorder")
+    srv.heads = []
+    srv.times = []
+    return srv
 
 
-@pytest.mark.skip(reason=HTTP_PENDING)
-def test_http_safe_request_forwarded_early_with_header():
+@pytest.fixture
+def http_backend():
+    srv = http_recorder()
+    yield srv
+    srv.close()
+
+
+def early_http(pki, start_postern, http_backend, tmp_path, request):
+    """Starts an http-mode listener with early_data: accept, gets a ticket,
+    then resumes through a proxy that holds the client's Finished, with
+    request as 0-RTT early data. Returns (postern, proxy, client process,
+    port)."""
+    port = free_port()
+    p = start_postern(config([listener("l", port, http_backend.addr, mode="http",
+                                       tls=tls(pki, early_data="accept"))]), [port])
+    sess = tmp_path / "sess.pem"
+    get_ticket(port, sess, pki,
+               stdin=b"GET /ticket HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+    early = tmp_path / "req.txt"
+    early.write_bytes(request)
+    proxy = Proxy(port, hold=True)
+    client = s_client_bg(proxy.port, "-CAfile", pki.root, "-sess_in", sess, "-early_data", early)
+    return p, proxy, client
+
+
+def test_http_safe_request_forwarded_early_with_header(pki, start_postern, http_backend, tmp_path):
     """accept: a GET without body sent as early data reaches the backend with
-    Early-Data: 1 before the client's Finished is read."""
+    Early-Data: 1 (RFC 8470 5.1) before the client's Finished is read, and
+    the answer reaches the client once the handshake completes."""
+    req = b"GET /zero-rtt HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
+    p, proxy, client = early_http(pki, start_postern, http_backend, tmp_path, req)
+    try:
+        assert wait_for(lambda: proxy.held_bytes > 0, 10), "the client never sent its Finished"
+        assert wait_for(lambda: any(b"/zero-rtt" in h for h in http_backend.heads), 5), \
+            "the early GET did not reach the backend before the handshake" + p.context()
+        head = next(h for h in http_backend.heads if b"/zero-rtt" in h)
+        assert re.search(rb"(?i)\r\nearly-data: 1\r\n", head), head
+        proxy.release()
+        out, _ = client.communicate(timeout=15)
+        out = out.decode(errors="replace")
+    finally:
+        proxy.close()
+    assert early_status(out) == "accepted", out + p.context()
+    assert "200 OK" in out and "OK" in out, out
+    assert sum(b"/zero-rtt" in h for h in http_backend.heads) == 1
 
 
-@pytest.mark.skip(reason=HTTP_PENDING)
-def test_http_unsafe_request_waits_for_handshake():
+def test_http_unsafe_request_waits_for_handshake(pki, start_postern, http_backend, tmp_path):
     """accept: a POST sent as early data reaches the backend only after the
-    handshake, without Early-Data."""
+    handshake, without Early-Data (it could be a replay until then)."""
+    req = (b"POST /order HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\n"
+           b"Connection: close\r\n\r\nhello")
+    p, proxy, client = early_http(pki, start_postern, http_backend, tmp_path, req)
+    try:
+        assert wait_for(lambda: proxy.held_bytes > 0, 10), "the client never sent its Finished"
+        time.sleep(0.5)
+        assert not any(b"/order" in h for h in http_backend.heads), \
+            "a POST in early data reached the backend before the handshake completed" + \
+            p.context()
+        proxy.release()
+        out, _ = client.communicate(timeout=15)
+        out = out.decode(errors="replace")
+    finally:
+        proxy.close()
+    assert early_status(out) == "accepted", out + p.context()
+    assert wait_for(lambda: any(b"/order" in h for h in http_backend.heads), 5), p.context()
+    head = next(h for h in http_backend.heads if b"/order" in h)
+    assert b"early-data" not in head.lower(), head
+    assert head.endswith(b"hello"), head
+    assert "200 OK" in out, out
