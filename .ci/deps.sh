@@ -16,7 +16,7 @@ PACKAGES=(
   build-essential pkg-config autoconf automake libtool dpkg-dev
   libuv1-dev libnghttp2-dev libyaml-dev node-llhttp libcmocka-dev
   python3 python3-pytest python3-h2 curl openssl nghttp2-client
-  procps psmisc
+  procps psmisc patch
 )
 
 as_root() {
@@ -78,13 +78,15 @@ WOLFSSL_CONFIGURE=(
   --enable-intelasm --enable-aesni --enable-curve25519 --enable-ed25519
   --enable-opensslextra --enable-opensslall
 )
-WOLFSSL_CFLAGS="-O2 -fstack-protector-strong -DHAVE_EX_DATA -DWOLFSSL_VALIDATE_ECC_IMPORT -DWOLFSSL_GETRANDOM"
+WOLFSSL_CFLAGS="-O2 -fstack-protector-strong -DHAVE_EX_DATA -DWOLFSSL_VALIDATE_ECC_IMPORT -DWOLFSSL_GETRANDOM -DPOSTERN_NO_PRIVATE_IMPORT_VALIDATION"
+# Our patches to Debian's source, applied in order (see each file's header).
+WOLFSSL_PATCHES=("$top"/.ci/wolfssl-*.patch)
 
 build_wolfssl() {
   local prefix="$top/deps/wolfssl"
   local stamp="$prefix/.postern-flags"
   local want
-  want=$(printf '%s\n' "${WOLFSSL_CONFIGURE[@]}" "CFLAGS=$WOLFSSL_CFLAGS")
+  want=$(printf '%s\n' "${WOLFSSL_CONFIGURE[@]}" "CFLAGS=$WOLFSSL_CFLAGS"; sha256sum "${WOLFSSL_PATCHES[@]}" | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$prefix/lib/libwolfssl.a" ]; then
     echo "deps: wolfSSL already built in deps/ with the same flags"
     return
@@ -102,6 +104,9 @@ build_wolfssl() {
   echo "deps: building wolfSSL in $dir (a few minutes)"
   (
     cd "$dir"
+    for p in "${WOLFSSL_PATCHES[@]}"; do
+      patch -p1 --quiet <"$p" || { echo "deps: $p does not apply" >&2; exit 1; }
+    done
     ./autogen.sh >autogen.log 2>&1 || { tail -30 autogen.log; exit 1; }
     ./configure --prefix="$prefix" "${WOLFSSL_CONFIGURE[@]}" CFLAGS="$WOLFSSL_CFLAGS" \
       >configure.log 2>&1 || { tail -30 configure.log; exit 1; }

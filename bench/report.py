@@ -17,10 +17,11 @@ SCENARIO_ORDER = ("full", "resumed", "h1-keepalive", "h2-keepalive", "idle-rss")
 
 # Scenarios of the issue that cannot be measured yet, and why.
 NOT_YET = [
-    {"scenario": "0-RTT (issue 3 of the bench: request sent as early data)",
-     "why": "postern has no early_data setting yet (issue 4, being built); hitch cannot "
-            "accept early data; HAProxy can (allow-0rtt). Add it when issue 4 lands: loadgen "
-            "would send the request with wolfSSL_write_early_data on resumption."},
+    {"scenario": "0-RTT (scenario 3: the request sent as early data)",
+     "why": "postern's early data (issue 4) is still being built; hitch cannot accept early "
+            "data; HAProxy can (allow-0rtt). When issue 4 lands, the load generator gets an "
+            "early mode (the request sent with wolfSSL_write_early_data on a resumed "
+            "connection) and postern runs with early_data: accept."},
     {"scenario": "http mode: postern http against HAProxy mode http (full, resumed, keep-alive "
                  "h1 and h2, memory)",
      "why": "postern's http mode is issue 3, being built. The h2 keep-alive figure the issue "
@@ -193,6 +194,7 @@ def checks(rows, settings):
 def build(runs, settings, machine, notes, problems, elapsed, when):
     rows = aggregate(runs, settings["servers"])
     total_errors = sum(r.get("errors", 0) for r in runs)
+    notes_in = list(notes)  # the driver's; the ones below are derived from the rows
     notes = list(notes)
     busy = [r for r in rows if (r.get("others_on_server_cpu") or 0) > 0.10]
     if busy:
@@ -208,7 +210,8 @@ def build(runs, settings, machine, notes, problems, elapsed, when):
                      "CPU per operation still holds.")
     return {"when": when, "settings": settings, "machine": machine, "elapsed_s": elapsed,
             "rows": rows, "checks": checks(rows, settings), "not_yet": NOT_YET,
-            "notes": notes, "server_log_problems": problems, "total_errors": total_errors,
+            "notes": notes, "notes_in": notes_in, "server_log_problems": problems,
+            "total_errors": total_errors,
             "runs": runs}
 
 

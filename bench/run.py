@@ -315,9 +315,11 @@ def write_outputs(args, doc):
 
 def rebuild(args):
     old = json.loads(Path(args.from_json).read_text())
-    doc = report.build(old["runs"], old["settings"], old["machine"],
-                       [n for n in old.get("notes", []) if not n.startswith("rows marked")
-                        and not n.startswith("no plot")],
+    derived = ("rows marked", "no plot", "other processes used")
+    notes = old.get("notes_in")
+    if notes is None:
+        notes = [n for n in old.get("notes", []) if not n.startswith(derived)]
+    doc = report.build(old["runs"], old["settings"], old["machine"], notes,
                        old.get("server_log_problems", {}), old["elapsed_s"], old["when"])
     write_outputs(args, doc)
     return 1 if doc["total_errors"] else 0

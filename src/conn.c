@@ -376,7 +376,6 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
     return rc;
   }
   conn_peer_name(conn);
-  uv_tcp_nodelay(&conn->client.tcp, 1);
   conn->ssl = wolfSSL_new(conn->gl->ctx);
   if (conn->ssl == NULL) {
     pst_conn_close(conn, -ENOMEM, "cannot create TLS session");

@@ -5,6 +5,7 @@
 #include "postern/worker.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -32,6 +33,10 @@ int pst_listen_socket(const pst_addr_t *addr) {
   if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) {
     goto fail;
   }
+  /* Accepted sockets inherit TCP_NODELAY from the listening socket on
+   * Linux: one setsockopt here instead of one per connection. postern
+   * already gathers its writes, so Nagle would only add latency. */
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) goto fail;
   if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0) goto fail;
   if (listen(fd, LISTEN_BACKLOG) != 0) goto fail;
   return fd;
