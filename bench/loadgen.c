@@ -13,9 +13,29 @@
  *   resume  the same, but each slot keeps the session (ticket) of its last
  *           connection and offers it on the next (RFC 8446 2.2); the report
  *           counts how many handshakes were really resumed.
+ *   early   resume, with the request sent as 0-RTT early data (RFC 8446
+ *           2.3, 4.2.10) in the first flight, with wolfSSL_write_early_data;
+ *           after the handshake, wolfSSL_get_early_data_status says whether
+ *           the server accepted it (counted); when it did not, the request is
+ *           sent again as ordinary data, as RFC 8446 4.2.10 asks.
  *   idle    open COUNT connections (at most N handshakes in flight), finish
  *           their handshakes, keep them open, print one line when all are
  *           up, and hold them until SIGTERM or SIGINT.
+ *
+ * --delay-ms D emulates a network round trip of D ms in the client alone: every
+ * byte wolfSSL sends is held D ms before it is written to the socket (the
+ * server's answers are read at once). A response then takes about D ms per
+ * round trip the client waited for, so the round trips can be counted on
+ * loopback, where the real round trip is a few microseconds. With it, the
+ * result also counts the responses whose first byte arrived while the
+ * client's Finished was still held: answers the server sent without waiting
+ * for the client's Finished, in the first round trip (0.5-RTT data, RFC 8446
+ * 2.3).
+ *
+ * Per connection the result has three latencies from connect(): the
+ * handshake done (wolfSSL_connect returned), the whole response received
+ * (head and Content-Length body), and the close after it (the figure the
+ * bench calls latency).
  *
  * full and resume run a warm-up (not counted; in resume mode also until every
  * slot holds a ticket), print {"event":"measure"} when measuring starts, then
@@ -24,8 +44,9 @@
  * time over the window (getrusage), so the caller can tell when the load
  * generator, not the server, was the limit.
  *
- * Usage: loadgen --connect HOST:PORT [--sni NAME] [--mode full|resume|idle]
+ * Usage: loadgen --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]
  *          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]
+ *          [--delay-ms D]
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -98,7 +119,8 @@ static double hist_quantile(const hist_t *h, double q) {
 
 /* ---- options and state ---- */
 
-typedef enum { MODE_FULL, MODE_RESUME, MODE_IDLE } mode_t_;
+typedef enum { MODE_FULL, MODE_RESUME, MODE_EARLY, MODE_IDLE } mode_t_;
+static const char *mode_names[] = {"full", "resume", "early", "idle"};
 
 static struct {
   struct sockaddr_in addr;
@@ -107,8 +129,13 @@ static struct {
   int conc;
   double duration, warmup, timeout;
   int count;
+  uint64_t delay_ns; /* --delay-ms: emulated round trip, 0 for none */
 } opt = {.sni = "localhost", .mode = MODE_FULL, .conc = 16, .duration = 5, .warmup = 1,
          .timeout = 10, .count = 1000};
+
+/* Modes that keep each slot's session ticket and offer it on the next
+ * connection. */
+#define KEEPS_TICKET(m) ((m) == MODE_RESUME || (m) == MODE_EARLY)
 
 typedef enum {
   SL_FREE = 0,    /* no connection */
@@ -122,14 +149,30 @@ typedef enum {
 typedef enum { E_CONNECT, E_HANDSHAKE, E_IO, E_RESPONSE, E_TIMEOUT, E_KINDS } err_kind_t;
 static const char *err_names[E_KINDS] = {"connect", "handshake", "io", "response", "timeout"};
 
+/* --delay-ms: bytes wolfSSL sent, held until due. */
+typedef struct chunk {
+  struct chunk *next;
+  uint64_t due; /* uv_hrtime at which it goes to the socket */
+  size_t len, off;
+  int fin; /* holds the end of the client's Finished flight */
+  char data[];
+} chunk_t;
+
 typedef struct {
   int fd;
   uv_poll_t poll;
   int events;  /* what poll waits for now */
   slot_state_t st;
   WOLFSSL *ssl;
-  WOLFSSL_SESSION *sess; /* resume mode: the last ticket received */
+  WOLFSSL_SESSION *sess; /* resume and early modes: the last ticket received */
   uint64_t t0;           /* connect start, uv_hrtime */
+  uint64_t t_hs, t_resp; /* handshake done, whole response in (0: not yet) */
+  int early_sent;        /* early mode: the request went out as early data */
+  int early_accepted;    /* ... and the server accepted it */
+  int fin_out;           /* --delay-ms: the client's Finished has left */
+  int before_fin;        /* --delay-ms: response bytes came while it was held */
+  chunk_t *q_head, *q_tail; /* --delay-ms: bytes held */
+  uv_timer_t q_timer;
   char head[HEAD_MAX];
   size_t head_len;
   int head_done;
@@ -140,8 +183,11 @@ typedef struct {
 
 typedef struct {
   uint64_t ok, resumed, started;
+  uint64_t early_sent, early_accepted, before_fin;
   uint64_t err[E_KINDS];
-  hist_t lat;
+  hist_t lat;  /* connect() to the close after the response */
+  hist_t hs;   /* connect() to the handshake done, client's view */
+  hist_t resp; /* connect() to the whole response received */
 } stats_t;
 
 static uv_loop_t *loop;
@@ -172,6 +218,72 @@ static void slot_on_poll(uv_poll_t *p, int status, int events);
 static void maybe_exit(void);
 static uint64_t total_errors(void);
 
+/* ---- --delay-ms: an emulated round trip, in the client alone ---- */
+
+/* Forgets the bytes held (the connection is over). */
+static void queue_drop(slot_t *s) {
+  while (s->q_head != NULL) {
+    chunk_t *c = s->q_head;
+    s->q_head = c->next;
+    free(c);
+  }
+  s->q_tail = NULL;
+  if (opt.delay_ns) uv_timer_stop(&s->q_timer);
+}
+
+static void queue_flush(slot_t *s);
+
+static void queue_on_timer(uv_timer_t *t) { queue_flush(t->data); }
+
+/* Writes the held bytes that are due, in order, and re-arms the timer for
+ * the rest. On a write error the rest is dropped: the server has gone, and
+ * the next read says so. */
+static void queue_flush(slot_t *s) {
+  uint64_t now = uv_hrtime();
+  /* libuv timers have millisecond steps: within 0.2 ms is on time. */
+  while (s->q_head != NULL && s->q_head->due <= now + 200000) {
+    chunk_t *c = s->q_head;
+    ssize_t n = send(s->fd, c->data + c->off, c->len - c->off, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    if (n < 0) {
+      queue_drop(s);
+      return;
+    }
+    c->off += (size_t)n;
+    if (c->off < c->len) break;
+    if (c->fin) s->fin_out = 1;
+    s->q_head = c->next;
+    if (s->q_head == NULL) s->q_tail = NULL;
+    free(c);
+  }
+  if (s->q_head == NULL) return;
+  uint64_t wait_ns = s->q_head->due > now ? s->q_head->due - now : 0;
+  uint64_t wait_ms = (wait_ns + 999999) / 1000000;
+  uv_timer_start(&s->q_timer, queue_on_timer, wait_ms > 0 ? wait_ms : 1, 0);
+}
+
+/* wolfSSL's send callback with --delay-ms: keeps a copy of the bytes, due
+ * opt.delay_ns from now, and says they were sent. */
+static int io_send_delayed(WOLFSSL *ssl, char *buf, int sz, void *arg) {
+  slot_t *s = arg;
+  chunk_t *c = malloc(sizeof(*c) + (size_t)sz);
+  if (c == NULL) return WOLFSSL_CBIO_ERR_GENERAL;
+  c->next = NULL;
+  c->due = uv_hrtime() + opt.delay_ns;
+  c->len = (size_t)sz;
+  c->off = 0;
+  c->fin = 0;
+  memcpy(c->data, buf, (size_t)sz);
+  if (s->q_tail != NULL) {
+    s->q_tail->next = c;
+  } else {
+    s->q_head = c;
+    uv_timer_start(&s->q_timer, queue_on_timer, (opt.delay_ns + 999999) / 1000000, 0);
+  }
+  s->q_tail = c;
+  return sz;
+}
+
 /* ---- one connection ---- */
 
 static void slot_on_closed(uv_handle_t *h) {
@@ -192,6 +304,7 @@ static void slot_on_closed(uv_handle_t *h) {
 }
 
 static void slot_release(slot_t *s) {
+  queue_drop(s);
   if (s->ssl != NULL) {
     wolfSSL_free(s->ssl);
     s->ssl = NULL;
@@ -211,7 +324,7 @@ static uint64_t total_errors(void) {
 
 static void slot_fail(slot_t *s, err_kind_t kind) {
   if (measuring || opt.mode == MODE_IDLE) stats.err[kind]++;
-  if (opt.mode == MODE_RESUME && s->sess != NULL && kind == E_HANDSHAKE) {
+  if (KEEPS_TICKET(opt.mode) && s->sess != NULL && kind == E_HANDSHAKE) {
     wolfSSL_SESSION_free(s->sess);
     s->sess = NULL;
   }
@@ -230,7 +343,7 @@ static void slot_done(slot_t *s) {
     slot_fail(s, E_RESPONSE);
     return;
   }
-  if (opt.mode == MODE_RESUME) {
+  if (KEEPS_TICKET(opt.mode)) {
     /* The NewSessionTicket (RFC 8446 4.6.1) came before the response. */
     WOLFSSL_SESSION *sess = wolfSSL_get1_session(s->ssl);
     if (sess != NULL) {
@@ -241,14 +354,29 @@ static void slot_done(slot_t *s) {
   if (measuring) {
     stats.ok++;
     if (wolfSSL_session_reused(s->ssl)) stats.resumed++;
+    stats.early_sent += s->early_sent;
+    stats.early_accepted += s->early_accepted;
+    stats.before_fin += s->before_fin;
     hist_add(&stats.lat, (uv_hrtime() - s->t0) / 1000);
+    hist_add(&stats.hs, (s->t_hs - s->t0) / 1000);
+    if (s->t_resp) hist_add(&stats.resp, (s->t_resp - s->t0) / 1000);
   }
   slot_release(s);
 }
 
+static void slot_take_bytes(slot_t *s, const char *data, size_t n);
+
 /* Parses what arrived of the response: status line and Content-Length from
- * the head, then counts body bytes. */
+ * the head, then counts body bytes; notes when the whole response is in. */
 static void slot_take(slot_t *s, const char *data, size_t n) {
+  /* An answer that came while the client's Finished was held was sent
+   * before the server could have seen it. */
+  if (opt.delay_ns && n > 0 && !s->fin_out) s->before_fin = 1;
+  slot_take_bytes(s, data, n);
+  if (!s->t_resp && s->head_done && s->clen >= 0 && s->body >= s->clen) s->t_resp = uv_hrtime();
+}
+
+static void slot_take_bytes(slot_t *s, const char *data, size_t n) {
   if (s->head_done) {
     s->body += (long long)n;
     return;
@@ -293,6 +421,7 @@ static void slot_read(slot_t *s) {
       slot_done(s);
       return;
     }
+    if (getenv("LG_DEBUG")) fprintf(stderr, "read: n=%d e=%d early=%d st=%d\n", n, e, s->early_sent, wolfSSL_get_early_data_status(s->ssl));
     slot_fail(s, E_IO);
     return;
   }
@@ -324,14 +453,45 @@ static void slot_handshake(slot_t *s) {
     if (idle_next < opt.count) slot_start(&slots[idle_next++]);
     return;
   }
+  s->t_hs = uv_hrtime();
+  if (getenv("LG_DEBUG")) fprintf(stderr, "hs done: err=%d early=%d\n", wolfSSL_get_error(s->ssl, 0), s->early_sent);
+  if (opt.delay_ns) {
+    /* wolfSSL_connect has just handed over the client's Finished (RFC 8446
+     * 4.4.4): the last bytes held. */
+    if (s->q_tail != NULL) s->q_tail->fin = 1;
+    else s->fin_out = 1;
+  }
   s->st = SL_RESPONSE;
-  int n = wolfSSL_write(s->ssl, request, (int)sizeof(request) - 1);
-  if (n != (int)sizeof(request) - 1) {
-    /* A 45-byte record always fits in an empty socket buffer. */
-    slot_fail(s, E_IO);
-    return;
+  if (s->early_sent && wolfSSL_get_early_data_status(s->ssl) == WOLFSSL_EARLY_DATA_ACCEPTED) {
+    s->early_accepted = 1; /* the request is already there */
+  } else {
+    /* No early data, or refused: the request goes now (RFC 8446 4.2.10). */
+    int n = wolfSSL_write(s->ssl, request, (int)sizeof(request) - 1);
+    if (n != (int)sizeof(request) - 1) {
+      /* A 45-byte record always fits in an empty socket buffer. */
+      slot_fail(s, E_IO);
+      return;
+    }
   }
   slot_read(s);
+}
+
+/* Early mode: the ClientHello and, when the session allows early data, the
+ * request as early data, in the first flight. Returns 0, or -1 when the
+ * slot failed. */
+static int slot_send_early(slot_t *s) {
+  int out = 0;
+  int n = wolfSSL_write_early_data(s->ssl, request, (int)sizeof(request) - 1, &out);
+  if (n == (int)sizeof(request) - 1) {
+    s->early_sent = 1;
+    return 0;
+  }
+  /* A ticket that announced no early data: wolfSSL sent a plain
+   * ClientHello and now waits for the ServerHello. */
+  int e = wolfSSL_get_error(s->ssl, n);
+  if (n < 0 && (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)) return 0;
+  slot_fail(s, E_HANDSHAKE);
+  return -1;
 }
 
 static void slot_connected(slot_t *s) {
@@ -350,8 +510,10 @@ static void slot_connected(slot_t *s) {
   wolfSSL_UseSNI(s->ssl, WOLFSSL_SNI_HOST_NAME, opt.sni, (unsigned short)strlen(opt.sni));
   /* One key share, X25519: the group every server in the bench prefers. */
   wolfSSL_UseKeyShare(s->ssl, WOLFSSL_ECC_X25519);
-  if (opt.mode == MODE_RESUME && s->sess != NULL) wolfSSL_set_session(s->ssl, s->sess);
+  if (opt.delay_ns) wolfSSL_SetIOWriteCtx(s->ssl, s);
+  if (KEEPS_TICKET(opt.mode) && s->sess != NULL) wolfSSL_set_session(s->ssl, s->sess);
   s->st = SL_HANDSHAKE;
+  if (opt.mode == MODE_EARLY && s->sess != NULL && slot_send_early(s) != 0) return;
   slot_handshake(s);
 }
 
@@ -384,6 +546,8 @@ static void slot_start(slot_t *s) {
   s->clen = -1;
   s->body = 0;
   s->events = 0;
+  s->t_hs = s->t_resp = 0;
+  s->early_sent = s->early_accepted = s->fin_out = s->before_fin = 0;
   s->t0 = uv_hrtime();
   uv_poll_init(loop, &s->poll, s->fd);
   s->poll.data = s;
@@ -412,12 +576,18 @@ static void print_result(void) {
   uint64_t errors = total_errors();
   printf("{\"event\":\"result\",\"mode\":\"%s\",\"conc\":%d,\"window_s\":%.4f,\"ok\":%llu,"
          "\"errors\":%llu,\"resumed\":%llu,\"rate\":%.2f,\"p50_ms\":%.4f,\"p99_ms\":%.4f,"
-         "\"mean_ms\":%.4f,\"cpu_s\":%.4f,\"cpu_frac\":%.4f,\"errors_by_kind\":{",
-         opt.mode == MODE_FULL ? "full" : "resume", opt.conc, window,
-         (unsigned long long)stats.ok, (unsigned long long)errors,
-         (unsigned long long)stats.resumed, (double)stats.ok / window,
-         hist_quantile(&stats.lat, 0.50) / 1000, hist_quantile(&stats.lat, 0.99) / 1000,
+         "\"mean_ms\":%.4f,\"cpu_s\":%.4f,\"cpu_frac\":%.4f,",
+         mode_names[opt.mode], opt.conc, window, (unsigned long long)stats.ok,
+         (unsigned long long)errors, (unsigned long long)stats.resumed,
+         (double)stats.ok / window, hist_quantile(&stats.lat, 0.50) / 1000,
+         hist_quantile(&stats.lat, 0.99) / 1000,
          stats.lat.n ? stats.lat.sum / (double)stats.lat.n / 1000 : 0.0, cpu, cpu / window);
+  printf("\"hs_p50_ms\":%.4f,\"resp_p50_ms\":%.4f,\"resp_p99_ms\":%.4f,\"delay_ms\":%.3f,"
+         "\"early_sent\":%llu,\"early_accepted\":%llu,\"before_fin\":%llu,\"errors_by_kind\":{",
+         hist_quantile(&stats.hs, 0.50) / 1000, hist_quantile(&stats.resp, 0.50) / 1000,
+         hist_quantile(&stats.resp, 0.99) / 1000, (double)opt.delay_ns / 1e6,
+         (unsigned long long)stats.early_sent, (unsigned long long)stats.early_accepted,
+         (unsigned long long)stats.before_fin);
   for (int k = 0; k < E_KINDS; k++) {
     printf("%s\"%s\":%llu", k ? "," : "", err_names[k], (unsigned long long)stats.err[k]);
   }
@@ -445,9 +615,9 @@ static void on_drain_timeout(uv_timer_t *t) { uv_stop(loop); }
 
 static void on_phase(uv_timer_t *t) {
   if (!measuring) {
-    /* Resume mode measures resumed handshakes: wait (a little) until every
-     * slot holds a ticket. */
-    if (opt.mode == MODE_RESUME) {
+    /* Resume and early modes measure resumed handshakes: wait (a little)
+     * until every slot holds a ticket. */
+    if (KEEPS_TICKET(opt.mode)) {
       int missing = 0;
       for (int i = 0; i < n_slots; i++) missing += slots[i].sess == NULL;
       if (missing > 0 && (double)(uv_hrtime() - t_measure) / 1e9 < opt.warmup + 5) {
@@ -491,8 +661,9 @@ static void on_signal(uv_signal_t *s, int signum) { uv_stop(loop); }
 
 static void usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s --connect HOST:PORT [--sni NAME] [--mode full|resume|idle] [--conc N]\n"
-          "          [--duration S] [--warmup S] [--count K] [--timeout S]\n",
+          "usage: %s --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]\n"
+          "          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]\n"
+          "          [--delay-ms D]\n",
           argv0);
   exit(2);
 }
@@ -517,6 +688,7 @@ static void parse_args(int argc, char **argv) {
     } else if (strcmp(a, "--mode") == 0) {
       if (strcmp(v, "full") == 0) opt.mode = MODE_FULL;
       else if (strcmp(v, "resume") == 0) opt.mode = MODE_RESUME;
+      else if (strcmp(v, "early") == 0) opt.mode = MODE_EARLY;
       else if (strcmp(v, "idle") == 0) opt.mode = MODE_IDLE;
       else usage(argv[0]);
     } else if (strcmp(a, "--conc") == 0) {
@@ -529,6 +701,10 @@ static void parse_args(int argc, char **argv) {
       opt.count = atoi(v);
     } else if (strcmp(a, "--timeout") == 0) {
       opt.timeout = atof(v);
+    } else if (strcmp(a, "--delay-ms") == 0) {
+      double d = atof(v);
+      if (d < 0 || d > 10000) usage(argv[0]);
+      opt.delay_ns = (uint64_t)(d * 1e6);
     } else {
       usage(argv[0]);
     }
@@ -547,6 +723,7 @@ static void make_ctx(void) {
   if (wolfSSL_CTX_set_groups(ctx, groups, 1) != WOLFSSL_SUCCESS) abort();
   /* Sessions are kept per slot, by reference: no client cache. */
   wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+  if (opt.delay_ns) wolfSSL_CTX_SetIOSend(ctx, io_send_delayed);
 }
 
 static void raise_nofile(void) {
@@ -566,7 +743,13 @@ int main(int argc, char **argv) {
   n_slots = opt.mode == MODE_IDLE ? opt.count : opt.conc;
   slots = calloc((size_t)n_slots, sizeof(*slots));
   if (slots == NULL) abort();
-  for (int i = 0; i < n_slots; i++) slots[i].fd = -1;
+  for (int i = 0; i < n_slots; i++) {
+    slots[i].fd = -1;
+    if (opt.delay_ns) {
+      uv_timer_init(loop, &slots[i].q_timer);
+      slots[i].q_timer.data = &slots[i];
+    }
+  }
 
   uv_timer_init(loop, &phase_timer);
   uv_timer_init(loop, &tick_timer);

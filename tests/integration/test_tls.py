@@ -99,3 +99,23 @@ def test_tls12_accepted_when_listed(srv, pki, kind, leaf, bits):
     with connect_tls(port, "example.test",
                      client_context(pki, max_version=ssl.TLSVersion.TLSv1_2)) as s:
         assert s.version() == "TLSv1.2"
+
+
+def test_groups_x25519_and_p256_only(srv):
+    """Key exchange uses X25519 (preferred) or P-256. A TLS 1.3 client whose
+    key share is for another group it also lists gets a HelloRetryRequest
+    for one of ours (RFC 8446 4.1.4); a client with no group in common gets a
+    handshake_failure alert, not a HelloRetryRequest naming no group (RFC 8446
+    4.1.1; wolfSSL needed a patch for this, .ci/wolfssl-no-common-group.patch)."""
+    p, ports = srv
+    port = ports["tls13"]
+    r = s_client(port, "-tls1_3", servername="example.test")
+    assert "Server Temp Key: X25519" in r.out, f"X25519 is preferred\n{r}{p.context()}"
+    r = s_client(port, "-tls1_3", "-groups", "P-256", servername="example.test")
+    assert "Server Temp Key: ECDH, prime256v1" in r.out, f"P-256 accepted\n{r}{p.context()}"
+    r = s_client(port, "-tls1_3", "-groups", "X448:X25519", servername="example.test")
+    assert "TLSv1.3" in r.out and "Server Temp Key: X25519" in r.out, \
+        f"a HelloRetryRequest for X25519 expected\n{r}{p.context()}"
+    r = s_client(port, "-tls1_3", "-groups", "X448:P-384", servername="example.test")
+    assert "alert number 40" in r.out, f"handshake_failure expected\n{r}{p.context()}"
+    assert "no change following hrr" not in r.out, f"an empty HelloRetryRequest\n{r}"
