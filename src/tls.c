@@ -90,12 +90,14 @@ static int tls_on_alpn(WOLFSSL *ssl, const unsigned char **out, unsigned char *o
   const pst_gen_listener_t *gl = arg;
   const unsigned char *ours = gl->conf->alpn_wire;
   size_t ours_len = gl->conf->alpn_wire_len;
-  /* builtin:info speaks HTTP/1.1 only: never let a client pick h2 for it
-   * (the SNI callback has run, so the route is known). */
+  /* In tcp mode builtin:info speaks HTTP/1.1 only (http mode serves it over
+   * h2 too): never let a client pick h2 for it there (the SNI callback has
+   * run, so the route is known). */
   static const unsigned char h1_only[] = "\x08http/1.1";
   void *name = NULL;
   unsigned short name_len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &name);
-  if (pst_gen_backend(gl, name, name_len)->kind == PST_BACKEND_BUILTIN_INFO) {
+  if (gl->conf->mode == PST_MODE_TCP &&
+      pst_gen_backend(gl, name, name_len)->kind == PST_BACKEND_BUILTIN_INFO) {
     if (!tls_alpn_listed(gl->conf, "http/1.1")) return SSL_TLSEXT_ERR_NOACK;
     ours = h1_only;
     ours_len = sizeof(h1_only) - 1;
