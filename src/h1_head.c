@@ -34,14 +34,6 @@ static const char *buf_cstr(pst_buf_t *b) {
   return pst_buf_head(b);
 }
 
-static char *dup_n(const char *s, size_t n) {
-  char *p = malloc(n + 1);
-  if (p == NULL) return NULL;
-  if (n > 0) memcpy(p, s, n);
-  p[n] = '\0';
-  return p;
-}
-
 /* Records a refusal found in a callback; returns what makes llhttp stop. */
 static int reject(h1_t *h, int err, int status, const char *why) {
   h->cb_err = err;
@@ -149,7 +141,7 @@ int pst_h1_field_done(h1_t *h) {
   } else if (tok_is(name, nlen, "upgrade")) {
     rc = list_append(&h->upgrade, v, vlen);
   } else if (h->is_request && tok_is(name, nlen, "host")) {
-    if (h->host_n++ == 0 && (h->host = dup_n(v, vlen)) == NULL) rc = -ENOMEM;
+    if (h->host_n++ == 0 && (h->host = pst_http_dup_n(v, vlen)) == NULL) rc = -ENOMEM;
   } else if (h->is_request && tok_is(name, nlen, "expect")) {
     expect_field(h, v, vlen);
   } else {
@@ -204,13 +196,13 @@ static int request_target(h1_t *h, pst_http_request_t *r) {
   size_t n = h->line.len;
   if (n == 0 || memchr(t, '#', n) != NULL) return reject(h, PST_EPROTO, 400, "bad request target");
   if (t[0] == '/') {
-    r->target = dup_n(t, n);
+    r->target = pst_http_dup_n(t, n);
     return r->target != NULL ? 0 : pst_h1_nomem(h);
   }
   if (n == 1 && t[0] == '*') {
     /* RFC 9112 3.2.4: asterisk-form is for OPTIONS only. */
     if (h->ll.method != HTTP_OPTIONS) return reject(h, PST_EPROTO, 400, "'*' target");
-    r->target = dup_n(t, 1);
+    r->target = pst_http_dup_n(t, 1);
     return r->target != NULL ? 0 : pst_h1_nomem(h);
   }
   /* absolute-form (RFC 9112 3.2.2): the authority replaces Host; only the
@@ -226,7 +218,7 @@ static int request_target(h1_t *h, pst_http_request_t *r) {
   }
   const char *path = a + alen;
   size_t plen = strlen(path);
-  r->authority = dup_n(a, alen);
+  r->authority = pst_http_dup_n(a, alen);
   r->target = malloc(plen + 2);
   if (r->authority == NULL || r->target == NULL) return pst_h1_nomem(h);
   /* An empty path is "/" (RFC 9112 3.2.1). */
@@ -286,7 +278,7 @@ int pst_h1_request_head(h1_t *h) {
     return reject(h, PST_EPROTO, 400, "invalid Host");
   }
   if (r->authority == NULL) {
-    r->authority = h->host != NULL ? h->host : dup_n("", 0);
+    r->authority = h->host != NULL ? h->host : pst_http_dup_n("", 0);
     h->host = NULL;
     if (r->authority == NULL) return pst_h1_nomem(h);
   }
@@ -302,11 +294,11 @@ int pst_h1_request_head(h1_t *h) {
    * ("h2c smuggling"), and RFC 9113 3.1 deprecates it anyway. */
   if (conn_upgrade && ll->http_minor == 1 && h->upgrade.len > 0 && !list_has(&h->upgrade, "h2c")) {
     r->upgrade = 1;
-    r->upgrade_proto = dup_n(pst_buf_head(&h->upgrade), h->upgrade.len);
+    r->upgrade_proto = pst_http_dup_n(pst_buf_head(&h->upgrade), h->upgrade.len);
     if (r->upgrade_proto == NULL) return pst_h1_nomem(h);
   }
-  r->method = dup_n(llhttp_method_name((llhttp_method_t)ll->method),
-                    strlen(llhttp_method_name((llhttp_method_t)ll->method)));
+  r->method = pst_http_dup_n(llhttp_method_name((llhttp_method_t)ll->method),
+                             strlen(llhttp_method_name((llhttp_method_t)ll->method)));
   if (r->method == NULL) return pst_h1_nomem(h);
   r->keep_alive = llhttp_should_keep_alive(ll) ? 1 : 0;
   r->headers = h->headers;
@@ -368,7 +360,7 @@ int pst_h1_response_head(h1_t *h) {
   pst_http_response_t *r = h->resp = calloc(1, sizeof(*r));
   if (r == NULL) return pst_h1_nomem(h);
   r->status = status;
-  r->reason = dup_n(pst_buf_head(&h->line), h->line.len);
+  r->reason = pst_http_dup_n(pst_buf_head(&h->line), h->line.len);
   if (r->reason == NULL) return pst_h1_nomem(h);
   connection_options(h, &close, &ka, &conn_upgrade);
   r->headers = h->headers;
@@ -377,7 +369,7 @@ int pst_h1_response_head(h1_t *h) {
     /* RFC 9110 15.2.2: a 101 names the protocol in Upgrade. */
     if (h->upgrade.len == 0) return reject(h, PST_EPROTO, 502, "101 without Upgrade");
     r->upgrade = 1;
-    r->upgrade_proto = dup_n(pst_buf_head(&h->upgrade), h->upgrade.len);
+    r->upgrade_proto = pst_http_dup_n(pst_buf_head(&h->upgrade), h->upgrade.len);
     if (r->upgrade_proto == NULL) return pst_h1_nomem(h);
     h->pause = PAUSE_HEAD;
     return HPE_PAUSED;

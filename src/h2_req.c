@@ -25,14 +25,6 @@ static int name_is(const uint8_t *name, size_t len, const char *lit) {
   return strlen(lit) == len && memcmp(name, lit, len) == 0;
 }
 
-static char *dup_n(const void *p, size_t n) {
-  char *s = malloc(n + 1);
-  if (s == NULL) return NULL;
-  memcpy(s, p, n);
-  s[n] = '\0';
-  return s;
-}
-
 /* ---- per-stream data ---------------------------------------------------- */
 
 /* See h2_int.h. The record is created on the request's first HEADERS frame
@@ -110,17 +102,17 @@ int pst_h2_add_field(h2_stream_t *st, const uint8_t *name, size_t nlen, const ui
     }
     st->has_authority |= dst == &st->authority;
     free(*dst);
-    *dst = dup_n(value, vlen);
+    *dst = pst_http_dup_n((const char *)value, vlen);
     return *dst != NULL ? 0 : -ENOMEM;
   }
   if (name_is(name, nlen, "host")) {
     /* Host is rebuilt from the authority when the request is written. */
     if (!st->has_authority) {
       if (st->authority != NULL) return 0; /* nghttp2 refuses a second Host */
-      st->authority = dup_n(value, vlen);
+      st->authority = pst_http_dup_n((const char *)value, vlen);
       return st->authority != NULL ? 0 : -ENOMEM;
     }
-    char *host = dup_n(value, vlen);
+    char *host = pst_http_dup_n((const char *)value, vlen);
     if (host == NULL) return -ENOMEM;
     if (!same_authority(host, st->authority)) st->error = H2_REQ_MALFORMED;
     free(host);

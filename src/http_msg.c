@@ -22,7 +22,9 @@
 
 /* ---- header lists ------------------------------------------------------ */
 
-static char *dup_n(const char *s, size_t n) {
+/* See http.h. Copies exactly n bytes (not stopping at a NUL, unlike
+ * strndup) so that a field's length stays what the parser measured. */
+char *pst_http_dup_n(const char *s, size_t n) {
   char *p = malloc(n + 1);
   if (p == NULL) return NULL;
   if (n > 0) memcpy(p, s, n);
@@ -42,8 +44,8 @@ int pst_headers_add(pst_headers_t *h, const char *name, size_t name_len, const c
     h->v = v;
     h->cap = cap;
   }
-  char *n = dup_n(name, name_len);
-  char *val = dup_n(value, value_len);
+  char *n = pst_http_dup_n(name, name_len);
+  char *val = pst_http_dup_n(value, value_len);
   if (n == NULL || val == NULL) {
     free(n);
     free(val);

@@ -12,7 +12,9 @@
  * rejected with 400 and the connection closes. llhttp 8 built without
  * LLHTTP_STRICT_MODE still tolerates a few things in the head (a bare LF
  * after the request line or as the blank line, obs-fold, whitespace before a
- * field's colon); we check those ourselves so the head is strict too. */
+ * field's colon); every head byte llhttp used also goes through the strict
+ * scan the HTTP/1.1 parsers run (pst_h1_head_scan), so the head is as strict
+ * here as on a proxied connection. */
 #include "postern/info.h"
 
 #include <llhttp.h>
@@ -25,6 +27,7 @@
 #include <time.h>
 
 #include "postern/common.h"
+#include "postern/http.h"
 
 /* The most bytes one request head may take, from the end of the previous
  * request to the blank line, request line included. Browsers send 1-2 KiB;
@@ -56,15 +59,13 @@ struct pst_info_s {
   int done;           /* 0 while reading; otherwise what every later feed returns */
   info_pause_t pause; /* set by the callback that paused llhttp */
   int nomem;          /* a callback ran out of memory */
-  const char *why;    /* a callback's reason for rejecting the request */
 
   /* The request being parsed; request_reset() clears these. */
   int in_head;          /* still before the blank line ending the head */
   size_t head_bytes;    /* head bytes so far, limited to INFO_HEAD_MAX */
   char name[INFO_NAME_MAX];
   size_t name_len;      /* full length, may exceed INFO_NAME_MAX */
-  char name_last;       /* last byte of the name, wherever it arrived */
-  int eol;              /* head_scan() state: 0, or just after CR, or CRLF */
+  pst_h1_scan_t scan;   /* the strict checks over the head bytes llhttp used */
   int value_is_accept;  /* the current field value belongs to Accept */
   pst_buf_t accept;     /* the current Accept value, from its pieces */
   int wants_json;       /* some Accept field contains application/json */
@@ -212,24 +213,6 @@ static int html_str(pst_buf_t *b, const char *s) {
   }
   if (rc == 0) rc = pst_buf_append(b, p + n - run, run);
   return rc;
-}
-
-/* Checks n more bytes of a request head for line ends llhttp's loose build
- * lets through. Every line must end in CRLF: RFC 9112 2.2 lets a server
- * accept a bare LF, but a parser that agrees with the strictest reading
- * cannot be told one thing by a client while a peer hears another. And no
- * line may start with whitespace: obs-fold, which RFC 9112 5.2 lets a server
- * reject. Returns NULL, or why the head is malformed. */
-static const char *head_scan(pst_info_t *info, const char *p, size_t n) {
-  enum { EOL_NONE = 0, EOL_CR, EOL_CRLF };
-  for (size_t i = 0; i < n; i++) {
-    char c = p[i];
-    if (info->eol == EOL_CR && c != '\n') return "CR not followed by LF";
-    if (c == '\n' && info->eol != EOL_CR) return "LF not preceded by CR";
-    if (info->eol == EOL_CRLF && (c == ' ' || c == '\t')) return "obsolete line folding";
-    info->eol = c == '\r' ? EOL_CR : c == '\n' ? EOL_CRLF : EOL_NONE;
-  }
-  return NULL;
 }
 
 /* ---- response bodies -------------------------------------------------- */
@@ -502,8 +485,7 @@ static void request_reset(pst_info_t *info) {
   info->in_head = 1;
   info->head_bytes = 0;
   info->name_len = 0;
-  info->name_last = 0;
-  info->eol = 0;
+  pst_h1_scan_init(&info->scan, 1);
   info->value_is_accept = 0;
   info->wants_json = 0;
   info->keep_alive = 0;
@@ -519,19 +501,14 @@ static int info_on_header_field(llhttp_t *p, const char *at, size_t n) {
     memcpy(info->name + info->name_len, at, n < k ? n : k);
   }
   info->name_len += n;
-  if (n > 0) info->name_last = at[n - 1];
   return 0;
 }
 
 static int info_on_header_field_complete(llhttp_t *p) {
   pst_info_t *info = p->data;
-  /* llhttp's loose build passes "Name :" with the space in the name; RFC
-   * 9112 5.1 says a server MUST answer 400. */
-  if (info->name_last == ' ' || info->name_last == '\t') {
-    info->why = "Whitespace between a field name and its colon"; /* llhttp keeps its own */
-    return -1;
-  }
-  /* Field names are case-insensitive (RFC 9110 5.1). */
+  /* llhttp's loose build passes "Name :" with the space in the name; the
+   * head scan refuses it (RFC 9112 5.1: a server MUST answer 400). Field
+   * names are case-insensitive (RFC 9110 5.1). */
   info->value_is_accept = info->name_len == 6 && strncasecmp(info->name, "accept", 6) == 0;
   info->name_len = 0;
   return 0;
@@ -622,12 +599,12 @@ int pst_info_feed(pst_info_t *info, const char *data, size_t len,
     llhttp_errno_t err = llhttp_execute(&info->parser, data, n);
     if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
       if (info->nomem) return info->done = -ENOMEM;
-      return fail(info, out, 400, info->why);
+      return fail(info, out, 400, NULL);
     }
     size_t used = err == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&info->parser) - data);
     if (info->in_head) {
-      const char *bad = head_scan(info, data, used);
-      if (bad != NULL) return fail(info, out, 400, bad);
+      pst_h1_head_scan(&info->scan, data, used);
+      if (info->scan.why != NULL) return fail(info, out, 400, info->scan.why);
       info->head_bytes += used;
       if (info->head_bytes > INFO_HEAD_MAX) return fail(info, out, 431, NULL);
     }

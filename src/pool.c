@@ -112,6 +112,18 @@ static void bconn_on_connect(uv_connect_t *req, int status) {
   if (b->ev != NULL) b->ev->on_connect(b->arg, status);
 }
 
+/* Hands b to a new lessee: its events, and the pool limits b will be
+ * released under, taken from the lessee's listener because a pool is per
+ * backend address and shared by every listener (of every configuration
+ * generation) that uses that address. */
+static void bconn_lease_to(pst_bconn_t *b, const pst_listener_conf_t *lc,
+                           const pst_bconn_events_t *ev, void *arg) {
+  b->ev = ev;
+  b->arg = arg;
+  b->max_idle = lc->pool_max_idle;
+  b->idle_ms = lc->pool_idle_ms;
+}
+
 pst_bconn_t *pst_pool_lease(pst_worker_t *worker, const pst_listener_conf_t *lc,
                             const pst_addr_t *addr, int fresh, const pst_bconn_events_t *ev,
                             void *arg, int *reused, int *err) {
@@ -124,10 +136,7 @@ pst_bconn_t *pst_pool_lease(pst_worker_t *worker, const pst_listener_conf_t *lc,
     idle_unlink(b);
     uv_timer_stop(&b->timer);
     b->state = BCONN_LEASED;
-    b->ev = ev;
-    b->arg = arg;
-    b->max_idle = lc->pool_max_idle;
-    b->idle_ms = lc->pool_idle_ms;
+    bconn_lease_to(b, lc, ev, arg);
     *reused = 1;
     return b;
   }
@@ -135,10 +144,7 @@ pst_bconn_t *pst_pool_lease(pst_worker_t *worker, const pst_listener_conf_t *lc,
   if (b == NULL) return NULL;
   b->worker = worker;
   b->pool = pool;
-  b->ev = ev;
-  b->arg = arg;
-  b->max_idle = lc->pool_max_idle;
-  b->idle_ms = lc->pool_idle_ms;
+  bconn_lease_to(b, lc, ev, arg);
   b->state = BCONN_CONNECTING;
   uv_tcp_init(&worker->loop, &b->tcp);
   uv_timer_init(&worker->loop, &b->timer);

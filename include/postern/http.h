@@ -27,6 +27,10 @@ const char *pst_headers_get(const pst_headers_t *h, const char *name);
 /* Removes every field called name (name_len bytes, compared without regard
  * to case), keeping the order of the others. Returns how many were removed. */
 size_t pst_headers_del(pst_headers_t *h, const char *name, size_t name_len);
+/* Returns a malloc'd copy of the n bytes at s (borrowed; NULL allowed when n
+ * is 0) with a NUL after them, owned by the caller; NULL when out of
+ * memory. */
+char *pst_http_dup_n(const char *s, size_t n);
 void pst_headers_free(pst_headers_t *h);             /* the list is empty and reusable after */
 void pst_http_request_free(pst_http_request_t *r);   /* frees members; r itself not; NULL ok */
 void pst_http_response_free(pst_http_response_t *r); /* frees members; r itself not; NULL ok */

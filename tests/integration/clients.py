@@ -357,6 +357,23 @@ class MemTls:
         self.sock.close()
 
 
+# ---------------------------------------------------------------- h2load --
+
+def h2load_counts(out):
+    """{total, started, done, succeeded, failed, errored, timeout} from h2load's
+    'requests:' line, and the status code counts; (None, None) without that
+    line."""
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    if not m:
+        return None, None
+    keys = ["total", "started", "done", "succeeded", "failed", "errored", "timeout"]
+    req = dict(zip(keys, map(int, m.groups())))
+    s = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    codes = dict(zip(["2xx", "3xx", "4xx", "5xx"], map(int, s.groups()))) if s else None
+    return req, codes
+
+
 # ------------------------------------------------------------------ curl --
 
 def curl(url, *args, timeout=15):

@@ -25,6 +25,7 @@ import base64
 import functools
 import hashlib
 import json
+import os
 import random
 import re
 import socket
@@ -40,7 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import hpack
 
 import backends
-from clients import HOST, client_context, connect_tls, listener
+from clients import HOST, client_context, config, connect_tls, free_port, listener
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -471,6 +472,37 @@ def http_listener(name, port, backend, pki, **extra):
     extra.setdefault("alpn", ["h2", "http/1.1"])
     return listener(name, port, backend, pki, ["example.test", "api.example.test"],
                     mode="http", **extra)
+
+
+class Site:
+    """What a postern fixture hands its tests: the postern (p), its backend
+    (be, or None) and port, and whatever else is named (ports=..., ...).
+    ctx(extra) ends every assertion message: extra, then the backend's
+    summary (when there is a backend) and postern's config and log."""
+
+    def __init__(self, p, be=None, port=None, **more):
+        self.p, self.be, self.port = p, be, port
+        vars(self).update(more)
+
+    def ctx(self, extra=""):
+        summary = self.be.summary() if self.be is not None else ""
+        return f"{extra}{summary}{self.p.context()}"
+
+
+def http_site(start, be, pki, name):
+    """Starts a postern (start: the start_postern or module_postern fixture)
+    with one http-mode listener called name, on a free port, in front of the
+    backend be. Returns its Site."""
+    port = free_port()
+    return Site(start(config([http_listener(name, port, be.addr, pki)]), [port]), be, port)
+
+
+def small_asan_quarantine(monkeypatch):
+    """Cuts ASan's quarantine to 8 MiB for the postern started next, so that
+    freed memory is reused rather than held back and RSS shows what postern
+    really keeps."""
+    monkeypatch.setenv("ASAN_OPTIONS",
+                       os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=8")
 
 
 # ------------------------------------------------------------------- curl --

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from clients import config, free_port
-from http_backends import (H1Conn, H2Raw, KiB, curl_http, header_values, http_listener,
+from http_backends import (H1Conn, H2Raw, KiB, Site, curl_http, header_values, http_listener,
                            pattern_bytes, pattern_sha)
 
 PROTOS = ["2", "1.1"]
@@ -62,14 +62,7 @@ def srv(pki, module_postern, module_http_servers):
           http_listener("hop", ports["hop"], hop.addr, pki),
           http_listener("nolen", ports["nolen"], nolen.addr, pki)]
     p = module_postern(config(ls), ports.values())
-
-    class S:
-        pass
-    s = S()
-    s.p, s.ports, s.be, s.hop, s.nolen = p, ports, be, hop, nolen
-    s.port = ports["web"]
-    s.ctx = lambda extra="": f"{extra}{s.be.summary()}{p.context()}"  # noqa: E731
-    return s
+    return Site(p, be, ports["web"], ports=ports, hop=hop, nolen=nolen)
 
 
 def echo_json(r, ctx):

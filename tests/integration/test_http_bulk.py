@@ -9,7 +9,6 @@ held back and RSS measures what postern really keeps."""
 
 import hashlib
 import json
-import os
 import subprocess
 import tempfile
 import threading
@@ -17,9 +16,8 @@ import time
 
 import pytest
 
-from clients import config, free_port
 from http_backends import (GiB, KiB, MiB, H1Conn, H2Raw, RssSampler, S_INITIAL_WINDOW_SIZE,
-                           http_listener, pattern_chunks, pattern_sha)
+                           http_site, pattern_chunks, pattern_sha, small_asan_quarantine)
 
 RSS_BOUND_MIB = 64
 SEED = 11
@@ -27,26 +25,17 @@ SEED = 11
 
 @pytest.fixture
 def bulk(pki, start_postern, http_servers, monkeypatch):
-    monkeypatch.setenv("ASAN_OPTIONS",
-                       os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=8")
-    be = http_servers.http()
-    port = free_port()
-    p = start_postern(config([http_listener("bulk", port, be.addr, pki)]), [port])
+    small_asan_quarantine(monkeypatch)
+    s = http_site(start_postern, http_servers.http(), pki, "bulk")
 
     # Warm up both protocols so that the baseline RSS includes the per
     # connection state a transfer needs anyway.
     for http in ("2", "1.1"):
         subprocess.run(["curl", "-sS", "-o", "/dev/null", "--cacert", str(pki.root),
-                        "--resolve", f"example.test:{port}:127.0.0.1",
+                        "--resolve", f"example.test:{s.port}:127.0.0.1",
                         "--http2" if http == "2" else "--http1.1",
-                        f"https://example.test:{port}/download?size={4 * MiB}"],
+                        f"https://example.test:{s.port}/download?size={4 * MiB}"],
                        timeout=20, check=False)
-
-    class S:
-        pass
-    s = S()
-    s.p, s.be, s.port = p, be, port
-    s.ctx = lambda extra="": f"{extra}{be.summary()}{p.context()}"  # noqa: E731
     return s
 
 

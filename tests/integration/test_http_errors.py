@@ -12,7 +12,7 @@ import pytest
 
 from backends import closed_port
 from clients import config, free_port
-from http_backends import Closed, H1Conn, H2Raw, curl_http, http_listener
+from http_backends import Closed, H1Conn, H2Raw, Site, curl_http, http_listener
 
 PROTOS = ["2", "1.1"]
 CUT_AT = 5000
@@ -63,13 +63,7 @@ def srv(pki, module_postern, module_http_servers):
     ls = [http_listener(k, ports[k], addr, pki, timeouts={"backend_response": "1s"})
           for k, addr in backends_.items()]
     p = module_postern(config(ls), ports.values())
-
-    class S:
-        pass
-    s = S()
-    s.p, s.be, s.ports = p, be, ports
-    s.ctx = lambda extra="": f"{extra}{p.context()}"  # noqa: E731
-    return s
+    return Site(p, ports=ports)  # ctx without a backend summary: six backends
 
 
 def check_error_response(r, status, ctx):
@@ -130,11 +124,19 @@ def test_truncated_response_h2_rst_stream(srv, pki, which):
         f"a stream error must leave the connection usable: second stream {ok!r}{ctx}")
 
 
-def test_truncated_response_h1_content_length(srv, pki):
-    with H1Conn(srv.ports["cutcl"], pki) as c:
+def get_cut_h1(srv, pki, which):
+    """GET /cut over HTTP/1.1 from the backend that cuts its response
+    (which: "cutcl" or "cutchunked"). Returns (status, headers, raw head,
+    the bytes after the head until the connection ended, how it ended)."""
+    with H1Conn(srv.ports[which], pki) as c:
         c.send(b"GET /cut HTTP/1.1\r\nHost: example.test\r\n\r\n")
         status, _, headers, raw = c.read_head()
         data, how = c.read_until_close(6)
+    return status, headers, raw, data, how
+
+
+def test_truncated_response_h1_content_length(srv, pki):
+    status, headers, raw, data, how = get_cut_h1(srv, pki, "cutcl")
     ctx = srv.ctx(f"\nhead {raw!r}\nthen {len(data)} bytes, {how}")
     assert status == 200, ctx
     assert how.startswith("closed"), f"postern must close the client connection{ctx}"
@@ -152,10 +154,7 @@ def test_truncated_response_h1_chunked(srv, pki):
     """The backend's chunked response is cut mid-chunk: the client gets the
     head, then the connection closes without the last chunk (0 CRLF CRLF),
     so it can tell the body is incomplete."""
-    with H1Conn(srv.ports["cutchunked"], pki) as c:
-        c.send(b"GET /cut HTTP/1.1\r\nHost: example.test\r\n\r\n")
-        status, _, headers, raw = c.read_head()
-        data, how = c.read_until_close(6)
+    status, headers, raw, data, how = get_cut_h1(srv, pki, "cutchunked")
     ctx = srv.ctx(f"\nhead {raw!r}\nthen {len(data)} bytes ({data[-40:]!r}), {how}")
     assert status == 200, ctx
     assert how.startswith("closed"), f"postern must close the client connection{ctx}"

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from clients import config, echo_bulk, free_port
-from http_backends import Closed, H1Conn, KiB, build_request, http_listener
+from clients import echo_bulk
+from http_backends import Closed, H1Conn, KiB, build_request, http_site
 
 
 def sha(data):
@@ -20,16 +20,7 @@ def sha(data):
 
 @pytest.fixture(scope="module")
 def srv(pki, module_postern, module_http_servers):
-    be = module_http_servers.http("origin")
-    port = free_port()
-    p = module_postern(config([http_listener("h1", port, be.addr, pki)]), [port])
-
-    class S:
-        pass
-    s = S()
-    s.p, s.be, s.port = p, be, port
-    s.ctx = lambda extra="": f"{extra}{be.summary()}{p.context()}"  # noqa: E731
-    return s
+    return http_site(module_postern, module_http_servers.http("origin"), pki, "h1")
 
 
 def test_keep_alive(srv, pki):

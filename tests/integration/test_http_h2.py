@@ -20,23 +20,15 @@ import pytest
 from clients import config, free_port
 from http_backends import (CONTINUATION, DATA, END_STREAM, HEADERS, PING, RST_STREAM,
                            S_INITIAL_WINDOW_SIZE, S_MAX_CONCURRENT_STREAMS, SETTINGS, H2Raw,
-                           RssSampler, err_name, http_listener, pattern_bytes)
+                           RssSampler, err_name, http_listener, http_site, pattern_bytes,
+                           small_asan_quarantine)
 
 PROTOCOL_ERROR, STREAM_CLOSED, REFUSED_STREAM, CANCEL = 1, 5, 7, 8
 
 
 @pytest.fixture(scope="module")
 def srv(pki, module_postern, module_http_servers):
-    be = module_http_servers.http("origin")
-    port = free_port()
-    p = module_postern(config([http_listener("h2", port, be.addr, pki)]), [port])
-
-    class S:
-        pass
-    s = S()
-    s.p, s.be, s.port = p, be, port
-    s.ctx = lambda extra="": f"{extra}{be.summary()}{p.context()}"  # noqa: E731
-    return s
+    return http_site(module_postern, module_http_servers.http("origin"), pki, "h2")
 
 
 def check_alive(s, pki):
@@ -291,17 +283,8 @@ def _flood(c, frame, count, seconds=10):
 def lean(pki, start_postern, http_servers, monkeypatch):
     """A postern of its own with ASan's quarantine cut to 8 MiB, so that RSS
     shows what postern keeps rather than what ASan holds back."""
-    monkeypatch.setenv("ASAN_OPTIONS",
-                       os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=8")
-    be = http_servers.http()
-    port = free_port()
-    p = start_postern(config([http_listener("lean", port, be.addr, pki)]), [port])
-
-    class S:
-        pass
-    s = S()
-    s.p, s.be, s.port = p, be, port
-    s.ctx = lambda extra="": f"{extra}{be.summary()}{p.context()}"  # noqa: E731
+    small_asan_quarantine(monkeypatch)
+    s = http_site(start_postern, http_servers.http(), pki, "lean")
     check_alive(s, pki)
     return s
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from clients import HOST, config, free_port
+from clients import HOST, config, free_port, h2load_counts
 from http_backends import H1Conn, H2Raw, http_listener
 
 
@@ -22,22 +22,26 @@ def run(cmd, timeout):
     return p.returncode, p.stdout.decode(errors="replace"), time.monotonic() - t0
 
 
-def h2load_counts(out):
-    """{total, started, done, succeeded, failed, errored, timeout} from h2load's
-    'requests:' line, and the status code counts."""
-    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
-    if not m:
-        return None, None
-    keys = ["total", "started", "done", "succeeded", "failed", "errored", "timeout"]
-    req = dict(zip(keys, map(int, m.groups())))
-    s = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
-    codes = dict(zip(["2xx", "3xx", "4xx", "5xx"], map(int, s.groups()))) if s else None
-    return req, codes
-
-
 def tail(text, n=25):
     return "\n".join(text.splitlines()[-n:])
+
+
+def h2load(port, path, proto, n, clients, streams, timeout):
+    """Runs h2load with n requests over clients connections and up to streams
+    at a time on each (HTTP/1.1, pipelined, when proto is "h1"). Returns
+    (cmd, rc, output, seconds)."""
+    cmd = ["h2load", "-n", str(n), "-c", str(clients), "-m", str(streams), "-T", "30"]
+    if proto == "h1":
+        cmd.append("--h1")
+    cmd.append(f"https://{HOST}:{port}{path}")
+    return (cmd, *run(cmd, timeout))
+
+
+def load_ctx(cmd, rc, out, elapsed, be, p, lines=25):
+    """The end of an h2load test's assertion messages: the command, the tail
+    of its output, what the fast_server backend saw, postern's log."""
+    return (f"\n$ {' '.join(cmd)} (rc={rc}, {elapsed:.1f}s)\n{tail(out, lines)}\nbackend: "
+            f"{be.accepted} connections, {be.requests} requests{p.context()}")
 
 
 @pytest.mark.deadline(60)
@@ -64,14 +68,9 @@ def test_h2load_20000(pki, start_postern, http_servers, proto):
     be = http_servers.fast(b"x" * 100)
     port = free_port()
     p = start_postern(config([http_listener("load", port, be.addr, pki)]), [port])
-    cmd = ["h2load", "-n", "20000", "-c", "10", "-m", "10", "-T", "30"]
-    if proto == "h1":
-        cmd.append("--h1")
-    cmd.append(f"https://{HOST}:{port}/load")
-    rc, out, elapsed = run(cmd, 100)
+    cmd, rc, out, elapsed = h2load(port, "/load", proto, 20000, 10, 10, 100)
     req, codes = h2load_counts(out)
-    ctx = (f"\n$ {' '.join(cmd)} (rc={rc}, {elapsed:.1f}s)\n{tail(out)}\nbackend: "
-           f"{be.accepted} connections, {be.requests} requests{p.context()}")
+    ctx = load_ctx(cmd, rc, out, elapsed, be, p)
     assert req is not None, f"no 'requests:' line in h2load's output{ctx}"
     assert req["succeeded"] == 20000 and req["failed"] == 0 and req["errored"] == 0 \
         and req["timeout"] == 0, f"h2load over {proto}: {req}{ctx}"
@@ -89,14 +88,9 @@ def test_sequential_requests_reuse_backend_connections(pki, start_postern, http_
     be = http_servers.fast()
     port = free_port()
     p = start_postern(config([http_listener("seq", port, be.addr, pki)]), [port])
-    cmd = ["h2load", "-n", "10000", "-c", "1", "-m", "1", "-T", "30"]
-    if proto == "h1":
-        cmd.append("--h1")
-    cmd.append(f"https://{HOST}:{port}/seq")
-    rc, out, elapsed = run(cmd, 80)
+    cmd, rc, out, elapsed = h2load(port, "/seq", proto, 10000, 1, 1, 80)
     req, codes = h2load_counts(out)
-    ctx = (f"\n$ {' '.join(cmd)} (rc={rc}, {elapsed:.1f}s)\n{tail(out, 12)}\nbackend: "
-           f"{be.accepted} connections, {be.requests} requests{p.context()}")
+    ctx = load_ctx(cmd, rc, out, elapsed, be, p, lines=12)
     assert req and req["succeeded"] == 10000, f"sequential requests failed: {req}{ctx}"
     assert be.requests == 10000, f"backend answered {be.requests} requests{ctx}"
     assert be.accepted <= 4, (f"10,000 sequential requests used {be.accepted} backend "

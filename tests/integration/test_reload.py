@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_postern, sanitizer_report
-from clients import (HOST, client_context, config, connect_tls, free_port, listener, recv_exact,
-                     s_client)
+from clients import (HOST, client_context, config, connect_tls, free_port, h2load_counts, listener,
+                     recv_exact, s_client)
 
 OK_RE = r"reload ok \((?P<why>[^)]*)\): generation (?P<gen>\d+)"
 FAILED_RE = r"reload failed \((?P<why>[^)]*)\): (?P<cause>.*); still serving generation (?P<gen>\d+) \(failed reloads: (?P<n>\d+)\)"
@@ -187,11 +187,9 @@ def norm(serial):
 
 
 def h2load_summary(out):
-    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                  r"(\d+) errored, (\d+) timeout", out)
-    assert m, f"no h2load summary in:\n{out}"
-    keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
-    return dict(zip(keys, map(int, m.groups())))
+    req, _ = h2load_counts(out)
+    assert req, f"no h2load summary in:\n{out}"
+    return req
 
 
 def fd_count(pid):
@@ -645,6 +643,28 @@ def test_watch_cert_and_key_replaced_reload_once(pki, leaf_b, start_postern, tmp
     assert norm(served_serial(port)) == norm(leaf_b.serial), p.context()
 
 
+def secret_version(vol, name, leaf):
+    """Writes one version of a Kubernetes Secret volume: vol/name holding
+    the leaf's chain and key as tls.crt and tls.key. Returns its path."""
+    d = vol / name
+    d.mkdir(parents=True)
+    shutil.copyfile(leaf.chain, d / "tls.crt")
+    shutil.copyfile(leaf.key, d / "tls.key")
+    return d
+
+
+def secret_swap(vol, old, name, leaf):
+    """Updates the volume the way the kubelet does: writes the new version,
+    points ..data_tmp at it, renames ..data_tmp over ..data (one atomic
+    step for every file behind the tls.* links) and deletes the old
+    version. Returns the new version's path."""
+    new = secret_version(vol, name, leaf)
+    os.symlink(name, vol / "..data_tmp")
+    os.replace(vol / "..data_tmp", vol / "..data")
+    shutil.rmtree(old)
+    return new
+
+
 @pytest.mark.deadline(30)
 def test_watch_symlink_swap_reload_once(pki, leaf_b, start_postern, tmp_path):
     """A Kubernetes Secret volume: tls.crt -> ..data/tls.crt, ..data ->
@@ -652,10 +672,7 @@ def test_watch_symlink_swap_reload_once(pki, leaf_b, start_postern, tmp_path):
     ..data_tmp over ..data and deletes ..2024_v1. One reload."""
     a = leaf_a(pki)
     vol = tmp_path / "secret"
-    v1 = vol / "..2024_v1"
-    v1.mkdir(parents=True)
-    shutil.copyfile(a.chain, v1 / "tls.crt")
-    shutil.copyfile(a.key, v1 / "tls.key")
+    v1 = secret_version(vol, "..2024_v1", a)
     os.symlink("..2024_v1", vol / "..data")
     os.symlink("..data/tls.crt", vol / "tls.crt")
     os.symlink("..data/tls.key", vol / "tls.key")
@@ -667,13 +684,7 @@ def test_watch_symlink_swap_reload_once(pki, leaf_b, start_postern, tmp_path):
     log.wait(r"watch: on")
     assert norm(served_serial(port)) == norm(a.serial)
     start = log.mark()
-    v2 = vol / "..2024_v2"
-    v2.mkdir()
-    shutil.copyfile(leaf_b.chain, v2 / "tls.crt")
-    shutil.copyfile(leaf_b.key, v2 / "tls.key")
-    os.symlink("..2024_v2", vol / "..data_tmp")
-    os.replace(vol / "..data_tmp", vol / "..data")
-    shutil.rmtree(v1)
+    v2 = secret_swap(vol, v1, "..2024_v2", leaf_b)
     log.wait(r"reload ok \(watch: [^)]*\)", start, timeout=10)
     time.sleep(2.5)
     oks = log.findall(OK_RE, start)
@@ -682,13 +693,7 @@ def test_watch_symlink_swap_reload_once(pki, leaf_b, start_postern, tmp_path):
     assert norm(served_serial(port)) == norm(leaf_b.serial), p.context()
     # And the watch follows the new target: a second swap reloads again.
     start = log.mark()
-    v3 = vol / "..2024_v3"
-    v3.mkdir()
-    shutil.copyfile(a.chain, v3 / "tls.crt")
-    shutil.copyfile(a.key, v3 / "tls.key")
-    os.symlink("..2024_v3", vol / "..data_tmp")
-    os.replace(vol / "..data_tmp", vol / "..data")
-    shutil.rmtree(v2)
+    secret_swap(vol, v2, "..2024_v3", a)
     log.wait(r"reload ok \(watch: [^)]*\)", start, timeout=10)
     assert norm(served_serial(port)) == norm(a.serial), p.context()
 

@@ -385,6 +385,22 @@ def test_info_page_reports_early_data(pki, start_postern, tmp_path):
     assert '"resumed":true' in out and '"early_data":"accepted"' in out, out
 
 
+def record_early_data(port, pki, tmp_path):
+    """Gets a ticket from port, then resumes with REQ as 0-RTT early data
+    through a recording Proxy. Returns (s_client's output, the client's
+    first flight: the ClientHello and the early data, to replay)."""
+    sess = tmp_path / "sess.pem"
+    get_ticket(port, sess, pki, stdin=b"first\n")
+    early = tmp_path / "req.txt"
+    early.write_bytes(REQ)
+    proxy = Proxy(port)
+    try:
+        out = s_client(proxy.port, "-CAfile", pki.root, "-sess_in", sess, "-early_data", early)
+    finally:
+        proxy.close()
+    return out, bytes(proxy.first_flight)
+
+
 @pytest.mark.parametrize("mode", ["hold", "forward"])
 def test_replayed_client_hello_delivers_nothing_twice(pki, start_postern, line_backend, tmp_path,
                                                       mode):
@@ -396,18 +412,9 @@ def test_replayed_client_hello_delivers_nothing_twice(pki, start_postern, line_b
     p = start_postern(config([listener("l", port, line_backend.addr,
                                        tls=tls(pki, early_data="accept", tcp_early_data=mode))],
                              log_level="debug"), [port])
-    sess = tmp_path / "sess.pem"
-    get_ticket(port, sess, pki, stdin=b"first\n")
-    early = tmp_path / "req.txt"
-    early.write_bytes(REQ)
-    proxy = Proxy(port)
-    try:
-        out = s_client(proxy.port, "-CAfile", pki.root, "-sess_in", sess, "-early_data", early)
-    finally:
-        proxy.close()
+    out, recorded = record_early_data(port, pki, tmp_path)
     assert early_status(out) == "accepted", out + p.context()
     assert wait_for(lambda: deliveries(line_backend, REQ) == 1)
-    recorded = bytes(proxy.first_flight)
     assert recorded[:1] == b"\x16" and len(recorded) > 300, recorded[:20]
     conns_before = len(line_backend.conns)
     for _ in range(2):
@@ -441,18 +448,10 @@ def test_replay_to_another_process_is_not_caught(pki, start_postern, line_backen
     t = tls(pki, early_data="accept", tcp_early_data="forward", ticket_keys=str(keys))
     pa = start_postern(config([listener("a", a, line_backend.addr, tls=t)]), [a])
     start_postern(config([listener("b", b, line_backend.addr, tls=t)]), [b])
-    sess = tmp_path / "sess.pem"
-    get_ticket(a, sess, pki, stdin=b"first\n")
-    early = tmp_path / "req.txt"
-    early.write_bytes(REQ)
-    proxy = Proxy(a)
-    try:
-        out = s_client(proxy.port, "-CAfile", pki.root, "-sess_in", sess, "-early_data", early)
-    finally:
-        proxy.close()
+    out, recorded = record_early_data(a, pki, tmp_path)
     assert early_status(out) == "accepted", out + pa.context()
     with socket.create_connection((HOST, b), timeout=5) as raw:
-        raw.sendall(bytes(proxy.first_flight))
+        raw.sendall(recorded)
         assert wait_for(lambda: deliveries(line_backend, REQ) == 2, 5)
 
 
@@ -548,44 +547,21 @@ def test_counters_logged_at_shutdown(pki, start_postern, line_backend, tmp_path)
 
 # ------------------------------------------------------- http mode --
 
-def http_recorder():
-    """An HTTP/1.1 backend that records every request head it receives
-    (.heads, with .times) and answers each with 200 "OK", keeping the
+def keep_and_answer_ok(server, conn, head, body, index):
+    """A raw_http_server responder that keeps every request, head and body,
+    in server.requests and answers each with 200 "OK", keeping the
     connection alive."""
-
-    def handler(server, conn):
-        buf = b""
-        while True:
-            while b"\r\n\r\n" not in buf:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head, buf = buf.split(b"\r\n\r\n", 1)
-            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-            need = int(m.group(1)) if m else 0
-            while len(buf) < need:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-            body, buf = buf[:need], buf[need:]
-            with server._lock:
-                server.heads.append(head + b"\r\n\r\n" + body)
-                server.times.append(time.monotonic())
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK\n")
-
-    srv = TcpServer(handler, "http-recorder")
-    srv.heads = []
-    srv.times = []
-    return srv
+    with server._lock:
+        server.requests.append(head + body)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK\n")
+    return True
 
 
 @pytest.fixture
-def http_backend():
-    srv = http_recorder()
-    yield srv
-    srv.close()
+def http_backend(http_servers):
+    srv = http_servers.raw(keep_and_answer_ok, "http-recorder")
+    srv.requests = []
+    return srv
 
 
 def early_http(pki, start_postern, http_backend, tmp_path, request):
@@ -614,9 +590,9 @@ def test_http_safe_request_forwarded_early_with_header(pki, start_postern, http_
     p, proxy, client = early_http(pki, start_postern, http_backend, tmp_path, req)
     try:
         assert wait_for(lambda: proxy.held_bytes > 0, 10), "the client never sent its Finished"
-        assert wait_for(lambda: any(b"/zero-rtt" in h for h in http_backend.heads), 5), \
+        assert wait_for(lambda: any(b"/zero-rtt" in h for h in http_backend.requests), 5), \
             "the early GET did not reach the backend before the handshake" + p.context()
-        head = next(h for h in http_backend.heads if b"/zero-rtt" in h)
+        head = next(h for h in http_backend.requests if b"/zero-rtt" in h)
         assert re.search(rb"(?i)\r\nearly-data: 1\r\n", head), head
         proxy.release()
         out, _ = client.communicate(timeout=15)
@@ -625,7 +601,7 @@ def test_http_safe_request_forwarded_early_with_header(pki, start_postern, http_
         proxy.close()
     assert early_status(out) == "accepted", out + p.context()
     assert "200 OK" in out and "OK" in out, out
-    assert sum(b"/zero-rtt" in h for h in http_backend.heads) == 1
+    assert sum(b"/zero-rtt" in h for h in http_backend.requests) == 1
 
 
 def test_http_unsafe_request_waits_for_handshake(pki, start_postern, http_backend, tmp_path):
@@ -637,7 +613,7 @@ def test_http_unsafe_request_waits_for_handshake(pki, start_postern, http_backen
     try:
         assert wait_for(lambda: proxy.held_bytes > 0, 10), "the client never sent its Finished"
         time.sleep(0.5)
-        assert not any(b"/order" in h for h in http_backend.heads), \
+        assert not any(b"/order" in h for h in http_backend.requests), \
             "a POST in early data reached the backend before the handshake completed" + \
             p.context()
         proxy.release()
@@ -646,8 +622,8 @@ def test_http_unsafe_request_waits_for_handshake(pki, start_postern, http_backen
     finally:
         proxy.close()
     assert early_status(out) == "accepted", out + p.context()
-    assert wait_for(lambda: any(b"/order" in h for h in http_backend.heads), 5), p.context()
-    head = next(h for h in http_backend.heads if b"/order" in h)
+    assert wait_for(lambda: any(b"/order" in h for h in http_backend.requests), 5), p.context()
+    head = next(h for h in http_backend.requests if b"/order" in h)
     assert b"early-data" not in head.lower(), head
     assert head.endswith(b"hello"), head
     assert "200 OK" in out, out

@@ -15,39 +15,7 @@
 #include "postern/common.h"
 #include "postern/http.h"
 
-/* ---- allocation failure injection ----------------------------------------
- * malloc, calloc and realloc are replaced for the whole test binary; while
- * fail_at >= 0 the fail_at-th allocation from now fails. Under ASan the
- * real functions are its interceptors (malloc is a weak alias of them). */
-#if defined(__SANITIZE_ADDRESS__)
-void *__interceptor_malloc(size_t n);
-void *__interceptor_calloc(size_t n, size_t m);
-void *__interceptor_realloc(void *p, size_t n);
-#define REAL_MALLOC __interceptor_malloc
-#define REAL_CALLOC __interceptor_calloc
-#define REAL_REALLOC __interceptor_realloc
-#else
-void *__libc_malloc(size_t n);
-void *__libc_calloc(size_t n, size_t m);
-void *__libc_realloc(void *p, size_t n);
-#define REAL_MALLOC __libc_malloc
-#define REAL_CALLOC __libc_calloc
-#define REAL_REALLOC __libc_realloc
-#endif
-
-static long fail_at = -1;
-static int failed_alloc;
-
-static int alloc_fails(void) {
-  if (fail_at < 0) return 0;
-  if (fail_at-- > 0) return 0;
-  failed_alloc = 1;
-  return 1;
-}
-
-void *malloc(size_t n) { return alloc_fails() ? NULL : REAL_MALLOC(n); }
-void *calloc(size_t n, size_t m) { return alloc_fails() ? NULL : REAL_CALLOC(n, m); }
-void *realloc(void *p, size_t n) { return alloc_fails() ? NULL : REAL_REALLOC(p, n); }
+#include "http_test_util.h"
 
 /* ---- request collector ---------------------------------------------------- */
 
@@ -99,12 +67,6 @@ static void rec_free(rec_t *t) {
   }
   pst_buf_free(&t->body);
   memset(t, 0, sizeof(*t));
-}
-
-static const char *body_str(rec_t *t) {
-  assert_int_equal(pst_buf_append(&t->body, "", 1), 0);
-  t->body.len--;
-  return pst_buf_head(&t->body);
 }
 
 static const pst_h1_req_callbacks_t req_cb = {rec_req_head, rec_body, rec_end};
@@ -226,7 +188,7 @@ static void test_pipelined(void **state) {
   assert_int_equal(used, strlen(b));
   assert_int_equal(t.heads, 2);
   assert_int_equal(t.ends, 2);
-  assert_string_equal(body_str(&t), "xyz");
+  assert_string_equal(buf_str(&t.body), "xyz");
   off += used;
   /* An empty line before a request line is ignored (RFC 9112 2.2). */
   assert_int_equal(pst_h1_req_feed(p, all + off, n - off, &used, &st), 0);
@@ -262,7 +224,7 @@ static void test_split_byte_by_byte(void **state) {
   assert_string_equal(t.req[0]->authority, "h:8443");
   assert_int_equal(t.req[0]->body, PST_BODY_CHUNKED);
   assert_int_equal(t.req[0]->headers.n, 1);
-  assert_string_equal(body_str(&t), "hello0123456789");
+  assert_string_equal(buf_str(&t.body), "hello0123456789");
   assert_string_equal(t.req[1]->target, "/next");
   pst_h1_req_parser_free(p);
   rec_free(&t);
@@ -286,7 +248,7 @@ static void test_post_length_split(void **state) {
   assert_int_equal(pst_h1_req_feed(p, "efghijGET", 9, &used, &st), 0);
   assert_int_equal(used, 6);
   assert_int_equal(t.ends, 1);
-  assert_string_equal(body_str(&t), "abcdefghij");
+  assert_string_equal(buf_str(&t.body), "abcdefghij");
   pst_h1_req_parser_free(p);
   rec_free(&t);
 }
@@ -303,7 +265,7 @@ static void test_chunked_ext_trailers(void **state) {
   for (int bytewise = 0; bytewise < 2; bytewise++) {
     assert_int_equal(parse_req(&t, s, bytewise, NULL), 0);
     assert_int_equal(t.ends, 1);
-    assert_string_equal(body_str(&t), "abcdefg");
+    assert_string_equal(buf_str(&t.body), "abcdefg");
     /* Trailers dropped, Trailer removed (hop-by-hop here). */
     assert_int_equal(t.req[0]->headers.n, 0);
     rec_free(&t);
@@ -641,7 +603,7 @@ static void test_upgrade(void **state) {
                    0);
   assert_true(t.req[0]->upgrade);
   assert_string_equal(t.req[0]->upgrade_proto, "foo/2, bar");
-  assert_string_equal(body_str(&t), "hi");
+  assert_string_equal(buf_str(&t.body), "hi");
   rec_free(&t);
 }
 
@@ -690,11 +652,11 @@ static void test_callback_stops(void **state) {
   t.body_rc = 7; /* backpressure: stop after each piece */
   assert_int_equal(pst_h1_req_feed(p, s + off, n - off, &used, &st), 7);
   assert_int_equal(used, 6); /* "3\r\nabc": up to the end of what on_body got */
-  assert_string_equal(body_str(&t), "abc");
+  assert_string_equal(buf_str(&t.body), "abc");
   off += used;
   assert_int_equal(pst_h1_req_feed(p, s + off, n - off, &used, &st), 7);
   assert_int_equal(used, 9);
-  assert_string_equal(body_str(&t), "abcdefg");
+  assert_string_equal(buf_str(&t.body), "abcdefg");
   off += used;
   t.end_rc = 3;
   assert_int_equal(pst_h1_req_feed(p, s + off, n - off, &used, &st), 3);
@@ -790,7 +752,7 @@ static void test_resp_length_chunked(void **state) {
     assert_int_equal(r->body, PST_BODY_CHUNKED);
     assert_true(r->keep_alive);
     assert_int_equal(r->headers.n, 0);
-    assert_string_equal(body_str(&t), "helloab");
+    assert_string_equal(buf_str(&t.body), "helloab");
     assert_int_equal(pst_h1_resp_finish(p), 0); /* idle close */
     pst_h1_resp_parser_free(p);
     rec_free(&t);
@@ -810,7 +772,7 @@ static void test_resp_until_close(void **state) {
   assert_int_equal(t.ends, 0);
   assert_int_equal(pst_h1_resp_finish(p), 0);
   assert_int_equal(t.ends, 1);
-  assert_string_equal(body_str(&t), "some more");
+  assert_string_equal(buf_str(&t.body), "some more");
   pst_h1_resp_parser_free(p);
   rec_free(&t);
   /* HTTP/1.0 with a length: complete, but no reuse without keep-alive. */
@@ -918,7 +880,7 @@ static void test_resp_1xx(void **state) {
     assert_int_equal(t.resp[1]->status, 103);
     assert_string_equal(hdr(&t.resp[1]->headers, 0, "link"), "</a.css>; rel=preload");
     assert_int_equal(t.resp[2]->status, 200);
-    assert_string_equal(body_str(&t), "hi");
+    assert_string_equal(buf_str(&t.body), "hi");
     pst_h1_resp_parser_free(p);
     rec_free(&t);
   }

@@ -16,48 +16,12 @@
 #include "postern/common.h"
 #include "postern/http.h"
 
-/* ---- allocation failure injection (as in test_h1_parse.c) ---------------- */
-#if defined(__SANITIZE_ADDRESS__)
-void *__interceptor_malloc(size_t n);
-void *__interceptor_calloc(size_t n, size_t m);
-void *__interceptor_realloc(void *p, size_t n);
-#define REAL_MALLOC __interceptor_malloc
-#define REAL_CALLOC __interceptor_calloc
-#define REAL_REALLOC __interceptor_realloc
-#else
-void *__libc_malloc(size_t n);
-void *__libc_calloc(size_t n, size_t m);
-void *__libc_realloc(void *p, size_t n);
-#define REAL_MALLOC __libc_malloc
-#define REAL_CALLOC __libc_calloc
-#define REAL_REALLOC __libc_realloc
-#endif
-
-static long fail_at = -1;
-static int failed_alloc;
-
-static int alloc_fails(void) {
-  if (fail_at < 0) return 0;
-  if (fail_at-- > 0) return 0;
-  failed_alloc = 1;
-  return 1;
-}
-
-void *malloc(size_t n) { return alloc_fails() ? NULL : REAL_MALLOC(n); }
-void *calloc(size_t n, size_t m) { return alloc_fails() ? NULL : REAL_CALLOC(n, m); }
-void *realloc(void *p, size_t n) { return alloc_fails() ? NULL : REAL_REALLOC(p, n); }
+#include "http_test_util.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
 static void add(pst_headers_t *h, const char *name, const char *value) {
   assert_int_equal(pst_headers_add(h, name, strlen(name), value, strlen(value)), 0);
-}
-
-/* The buffer's bytes as a C string (valid until the buffer changes). */
-static const char *str(pst_buf_t *b) {
-  assert_int_equal(pst_buf_append(b, "", 1), 0);
-  b->len--;
-  return pst_buf_head(b);
 }
 
 static void set(char **field, const char *s) {
@@ -146,7 +110,7 @@ static void test_request_xff(void **state) {
   pst_forward_info_t fwd = {.client_ip = "192.0.2.1", .mode = PST_FORWARDED_XFF};
   pst_buf_t out = {0};
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "GET /p?q HTTP/1.1\r\n"
                       "Host: example.com\r\n"
                       "user-agent: ua\r\n"
@@ -161,7 +125,7 @@ static void test_request_xff(void **state) {
   pst_headers_free(&r.headers);
   fwd = (pst_forward_info_t){.client_ip = "2001:db8::1", .early_data = 1};
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "GET /p?q HTTP/1.1\r\n"
                       "Host: example.com\r\n"
                       "X-Forwarded-For: 2001:db8::1\r\n"
@@ -175,14 +139,15 @@ static void test_request_xff(void **state) {
   set(&r.authority, NULL);
   add(&r.headers, "host", "from-host:81");
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_int_equal(strncmp(str(&out), "prevGET /p?q HTTP/1.1\r\nHost: from-host:81\r\n", 43), 0);
-  assert_non_null(strstr(str(&out), "X-Forwarded-Host: from-host:81\r\n"));
+  assert_int_equal(strncmp(buf_str(&out), "prevGET /p?q HTTP/1.1\r\nHost: from-host:81\r\n", 43),
+                   0);
+  assert_non_null(strstr(buf_str(&out), "X-Forwarded-Host: from-host:81\r\n"));
   pst_buf_free(&out);
   /* Neither authority nor host: an empty Host (RFC 9112 3.2), no XFH. */
   pst_headers_free(&r.headers);
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_non_null(strstr(str(&out), "\r\nHost: \r\n"));
-  assert_null(strstr(str(&out), "X-Forwarded-Host"));
+  assert_non_null(strstr(buf_str(&out), "\r\nHost: \r\n"));
+  assert_null(strstr(buf_str(&out), "X-Forwarded-Host"));
   pst_buf_free(&out);
   pst_http_request_free(&r);
 }
@@ -195,7 +160,7 @@ static void test_request_rfc7239(void **state) {
   pst_forward_info_t fwd = {.client_ip = "2001:db8::1", .mode = PST_FORWARDED_RFC7239};
   pst_buf_t out = {0};
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "GET / HTTP/1.1\r\n"
                       "Host: example.com:8443\r\n"
                       "x-forwarded-for: 1.1.1.1\r\n"
@@ -209,11 +174,12 @@ static void test_request_rfc7239(void **state) {
   fwd.client_ip = "192.0.2.60";
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
   assert_non_null(
-      strstr(str(&out), "\r\nForwarded: for=192.0.2.60;proto=https;host=example.com\r\n"));
+      strstr(buf_str(&out), "\r\nForwarded: for=192.0.2.60;proto=https;host=example.com\r\n"));
   pst_buf_free(&out);
   fwd.client_ip = NULL;
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_non_null(strstr(str(&out), "\r\nForwarded: for=unknown;proto=https;host=example.com\r\n"));
+  assert_non_null(
+      strstr(buf_str(&out), "\r\nForwarded: for=unknown;proto=https;host=example.com\r\n"));
   pst_buf_free(&out);
   pst_http_request_free(&r);
 }
@@ -225,30 +191,30 @@ static void test_request_framing(void **state) {
   /* An h2 request body of unknown length: chunked. */
   r.body = PST_BODY_STREAM;
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_non_null(strstr(str(&out), "\r\nTransfer-Encoding: chunked\r\n\r\n"));
-  assert_null(strstr(str(&out), "Content-Length"));
+  assert_non_null(strstr(buf_str(&out), "\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  assert_null(strstr(buf_str(&out), "Content-Length"));
   pst_buf_free(&out);
   r.body = PST_BODY_CHUNKED;
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_non_null(strstr(str(&out), "\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  assert_non_null(strstr(buf_str(&out), "\r\nTransfer-Encoding: chunked\r\n\r\n"));
   pst_buf_free(&out);
   r.body = PST_BODY_LENGTH;
   r.content_length = 1073741824ULL * 5;
   add(&r.headers, "content-length", "1"); /* stale: never written */
   add(&r.headers, "transfer-encoding", "gzip");
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_non_null(strstr(str(&out), "\r\nContent-Length: 5368709120\r\n\r\n"));
-  assert_null(strstr(str(&out), "ransfer"));
-  assert_null(strstr(str(&out), "ontent-Length: 1\r"));
+  assert_non_null(strstr(buf_str(&out), "\r\nContent-Length: 5368709120\r\n\r\n"));
+  assert_null(strstr(buf_str(&out), "ransfer"));
+  assert_null(strstr(buf_str(&out), "ontent-Length: 1\r"));
   pst_buf_free(&out);
   /* No body: POST gets Content-Length: 0, GET nothing. */
   r.body = PST_BODY_NONE;
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_non_null(strstr(str(&out), "\r\nContent-Length: 0\r\n\r\n"));
+  assert_non_null(strstr(buf_str(&out), "\r\nContent-Length: 0\r\n\r\n"));
   pst_buf_free(&out);
   set(&r.method, "GET");
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_null(strstr(str(&out), "Content-Length"));
+  assert_null(strstr(buf_str(&out), "Content-Length"));
   pst_buf_free(&out);
   pst_http_request_free(&r);
 }
@@ -262,7 +228,7 @@ static void test_request_expect_upgrade(void **state) {
   r.expect_continue = 1;
   add(&r.headers, "expect", "100-continue"); /* left by a caller: not doubled */
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "PUT /f HTTP/1.1\r\nHost: h\r\n"
                       "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\n"
                       "X-Forwarded-Host: h\r\nContent-Length: 10\r\n"
@@ -275,7 +241,7 @@ static void test_request_expect_upgrade(void **state) {
   add(&r.headers, "sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
   add(&r.headers, "upgrade", "websocket"); /* left by a caller: not doubled */
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "GET /chat HTTP/1.1\r\nHost: h\r\n"
                       "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                       "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\n"
@@ -319,7 +285,7 @@ static void test_request_injection(void **state) {
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), PST_EPROTO);
   set(&r.upgrade_proto, "a, b");
   assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
-  assert_non_null(strstr(str(&out), "\r\nUpgrade: a, b\r\n"));
+  assert_non_null(strstr(buf_str(&out), "\r\nUpgrade: a, b\r\n"));
   pst_http_request_free(&r);
   pst_buf_free(&out);
 }
@@ -342,7 +308,7 @@ static void test_response_11(void **state) {
   add(&r.headers, "set-cookie", "b=2");
   add(&r.headers, "keep-alive", "timeout=5"); /* hop-by-hop left by a caller */
   assert_int_equal(pst_http_response_write(&r, 1, 1, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\n"
                       "set-cookie: a=1\r\nset-cookie: b=2\r\n"
                       "Content-Length: 12\r\n\r\n");
@@ -354,9 +320,9 @@ static void test_response_11(void **state) {
     r.body = kinds[i];
     assert_int_equal(pst_http_response_write(&r, 1, 1, 0, &out, &chunked), 0);
     assert_int_equal(chunked, 1);
-    assert_non_null(strstr(str(&out), "\r\nTransfer-Encoding: chunked\r\n\r\n"));
-    assert_null(strstr(str(&out), "Content-Length"));
-    assert_null(strstr(str(&out), "Connection"));
+    assert_non_null(strstr(buf_str(&out), "\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    assert_null(strstr(buf_str(&out), "Content-Length"));
+    assert_null(strstr(buf_str(&out), "Connection"));
     assert_false(pst_http_response_needs_close(&r, 1, 0));
     pst_buf_free(&out);
   }
@@ -366,14 +332,14 @@ static void test_response_11(void **state) {
   r.status = 404;
   r.body = PST_BODY_NONE;
   assert_int_equal(pst_http_response_write(&r, 1, 0, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
                       "Connection: close\r\n\r\n");
   assert_int_equal(chunked, 0);
   pst_buf_free(&out);
   r.status = 299; /* unknown: empty phrase, still valid (RFC 9112 4) */
   assert_int_equal(pst_http_response_write(&r, 1, 1, 0, &out, &chunked), 0);
-  assert_int_equal(strncmp(str(&out), "HTTP/1.1 299 \r\n", 15), 0);
+  assert_int_equal(strncmp(buf_str(&out), "HTTP/1.1 299 \r\n", 15), 0);
   pst_buf_free(&out);
   pst_http_response_free(&r);
 }
@@ -385,12 +351,12 @@ static void test_response_10(void **state) {
   r.content_length = 3;
   /* A 1.0 client that asked to keep the connection. */
   assert_int_equal(pst_http_response_write(&r, 0, 1, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
                       "Connection: keep-alive\r\n\r\n");
   pst_buf_free(&out);
   assert_int_equal(pst_http_response_write(&r, 0, 0, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
                       "Connection: close\r\n\r\n");
   pst_buf_free(&out);
@@ -400,7 +366,7 @@ static void test_response_10(void **state) {
     r.body = kinds[i];
     assert_true(pst_http_response_needs_close(&r, 0, 0));
     assert_int_equal(pst_http_response_write(&r, 0, 1, 0, &out, &chunked), 0);
-    assert_string_equal(str(&out), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+    assert_string_equal(buf_str(&out), "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
     assert_int_equal(chunked, 0);
     pst_buf_free(&out);
   }
@@ -418,30 +384,30 @@ static void test_response_bodiless(void **state) {
   pst_http_response_t r = response(200, "OK", PST_BODY_LENGTH);
   r.content_length = 1234;
   assert_int_equal(pst_http_response_write(&r, 1, 1, 1, &out, &chunked), 0);
-  assert_string_equal(str(&out), "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n");
+  assert_string_equal(buf_str(&out), "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n");
   pst_buf_free(&out);
   r.body = PST_BODY_CHUNKED;
   assert_int_equal(pst_http_response_write(&r, 1, 1, 1, &out, &chunked), 0);
-  assert_string_equal(str(&out), "HTTP/1.1 200 OK\r\n\r\n");
+  assert_string_equal(buf_str(&out), "HTTP/1.1 200 OK\r\n\r\n");
   assert_int_equal(chunked, 0);
   pst_buf_free(&out);
   /* As the HEAD parser delivers it: NONE with its own content-length. */
   r.body = PST_BODY_NONE;
   add(&r.headers, "content-length", "1234");
   assert_int_equal(pst_http_response_write(&r, 1, 1, 1, &out, &chunked), 0);
-  assert_string_equal(str(&out), "HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n");
+  assert_string_equal(buf_str(&out), "HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n");
   pst_buf_free(&out);
   /* 304 keeps its content-length field; no framing. */
   r.status = 304;
   set(&r.reason, "Not Modified");
   assert_int_equal(pst_http_response_write(&r, 1, 1, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out), "HTTP/1.1 304 Not Modified\r\ncontent-length: 1234\r\n\r\n");
+  assert_string_equal(buf_str(&out), "HTTP/1.1 304 Not Modified\r\ncontent-length: 1234\r\n\r\n");
   pst_buf_free(&out);
   /* 204: never a Content-Length (RFC 9110 8.6). */
   r.status = 204;
   set(&r.reason, "No Content");
   assert_int_equal(pst_http_response_write(&r, 1, 0, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out), "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+  assert_string_equal(buf_str(&out), "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
   pst_buf_free(&out);
   pst_http_response_free(&r);
 }
@@ -452,14 +418,14 @@ static void test_response_1xx(void **state) {
   pst_http_response_t r = response(103, "Early Hints", PST_BODY_NONE);
   add(&r.headers, "link", "</style.css>; rel=preload; as=style");
   assert_int_equal(pst_http_response_write(&r, 1, 0, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 103 Early Hints\r\n"
                       "link: </style.css>; rel=preload; as=style\r\n\r\n");
   pst_buf_free(&out);
   pst_http_response_free(&r);
   r = response(100, NULL, PST_BODY_NONE);
   assert_int_equal(pst_http_response_write(&r, 1, 1, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out), "HTTP/1.1 100 Continue\r\n\r\n");
+  assert_string_equal(buf_str(&out), "HTTP/1.1 100 Continue\r\n\r\n");
   pst_buf_free(&out);
   pst_http_response_free(&r);
   r = response(101, "Switching Protocols", PST_BODY_NONE);
@@ -468,7 +434,7 @@ static void test_response_1xx(void **state) {
   set(&r.upgrade_proto, "websocket");
   add(&r.headers, "sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
   assert_int_equal(pst_http_response_write(&r, 1, 0, 0, &out, &chunked), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 101 Switching Protocols\r\n"
                       "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
                       "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
@@ -492,7 +458,7 @@ static void test_chunk(void **state) {
   pst_buf_t out = {0};
   assert_int_equal(pst_http_chunk(&out, "hello", 5), 0);
   assert_int_equal(pst_http_chunk(&out, NULL, 0), 0);
-  assert_string_equal(str(&out), "5\r\nhello\r\n0\r\n\r\n");
+  assert_string_equal(buf_str(&out), "5\r\nhello\r\n0\r\n\r\n");
   pst_buf_free(&out);
   char big[300];
   memset(big, 'z', sizeof(big));
@@ -506,7 +472,7 @@ static void test_chunk(void **state) {
 static void test_error_write(void **state) {
   pst_buf_t out = {0};
   assert_int_equal(pst_http_error_write(&out, 502, "backend unreachable\n", 1), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 502 Bad Gateway\r\n"
                       "Content-Type: text/plain; charset=utf-8\r\n"
                       "Content-Length: 20\r\n"
@@ -515,13 +481,13 @@ static void test_error_write(void **state) {
                       "backend unreachable\n");
   pst_buf_free(&out);
   assert_int_equal(pst_http_error_write(&out, 504, "", 0), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 504 Gateway Timeout\r\n"
                       "Content-Type: text/plain; charset=utf-8\r\n"
                       "Content-Length: 0\r\n\r\n");
   pst_buf_free(&out);
   assert_int_equal(pst_http_error_write(&out, 431, NULL, 1), 0);
-  assert_string_equal(str(&out),
+  assert_string_equal(buf_str(&out),
                       "HTTP/1.1 431 Request Header Fields Too Large\r\n"
                       "Content-Type: text/plain; charset=utf-8\r\n"
                       "Content-Length: 36\r\n"
@@ -568,7 +534,7 @@ static int writers_once(long n) {
     if (rc[i] != 0) assert_int_equal(rc[i], -ENOMEM);
   }
   /* Every success appended a whole message: count them. */
-  const char *s = out.len > 0 ? str(&out) : "";
+  const char *s = out.len > 0 ? buf_str(&out) : "";
   expect += rc[0] == 0 ? 1 : 0;
   expect += rc[1] == 0 ? 1 : 0;
   expect += rc[2] == 0 ? 1 : 0;

@@ -408,6 +408,8 @@ static void test_malformed(void **state) {
       "GET / HTTP/1.1\r\nHo\x01st: a\r\n\r\n", /* control byte in a name */
       "GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n", /* DEL in a value */
       "GET / HTTP/1.1\r\nHost : a\r\n\r\n",    /* space before the colon */
+      "GET  / HTTP/1.1\r\n\r\n",               /* doubled SP in the request line (RFC 9112 3) */
+      "GET /\tHTTP/1.1\r\n\r\n",               /* HTAB in the request line */
       "GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
       "BREW / HTTP/1.1\r\n\r\n",
       "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", /* TLS on the plaintext side */
