@@ -25,7 +25,8 @@ static const char tls_ciphers[] =
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 /* X25519 first: the cheapest exchange; P-256 for clients without it. */
-static int tls_groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+static const int tls_groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+static const char tls_groups_list[] = "X25519:P-256";
 
 /* ex_data slot holding the index of the certificate served (+1, so that 0
  * means "the default"). */
@@ -167,15 +168,11 @@ static int tls_listener_settings(pst_gen_listener_t *gl, char *err, size_t errle
     snprintf(err, errlen, "cannot set the cipher suites");
     return PST_ETLS;
   }
-  for (size_t i = 0; i < PST_ARRAY_SIZE(tls_groups); i++) {
-    if (wolfSSL_CTX_UseSupportedCurve(ctx, (word16)tls_groups[i]) != WOLFSSL_SUCCESS) {
-      snprintf(err, errlen, "cannot enable key-exchange group %d", tls_groups[i]);
-      return PST_ETLS;
-    }
-  }
-  if ((lc->versions & PST_TLS13) &&
-      wolfSSL_CTX_set_groups(ctx, tls_groups, (int)PST_ARRAY_SIZE(tls_groups)) != WOLFSSL_SUCCESS) {
-    snprintf(err, errlen, "cannot set the key-exchange groups");
+  /* set1_curves_list also disables every other curve: without it TLS 1.2's
+   * ECDHE would take P-384 or P-521 because a client listed them. For TLS
+   * 1.3 it sets the same groups in this preference order. */
+  if (wolfSSL_CTX_set1_curves_list(ctx, tls_groups_list) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot set the key-exchange groups to %s", tls_groups_list);
     return PST_ETLS;
   }
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);

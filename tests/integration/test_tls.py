@@ -119,3 +119,16 @@ def test_groups_x25519_and_p256_only(srv):
     r = s_client(port, "-tls1_3", "-groups", "X448:P-384", servername="example.test")
     assert "alert number 40" in r.out, f"handshake_failure expected\n{r}{p.context()}"
     assert "no change following hrr" not in r.out, f"an empty HelloRetryRequest\n{r}"
+
+
+def test_tls12_groups_x25519_and_p256_only(srv):
+    """TLS 1.2's ECDHE is held to the same groups: a client listing P-384
+    first still gets P-256, and one offering only P-384 is refused."""
+    p, ports = srv
+    port = ports["both"]
+    r = s_client(port, "-tls1_2", "-groups", "P-384:P-256", servername="example.test")
+    assert "Server Temp Key: ECDH, prime256v1" in r.out, f"P-256 expected\n{r}{p.context()}"
+    r = s_client(port, "-tls1_2", "-groups", "X25519:P-256", servername="example.test")
+    assert "Server Temp Key: X25519" in r.out, f"X25519 expected\n{r}{p.context()}"
+    r = s_client(port, "-tls1_2", "-groups", "P-384", servername="example.test")
+    assert not r.handshake_done, f"P-384 alone must be refused\n{r}{p.context()}"
