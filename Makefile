@@ -116,10 +116,12 @@ distclean: clean
 # ---- bench suite (bench/README.md) ----------------------------------------
 #   make bench-deps   install what the bench compares with and plots with
 #   make bench        build/postern (-O2, no sanitizers), the load generator and
-#                     the backend, then run bench/run.py (about 12 minutes on
-#                     2 cores; the results also go into bench/README.md).
+#                     the backend, then run bench/run.py: postern's tcp and
+#                     http modes against hitch and HAProxy (about 11 minutes
+#                     on 2 cores; the results also go into bench/README.md).
 #                     QUICK=1: one concurrency, one repetition (under a minute).
-#                     PEERS=none: postern alone (or PEERS=hitch, PEERS=haproxy).
+#                     PEERS=none: postern alone (or PEERS=hitch, PEERS=haproxy,
+#                     PEERS=haproxy-tcp, PEERS=haproxy-http).
 #                     BENCH_ARGS: more options (bench/run.py --help).
 # Nothing here is a prerequisite of `make test`; its bench case builds the two
 # bench programs itself and needs neither hitch nor HAProxy.

@@ -421,7 +421,6 @@ static void slot_read(slot_t *s) {
       slot_done(s);
       return;
     }
-    if (getenv("LG_DEBUG")) fprintf(stderr, "read: n=%d e=%d early=%d st=%d\n", n, e, s->early_sent, wolfSSL_get_early_data_status(s->ssl));
     slot_fail(s, E_IO);
     return;
   }
@@ -454,7 +453,6 @@ static void slot_handshake(slot_t *s) {
     return;
   }
   s->t_hs = uv_hrtime();
-  if (getenv("LG_DEBUG")) fprintf(stderr, "hs done: err=%d early=%d\n", wolfSSL_get_error(s->ssl, 0), s->early_sent);
   if (opt.delay_ns) {
     /* wolfSSL_connect has just handed over the client's Finished (RFC 8446
      * 4.4.4): the last bytes held. */

@@ -1,5 +1,9 @@
 """Turns the bench's runs into medians, ratios, the checks the issue asks
-for, a markdown report, JSON and a plot."""
+for, a markdown report, JSON and a plot.
+
+Servers are of two kinds (servers.py): tcp (postern-tcp, hitch, haproxy-tcp)
+and http (postern-http, haproxy-http). Every table groups its rows by kind,
+and every ratio compares postern of a kind with a peer of the same kind."""
 
 import os
 import re
@@ -11,24 +15,14 @@ from pathlib import Path
 
 MEDIAN_FIELDS = ("rate", "cpu_us", "server_util", "p50_ms", "p99_ms", "resumed_frac",
                  "client_busy", "client_cpu", "req_per_cpu_s", "kib_per_conn", "base_rss_kib",
-                 "rss_kib", "fds", "base_fds", "ok", "others_on_server_cpu")
+                 "rss_kib", "fds", "base_fds", "ok", "others_on_server_cpu", "hs_p50_ms",
+                 "resp_p50_ms", "resp_p99_ms", "early_frac", "early_sent_frac",
+                 "before_fin_frac", "round_trips", "delay_ms")
 
-SCENARIO_ORDER = ("full", "resumed", "h1-keepalive", "h2-keepalive", "idle-rss")
-
-# Scenarios of the issue that cannot be measured yet, and why.
-NOT_YET = [
-    {"scenario": "0-RTT (scenario 3: the request sent as early data)",
-     "why": "postern's early data (issue 4) is still being built; hitch cannot accept early "
-            "data; HAProxy can (allow-0rtt). When issue 4 lands, the load generator gets an "
-            "early mode (the request sent with wolfSSL_write_early_data on a resumed "
-            "connection) and postern runs with early_data: accept."},
-    {"scenario": "http mode: postern http against HAProxy mode http (full, resumed, keep-alive "
-                 "h1 and h2, memory)",
-     "why": "postern's http mode is issue 3, being built. The h2 keep-alive figure the issue "
-            "asks for (requests per server-CPU-second at least HAProxy's) is an http-mode "
-            "figure; the h2 row below is tcp mode relaying to an h2c backend, which compares "
-            "only the TLS relay."},
-]
+SCENARIO_ORDER = ("full", "resumed", "early", "rtt-resumed", "rtt-early", "h1-keepalive",
+                  "h2-keepalive", "idle-rss")
+KIND_ORDER = ("tcp", "http")
+KIND_TITLE = {"tcp": "tcp mode", "http": "http mode"}
 
 
 def _median(vals):
@@ -38,6 +32,10 @@ def _median(vals):
 
 def _key(r):
     return (r["scenario"], r["cert"], r["conc"], r["server"])
+
+
+def kind_of(row):
+    return row.get("kind", "tcp")
 
 
 def aggregate(runs, server_order):
@@ -63,14 +61,15 @@ def aggregate(runs, server_order):
 
     def order(row):
         s = SCENARIO_ORDER.index(row["scenario"]) if row["scenario"] in SCENARIO_ORDER else 99
+        k = KIND_ORDER.index(kind_of(row)) if kind_of(row) in KIND_ORDER else 9
         srv = server_order.index(row["server"]) if row["server"] in server_order else 99
-        return (s, row["cert"] != "ecdsa", row["conc"], srv)
+        return (s, k, row["cert"] != "ecdsa", row["conc"], srv)
 
     rows.sort(key=order)
     # postern's figure over each peer's, in the same scenario and kind.
     by_point = {}
     for row in rows:
-        by_point.setdefault((row["scenario"], row["cert"], row["conc"], row["kind"]), {})[
+        by_point.setdefault((row["scenario"], row["cert"], row["conc"], kind_of(row)), {})[
             row["server"]] = row
     for point in by_point.values():
         p = next((row for name, row in point.items() if is_postern(name)), None)
@@ -86,7 +85,7 @@ def aggregate(runs, server_order):
 
 
 def is_postern(server):
-    """postern in any mode ("postern", "postern-http")."""
+    """postern in any mode ("postern-tcp", "postern-http")."""
     return server.startswith("postern")
 
 
@@ -103,91 +102,191 @@ def _find(rows, scenario, cert, conc, server):
     return None
 
 
-def checks(rows, settings):
-    """The figures the issue says must hold, measured (never asserted)."""
-    out = []
-    peers = [s for s in settings["servers"] if not is_postern(s)]
-    # 1. postern's CPU per full ECDSA handshake at most half the best peer's.
-    if "full" in settings["scenarios"] and "ecdsa" in settings["certs"]:
-        per = []
+def _kinds_in(rows):
+    return [k for k in KIND_ORDER if any(kind_of(r) == k for r in rows)]
+
+
+def _postern_name(rows, kind):
+    return next((r["server"] for r in rows if kind_of(r) == kind and is_postern(r["server"])),
+                f"postern-{kind}")
+
+
+def _peer_names(rows, kind):
+    seen = []
+    for r in rows:
+        if kind_of(r) == kind and not is_postern(r["server"]) and r["server"] not in seen:
+            seen.append(r["server"])
+    return seen
+
+
+def _check_full(rows, settings, kind):
+    """postern's CPU per full ECDSA handshake at most half the best peer's
+    of its kind."""
+    pname = _postern_name(rows, kind)
+    peers = _peer_names(rows, kind)
+    figure = (f"server CPU per full ECDSA handshake, {KIND_TITLE[kind]}: {pname} / best of "
+              f"{', '.join(peers) if peers else 'its peers'}")
+    if not peers:
+        return {"figure": figure, "target": "<= 0.50", "measured": "no peers in this run",
+                "verdict": "n/a"}
+    per = []
+    for conc in settings["conc"]:
+        p = _find(rows, "full", "ecdsa", conc, pname)
+        best = None
+        for name in peers:
+            r = _find(rows, "full", "ecdsa", conc, name)
+            if r and r.get("cpu_us") and (best is None or r["cpu_us"] < best["cpu_us"]):
+                best = r
+        if p and p.get("cpu_us") and best:
+            per.append((conc, p["cpu_us"], best["server"], best["cpu_us"],
+                        p["cpu_us"] / best["cpu_us"]))
+    if not per:
+        return None
+    worst = max(x[4] for x in per)
+    text = "; ".join(f"c={c}: {pu:.0f} us vs {bn} {bu:.0f} us = {r:.2f}"
+                     for c, pu, bn, bu, r in per)
+    return {"figure": figure, "target": "<= 0.50", "measured": text,
+            "verdict": "holds" if worst <= 0.5 else "falls short"}
+
+
+def _check_resumed(rows, settings, kind):
+    pname = _postern_name(rows, kind)
+    parts, ok = [], True
+    for cert in settings["resumed_certs"]:
         for conc in settings["conc"]:
-            p = _find(rows, "full", "ecdsa", conc, "postern")
-            best = None
-            for name in peers:
-                r = _find(rows, "full", "ecdsa", conc, name)
-                if r and r.get("kind") != (p or {}).get("kind"):
-                    continue  # only servers of postern's kind (tcp)
-                if r and r.get("cpu_us") and (best is None or r["cpu_us"] < best["cpu_us"]):
-                    best = r
-            if p and p.get("cpu_us") and best:
-                per.append((conc, p["cpu_us"], best["server"], best["cpu_us"],
-                            p["cpu_us"] / best["cpu_us"]))
-        if not peers:
-            out.append({"figure": "server CPU per full ECDSA handshake, postern / best tcp peer",
-                        "target": "<= 0.50", "measured": "no peers in this run",
-                        "verdict": "n/a"})
-        elif per:
-            worst = max(x[4] for x in per)
-            text = "; ".join(f"c={c}: {pu:.0f} us vs {bn} {bu:.0f} us = {r:.2f}"
-                             for c, pu, bn, bu, r in per)
-            out.append({"figure": "server CPU per full ECDSA handshake, postern / best tcp peer",
-                        "target": "<= 0.50", "measured": text,
-                        "verdict": "holds" if worst <= 0.5 else "falls short"})
-    # 2. resumed cheaper than full, and really resumed.
-    if "resumed" in settings["scenarios"] and "full" in settings["scenarios"]:
-        parts, ok = [], True
-        for cert in settings["resumed_certs"]:
-            for conc in settings["conc"]:
-                f = _find(rows, "full", cert, conc, "postern")
-                r = _find(rows, "resumed", cert, conc, "postern")
-                if not (f and r and f.get("cpu_us") and r.get("cpu_us")):
-                    continue
-                frac = r.get("resumed_frac") or 0
-                good = r["cpu_us"] < f["cpu_us"] and frac >= 0.99
-                ok = ok and good
-                parts.append(f"{cert} c={conc}: {r['cpu_us']:.0f} vs {f['cpu_us']:.0f} us "
-                             f"({r['cpu_us'] / f['cpu_us']:.2f}), {frac * 100:.1f}% resumed")
-        if parts:
-            out.append({"figure": "postern: server CPU per resumed handshake / per full one",
-                        "target": "< 1, with >= 99% of handshakes resumed",
-                        "measured": "; ".join(parts), "verdict": "holds" if ok else "falls short"})
-    out.append({"figure": "0-RTT requests answered in one round trip", "target": "yes",
-                "measured": "not measurable yet (issue 4)", "verdict": "n/a"})
-    # 4. h2 keep-alive requests per server-CPU-second at least HAProxy's, in
-    # http mode (servers of kind "http"); tcp mode is shown for reference.
+            f = _find(rows, "full", cert, conc, pname)
+            r = _find(rows, "resumed", cert, conc, pname)
+            if not (f and r and f.get("cpu_us") and r.get("cpu_us")):
+                continue
+            frac = r.get("resumed_frac") or 0
+            good = r["cpu_us"] < f["cpu_us"] and frac >= 0.99
+            ok = ok and good
+            parts.append(f"{cert} c={conc}: {r['cpu_us']:.0f} vs {f['cpu_us']:.0f} us "
+                         f"({r['cpu_us'] / f['cpu_us']:.2f}), {frac * 100:.1f}% resumed")
+    if not parts:
+        return None
+    return {"figure": f"{pname}: server CPU per resumed handshake / per full one",
+            "target": "< 1, with >= 99% of handshakes resumed", "measured": "; ".join(parts),
+            "verdict": "holds" if ok else "falls short"}
+
+
+def _rt(row):
+    """Round trips a request waited for, from an rtt-* row (rounded to 0.1)."""
+    return None if row is None or row.get("round_trips") is None else row["round_trips"]
+
+
+def _check_early(rows, settings, kind):
+    """0-RTT requests answered in one round trip: with the emulated round
+    trip, the early request's response should come after about one round
+    trip (before the client's Finished has even left), one less than a
+    resumed request's two."""
+    pname = _postern_name(rows, kind)
+    figure = f"0-RTT requests answered in one round trip ({pname})"
+    target = ("early data accepted; response ~1 round trip after the ClientHello (before the "
+              "client's Finished), one less than resumed")
+    e = _find(rows, "rtt-early", settings["certs"][0], settings.get("rtt_conc"), pname)
+    r = _find(rows, "rtt-resumed", settings["certs"][0], settings.get("rtt_conc"), pname)
+    rates = [x for x in rows if x["scenario"] == "early" and x["server"] == pname]
+    if e is None and not rates:
+        return None
+    parts = []
+    acc = [x.get("early_frac") for x in rates if x.get("early_frac") is not None]
+    if e is not None and e.get("early_frac") is not None:
+        acc.append(e["early_frac"])
+    if acc:
+        parts.append(f"early data accepted: {min(acc) * 100:.1f}%")
+    verdict = "n/a"
+    if e is not None and r is not None and _rt(e) is not None and _rt(r) is not None:
+        d = settings.get("rtt_ms")
+        parts.append(f"with an emulated {d:g} ms round trip, response p50: resumed "
+                     f"{r['resp_p50_ms']:.1f} ms ({_rt(r):.1f} round trips), 0-RTT "
+                     f"{e['resp_p50_ms']:.1f} ms ({_rt(e):.1f} round trips); responses that "
+                     f"came before the client's Finished left: "
+                     f"{(e.get('before_fin_frac') or 0) * 100:.0f}%")
+        peers = [x for x in rows if x["scenario"] == "rtt-early" and kind_of(x) == kind
+                 and not is_postern(x["server"]) and _rt(x) is not None]
+        for x in peers:
+            parts.append(f"{x['server']} 0-RTT: {_rt(x):.1f} round trips")
+        one_rt = (_rt(e) < 1.5 and (e.get("before_fin_frac") or 0) >= 0.99
+                  and (min(acc) if acc else 0) >= 0.99)
+        verdict = "holds" if one_rt else "falls short"
+    for conc in settings.get("early_conc", []):
+        x = _find(rows, "early", settings["certs"][0], conc, pname)
+        y = _find(rows, "resumed", settings["certs"][0], conc, pname)
+        if x and y and x.get("p50_ms") and y.get("p50_ms"):
+            parts.append(f"no emulation, c={conc}: p50 {x['p50_ms']:.2f} ms (0-RTT) vs "
+                         f"{y['p50_ms']:.2f} ms (resumed)")
+    return {"figure": figure, "target": target, "measured": "; ".join(parts),
+            "verdict": verdict}
+
+
+def _check_h2(rows):
+    """h2 keep-alive requests per server-CPU-second at least HAProxy's, in
+    http mode; tcp mode for reference."""
     h2 = [r for r in rows if r["scenario"] == "h2-keepalive"]
 
     def pick(kind, want):
-        return next((r for r in h2 if r.get("kind") == kind and want(r["server"])
+        return next((r for r in h2 if kind_of(r) == kind and want(r["server"])
                      and r.get("req_per_cpu_s")), None)
 
-    figure = "h2 keep-alive requests per server-CPU-second, postern / HAProxy (http mode)"
+    figure = "h2 keep-alive requests per server-CPU-second, postern-http / haproxy-http"
     hp, hh = pick("http", is_postern), pick("http", lambda n: n.startswith("haproxy"))
+    tp, th = pick("tcp", is_postern), pick("tcp", lambda n: n.startswith("haproxy"))
+    ref = ""
+    if tp and th:
+        ref = (f"; for reference, tcp mode relaying to an h2c backend: postern-tcp "
+               f"{tp['req_per_cpu_s']:.0f} vs haproxy-tcp {th['req_per_cpu_s']:.0f} "
+               f"({tp['req_per_cpu_s'] / th['req_per_cpu_s']:.2f})")
     if hp and hh:
         ratio = hp["req_per_cpu_s"] / hh["req_per_cpu_s"]
-        out.append({"figure": figure, "target": ">= 1",
-                    "measured": f"postern {hp['req_per_cpu_s']:.0f} vs HAProxy "
-                                f"{hh['req_per_cpu_s']:.0f} ({ratio:.2f})",
-                    "verdict": "holds" if ratio >= 1 else "falls short"})
-    else:
-        measured = "http mode not available yet (issue 3)"
-        tp, th = pick("tcp", is_postern), pick("tcp", lambda n: n.startswith("haproxy"))
-        if tp and th:
-            measured += (f"; tcp mode with an h2c backend, for reference: postern "
-                         f"{tp['req_per_cpu_s']:.0f} vs HAProxy {th['req_per_cpu_s']:.0f} "
-                         f"requests per server-CPU-second "
-                         f"({tp['req_per_cpu_s'] / th['req_per_cpu_s']:.2f})")
-        out.append({"figure": figure, "target": ">= 1", "measured": measured,
-                    "verdict": "n/a"})
-    # 5. RSS per idle TLS connection.
-    if "idle" in settings["scenarios"]:
-        r = next((x for x in rows if x["scenario"] == "idle-rss" and x["server"] == "postern"),
-                 None)  # tcp mode
-        if r and r.get("kib_per_conn") is not None:
-            out.append({"figure": "RSS per idle TLS connection (postern, tcp mode, with its "
-                                  "backend connection)", "target": "< 10 KiB",
-                        "measured": f"{r['kib_per_conn']:.1f} KiB ({r['conc']} connections)",
-                        "verdict": "holds" if r["kib_per_conn"] < 10 else "falls short"})
+        return {"figure": figure, "target": ">= 1",
+                "measured": f"postern-http {hp['req_per_cpu_s']:.0f} vs haproxy-http "
+                            f"{hh['req_per_cpu_s']:.0f} ({ratio:.2f}){ref}",
+                "verdict": "holds" if ratio >= 1 else "falls short"}
+    if not h2:
+        return None
+    measured = ("no http-mode pair in this run" if not hp else
+                f"postern-http {hp['req_per_cpu_s']:.0f}, no haproxy-http in this run") + ref
+    return {"figure": figure, "target": ">= 1", "measured": measured, "verdict": "n/a"}
+
+
+def _check_rss(rows, kind):
+    pname = _postern_name(rows, kind)
+    r = next((x for x in rows if x["scenario"] == "idle-rss" and x["server"] == pname), None)
+    if not r or r.get("kib_per_conn") is None:
+        return None
+    what = "with its backend connection" if kind == "tcp" else "no backend connection held"
+    return {"figure": f"RSS per idle TLS connection ({pname}, {what})", "target": "< 10 KiB",
+            "measured": f"{r['kib_per_conn']:.1f} KiB ({r['conc']} connections)",
+            "verdict": "holds" if r["kib_per_conn"] < 10 else "falls short"}
+
+
+def checks(rows, settings):
+    """The figures the issue says must hold, measured (never asserted)."""
+    out = []
+    kinds = _kinds_in(rows)
+    scen = settings["scenarios"]
+    for kind in kinds:
+        if "full" in scen and "ecdsa" in settings["certs"]:
+            out.append(_check_full(rows, settings, kind))
+    for kind in kinds:
+        if "resumed" in scen and "full" in scen:
+            out.append(_check_resumed(rows, settings, kind))
+    for kind in kinds:
+        if "early" in scen:
+            out.append(_check_early(rows, settings, kind))
+    out.append(_check_h2(rows))
+    for kind in kinds:
+        if "idle" in scen:
+            out.append(_check_rss(rows, kind))
+    return [c for c in out if c]
+
+
+def _not_measured(settings):
+    out = []
+    if "hitch" in settings["servers"] and "early" in settings["scenarios"]:
+        out.append({"scenario": "0-RTT, hitch",
+                    "why": "n/a: hitch has no setting to accept early data."})
     return out
 
 
@@ -198,18 +297,26 @@ def build(runs, settings, machine, notes, problems, elapsed, when):
     notes = list(notes)
     busy = [r for r in rows if (r.get("others_on_server_cpu") or 0) > 0.10]
     if busy:
-        worst = max(r["others_on_server_cpu"] for r in busy)
-        notes.append(f"other processes used more than 10% of the server CPU during {len(busy)} "
-                     f"of {len(rows)} figures (up to {worst * 100:.0f}%): the machine was "
-                     f"shared, so rates and latencies are noisier than usual; the server CPU "
-                     f"per operation is the server's own and holds best.")
+        worst = sorted(busy, key=lambda r: -r["others_on_server_cpu"])
+        names = ", ".join(f"{r['scenario']} {r['cert']} c={r['conc']} {r['server']} "
+                          f"({r['others_on_server_cpu'] * 100:.0f}%)" for r in worst[:4])
+        notes.append(f"other processes used more than 10% of the server CPU (median of the "
+                     f"repetitions) during {len(busy)} of {len(rows)} figures; the most: "
+                     f"{names}. The machine was shared, so rates and latencies are noisier "
+                     f"than usual; the server CPU per operation is the server's own and holds "
+                     f"best.")
+    la = (machine or {}).get("loadavg") or []
+    if len(la) == 2 and None not in la:
+        notes.append(f"1-minute load average {la[0]:.2f} when the run started and {la[1]:.2f} "
+                     f"when it ended, on {machine.get('cores')} CPUs.")
     if any(r.get("client_saturated") for r in rows):
         notes.append("rows marked 'client-bound' had the client CPUs (load generator and "
                      "backend) at least 95% busy, or the load generator itself at 90% of a "
                      "core: their rate is the client's limit, not the server's; the server "
                      "CPU per operation still holds.")
     return {"when": when, "settings": settings, "machine": machine, "elapsed_s": elapsed,
-            "rows": rows, "checks": checks(rows, settings), "not_yet": NOT_YET,
+            "rows": rows, "checks": checks(rows, settings),
+            "not_measured": _not_measured(settings),
             "notes": notes, "notes_in": notes_in, "server_log_problems": problems,
             "total_errors": total_errors,
             "runs": runs}
@@ -223,6 +330,10 @@ def _f(v, fmt="{:.0f}", none="-"):
 
 def _pct(v):
     return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def _pct1(v):
+    return "-" if v is None else f"{v * 100:.1f}%"
 
 
 def _client(row):
@@ -243,7 +354,8 @@ def _errors(row):
 def machine_line(m):
     parts = [f"{m.get('cpu') or 'unknown CPU'}, {m.get('cores')} cores",
              f"Linux {m.get('kernel')}"]
-    for key, label in (("postern", None), ("wolfssl", "wolfSSL"), ("libuv", "libuv"),
+    for key, label in (("postern", None), ("postern_tree", "built from"),
+                       ("wolfssl", "wolfSSL"), ("libuv", "libuv"),
                        ("openssl", "OpenSSL (libssl3)"), ("hitch", None), ("haproxy", None),
                        ("h2load", None)):
         v = m.get(key)
@@ -254,6 +366,32 @@ def machine_line(m):
             v = re.sub(r"^HAProxy version ", "HAProxy ", v)
         parts.append(f"{label} {v}" if label else v)
     return "; ".join(parts)
+
+
+def _table(L, head, rows, cells, by_kind=True):
+    """Appends one table per kind (with a '#### tcp mode' line) or one
+    table; head is the header line, cells(row) the cells of a row."""
+    groups = ([(k, [r for r in rows if kind_of(r) == k]) for k in _kinds_in(rows)]
+              if by_kind else [(None, rows)])
+    for kind, sel in groups:
+        if not sel:
+            continue
+        if kind is not None:
+            names = []
+            for r in sel:
+                if r["server"] not in names:
+                    names.append(r["server"])
+            L.append(f"#### {KIND_TITLE[kind]}: {', '.join(names)}")
+            L.append("")
+        L.append(head)
+        L.append("|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|")
+        for r in sel:
+            L.append("| " + " | ".join(cells(r)) + " |")
+        L.append("")
+
+
+def _cert(r):
+    return "RSA" if r["cert"] == "rsa" else "ECDSA"
 
 
 def markdown(doc):
@@ -283,8 +421,9 @@ def markdown(doc):
     hs_head = ("| cert | conc | server | handshakes/s | server µs/handshake | server CPU | "
                "p50 ms | p99 ms | errors | client CPUs | postern ÷ this: µs | "
                "postern ÷ this: rate |")
-    for scen, title in (("full", "1. Full TLS 1.3 handshakes (tcp mode, one request each)"),
-                        ("resumed", "2. Resumed TLS 1.3 handshakes (session ticket)")):
+    for scen, title in (("full", "1. Full TLS 1.3 handshakes (one request each)"),
+                        ("resumed", "2. Resumed TLS 1.3 handshakes (session ticket, one "
+                                    "request each)")):
         sel = [r for r in rows if r["scenario"] == scen]
         if not sel:
             continue
@@ -293,62 +432,62 @@ def markdown(doc):
         head = hs_head
         if scen == "resumed":
             head = head.replace("| errors |", "| resumed | errors |")
-        L.append(head)
-        L.append("|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|")
-        for r in sel:
-            cells = [r["cert"].upper() if r["cert"] == "rsa" else "ECDSA", str(r["conc"]),
-                     r["server"], _f(r.get("rate")), _f(r.get("cpu_us")),
-                     _pct(r.get("server_util")), _f(r.get("p50_ms"), "{:.2f}"),
-                     _f(r.get("p99_ms"), "{:.2f}")]
+
+        def cells(r, scen=scen):
+            c = [_cert(r), str(r["conc"]), r["server"], _f(r.get("rate")), _f(r.get("cpu_us")),
+                 _pct(r.get("server_util")), _f(r.get("p50_ms"), "{:.2f}"),
+                 _f(r.get("p99_ms"), "{:.2f}")]
             if scen == "resumed":
-                cells.append(_pct(r.get("resumed_frac")) if r.get("resumed_frac") is None else
-                             f"{r['resumed_frac'] * 100:.1f}%")
-            cells += [_errors(r), _client(r), _f(r.get("ratio_cpu"), "{:.2f}"),
-                      _f(r.get("ratio_rate"), "{:.2f}")]
-            L.append("| " + " | ".join(cells) + " |")
-        L.append("")
-    L.append("### 3. 0-RTT")
-    L.append("")
-    L.append("n/a for now: " + NOT_YET[0]["why"])
-    L.append("")
+                c.append(_pct1(r.get("resumed_frac")))
+            return c + [_errors(r), _client(r), _f(r.get("ratio_cpu"), "{:.2f}"),
+                        _f(r.get("ratio_rate"), "{:.2f}")]
+
+        _table(L, head, sel, cells)
+    _markdown_early(L, doc)
     sel = [r for r in rows if r["scenario"] in ("h1-keepalive", "h2-keepalive")]
     if sel:
-        L.append("### 4. Keep-alive requests (h2load, tcp mode)")
+        L.append("### 4. Keep-alive requests (h2load)")
         L.append("")
-        L.append("| protocol | connections | server | requests/s | server µs/request | "
-                 "requests per server-CPU-s | server CPU | p50 ms | p99 ms | errors | "
-                 "client CPUs | postern ÷ this: µs |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in sel:
-            proto = ("HTTP/1.1" if r["scenario"] == "h1-keepalive"
-                     else f"h2, {s['h2_streams']} streams (h2c backend)")
-            L.append("| " + " | ".join([
-                proto, str(r["conc"]), r["server"], _f(r.get("rate")),
-                _f(r.get("cpu_us"), "{:.1f}"), _f(r.get("req_per_cpu_s")),
-                _pct(r.get("server_util")), _f(r.get("p50_ms"), "{:.2f}"),
-                _f(r.get("p99_ms"), "{:.2f}"), _errors(r), _client(r),
-                _f(r.get("ratio_cpu"), "{:.2f}")]) + " |")
-        L.append("")
+        head = ("| protocol | connections | server | requests/s | server µs/request | "
+                "requests per server-CPU-s | server CPU | p50 ms | p99 ms | errors | "
+                "client CPUs | postern ÷ this: µs |")
+
+        def cells(r):
+            if r["scenario"] == "h1-keepalive":
+                proto = "HTTP/1.1"
+            elif kind_of(r) == "tcp":
+                proto = f"h2, {s['h2_streams']} streams (h2c backend)"
+            else:
+                proto = f"h2, {s['h2_streams']} streams"
+            return [proto, str(r["conc"]), r["server"], _f(r.get("rate")),
+                    _f(r.get("cpu_us"), "{:.1f}"), _f(r.get("req_per_cpu_s")),
+                    _pct(r.get("server_util")), _f(r.get("p50_ms"), "{:.2f}"),
+                    _f(r.get("p99_ms"), "{:.2f}"), _errors(r), _client(r),
+                    _f(r.get("ratio_cpu"), "{:.2f}")]
+
+        _table(L, head, sel, cells)
     sel = [r for r in rows if r["scenario"] == "idle-rss"]
     if sel:
         L.append("### 5. Memory per idle TLS connection")
         L.append("")
-        L.append("| idle connections | server | baseline RSS MiB | RSS with them MiB | "
-                 "KiB per connection | descriptors | errors | postern ÷ this |")
-        L.append("|---|---|---|---|---|---|---|---|")
-        for r in sel:
-            L.append("| " + " | ".join([
-                str(r["conc"]), r["server"], _f(r.get("base_rss_kib") and
-                                                r["base_rss_kib"] / 1024, "{:.1f}"),
-                _f(r.get("rss_kib") and r["rss_kib"] / 1024, "{:.1f}"),
-                _f(r.get("kib_per_conn"), "{:.1f}"), _f(r.get("fds")), _errors(r),
-                _f(r.get("ratio_rss"), "{:.2f}")]) + " |")
+        head = ("| idle connections | server | baseline RSS MiB | RSS with them MiB | "
+                "KiB per connection | descriptors | errors | postern ÷ this |")
+
+        def cells(r):
+            return [str(r["conc"]), r["server"],
+                    _f(r.get("base_rss_kib") and r["base_rss_kib"] / 1024, "{:.1f}"),
+                    _f(r.get("rss_kib") and r["rss_kib"] / 1024, "{:.1f}"),
+                    _f(r.get("kib_per_conn"), "{:.1f}"), _f(r.get("fds")), _errors(r),
+                    _f(r.get("ratio_rss"), "{:.2f}")]
+
+        _table(L, head, sel, cells)
+    nm = doc.get("not_measured") or []
+    if nm:
+        L.append("### Not measured")
         L.append("")
-    L.append("### Not measured yet")
-    L.append("")
-    for n in NOT_YET:
-        L.append(f"- {n['scenario']}: {n['why']}")
-    L.append("")
+        for n in nm:
+            L.append(f"- {n['scenario']}: {n['why']}")
+        L.append("")
     if doc["notes"] or doc["server_log_problems"]:
         L.append("### Notes")
         L.append("")
@@ -362,6 +501,76 @@ def markdown(doc):
     return "\n".join(L)
 
 
+def _markdown_early(L, doc):
+    """Section 3: 0-RTT rates and costs, and the round-trip count."""
+    s = doc["settings"]
+    rows = doc["rows"]
+    rate = [r for r in rows if r["scenario"] == "early"]
+    rtt = [r for r in rows if r["scenario"] in ("rtt-resumed", "rtt-early")]
+    if not rate and not rtt:
+        return
+    L.append("### 3. 0-RTT: the request sent as early data")
+    L.append("")
+    L.append("Resumed connections whose request goes in the first flight as early data "
+             "(postern: `early_data: accept`, tcp mode with `tcp_early_data: forward`; "
+             "HAProxy: `allow-0rtt`; hitch cannot). \"server µs, resumed\" is the same "
+             "server's cost per resumed handshake without early data at that concurrency "
+             "(scenario 2, early data off).")
+    L.append("")
+    if rate:
+        head = ("| cert | conc | server | requests/s | server µs/request | server µs, resumed | "
+                "server CPU | p50 ms | p99 ms | handshake p50 ms | early data accepted | "
+                "errors | client CPUs | postern ÷ this: µs | postern ÷ this: rate |")
+
+        def cells(r):
+            res = _find(rows, "resumed", r["cert"], r["conc"], r["server"])
+            return [_cert(r), str(r["conc"]), r["server"], _f(r.get("rate")),
+                    _f(r.get("cpu_us")), _f(res.get("cpu_us") if res else None),
+                    _pct(r.get("server_util")), _f(r.get("p50_ms"), "{:.2f}"),
+                    _f(r.get("p99_ms"), "{:.2f}"), _f(r.get("hs_p50_ms"), "{:.2f}"),
+                    _pct1(r.get("early_frac")), _errors(r), _client(r),
+                    _f(r.get("ratio_cpu"), "{:.2f}"), _f(r.get("ratio_rate"), "{:.2f}")]
+
+        _table(L, head, rate, cells)
+    if rtt:
+        d = s.get("rtt_ms")
+        L.append(f"Round trips: the load generator holds every byte it sends for {d:g} ms "
+                 f"(an emulated {d:g} ms round trip; loopback's own is about 10 µs), "
+                 f"{s.get('rtt_conc')} connections at a time for {s.get('rtt_duration_s'):g} s. "
+                 f"A resumed request goes with the client's Finished, so its answer takes two "
+                 f"round trips; a 0-RTT request answered at once (0.5-RTT data, RFC 8446 2.3) "
+                 f"takes one, and comes before the client's Finished has left. Round trips = "
+                 f"response p50 / {d:g} ms (client, server and backend work add a little).")
+        L.append("")
+        head = ("| server | resumed: response p50 ms | resumed: round trips | "
+                "0-RTT: response p50 ms | 0-RTT: round trips | 0-RTT: answered before the "
+                "client's Finished | 0-RTT: early data accepted | errors |")
+        names = []
+        for r in rtt:
+            if r["server"] not in names:
+                names.append(r["server"])
+        pseudo = []
+        for name in names:
+            res = next((r for r in rtt if r["server"] == name and r["scenario"] == "rtt-resumed"),
+                       None)
+            ear = next((r for r in rtt if r["server"] == name and r["scenario"] == "rtt-early"),
+                       None)
+            base = ear or res
+            pseudo.append({"server": name, "kind": kind_of(base), "res": res or {}, "ear": ear or {},
+                           "errors": (res or {}).get("errors", 0) + (ear or {}).get("errors", 0)})
+
+        def cells(p):
+            res, ear = p["res"], p["ear"]
+            errs = {"errors": p["errors"], "errors_by_kind": {}, "failures":
+                    (res.get("failures") or []) + (ear.get("failures") or [])}
+            return [p["server"], _f(res.get("resp_p50_ms"), "{:.1f}"),
+                    _f(res.get("round_trips"), "{:.1f}"), _f(ear.get("resp_p50_ms"), "{:.1f}"),
+                    _f(ear.get("round_trips"), "{:.1f}"), _pct(ear.get("before_fin_frac")),
+                    _pct1(ear.get("early_frac")), _errors(errs)]
+
+        _table(L, head, pseudo, cells)
+
+
 def one_line(r):
     what = f"{r['scenario']} {r['cert']} c={r['conc']} {r['server']}"
     if r.get("failure") and not r.get("ok"):
@@ -369,9 +578,15 @@ def one_line(r):
     if r["scenario"] == "idle-rss":
         return (f"{what}: {_f(r.get('kib_per_conn'), '{:.1f}')} KiB/conn, "
                 f"errors {r.get('errors')}")
+    extra = ""
+    if r.get("early_frac") is not None:
+        extra += f", early accepted {_pct1(r['early_frac'])}"
+    if r.get("round_trips") is not None:
+        extra += (f", response p50 {r['resp_p50_ms']:.1f} ms = {r['round_trips']:.1f} RTT, "
+                  f"before Finished {_pct(r.get('before_fin_frac'))}")
     return (f"{what}: {_f(r.get('rate'))}/s, {_f(r.get('cpu_us'), '{:.1f}')} us/op, "
             f"server CPU {_pct(r.get('server_util'))}, p99 {_f(r.get('p99_ms'), '{:.2f}')} ms, "
-            f"errors {r.get('errors')}, client CPUs {_pct(r.get('client_busy'))}")
+            f"errors {r.get('errors')}, client CPUs {_pct(r.get('client_busy'))}{extra}")
 
 
 def update_readme(path, md):
@@ -383,7 +598,6 @@ def update_readme(path, md):
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     body = md.replace("## postern bench results\n\n", "", 1)
-    body = body.replace("\n### ", "\n### ")
     path.write_text(head + begin + "\n" + body.rstrip() + "\n" + end + tail)
     return True
 
@@ -447,10 +661,15 @@ def _gnuplot(doc, series, panels, png):
                 for server, pts in data.items():
                     f = tmp / f"{scen}-{cert}-{server}.dat"
                     f.write_text("".join(f"{c} {rate} {cpu}\n" for c, rate, cpu in pts))
-                    plots.append(f"'{f}' using 1:{col + 1} with linespoints lw 2 pt 7 "
+                    # http-mode servers dashed, tcp-mode ones solid.
+                    dt = 2 if server.endswith("-http") else 1
+                    plots.append(f"'{f}' using 1:{col + 1} with linespoints lw 2 pt 7 dt {dt} "
                                  f"title '{server}'")
                 lines.append(f"set title '{title}'")
                 lines.append(f"set ylabel '{ylabel}'")
+                # Rates rise with concurrency, costs fall: keep the key
+                # where the lines are not.
+                lines.append("set key top left" if col == 1 else "set key bottom left")
                 lines.append("set yrange [0:*]")
                 lines.append("plot " + ", ".join(plots))
         lines.append("unset multiplot")
@@ -479,7 +698,8 @@ for i, (scen, cert, title) in enumerate(panels):
     for row, (col, label) in enumerate(((1, "handshakes/s"), (2, "server CPU us per handshake"))):
         ax = axes[row][i]
         for server, pts in data.items():
-            ax.plot([p[0] for p in pts], [p[col] for p in pts], marker="o", label=server)
+            ax.plot([p[0] for p in pts], [p[col] for p in pts], marker="o", label=server,
+                    linestyle="--" if server.endswith("-http") else "-")
         ax.set_xscale("log", base=2); ax.set_ylim(bottom=0); ax.grid(True)
         ax.set_title(title); ax.set_xlabel("concurrent connections"); ax.set_ylabel(label)
         ax.legend()

@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """postern's bench suite: handshake throughput and cost against hitch and
-HAProxy, measured side by side in one run. See bench/README.md.
+HAProxy, measured side by side in one run, for postern's tcp mode (against
+hitch and HAProxy mode tcp) and its http mode (against HAProxy mode http).
+See bench/README.md.
 
-    bench/run.py                  the full run (about 12 minutes on 2 cores)
+    bench/run.py                  the full run (about 13 minutes on 2 cores)
     bench/run.py --quick          one concurrency, one repetition, short runs
-    bench/run.py --peers none     postern alone
+    bench/run.py --peers none     postern alone (both modes)
+    bench/run.py --kinds http     http mode only
 
 Writes a markdown table to stdout and OUT/latest.md, the figures as JSON
 (OUT/latest.json) and a plot (OUT/latest.png); OUT is bench/results unless
@@ -33,7 +36,7 @@ import servers  # noqa: E402
 
 REPO = HERE.parent
 
-ALL_SCENARIOS = ("full", "resumed", "h1", "h2", "idle")
+ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle")
 
 
 class Env:
@@ -60,12 +63,20 @@ def parse_args(argv):
                     help="smoke run: concurrency 16, one repetition, 1 s runs, 500 idle "
                          "connections (under a minute)")
     ap.add_argument("--peers", default="all",
-                    help="comma-separated peers to compare with (hitch,haproxy), 'all' "
-                         "(those installed) or 'none'")
+                    help="comma-separated peers to compare with (hitch, haproxy-tcp, "
+                         "haproxy-http; haproxy means both), 'all' (those installed) or 'none'")
+    ap.add_argument("--kinds", default="tcp,http",
+                    help="server kinds to run: tcp (postern-tcp, hitch, haproxy-tcp) and/or "
+                         "http (postern-http, haproxy-http); default both")
     ap.add_argument("--reps", type=int, help="repetitions of every measurement (default 3)")
-    ap.add_argument("--duration", type=float, help="seconds per measurement (default 3)")
+    ap.add_argument("--duration", type=float, help="seconds per measurement (default 2.5)")
     ap.add_argument("--warmup", type=float, help="seconds of warm-up before each (default 0.5)")
-    ap.add_argument("--conc", help="handshake concurrencies (default 1,16,64,256)")
+    ap.add_argument("--conc", help="handshake concurrencies (default 1,16,64)")
+    ap.add_argument("--early-conc",
+                    help="concurrencies of the 0-RTT runs (default 1,16; quick: 16)")
+    ap.add_argument("--rtt-ms", type=float, default=10.0,
+                    help="round trip emulated by the load generator for counting the round "
+                         "trips of resumed and 0-RTT requests (default 10; 0: skip those runs)")
     ap.add_argument("--keepalive-conc", type=int, default=16,
                     help="h2load connections for the keep-alive runs (default 16)")
     ap.add_argument("--h2-streams", type=int, default=8,
@@ -73,7 +84,7 @@ def parse_args(argv):
     ap.add_argument("--idle", type=int, help="idle TLS connections for RSS (default 5000)")
     ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
                     help=f"which measurements, from {','.join(ALL_SCENARIOS)} (default all)")
-    ap.add_argument("--certs", default="ecdsa,rsa", help="certificate variants (ecdsa,rsa)")
+    ap.add_argument("--certs", help="certificate variants (default ecdsa,rsa; quick: ecdsa)")
     ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
     ap.add_argument("--readme", action="store_true",
                     help="also put the results into bench/README.md")
@@ -88,40 +99,61 @@ def parse_args(argv):
     a = ap.parse_args(argv)
     q = a.quick
     a.reps = a.reps or (1 if q else 3)
-    a.duration = a.duration or (1.0 if q else 3.0)
-    a.warmup = a.warmup if a.warmup is not None else (0.3 if q else 0.5)
-    a.conc = [int(c) for c in (a.conc or ("16" if q else "1,16,64,256")).split(",")]
+    a.duration = a.duration or (1.0 if q else 2.5)
+    a.warmup = a.warmup if a.warmup is not None else (0.2 if q else 0.5)
+    a.conc = [int(c) for c in (a.conc or ("16" if q else "1,16,64")).split(",")]
+    a.early_conc = [int(c) for c in (a.early_conc or ("16" if q else "1,16")).split(",")]
     a.idle = a.idle or (500 if q else 5000)
     a.scenarios = [s for s in a.scenarios.split(",") if s]
-    a.certs = [c for c in a.certs.split(",") if c]
+    a.certs = [c for c in (a.certs or ("ecdsa" if q else "ecdsa,rsa")).split(",") if c]
+    a.kinds = [k for k in a.kinds.split(",") if k]
     bad = [s for s in a.scenarios if s not in ALL_SCENARIOS]
     if bad:
         ap.error(f"unknown scenario {bad[0]!r}; expected some of {','.join(ALL_SCENARIOS)}")
-    if any(c not in ("ecdsa", "rsa") for c in a.certs):
+    if not a.certs or any(c not in ("ecdsa", "rsa") for c in a.certs):
         ap.error("--certs: expected ecdsa and/or rsa")
-    # Resumed handshakes on the RSA certificate in the quick run add nothing
-    # the ECDSA run does not show (no signature either way).
-    a.resumed_certs = a.certs if not q else a.certs[:1]
+    if not a.kinds or any(k not in servers.KINDS for k in a.kinds):
+        ap.error("--kinds: expected tcp and/or http")
+    # A resumed handshake sends no certificate and makes no signature: on
+    # the RSA certificate it shows nothing the ECDSA run does not.
+    a.resumed_certs = a.certs[:1]
+    # The round-trip runs: few connections at a time, long enough for a
+    # few hundred requests at 2 emulated round trips each.
+    a.rtt_conc = 8
+    a.rtt_duration = 0.3 if q else 1.0
+    # Idle memory: the time the servers get to finish what the last
+    # handshakes started before RSS is read.
+    a.settle = 0.5 if q else 1.0
     return a
 
 
 def choose_servers(args, env):
-    """Names of the servers to run, postern first, and notes about peers
-    left out."""
+    """Names of the servers to run, each kind's postern before its peers, and
+    notes about peers left out."""
     notes = []
-    if args.peers == "none":
-        return ["postern"], notes
-    wanted = list(servers.PEERS) if args.peers == "all" else args.peers.split(",")
-    names = ["postern"]
-    for p in wanted:
-        if p not in servers.PEERS:
-            sys.exit(f"bench: unknown peer {p!r}; expected some of {','.join(servers.PEERS)}")
-        if getattr(env, p) is None:
+    if args.peers in ("none", "all"):
+        wanted = [] if args.peers == "none" else list(servers.PEERS)
+    else:
+        wanted = []
+        for p in args.peers.split(","):
+            for name in servers.PEER_ALIASES.get(p, (p,)):
+                if name not in servers.PEERS:
+                    sys.exit(f"bench: unknown peer {p!r}; expected some of "
+                             f"{','.join(servers.PEERS)} or haproxy")
+                wanted.append(name)
+    names = []
+    for name, cls in servers.SERVERS.items():
+        if cls.kind not in args.kinds:
+            continue
+        if name != servers.postern_of(cls.kind) and name not in wanted:
+            continue
+        if cls.binary != "postern" and getattr(env, cls.binary) is None:
             if args.peers == "all":
-                notes.append(f"{p} is not installed (make bench-deps): left out")
+                if f"{cls.binary} is not installed" not in " ".join(notes):
+                    notes.append(f"{cls.binary} is not installed (make bench-deps): left out")
                 continue
-            sys.exit(f"bench: {p} is not installed; run `make bench-deps`")
-        names.append(p)
+            sys.exit(f"bench: {cls.binary} is not installed; run `make bench-deps`")
+        names.append(name)
     return names, notes
 
 
@@ -153,37 +185,40 @@ def start_backend(env, workdir):
     return p
 
 
+_T0 = time.monotonic()
+
+
 def say(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
+    print(f"bench: [{time.monotonic() - _T0:4.0f} s] {msg}", file=sys.stderr, flush=True)
 
 
 class Fleet:
-    """The servers under test, one per (name, certificate variant), started
-    lazily and restarted when one died."""
+    """The servers under test, one per (name, certificate variant, early
+    data on or off), started lazily and restarted when one died."""
 
     def __init__(self, env, names, certs, workdir):
         self.env, self.names, self.certs = env, names, certs
         self.workdir = Path(workdir)
         self.running = {}
 
-    def get(self, name, variant):
-        s = self.running.get((name, variant))
+    def get(self, name, variant, early=False):
+        s = self.running.get((name, variant, early))
         if s is not None and s.alive():
             return s
         if s is not None:
-            say(f"{name} ({variant}) exited; restarting it")
+            say(f"{s.stem} exited; restarting it")
             s.stop()
-        s = servers.SERVERS[name](self.env, self.certs[variant], self.workdir).start()
-        self.running[(name, variant)] = s
+        s = servers.SERVERS[name](self.env, self.certs[variant], self.workdir, early).start()
+        self.running[(name, variant, early)] = s
         return s
 
     def stop_all(self):
         problems = {}
-        for (name, variant), s in self.running.items():
+        for s in self.running.values():
             s.stop()
             found = s.log_problems()
             if found:
-                problems[f"{name}-{variant}"] = found[:5]
+                problems[s.stem] = found[:5]
         self.running.clear()
         return problems
 
@@ -206,6 +241,14 @@ def run_all(args, env, names, certs, workdir):
             for variant in (args.certs if scen == "full" else args.resumed_certs):
                 for conc in args.conc:
                     plan.append(("hs", mode, variant, conc))
+    early_names = [n for n in names if servers.SERVERS[n].supports_early]
+    if "early" in args.scenarios:
+        for conc in args.early_conc:
+            plan.append(("early", "early", args.certs[0], conc))
+        if args.rtt_ms > 0:
+            # The same early-data server, resumed with and without early data.
+            for mode in ("resume", "early"):
+                plan.append(("rtt", mode, args.certs[0], args.rtt_conc))
     for proto in ("h1", "h2"):
         if proto in args.scenarios:
             plan.append(("ka", proto, args.certs[0], args.keepalive_conc))
@@ -213,11 +256,14 @@ def run_all(args, env, names, certs, workdir):
     try:
         for rep in range(args.reps):
             for i, (what, mode, variant, conc) in enumerate(plan):
-                for name in rotated(names, rep + i):
-                    s = fleet.get(name, variant)
-                    if what == "hs":
+                for name in rotated(early_names if what in ("early", "rtt") else names, rep + i):
+                    s = fleet.get(name, variant, early=what in ("early", "rtt"))
+                    if what in ("hs", "early"):
                         r = scenarios.handshakes(env, s, mode, conc, args.duration, args.warmup,
                                                  client_log)
+                    elif what == "rtt":
+                        r = scenarios.handshakes(env, s, mode, conc, args.rtt_duration,
+                                                 args.warmup, client_log, delay_ms=args.rtt_ms)
                     else:
                         r = scenarios.keepalive(env, s, mode, conc, args.h2_streams,
                                                 args.duration, client_log)
@@ -228,9 +274,10 @@ def run_all(args, env, names, certs, workdir):
                 for name in rotated(names, rep):
                     # A fresh server, so that the baseline is a server's own.
                     s = servers.SERVERS[name](env, certs[args.certs[0]],
-                                                  Path(workdir) / f"idle-{rep}").start()
+                                              Path(workdir) / f"idle-{rep}").start()
                     try:
-                        r = scenarios.idle_memory(env, s, args.idle, client_log)
+                        r = scenarios.idle_memory(env, s, args.idle, client_log,
+                                                  settle=args.settle)
                     finally:
                         s.stop()
                     for k, v in {f"{name}-idle": s.log_problems()}.items():
@@ -284,11 +331,37 @@ def machine_info(env):
         "wolfssl": wolfssl + " (tuned, deps/wolfssl)" if wolfssl else "",
         "libuv": deb("libuv1"), "openssl": deb("libssl3"),
         "postern": servers.version_of([env.postern, "--version"]),
+        "postern_tree": postern_tree(),
         "hitch": servers.version_of([env.hitch, "--version"]) if env.hitch else "",
         "haproxy": servers.version_of([env.haproxy, "-v"]) if env.haproxy else "",
         "h2load": servers.version_of([env.h2load, "--version"]) if env.h2load else "",
         "server_cpus": env.server_cpus, "client_cpus": env.client_cpus,
     }
+
+
+def loadavg():
+    """The 1-minute load average now (other processes on a shared machine
+    show in it), or None."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def postern_tree():
+    """The commit the postern binary was built from, and whether the tree had
+    changes then ("" when git is not there)."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src",
+                                "include"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + (" with changes in src/ or include/" if dirty else "") if head else ""
 
 
 def write_outputs(args, doc):
@@ -315,7 +388,7 @@ def write_outputs(args, doc):
 
 def rebuild(args):
     old = json.loads(Path(args.from_json).read_text())
-    derived = ("rows marked", "no plot", "other processes used")
+    derived = ("rows marked", "no plot", "other processes used", "1-minute load average")
     notes = old.get("notes_in")
     if notes is None:
         notes = [n for n in old.get("notes", []) if not n.startswith(derived)]
@@ -346,6 +419,7 @@ def main(argv=None):
     except OSError:
         pass
     started = time.monotonic()
+    load_start = loadavg()
     backend = None
     try:
         pki = make_pki(workdir)
@@ -366,8 +440,12 @@ def main(argv=None):
         "warmup_s": args.warmup, "conc": args.conc, "keepalive_conc": args.keepalive_conc,
         "h2_streams": args.h2_streams, "idle": args.idle, "scenarios": args.scenarios,
         "certs": args.certs, "resumed_certs": args.resumed_certs, "servers": names,
+        "kinds": args.kinds, "early_conc": args.early_conc, "rtt_ms": args.rtt_ms,
+        "rtt_conc": args.rtt_conc, "rtt_duration_s": args.rtt_duration,
     }
-    doc = report.build(runs, settings, machine_info(env), notes, problems, elapsed,
+    machine = machine_info(env)
+    machine["loadavg"] = [load_start, loadavg()]
+    doc = report.build(runs, settings, machine, notes, problems, elapsed,
                        datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     write_outputs(args, doc)
     say(f"done in {elapsed:.0f} s")

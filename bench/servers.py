@@ -3,14 +3,18 @@ TLS 1.3 only, the same certificate and chain, X25519, AES-128-GCM preferred,
 ALPN h2 and http/1.1, one worker (process or thread), logging off or at
 warnings, pinned to the server CPU, in front of the same backend.
 
-A server kind is "tcp" (forwards the decrypted byte stream) or "http"
-(terminates HTTP); figures are only compared between servers of one kind,
-and in each kind with the postern server of that kind (a name starting with
-"postern"). http mode (postern's issue 3, HAProxy mode http) is not here yet:
-when it lands, add two classes with kind = "http" (names "postern-http" and
-"haproxy-http": postern with `mode: http`, HAProxy with `mode http` and
-`http-reuse always`) to SERVERS and their names to PEERS or run.py's list;
-every scenario then runs for them too, and report.py compares them."""
+A server kind is "tcp" (forwards the decrypted byte stream: postern-tcp,
+hitch, haproxy-tcp) or "http" (terminates HTTP/1.1 and h2 and forwards each
+request to the backend as HTTP/1.1 over kept-alive connections:
+postern-http, haproxy-http). Figures are only compared between servers of
+one kind, and in each kind with the postern server of that kind (a name
+starting with "postern").
+
+Every server can also be started for the 0-RTT scenario (early=True): postern
+with `early_data: accept` (tcp mode: `tcp_early_data: forward`, so that the
+early request reaches the backend at once), HAProxy with `allow-0rtt`.
+hitch cannot accept early data (supports_early = False). The other scenarios
+run the servers with early data off, their default."""
 
 import os
 import pwd
@@ -46,14 +50,18 @@ class Server:
 
     name = "?"
     kind = "tcp"
+    binary = None  # the attribute of run.Env that holds the executable
+    supports_early = True
 
-    def __init__(self, env, cert, workdir):
+    def __init__(self, env, cert, workdir, early=False):
         self.env = env  # run.Env: binaries, CPUs, backend port
         self.cert = cert
+        self.early = early
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = procs.free_port()
-        self.log = self.workdir / f"{self.name}-{cert.variant}.log"
+        self.stem = f"{self.name}-{cert.variant}" + ("-early" if early else "")
+        self.log = self.workdir / f"{self.stem}.log"
         self.proc = None
 
     def command(self):
@@ -95,18 +103,33 @@ class Server:
 
 
 class Postern(Server):
-    name = "postern"
+    """postern in tcp mode."""
+    name = "postern-tcp"
+    binary = "postern"
+    mode = "tcp"
+
+    def early_keys(self):
+        if not self.early:
+            return ""
+        keys = "      early_data: accept\n"
+        if self.mode == "tcp":
+            # The early request goes to the backend before the handshake
+            # completes (docs/config.md, tcp_early_data).
+            keys += "      tcp_early_data: forward\n"
+        return keys
 
     def command(self):
-        cfg = self.workdir / f"postern-{self.cert.variant}.yaml"
-        cfg.write_text(f"""# postern for the bench: tcp mode, one worker, warnings only
+        cfg = self.workdir / f"{self.stem}.yaml"
+        # http mode: the default backend pool (max_idle 128) holds the
+        # connections of 16 h2 connections x 8 streams.
+        cfg.write_text(f"""# postern for the bench: {self.mode} mode, one worker, warnings only
 workers: 1
 log_level: warn
 shutdown_timeout: 1s
 listeners:
   - name: bench
     listen: "127.0.0.1:{self.port}"
-    mode: tcp
+    mode: {self.mode}
     alpn: [h2, http/1.1]
     tls:
       versions: [tls1.3]
@@ -114,15 +137,26 @@ listeners:
         - cert: {self.cert.chain}
           key: {self.cert.key}
       ca_file: {self.cert.root}
-    backend: "127.0.0.1:{self.env.backend_port}"
+{self.early_keys()}    backend: "127.0.0.1:{self.env.backend_port}"
     timeouts: {{handshake: 10s, idle: 10m, backend_connect: 5s}}
     max_connections: 20000
 """)
         return [self.env.postern, "-c", cfg]
 
 
+class PosternHttp(Postern):
+    """postern in http mode: HTTP/1.1 and h2 in front, HTTP/1.1 to the
+    backend over its keep-alive pool; X-Forwarded-For, -Proto and -Host
+    added (the default, `forwarded: xff`)."""
+    name = "postern-http"
+    kind = "http"
+    mode = "http"
+
+
 class Hitch(Server):
     name = "hitch"
+    binary = "hitch"
+    supports_early = False  # hitch has no early data setting
 
     def command(self):
         ocsp = self.workdir / "hitch-ocsp"
@@ -138,7 +172,7 @@ class Hitch(Server):
                     continue
                 user = f'user = "{u}"\n'
                 break
-        cfg = self.workdir / f"hitch-{self.cert.variant}.conf"
+        cfg = self.workdir / f"{self.stem}.conf"
         cfg.write_text(f"""# hitch for the bench: one worker, TLS 1.3 only, X25519
 frontend = "[127.0.0.1]:{self.port}"
 backend = "[127.0.0.1]:{self.env.backend_port}"
@@ -158,35 +192,70 @@ ocsp-dir = "{ocsp}"
 
 
 class Haproxy(Server):
-    name = "haproxy"
+    """HAProxy in mode tcp."""
+    name = "haproxy-tcp"
+    binary = "haproxy"
+    mode = "tcp"
+
+    def mode_lines(self):
+        """Frontend and backend lines of this mode."""
+        return "", ""
 
     def command(self):
-        cfg = self.workdir / f"haproxy-{self.cert.variant}.cfg"
+        cfg = self.workdir / f"{self.stem}.cfg"
         # maxconn: 2 descriptors per proxied connection must fit under the
         # descriptor limit (HAProxy refuses to start otherwise).
         maxconn = max(1000, min(20000, (procs.raise_nofile() - 100) // 2 - 10))
-        cfg.write_text(f"""# HAProxy for the bench: mode tcp, one thread, TLS 1.3 only, X25519
+        early = " allow-0rtt" if self.early else ""
+        front, back = self.mode_lines()
+        cfg.write_text(f"""# HAProxy for the bench: mode {self.mode}, one thread, TLS 1.3 only, X25519
 global
     nbthread 1
     maxconn {maxconn}
 defaults
-    mode tcp
+    mode {self.mode}
     timeout connect 5s
     timeout client 10m
     timeout server 10m
     maxconn {maxconn}
 frontend bench
-    bind 127.0.0.1:{self.port} ssl crt {self.cert.combined} ssl-min-ver TLSv1.3 curves X25519 ciphersuites {TLS13_SUITES} alpn h2,http/1.1
-    default_backend origin
+    bind 127.0.0.1:{self.port} ssl crt {self.cert.combined} ssl-min-ver TLSv1.3 curves X25519 ciphersuites {TLS13_SUITES} alpn h2,http/1.1{early}
+{front}    default_backend origin
 backend origin
-    server origin 127.0.0.1:{self.env.backend_port}
+{back}    server origin 127.0.0.1:{self.env.backend_port}
 """)
         return [self.env.haproxy, "-db", "-f", cfg]
 
 
-# Every server the bench knows, by name; postern first.
-SERVERS = {"postern": Postern, "hitch": Hitch, "haproxy": Haproxy}
-PEERS = ("hitch", "haproxy")
+class HaproxyHttp(Haproxy):
+    """HAProxy in mode http, doing what postern's http mode does: the
+    X-Forwarded-For, -Proto and -Host headers, and every request to the
+    backend over reused keep-alive connections (http-reuse always)."""
+    name = "haproxy-http"
+    kind = "http"
+    mode = "http"
+
+    def mode_lines(self):
+        front = ("    option forwardfor\n"
+                 "    http-request set-header X-Forwarded-Proto https\n"
+                 "    http-request set-header X-Forwarded-Host %[req.hdr(host)]\n")
+        back = "    http-reuse always\n"
+        return front, back
+
+
+# Every server the bench knows, by name: postern of each kind first, then
+# its peers.
+SERVERS = {"postern-tcp": Postern, "hitch": Hitch, "haproxy-tcp": Haproxy,
+           "postern-http": PosternHttp, "haproxy-http": HaproxyHttp}
+KINDS = ("tcp", "http")
+PEERS = ("hitch", "haproxy-tcp", "haproxy-http")
+# Names accepted by --peers for several servers.
+PEER_ALIASES = {"haproxy": ("haproxy-tcp", "haproxy-http")}
+
+
+def postern_of(kind):
+    """The name of postern's server of this kind."""
+    return f"postern-{kind}"
 
 
 def peer_binary(name):

@@ -401,9 +401,15 @@ int pst_conn_send(pst_conn_t *conn, const char *data, size_t len) {
   if (conn->state == PST_CONN_CLOSING || conn->client.shut) return PST_ESHUTDOWN;
   if (len == 0) return 0;
   if (conn->state == PST_CONN_HANDSHAKE) {
-    /* wolfSSL sends application data only once the handshake is complete:
-     * a response to an early request waits (pst_relay_start sends it). */
-    return pst_buf_append(&conn->early_out, data, len);
+    /* A response to a request that came as 0-RTT early data. While early
+     * data is being read, postern's Finished is already out and its write
+     * keys are the application keys: the response goes at once, as 0.5-RTT
+     * data (RFC 8446 2.3; .ci/wolfssl-half-rtt-data.patch), which is what
+     * saves 0-RTT's round trip. Otherwise (the window between the client's
+     * EndOfEarlyData and its Finished) it waits for pst_relay_start. */
+    if (!conn->early_reading || conn->early_bytes == 0 || conn->early_out.len > 0) {
+      return pst_buf_append(&conn->early_out, data, len);
+    }
   }
   if (wolfSSL_write(conn->ssl, data, (int)len) != (int)len) {
     pst_conn_close(conn, PST_ETLS, "TLS write failed");

@@ -82,6 +82,7 @@ class Proxy:
         self.first_flight = bytearray()
         self.client_bytes = bytearray()
         self.held_bytes = 0
+        self.server_bytes = 0  # bytes postern sent to the client so far
         self._released = threading.Event()
         if not hold:
             self._released.set()
@@ -110,6 +111,7 @@ class Proxy:
                     if not d:
                         break
                     server_seen.set()
+                    self.server_bytes += len(d)
                     c.sendall(d)
                 c.shutdown(socket.SHUT_WR)
             except OSError:
@@ -549,11 +551,12 @@ def test_counters_logged_at_shutdown(pki, start_postern, line_backend, tmp_path)
 
 def keep_and_answer_ok(server, conn, head, body, index):
     """A raw_http_server responder that keeps every request, head and body,
-    in server.requests and answers each with 200 "OK", keeping the
-    connection alive."""
+    in server.requests and answers each with 200 "OK" (followed by 32 KiB of
+    "x" when the path has "big"), keeping the connection alive."""
     with server._lock:
         server.requests.append(head + body)
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nOK\n")
+    answer = b"OK\n" + (b"x" * 32768 if b"big" in head.split(b"\r\n", 1)[0] else b"")
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
     return True
 
 
@@ -585,8 +588,9 @@ def early_http(pki, start_postern, http_backend, tmp_path, request):
 def test_http_safe_request_forwarded_early_with_header(pki, start_postern, http_backend, tmp_path):
     """accept: a GET without body sent as early data reaches the backend with
     Early-Data: 1 (RFC 8470 5.1) before the client's Finished is read, and
-    the answer reaches the client once the handshake completes."""
-    req = b"GET /zero-rtt HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
+    the answer goes out as 0.5-RTT data, also before the client's Finished:
+    the request is answered in one round trip."""
+    req = b"GET /zero-rtt-big HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
     p, proxy, client = early_http(pki, start_postern, http_backend, tmp_path, req)
     try:
         assert wait_for(lambda: proxy.held_bytes > 0, 10), "the client never sent its Finished"
@@ -594,6 +598,10 @@ def test_http_safe_request_forwarded_early_with_header(pki, start_postern, http_
             "the early GET did not reach the backend before the handshake" + p.context()
         head = next(h for h in http_backend.requests if b"/zero-rtt" in h)
         assert re.search(rb"(?i)\r\nearly-data: 1\r\n", head), head
+        # The client's Finished is still held, and yet the 32 KiB answer has
+        # reached the client: it went out as 0.5-RTT data.
+        assert wait_for(lambda: proxy.server_bytes > 32768, 5), \
+            "the answer waited for the client's Finished (no 0.5-RTT data)" + p.context()
         proxy.release()
         out, _ = client.communicate(timeout=15)
         out = out.decode(errors="replace")
