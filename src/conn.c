@@ -271,9 +271,11 @@ static void conn_on_timer(uv_timer_t *t) {
       /* The idle deadline moves with every read; re-arm for what is left
        * rather than restarting the timer on each read. */
       uint64_t idle = uv_now(t->loop) - conn->t_last_ms;
-      /* An http-mode exchange in flight is not idle: backend_response and
-       * the backend's own pace govern it. */
-      if (conn->streams > 0) idle = 0;
+      /* An http-mode request waiting for its response head is not idle:
+       * timeouts.backend_response governs it. Any other stream counts as
+       * idle unless bytes move (stream.c refreshes t_last_ms), so a stalled
+       * body or tunnel cannot hold the connection forever. */
+      if (conn->streams_waiting > 0) idle = 0;
       if (idle >= lc->idle_timeout_ms) {
         pst_conn_close(conn, PST_ETIMEDOUT, "idle timeout");
         return;

@@ -61,7 +61,7 @@ static void h1_finish(h1_front_t *f) {
     pst_stream_free(s);
   }
   f->tunnel = 0;
-  if (f->closing || !f->keep_alive || !f->request_done || f->eof) {
+  if (f->closing || !f->keep_alive || !f->request_done || (f->eof && f->in.len == 0)) {
     /* An unread request body cannot be skipped safely: close. */
     f->closing = 1;
     pst_conn_end(f->base.conn);
@@ -70,6 +70,8 @@ static void h1_finish(h1_front_t *f) {
   f->request_done = 0;
   pst_conn_client_pause(f->base.conn, 0);
   h1_process(f);
+  /* The client half-closed after pipelining: end once all are answered. */
+  if (f->eof && f->stream == NULL && f->in.len == 0) pst_conn_end(f->base.conn);
 }
 
 /* ---- the stream's callbacks ---- */
@@ -240,6 +242,10 @@ static void h1_process_once(h1_front_t *f) {
   pst_conn_t *conn = f->base.conn;
   while (f->in.len > 0 && conn->state != PST_CONN_CLOSING && !f->closing) {
     if (f->tunnel) {
+      if (f->stream != NULL && pst_stream_queued(f->stream) > PST_HIGH_WATER) {
+        pst_conn_client_pause(conn, 1); /* resumed by h1_on_drain */
+        break;
+      }
       if (f->stream == NULL || pst_stream_tunnel_write(f->stream, pst_buf_head(&f->in), f->in.len) != 0) {
         pst_conn_close(conn, PST_EBACKEND, "tunnel write failed");
         return;
@@ -299,7 +305,8 @@ static int h1_feed(pst_front_t *base, const char *data, size_t len) {
 static void h1_client_eof(pst_front_t *base) {
   h1_front_t *f = F(base);
   f->eof = 1;
-  if (f->stream == NULL) pst_conn_end(base->conn);
+  if (f->tunnel && f->stream != NULL) pst_stream_tunnel_shutdown(f->stream);
+  if (f->stream == NULL && f->in.len == 0) pst_conn_end(base->conn);
   /* else: the response in progress finishes, then h1_finish ends. */
 }
 

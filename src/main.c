@@ -85,10 +85,12 @@ static void on_handle_close(uv_handle_t *h) { PST_UNUSED(h); }
 static void app_on_worker_exit(pst_worker_t *worker, void *arg) {
   app_t *app = arg;
   PST_UNUSED(worker);
+  /* Sent under the lock: once the main thread sees every worker counted
+   * (and closes the handle), no worker can still be about to send. */
   uv_mutex_lock(&app->lock);
   app->n_exited++;
-  uv_mutex_unlock(&app->lock);
   uv_async_send(&app->exited);
+  uv_mutex_unlock(&app->lock);
 }
 
 static void app_on_exited(uv_async_t *a) {

@@ -182,9 +182,13 @@ size_t pst_bconn_queued(const pst_bconn_t *b) {
 
 void pst_bconn_read(pst_bconn_t *b, int on) {
   if (b->state == BCONN_CLOSING || b->reading == !!on) return;
-  b->reading = !!on;
-  if (on) uv_read_start((uv_stream_t *)&b->tcp, pst_uv_alloc_slab, bconn_on_read);
-  else uv_read_stop((uv_stream_t *)&b->tcp);
+  if (on) {
+    /* Fails (ENOTCONN) while connecting: reading then starts on connect. */
+    if (uv_read_start((uv_stream_t *)&b->tcp, pst_uv_alloc_slab, bconn_on_read) == 0) b->reading = 1;
+  } else {
+    uv_read_stop((uv_stream_t *)&b->tcp);
+    b->reading = 0;
+  }
 }
 
 void pst_bconn_timer(pst_bconn_t *b, uint64_t ms) {

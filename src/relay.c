@@ -59,6 +59,12 @@ static void relay_on_backend_shutdown(uv_shutdown_t *req, int status) {
 
 void pst_relay_client_eof(pst_conn_t *conn) {
   conn->client.eof = 1;
+  /* RFC 8446 6.1: data after close_notify is ignored; stop reading so it
+   * cannot pile up in cin either. */
+  if (conn->client.reading) {
+    uv_read_stop((uv_stream_t *)&conn->client.tcp);
+    conn->client.reading = 0;
+  }
   if (conn->state != PST_CONN_OPEN || conn->backend.shut) return;
   if (conn->front != NULL) {
     conn->backend.shut = 1; /* the client's end is handled once */
@@ -150,6 +156,12 @@ void pst_relay_from_client(pst_conn_t *conn) {
   /* backend.shut: the client's end was already handled. */
   while (conn->state == PST_CONN_OPEN && !conn->backend.shut) {
     if (conn->front != NULL && conn->client_paused) return; /* the front end resumes */
+    if (conn->info != NULL && queued(&conn->client.tcp) > PST_HIGH_WATER) {
+      /* Pipelined requests whose answers the client does not read. */
+      conn->client_paused = 1; /* resumed by pst_relay_on_drain */
+      pst_conn_read_client(conn, 0);
+      return;
+    }
     if (conn->info == NULL && conn->front == NULL && queued(&conn->backend.tcp) > PST_HIGH_WATER) {
       conn->client_paused = 1; /* resumed by pst_relay_on_drain */
       pst_conn_read_client(conn, 0);
@@ -235,6 +247,17 @@ void pst_relay_on_drain(pst_conn_t *conn, uv_stream_t *s) {
     if (conn->front != NULL) {
       if (!conn->client.shut && queued(&conn->client.tcp) < PST_LOW_WATER) {
         conn->front->ops->client_drain(conn->front);
+      }
+      return;
+    }
+    if (conn->info != NULL) {
+      if (conn->client_paused && queued(&conn->client.tcp) < PST_LOW_WATER) {
+        conn->client_paused = 0;
+        if (pst_conn_read_client(conn, 1) != 0) {
+          pst_conn_client_failed(conn, -EIO, "client read failed");
+          return;
+        }
+        pst_conn_pump(conn);
       }
       return;
     }
@@ -362,6 +385,10 @@ void pst_relay_start(pst_conn_t *conn) {
     int rc = pst_conn_send(conn, pst_buf_head(&out), out.len);
     pst_buf_free(&out);
     if (rc != 0) return;
+    /* A response paused on early_out's size hears nothing from a write that
+     * the socket took at once: tell the front end there is room. */
+    if (pst_conn_client_queued(conn) < PST_LOW_WATER) conn->front->ops->client_drain(conn->front);
+    if (conn->state != PST_CONN_OPEN) return;
     if (conn->front->ops->handshake_done != NULL) conn->front->ops->handshake_done(conn->front);
     if (conn->end_after_handshake && conn->state == PST_CONN_OPEN) pst_conn_end(conn);
     return;
@@ -408,7 +435,9 @@ int pst_conn_send(pst_conn_t *conn, const char *data, size_t len) {
      * saves 0-RTT's round trip. Otherwise (the window between the client's
      * EndOfEarlyData and its Finished) it waits for pst_relay_start. */
     if (!conn->early_reading || conn->early_bytes == 0 || conn->early_out.len > 0) {
-      return pst_buf_append(&conn->early_out, data, len);
+      if (pst_buf_append(&conn->early_out, data, len) == 0) return 0;
+      pst_conn_close(conn, -ENOMEM, "out of memory");
+      return -ENOMEM;
     }
   }
   if (wolfSSL_write(conn->ssl, data, (int)len) != (int)len) {

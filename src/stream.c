@@ -30,6 +30,15 @@ static const pst_bconn_events_t stream_bconn_events;
 
 static stream_t *S(pst_stream_t *s) { return (stream_t *)s; }
 
+/* The one place a stream changes state. It keeps the connection's count of
+ * streams waiting for a response head, during which the connection's idle
+ * timeout gives way to timeouts.backend_response (conn.c). */
+static void stream_set_state(pst_stream_t *s, pst_stream_state_t state) {
+  if (s->state == PST_STREAM_WAITING && state != PST_STREAM_WAITING) s->conn->streams_waiting--;
+  if (state == PST_STREAM_WAITING && s->state != PST_STREAM_WAITING) s->conn->streams_waiting++;
+  s->state = state;
+}
+
 static const pst_listener_conf_t *stream_conf(const pst_stream_t *s) {
   return s->conn->gl->conf;
 }
@@ -54,7 +63,7 @@ static void stream_destroy(stream_t *st) {
 static void stream_fail(stream_t *st, int status, const char *why) {
   pst_stream_t *s = &st->pub;
   if (s->state == PST_STREAM_DONE) return;
-  s->state = PST_STREAM_DONE;
+  stream_set_state(s, PST_STREAM_DONE);
   if (s->bconn != NULL) {
     pst_bconn_release(s->bconn, 0);
     s->bconn = NULL;
@@ -68,7 +77,7 @@ static void stream_fail(stream_t *st, int status, const char *why) {
 static void stream_complete(stream_t *st) {
   pst_stream_t *s = &st->pub;
   if (s->state == PST_STREAM_DONE) return;
-  s->state = PST_STREAM_DONE;
+  stream_set_state(s, PST_STREAM_DONE);
   if (s->bconn != NULL) {
     /* Reusable only when both messages are complete (RFC 9112 9.3). */
     pst_bconn_release(s->bconn, st->resp_keep_alive && s->req_done && s->pending.len == 0);
@@ -111,9 +120,9 @@ static int stream_on_head(void *arg, pst_http_response_t *resp) {
       free(resp);
       return PST_EPROTO; /* 101 to a request that did not ask for it */
     }
-    s->state = PST_STREAM_TUNNEL;
+    stream_set_state(s, PST_STREAM_TUNNEL);
   } else {
-    s->state = PST_STREAM_RECEIVING;
+    stream_set_state(s, PST_STREAM_RECEIVING);
   }
   s->status = resp->status;
   s->head_sent = 1;
@@ -128,6 +137,7 @@ static int stream_on_body(void *arg, const char *data, size_t len) {
   stream_t *st = arg;
   pst_stream_t *s = &st->pub;
   if (st->freed || s->state == PST_STREAM_DONE) return PST_ESHUTDOWN;
+  s->conn->t_last_ms = uv_now(s->conn->timer.loop); /* traffic: not idle */
   s->bytes_out += len;
   st->busy++;
   int rc = s->ops->on_body(s, data, len);
@@ -157,7 +167,7 @@ static int stream_send_head(stream_t *st) {
     pst_buf_consume(&s->pending, s->pending.len);
   }
   if (rc != 0) return rc;
-  s->state = s->req_done ? PST_STREAM_WAITING : PST_STREAM_SENDING;
+  stream_set_state(s, s->req_done ? PST_STREAM_WAITING : PST_STREAM_SENDING);
   if (s->req_done) pst_bconn_timer(s->bconn, stream_conf(s)->backend_response_timeout_ms);
   pst_bconn_read(s->bconn, !s->resp_paused);
   return 0;
@@ -228,6 +238,7 @@ static void stream_backend_closed(stream_t *st, ssize_t n) {
     pst_bconn_release(s->bconn, 0);
     s->bconn = NULL;
     s->retried = 1;
+    stream_set_state(s, PST_STREAM_CONNECTING); /* a fresh connection, connecting */
     if (stream_lease(st, 1) == 0) return;
     stream_fail(st, 502, "backend connect failed");
     return;
@@ -367,6 +378,7 @@ static int stream_write(stream_t *st, const char *data, size_t len) {
 int pst_stream_body(pst_stream_t *s, const char *data, size_t len) {
   stream_t *st = S(s);
   if (s->state == PST_STREAM_DONE || len == 0) return 0;
+  s->conn->t_last_ms = uv_now(s->conn->timer.loop);
   s->bytes_in += len;
   if (s->req->body != PST_BODY_CHUNKED && s->req->body != PST_BODY_STREAM) {
     return stream_write(st, data, len);
@@ -391,7 +403,7 @@ int pst_stream_body_end(pst_stream_t *s) {
     pst_buf_free(&last);
   }
   if (s->state == PST_STREAM_SENDING) {
-    s->state = PST_STREAM_WAITING;
+    stream_set_state(s, PST_STREAM_WAITING);
     pst_bconn_timer(s->bconn, stream_conf(s)->backend_response_timeout_ms);
   }
   return rc;
@@ -412,6 +424,7 @@ void pst_stream_pause(pst_stream_t *s, int pause) {
 
 int pst_stream_tunnel_write(pst_stream_t *s, const char *data, size_t len) {
   if (s->state != PST_STREAM_TUNNEL || s->bconn == NULL) return PST_EPROTO;
+  s->conn->t_last_ms = uv_now(s->conn->timer.loop);
   s->bytes_in += len;
   return pst_bconn_write(s->bconn, data, len);
 }
@@ -419,7 +432,7 @@ int pst_stream_tunnel_write(pst_stream_t *s, const char *data, size_t len) {
 void pst_stream_free(pst_stream_t *s) {
   if (s == NULL) return;
   stream_t *st = S(s);
-  s->state = PST_STREAM_DONE;
+  stream_set_state(s, PST_STREAM_DONE);
   if (s->bconn != NULL) {
     pst_bconn_release(s->bconn, 0);
     s->bconn = NULL;
@@ -429,4 +442,8 @@ void pst_stream_free(pst_stream_t *s) {
     return;
   }
   stream_destroy(st);
+}
+
+void pst_stream_tunnel_shutdown(pst_stream_t *s) {
+  if (s->state == PST_STREAM_TUNNEL && s->bconn != NULL) pst_bconn_shutdown(s->bconn);
 }

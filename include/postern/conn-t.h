@@ -64,7 +64,8 @@ struct pst_conn_s {
   pst_buf_t cout; /* ciphertext wolfSSL produced, not yet handed to the socket */
   pst_info_t *info; /* builtin:info responder (tcp mode, or http mode over HTTP/1.1), or NULL */
   struct pst_front_s *front; /* http mode: the HTTP/1.1 or HTTP/2 front end, or NULL */
-  unsigned streams;      /* http mode: exchanges in flight (the idle timeout waits for none) */
+  unsigned streams;      /* http mode: exchanges in flight */
+  unsigned streams_waiting; /* ... of which waiting for a response head (backend_response governs) */
   pst_buf_t early_out;   /* http mode: response bytes made before the handshake completed */
   unsigned early_front_refused : 1; /* http mode: early data waits for the handshake (h2, builtin) */
   unsigned end_after_handshake : 1; /* pst_conn_end was asked during the handshake */

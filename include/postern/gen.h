@@ -12,10 +12,11 @@
  * default_certificate and routes, and creates the TLS contexts.
  * report: when not NULL (`postern -t`), each certificate's summary and
  * problems are printed there; otherwise problems are logged.
- * Returns 0 and *out (one reference, owned by the caller), PST_ECERT when a
- * certificate has an error, PST_ECONFIG when the config refers to something
- * that does not exist (a default_certificate no certificate covers), PST_ETLS
- * or -ENOMEM. *n_errors, when not NULL, receives the number of errors. */
+ * Returns 0 and *out (one reference, owned by the caller), PST_ECERT when
+ * anything failed a check (a certificate, a default_certificate that no
+ * certificate covers, a TLS context wolfSSL refused, an access log that
+ * cannot be opened: each reported as above), or -ENOMEM. *n_errors, when
+ * not NULL, receives the number of errors. */
 int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report,
                   pst_gen_t **out, unsigned *n_errors);
 

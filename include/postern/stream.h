@@ -100,6 +100,10 @@ void pst_stream_pause(pst_stream_t *s, int pause);
 /* Tunnel bytes from the client after a 101 (Upgrade). */
 int pst_stream_tunnel_write(pst_stream_t *s, const char *data, size_t len);
 
+/* The client finished sending on an upgraded (101) exchange: half-close
+ * the backend's write side once queued bytes are written. */
+void pst_stream_tunnel_shutdown(pst_stream_t *s);
+
 /* Frees the stream. If the exchange is still running (the client reset the
  * stream, or the connection is closing), its backend connection is closed,
  * not reused, and no callback runs afterwards. NULL allowed. */

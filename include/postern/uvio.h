@@ -8,8 +8,9 @@
 /* Writes len bytes to s: straight to the socket when nothing is queued and
  * it takes them (no copy, no callback), else what is left is copied into a
  * write request, and cb runs when it completes. In cb, pst_uv_write_done
- * gives owner back and frees the request. Returns 0 or a negative libuv
- * error (nothing queued then). */
+ * gives owner back and frees the request. Returns 0 or a negative error
+ * (nothing queued then; bytes the socket took at once may have gone out,
+ * so the caller must treat the stream as failed). */
 int pst_uv_write(uv_stream_t *s, const char *data, size_t len, void *owner, uv_write_cb cb);
 
 /* For a write callback: returns the owner given to pst_uv_write and frees
