@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from clients import echo_bulk
-from http_backends import Closed, H1Conn, KiB, build_request, http_site
+from clients import config, echo_bulk, free_port
+from http_backends import Closed, H1Conn, KiB, build_request, http_listener, http_site
 
 
 def sha(data):
@@ -238,3 +238,19 @@ def test_valid_request_after_smuggling_tests(srv, pki):
     with H1Conn(srv.port, pki) as c:
         r = c.request("POST", "/echo/control", body=b"hello")
     assert r.status == 200 and srv.be.find("/echo/control"), srv.ctx(f"\n{r!r}")
+
+
+def test_stalled_request_body_times_out(pki, start_postern, http_servers):
+    """A request whose body stops coming (slowloris) does not hold the
+    connection past timeouts.idle: only a request waiting for its response
+    head is exempt (timeouts.backend_response covers that)."""
+    be = http_servers.http("origin-idle")
+    port = free_port()
+    p = start_postern(config([http_listener("idle", port, be.addr, pki,
+                                            timeouts={"idle": "1s"})]), [port])
+    with H1Conn(port, pki) as c:
+        c.send(b"POST /echo/slow HTTP/1.1\r\nHost: example.test\r\nContent-Length: 1000000\r\n\r\nab")
+        t0 = time.monotonic()
+        rest, how = c.read_until_close(10)
+        took = time.monotonic() - t0
+    assert how == "closed" and took < 5, f"stalled body held {took:.1f}s ({how}){p.context()}"
