@@ -24,6 +24,16 @@ import procs
 CLIENT_SATURATED = 0.95
 
 
+def _events(p):
+    """The JSON event lines the load generator prints, parsed; other lines
+    (diagnostics) are skipped."""
+    for raw in p.stdout:
+        try:
+            yield json.loads(raw)
+        except ValueError:
+            continue
+
+
 def _watchdog(proc, seconds):
     """Kills proc's process group after seconds (a hung client); returns the
     timer to cancel."""
@@ -75,11 +85,7 @@ def handshakes(env, server, mode, conc, duration, warmup, log, delay_ms=0.0):
     s0 = c0 = t0 = None
     result = None
     try:
-        for raw in p.stdout:
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
+        for ev in _events(p):
             if ev.get("event") == "measure":
                 s0, c0, t0 = server.cpu_seconds(), procs.cpus_busy(env.client_cpus), time.monotonic()
                 b0 = procs.cpus_busy(env.server_cpus)
@@ -232,11 +238,7 @@ def idle_memory(env, server, count, log, settle=1.0):
     ready = None
     t0 = time.monotonic()
     try:
-        for raw in p.stdout:
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
+        for ev in _events(p):
             if ev.get("event") == "idle_ready":
                 ready = ev
                 break

@@ -52,8 +52,9 @@ pst_front_t *pst_h1_front_new(pst_conn_t *conn);
 /* Encrypts len bytes and queues them to the client (wolfSSL_write into the
  * connection's output, then a write(2) attempt). During the handshake (a
  * response to an early-data request) the bytes wait in the connection and
- * go out once it completes. Returns 0 or a negative error; on error the
- * connection is already closing. */
+ * go out once it completes. Returns 0, PST_ESHUTDOWN when the connection is
+ * closing or its client side already shut (nothing sent, nothing changed),
+ * or another negative error after which the connection is already closing. */
 int pst_conn_send(pst_conn_t *conn, const char *data, size_t len);
 
 /* Bytes queued to the client and not yet written by the kernel: a front end
