@@ -69,11 +69,80 @@ int pst_conn_write(pst_conn_t *conn, uv_stream_t *s, const char *data, size_t le
 }
 
 int pst_conn_flush_client(pst_conn_t *conn) {
+  conn->cork = 0;
   if (conn->cout.len == 0 || !conn->client.open) return 0;
   int rc = pst_conn_write(conn, (uv_stream_t *)&conn->client.tcp, pst_buf_head(&conn->cout),
                           conn->cout.len);
   pst_buf_consume(&conn->cout, conn->cout.len);
   return rc;
+}
+
+/* Encrypts pout into cout. Returns 0 or PST_ETLS; pout is emptied either
+ * way. */
+static int conn_encrypt(pst_conn_t *conn) {
+  if (conn->pout.len == 0) return 0;
+  /* One call: wolfSSL cuts it into records of at most 16 KiB, and the send
+   * callback never blocks, so it takes everything or fails. */
+  int n = wolfSSL_write(conn->ssl, pst_buf_head(&conn->pout), (int)conn->pout.len);
+  int ok = n == (int)conn->pout.len;
+  pst_buf_consume(&conn->pout, conn->pout.len);
+  return ok ? 0 : PST_ETLS;
+}
+
+int pst_conn_encrypt_pending(pst_conn_t *conn) {
+  int rc = conn_encrypt(conn);
+  if (rc != 0) pst_conn_close(conn, rc, "TLS write failed");
+  return rc;
+}
+
+void pst_conn_want_flush(pst_conn_t *conn) {
+  if (conn->flush_queued || conn->state == PST_CONN_CLOSING) return;
+  conn->flush_queued = 1;
+  conn->flush_next = conn->worker->flush_list;
+  conn->worker->flush_list = conn;
+}
+
+/* Takes conn off the flush list (it is about to be freed). The list only
+ * holds the connections with output due this loop turn: a short walk. */
+static void conn_flush_unlist(pst_conn_t *conn) {
+  if (!conn->flush_queued) return;
+  for (pst_conn_t **p = &conn->worker->flush_list; *p != NULL; p = &(*p)->flush_next) {
+    if (*p == conn) {
+      *p = conn->flush_next;
+      break;
+    }
+  }
+  conn->flush_queued = 0;
+}
+
+/* Encrypts and writes what is due to conn's client; tells the front end
+ * there is room again when its output left at once (no write callback will
+ * say so). May close conn. */
+static void conn_flush(pst_conn_t *conn) {
+  if (conn->state == PST_CONN_CLOSING) return;
+  size_t sent = conn->pout.len;
+  if (pst_conn_encrypt_pending(conn) != 0) return;
+  if (conn->cork && sent == 0) return; /* the session ticket waits for the answer */
+  int rc = pst_conn_flush_client(conn);
+  if (rc != 0) {
+    pst_conn_client_failed(conn, rc, "client write failed");
+    return;
+  }
+  if (sent > 0 && conn->front != NULL && conn->state == PST_CONN_OPEN && !conn->client.shut &&
+      pst_conn_client_queued(conn) < PST_LOW_WATER) {
+    conn->front->ops->client_drain(conn->front);
+  }
+}
+
+void pst_conn_flush_all(pst_worker_t *worker) {
+  /* A front end told of room may queue more: it comes back on the list and
+   * is written in this same pass, until the socket stops taking bytes. */
+  pst_conn_t *conn;
+  while ((conn = worker->flush_list) != NULL) {
+    worker->flush_list = conn->flush_next;
+    conn->flush_queued = 0;
+    conn_flush(conn);
+  }
 }
 
 /* ---- reading the client ---- */
@@ -99,16 +168,34 @@ int pst_conn_read_client(pst_conn_t *conn, int on) {
   return uv_read_stop((uv_stream_t *)&conn->client.tcp);
 }
 
+/* The handshake has just completed: hold the session ticket back when the
+ * client sent more than its Finished (a request, which the relay takes next
+ * or which waits for the backend connect), until something answers it
+ * (conn-t.h: cork). TLS 1.3 only: a TLS 1.2 server's own Finished comes
+ * after the client's, and a False Start client waits for it. */
+static void conn_maybe_cork(pst_conn_t *conn) {
+  if (conn->in_len == 0 || conn->state == PST_CONN_CLOSING) return;
+  if (wolfSSL_version(conn->ssl) != TLS1_3_VERSION) return;
+  conn->cork = 1;
+}
+
 void pst_conn_pump(pst_conn_t *conn) {
-  if (conn->state == PST_CONN_HANDSHAKE) pst_conn_handshake(conn);
+  if (conn->state == PST_CONN_HANDSHAKE) {
+    pst_conn_handshake(conn);
+    if (conn->state != PST_CONN_HANDSHAKE) conn_maybe_cork(conn);
+  }
   if (conn->state == PST_CONN_OPEN) pst_relay_from_client(conn);
   if (conn->state == PST_CONN_CLOSING) return;
   if (conn_keep_input(conn) != 0) {
     pst_conn_close(conn, -ENOMEM, "out of memory");
     return;
   }
-  int rc = pst_conn_flush_client(conn);
-  if (rc != 0) pst_conn_client_failed(conn, rc, "client write failed");
+  /* While the backend connect runs, what the client sends waits in cin, up
+   * to the high-water mark; beyond it, in the kernel. */
+  if (conn->state == PST_CONN_CONNECTING && conn->cin.len > PST_HIGH_WATER) {
+    pst_conn_read_client(conn, 0);
+  }
+  if (conn->cout.len > 0) pst_conn_want_flush(conn);
 }
 
 void pst_conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -429,12 +516,14 @@ static void conn_free(pst_conn_t *conn) {
   /* The front end goes last: its streams could still hear from their
    * backends until now, and conn services refuse work once CLOSING. */
   if (conn->front != NULL) conn->front->ops->destroy(conn->front);
+  conn_flush_unlist(conn);
   if (conn->ssl != NULL) wolfSSL_free(conn->ssl);
   pst_info_free(conn->info);
   pst_buf_free(&conn->early);
   pst_buf_free(&conn->cin);
   pst_buf_free(&conn->early_out);
   pst_buf_free(&conn->cout);
+  pst_buf_free(&conn->pout);
   pst_gen_unref(conn->gen);
   pst_wlistener_t *wl = conn->wl;
   free(conn);
@@ -483,6 +572,8 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   if (conn->client.open) uv_read_stop((uv_stream_t *)&conn->client.tcp);
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;
    * the shutdown callback runs once queued bytes are written. */
+  /* Answers queued this loop turn go before the close_notify. */
+  if (healthy && !conn->client.shut && conn_encrypt(conn) != 0) healthy = 0;
   if (healthy && !conn->client.shut) {
     conn->client.shut = 1;
     wolfSSL_shutdown(conn->ssl);

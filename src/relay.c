@@ -40,6 +40,8 @@ static void relay_on_client_shutdown(uv_shutdown_t *req, int status) {
  * (RFC 8446 6.1 allows the client to go on sending after it). */
 static void relay_shut_client(pst_conn_t *conn) {
   if (conn->client.shut) return;
+  /* What the front end queued this loop turn goes before the close_notify. */
+  if (pst_conn_encrypt_pending(conn) != 0) return;
   conn->client.shut = 1;
   wolfSSL_shutdown(conn->ssl);
   int rc = pst_conn_flush_client(conn);
@@ -76,6 +78,14 @@ void pst_relay_client_eof(pst_conn_t *conn) {
     /* Everything asked has been answered: end with close_notify. */
     conn->backend.shut_done = 1;
     relay_shut_client(conn);
+    return;
+  }
+  if (conn->backend.eof && queued(&conn->backend.tcp) == 0) {
+    /* Both directions are over and nothing waits for the backend: the close
+     * that follows ends its side; a shutdown(2) first would only cost a
+     * system call. */
+    conn->backend.shut_done = 1;
+    relay_check_done(conn);
     return;
   }
   int rc = uv_shutdown(&conn->backend.shutdown_req, (uv_stream_t *)&conn->backend.tcp,
@@ -115,6 +125,7 @@ static void relay_info(pst_conn_t *conn, const char *data, size_t len) {
       pst_conn_close(conn, PST_ETLS, "TLS write failed");
       return;
     }
+    conn->cork = 0; /* an answer: the session ticket goes with it */
   }
   pst_buf_free(&out);
   if (rc == -ENOMEM) {
@@ -203,10 +214,30 @@ void pst_relay_from_client(pst_conn_t *conn) {
 
 /* ---- backend -> client ---- */
 
+/* tcp_early_data: forward, the backend answered while the handshake still
+ * runs: the answer goes at once as 0.5-RTT data when the window is open
+ * (pst_conn_send), else it waits in early_out and the backend is not read
+ * until pst_relay_start sends it. An end of the backend's stream waits for
+ * the handshake too: close_notify needs it complete. May close conn. */
+static void relay_backend_early(pst_conn_t *conn, uv_stream_t *s, ssize_t nread,
+                                const uv_buf_t *buf) {
+  if (nread < 0 || pst_conn_send(conn, buf->base, (size_t)nread) != 0 ||
+      conn->early_out.len > 0 || pst_conn_client_queued(conn) > PST_HIGH_WATER) {
+    conn->backend.reading = 0;
+    uv_read_stop(s);
+  }
+  if (nread == UV_EOF) conn->backend.eof = 1;
+  else if (nread < 0) pst_conn_close(conn, (int)nread, "backend read failed");
+}
+
 static void relay_on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pst_conn_t *conn = PST_CONTAINER_OF(s, pst_conn_t, backend.tcp);
   if (nread == 0 || conn->state == PST_CONN_CLOSING) return;
   conn->t_last_ms = uv_now(s->loop);
+  if (conn->state == PST_CONN_HANDSHAKE) {
+    relay_backend_early(conn, s, nread, buf);
+    return;
+  }
   if (nread < 0) {
     conn->backend.reading = 0;
     uv_read_stop(s);
@@ -219,6 +250,8 @@ static void relay_on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t 
     return;
   }
   conn->backend.bytes += (uint64_t)nread;
+  /* An answer held back during the handshake goes first (pst_relay_start). */
+  if (pst_conn_encrypt_pending(conn) != 0) return;
   /* wolfSSL_write encrypts it all: the send callback never blocks. */
   if (wolfSSL_write(conn->ssl, buf->base, (int)nread) != (int)nread) {
     pst_conn_close(conn, PST_ETLS, "TLS write failed");
@@ -292,10 +325,12 @@ static void relay_on_connect(uv_connect_t *req, int status) {
   uv_tcp_nodelay(&conn->backend.tcp, 1);
   if (conn->state == PST_CONN_HANDSHAKE) {
     /* Connected while the handshake still runs (tcp_early_data: forward):
-     * the early data goes now. The backend is read once the handshake is
-     * complete: wolfSSL cannot send application data before. */
+     * the early data goes now, and the answer comes back as 0.5-RTT data
+     * (relay_backend_early): one round trip in all (RFC 8446 2.3). */
     conn->backend_connected = 1;
     if (conn->early.len > 0) relay_early_flush(conn);
+    int rc = conn->state == PST_CONN_HANDSHAKE ? relay_read_backend(conn) : 0;
+    if (rc != 0) pst_conn_close(conn, rc, "backend read failed");
     return;
   }
   pst_conn_set_state(conn, PST_CONN_OPEN);
@@ -326,10 +361,15 @@ static void relay_connect_backend(pst_conn_t *conn) {
 
 static void relay_connect(pst_conn_t *conn) {
   pst_conn_set_state(conn, PST_CONN_CONNECTING);
-  /* Reading stops until the backend is there: what the client sends meanwhile
-   * waits in the kernel, not in postern. */
-  pst_conn_read_client(conn, 0);
-  if (!conn->backend_early) relay_connect_backend(conn);
+  /* The client is still read (what it sends waits in cin, bounded by
+   * pst_conn_pump), and the backend is read from the start: stopping and
+   * restarting either would cost epoll_ctl calls on every connection. */
+  if (conn->backend_early) return;
+  relay_connect_backend(conn);
+  if (conn->state == PST_CONN_CONNECTING) {
+    int rc = relay_read_backend(conn);
+    if (rc != 0) pst_conn_close(conn, rc, "backend read failed");
+  }
 }
 
 /* http mode, RFC 8470: an HTTP/1.1 front end starts during the handshake
@@ -394,10 +434,20 @@ void pst_relay_start(pst_conn_t *conn) {
     return;
   }
   if (conn->backend_connected) {
-    /* Connected during the handshake (pst_relay_early): relay at once; the
-     * caller's pump goes on reading the client. */
+    /* Connected during the handshake (pst_relay_early): what the backend
+     * answered that could not go as 0.5-RTT data goes first, then relay
+     * at once; the caller's pump goes on reading the client. */
     pst_conn_set_state(conn, PST_CONN_OPEN);
-    int rc = relay_read_backend(conn);
+    pst_buf_t out = conn->early_out;
+    memset(&conn->early_out, 0, sizeof(conn->early_out));
+    int rc = out.len > 0 ? pst_conn_send(conn, pst_buf_head(&out), out.len) : 0;
+    pst_buf_free(&out);
+    if (rc != 0) return;
+    if (conn->backend.eof) {
+      relay_shut_client(conn);
+      return;
+    }
+    rc = relay_read_backend(conn);
     if (rc != 0) pst_conn_close(conn, rc, "backend read failed");
     return;
   }
@@ -427,18 +477,27 @@ void pst_relay_start(pst_conn_t *conn) {
 int pst_conn_send(pst_conn_t *conn, const char *data, size_t len) {
   if (conn->state == PST_CONN_CLOSING || conn->client.shut) return PST_ESHUTDOWN;
   if (len == 0) return 0;
-  if (conn->state == PST_CONN_HANDSHAKE) {
-    /* A response to a request that came as 0-RTT early data. While early
-     * data is being read, postern's Finished is already out and its write
-     * keys are the application keys: the response goes at once, as 0.5-RTT
-     * data (RFC 8446 2.3; .ci/wolfssl-half-rtt-data.patch), which is what
-     * saves 0-RTT's round trip. Otherwise (the window between the client's
-     * EndOfEarlyData and its Finished) it waits for pst_relay_start. */
-    if (!conn->early_reading || conn->early_bytes == 0 || conn->early_out.len > 0) {
-      if (pst_buf_append(&conn->early_out, data, len) == 0) return 0;
+  if (conn->state != PST_CONN_HANDSHAKE) {
+    if (pst_buf_append(&conn->pout, data, len) != 0) {
       pst_conn_close(conn, -ENOMEM, "out of memory");
       return -ENOMEM;
     }
+    conn->backend.bytes += len;
+    pst_conn_want_flush(conn);
+    return 0;
+  }
+  /* A response to a request that came as 0-RTT early data. While early
+   * data is being read, postern's Finished is already out and its write
+   * keys are the application keys: the response goes at once, as 0.5-RTT
+   * data (RFC 8446 2.3; .ci/wolfssl-half-rtt-data.patch), which is what
+   * saves 0-RTT's round trip; not at the end of the loop turn, when the
+   * client's EndOfEarlyData may have closed that window. Otherwise (the
+   * window between the client's EndOfEarlyData and its Finished) it waits
+   * for pst_relay_start. */
+  if (!conn->early_reading || conn->early_bytes == 0 || conn->early_out.len > 0) {
+    if (pst_buf_append(&conn->early_out, data, len) == 0) return 0;
+    pst_conn_close(conn, -ENOMEM, "out of memory");
+    return -ENOMEM;
   }
   if (wolfSSL_write(conn->ssl, data, (int)len) != (int)len) {
     pst_conn_close(conn, PST_ETLS, "TLS write failed");
@@ -451,7 +510,7 @@ int pst_conn_send(pst_conn_t *conn, const char *data, size_t len) {
 }
 
 size_t pst_conn_client_queued(const pst_conn_t *conn) {
-  return conn->early_out.len + conn->cout.len +
+  return conn->early_out.len + conn->pout.len + conn->cout.len +
          uv_stream_get_write_queue_size((const uv_stream_t *)&conn->client.tcp);
 }
 

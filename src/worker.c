@@ -123,12 +123,19 @@ static void worker_on_connection(uv_stream_t *server, int status) {
 
 static void worker_on_handle_close(uv_handle_t *h) { PST_UNUSED(h); }
 
+/* Runs once per loop turn, after the turn's callbacks and before the loop
+ * waits again: the turn's client output leaves in one write per connection. */
+static void worker_on_prepare(uv_prepare_t *p) {
+  pst_conn_flush_all(PST_CONTAINER_OF(p, pst_worker_t, flush_prepare));
+}
+
 static void worker_finish(pst_worker_t *worker) {
   if (worker->state == PST_WORKER_STOPPED) return;
   worker->state = PST_WORKER_STOPPED;
   pst_pool_shutdown(worker); /* pools made by the last connections' streams */
   uv_close((uv_handle_t *)&worker->wakeup, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->drain_timer, worker_on_handle_close);
+  uv_close((uv_handle_t *)&worker->flush_prepare, worker_on_handle_close);
 }
 
 static void worker_on_drain_timeout(uv_timer_t *t) {
@@ -356,6 +363,10 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   worker->gen = pst_gen_ref(gen);
   uv_async_init(&worker->loop, &worker->wakeup, worker_on_wakeup);
   uv_timer_init(&worker->loop, &worker->drain_timer);
+  uv_prepare_init(&worker->loop, &worker->flush_prepare);
+  uv_prepare_start(&worker->flush_prepare, worker_on_prepare);
+  /* It must not keep the loop alive: connections with output due do. */
+  uv_unref((uv_handle_t *)&worker->flush_prepare);
   rc = worker_listen(worker);
   if (rc == 0) rc = uv_thread_create(&worker->thread, worker_run, worker);
   if (rc == 0) return 0;
@@ -363,6 +374,7 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   worker_unlist(worker);
   uv_close((uv_handle_t *)&worker->wakeup, NULL);
   uv_close((uv_handle_t *)&worker->drain_timer, NULL);
+  uv_close((uv_handle_t *)&worker->flush_prepare, NULL);
   uv_run(&worker->loop, UV_RUN_DEFAULT);
   uv_loop_close(&worker->loop);
   pst_gen_unref(worker->gen);

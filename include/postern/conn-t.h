@@ -62,6 +62,18 @@ struct pst_conn_s {
   int in_is_cin;
   pst_buf_t cin;
   pst_buf_t cout; /* ciphertext wolfSSL produced, not yet handed to the socket */
+  /* Plaintext the http-mode front ends sent (pst_conn_send), encrypted and
+   * written once per loop turn with everything else due to the client
+   * (pst_conn_flush_all): a response's head and body, and the frames of
+   * several h2 streams, share one TLS record and one write(2). */
+  pst_buf_t pout;
+  pst_conn_t *flush_next;   /* the worker's list of connections with output due */
+  unsigned flush_queued : 1; /* in that list */
+  /* The session ticket waits for the first response (RFC 8446 4.6.1 lets
+   * the server send it any time after the handshake): set when the client's
+   * first request came with its Finished, so that ticket and answer leave in
+   * one write(2) rather than two. Cleared by any write to the client. */
+  unsigned cork : 1;
   pst_info_t *info; /* builtin:info responder (tcp mode, or http mode over HTTP/1.1), or NULL */
   struct pst_front_s *front; /* http mode: the HTTP/1.1 or HTTP/2 front end, or NULL */
   unsigned streams;      /* http mode: exchanges in flight */

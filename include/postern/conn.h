@@ -28,9 +28,23 @@ void pst_conn_client_failed(pst_conn_t *conn, int err, const char *reason);
  * into a write request. Returns 0 or a negative libuv error. */
 int pst_conn_write(pst_conn_t *conn, uv_stream_t *s, const char *data, size_t len);
 
-/* Hands the ciphertext wolfSSL produced to the client socket. Returns 0 or a
- * negative libuv error (the caller closes). */
+/* Hands the ciphertext wolfSSL produced to the client socket now (and ends
+ * a cork: see conn-t.h). Returns 0 or a negative libuv error (the caller
+ * closes). */
 int pst_conn_flush_client(pst_conn_t *conn);
+
+/* Encrypts the plaintext pst_conn_send queued (pout) into cout, where the
+ * next flush finds it. Returns 0, or PST_ETLS after which the connection is
+ * closing. */
+int pst_conn_encrypt_pending(pst_conn_t *conn);
+
+/* Puts conn on its worker's list of connections with client output due:
+ * pst_conn_flush_all writes it before the loop polls again. */
+void pst_conn_want_flush(pst_conn_t *conn);
+
+/* Writes out every listed connection's output: runs from the worker's
+ * prepare handle, once per loop turn, after all callbacks of the turn. */
+void pst_conn_flush_all(pst_worker_t *worker);
 
 /* Starts (on != 0) or stops reading the client. Returns 0 or a libuv error. */
 int pst_conn_read_client(pst_conn_t *conn, int on);

@@ -49,12 +49,15 @@ pst_front_t *pst_h1_front_new(pst_conn_t *conn);
 
 /* ---- connection services for front ends (implemented in relay.c) ---- */
 
-/* Encrypts len bytes and queues them to the client (wolfSSL_write into the
- * connection's output, then a write(2) attempt). During the handshake (a
- * response to an early-data request) the bytes wait in the connection and
- * go out once it completes. Returns 0, PST_ESHUTDOWN when the connection is
+/* Queues len bytes to the client: they are copied, and encrypted and
+ * written once per loop turn together with everything else due to the
+ * client (pst_conn_flush_all), so that many small pieces make few TLS
+ * records and one write(2). During the handshake (a response to an
+ * early-data request) they go out as 0.5-RTT data or wait until it
+ * completes (relay.c). Returns 0, PST_ESHUTDOWN when the connection is
  * closing or its client side already shut (nothing sent, nothing changed),
- * or another negative error after which the connection is already closing. */
+ * or another negative error after which the connection is already closing.
+ * Write errors found later close the connection then. */
 int pst_conn_send(pst_conn_t *conn, const char *data, size_t len);
 
 /* Bytes queued to the client and not yet written by the kernel: a front end

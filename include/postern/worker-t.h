@@ -75,6 +75,8 @@ struct pst_worker_s {
   struct pst_pool_s *pools; /* http mode: keep-alive backend connections (pool.c) */
   unsigned n_bconns;        /* backend connections open (pool.c) */
   int pools_closed;         /* shutting down: released connections are closed */
+  pst_conn_t *flush_list;   /* connections with client output due this loop turn (conn.c) */
+  uv_prepare_t flush_prepare; /* writes it out before the loop polls again */
   char *slab;               /* PST_READ_SLAB bytes: where reads land */
   char *plain;              /* PST_RECORD_MAX bytes: decrypted records */
   void (*on_exit)(pst_worker_t *worker, void *arg); /* runs on the worker thread at the end */

@@ -282,11 +282,12 @@ class MemTls:
     """A TLS client over memory BIOs, so a test can send close_notify and
     still read what comes back (TLS half-close, RFC 8446 6.1)."""
 
-    def __init__(self, port, sni, ctx, timeout=10):
+    def __init__(self, port, sni, ctx, timeout=10, session=None):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
         self.inc = ssl.MemoryBIO()
         self.out = ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=False, server_hostname=sni)
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=False, server_hostname=sni,
+                                session=session)
 
     def _flush(self):
         data = self.out.read()
@@ -301,10 +302,15 @@ class MemTls:
             self.inc.write_eof()
         return bool(data)
 
-    def handshake(self):
+    def handshake(self, first=None):
+        """Completes the handshake; first (bytes), when given, is written
+        before the client's Finished leaves, so that both go in one send, as
+        browsers and h2load send their first request."""
         while True:
             try:
                 self.obj.do_handshake()
+                if first:
+                    self.obj.write(first)
                 self._flush()
                 return
             except ssl.SSLWantReadError:

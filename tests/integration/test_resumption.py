@@ -21,17 +21,17 @@ import time
 import pytest
 
 from backends import TcpServer
-from clients import HOST, config, free_port, listener, tls_block
+from clients import HOST, MemTls, client_context, config, free_port, listener, tls_block
 
 REQ = b"GET /zero-rtt HTTP/1.1\r\nHost: example.test\r\n\r\n"
 
 
 # ------------------------------------------------------------- helpers --
 
-def line_server():
+def line_server(answer=b"OK\n"):
     """A backend that records every byte of every connection (.conns: one
     bytearray per connection, .times: when each chunk came) and answers the
-    first complete line or request head with b"OK\\n", then closes."""
+    first complete line or request head with answer, then closes."""
     srv = None
 
     def handler(server, conn):
@@ -45,7 +45,7 @@ def line_server():
             rec += data
             server.times.append(time.monotonic())
             if b"\n" in rec:
-                conn.sendall(b"OK\n")
+                conn.sendall(answer)
                 conn.shutdown(socket.SHUT_WR)
                 conn.settimeout(2)
                 try:
@@ -319,12 +319,18 @@ def test_default_policy_rejects_early_data(pki, start_postern, line_backend, tmp
 
 
 @pytest.mark.parametrize("mode", ["hold", "forward"])
-def test_accept_early_data_tcp(pki, start_postern, line_backend, tmp_path, mode):
+def test_accept_early_data_tcp(pki, start_postern, request, tmp_path, mode):
     """early_data: accept. The proxy holds the client's second flight (its
     Finished): with tcp_early_data: hold the backend sees nothing until the
-    handshake completes; with forward it gets the early data at once."""
+    handshake completes; with forward it gets the early data at once, and its
+    answer (after which it closes) reaches the client as 0.5-RTT data, before
+    the client's Finished: one round trip in all."""
+    # An answer larger than postern's whole flight: its arrival before the
+    # client's Finished cannot be mistaken for the handshake's bytes.
+    big = line_server(answer=b"OK\n" + b"x" * 32768)
+    request.addfinalizer(big.close)
     port = free_port()
-    p = start_postern(config([listener("l", port, line_backend.addr,
+    p = start_postern(config([listener("l", port, big.addr,
                                        tls=tls(pki, early_data="accept", tcp_early_data=mode))]),
                       [port])
     sess = tmp_path / "sess.pem"
@@ -337,11 +343,14 @@ def test_accept_early_data_tcp(pki, start_postern, line_backend, tmp_path, mode)
         assert wait_for(lambda: proxy.held_bytes > 0, 10), "the client never sent its Finished"
         if mode == "hold":
             time.sleep(0.5)
-            assert deliveries(line_backend, REQ) == 0, \
+            assert deliveries(big, REQ) == 0, \
                 "early data reached the backend before the handshake completed" + p.context()
+            assert proxy.server_bytes < 32768
         else:
-            assert wait_for(lambda: deliveries(line_backend, REQ) == 1, 5), \
+            assert wait_for(lambda: deliveries(big, REQ) == 1, 5), \
                 "early data did not reach the backend before the handshake" + p.context()
+            assert wait_for(lambda: proxy.server_bytes > 32768, 5), \
+                "the answer waited for the client's Finished (no 0.5-RTT data)" + p.context()
         proxy.release()
         out, _ = client.communicate(timeout=15)
         out = out.decode(errors="replace")
@@ -350,7 +359,7 @@ def test_accept_early_data_tcp(pki, start_postern, line_backend, tmp_path, mode)
     assert reused(out), out + p.context()
     assert early_status(out) == "accepted", out
     assert "OK" in out, out
-    assert deliveries(line_backend, REQ) == 1
+    assert deliveries(big, REQ) == 1
 
 
 def test_hello_retry_request_rejects_early_data(pki, start_postern, line_backend, tmp_path):
@@ -545,6 +554,40 @@ def test_counters_logged_at_shutdown(pki, start_postern, line_backend, tmp_path)
     assert counters(p) | {"handshakes": 2, "resumed": 1, "early_data_accepted": 0,
                           "early_data_rejected": 0, "early_data_replayed": 0} == counters(p), \
         p.stderr()[-2000:]
+
+
+@pytest.mark.parametrize("target", ["tcp", "builtin", "http"])
+def test_ticket_comes_with_first_answer(pki, start_postern, line_backend, http_backend, target):
+    """A client whose first request travels with its Finished gets its answer
+    and, with it, a session ticket that resumes: postern holds the ticket back
+    to send it in the same write as the answer (conn-t.h: cork), and must not
+    hold the answer too. tcp relay, builtin:info, and http mode."""
+    port = free_port()
+    if target == "http":
+        backend = http_backend.addr
+    else:
+        backend = "builtin:info" if target == "builtin" else line_backend.addr
+    item = listener("l", port, backend, pki, mode="http" if target == "http" else "tcp")
+    p = start_postern(config([item]), [port])
+    req = b"GET / HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"
+    ctx = client_context(pki)
+    c = MemTls(port, "example.test", ctx)
+    try:
+        c.handshake(first=req)
+        data, how = c.read_until_close()
+        session = c.obj.session
+    finally:
+        c.close()
+    assert how == "close_notify" and (b"OK" in data or b"200" in data), f"{how} {data!r}" + p.context()
+    assert session is not None and session.has_ticket, "no session ticket came" + p.context()
+    r = MemTls(port, "example.test", ctx, session=session)
+    try:
+        r.handshake(first=req)
+        data, how = r.read_until_close()
+        assert r.obj.session_reused, "the ticket did not resume" + p.context()
+    finally:
+        r.close()
+    assert how == "close_notify" and data, f"{how} {data!r}"
 
 
 # ------------------------------------------------------- http mode --
