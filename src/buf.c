@@ -36,17 +36,26 @@ int pst_buf_append(pst_buf_t *b, const void *p, size_t n) {
   return 0;
 }
 
+/* Room reserved before formatting: most pieces (a request line, a header)
+ * fit, so the text is formatted once rather than measured first. */
+#define PRINTF_GUESS 256
+
 int pst_buf_printf(pst_buf_t *b, const char *fmt, ...) {
+  int rc = buf_reserve(b, PRINTF_GUESS);
+  if (rc != 0) return rc;
+  size_t room = b->cap - b->off - b->len;
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  int n = vsnprintf(b->data + b->off + b->len, room, fmt, ap);
   va_end(ap);
   if (n < 0) return -EINVAL;
-  int rc = buf_reserve(b, (size_t)n + 1);
-  if (rc != 0) return rc;
-  va_start(ap, fmt);
-  vsnprintf(b->data + b->off + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
+  if ((size_t)n >= room) {
+    rc = buf_reserve(b, (size_t)n + 1);
+    if (rc != 0) return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->off + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+  }
   b->len += (size_t)n;
   return 0;
 }

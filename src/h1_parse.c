@@ -344,8 +344,10 @@ static int end_message(h1_t *h, int *go_on) {
 }
 
 /* How many of n bytes to give llhttp now, after the strict scans; a
- * refusal found by them is returned through bad and limit. */
-static size_t prescan(h1_t *h, const char *data, size_t n, const char **bad, int *limit) {
+ * refusal found by them is returned through bad and limit. In a head, *after
+ * is the head scan's state past the bytes returned. */
+static size_t prescan(h1_t *h, const char *data, size_t n, const char **bad, int *limit,
+                      pst_h1_scan_t *after) {
   *bad = NULL;
   *limit = 0;
   if (h->phase == PH_HEAD) {
@@ -353,6 +355,7 @@ static size_t prescan(h1_t *h, const char *data, size_t n, const char **bad, int
     size_t room = h->max_head + 1 - h->head_bytes;
     if (n > room) n = room;
     size_t k = pst_h1_head_scan(&s, data, n);
+    *after = s;
     if (s.why != NULL) {
       *bad = s.why;
       return k;
@@ -362,6 +365,8 @@ static size_t prescan(h1_t *h, const char *data, size_t n, const char **bad, int
        * the end of the head, and then the refusal stands. */
       *bad = "head too large";
       *limit = 1;
+      *after = h->scan;
+      pst_h1_head_scan(after, data, k - 1);
       return k - 1;
     }
     return k;
@@ -376,10 +381,15 @@ static size_t prescan(h1_t *h, const char *data, size_t n, const char **bad, int
   return n;
 }
 
-/* Advances the strict scans over the n bytes llhttp used. */
-static void commit_scan(h1_t *h, h1_phase_t phase, const char *data, size_t n) {
+/* Advances the strict scans over the n bytes llhttp used, of the scanned
+ * ones prescan returned (after: the head scan's state past them). */
+static void commit_scan(h1_t *h, h1_phase_t phase, const char *data, size_t n, size_t scanned,
+                        const pst_h1_scan_t *after) {
   if (phase == PH_HEAD) {
-    pst_h1_head_scan(&h->scan, data, n);
+    /* Usually llhttp takes all of them (it pauses right after the head):
+     * the head need not be scanned again. */
+    if (n == scanned && after->why == NULL) h->scan = *after;
+    else pst_h1_head_scan(&h->scan, data, n);
     h->head_bytes += n;
   } else if (phase == PH_BODY && h->chunked) {
     chunk_scan(&h->ck, data, n, h->max_head);
@@ -449,12 +459,13 @@ static int h1_feed(h1_t *h, const char *data, size_t len, size_t *consumed) {
     const char *bad;
     int limit;
     h1_phase_t phase = h->phase;
-    size_t n = prescan(h, data, len, &bad, &limit);
+    pst_h1_scan_t after;
+    size_t n = prescan(h, data, len, &bad, &limit, &after);
     h->pause = PAUSE_NONE;
     llhttp_errno_t e = llhttp_execute(&h->ll, data, n);
     size_t used = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&h->ll) - data);
     if (e != HPE_OK && e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE) return fail_llhttp(h, e);
-    commit_scan(h, phase, data, used);
+    commit_scan(h, phase, data, used, n, &after);
     data += used;
     len -= used;
     *consumed += used;

@@ -327,15 +327,17 @@ static int field(pst_buf_t *out, const pst_header_t *f) {
 /* Appends "name: v1, v2, ..., extra\r\n" from every field called name, then
  * extra (NULL: none), the combination RFC 9110 5.3 allows for list fields. */
 static int merged(pst_buf_t *out, const pst_headers_t *h, const char *name, const char *extra) {
-  int rc = pst_buf_printf(out, "%s: ", name);
+  int rc = pst_buf_append(out, name, strlen(name));
+  if (rc == 0) rc = APPEND_LIT(out, ": ");
   const char *sep = "";
   for (size_t i = 0; rc == 0 && i < h->n; i++) {
     if (!name_is(&h->v[i], name) || h->v[i].value_len == 0) continue;
-    rc = pst_buf_printf(out, "%s", sep);
+    rc = pst_buf_append(out, sep, strlen(sep));
     if (rc == 0) rc = pst_buf_append(out, h->v[i].value, h->v[i].value_len);
     sep = ", ";
   }
-  if (rc == 0 && extra != NULL) rc = pst_buf_printf(out, "%s%s", sep, extra);
+  if (rc == 0 && extra != NULL) rc = pst_buf_append(out, sep, strlen(sep));
+  if (rc == 0 && extra != NULL) rc = pst_buf_append(out, extra, strlen(extra));
   if (rc == 0) rc = APPEND_LIT(out, "\r\n");
   return rc;
 }
@@ -370,7 +372,7 @@ static int forwarded(pst_buf_t *out, const pst_headers_t *h, const char *ip,
   const char *sep = "";
   for (size_t i = 0; rc == 0 && i < h->n; i++) {
     if (!name_is(&h->v[i], "forwarded") || h->v[i].value_len == 0) continue;
-    rc = pst_buf_printf(out, "%s", sep);
+    rc = pst_buf_append(out, sep, strlen(sep));
     if (rc == 0) rc = pst_buf_append(out, h->v[i].value, h->v[i].value_len);
     sep = ", ";
   }
