@@ -3,6 +3,7 @@
  * relay.c. */
 #include "postern/conn.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,35 +237,59 @@ static const char *conn_tls_error(WOLFSSL *ssl, int rc, char *buf, size_t len) {
   return buf;
 }
 
+/* The longest server name kept (RFC 6066 3: a DNS host name, at most 255
+ * bytes); a longer one is cut, as it always was. */
+#define CONN_SNI_MAX 255
+
 /* Keeps the server name the client asked for, lower-cased, for routes and
- * logs (also after a failed handshake, to say which name failed). */
+ * logs (also after a failed handshake, to say which name failed). The name
+ * cannot change once the ClientHello is processed: the first copy stays.
+ * Without memory for the copy, the connection goes on without a name (the
+ * default route, "-" in logs). */
 static void conn_record_sni(pst_conn_t *conn) {
+  if (conn->sni[0] != '\0') return;
   void *name = NULL;
   unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
   if (n == 0 || name == NULL) return;
-  if (n >= sizeof(conn->sni)) n = sizeof(conn->sni) - 1;
+  if (n > CONN_SNI_MAX) n = CONN_SNI_MAX;
+  char *sni = malloc((size_t)n + 1);
+  if (sni == NULL) return;
   for (unsigned short i = 0; i < n; i++) {
     char c = ((const char *)name)[i];
-    conn->sni[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    sni[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
   }
-  conn->sni[n] = '\0';
+  sni[n] = '\0';
+  conn->sni = sni;
+}
+
+const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
+  /* Allocated once and then reused, so that a reason already handed to
+   * pst_conn_close stays valid memory however often it is rewritten. */
+  if (conn->why == NULL && (conn->why = malloc(PST_CONN_WHY_LEN)) == NULL) {
+    return "out of memory (the reason could not be recorded)";
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(conn->why, PST_CONN_WHY_LEN, fmt, ap);
+  va_end(ap);
+  return conn->why;
 }
 
 /* Reports a handshake that failed (rc: the failing wolfSSL return) and
  * closes the connection. */
 static void conn_handshake_failed(pst_conn_t *conn, int rc) {
   char msg[128];
+  const char *why;
   if (pst_tls_sni_rejected(conn->ssl)) {
-    snprintf(conn->why, sizeof(conn->why),
-             "handshake refused: no certificate for this server name (unknown_sni: reject)");
+    why = "handshake refused: no certificate for this server name (unknown_sni: reject)";
   } else {
-    snprintf(conn->why, sizeof(conn->why), "handshake failed: %s",
-             conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
+    why = pst_conn_why(conn, "handshake failed: %s",
+                       conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
   }
   conn_record_sni(conn);
   /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
   pst_conn_flush_client(conn);
-  pst_conn_close(conn, PST_ETLS, conn->why);
+  pst_conn_close(conn, PST_ETLS, why);
 }
 
 /* The handshake waits for client bytes; a client that has closed will send
@@ -403,24 +428,37 @@ void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
 
 /* ---- accept ---- */
 
-static void conn_peer_name(pst_conn_t *conn) {
+/* Records the client's address as conn->peer ("ip:port", "[ip6]:port") and
+ * conn->peer_ip (without port), both in one allocation sized to them.
+ * Returns 0 or -ENOMEM (conn->peer stays "?"). */
+static int conn_peer_name(pst_conn_t *conn) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   char host[48] = "?";
+  char peer[80];
   int port = 0;
+  const char *fmt = "%s:%d";
   if (uv_tcp_getpeername(&conn->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
     if (ss.ss_family == AF_INET6) {
       uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-      snprintf(conn->peer_ip, sizeof(conn->peer_ip), "%s", host);
       port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-      snprintf(conn->peer, sizeof(conn->peer), "[%s]:%d", host, port);
-      return;
+      fmt = "[%s]:%d";
+    } else {
+      uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
-    uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   }
-  snprintf(conn->peer_ip, sizeof(conn->peer_ip), "%s", host);
-  snprintf(conn->peer, sizeof(conn->peer), "%s:%d", host, port);
+  int n = snprintf(peer, sizeof(peer), fmt, host, port);
+  if (n < 0 || (size_t)n >= sizeof(peer)) n = (int)strlen(peer);
+  size_t hlen = strlen(host);
+  char *buf = malloc((size_t)n + 1 + hlen + 1);
+  if (buf == NULL) return -ENOMEM;
+  memcpy(buf, peer, (size_t)n + 1);
+  memcpy(buf + n + 1, host, hlen + 1);
+  conn->peer_buf = buf;
+  conn->peer = buf;
+  conn->peer_ip = buf + n + 1;
+  return 0;
 }
 
 static void conn_on_reject_close(uv_handle_t *h) { free(h); }
@@ -448,6 +486,8 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   conn->id = ++worker->next_conn_id;
   conn->t_start_ns = uv_hrtime();
   conn->reason = "";
+  conn->peer = conn->peer_ip = "?";
+  conn->sni = "";
   uv_tcp_init(&worker->loop, &conn->client.tcp);
   conn->client.open = 1;
   uv_timer_init(&worker->loop, &conn->timer);
@@ -464,7 +504,10 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
     pst_conn_close(conn, rc, "accept failed");
     return rc;
   }
-  conn_peer_name(conn);
+  if (conn_peer_name(conn) != 0) {
+    pst_conn_close(conn, -ENOMEM, "out of memory");
+    return -ENOMEM;
+  }
   conn->ssl = wolfSSL_new(conn->gl->ctx);
   if (conn->ssl == NULL) {
     pst_conn_close(conn, -ENOMEM, "cannot create TLS session");
@@ -525,6 +568,9 @@ static void conn_free(pst_conn_t *conn) {
   pst_buf_free(&conn->cout);
   pst_buf_free(&conn->pout);
   pst_gen_unref(conn->gen);
+  free(conn->peer_buf);
+  if (conn->sni[0] != '\0') free((char *)conn->sni);
+  free(conn->why);
   pst_wlistener_t *wl = conn->wl;
   free(conn);
   pst_worker_conn_gone(worker, wl, NULL);

@@ -138,8 +138,7 @@ static void h1_on_error(pst_stream_t *s, int status, const char *why) {
      * HTTP/1.1 client learns it was cut (RFC 9112 8). */
     pst_access_log(conn, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
                    s->t_start_ns);
-    snprintf(conn->why, sizeof(conn->why), "backend failed mid-response: %s", why);
-    pst_conn_close(conn, PST_EBACKEND, conn->why);
+    pst_conn_close(conn, PST_EBACKEND, pst_conn_why(conn, "backend failed mid-response: %s", why));
     return; /* the stream is freed with the front end */
   }
   pst_metric_inc(status == 504 ? PST_M_HTTP_504 : PST_M_HTTP_502);

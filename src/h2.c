@@ -77,7 +77,7 @@ static void h2_leave(h2_front_t *h2) {
 }
 
 /* Ends the connection after a failure of ours or of nghttp2; reason must be
- * static or conn->why (the connection keeps the pointer). */
+ * static or from pst_conn_why (the connection keeps the pointer). */
 static void h2_fail(h2_front_t *h2, int err, const char *reason) {
   if (h2->ended) return;
   h2->ended = 1;
@@ -644,8 +644,8 @@ static void h2_flush(h2_front_t *h2) {
       const uint8_t *p;
       ssize_t n = nghttp2_session_mem_send(h2->session, &p);
       if (n < 0) {
-        snprintf(conn->why, sizeof(conn->why), "h2: %s", nghttp2_strerror((int)n));
-        h2_fail(h2, n == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO, conn->why);
+        h2_fail(h2, n == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO,
+                pst_conn_why(conn, "h2: %s", nghttp2_strerror((int)n)));
         return;
       }
       if (n == 0) {
@@ -684,9 +684,9 @@ static int h2_feed(pst_front_t *f, const char *data, size_t len) {
      * handled inside nghttp2 and come out through h2_flush. */
     pst_conn_t *conn = f->conn;
     rc = n == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;
-    snprintf(conn->why, sizeof(conn->why), "h2: %s", nghttp2_strerror((int)n));
-    pst_log_debug("conn %llu: %s", (unsigned long long)conn->id, conn->why);
-    h2_fail(h2, rc, conn->why);
+    const char *why = pst_conn_why(conn, "h2: %s", nghttp2_strerror((int)n));
+    pst_log_debug("conn %llu: %s", (unsigned long long)conn->id, why);
+    h2_fail(h2, rc, why);
   } else {
     h2_flush(h2);
   }

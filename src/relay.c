@@ -206,8 +206,7 @@ void pst_relay_from_client(pst_conn_t *conn) {
     }
     char msg[128];
     wolfSSL_ERR_error_string_n((unsigned long)e, msg, sizeof(msg));
-    snprintf(conn->why, sizeof(conn->why), "TLS read failed: %s", msg);
-    pst_conn_client_failed(conn, PST_ETLS, conn->why);
+    pst_conn_client_failed(conn, PST_ETLS, pst_conn_why(conn, "TLS read failed: %s", msg));
     return;
   }
 }

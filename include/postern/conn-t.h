@@ -41,6 +41,9 @@ typedef struct {
   uint64_t bytes;       /* application bytes received from this side */
 } pst_side_t;
 
+/* Size of the buffer pst_conn_why formats a close reason into. */
+#define PST_CONN_WHY_LEN 160
+
 struct pst_conn_s {
   pst_conn_t *prev, *next; /* the worker's list */
   pst_worker_t *worker;
@@ -89,13 +92,21 @@ struct pst_conn_s {
   int client_failed;     /* the client socket failed: nothing more can be sent to it */
   int err;               /* why it closed */
   const char *reason;
-  char peer[80];
-  char peer_ip[64];      /* the client's address without port, for X-Forwarded-For */
-  char sni[256];
+  /* The strings below live outside the struct, sized to their text, because
+   * every idle connection carries this struct (bench: RSS per idle TLS
+   * connection): fixed arrays big enough for any value cost ~500 bytes each
+   * connection for names that are mostly short or never set. */
+  const char *peer;      /* "ip:port" or "[ip6]:port"; never NULL ("?" until known) */
+  const char *peer_ip;   /* the client's address without port, for X-Forwarded-For:
+                          * both in one allocation, owned when peer_buf is set */
+  char *peer_buf;
+  const char *sni;       /* server name asked for, lower-cased; "" for none (then not
+                          * owned), else a heap copy (conn_record_sni) */
   char alpn[32];         /* negotiated protocol, "" for none */
   const char *version;   /* static strings from wolfSSL, set at handshake end */
   const char *cipher;
-  char why[160];         /* storage for a reason built at run time */
+  char *why;             /* storage for a reason built at run time (pst_conn_why):
+                          * PST_CONN_WHY_LEN bytes, allocated on first use */
 
   /* 0-RTT (early.c). With tls.early_data: accept, the early data of a
    * resumed handshake is decrypted while the handshake still runs, and lands

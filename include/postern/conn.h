@@ -21,6 +21,13 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason);
  * is flushed to it. */
 void pst_conn_client_failed(pst_conn_t *conn, int err, const char *reason);
 
+/* Formats a close reason built at run time into conn's reason buffer
+ * (PST_CONN_WHY_LEN bytes, allocated on first use and freed with conn; a
+ * later call overwrites it) and returns it, for pst_conn_close. Never NULL:
+ * without memory for the buffer, a fixed text saying so. */
+const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* The functions below are shared by conn.c and relay.c only. */
 #include "postern/conn-t.h"
 

@@ -73,6 +73,16 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   g.close_err = err;
 }
 
+/* Formats into one static buffer, as the real one reuses one per connection. */
+const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
+  static char why[PST_CONN_WHY_LEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  return why;
+}
+
 const char *pst_conn_client_ip(const pst_conn_t *conn) { return "192.0.2.1"; }
 
 const pst_backend_conf_t *pst_conn_backend(const pst_conn_t *conn) { return &g.backend; }
