@@ -32,8 +32,10 @@ char *pst_http_dup_n(const char *s, size_t n) {
   return p;
 }
 
-/* Appends copies of name (lower-cased) and value to h, which owns them.
- * Returns 0 or -ENOMEM (h unchanged). */
+/* Appends copies of name and value to h, which owns them. The name keeps
+ * its case, which an HTTP/1.1 peer on the other side sees as sent (field
+ * names are case-insensitive, RFC 9110 5.1; the h2 front end lower-cases
+ * them, RFC 9113 8.2.1). Returns 0 or -ENOMEM (h unchanged). */
 int pst_headers_add(pst_headers_t *h, const char *name, size_t name_len, const char *value,
                     size_t value_len) {
   if (h->n == h->cap) {
@@ -51,21 +53,17 @@ int pst_headers_add(pst_headers_t *h, const char *name, size_t name_len, const c
     free(val);
     return -ENOMEM;
   }
-  /* Field names are case-insensitive (RFC 9110 5.1); h2 needs lower case. */
-  for (size_t i = 0; i < name_len; i++) {
-    if (n[i] >= 'A' && n[i] <= 'Z') n[i] = (char)(n[i] + ('a' - 'A'));
-  }
   h->v[h->n++] =
       (pst_header_t){.name = n, .value = val, .name_len = name_len, .value_len = value_len};
   h->bytes += name_len + value_len;
   return 0;
 }
 
-/* First value of name (lower-case) in h, owned by h; NULL when absent. */
+/* First value of name (any case) in h, owned by h; NULL when absent. */
 const char *pst_headers_get(const pst_headers_t *h, const char *name) {
   size_t len = strlen(name);
   for (size_t i = 0; i < h->n; i++) {
-    if (h->v[i].name_len == len && memcmp(h->v[i].name, name, len) == 0) return h->v[i].value;
+    if (h->v[i].name_len == len && strncasecmp(h->v[i].name, name, len) == 0) return h->v[i].value;
   }
   return NULL;
 }

@@ -16,13 +16,13 @@
 
 /* ---- header lists ---- */
 
-/* Appends a header (copies of both strings); name is lower-cased. The bytes
+/* Appends a header (copies of both strings); name keeps its case. The bytes
  * are not checked here: parsers validate before adding, and the writers
  * refuse CR, LF and NUL. Returns 0 or -ENOMEM (list unchanged). */
 int pst_headers_add(pst_headers_t *h, const char *name, size_t name_len, const char *value,
                     size_t value_len);
-/* First value of name (lower-case), or NULL. The pointer is owned by the
- * list and valid until the list changes. */
+/* First value of name (compared without regard to case), or NULL. The
+ * pointer is owned by the list and valid until the list changes. */
 const char *pst_headers_get(const pst_headers_t *h, const char *name);
 /* Removes every field called name (name_len bytes, compared without regard
  * to case), keeping the order of the others. Returns how many were removed. */

@@ -216,6 +216,8 @@ def test_hop_by_hop_request_headers_h1(srv, pki):
     assert "x-drop-me" not in conn and "upgrade" not in conn, (
         f"backend Connection field carries the client's tokens: {conn!r}{ctx}")
     assert header_values(rec, "X-Keep-Me") == ["yes"], f"end-to-end field lost{ctx}"
+    assert "X-Keep-Me" in [k for k, _ in rec["headers"]], \
+        f"an HTTP/1.1 field name must keep its case on its way: {rec['headers']}{ctx}"
 
 
 def test_te_trailers_not_forwarded_h2(srv, pki):
@@ -272,6 +274,8 @@ def test_response_headers_h1_connection_specific_dropped(srv, pki):
     for n in ("x-conn-named", "keep-alive", "proxy-connection", "upgrade"):
         assert n not in names, f"backend's hop-by-hop response field {n!r} reached the client{ctx}"
     assert r.header("X-Mixed-Case") == "MixedValue", ctx
+    assert "X-Mixed-Case" in [k for k, _ in r.headers], \
+        f"an HTTP/1.1 field name must keep its case on its way: {r.headers}{ctx}"
 
 
 def test_response_without_length_h2(srv, pki):

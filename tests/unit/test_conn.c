@@ -16,10 +16,11 @@
 
 /* pst_conn_t was 1,896 bytes with its strings inline (x86-64, libuv 1.44)
  * and is 1,376 without: most of the rest is libuv handles and requests
- * (two uv_tcp_t, two uv_shutdown_t, a uv_timer_t, a uv_connect_t). A field
- * added inline should be a deliberate choice: raise this bound then, and
- * say why. */
-#define CONN_SIZE_BOUND 1408
+ * (two uv_tcp_t, two uv_shutdown_t, a uv_timer_t, a uv_connect_t). Then
+ * 1,424 with the output gathered per loop turn (pout and the flush list's
+ * link: one write per connection and turn). A field added inline should be
+ * a deliberate choice: raise this bound then, and say why. */
+#define CONN_SIZE_BOUND 1440
 
 static void test_size(void **state) {
   printf("sizeof(pst_conn_t) = %zu\n", sizeof(pst_conn_t));

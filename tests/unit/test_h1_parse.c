@@ -124,6 +124,8 @@ static int parse_req(rec_t *t, const char *s, int bytewise, int *status) {
   return rc;
 }
 
+/* Field i of h, which must be called name, in name's case: names keep the
+ * case they were received in. */
 static const char *hdr(const pst_headers_t *h, size_t i, const char *name) {
   assert_true(i < h->n);
   assert_string_equal(h->v[i].name, name);
@@ -156,10 +158,10 @@ static void test_simple_get(void **state) {
     assert_null(r->upgrade_proto);
     assert_int_equal(r->body, PST_BODY_NONE);
     assert_int_equal(r->headers.n, 4);
-    assert_string_equal(hdr(&r->headers, 0, "user-agent"), "curl/8");
-    assert_string_equal(hdr(&r->headers, 1, "accept"), "*/*");
-    assert_string_equal(hdr(&r->headers, 2, "x-empty"), "");
-    assert_string_equal(hdr(&r->headers, 3, "accept"), "text/html");
+    assert_string_equal(hdr(&r->headers, 0, "User-Agent"), "curl/8");
+    assert_string_equal(hdr(&r->headers, 1, "Accept"), "*/*");
+    assert_string_equal(hdr(&r->headers, 2, "X-Empty"), "");
+    assert_string_equal(hdr(&r->headers, 3, "ACCEPT"), "text/html");
     assert_int_equal(r->headers.bytes, strlen("user-agentcurl/8accept*/*x-emptyaccepttext/html"));
     assert_string_equal(pst_headers_get(&r->headers, "accept"), "*/*");
     assert_int_equal(t.body.len, 0);
@@ -454,7 +456,7 @@ static void test_accepted_forms(void **state) {
   rec_free(&t);
   /* Tabs and obs-text in values are fine (RFC 9110 5.5). */
   assert_int_equal(parse_req(&t, "GET / HTTP/1.1\r\nHost: h\r\nX: a\tb \xff\r\n\r\n", 0, NULL), 0);
-  assert_string_equal(hdr(&t.req[0]->headers, 0, "x"), "a\tb \xff");
+  assert_string_equal(hdr(&t.req[0]->headers, 0, "X"), "a\tb \xff");
   rec_free(&t);
   /* CL 0 is a body of length 0: no on_body, on_end at once. */
   assert_int_equal(
@@ -547,8 +549,8 @@ static void test_hop_by_hop_removed(void **state) {
   assert_int_equal(parse_req(&t, s, 0, NULL), 0);
   pst_http_request_t *r = t.req[0];
   assert_int_equal(r->headers.n, 2);
-  assert_string_equal(hdr(&r->headers, 0, "x-keep"), "2");
-  assert_string_equal(hdr(&r->headers, 1, "x-forwarded-for"), "10.0.0.1");
+  assert_string_equal(hdr(&r->headers, 0, "X-Keep"), "2");
+  assert_string_equal(hdr(&r->headers, 1, "X-Forwarded-For"), "10.0.0.1");
   assert_int_equal(r->headers.bytes, strlen("x-keep2x-forwarded-for10.0.0.1"));
   /* Upgrade without Connection: upgrade is no upgrade. */
   assert_false(r->upgrade);
@@ -745,7 +747,7 @@ static void test_resp_length_chunked(void **state) {
     assert_int_equal(r->content_length, 5);
     assert_true(r->keep_alive);
     assert_int_equal(r->headers.n, 1);
-    assert_string_equal(hdr(&r->headers, 0, "server"), "s");
+    assert_string_equal(hdr(&r->headers, 0, "Server"), "s");
     r = t.resp[1];
     assert_int_equal(r->status, 404);
     assert_string_equal(r->reason, "Not Found");
@@ -878,7 +880,7 @@ static void test_resp_1xx(void **state) {
     assert_int_equal(t.resp[0]->status, 100);
     assert_int_equal(t.resp[0]->body, PST_BODY_NONE);
     assert_int_equal(t.resp[1]->status, 103);
-    assert_string_equal(hdr(&t.resp[1]->headers, 0, "link"), "</a.css>; rel=preload");
+    assert_string_equal(hdr(&t.resp[1]->headers, 0, "Link"), "</a.css>; rel=preload");
     assert_int_equal(t.resp[2]->status, 200);
     assert_string_equal(buf_str(&t.body), "hi");
     pst_h1_resp_parser_free(p);

@@ -49,20 +49,22 @@ static void test_headers(void **state) {
   add(&h, "x-a", "2");
   add(&h, "Set-Cookie", "a=b");
   assert_int_equal(h.n, 4);
-  assert_string_equal(h.v[0].name, "content-type");
-  assert_string_equal(h.v[1].name, "x-a");
-  assert_int_equal(h.bytes, strlen("content-typetext/plainx-a1x-a2set-cookiea=b"));
+  /* Names keep their case; lookups ignore it (RFC 9110 5.1). */
+  assert_string_equal(h.v[0].name, "Content-Type");
+  assert_string_equal(h.v[1].name, "X-A");
+  assert_int_equal(h.bytes, strlen("Content-Typetext/plainX-A1x-a2Set-Cookiea=b"));
   assert_string_equal(pst_headers_get(&h, "x-a"), "1");
+  assert_string_equal(pst_headers_get(&h, "content-type"), "text/plain");
   assert_null(pst_headers_get(&h, "x-b"));
   /* Values may hold NUL-free bytes of any kind; lengths are kept. */
   assert_int_equal(pst_headers_add(&h, "X-Bin", 5, "a\xff", 2), 0);
   assert_int_equal(h.v[4].value_len, 2);
   assert_int_equal(pst_headers_del(&h, "X-A", 3), 2);
   assert_int_equal(h.n, 3);
-  assert_string_equal(h.v[0].name, "content-type");
-  assert_string_equal(h.v[1].name, "set-cookie");
-  assert_string_equal(h.v[2].name, "x-bin");
-  assert_int_equal(h.bytes, strlen("content-typetext/plainset-cookiea=bx-bin") + 2);
+  assert_string_equal(h.v[0].name, "Content-Type");
+  assert_string_equal(h.v[1].name, "Set-Cookie");
+  assert_string_equal(h.v[2].name, "X-Bin");
+  assert_int_equal(h.bytes, strlen("Content-Typetext/plainSet-Cookiea=bX-Bin") + 2);
   assert_int_equal(pst_headers_del(&h, "nothing", 7), 0);
   for (int i = 0; i < 100; i++) add(&h, "x-many", "v");
   assert_int_equal(h.n, 103);
