@@ -2,7 +2,12 @@
  * (.ci/wolfssl-*.patch). Each patched fast path is checked against the code it
  * replaces or against published vectors:
  *   - X25519 key generation through Ed25519's fixed-base table
- *     (wolfssl-x25519-keygen-edwards.patch) must give the ladder's bytes. */
+ *     (wolfssl-x25519-keygen-edwards.patch) must give the ladder's bytes;
+ *   - SHA-256 with the x86 SHA extensions (wolfssl-sha256-shani.patch) is
+ *     checked against FIPS 180-2 and RFC 4231 vectors and against Python's
+ *     hashlib for every length up to 1000 bytes and streamed input; the same
+ *     tests run again in a child with the SHA extensions masked, so the
+ *     AVX2 path wolfSSL falls back to stays covered on a CPU that has them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,11 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/cpuid.h>
 #include <wolfssl/wolfcrypt/curve25519.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 /* A small deterministic generator (splitmix64): failures must be
  * reproducible, and the seed is printed when a comparison fails. */
@@ -160,11 +170,262 @@ static void test_x25519_make_pub_edges(void **state) {
   assert_int_not_equal(wc_curve25519_make_pub(32, pub, 32, k), 0);
 }
 
+/* ---- SHA-256 --------------------------------------------------------- */
+
+static void sha256_hex(const uint8_t *msg, size_t len, char out[65]) {
+  uint8_t d[WC_SHA256_DIGEST_SIZE];
+  wc_Sha256 sha;
+  assert_int_equal(wc_InitSha256(&sha), 0);
+  assert_int_equal(wc_Sha256Update(&sha, msg, (word32)len), 0);
+  assert_int_equal(wc_Sha256Final(&sha, d), 0);
+  wc_Sha256Free(&sha);
+  for (int i = 0; i < WC_SHA256_DIGEST_SIZE; i++) sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+/* FIPS 180-2 appendix B: one block, two blocks, one million 'a'. */
+static void test_sha256_fips_vectors(void **state) {
+  char hex[65];
+  const char *abc = "abc";
+  sha256_hex((const uint8_t *)abc, 3, hex);
+  assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+  const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  sha256_hex((const uint8_t *)two, strlen(two), hex);
+  assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+
+  /* One million 'a', in one call and in 1000 calls of 1000. */
+  uint8_t *a = malloc(1000000);
+  assert_non_null(a);
+  memset(a, 'a', 1000000);
+  sha256_hex(a, 1000000, hex);
+  assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  wc_Sha256 sha;
+  uint8_t d[WC_SHA256_DIGEST_SIZE];
+  assert_int_equal(wc_InitSha256(&sha), 0);
+  for (int i = 0; i < 1000; i++) assert_int_equal(wc_Sha256Update(&sha, a, 1000), 0);
+  assert_int_equal(wc_Sha256Final(&sha, d), 0);
+  wc_Sha256Free(&sha);
+  for (int i = 0; i < WC_SHA256_DIGEST_SIZE; i++) sprintf(hex + 2 * i, "%02x", d[i]);
+  assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  free(a);
+
+  /* SHA-224 shares the compression function (FIPS 180-2 appendix C... "abc"). */
+  wc_Sha224 s224;
+  uint8_t d224[WC_SHA224_DIGEST_SIZE];
+  assert_int_equal(wc_InitSha224(&s224), 0);
+  assert_int_equal(wc_Sha224Update(&s224, (const uint8_t *)abc, 3), 0);
+  assert_int_equal(wc_Sha224Final(&s224, d224), 0);
+  wc_Sha224Free(&s224);
+  for (int i = 0; i < WC_SHA224_DIGEST_SIZE; i++) sprintf(hex + 2 * i, "%02x", d224[i]);
+  assert_string_equal(hex, "23097d223405d8228642a477bda255b32aadbce4bda0b3f7e36c9da7");
+}
+
+/* The reference: Python's hashlib (OpenSSL's code, not wolfSSL's), run at
+ * test time on the same bytes. */
+#define REF_MAX 70000
+static const size_t ref_long[] = {1024, 4095, 4096, 4097, 65536, REF_MAX};
+#define REF_COUNT (1001 + sizeof(ref_long) / sizeof(ref_long[0]))
+
+struct sha_ref {
+  uint8_t *msg;        /* REF_MAX pseudo-random bytes */
+  size_t len[REF_COUNT];
+  char hex[REF_COUNT][65];
+};
+
+static void sha_ref_load(struct sha_ref *ref, uint64_t seed) {
+  char path[] = "/tmp/test_crypto.XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  ref->msg = malloc(REF_MAX);
+  assert_non_null(ref->msg);
+  rng_state = seed;
+  rng_fill(ref->msg, REF_MAX);
+  assert_int_equal(write(fd, ref->msg, REF_MAX), REF_MAX);
+  close(fd);
+
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd),
+           "/usr/bin/python3 -c 'import hashlib,sys\n"
+           "b=open(sys.argv[1],\"rb\").read()\n"
+           "for n in list(range(1001))+[int(x) for x in sys.argv[2:]]:"
+           " print(n, hashlib.sha256(b[:n]).hexdigest())' %s %zu %zu %zu %zu %zu %zu",
+           path, ref_long[0], ref_long[1], ref_long[2], ref_long[3], ref_long[4], ref_long[5]);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  /* Read to the end before pclose, so that the child never writes to a
+   * closed pipe; then check that each line is the length asked for. */
+  size_t i = 0;
+  char line[128];
+  while (fgets(line, sizeof(line), p) != NULL) {
+    if (i >= REF_COUNT) {
+      i = REF_COUNT + 1; /* too many lines, or an earlier one was malformed */
+      continue;
+    }
+    size_t want = i <= 1000 ? i : ref_long[i - 1001];
+    if (sscanf(line, "%zu %64s", &ref->len[i], ref->hex[i]) == 2 && ref->len[i] == want &&
+        strlen(ref->hex[i]) == 64)
+      i++;
+    else
+      i = REF_COUNT + 1;
+  }
+  assert_int_equal(pclose(p), 0);
+  unlink(path);
+  assert_int_equal(i, REF_COUNT);
+}
+
+/* Every length from 0 to 1000 (all the padding cases, one to sixteen
+ * blocks) and a few long ones, in one update. */
+static void test_sha256_lengths(void **state) {
+  struct sha_ref *ref = malloc(sizeof(*ref));
+  assert_non_null(ref);
+  sha_ref_load(ref, 0x5348413235360aULL);
+  for (size_t i = 0; i < REF_COUNT; i++) {
+    char hex[65];
+    sha256_hex(ref->msg, ref->len[i], hex);
+    if (strcmp(hex, ref->hex[i]) != 0) {
+      print_error("SHA-256 of %zu bytes: %s, hashlib says %s\n", ref->len[i], hex, ref->hex[i]);
+      fail();
+    }
+  }
+  free(ref->msg);
+  free(ref);
+}
+
+/* The same messages fed in pieces split at random points (buffered partial
+ * blocks, then whole blocks from unaligned input, then a tail). */
+static void test_sha256_streaming(void **state) {
+  struct sha_ref *ref = malloc(sizeof(*ref));
+  assert_non_null(ref);
+  uint64_t seed = 0x73747265616dULL;
+  sha_ref_load(ref, seed);
+  rng_state = seed ^ 1;
+  for (int round = 0; round < 3000; round++) {
+    size_t i = (size_t)(rng_next() % REF_COUNT), len = ref->len[i], off = 0;
+    wc_Sha256 sha;
+    uint8_t d[WC_SHA256_DIGEST_SIZE];
+    assert_int_equal(wc_InitSha256(&sha), 0);
+    while (off < len) {
+      uint64_t r = rng_next();
+      /* Mostly short pieces, sometimes several blocks at once. */
+      size_t piece = (r & 3) == 0 ? (size_t)((r >> 8) % 1024) : (size_t)((r >> 8) % 97);
+      if (piece > len - off) piece = len - off;
+      assert_int_equal(wc_Sha256Update(&sha, ref->msg + off, (word32)piece), 0);
+      off += piece;
+    }
+    assert_int_equal(wc_Sha256Final(&sha, d), 0);
+    wc_Sha256Free(&sha);
+    char hex[65];
+    for (int k = 0; k < WC_SHA256_DIGEST_SIZE; k++) sprintf(hex + 2 * k, "%02x", d[k]);
+    if (strcmp(hex, ref->hex[i]) != 0) {
+      print_error("streamed SHA-256 of %zu bytes differs (round %d)\n", len, round);
+      fail();
+    }
+  }
+  free(ref->msg);
+  free(ref);
+}
+
+/* RFC 4231 4.2-4.8: HMAC-SHA-256 (the TLS 1.3 key schedule's HKDF). */
+static void test_hmac_sha256_rfc4231(void **state) {
+  static const struct {
+    const char *key, *data, *mac; /* hex */
+  } v[] = {
+      {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "4869205468657265",
+       "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+      {"4a656665", "7768617420646f2079612077616e7420666f72206e6f7468696e673f",
+       "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+      {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL /* 50 x 0xdd */,
+       "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"},
+      {"0102030405060708090a0b0c0d0e0f10111213141516171819", NULL /* 50 x 0xcd */,
+       "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"},
+      {"0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c", "546573742057697468205472756e636174696f6e",
+       "a3b6167473100ee06e0c796c2955552b" /* truncated to 128 bits */},
+      {NULL /* 131 x 0xaa */,
+       "54657374205573696e67204c6172676572205468616e20426c6f636b2d53697a65204b6579202d2048617368"
+       "204b6579204669727374",
+       "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+      {NULL /* 131 x 0xaa */,
+       "5468697320697320612074657374207573696e672061206c6172676572207468616e20626c6f636b2d73697a"
+       "65206b657920616e642061206c6172676572207468616e20626c6f636b2d73697a6520646174612e20546865"
+       "206b6579206e6565647320746f20626520686173686564206265666f7265206265696e672075736564206279"
+       "2074686520484d414320616c676f726974686d2e",
+       "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"},
+  };
+  for (size_t t = 0; t < sizeof(v) / sizeof(v[0]); t++) {
+    uint8_t key[131], data[160], want[32], mac[WC_SHA256_DIGEST_SIZE];
+    size_t klen, dlen, mlen = strlen(v[t].mac) / 2;
+    if (v[t].key) {
+      klen = strlen(v[t].key) / 2;
+      hex_decode(v[t].key, key, klen);
+    } else {
+      klen = 131;
+      memset(key, 0xaa, klen);
+    }
+    if (v[t].data) {
+      dlen = strlen(v[t].data) / 2;
+      hex_decode(v[t].data, data, dlen);
+    } else {
+      dlen = 50;
+      memset(data, t == 2 ? 0xdd : 0xcd, dlen);
+    }
+    hex_decode(v[t].mac, want, mlen);
+    Hmac hmac;
+    assert_int_equal(wc_HmacInit(&hmac, NULL, INVALID_DEVID), 0);
+    assert_int_equal(wc_HmacSetKey(&hmac, WC_SHA256, key, (word32)klen), 0);
+    assert_int_equal(wc_HmacUpdate(&hmac, data, (word32)dlen), 0);
+    assert_int_equal(wc_HmacFinal(&hmac, mac), 0);
+    wc_HmacFree(&hmac);
+    assert_memory_equal(mac, want, mlen);
+  }
+}
+
+/* Run the SHA-256 tests again in a child whose wolfSSL sees no SHA
+ * extensions, so the AVX2 transform is chosen (see main). */
+static void test_sha256_without_shani(void **state) {
+#ifdef CPUID_SHA
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  assert_true(n > 0);
+  self[n] = '\0';
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    setenv("POSTERN_TEST_NO_SHANI", "1", 1);
+    execl(self, self, (char *)NULL);
+    _exit(127);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+#else
+  skip();
+#endif
+}
+
+#define SHA256_TESTS                                                                      \
+  cmocka_unit_test(test_sha256_fips_vectors), cmocka_unit_test(test_sha256_lengths),      \
+      cmocka_unit_test(test_sha256_streaming), cmocka_unit_test(test_hmac_sha256_rfc4231)
+
 int main(void) {
+#ifdef CPUID_SHA
+  if (getenv("POSTERN_TEST_NO_SHANI")) {
+    /* Before any hash runs: wolfSSL picks its SHA-256 transform once, from
+     * these flags (cpuid_get_flags fills them in first, or the clear would
+     * be undone). */
+    (void)cpuid_get_flags();
+    cpuid_clear_flag(CPUID_SHA);
+    const struct CMUnitTest fallback[] = {SHA256_TESTS};
+    return cmocka_run_group_tests_name("crypto without SHA extensions", fallback, NULL, NULL);
+  }
+  printf("SHA extensions: %s\n", IS_INTEL_SHA(cpuid_get_flags()) ? "yes" : "no");
+#endif
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_x25519_rfc7748_vectors),
       cmocka_unit_test(test_x25519_make_pub_random),
       cmocka_unit_test(test_x25519_make_pub_edges),
+      SHA256_TESTS,
+      cmocka_unit_test(test_sha256_without_shani),
   };
   return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);
 }
