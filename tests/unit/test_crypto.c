@@ -7,20 +7,28 @@
  *     checked against FIPS 180-2 and RFC 4231 vectors and against Python's
  *     hashlib for every length up to 1000 bytes and streamed input; the same
  *     tests run again in a child with the SHA extensions masked, so the
- *     AVX2 path wolfSSL falls back to stays covered on a CPU that has them. */
+ *     AVX2 path wolfSSL falls back to stays covered on a CPU that has them;
+ *   - SSL objects sharing their thread's random generator
+ *     (wolfssl-thread-rng.patch): one seed per thread, not per object, and a
+ *     seed that fails makes wolfSSL_new fail and the next one try again. */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/cpuid.h>
 #include <wolfssl/wolfcrypt/curve25519.h>
 #include <wolfssl/wolfcrypt/hmac.h>
@@ -403,6 +411,94 @@ static void test_sha256_without_shani(void **state) {
 #endif
 }
 
+/* ---- the per-thread random generator -------------------------------- */
+
+/* wolfSSL seeds its generators with getrandom(2) (WOLFSSL_GETRANDOM). This
+ * definition takes the place of libc's for the whole program (wolfSSL is
+ * linked statically), so the test can count the seeds and make them fail. */
+static _Atomic unsigned getrandom_calls;
+static _Atomic int getrandom_fail;
+
+ssize_t getrandom(void *buf, size_t len, unsigned int flags) {
+  getrandom_calls++;
+  if (getrandom_fail) {
+    errno = EIO;
+    return -1;
+  }
+  return syscall(SYS_getrandom, buf, len, flags);
+}
+
+static void *thread_rng_other_thread(void *arg) {
+  WOLFSSL_CTX *ctx = arg;
+  unsigned before = getrandom_calls;
+  WOLFSSL *a = wolfSSL_new(ctx), *b = wolfSSL_new(ctx);
+  /* This thread's own generator: one seed for both objects. */
+  int ok = a != NULL && b != NULL && getrandom_calls == before + 1;
+  wolfSSL_free(a);
+  wolfSSL_free(b);
+  /* LeakSanitizer reports the generator if this does not free it. */
+  wolfSSL_FreeThreadRng();
+  return ok ? arg : NULL;
+}
+
+static void test_thread_rng(void **state) {
+  assert_int_equal(wolfSSL_Init(), WOLFSSL_SUCCESS);
+  WOLFSSL_CTX *shared = wolfSSL_CTX_new(wolfTLS_client_method());
+  WOLFSSL_CTX *own = wolfSSL_CTX_new(wolfTLS_client_method());
+  assert_non_null(shared);
+  assert_non_null(own);
+  assert_int_equal(wolfSSL_CTX_UseThreadRng(shared), WOLFSSL_SUCCESS);
+  assert_int_not_equal(wolfSSL_CTX_UseThreadRng(NULL), WOLFSSL_SUCCESS);
+
+  /* One seed for the thread, then none. */
+  unsigned before = getrandom_calls;
+  WOLFSSL *s[4];
+  for (int i = 0; i < 4; i++) assert_non_null(s[i] = wolfSSL_new(shared));
+  assert_int_equal(getrandom_calls, before + 1);
+
+  /* A context that did not ask: a seed per object, as in 5.5.4. */
+  before = getrandom_calls;
+  WOLFSSL *o = wolfSSL_new(own);
+  assert_non_null(o);
+  assert_int_equal(getrandom_calls, before + 1);
+  wolfSSL_free(o);
+
+  /* Freeing the objects leaves the generator to the next ones. */
+  for (int i = 0; i < 4; i++) wolfSSL_free(s[i]);
+  before = getrandom_calls;
+  assert_non_null(s[0] = wolfSSL_new(shared));
+  assert_int_equal(getrandom_calls, before);
+  wolfSSL_free(s[0]);
+
+  /* Another thread has its own. */
+  pthread_t t;
+  void *ret;
+  assert_int_equal(pthread_create(&t, NULL, thread_rng_other_thread, shared), 0);
+  assert_int_equal(pthread_join(t, &ret), 0);
+  assert_ptr_equal(ret, shared);
+
+  /* A seed that fails: wolfSSL_new fails cleanly, for the shared generator as
+   * for an own one, and the next call instantiates it again. */
+  wolfSSL_FreeThreadRng();
+  getrandom_fail = 1;
+  assert_null(wolfSSL_new(shared));
+  assert_null(wolfSSL_new(shared));
+  assert_null(wolfSSL_new(own));
+  getrandom_fail = 0;
+  before = getrandom_calls;
+  assert_non_null(s[0] = wolfSSL_new(shared));
+  assert_non_null(s[1] = wolfSSL_new(shared));
+  assert_int_equal(getrandom_calls, before + 1);
+  wolfSSL_free(s[0]);
+  wolfSSL_free(s[1]);
+
+  wolfSSL_FreeThreadRng();
+  wolfSSL_FreeThreadRng(); /* a second call is harmless */
+  wolfSSL_CTX_free(shared);
+  wolfSSL_CTX_free(own);
+  wolfSSL_Cleanup();
+}
+
 #define SHA256_TESTS                                                                      \
   cmocka_unit_test(test_sha256_fips_vectors), cmocka_unit_test(test_sha256_lengths),      \
       cmocka_unit_test(test_sha256_streaming), cmocka_unit_test(test_hmac_sha256_rfc4231)
@@ -426,6 +522,7 @@ int main(void) {
       cmocka_unit_test(test_x25519_make_pub_edges),
       SHA256_TESTS,
       cmocka_unit_test(test_sha256_without_shani),
+      cmocka_unit_test(test_thread_rng),
   };
   return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);
 }
