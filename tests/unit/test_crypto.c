@@ -10,7 +10,11 @@
  *     AVX2 path wolfSSL falls back to stays covered on a CPU that has them;
  *   - SSL objects sharing their thread's random generator
  *     (wolfssl-thread-rng.patch): one seed per thread, not per object, and a
- *     seed that fails makes wolfSSL_new fail and the next one try again. */
+ *     seed that fails makes wolfSSL_new fail and the next one try again;
+ *   - a TLS 1.3 server that keeps only its suite's transcript hash after the
+ *     ServerHello (wolfssl-tls13-transcript-hashes.patch): in-memory
+ *     handshakes with each suite, a HelloRetryRequest and resumption, which
+ *     fail (Finished) unless both sides hash the same transcript. */
 #include <setjmp.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -499,6 +503,146 @@ static void test_thread_rng(void **state) {
   wolfSSL_Cleanup();
 }
 
+/* ---- TLS 1.3 handshakes in memory ------------------------------------ */
+
+struct mem_pipe {
+  uint8_t buf[1 << 16];
+  size_t len;
+};
+
+static int mem_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  struct mem_pipe *p = ctx;
+  if (p->len == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
+  size_t n = p->len < (size_t)sz ? p->len : (size_t)sz;
+  memcpy(buf, p->buf, n);
+  memmove(p->buf, p->buf + n, p->len - n);
+  p->len -= n;
+  return (int)n;
+}
+
+static int mem_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  struct mem_pipe *p = ctx;
+  if (p->len + (size_t)sz > sizeof(p->buf)) return WOLFSSL_CBIO_ERR_WANT_WRITE;
+  memcpy(p->buf + p->len, buf, (size_t)sz);
+  p->len += (size_t)sz;
+  return sz;
+}
+
+static struct mem_pipe *to_server, *to_client;
+
+/* Runs one handshake between new objects of cctx and sctx, offering sess
+ * (if not NULL), then one message each way. Returns the client's session
+ * (a ticket) for resumption; *resumed tells whether the server resumed. */
+static WOLFSSL_SESSION *mem_handshake(WOLFSSL_CTX *cctx, WOLFSSL_CTX *sctx, const char *suite,
+                                      WOLFSSL_SESSION *sess, int *resumed) {
+  to_server->len = to_client->len = 0;
+  WOLFSSL *c = wolfSSL_new(cctx), *s = wolfSSL_new(sctx);
+  assert_non_null(c);
+  assert_non_null(s);
+  wolfSSL_SetIOReadCtx(c, to_client);
+  wolfSSL_SetIOWriteCtx(c, to_server);
+  wolfSSL_SetIOReadCtx(s, to_server);
+  wolfSSL_SetIOWriteCtx(s, to_client);
+  assert_int_equal(wolfSSL_set_cipher_list(c, suite), WOLFSSL_SUCCESS);
+  if (sess != NULL) assert_int_equal(wolfSSL_set_session(c, sess), WOLFSSL_SUCCESS);
+  int cdone = 0, sdone = 0;
+  for (int i = 0; i < 20 && !(cdone && sdone); i++) {
+    if (!cdone) {
+      int rc = wolfSSL_connect(c);
+      cdone = rc == WOLFSSL_SUCCESS;
+      if (!cdone) assert_int_equal(wolfSSL_get_error(c, rc), WOLFSSL_ERROR_WANT_READ);
+    }
+    if (!sdone) {
+      int rc = wolfSSL_accept(s);
+      sdone = rc == WOLFSSL_SUCCESS;
+      if (!sdone) assert_int_equal(wolfSSL_get_error(s, rc), WOLFSSL_ERROR_WANT_READ);
+    }
+  }
+  assert_true(cdone && sdone);
+  assert_string_equal(wolfSSL_get_cipher_name(s), suite);
+
+  char buf[32];
+  assert_int_equal(wolfSSL_write(s, "ping", 4), 4);
+  assert_int_equal(wolfSSL_read(c, buf, sizeof(buf)), 4); /* after the ticket */
+  assert_memory_equal(buf, "ping", 4);
+  assert_int_equal(wolfSSL_write(c, "pong", 4), 4);
+  assert_int_equal(wolfSSL_read(s, buf, sizeof(buf)), 4);
+  assert_memory_equal(buf, "pong", 4);
+
+  *resumed = wolfSSL_session_reused(s);
+  WOLFSSL_SESSION *out = wolfSSL_get1_session(c);
+  wolfSSL_free(s);
+  wolfSSL_free(c);
+  return out;
+}
+
+static void test_tls13_handshakes(void **state) {
+  char dir[] = "/tmp/test_crypto_pki.XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd),
+           "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+           "-keyout key.pem -out cert.pem -subj /CN=localhost -days 2 2>/dev/null",
+           dir);
+  assert_int_equal(system(cmd), 0);
+  char cert[128], key[128];
+  snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+  snprintf(key, sizeof(key), "%s/key.pem", dir);
+
+  to_server = calloc(1, sizeof(*to_server));
+  to_client = calloc(1, sizeof(*to_client));
+  assert_non_null(to_server);
+  assert_non_null(to_client);
+  assert_int_equal(wolfSSL_Init(), WOLFSSL_SUCCESS);
+  WOLFSSL_CTX *sctx = wolfSSL_CTX_new(wolfTLSv1_3_server_method());
+  WOLFSSL_CTX *cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+  assert_non_null(sctx);
+  assert_non_null(cctx);
+  assert_int_equal(wolfSSL_CTX_use_certificate_file(sctx, cert, WOLFSSL_FILETYPE_PEM),
+                   WOLFSSL_SUCCESS);
+  assert_int_equal(wolfSSL_CTX_use_PrivateKey_file(sctx, key, WOLFSSL_FILETYPE_PEM),
+                   WOLFSSL_SUCCESS);
+  wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_NONE, NULL);
+  wolfSSL_CTX_set_group_messages(sctx);
+  assert_int_equal(wolfSSL_CTX_UseThreadRng(sctx), WOLFSSL_SUCCESS);
+  WOLFSSL_CTX *ctxs[] = {sctx, cctx};
+  for (int i = 0; i < 2; i++) {
+    wolfSSL_CTX_SetIORecv(ctxs[i], mem_recv);
+    wolfSSL_CTX_SetIOSend(ctxs[i], mem_send);
+  }
+
+  static const char *suites[] = {"TLS13-AES128-GCM-SHA256", "TLS13-AES256-GCM-SHA384",
+                                 "TLS13-CHACHA20-POLY1305-SHA256"};
+  for (int hrr = 0; hrr <= 1; hrr++) {
+    if (hrr) {
+      /* The client's key share (P-256, its first group) is not one the
+       * server takes: the server asks for X25519 (RFC 8446 4.1.4). */
+      int sg[] = {WOLFSSL_ECC_X25519}, cg[] = {WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_X25519};
+      assert_int_equal(wolfSSL_CTX_set_groups(sctx, sg, 1), WOLFSSL_SUCCESS);
+      assert_int_equal(wolfSSL_CTX_set_groups(cctx, cg, 2), WOLFSSL_SUCCESS);
+    }
+    for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+      int resumed;
+      WOLFSSL_SESSION *sess = mem_handshake(cctx, sctx, suites[i], NULL, &resumed);
+      assert_false(resumed);
+      assert_non_null(sess);
+      WOLFSSL_SESSION *again = mem_handshake(cctx, sctx, suites[i], sess, &resumed);
+      assert_true(resumed);
+      wolfSSL_SESSION_free(again);
+      wolfSSL_SESSION_free(sess);
+    }
+  }
+
+  wolfSSL_CTX_free(sctx);
+  wolfSSL_CTX_free(cctx);
+  wolfSSL_FreeThreadRng();
+  wolfSSL_Cleanup();
+  free(to_server);
+  free(to_client);
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 #define SHA256_TESTS                                                                      \
   cmocka_unit_test(test_sha256_fips_vectors), cmocka_unit_test(test_sha256_lengths),      \
       cmocka_unit_test(test_sha256_streaming), cmocka_unit_test(test_hmac_sha256_rfc4231)
@@ -523,6 +667,7 @@ int main(void) {
       SHA256_TESTS,
       cmocka_unit_test(test_sha256_without_shani),
       cmocka_unit_test(test_thread_rng),
+      cmocka_unit_test(test_tls13_handshakes),
   };
   return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);
 }
