@@ -46,7 +46,12 @@ int pst_tls_global_init(void) {
   return tls_init_rc;
 }
 
-void pst_tls_global_cleanup(void) { wolfSSL_Cleanup(); }
+void pst_tls_global_cleanup(void) {
+  pst_tls_thread_cleanup();
+  wolfSSL_Cleanup();
+}
+
+void pst_tls_thread_cleanup(void) { wolfSSL_FreeThreadRng(); }
 
 static WOLFSSL_METHOD *tls_method(unsigned versions) {
   if (versions == PST_TLS13) return wolfTLSv1_3_server_method();
@@ -178,6 +183,13 @@ static int tls_listener_settings(pst_gen_listener_t *gl, char *err, size_t errle
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
   /* Pack the server's flight into as few records and writes as possible. */
   wolfSSL_CTX_set_group_messages(ctx);
+  /* Connections share their worker thread's random generator: wolfSSL_new
+   * would otherwise seed and health-test a new Hash_DRBG for each one (a
+   * getrandom(2) call and ~4 us of SHA-256). A connection lives and dies on
+   * the worker that accepted it, and worker_run frees the generator
+   * (pst_tls_thread_cleanup) once its loop has closed every connection.
+   * Should the build not support it, each connection keeps its own. */
+  (void)wolfSSL_CTX_UseThreadRng(ctx);
   if ((lc->versions & PST_TLS13) && tls_early_settings(ctx, lc) != 0) {
     snprintf(err, errlen, "cannot set the early data and ticket options");
     return PST_ETLS;

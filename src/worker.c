@@ -17,6 +17,7 @@
 #include "postern/front.h"
 #include "postern/log.h"
 #include "postern/pool.h"
+#include "postern/tls.h"
 
 #define LISTEN_BACKLOG 511
 
@@ -310,6 +311,9 @@ void pst_worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl, pst_conn_t 
 static void worker_run(void *arg) {
   pst_worker_t *worker = arg;
   uv_run(&worker->loop, UV_RUN_DEFAULT);
+  /* The loop ends when every handle is closed, so every connection (and its
+   * WOLFSSL) of this thread is freed: the shared generator can go. */
+  pst_tls_thread_cleanup();
   if (worker->on_exit != NULL) worker->on_exit(worker, worker->on_exit_arg);
 }
 

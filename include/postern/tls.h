@@ -9,8 +9,15 @@
 /* Initialises wolfSSL once per process. Returns 0 or PST_ETLS. */
 int pst_tls_global_init(void);
 
-/* Releases wolfSSL's global state at exit. */
+/* Releases wolfSSL's global state at exit, and the calling thread's random
+ * generator (see pst_tls_thread_cleanup). */
 void pst_tls_global_cleanup(void);
+
+/* Frees the random generator that the calling thread's connections shared
+ * (made by wolfSSL on the thread's first connection, see
+ * tls_listener_settings). Call it on each thread that made connections, after
+ * its last connection is freed and before the thread ends. */
+void pst_tls_thread_cleanup(void);
 
 /* Creates gl->ctx and gl->cert_ctx from gl->conf and gl->certs (loaded and
  * checked before), with gl->default_cert set. Returns 0, or PST_ETLS with a
