@@ -69,6 +69,14 @@ int pst_conn_write(pst_conn_t *conn, uv_stream_t *s, const char *data, size_t le
   return pst_uv_write(s, data, len, conn, conn_on_write);
 }
 
+int pst_conn_shut_client(pst_conn_t *conn, uv_shutdown_cb cb) {
+  conn->client.shut = 1;
+  wolfSSL_shutdown(conn->ssl);
+  int rc = pst_conn_flush_client(conn);
+  if (rc == 0) rc = uv_shutdown(&conn->client.shutdown_req, (uv_stream_t *)&conn->client.tcp, cb);
+  return rc;
+}
+
 int pst_conn_flush_client(pst_conn_t *conn) {
   conn->cork = 0;
   if (conn->cout.len == 0 || !conn->client.open) return 0;
@@ -617,17 +625,11 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   }
   if (conn->client.open) uv_read_stop((uv_stream_t *)&conn->client.tcp);
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;
-   * the shutdown callback runs once queued bytes are written. */
-  /* Answers queued this loop turn go before the close_notify. */
+   * the shutdown callback runs once queued bytes are written. Answers
+   * queued this loop turn go before the close_notify. */
   if (healthy && !conn->client.shut && conn_encrypt(conn) != 0) healthy = 0;
-  if (healthy && !conn->client.shut) {
-    conn->client.shut = 1;
-    wolfSSL_shutdown(conn->ssl);
-    if (pst_conn_flush_client(conn) == 0 &&
-        uv_shutdown(&conn->client.shutdown_req, (uv_stream_t *)&conn->client.tcp,
-                    conn_on_final_shutdown) == 0) {
-      return; /* the linger timer bounds the wait */
-    }
+  if (healthy && !conn->client.shut && pst_conn_shut_client(conn, conn_on_final_shutdown) == 0) {
+    return; /* the linger timer bounds the wait */
   }
   pst_conn_close_handles(conn);
 }

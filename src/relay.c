@@ -42,13 +42,7 @@ static void relay_shut_client(pst_conn_t *conn) {
   if (conn->client.shut) return;
   /* What the front end queued this loop turn goes before the close_notify. */
   if (pst_conn_encrypt_pending(conn) != 0) return;
-  conn->client.shut = 1;
-  wolfSSL_shutdown(conn->ssl);
-  int rc = pst_conn_flush_client(conn);
-  if (rc == 0) {
-    rc = uv_shutdown(&conn->client.shutdown_req, (uv_stream_t *)&conn->client.tcp,
-                     relay_on_client_shutdown);
-  }
+  int rc = pst_conn_shut_client(conn, relay_on_client_shutdown);
   if (rc != 0) pst_conn_client_failed(conn, rc, "client shutdown failed");
 }
 

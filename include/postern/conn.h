@@ -40,6 +40,11 @@ int pst_conn_write(pst_conn_t *conn, uv_stream_t *s, const char *data, size_t le
  * closes). */
 int pst_conn_flush_client(pst_conn_t *conn);
 
+/* Ends the client's side: close_notify (RFC 8446 6.1) after what is
+ * queued, then a TCP shutdown whose completion runs cb. Sets client.shut.
+ * Returns 0 or a negative libuv error (cb will not run; the caller closes). */
+int pst_conn_shut_client(pst_conn_t *conn, uv_shutdown_cb cb);
+
 /* Encrypts the plaintext pst_conn_send queued (pout) into cout, where the
  * next flush finds it. Returns 0, or PST_ETLS after which the connection is
  * closing. */
