@@ -47,8 +47,10 @@ packages:
 $(WOLFSSL_LIB):
 	.ci/deps.sh wolfssl
 
-# Optimized build.
-$(OPT_DIR)/%.o: src/%.c $(HDRS) | $(WOLFSSL_LIB)
+# Optimized build. Objects depend on the wolfSSL archive, not only on its
+# existence: a rebuild with other flags changes wolfssl/options.h and with it
+# the layout of wolfSSL's structures.
+$(OPT_DIR)/%.o: src/%.c $(HDRS) $(WOLFSSL_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(OPT_CFLAGS) $(WARN) -c $< -o $@
 $(OPT_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c
@@ -58,7 +60,7 @@ build/postern: $(call opt_objs,$(SRCS)) $(LLHTTP_OPT) $(WOLFSSL_LIB) $(OPT_DIR)/
 	$(CC) $(BASE_CFLAGS) -o $@ $(call opt_objs,$(SRCS)) $(LLHTTP_OPT) $(LDLIBS)
 
 # Sanitizer build (ASan + UBSan), used by every test.
-$(SAN_DIR)/%.o: src/%.c $(HDRS) | $(WOLFSSL_LIB)
+$(SAN_DIR)/%.o: src/%.c $(HDRS) $(WOLFSSL_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(SAN_CFLAGS) $(WARN) -c $< -o $@
 $(SAN_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c
