@@ -38,8 +38,15 @@ command -v openssl >/dev/null || { echo "$0: openssl not found" >&2; exit 1; }
 
 parent=$(dirname "$out")
 mkdir -p "$parent"
+# The temp dir goes whatever ends the run: a signal becomes a normal exit (a
+# shell killed by one skips its EXIT trap), and the EXIT trap is set before
+# the dir exists.
+tmp=
+trap '[ -z "$tmp" ] || rm -rf "$tmp"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 tmp=$(mktemp -d "$parent/.mkpki.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
 umask 077
 
 ROOT_DAYS=3650

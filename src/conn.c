@@ -28,9 +28,11 @@ static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
 
 static int conn_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   pst_conn_t *conn = ctx;
-  if (conn->in_len == 0) {
-    return conn->client.eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
-  }
+  /* At the end of what the client sent, even after its TCP FIN: a FIN is
+   * not a TLS close, and wolfSSL told of one (CONN_CLOSE) would refuse to
+   * write the answers still due to a client that only half-closed. The
+   * handshake and the relay see conn->client.eof themselves. */
+  if (conn->in_len == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
   size_t n = (size_t)sz < conn->in_len ? (size_t)sz : conn->in_len;
   memcpy(buf, conn->in_ptr, n);
   conn->in_ptr += n;

@@ -191,8 +191,9 @@ void pst_relay_from_client(pst_conn_t *conn) {
       continue;
     }
     int e = wolfSSL_get_error(conn->ssl, n);
-    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) return;
-    if (e == WOLFSSL_ERROR_ZERO_RETURN || conn->client.eof) {
+    int want = e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE;
+    if (want && !(conn->client.eof && conn->in_len == 0)) return;
+    if (want || e == WOLFSSL_ERROR_ZERO_RETURN || conn->client.eof) {
       /* close_notify (RFC 8446 6.1), or the TCP stream ended and every byte
        * before the end has been relayed. */
       pst_relay_client_eof(conn);

@@ -104,6 +104,28 @@ def test_client_close_notify_half_closes_backend(pki, start_postern, backend):
     assert how == "close_notify", f"connection ended with {how}, expected close_notify{p.context()}"
 
 
+def test_client_tcp_fin_half_closes_backend(pki, start_postern, backend):
+    """A client that ends with a TCP FIN and no close_notify (a TCP
+    half-close under TLS): the backend gets EOF, and its answer still
+    reaches the client, followed by close_notify."""
+    sink = backend.sink()
+    port = free_port()
+    p = start_postern(config([listener("fin", port, sink.addr, pki)]), [port])
+    payload = os.urandom(64 * 1024)
+    c = MemTls(port, "example.test", client_context(pki))
+    try:
+        c.handshake()
+        c.send(payload)
+        c.sock.shutdown(socket.SHUT_WR)
+        data, how = c.read_until_close()
+    finally:
+        c.close()
+    want = f"{len(payload)} {hashlib.sha256(payload).hexdigest()}\n".encode()
+    assert data == want, (f"backend's answer after the client's FIN: got {data!r}, "
+                          f"expected {want!r} (backend saw {sink.eofs} EOFs){p.context()}")
+    assert how == "close_notify", f"connection ended with {how}, expected close_notify{p.context()}"
+
+
 def test_backend_eof_sends_close_notify(pki, start_postern, backend):
     bye = backend.say_and_close(b"bye\n")
     port = free_port()

@@ -6,11 +6,12 @@ the connection closes, and the backend never sees the request."""
 
 import hashlib
 import os
+import socket
 import time
 
 import pytest
 
-from clients import config, echo_bulk, free_port
+from clients import MemTls, client_context, config, echo_bulk, free_port
 from http_backends import Closed, H1Conn, KiB, build_request, http_listener, http_site
 
 
@@ -61,6 +62,25 @@ def test_pipelined_in_order(srv, pki):
     assert [r.header("X-Tag") for r in rs] == ["a", "b", "c", "d"], (
         f"pipelined responses out of order or lost{ctx}")
     assert rs[2].json()["body_len"] == len(b"pipelined-body"), ctx
+
+
+def test_pipelined_then_tcp_fin(srv, pki):
+    """Pipelined requests, then a TCP FIN without close_notify (a client that
+    half-closes TCP under TLS): every request is still answered, in order,
+    and the connection ends with close_notify."""
+    reqs = build_request("GET", "/sleep?ms=300&tag=a") + build_request("GET", "/echo/p?tag=b")
+    c = MemTls(srv.port, "example.test", client_context(pki, alpn=["http/1.1"]))
+    try:
+        c.handshake()
+        c.send(reqs)
+        c.sock.shutdown(socket.SHUT_WR)
+        data, how = c.read_until_close()
+    finally:
+        c.close()
+    ctx = srv.ctx(f"\nread {len(data)} bytes, ended with {how}: {data[:300]!r}")
+    assert data.count(b"HTTP/1.1 200") == 2, f"answers lost after the client's FIN{ctx}"
+    assert data.lower().index(b"x-tag: a") < data.lower().index(b"x-tag: b"), ctx
+    assert how == "close_notify", ctx
 
 
 def test_expect_100_continue(srv, pki):
