@@ -83,9 +83,12 @@ def test_routes_by_sni(pki, start_postern, backend):
         assert recv_exact(s, 10) == b"backend-B\n"
 
 
-def test_client_close_notify_half_closes_backend(pki, start_postern, backend):
-    """Client close_notify -> backend gets EOF, and the backend's answer sent
-    after that EOF still reaches the client, followed by close_notify."""
+@pytest.mark.parametrize("ending", ["close_notify", "tcp_fin"])
+def test_client_end_half_closes_backend(pki, start_postern, backend, ending):
+    """The client ends its side with close_notify, or with a bare TCP FIN (a
+    TCP half-close under TLS, no close_notify): the backend gets EOF, and its
+    answer sent after that EOF still reaches the client, followed by
+    close_notify."""
     sink = backend.sink()
     port = free_port()
     p = start_postern(config([listener("half", port, sink.addr, pki)]), [port])
@@ -94,34 +97,15 @@ def test_client_close_notify_half_closes_backend(pki, start_postern, backend):
     try:
         c.handshake()
         c.send(payload)
-        c.send_close_notify()
+        if ending == "close_notify":
+            c.send_close_notify()
+        else:
+            c.sock.shutdown(socket.SHUT_WR)
         data, how = c.read_until_close()
     finally:
         c.close()
     want = f"{len(payload)} {hashlib.sha256(payload).hexdigest()}\n".encode()
-    assert data == want, (f"backend's answer after the client's close_notify: got {data!r}, "
-                          f"expected {want!r} (backend saw {sink.eofs} EOFs){p.context()}")
-    assert how == "close_notify", f"connection ended with {how}, expected close_notify{p.context()}"
-
-
-def test_client_tcp_fin_half_closes_backend(pki, start_postern, backend):
-    """A client that ends with a TCP FIN and no close_notify (a TCP
-    half-close under TLS): the backend gets EOF, and its answer still
-    reaches the client, followed by close_notify."""
-    sink = backend.sink()
-    port = free_port()
-    p = start_postern(config([listener("fin", port, sink.addr, pki)]), [port])
-    payload = os.urandom(64 * 1024)
-    c = MemTls(port, "example.test", client_context(pki))
-    try:
-        c.handshake()
-        c.send(payload)
-        c.sock.shutdown(socket.SHUT_WR)
-        data, how = c.read_until_close()
-    finally:
-        c.close()
-    want = f"{len(payload)} {hashlib.sha256(payload).hexdigest()}\n".encode()
-    assert data == want, (f"backend's answer after the client's FIN: got {data!r}, "
+    assert data == want, (f"backend's answer after the client's {ending}: got {data!r}, "
                           f"expected {want!r} (backend saw {sink.eofs} EOFs){p.context()}")
     assert how == "close_notify", f"connection ended with {how}, expected close_notify{p.context()}"
 
