@@ -8,6 +8,7 @@
  * or another request on the wire (header injection, request smuggling), so
  * every string is checked before it is written and the write is refused. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,6 +323,33 @@ static int field(pst_buf_t *out, const pst_header_t *f) {
   return rc;
 }
 
+/* Appends the strings given, up to a NULL: the head writers' pieces are
+ * plain text, and appending them costs a fraction of formatting them. */
+static int append_all(pst_buf_t *out, ...) {
+  va_list ap;
+  va_start(ap, out);
+  int rc = 0;
+  for (const char *p = va_arg(ap, const char *); rc == 0 && p != NULL; p = va_arg(ap, const char *)) {
+    rc = pst_buf_append(out, p, strlen(p));
+  }
+  va_end(ap);
+  return rc;
+}
+
+/* Appends "Content-Length: n\r\n". */
+static int content_length(pst_buf_t *out, uint64_t n) {
+  char digits[24];
+  size_t i = sizeof(digits);
+  do {
+    digits[--i] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n > 0);
+  int rc = APPEND_LIT(out, "Content-Length: ");
+  if (rc == 0) rc = pst_buf_append(out, digits + i, sizeof(digits) - i);
+  if (rc == 0) rc = APPEND_LIT(out, "\r\n");
+  return rc;
+}
+
 /* Appends "name: v1, v2, ..., extra\r\n" from every field called name, then
  * extra (NULL: none), the combination RFC 9110 5.3 allows for list fields. */
 static int merged(pst_buf_t *out, const pst_headers_t *h, const char *name, const char *extra) {
@@ -374,9 +402,9 @@ static int forwarded(pst_buf_t *out, const pst_headers_t *h, const char *ip,
     if (rc == 0) rc = pst_buf_append(out, h->v[i].value, h->v[i].value_len);
     sep = ", ";
   }
-  if (rc == 0) rc = pst_buf_printf(out, "%sfor=", sep);
+  if (rc == 0) rc = append_all(out, sep, "for=", NULL);
   if (rc == 0 && ip == NULL) rc = APPEND_LIT(out, "unknown");
-  if (rc == 0 && ip != NULL && strchr(ip, ':') != NULL) rc = pst_buf_printf(out, "\"[%s]\"", ip);
+  if (rc == 0 && ip != NULL && strchr(ip, ':') != NULL) rc = append_all(out, "\"[", ip, "]\"", NULL);
   if (rc == 0 && ip != NULL && strchr(ip, ':') == NULL) rc = fwd_value(out, ip);
   if (rc == 0) rc = APPEND_LIT(out, ";proto=https");
   if (rc == 0 && authority[0] != '\0') {
@@ -409,8 +437,7 @@ static int wants_zero_length(const char *method) {
 static int request_framing(pst_buf_t *out, const pst_http_request_t *req) {
   switch (req->body) {
     case PST_BODY_LENGTH:
-      return pst_buf_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)req->content_length);
+      return content_length(out, req->content_length);
     case PST_BODY_CHUNKED:
     case PST_BODY_STREAM: return APPEND_LIT(out, "Transfer-Encoding: chunked\r\n");
     case PST_BODY_UNTIL_CLOSE: /* not a request framing; never produced */ return PST_EPROTO;
@@ -443,7 +470,8 @@ int pst_http_request_write(const pst_http_request_t *req, const pst_forward_info
   int rc = request_check(req, authority);
   if (rc != 0 || (fwd->client_ip != NULL && !word_ok(fwd->client_ip))) return PST_EPROTO;
   size_t saved = out->len;
-  rc = pst_buf_printf(out, "%s %s HTTP/1.1\r\nHost: %s\r\n", req->method, req->target, authority);
+  rc = append_all(out, req->method, " ", req->target, " HTTP/1.1\r\nHost: ", authority, "\r\n",
+                  NULL);
   for (size_t i = 0; rc == 0 && i < req->headers.n; i++) {
     if (!request_skips(&req->headers.v[i], fwd->mode)) rc = field(out, &req->headers.v[i]);
   }
@@ -457,12 +485,12 @@ int pst_http_request_write(const pst_http_request_t *req, const pst_forward_info
                 fwd->client_ip != NULL ? fwd->client_ip : "unknown");
     if (rc == 0) rc = APPEND_LIT(out, "X-Forwarded-Proto: https\r\n");
     if (rc == 0 && authority[0] != '\0')
-      rc = pst_buf_printf(out, "X-Forwarded-Host: %s\r\n", authority);
+      rc = append_all(out, "X-Forwarded-Host: ", authority, "\r\n", NULL);
   }
   if (rc == 0 && fwd->early_data) rc = APPEND_LIT(out, "Early-Data: 1\r\n");
   if (rc == 0) rc = request_framing(out, req);
   if (rc == 0 && req->upgrade) {
-    rc = pst_buf_printf(out, "Connection: upgrade\r\nUpgrade: %s\r\n", req->upgrade_proto);
+    rc = append_all(out, "Connection: upgrade\r\nUpgrade: ", req->upgrade_proto, "\r\n", NULL);
   }
   if (rc == 0 && req->expect_continue) rc = APPEND_LIT(out, "Expect: 100-continue\r\n");
   if (rc == 0) rc = APPEND_LIT(out, "\r\n");
@@ -504,15 +532,12 @@ static int response_framing(pst_buf_t *out, const pst_http_response_t *resp, int
   if (head_request) {
     /* RFC 9110 9.3.2: the same fields as for GET, but never a body. */
     if (resp->body == PST_BODY_LENGTH) {
-      return pst_buf_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)resp->content_length);
+      return content_length(out, resp->content_length);
     }
     return 0;
   }
   switch (resp->body) {
-    case PST_BODY_LENGTH:
-      return pst_buf_printf(out, "Content-Length: %llu\r\n",
-                            (unsigned long long)resp->content_length);
+    case PST_BODY_LENGTH: return content_length(out, resp->content_length);
     case PST_BODY_CHUNKED:
     case PST_BODY_STREAM:
     case PST_BODY_UNTIL_CLOSE:
@@ -539,7 +564,10 @@ int pst_http_response_write(const pst_http_response_t *resp, int client_minor, i
   }
   int own_length = keeps_own_length(resp, head_request);
   size_t saved = out->len;
-  int rc = pst_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, reason);
+  /* status is 100..999 (checked above): three digits. */
+  char code[5] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+                  (char)('0' + status % 10), ' ', '\0'};
+  int rc = append_all(out, "HTTP/1.1 ", code, reason, "\r\n", NULL);
   for (size_t i = 0; rc == 0 && i < resp->headers.n; i++) {
     const pst_header_t *f = &resp->headers.v[i];
     if (pst_http_hop_by_hop(f->name, f->name_len)) continue;
@@ -547,7 +575,7 @@ int pst_http_response_write(const pst_http_response_t *resp, int client_minor, i
     rc = field(out, f);
   }
   if (rc == 0 && status == 101) {
-    rc = pst_buf_printf(out, "Connection: upgrade\r\nUpgrade: %s\r\n", resp->upgrade_proto);
+    rc = append_all(out, "Connection: upgrade\r\nUpgrade: ", resp->upgrade_proto, "\r\n", NULL);
   } else if (rc == 0 && status >= 200) {
     rc = response_framing(out, resp, client_minor, head_request, chunked);
     int close = !keep_alive || pst_http_response_needs_close(resp, client_minor, head_request);
