@@ -96,6 +96,19 @@ class Proxy:
     def release(self):
         self._released.set()
 
+    def release_and_read(self, client):
+        """Lets the held Finished through and returns what the s_client
+        process printed by its end."""
+        self.release()
+        out, _ = client.communicate(timeout=15)
+        return out.decode(errors="replace")
+
+    def assert_half_rtt(self, p):
+        """The 32 KiB answer reached the client while its Finished is still
+        held: it went out as 0.5-RTT data (RFC 8446 2.3)."""
+        assert wait_for(lambda: self.server_bytes > 32768, 5), \
+            "the answer waited for the client's Finished (no 0.5-RTT data)" + p.context()
+
     def _accept(self):
         try:
             c, _ = self.sock.accept()
@@ -349,11 +362,8 @@ def test_accept_early_data_tcp(pki, start_postern, request, tmp_path, mode):
         else:
             assert wait_for(lambda: deliveries(big, REQ) == 1, 5), \
                 "early data did not reach the backend before the handshake" + p.context()
-            assert wait_for(lambda: proxy.server_bytes > 32768, 5), \
-                "the answer waited for the client's Finished (no 0.5-RTT data)" + p.context()
-        proxy.release()
-        out, _ = client.communicate(timeout=15)
-        out = out.decode(errors="replace")
+            proxy.assert_half_rtt(p)
+        out = proxy.release_and_read(client)
     finally:
         proxy.close()
     assert reused(out), out + p.context()
@@ -641,13 +651,8 @@ def test_http_safe_request_forwarded_early_with_header(pki, start_postern, http_
             "the early GET did not reach the backend before the handshake" + p.context()
         head = next(h for h in http_backend.requests if b"/zero-rtt" in h)
         assert re.search(rb"(?i)\r\nearly-data: 1\r\n", head), head
-        # The client's Finished is still held, and yet the 32 KiB answer has
-        # reached the client: it went out as 0.5-RTT data.
-        assert wait_for(lambda: proxy.server_bytes > 32768, 5), \
-            "the answer waited for the client's Finished (no 0.5-RTT data)" + p.context()
-        proxy.release()
-        out, _ = client.communicate(timeout=15)
-        out = out.decode(errors="replace")
+        proxy.assert_half_rtt(p)
+        out = proxy.release_and_read(client)
     finally:
         proxy.close()
     assert early_status(out) == "accepted", out + p.context()
@@ -667,9 +672,7 @@ def test_http_unsafe_request_waits_for_handshake(pki, start_postern, http_backen
         assert not any(b"/order" in h for h in http_backend.requests), \
             "a POST in early data reached the backend before the handshake completed" + \
             p.context()
-        proxy.release()
-        out, _ = client.communicate(timeout=15)
-        out = out.decode(errors="replace")
+        out = proxy.release_and_read(client)
     finally:
         proxy.close()
     assert early_status(out) == "accepted", out + p.context()
