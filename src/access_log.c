@@ -1,22 +1,196 @@
-/* postern: the http-mode access log. */
+/* postern: the http-mode access log (see access_log.h). */
 #include "postern/access_log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "postern/gen-t.h"
+#include "postern/buf.h"
+#include "postern/common.h"
+#include "postern/log.h"
 
-int pst_access_log_open(const char *path) {
-  if (path == NULL) return -1;
-  if (strcmp(path, "stderr") == 0) return STDERR_FILENO;
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  return fd >= 0 ? fd : -errno;
+/* Drops are reported at most this often, per worker. */
+#define ALOG_WARN_MS 60000
+
+struct pst_access_file_s {
+  atomic_uint refs;
+  int fd;
+};
+
+/* The lines one worker has for one file. */
+typedef struct alog_out_s {
+  struct alog_out_s *next;
+  pst_access_log_t *al;
+  pst_access_file_t *file; /* one reference while the entry exists */
+  pst_buf_t pending;       /* lines gathered since the last write started */
+  pst_buf_t writing;       /* the bytes of the write in flight */
+  uv_fs_t req;
+  int busy;                /* a write is in flight */
+} alog_out_t;
+
+struct pst_access_log_s {
+  uv_loop_t *loop;
+  alog_out_t *outs;
+  uint64_t dropped;
+  uint64_t warned_ms;      /* loop time of the last drop warning */
+  uint64_t dropped_warned; /* drops already reported */
+};
+
+/* ---- files ---- */
+
+int pst_access_file_open(const char *path, pst_access_file_t **out) {
+  *out = NULL;
+  if (path == NULL) return 0;
+  int fd = STDERR_FILENO;
+  if (strcmp(path, "stderr") != 0) {
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) return -errno;
+  }
+  pst_access_file_t *f = malloc(sizeof(*f));
+  if (f == NULL) {
+    if (fd != STDERR_FILENO) close(fd);
+    return -ENOMEM;
+  }
+  atomic_init(&f->refs, 1);
+  f->fd = fd;
+  *out = f;
+  return 0;
 }
+
+pst_access_file_t *pst_access_file_ref(pst_access_file_t *f) {
+  if (f != NULL) atomic_fetch_add(&f->refs, 1);
+  return f;
+}
+
+void pst_access_file_unref(pst_access_file_t *f) {
+  if (f == NULL) return;
+  unsigned prev = atomic_fetch_sub(&f->refs, 1);
+  assert(prev > 0);
+  if (prev != 1) return;
+  if (f->fd != STDERR_FILENO) close(f->fd);
+  free(f);
+}
+
+/* ---- writers ---- */
+
+pst_access_log_t *pst_access_log_new(uv_loop_t *loop) {
+  pst_access_log_t *al = calloc(1, sizeof(*al));
+  if (al != NULL) al->loop = loop;
+  return al;
+}
+
+uint64_t pst_access_log_dropped(const pst_access_log_t *al) { return al->dropped; }
+
+static void alog_out_free(alog_out_t *o) {
+  pst_access_log_t *al = o->al;
+  for (alog_out_t **p = &al->outs; *p != NULL; p = &(*p)->next) {
+    if (*p == o) {
+      *p = o->next;
+      break;
+    }
+  }
+  pst_buf_free(&o->pending);
+  pst_buf_free(&o->writing);
+  pst_access_file_unref(o->file);
+  free(o);
+}
+
+static void alog_write(alog_out_t *o);
+
+static void alog_on_write(uv_fs_t *req) {
+  alog_out_t *o = PST_CONTAINER_OF(req, alog_out_t, req);
+  ssize_t n = req->result;
+  uv_fs_req_cleanup(req);
+  o->busy = 0;
+  if (n > 0 && (size_t)n < o->writing.len) {
+    pst_buf_consume(&o->writing, (size_t)n); /* a short write: the rest goes next */
+  } else {
+    /* Written, or failed: a log file that fails (disk full) loses those
+     * lines rather than holding the worker's memory. */
+    if (n < 0) o->al->dropped++;
+    pst_buf_free(&o->writing);
+  }
+  alog_write(o);
+}
+
+/* Starts the next write of o, or frees o when it has nothing left: a
+ * generation's file is closed once its last lines are out. */
+static void alog_write(alog_out_t *o) {
+  if (o->busy) return;
+  if (o->writing.len == 0) {
+    if (o->pending.len == 0) {
+      alog_out_free(o);
+      return;
+    }
+    o->writing = o->pending;
+    memset(&o->pending, 0, sizeof(o->pending));
+  }
+  uv_buf_t b = uv_buf_init(pst_buf_head(&o->writing), (unsigned)o->writing.len);
+  int rc = uv_fs_write(o->al->loop, &o->req, o->file->fd, &b, 1, -1, alog_on_write);
+  if (rc != 0) {
+    o->al->dropped++;
+    pst_buf_free(&o->writing);
+    return;
+  }
+  o->busy = 1;
+}
+
+void pst_access_log_flush(pst_access_log_t *al) {
+  alog_out_t *next;
+  for (alog_out_t *o = al->outs; o != NULL; o = next) {
+    next = o->next;
+    if (!o->busy && o->pending.len > 0) alog_write(o);
+  }
+  if (al->dropped > al->dropped_warned) {
+    uint64_t now = uv_now(al->loop);
+    if (al->warned_ms == 0 || now - al->warned_ms >= ALOG_WARN_MS) {
+      pst_log_warn("access log: %llu lines dropped: the log file does not keep up",
+                   (unsigned long long)(al->dropped - al->dropped_warned));
+      al->warned_ms = now;
+      al->dropped_warned = al->dropped;
+    }
+  }
+}
+
+void pst_access_log_free(pst_access_log_t *al) {
+  if (al == NULL) return;
+  while (al->outs != NULL) {
+    alog_out_t *o = al->outs;
+    assert(!o->busy);
+    /* The loop has ended: the last lines go synchronously. */
+    pst_buf_t *bufs[2] = {&o->writing, &o->pending};
+    for (int i = 0; i < 2; i++) {
+      if (bufs[i]->len > 0 && write(o->file->fd, pst_buf_head(bufs[i]), bufs[i]->len) < 0) {
+        al->dropped++;
+      }
+    }
+    alog_out_free(o);
+  }
+  free(al);
+}
+
+/* The entry for file f, made when missing. NULL when out of memory. */
+static alog_out_t *alog_out(pst_access_log_t *al, pst_access_file_t *f) {
+  for (alog_out_t *o = al->outs; o != NULL; o = o->next) {
+    if (o->file == f) return o;
+  }
+  alog_out_t *o = calloc(1, sizeof(*o));
+  if (o == NULL) return NULL;
+  o->al = al;
+  o->file = pst_access_file_ref(f);
+  o->next = al->outs;
+  al->outs = o;
+  return o;
+}
+
+/* ---- lines ---- */
 
 /* Copies s into out, replacing bytes that could break the line (spaces,
  * quotes, controls) so that every field stays one token. */
@@ -31,10 +205,15 @@ static const char *token(const char *s, char *out, size_t len) {
   return out;
 }
 
-void pst_access_log(pst_conn_t *conn, const char *proto, const pst_http_request_t *req,
+void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_request_t *req,
                     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t t_start_ns) {
-  int fd = conn->gl->access_fd;
-  if (fd < 0) return;
+  if (h->access_file == NULL || h->access_log == NULL) return;
+  pst_access_log_t *al = h->access_log;
+  alog_out_t *o = alog_out(al, h->access_file);
+  if (o == NULL) {
+    al->dropped++;
+    return;
+  }
   char line[2048], ts[40], method[32], authority[256], path[1024];
   struct timeval tv;
   struct tm tm;
@@ -45,17 +224,19 @@ void pst_access_log(pst_conn_t *conn, const char *proto, const pst_http_request_
   double ms = (double)(uv_hrtime() - t_start_ns) / 1e6;
   int len = snprintf(line, sizeof(line),
                      "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s\n", ts,
-                     conn->peer, conn->sni[0] ? conn->sni : "-", proto,
+                     h->peer, h->sni[0] ? h->sni : "-", proto,
                      token(req ? req->method : NULL, method, sizeof(method)),
                      token(req ? req->authority : NULL, authority, sizeof(authority)),
                      token(req ? req->target : NULL, path, sizeof(path)), status,
                      (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms,
-                     conn->backend_conf ? conn->backend_conf->addr.text : "-");
+                     h->backend != NULL ? h->backend->addr.text : "-");
   if (len < 0) return;
   if ((size_t)len >= sizeof(line)) {
     len = sizeof(line) - 1;
     line[len - 1] = '\n';
   }
-  ssize_t w = write(fd, line, (size_t)len);
-  (void)w;
+  if (o->pending.len + (size_t)len > PST_ACCESS_LOG_BUFFER ||
+      pst_buf_append(&o->pending, line, (size_t)len) != 0) {
+    al->dropped++;
+  }
 }

@@ -512,6 +512,21 @@ static void listener_defaults(pst_listener_conf_t *l) {
   pst_cfg_tls_resume_defaults(l);
 }
 
+/* Sets what ALPN a connection routed to b may negotiate (config-t.h). */
+static void route_alpn(const pst_listener_conf_t *l, pst_backend_conf_t *b) {
+  static const unsigned char h1_only[] = "\x08http/1.1";
+  b->alpn_wire = l->alpn_wire;
+  b->alpn_wire_len = l->alpn_wire_len;
+  if (l->mode != PST_MODE_TCP || b->kind != PST_BACKEND_BUILTIN_INFO) return;
+  b->alpn_wire_len = 0;
+  for (size_t i = 0; i < l->n_alpn; i++) {
+    if (strcmp(l->alpn[i], "http/1.1") == 0) {
+      b->alpn_wire = h1_only;
+      b->alpn_wire_len = sizeof(h1_only) - 1;
+    }
+  }
+}
+
 static int listener_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
   pst_config_t *cfg = obj;
   pst_listener_conf_t *l = &cfg->listeners[i];
@@ -520,6 +535,10 @@ static int listener_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
   l->mark = pst_cfg_mark(item);
   state_of(p)->listener = l;
   int rc = pst_cfg_map(p, item, listener_keys, PST_ARRAY_SIZE(listener_keys), l);
+  if (rc == 0) {
+    route_alpn(l, &l->backend);
+    for (size_t r = 0; r < l->n_routes; r++) route_alpn(l, &l->routes[r].backend);
+  }
   if (rc != 0 || l->name != NULL) return rc;
   snprintf(name, sizeof(name), "listener%zu", i);
   l->name = strdup(name);

@@ -1,28 +1,39 @@
-/* postern: a connection's life: accept, TLS handshake, timers, writes and
- * the one close path. Relaying bytes once the handshake is done is in
- * relay.c. */
+/* postern: one client connection (see conn.h): accept, the TLS handshake
+ * (with 0-RTT, early.h), the client's input and the one output path, the
+ * choice of the application after the handshake, the services that
+ * application uses (pst_host_t), timers, and the one close path. */
 #include "postern/conn.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conn_int.h"
 #include "postern/common.h"
-#include "postern/conn-t.h"
 #include "postern/early.h"
-#include "postern/front.h"
 #include "postern/gen.h"
+#include "postern/h1.h"
+#include "postern/h2.h"
 #include "postern/log.h"
-#include "postern/relay.h"
+#include "postern/sni.h"
+#include "postern/tcp.h"
 #include "postern/tls.h"
 #include "postern/uvio.h"
-#include "postern/worker.h"
 
 /* How long a closing connection may take to flush its close_notify. */
 #define CONN_LINGER_MS 1000
 
-static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
+/* The longest server name kept (RFC 6066 3: a DNS host name, at most 255
+ * bytes); a longer one is cut, as it always was. */
+#define CONN_SNI_MAX 255
+
+static void conn_pump(pst_conn_t *conn);
+static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
+static void conn_client_failed(pst_conn_t *conn, int err, const char *reason);
+static void conn_end(pst_conn_t *conn);
+static void conn_close_handles(pst_conn_t *conn);
 
 /* ---- wolfSSL I/O: no sockets, only the connection's buffers ---- */
 
@@ -31,7 +42,7 @@ static int conn_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   /* At the end of what the client sent, even after its TCP FIN: a FIN is
    * not a TLS close, and wolfSSL told of one (CONN_CLOSE) would refuse to
    * write the answers still due to a client that only half-closed. The
-   * handshake and the relay see conn->client.eof themselves. */
+   * handshake and the reader see client.eof themselves. */
   if (conn->in_len == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
   size_t n = (size_t)sz < conn->in_len ? (size_t)sz : conn->in_len;
   memcpy(buf, conn->in_ptr, n);
@@ -40,50 +51,47 @@ static int conn_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   return (int)n;
 }
 
-/* Everything wolfSSL sends is queued in cout and written by
- * pst_conn_flush_client, so one pump step makes one write(2). The queue is
- * bounded by backpressure: the backend is not read while the client's
- * socket has too much unsent. */
+/* Everything wolfSSL sends is queued in cout and written by conn_flush_now,
+ * so one pump step makes one write(2). The queue is bounded by
+ * backpressure: applications stop producing above PST_CLIENT_HIGH_WATER. */
 static int conn_tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   pst_conn_t *conn = ctx;
   if (pst_buf_append(&conn->cout, buf, (size_t)sz) != 0) return WOLFSSL_CBIO_ERR_GENERAL;
   return sz;
 }
 
-/* ---- writes ---- */
+/* ---- output: the one path to the client ---- */
+
+static size_t conn_queued(const pst_conn_t *conn) {
+  return conn->early_out.len + conn->pout.len + conn->cout.len +
+         uv_stream_get_write_queue_size((const uv_stream_t *)&conn->client.tcp);
+}
+
+/* The client's output is below the low-water mark again: the application
+ * may produce more. */
+static void conn_drained(pst_conn_t *conn) {
+  if (conn->app == NULL || conn->state != PST_CONN_OPEN || conn->client.shut) return;
+  if (conn_queued(conn) < PST_CLIENT_LOW_WATER) conn->app->ops->drain(conn->app);
+}
 
 static void conn_on_write(uv_write_t *req, int status) {
-  uv_stream_t *s = req->handle;
   pst_conn_t *conn = pst_uv_write_done(req);
   if (conn->state == PST_CONN_CLOSING) return;
   if (status < 0) {
-    if (s == (uv_stream_t *)&conn->client.tcp) {
-      pst_conn_client_failed(conn, status, "client write failed");
-    } else {
-      pst_conn_close(conn, status, "backend write failed");
-    }
+    conn_client_failed(conn, status, "client write failed");
     return;
   }
-  pst_relay_on_drain(conn, s);
+  conn_drained(conn);
 }
 
-int pst_conn_write(pst_conn_t *conn, uv_stream_t *s, const char *data, size_t len) {
-  return pst_uv_write(s, data, len, conn, conn_on_write);
-}
-
-int pst_conn_shut_client(pst_conn_t *conn, uv_shutdown_cb cb) {
-  conn->client.shut = 1;
-  wolfSSL_shutdown(conn->ssl);
-  int rc = pst_conn_flush_client(conn);
-  if (rc == 0) rc = uv_shutdown(&conn->client.shutdown_req, (uv_stream_t *)&conn->client.tcp, cb);
-  return rc;
-}
-
-int pst_conn_flush_client(pst_conn_t *conn) {
+/* Hands the ciphertext wolfSSL produced to the client socket now, and ends
+ * a cork. Returns 0 or a negative libuv error (the caller closes). This and
+ * the per-turn flush below are the only writes to the client. */
+static int conn_flush_now(pst_conn_t *conn) {
   conn->cork = 0;
-  if (conn->cout.len == 0 || !conn->client.open) return 0;
-  int rc = pst_conn_write(conn, (uv_stream_t *)&conn->client.tcp, pst_buf_head(&conn->cout),
-                          conn->cout.len);
+  if (conn->cout.len == 0 || uv_is_closing((uv_handle_t *)&conn->client.tcp)) return 0;
+  int rc = pst_uv_write((uv_stream_t *)&conn->client.tcp, pst_buf_head(&conn->cout),
+                        conn->cout.len, conn, conn_on_write);
   pst_buf_consume(&conn->cout, conn->cout.len);
   return rc;
 }
@@ -100,13 +108,7 @@ static int conn_encrypt(pst_conn_t *conn) {
   return ok ? 0 : PST_ETLS;
 }
 
-int pst_conn_encrypt_pending(pst_conn_t *conn) {
-  int rc = conn_encrypt(conn);
-  if (rc != 0) pst_conn_close(conn, rc, "TLS write failed");
-  return rc;
-}
-
-void pst_conn_want_flush(pst_conn_t *conn) {
+static void conn_want_flush(pst_conn_t *conn) {
   if (conn->flush_queued || conn->state == PST_CONN_CLOSING) return;
   conn->flush_queued = 1;
   conn->flush_next = conn->worker->flush_list;
@@ -126,28 +128,28 @@ static void conn_flush_unlist(pst_conn_t *conn) {
   conn->flush_queued = 0;
 }
 
-/* Encrypts and writes what is due to conn's client; tells the front end
+/* Encrypts and writes what is due to conn's client; tells the application
  * there is room again when its output left at once (no write callback will
  * say so). May close conn. */
 static void conn_flush(pst_conn_t *conn) {
   if (conn->state == PST_CONN_CLOSING) return;
   size_t sent = conn->pout.len;
-  if (pst_conn_encrypt_pending(conn) != 0) return;
-  if (conn->cork && sent == 0) return; /* the session ticket waits for the answer */
-  int rc = pst_conn_flush_client(conn);
-  if (rc != 0) {
-    pst_conn_client_failed(conn, rc, "client write failed");
+  if (conn_encrypt(conn) != 0) {
+    pst_conn_close(conn, PST_ETLS, "TLS write failed");
     return;
   }
-  if (sent > 0 && conn->front != NULL && conn->state == PST_CONN_OPEN && !conn->client.shut &&
-      pst_conn_client_queued(conn) < PST_LOW_WATER) {
-    conn->front->ops->client_drain(conn->front);
+  if (conn->cork && sent == 0) return; /* the session ticket waits for the answer */
+  int rc = conn_flush_now(conn);
+  if (rc != 0) {
+    conn_client_failed(conn, rc, "client write failed");
+    return;
   }
+  if (sent > 0) conn_drained(conn);
 }
 
 void pst_conn_flush_all(pst_worker_t *worker) {
-  /* A front end told of room may queue more: it comes back on the list and
-   * is written in this same pass, until the socket stops taking bytes. */
+  /* An application told of room may queue more: it comes back on the list
+   * and is written in this same pass, until the socket stops taking bytes. */
   pst_conn_t *conn;
   while ((conn = worker->flush_list) != NULL) {
     worker->flush_list = conn->flush_next;
@@ -156,10 +158,344 @@ void pst_conn_flush_all(pst_worker_t *worker) {
   }
 }
 
+/* ---- host services (app-t.h) ---- */
+
+static pst_conn_t *conn_of(const pst_host_t *h) {
+  return PST_CONTAINER_OF(h, pst_conn_t, host);
+}
+
+/* host->ops->send. */
+static int conn_send(pst_host_t *h, const char *data, size_t len) {
+  pst_conn_t *conn = conn_of(h);
+  if (conn->state == PST_CONN_CLOSING || conn->client.shut) return PST_ESHUTDOWN;
+  if (len == 0) return 0;
+  if (conn->state == PST_CONN_OPEN) {
+    if (pst_buf_append(&conn->pout, data, len) != 0) {
+      pst_conn_close(conn, -ENOMEM, "out of memory");
+      return -ENOMEM;
+    }
+    conn->bytes_out += len;
+    conn_want_flush(conn);
+    return 0;
+  }
+  /* An answer to 0-RTT early data. While early data is being read,
+   * postern's Finished is already out and its write keys are the
+   * application keys: the answer goes at once, as 0.5-RTT data (RFC 8446
+   * 2.3; .ci/wolfssl-half-rtt-data.patch), which is what saves 0-RTT's
+   * round trip; not at the end of the loop turn, when the client's
+   * EndOfEarlyData may have closed that window. Otherwise (the window
+   * between the client's EndOfEarlyData and its Finished) it waits for the
+   * handshake (conn_open). */
+  if (conn->early.phase != PST_EARLY_READING || conn->early.bytes == 0 ||
+      conn->early_out.len > 0) {
+    if (pst_buf_append(&conn->early_out, data, len) == 0) return 0;
+    pst_conn_close(conn, -ENOMEM, "out of memory");
+    return -ENOMEM;
+  }
+  if (wolfSSL_write(conn->ssl, data, (int)len) != (int)len) {
+    pst_conn_close(conn, PST_ETLS, "TLS write failed");
+    return PST_ETLS;
+  }
+  conn->bytes_out += len;
+  int rc = conn_flush_now(conn);
+  if (rc != 0) conn_client_failed(conn, rc, "client write failed");
+  return rc;
+}
+
+/* host->ops->queued. */
+static size_t conn_host_queued(const pst_host_t *h) { return conn_queued(conn_of(h)); }
+
+static int conn_read_client(pst_conn_t *conn, int on);
+
+/* host->ops->pause. */
+static void conn_pause(pst_host_t *h, int pause) {
+  pst_conn_t *conn = conn_of(h);
+  if (conn->state != PST_CONN_OPEN || conn->client.paused == (unsigned)!!pause) return;
+  conn->client.paused = !!pause;
+  if (pause) {
+    conn_read_client(conn, 0);
+    return;
+  }
+  int rc = conn_read_client(conn, 1);
+  if (rc != 0) {
+    conn_client_failed(conn, rc, "client read failed");
+    return;
+  }
+  conn_pump(conn); /* decrypted bytes wolfSSL holds, and kept ciphertext */
+}
+
+/* host->ops->end. */
+static void conn_host_end(pst_host_t *h) { conn_end(conn_of(h)); }
+
+/* host->ops->close. */
+static void conn_host_close(pst_host_t *h, int err, const char *reason) {
+  pst_conn_close(conn_of(h), err, reason);
+}
+
+/* host->ops->why. */
+static const char *conn_host_why(pst_host_t *h, const char *fmt, ...) {
+  pst_conn_t *conn = conn_of(h);
+  char text[PST_CONN_WHY_LEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  return pst_conn_why(conn, "%s", text);
+}
+
+/* host->ops->phase. */
+static pst_host_phase_t conn_phase(const pst_host_t *h) {
+  switch (conn_of(h)->state) {
+    case PST_CONN_HANDSHAKE:
+    case PST_CONN_EARLY: return PST_HOST_EARLY;
+    case PST_CONN_OPEN: return PST_HOST_OPEN;
+    case PST_CONN_CLOSING: break;
+  }
+  return PST_HOST_CLOSING;
+}
+
+/* host->ops->touch. */
+static void conn_touch(pst_host_t *h) {
+  pst_conn_t *conn = conn_of(h);
+  conn->t_last_ms = uv_now(conn->timer.loop);
+}
+
+/* host->ops->waiting. */
+static void conn_waiting(pst_host_t *h, int delta) {
+  pst_conn_t *conn = conn_of(h);
+  assert(delta == 1 || delta == -1);
+  assert(delta > 0 || conn->waiting > 0);
+  conn->waiting += (unsigned)delta;
+  if (conn->waiting == 0) conn->t_last_ms = uv_now(conn->timer.loop);
+}
+
+/* host->ops->facts. */
+static void conn_facts(pst_host_t *h, pst_info_facts_t *f) {
+  pst_conn_t *conn = conn_of(h);
+  WOLFSSL *ssl = conn->ssl;
+  memset(f, 0, sizeof(*f));
+  f->listener = conn->gl->conf->name;
+  f->client = conn->host.peer;
+  f->sni = conn->host.sni[0] ? conn->host.sni : NULL;
+  f->alpn = conn->alpn[0] ? conn->alpn : NULL;
+  f->version = conn->version;
+  f->cipher = conn->cipher;
+  f->group = pst_tls_group_name(ssl);
+  f->resumed = wolfSSL_session_reused(ssl);
+  f->early_data = pst_early_status_name(conn->early.status);
+  f->handshake_ms = conn->handshake_ms;
+  const pst_cert_t *cert = conn->gl->certs[pst_tls_cert_index(conn->gl, ssl)];
+  f->chain = cert->chain;
+  f->chain_len = cert->chain_len;
+}
+
+static const pst_host_ops_t conn_host_ops = {
+    .send = conn_send,
+    .queued = conn_host_queued,
+    .pause = conn_pause,
+    .end = conn_host_end,
+    .close = conn_host_close,
+    .why = conn_host_why,
+    .phase = conn_phase,
+    .touch = conn_touch,
+    .waiting = conn_waiting,
+    .facts = conn_facts,
+};
+
+/* ---- the application ---- */
+
+/* The one choice of an application, once the route is known: the tcp relay
+ * for a tcp-mode listener whose route is an address; otherwise HTTP, by
+ * ALPN (RFC 9113 3.2), whose backend may also be builtin:info (for which a
+ * tcp-mode listener offers only http/1.1: config.c). */
+static pst_app_t *conn_app_new(pst_conn_t *conn, int *err) {
+  *err = -ENOMEM;
+  if (conn->gl->conf->mode == PST_MODE_TCP && conn->host.backend->kind == PST_BACKEND_ADDR) {
+    return pst_tcp_app_new(&conn->host, err);
+  }
+  if (strcmp(conn->alpn, "h2") == 0) return pst_h2_app_new(&conn->host);
+  return pst_h1_app_new(&conn->host);
+}
+
+/* Whether the application may start during the handshake, on 0-RTT early
+ * data: the tcp relay with tcp_early_data: forward, and HTTP/1.1 to an
+ * address (RFC 8470: it forwards only requests safe to replay). HTTP/2 and
+ * builtin:info keep early data until the handshake completes. */
+static int conn_app_takes_early(const pst_conn_t *conn) {
+  const pst_listener_conf_t *lc = conn->gl->conf;
+  if (conn->host.backend->kind != PST_BACKEND_ADDR) return 0;
+  if (lc->mode == PST_MODE_TCP) return lc->tcp_early_data == PST_TCP_EARLY_FORWARD;
+  return strcmp(conn->alpn, "h2") != 0;
+}
+
+static void conn_record_alpn(pst_conn_t *conn) {
+  char *p = NULL;
+  unsigned short plen = 0;
+  if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
+    snprintf(conn->alpn, sizeof(conn->alpn), "%.*s", (int)plen, p);
+  }
+}
+
+/* Picks the route (SNI is known) and starts the application, in state
+ * (EARLY or OPEN). Returns 0, or a negative error after which conn is
+ * closing. */
+static int conn_app_start(pst_conn_t *conn, pst_conn_state_t state) {
+  assert(conn->app == NULL && (state == PST_CONN_EARLY || state == PST_CONN_OPEN));
+  conn_set_state(conn, state);
+  int err;
+  conn->app = conn_app_new(conn, &err);
+  if (conn->app == NULL) {
+    pst_conn_close(conn, err, err == -ENOMEM ? "out of memory" : "backend connect failed");
+    return err;
+  }
+  return 0;
+}
+
+/* Picks the backend by the server name (routes). */
+static void conn_route(pst_conn_t *conn) {
+  conn->host.backend = pst_sni_route(conn->gl->routes, conn->gl->conf, conn->host.sni,
+                                     strlen(conn->host.sni));
+}
+
+/* Hands bytes to the application. Returns 0, or nonzero after which conn
+ * is closing. */
+static int conn_feed(pst_conn_t *conn, const char *data, size_t len) {
+  int rc = conn->app->ops->feed(conn->app, data, len);
+  if (rc != 0 && conn->state != PST_CONN_CLOSING) {
+    pst_conn_close(conn, rc, "the application refused the client's bytes");
+  }
+  return conn->state == PST_CONN_CLOSING;
+}
+
+/* Early data (conn->early.data) is the very start of the client's stream:
+ * it goes to the application before anything read after the handshake. A
+ * connection that holds it until its handshake completes delivers it once:
+ * a replayed ClientHello never completes. */
+static void conn_feed_early(pst_conn_t *conn) {
+  if (conn->early.data.len == 0 || conn->app == NULL) return;
+  pst_buf_t early = {0};
+  pst_early_take(&conn->early, &early);
+  conn_feed(conn, pst_buf_head(&early), early.len);
+  pst_buf_free(&early);
+}
+
+/* Early data was accepted while the handshake runs: start the application
+ * on it if it takes early data, else it waits for the handshake. */
+static void conn_early_data(pst_conn_t *conn) {
+  if (conn->app == NULL) {
+    conn_route(conn);
+    conn_record_alpn(conn); /* known once the ClientHello is processed */
+    if (!conn_app_takes_early(conn)) return;
+    if (conn_app_start(conn, PST_CONN_EARLY) != 0) return;
+  }
+  conn_feed_early(conn);
+}
+
+/* The handshake has just completed. An application started on early data
+ * now gets the answers held back and learns the handshake is done; else
+ * the application starts now. May close conn. */
+static void conn_open(pst_conn_t *conn) {
+  if (conn->app == NULL) {
+    conn_route(conn);
+    conn_app_start(conn, PST_CONN_OPEN);
+    return;
+  }
+  conn_set_state(conn, PST_CONN_OPEN);
+  pst_buf_t out = conn->early_out;
+  memset(&conn->early_out, 0, sizeof(conn->early_out));
+  int rc = conn_send(&conn->host, pst_buf_head(&out), out.len);
+  pst_buf_free(&out);
+  if (rc != 0) return;
+  /* An application paused on early_out's size hears nothing from a write
+   * that the socket took at once: tell it there is room. */
+  conn_drained(conn);
+  if (conn->state != PST_CONN_OPEN) return;
+  if (conn->app->ops->handshake_done != NULL) conn->app->ops->handshake_done(conn->app);
+  if (conn->end_after_handshake && conn->state == PST_CONN_OPEN) conn_end(conn);
+}
+
+/* The client finished sending (TCP FIN, or close_notify): the application
+ * is told once, when it runs with the handshake complete. */
+static void conn_client_eof(pst_conn_t *conn) {
+  conn->client.eof = 1;
+  /* RFC 8446 6.1: data after close_notify is ignored; stop reading so it
+   * cannot pile up in cin either. */
+  conn_read_client(conn, 0);
+  if (conn->state != PST_CONN_OPEN || conn->client.eof_told) return;
+  conn->client.eof_told = 1;
+  conn->app->ops->client_eof(conn->app);
+}
+
+/* Decrypts what the client sent and hands it to the application, until
+ * wolfSSL needs more bytes or the application paused the client. */
+static void conn_from_client(pst_conn_t *conn) {
+  char *plain = conn->worker->plain;
+  if (conn->early.data.len > 0) conn_feed_early(conn);
+  while (conn->state == PST_CONN_OPEN && !conn->client.eof_told && !conn->client.paused) {
+    int n = wolfSSL_read(conn->ssl, plain, PST_RECORD_MAX);
+    if (n > 0) {
+      conn->bytes_in += (uint64_t)n;
+      conn_feed(conn, plain, (size_t)n);
+      continue;
+    }
+    int e = wolfSSL_get_error(conn->ssl, n);
+    int want = e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE;
+    if (want && !(conn->client.eof && conn->in_len == 0)) return;
+    if (want || e == WOLFSSL_ERROR_ZERO_RETURN || conn->client.eof) {
+      /* close_notify (RFC 8446 6.1), or the TCP stream ended and every byte
+       * before the end has been handed on. */
+      conn_client_eof(conn);
+      return;
+    }
+    char msg[128];
+    wolfSSL_ERR_error_string_n((unsigned long)e, msg, sizeof(msg));
+    conn_client_failed(conn, PST_ETLS, pst_conn_why(conn, "TLS read failed: %s", msg));
+    return;
+  }
+}
+
+/* ---- ending the client's side ---- */
+
+static void conn_on_client_shutdown(uv_shutdown_t *req, int status) {
+  pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, client.shutdown_req);
+  if (conn->state == PST_CONN_CLOSING) return;
+  conn->client.shut_done = 1;
+  if (conn->app != NULL && conn->app->ops->client_shut != NULL) {
+    conn->app->ops->client_shut(conn->app);
+    return;
+  }
+  pst_conn_close(conn, 0, "done");
+}
+
+/* Ends the client's side: what is queued, then close_notify (RFC 8446 6.1),
+ * then a TCP shutdown whose completion runs cb. Returns 0 or a negative
+ * libuv error (cb will not run; the caller closes). */
+static int conn_shut_client(pst_conn_t *conn, uv_shutdown_cb cb) {
+  conn->client.shut = 1;
+  /* What the application queued this loop turn goes before the close_notify. */
+  if (conn_encrypt(conn) != 0) return PST_ETLS;
+  wolfSSL_shutdown(conn->ssl);
+  int rc = conn_flush_now(conn);
+  if (rc == 0) rc = uv_shutdown(&conn->client.shutdown_req, (uv_stream_t *)&conn->client.tcp, cb);
+  return rc;
+}
+
+/* host->ops->end, and the end asked during the handshake. */
+static void conn_end(pst_conn_t *conn) {
+  if (conn->state == PST_CONN_HANDSHAKE || conn->state == PST_CONN_EARLY) {
+    conn->end_after_handshake = 1;
+    return;
+  }
+  if (conn->state != PST_CONN_OPEN || conn->client.shut) return;
+  int rc = conn_shut_client(conn, conn_on_client_shutdown);
+  if (rc == PST_ETLS) pst_conn_close(conn, rc, "TLS write failed");
+  else if (rc != 0) conn_client_failed(conn, rc, "client shutdown failed");
+}
+
 /* ---- reading the client ---- */
 
-/* Keeps the ciphertext wolfSSL did not take (it stopped because the backend
- * is slow, or the state does not read yet) for the next pump. */
+/* Keeps the ciphertext wolfSSL did not take (the application paused, or
+ * the state does not read yet) for the next pump. */
 static int conn_keep_input(pst_conn_t *conn) {
   if (conn->in_is_cin) {
     pst_buf_consume(&conn->cin, conn->cin.len - conn->in_len);
@@ -172,54 +508,56 @@ static int conn_keep_input(pst_conn_t *conn) {
   return 0;
 }
 
-int pst_conn_read_client(pst_conn_t *conn, int on) {
-  if (!conn->client.open || conn->client.eof || conn->client.reading == (unsigned)!!on) return 0;
+static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Starts (on != 0) or stops reading the client. Returns 0 or a libuv error. */
+static int conn_read_client(pst_conn_t *conn, int on) {
+  if (conn->client.eof || conn->client.reading == (unsigned)!!on) return 0;
   conn->client.reading = !!on;
-  if (on) return uv_read_start((uv_stream_t *)&conn->client.tcp, pst_uv_alloc_slab, pst_conn_on_client_read);
-  return uv_read_stop((uv_stream_t *)&conn->client.tcp);
+  uv_stream_t *s = (uv_stream_t *)&conn->client.tcp;
+  return on ? uv_read_start(s, pst_uv_alloc_slab, conn_on_client_read) : uv_read_stop(s);
 }
 
 /* The handshake has just completed: hold the session ticket back when the
- * client sent more than its Finished (a request, which the relay takes next
- * or which waits for the backend connect), until something answers it
- * (conn-t.h: cork). TLS 1.3 only: a TLS 1.2 server's own Finished comes
- * after the client's, and a False Start client waits for it. */
+ * client sent more than its Finished (a request, which the application
+ * takes next), until something answers it (conn_int.h: cork). TLS 1.3
+ * only: a TLS 1.2 server's own Finished comes after the client's, and a
+ * False Start client waits for it. */
 static void conn_maybe_cork(pst_conn_t *conn) {
   if (conn->in_len == 0 || conn->state == PST_CONN_CLOSING) return;
   if (wolfSSL_version(conn->ssl) != TLS1_3_VERSION) return;
   conn->cork = 1;
 }
 
-void pst_conn_pump(pst_conn_t *conn) {
-  if (conn->state == PST_CONN_HANDSHAKE) {
-    pst_conn_handshake(conn);
-    if (conn->state != PST_CONN_HANDSHAKE) conn_maybe_cork(conn);
+static void conn_handshake(pst_conn_t *conn);
+
+/* Runs the handshake and hands on what the client sent, then keeps leftover
+ * ciphertext and flushes output. May close the connection. */
+static void conn_pump(pst_conn_t *conn) {
+  if (conn->state == PST_CONN_HANDSHAKE || conn->state == PST_CONN_EARLY) {
+    conn_handshake(conn);
+    if (conn->state == PST_CONN_OPEN) conn_maybe_cork(conn);
   }
-  if (conn->state == PST_CONN_OPEN) pst_relay_from_client(conn);
+  if (conn->state == PST_CONN_OPEN) conn_from_client(conn);
   if (conn->state == PST_CONN_CLOSING) return;
   if (conn_keep_input(conn) != 0) {
     pst_conn_close(conn, -ENOMEM, "out of memory");
     return;
   }
-  /* While the backend connect runs, what the client sends waits in cin, up
-   * to the high-water mark; beyond it, in the kernel. */
-  if (conn->state == PST_CONN_CONNECTING && conn->cin.len > PST_HIGH_WATER) {
-    pst_conn_read_client(conn, 0);
-  }
-  if (conn->cout.len > 0) pst_conn_want_flush(conn);
+  if (conn->cout.len > 0) conn_want_flush(conn);
 }
 
-void pst_conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pst_conn_t *conn = PST_CONTAINER_OF(s, pst_conn_t, client.tcp);
   if (nread == 0 || conn->state == PST_CONN_CLOSING) return;
   conn->t_last_ms = uv_now(s->loop);
   if (nread < 0) {
     if (nread != UV_EOF) {
-      pst_conn_client_failed(conn, (int)nread, "client read failed");
+      conn_client_failed(conn, (int)nread, "client read failed");
       return;
     }
-    /* TCP FIN: wolfSSL sees it as a closed connection once the bytes
-     * already received are consumed. */
+    /* TCP FIN: the application hears of it once the bytes already received
+     * are consumed. */
     conn->client.eof = 1;
     conn->client.reading = 0;
     uv_read_stop(s);
@@ -236,20 +574,10 @@ void pst_conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn->in_len = (size_t)nread;
     conn->in_is_cin = 0;
   }
-  pst_conn_pump(conn);
+  conn_pump(conn);
 }
 
 /* ---- handshake ---- */
-
-static const char *conn_tls_error(WOLFSSL *ssl, int rc, char *buf, size_t len) {
-  int e = wolfSSL_get_error(ssl, rc);
-  wolfSSL_ERR_error_string_n((unsigned long)e, buf, len);
-  return buf;
-}
-
-/* The longest server name kept (RFC 6066 3: a DNS host name, at most 255
- * bytes); a longer one is cut, as it always was. */
-#define CONN_SNI_MAX 255
 
 /* Keeps the server name the client asked for, lower-cased, for routes and
  * logs (also after a failed handshake, to say which name failed). The name
@@ -257,7 +585,7 @@ static const char *conn_tls_error(WOLFSSL *ssl, int rc, char *buf, size_t len) {
  * Without memory for the copy, the connection goes on without a name (the
  * default route, "-" in logs). */
 static void conn_record_sni(pst_conn_t *conn) {
-  if (conn->sni[0] != '\0') return;
+  if (conn->sni_buf != NULL) return;
   void *name = NULL;
   unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
   if (n == 0 || name == NULL) return;
@@ -269,7 +597,8 @@ static void conn_record_sni(pst_conn_t *conn) {
     sni[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
   }
   sni[n] = '\0';
-  conn->sni = sni;
+  conn->sni_buf = sni;
+  conn->host.sni = sni;
 }
 
 const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
@@ -293,12 +622,12 @@ static void conn_handshake_failed(pst_conn_t *conn, int rc) {
   if (pst_tls_sni_rejected(conn->ssl)) {
     why = "handshake refused: no certificate for this server name (unknown_sni: reject)";
   } else {
-    why = pst_conn_why(conn, "handshake failed: %s",
-                       conn_tls_error(conn->ssl, rc, msg, sizeof(msg)));
+    wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(conn->ssl, rc), msg, sizeof(msg));
+    why = pst_conn_why(conn, "handshake failed: %s", msg);
   }
   conn_record_sni(conn);
   /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
-  pst_conn_flush_client(conn);
+  conn_flush_now(conn);
   pst_conn_close(conn, PST_ETLS, why);
 }
 
@@ -308,46 +637,49 @@ static void conn_handshake_wait(pst_conn_t *conn) {
   if (conn->client.eof) pst_conn_close(conn, PST_EPROTO, "client closed during handshake");
 }
 
-void pst_conn_record_alpn(pst_conn_t *conn) {
-  char *p = NULL;
-  unsigned short plen = 0;
-  if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
-    snprintf(conn->alpn, sizeof(conn->alpn), "%.*s", (int)plen, p);
+/* The 0-RTT part of the handshake (early.h). Returns 1 when the handshake
+ * waits or conn is closing, 0 to go on with wolfSSL_accept. */
+static int conn_handshake_early(pst_conn_t *conn) {
+  pst_early_t *e = &conn->early;
+  if (e->phase == PST_EARLY_HELLO &&
+      pst_early_hello(e, conn->ssl, conn->gl->conf, conn->in_ptr, conn->in_len, conn->client.eof,
+                      conn->host.id, conn->host.peer) > 0) {
+    conn_handshake_wait(conn);
+    return 1;
   }
+  if (e->phase != PST_EARLY_READING) return 0;
+  uint64_t before = e->bytes;
+  int rc = pst_early_read(e, conn->ssl, conn->worker->plain, &conn->cout);
+  conn->bytes_in += e->bytes - before;
+  if (e->data.len > 0) {
+    conn_record_sni(conn); /* known once the ClientHello is processed: picks the route */
+    conn_early_data(conn);
+    if (conn->state == PST_CONN_CLOSING) return 1;
+  }
+  if (rc == -ENOMEM) {
+    pst_conn_close(conn, rc, "out of memory");
+    return 1;
+  }
+  if (rc < 0) {
+    conn_handshake_failed(conn, WOLFSSL_FATAL_ERROR);
+    return 1;
+  }
+  if (rc > 0) {
+    conn_handshake_wait(conn);
+    return 1;
+  }
+  return 0; /* the client's Finished came: wolfSSL_accept finishes */
 }
 
-void pst_conn_handshake(pst_conn_t *conn) {
-  /* 0-RTT is decided before wolfSSL sees the ClientHello (early.h). */
-  if (!conn->hello_scanned && pst_early_hello(conn) > 0) {
-    conn_handshake_wait(conn);
-    return;
-  }
-  int rc;
-  if (conn->early_reading) {
-    rc = pst_early_read(conn);
-    if (conn->early.len > 0) {
-      conn_record_sni(conn); /* known once the ClientHello is processed: picks the backend */
-      pst_relay_early(conn);
-      if (conn->state == PST_CONN_CLOSING) return;
-    }
-    if (rc == -ENOMEM) {
-      pst_conn_close(conn, rc, "out of memory");
-      return;
-    }
-    if (rc < 0) {
-      conn_handshake_failed(conn, rc);
-      return;
-    }
-    if (rc > 0) {
-      conn_handshake_wait(conn);
-      return;
-    }
-    conn->early_reading = 0; /* the client's Finished came: wolfSSL_accept finishes */
-  }
+/* Continues the handshake; on completion records what it negotiated and
+ * opens the application. May close the connection. */
+static void conn_handshake(pst_conn_t *conn) {
+  if (conn_handshake_early(conn) != 0) return;
   /* With early data offered, wolfSSL_accept returns success once its own
    * Finished is sent (tls13.c: earlyData != no_early_data), before the
    * client's Finished is read: the handshake is done only when
    * wolfSSL_is_init_finished says so. */
+  int rc;
   for (int i = 0; i < 2; i++) {
     rc = wolfSSL_accept(conn->ssl);
     if (rc != WOLFSSL_SUCCESS || wolfSSL_is_init_finished(conn->ssl)) break;
@@ -365,39 +697,39 @@ void pst_conn_handshake(pst_conn_t *conn) {
     conn_handshake_wait(conn);
     return;
   }
-  if (pst_early_finish(conn) != 0) {
+  if (pst_early_finish(&conn->early, conn->ssl, conn->gl->conf) != 0) {
     conn_handshake_failed(conn, WOLFSSL_FATAL_ERROR);
     return;
   }
   conn->handshake_ms = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
   conn_record_sni(conn);
-  pst_conn_record_alpn(conn);
+  conn_record_alpn(conn);
   conn->version = wolfSSL_get_version(conn->ssl);
   conn->cipher = pst_tls_cipher_name(conn->ssl);
-  pst_relay_start(conn);
+  conn_open(conn);
 }
 
-/* ---- timers ---- */
+/* ---- timers and state ---- */
+
+static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
 
 static void conn_on_timer(uv_timer_t *t) {
   pst_conn_t *conn = PST_CONTAINER_OF(t, pst_conn_t, timer);
   const pst_listener_conf_t *lc = conn->gl->conf;
   switch (conn->state) {
     case PST_CONN_HANDSHAKE:
+    case PST_CONN_EARLY:
       pst_conn_close(conn, PST_ETIMEDOUT, "handshake timeout");
-      return;
-    case PST_CONN_CONNECTING:
-      pst_conn_close(conn, PST_ETIMEDOUT, "backend connect timeout");
       return;
     case PST_CONN_OPEN: {
       /* The idle deadline moves with every read; re-arm for what is left
        * rather than restarting the timer on each read. */
       uint64_t idle = uv_now(t->loop) - conn->t_last_ms;
-      /* An http-mode request waiting for its response head is not idle:
-       * timeouts.backend_response governs it. Any other stream counts as
-       * idle unless bytes move (stream.c refreshes t_last_ms), so a stalled
-       * body or tunnel cannot hold the connection forever. */
-      if (conn->streams_waiting > 0) idle = 0;
+      /* A request waiting for its response head is not idle:
+       * timeouts.backend_response governs it. Any other exchange counts as
+       * idle unless bytes move (touch), so a stalled body or tunnel cannot
+       * hold the connection forever. */
+      if (conn->waiting > 0) idle = 0;
       if (idle >= lc->idle_timeout_ms) {
         pst_conn_close(conn, PST_ETIMEDOUT, "idle timeout");
         return;
@@ -407,7 +739,7 @@ static void conn_on_timer(uv_timer_t *t) {
     }
     case PST_CONN_CLOSING:
       /* The close_notify flush took too long: close without it. */
-      pst_conn_close_handles(conn);
+      conn_close_handles(conn);
       return;
   }
 }
@@ -416,31 +748,33 @@ static void conn_arm_timer(pst_conn_t *conn, uint64_t ms) {
   uv_timer_start(&conn->timer, conn_on_timer, ms, 0);
 }
 
-void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
+/* The one place the state changes: legal moves only, HANDSHAKE -> EARLY ->
+ * OPEN -> CLOSING, where EARLY may be skipped and CLOSING comes from any
+ * state; arms the state's timer (the handshake's was armed at accept). */
+static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
   const pst_listener_conf_t *lc = conn->gl->conf;
-  /* Legal moves only: HANDSHAKE -> CONNECTING|OPEN -> OPEN -> CLOSING. */
-  if (state <= conn->state && !(state == PST_CONN_OPEN && conn->state == PST_CONN_OPEN)) {
-    pst_log_error("conn %llu: illegal state change %d -> %d", (unsigned long long)conn->id,
+  if (state <= conn->state) {
+    pst_log_error("conn %llu: illegal state change %d -> %d", (unsigned long long)conn->host.id,
                   conn->state, state);
     abort();
   }
   conn->state = state;
   switch (state) {
-    case PST_CONN_CONNECTING: conn_arm_timer(conn, lc->backend_connect_timeout_ms); break;
     case PST_CONN_OPEN:
       conn->t_last_ms = uv_now(conn->timer.loop);
       conn_arm_timer(conn, lc->idle_timeout_ms);
       break;
     case PST_CONN_CLOSING: conn_arm_timer(conn, CONN_LINGER_MS); break;
-    case PST_CONN_HANDSHAKE: break;
+    case PST_CONN_HANDSHAKE:
+    case PST_CONN_EARLY: break;
   }
 }
 
 /* ---- accept ---- */
 
-/* Records the client's address as conn->peer ("ip:port", "[ip6]:port") and
- * conn->peer_ip (without port), both in one allocation sized to them.
- * Returns 0 or -ENOMEM (conn->peer stays "?"). */
+/* Records the client's address as host.peer ("ip:port", "[ip6]:port") and
+ * host.peer_ip (without port), both in one allocation sized to them.
+ * Returns 0 or -ENOMEM (host.peer stays "?"). */
 static int conn_peer_name(pst_conn_t *conn) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -466,8 +800,8 @@ static int conn_peer_name(pst_conn_t *conn) {
   memcpy(buf, peer, (size_t)n + 1);
   memcpy(buf + n + 1, host, hlen + 1);
   conn->peer_buf = buf;
-  conn->peer = buf;
-  conn->peer_ip = buf + n + 1;
+  conn->host.peer = buf;
+  conn->host.peer_ip = buf + n + 1;
   return 0;
 }
 
@@ -483,6 +817,20 @@ static void conn_reject(pst_wlistener_t *wl) {
   uv_close((uv_handle_t *)t, conn_on_reject_close);
 }
 
+/* Fills what the application will see of conn (app-t.h). */
+static void conn_host_init(pst_conn_t *conn, pst_worker_t *worker) {
+  pst_host_t *h = &conn->host;
+  h->ops = &conn_host_ops;
+  h->id = ++worker->next_conn_id;
+  h->loop = &worker->loop;
+  h->pools = worker->pools;
+  h->lc = conn->gl->conf;
+  h->access_file = conn->gl->access_file;
+  h->access_log = worker->access_log;
+  h->peer = h->peer_ip = "?";
+  h->sni = "";
+}
+
 int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   pst_conn_t *conn = calloc(1, sizeof(*conn));
   if (conn == NULL) {
@@ -493,13 +841,9 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   conn->wl = wl;
   conn->gen = pst_gen_ref(worker->gen);
   conn->gl = &conn->gen->listeners[wl->index];
-  conn->id = ++worker->next_conn_id;
   conn->t_start_ns = uv_hrtime();
-  conn->reason = "";
-  conn->peer = conn->peer_ip = "?";
-  conn->sni = "";
+  conn_host_init(conn, worker);
   uv_tcp_init(&worker->loop, &conn->client.tcp);
-  conn->client.open = 1;
   uv_timer_init(&worker->loop, &conn->timer);
   conn->handles = 2;
   /* Linked before anything can fail, so the close path finds it. */
@@ -529,7 +873,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   wolfSSL_SetIOWriteCtx(conn->ssl, conn);
   wolfSSL_set_ex_data(conn->ssl, 0, conn);
   conn_arm_timer(conn, conn->gl->conf->handshake_timeout_ms);
-  rc = pst_conn_read_client(conn, 1);
+  rc = conn_read_client(conn, 1);
   if (rc != 0) {
     pst_conn_close(conn, rc, "client read failed");
     return rc;
@@ -537,57 +881,76 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   return 0;
 }
 
+/* ---- the worker's calls ---- */
+
+void pst_conn_shutdown_all(pst_worker_t *worker) {
+  pst_conn_t *next;
+  for (pst_conn_t *c = worker->conns; c != NULL; c = next) {
+    next = c->next;
+    if (c->app != NULL && c->state == PST_CONN_OPEN) c->app->ops->shutdown(c->app);
+  }
+}
+
+void pst_conn_close_all(pst_worker_t *worker, int err, const char *reason) {
+  pst_conn_t *next;
+  for (pst_conn_t *c = worker->conns; c != NULL; c = next) {
+    next = c->next;
+    pst_conn_close(c, err, reason);
+  }
+}
+
 /* ---- close ---- */
 
-static void conn_log(pst_conn_t *conn) {
+static void conn_log(pst_conn_t *conn, const char *reason) {
   if (!pst_log_enabled(PST_LOG_INFO)) return;
   const char *alpn = conn->alpn[0] ? conn->alpn : "-";
   const char *version = conn->version, *cipher = conn->cipher;
+  const pst_early_status_t early = conn->early.status;
   double dur = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
   pst_log_info("conn %llu client=%s listener=%s sni=%s alpn=%s version=%s cipher=%s "
                "handshake_ms=%.2f resumed=%d early_data=%s backend=%s bytes_in=%llu "
                "bytes_out=%llu duration_ms=%.1f close=%s%s%s",
-               (unsigned long long)conn->id, conn->peer, conn->gl->conf->name,
-               conn->sni[0] ? conn->sni : "-", alpn, version ? version : "-",
+               (unsigned long long)conn->host.id, conn->host.peer, conn->gl->conf->name,
+               conn->host.sni[0] ? conn->host.sni : "-", alpn, version ? version : "-",
                cipher ? cipher : "-", conn->handshake_ms,
                conn->handshake_ms > 0 && wolfSSL_session_reused(conn->ssl),
-               conn->early_status == PST_EARLY_NOT_SENT   ? "none"
-               : conn->early_status == PST_EARLY_REPLAYED ? "replayed"
-                                                          : pst_early_status_name(conn->early_status),
-               conn->backend_conf ? conn->backend_conf->addr.text : "-",
-               (unsigned long long)conn->client.bytes, (unsigned long long)conn->backend.bytes,
-               dur, conn->err == 0 ? "ok" : conn->reason,
-               conn->err == 0 || conn->err == PST_ETLS ? "" : ": ",
+               early == PST_EARLY_NOT_SENT   ? "none"
+               : early == PST_EARLY_REPLAYED ? "replayed"
+                                             : pst_early_status_name(early),
+               conn->host.backend != NULL ? conn->host.backend->addr.text : "-",
+               (unsigned long long)conn->bytes_in, (unsigned long long)conn->bytes_out, dur,
+               conn->err == 0 ? "ok" : reason, conn->err == 0 || conn->err == PST_ETLS ? "" : ": ",
                conn->err == 0 || conn->err == PST_ETLS ? "" : pst_strerror(conn->err));
 }
 
 static void conn_free(pst_conn_t *conn) {
   pst_worker_t *worker = conn->worker;
+  assert(conn->state == PST_CONN_CLOSING && conn->handles == 0);
   if (conn->prev != NULL) conn->prev->next = conn->next;
   else worker->conns = conn->next;
   if (conn->next != NULL) conn->next->prev = conn->prev;
-  /* The front end goes last: its streams could still hear from their
-   * backends until now, and conn services refuse work once CLOSING. */
-  if (conn->front != NULL) conn->front->ops->destroy(conn->front);
+  /* The application goes last: its streams could still hear from their
+   * backends until now, and host services refuse work once CLOSING. */
+  if (conn->app != NULL) conn->app->ops->destroy(conn->app);
   conn_flush_unlist(conn);
   if (conn->ssl != NULL) wolfSSL_free(conn->ssl);
-  pst_info_free(conn->info);
-  pst_buf_free(&conn->early);
+  pst_early_free(&conn->early);
   pst_buf_free(&conn->cin);
   pst_buf_free(&conn->early_out);
   pst_buf_free(&conn->cout);
   pst_buf_free(&conn->pout);
   pst_gen_unref(conn->gen);
   free(conn->peer_buf);
-  if (conn->sni[0] != '\0') free((char *)conn->sni);
+  free(conn->sni_buf);
   free(conn->why);
   pst_wlistener_t *wl = conn->wl;
   free(conn);
-  pst_worker_conn_gone(worker, wl, NULL);
+  worker->conn_gone(worker, wl);
 }
 
 static void conn_on_handle_close(uv_handle_t *h) {
   pst_conn_t *conn = h->data;
+  assert(conn->handles > 0);
   if (--conn->handles == 0) conn_free(conn);
 }
 
@@ -597,41 +960,39 @@ static void conn_close_handle(pst_conn_t *conn, uv_handle_t *h) {
   uv_close(h, conn_on_handle_close);
 }
 
-void pst_conn_close_handles(pst_conn_t *conn) {
+/* Closes every handle now (the last close callback frees conn). */
+static void conn_close_handles(pst_conn_t *conn) {
   conn_close_handle(conn, (uv_handle_t *)&conn->client.tcp);
-  if (conn->backend.open) conn_close_handle(conn, (uv_handle_t *)&conn->backend.tcp);
   conn_close_handle(conn, (uv_handle_t *)&conn->timer);
 }
 
 static void conn_on_final_shutdown(uv_shutdown_t *req, int status) {
   pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, client.shutdown_req);
-  pst_conn_close_handles(conn);
+  conn_close_handles(conn);
 }
 
-void pst_conn_client_failed(pst_conn_t *conn, int err, const char *reason) {
-  conn->client_failed = 1;
+/* Like pst_conn_close, for a failure of the client socket itself: nothing
+ * is flushed to it. */
+static void conn_client_failed(pst_conn_t *conn, int err, const char *reason) {
+  conn->client.failed = 1;
   pst_conn_close(conn, err, reason);
 }
 
 void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   if (conn->state == PST_CONN_CLOSING) return;
-  int healthy = conn->client.open && conn->ssl != NULL && conn->handshake_ms > 0 &&
-                !conn->client_failed && err != PST_ETLS;
+  assert(err <= 0);
+  int healthy = conn->ssl != NULL && conn->handshake_ms > 0 && !conn->client.failed &&
+                err != PST_ETLS;
   conn->err = err;
-  conn->reason = reason ? reason : "";
-  conn_log(conn);
-  pst_conn_set_state(conn, PST_CONN_CLOSING);
-  if (conn->backend.open) {
-    uv_read_stop((uv_stream_t *)&conn->backend.tcp);
-    conn_close_handle(conn, (uv_handle_t *)&conn->backend.tcp);
-  }
-  if (conn->client.open) uv_read_stop((uv_stream_t *)&conn->client.tcp);
+  conn_log(conn, reason != NULL ? reason : "");
+  conn_set_state(conn, PST_CONN_CLOSING);
+  if (conn->app != NULL && conn->app->ops->closing != NULL) conn->app->ops->closing(conn->app);
+  uv_read_stop((uv_stream_t *)&conn->client.tcp);
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;
    * the shutdown callback runs once queued bytes are written. Answers
    * queued this loop turn go before the close_notify. */
-  if (healthy && !conn->client.shut && conn_encrypt(conn) != 0) healthy = 0;
-  if (healthy && !conn->client.shut && pst_conn_shut_client(conn, conn_on_final_shutdown) == 0) {
+  if (healthy && !conn->client.shut && conn_shut_client(conn, conn_on_final_shutdown) == 0) {
     return; /* the linger timer bounds the wait */
   }
-  pst_conn_close_handles(conn);
+  conn_close_handles(conn);
 }

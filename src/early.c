@@ -1,12 +1,11 @@
 /* postern: 0-RTT early data on one connection (see early.h). */
 #include "postern/early.h"
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "postern/common.h"
-#include "postern/config-t.h"
-#include "postern/gen-t.h"
 #include "postern/hello.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
@@ -18,7 +17,7 @@
  * connection: at most one every 10 s. */
 #define EARLY_FULL_WARN_MS 10000
 
-static void early_warn_full(pst_conn_t *conn, uint64_t now) {
+static void early_warn_full(const pst_listener_conf_t *lc, uint64_t now) {
   static atomic_uint_fast64_t last;
   uint64_t prev = atomic_load_explicit(&last, memory_order_relaxed);
   if (prev != 0 && now - prev < EARLY_FULL_WARN_MS) return;
@@ -26,13 +25,13 @@ static void early_warn_full(pst_conn_t *conn, uint64_t now) {
   pst_log_warn(
       "listener %s: the 0-RTT strike register is full (%d ClientHellos in %d s): "
       "early data is rejected until entries age out; clients fall back to 1-RTT",
-      conn->gl->conf->name, PST_REPLAY_CAPACITY, PST_REPLAY_WINDOW_MS / 1000);
+      lc->name, PST_REPLAY_CAPACITY, PST_REPLAY_WINDOW_MS / 1000);
 }
 
 /* Sets what became of the early data and counts it, once per connection:
  * when it is known, since a replay never completes its handshake. */
-static void early_settle(pst_conn_t *conn, pst_early_status_t status) {
-  conn->early_status = status;
+static void early_settle(pst_early_t *e, pst_early_status_t status) {
+  e->status = status;
   switch (status) {
     case PST_EARLY_ACCEPTED: pst_metric_inc(PST_M_EARLY_ACCEPTED); break;
     case PST_EARLY_REJECTED: pst_metric_inc(PST_M_EARLY_REJECTED); break;
@@ -41,23 +40,24 @@ static void early_settle(pst_conn_t *conn, pst_early_status_t status) {
   }
 }
 
-int pst_early_hello(pst_conn_t *conn) {
-  const pst_listener_conf_t *lc = conn->gl->conf;
+int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc, const char *in,
+                    size_t len, int eof, uint64_t conn_id, const char *peer) {
+  assert(e->phase == PST_EARLY_HELLO);
   pst_hello_t h;
-  int rc = pst_hello_scan((const uint8_t *)conn->in_ptr, conn->in_len, &h);
-  if (rc == PST_HELLO_NEED_MORE && !conn->client.eof) return 1;
-  conn->hello_scanned = 1;
-  conn->early_status = PST_EARLY_NOT_SENT;
+  int rc = pst_hello_scan((const uint8_t *)in, len, &h);
+  if (rc == PST_HELLO_NEED_MORE && !eof) return 1;
+  e->phase = PST_EARLY_DONE;
+  e->status = PST_EARLY_NOT_SENT;
   if (rc != 0 || !h.early_data || !(lc->versions & PST_TLS13)) return 0;
   if (lc->early_data != PST_EARLY_DATA_ACCEPT) {
-    early_settle(conn, PST_EARLY_REJECTED);
+    early_settle(e, PST_EARLY_REJECTED);
     /* Skip it (RFC 8446 4.2.10). wolfSSL skips early records up to the
      * connection's max_early_data, 0 under this policy: without this, a
      * client holding a ticket from a postern that accepts early data (a
      * fleet, a policy changed by a reload), whose ticket is refused, would
      * get a fatal alert instead of a full handshake. The ticket sent after
      * the handshake still advertises 0 (pst_early_finish). */
-    wolfSSL_set_max_early_data(conn->ssl, lc->max_early_data);
+    wolfSSL_set_max_early_data(ssl, lc->max_early_data);
     return 0;
   }
   /* Early data is only accepted with the first PSK (RFC 8446 4.2.10); with
@@ -72,71 +72,79 @@ int pst_early_hello(pst_conn_t *conn) {
   }
   pst_replay_t *reg = pst_replay_global();
   if (!h.psk || h.identities != 1 || !share_ok || reg == NULL) {
-    early_settle(conn, PST_EARLY_REJECTED);
+    early_settle(e, PST_EARLY_REJECTED);
     return 0;
   }
   uint64_t now = pst_ticket_now_ms();
-  pst_replay_key(h.binder, h.binder_len, conn->replay_key);
-  rc = pst_replay_claim(reg, conn->replay_key, now);
+  pst_replay_key(h.binder, h.binder_len, e->replay_key);
+  rc = pst_replay_claim(reg, e->replay_key, now);
   if (rc == PST_REPLAY_SEEN) {
-    early_settle(conn, PST_EARLY_REPLAYED);
+    early_settle(e, PST_EARLY_REPLAYED);
     pst_log_debug("conn %llu client=%s: replayed ClientHello: early data rejected",
-                  (unsigned long long)conn->id, conn->peer);
+                  (unsigned long long)conn_id, peer);
     return 0;
   }
   if (rc != 0) {
-    early_warn_full(conn, now);
-    early_settle(conn, PST_EARLY_REJECTED);
+    early_warn_full(lc, now);
+    early_settle(e, PST_EARLY_REJECTED);
     return 0;
   }
-  conn->early_claimed = 1;
-  conn->early_reading = 1;
+  e->claimed = 1;
+  e->phase = PST_EARLY_READING;
   return 0;
 }
 
 /* wolfSSL has processed the ClientHello: it resumed (and so accepted the
  * early data), or it refused the PSK and runs a full handshake, skipping
  * the early data. A refused ClientHello gives its claim back. */
-static void early_decide(pst_conn_t *conn) {
-  conn->early_decided = 1;
-  if (wolfSSL_session_reused(conn->ssl)) {
-    early_settle(conn, PST_EARLY_ACCEPTED);
+static void early_decide(pst_early_t *e, WOLFSSL *ssl) {
+  e->decided = 1;
+  if (wolfSSL_session_reused(ssl)) {
+    early_settle(e, PST_EARLY_ACCEPTED);
     return;
   }
-  early_settle(conn, PST_EARLY_REJECTED);
-  if (conn->early_claimed) {
-    pst_replay_release(pst_replay_global(), conn->replay_key, pst_ticket_now_ms());
-    conn->early_claimed = 0;
+  early_settle(e, PST_EARLY_REJECTED);
+  if (e->claimed) {
+    pst_replay_release(pst_replay_global(), e->replay_key, pst_ticket_now_ms());
+    e->claimed = 0;
   }
 }
 
-int pst_early_read(pst_conn_t *conn) {
-  char *buf = conn->worker->plain;
+int pst_early_read(pst_early_t *e, WOLFSSL *ssl, char *plain, const pst_buf_t *flight) {
+  assert(e->phase == PST_EARLY_READING);
   for (;;) {
     int got = 0;
-    int n = wolfSSL_read_early_data(conn->ssl, buf, PST_RECORD_MAX, &got);
+    int n = wolfSSL_read_early_data(ssl, plain, PST_RECORD_MAX, &got);
     /* The server's first flight is queued once the ClientHello has been
      * processed: the PSK was accepted or refused by then. */
-    if (!conn->early_decided && conn->cout.len > 0) early_decide(conn);
+    if (!e->decided && flight->len > 0) early_decide(e, ssl);
     if (n > 0) {
-      if (pst_buf_append(&conn->early, buf, (size_t)n) != 0) return -ENOMEM;
-      conn->early_bytes += (uint64_t)n;
-      conn->client.bytes += (uint64_t)n;
+      if (pst_buf_append(&e->data, plain, (size_t)n) != 0) return -ENOMEM;
+      e->bytes += (uint64_t)n;
       continue;
     }
-    if (n == 0) return 0; /* the client's Finished came: no more early data */
-    int e = wolfSSL_get_error(conn->ssl, n);
-    if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) return 1;
-    if (e == WOLFSSL_ERROR_ZERO_RETURN) return 0;
-    return -1;
+    int err = n == 0 ? WOLFSSL_ERROR_ZERO_RETURN : wolfSSL_get_error(ssl, n);
+    if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE) return 1;
+    /* The client's Finished came: no more early data. */
+    if (err == WOLFSSL_ERROR_ZERO_RETURN) {
+      e->phase = PST_EARLY_DONE;
+      return 0;
+    }
+    return PST_ETLS;
   }
 }
 
-int pst_early_finish(pst_conn_t *conn) {
-  WOLFSSL *ssl = conn->ssl;
-  const pst_listener_conf_t *lc = conn->gl->conf;
-  if (conn->early_reading && !conn->early_decided) early_decide(conn);
-  conn->early_reading = 0;
+void pst_early_take(pst_early_t *e, pst_buf_t *out) {
+  assert(out->len == 0 && out->data == NULL);
+  *out = e->data;
+  memset(&e->data, 0, sizeof(e->data));
+}
+
+void pst_early_free(pst_early_t *e) { pst_buf_free(&e->data); }
+
+int pst_early_finish(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc) {
+  if (e->claimed && !e->decided) early_decide(e, ssl);
+  e->phase = PST_EARLY_DONE;
   pst_metric_inc(PST_M_HANDSHAKES);
   if (wolfSSL_session_reused(ssl)) pst_metric_inc(PST_M_RESUMED);
   if (!lc->session_tickets || wolfSSL_GetVersion(ssl) != WOLFSSL_TLSV1_3) return 0;

@@ -173,7 +173,7 @@ static void gen_free(pst_gen_t *gen) {
       free(gl->certs);
       pst_sni_map_free(gl->sni);
       pst_sni_map_free(gl->routes);
-      if (gl->access_fd > STDERR_FILENO) close(gl->access_fd);
+      pst_access_file_unref(gl->access_file);
       pst_ticket_src_put(gl->tickets); /* after the contexts that point to it */
     }
     free(gen->listeners);
@@ -200,13 +200,13 @@ static int gen_tickets(gen_ctx_t *g, pst_gen_listener_t *gl) {
 }
 
 static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
-  gl->access_fd = pst_access_log_open(gl->conf->access_log);
-  if (gl->access_fd < -1) {
+  int rc = pst_access_file_open(gl->conf->access_log, &gl->access_file);
+  if (rc == -ENOMEM) return rc;
+  if (rc != 0) {
     gen_problem(g, PST_PROBLEM_ERROR, "%s: listeners[%s].access_log: cannot open \"%s\": %s",
-                g->file, gl->conf->name, gl->conf->access_log, strerror(-gl->access_fd));
-    gl->access_fd = -1;
+                g->file, gl->conf->name, gl->conf->access_log, pst_strerror(rc));
   }
-  int rc = gen_load_certs(g, gl, now);
+  rc = gen_load_certs(g, gl, now);
   if (rc != 0 || gl->n_certs == 0) return rc;
   if ((rc = gen_sni_map(g, gl)) != 0) return rc;
   if ((rc = gen_routes(g, gl)) != 0) return rc;
@@ -262,15 +262,6 @@ pst_gen_t *pst_gen_ref(pst_gen_t *gen) {
 void pst_gen_unref(pst_gen_t *gen) {
   if (gen == NULL) return;
   if (atomic_fetch_sub_explicit(&gen->refs, 1, memory_order_acq_rel) == 1) gen_free(gen);
-}
-
-const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni,
-                                          size_t len) {
-  if (gl->routes != NULL && sni != NULL && len > 0) {
-    int r = pst_sni_map_lookup(gl->routes, sni, len);
-    if (r >= 0) return &gl->conf->routes[r].backend;
-  }
-  return &gl->conf->backend;
 }
 
 size_t pst_gen_n_certs(const pst_gen_t *gen) {

@@ -1,22 +1,22 @@
-/* postern: the HTTP/1.1 front end of http mode (RFC 9112). One exchange at
- * a time: a pipelined request is parsed only once the response before it is
+/* postern: the HTTP/1.1 front end (see h1.h). One exchange at a time: a
+ * pipelined request is parsed only once the response before it is
  * complete, so responses go out in order without holding several of them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "postern/h1.h"
+
 #include "postern/access_log.h"
 #include "postern/common.h"
-#include "postern/conn.h"
-#include "postern/front.h"
 #include "postern/http.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
-#include "postern/relay.h"
+#include "postern/pool.h"
 #include "postern/stream.h"
 
 typedef struct {
-  pst_front_t base;
+  pst_app_t base;
   pst_h1_req_parser_t *parser;
   pst_buf_t in;          /* decrypted bytes not parsed yet (the next requests) */
   pst_stream_t *stream;  /* the exchange in progress, or NULL */
@@ -34,19 +34,28 @@ typedef struct {
 
 static void h1_process(h1_front_t *f);
 
-static h1_front_t *F(pst_front_t *base) { return (h1_front_t *)base; }
+static h1_front_t *F(pst_app_t *base) { return (h1_front_t *)base; }
+
+/* The connection services h1 uses most (app-t.h). */
+static int h1_send(h1_front_t *f, const char *data, size_t len) {
+  return f->base.host->ops->send(f->base.host, data, len);
+}
+
+static void h1_end(h1_front_t *f) { f->base.host->ops->end(f->base.host); }
+
+static void h1_pause(h1_front_t *f, int pause) { f->base.host->ops->pause(f->base.host, pause); }
 
 /* Sends a short response made by postern and, when close is set, ends the
  * connection after it. */
 static void h1_error(h1_front_t *f, int status, const char *body, int close) {
   pst_buf_t out = {0};
   if (pst_http_error_write(&out, status, body, close) == 0) {
-    pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
+    h1_send(f, pst_buf_head(&out), out.len);
   }
   pst_buf_free(&out);
   if (close) {
     f->closing = 1;
-    pst_conn_end(f->base.conn);
+    h1_end(f);
   }
 }
 
@@ -56,22 +65,21 @@ static void h1_finish(h1_front_t *f) {
   pst_stream_t *s = f->stream;
   f->stream = NULL;
   if (s != NULL) {
-    pst_access_log(f->base.conn, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
-                   s->t_start_ns);
+    pst_access_log(f->base.host, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out, s->t_start_ns);
     pst_stream_free(s);
   }
   f->tunnel = 0;
   if (f->closing || !f->keep_alive || !f->request_done || (f->eof && f->in.len == 0)) {
     /* An unread request body cannot be skipped safely: close. */
     f->closing = 1;
-    pst_conn_end(f->base.conn);
+    h1_end(f);
     return;
   }
   f->request_done = 0;
-  pst_conn_client_pause(f->base.conn, 0);
+  h1_pause(f, 0);
   h1_process(f);
   /* The client half-closed after pipelining: end once all are answered. */
-  if (f->eof && f->stream == NULL && f->in.len == 0) pst_conn_end(f->base.conn);
+  if (f->eof && f->stream == NULL && f->in.len == 0) h1_end(f);
 }
 
 /* ---- the stream's callbacks ---- */
@@ -90,7 +98,7 @@ static int h1_on_head(pst_stream_t *s, pst_http_response_t *resp) {
   if (f->closing) f->keep_alive = 0;
   int rc = pst_http_response_write(resp, f->minor, f->keep_alive, f->head_request, &out,
                                    final ? &f->chunked : &(int){0});
-  if (rc == 0) rc = pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
+  if (rc == 0) rc = h1_send(f, pst_buf_head(&out), out.len);
   pst_buf_free(&out);
   if (rc == 0 && resp->status == 101) {
     /* RFC 9110 15.2.2: from here on the connection carries the upgraded
@@ -109,13 +117,13 @@ static int h1_on_body(pst_stream_t *s, const char *data, size_t len) {
   if (f->chunked && !f->tunnel) {
     pst_buf_t out = {0};
     rc = pst_http_chunk(&out, data, len);
-    if (rc == 0) rc = pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
+    if (rc == 0) rc = h1_send(f, pst_buf_head(&out), out.len);
     pst_buf_free(&out);
   } else {
-    rc = pst_conn_send(f->base.conn, data, len);
+    rc = h1_send(f, data, len);
   }
   /* A slow client: stop reading the backend until it drains. */
-  if (rc == 0 && pst_conn_client_queued(f->base.conn) > PST_HIGH_WATER) pst_stream_pause(s, 1);
+  if (rc == 0 && f->base.host->ops->queued(f->base.host) > PST_CLIENT_HIGH_WATER) pst_stream_pause(s, 1);
   return rc;
 }
 
@@ -123,7 +131,7 @@ static void h1_on_end(pst_stream_t *s) {
   h1_front_t *f = s->front;
   if (f->chunked && !f->tunnel && !f->head_request) {
     pst_buf_t out = {0};
-    if (pst_http_chunk(&out, NULL, 0) == 0) pst_conn_send(f->base.conn, pst_buf_head(&out), out.len);
+    if (pst_http_chunk(&out, NULL, 0) == 0) h1_send(f, pst_buf_head(&out), out.len);
     pst_buf_free(&out);
   }
   if (f->tunnel) f->closing = 1;
@@ -132,13 +140,12 @@ static void h1_on_end(pst_stream_t *s) {
 
 static void h1_on_error(pst_stream_t *s, int status, const char *why) {
   h1_front_t *f = s->front;
-  pst_conn_t *conn = f->base.conn;
   if (status == 0) {
     /* The response was under way: closing without the rest is how an
      * HTTP/1.1 client learns it was cut (RFC 9112 8). */
-    pst_access_log(conn, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
-                   s->t_start_ns);
-    pst_conn_close(conn, PST_EBACKEND, pst_conn_why(conn, "backend failed mid-response: %s", why));
+    pst_access_log(f->base.host, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out, s->t_start_ns);
+    pst_host_t *h = f->base.host;
+    h->ops->close(h, PST_EBACKEND, h->ops->why(h, "backend failed mid-response: %s", why));
     return; /* the stream is freed with the front end */
   }
   pst_metric_inc(status == 504 ? PST_M_HTTP_504 : PST_M_HTTP_502);
@@ -151,7 +158,7 @@ static void h1_on_error(pst_stream_t *s, int status, const char *why) {
 
 static void h1_on_drain(pst_stream_t *s) {
   h1_front_t *f = s->front;
-  pst_conn_client_pause(f->base.conn, 0);
+  f->base.host->ops->pause(f->base.host, 0);
   h1_process(f);
 }
 
@@ -181,7 +188,7 @@ static int h1_start(h1_front_t *f, pst_http_request_t *req);
 static int h1_req_head(void *arg, pst_http_request_t *req) {
   h1_front_t *f = arg;
   pst_metric_inc(PST_M_HTTP_REQUESTS);
-  if (f->base.conn->state == PST_CONN_HANDSHAKE && !h1_early_safe(req)) {
+  if (f->base.host->ops->phase(f->base.host) == PST_HOST_EARLY && !h1_early_safe(req)) {
     f->held = req; /* h1_handshake_done starts it */
     return 1;      /* pause the parser here */
   }
@@ -195,10 +202,10 @@ static int h1_start(h1_front_t *f, pst_http_request_t *req) {
   f->chunked = 0;
   f->request_done = 0;
   uint64_t t0 = uv_hrtime();
-  f->stream = pst_stream_start(f->base.conn, &h1_stream_ops, f, 0, req);
+  f->stream = pst_stream_start(f->base.host, &h1_stream_ops, f, 0, req);
   if (f->stream == NULL) {
     pst_metric_inc(PST_M_HTTP_502);
-    pst_access_log(f->base.conn, "http/1.1", NULL, 502, 0, 0, t0);
+    pst_access_log(f->base.host, "http/1.1", NULL, 502, 0, 0, t0);
     h1_error(f, 502, "502 Bad Gateway: the backend cannot be reached\n", 1);
     return PST_EBACKEND;
   }
@@ -238,15 +245,16 @@ static const pst_h1_req_callbacks_t h1_req_callbacks = {
 /* Runs the parser over buffered bytes as far as the current exchange
  * allows. */
 static void h1_process_once(h1_front_t *f) {
-  pst_conn_t *conn = f->base.conn;
-  while (f->in.len > 0 && conn->state != PST_CONN_CLOSING && !f->closing) {
+  pst_host_t *h = f->base.host;
+  while (f->in.len > 0 && h->ops->phase(h) != PST_HOST_CLOSING && !f->closing) {
     if (f->tunnel) {
-      if (f->stream != NULL && pst_stream_queued(f->stream) > PST_HIGH_WATER) {
-        pst_conn_client_pause(conn, 1); /* resumed by h1_on_drain */
+      if (f->stream != NULL && pst_stream_queued(f->stream) > PST_BACKEND_HIGH_WATER) {
+        h->ops->pause(h, 1); /* resumed by h1_on_drain */
         break;
       }
-      if (f->stream == NULL || pst_stream_tunnel_write(f->stream, pst_buf_head(&f->in), f->in.len) != 0) {
-        pst_conn_close(conn, PST_EBACKEND, "tunnel write failed");
+      if (f->stream == NULL ||
+          pst_stream_tunnel_write(f->stream, pst_buf_head(&f->in), f->in.len) != 0) {
+        h->ops->close(h, PST_EBACKEND, "tunnel write failed");
         return;
       }
       pst_buf_consume(&f->in, f->in.len);
@@ -254,8 +262,8 @@ static void h1_process_once(h1_front_t *f) {
     }
     if (f->held != NULL) break;                        /* waits for the handshake */
     if (f->stream != NULL && f->request_done) break; /* the next request waits its turn */
-    if (f->stream != NULL && pst_stream_queued(f->stream) > PST_HIGH_WATER) {
-      pst_conn_client_pause(conn, 1); /* resumed by h1_on_drain */
+    if (f->stream != NULL && pst_stream_queued(f->stream) > PST_BACKEND_HIGH_WATER) {
+      h->ops->pause(h, 1); /* resumed by h1_on_drain */
       break;
     }
     size_t used = 0;
@@ -266,7 +274,7 @@ static void h1_process_once(h1_front_t *f) {
       if (status == 431 || status == 400) {
         pst_metric_inc(status == 431 ? PST_M_HTTP_431 : PST_M_HTTP_400);
       }
-      pst_access_log(conn, "http/1.1", f->stream ? f->stream->req : NULL, status, 0, 0,
+      pst_access_log(h, "http/1.1", f->stream ? f->stream->req : NULL, status, 0, 0,
                      f->stream ? f->stream->t_start_ns : uv_hrtime());
       if (f->stream != NULL) {
         pst_stream_free(f->stream);
@@ -281,7 +289,7 @@ static void h1_process_once(h1_front_t *f) {
     if (rc != 0 || used == 0) break;
   }
   /* Pipelined bytes wait while a response goes out: bound them. */
-  if (f->in.len > conn->gl->conf->max_header_bytes + PST_RECORD_MAX) pst_conn_client_pause(conn, 1);
+  if (f->in.len > h->lc->max_header_bytes + PST_RECORD_MAX) h->ops->pause(h, 1);
 }
 
 static void h1_process(h1_front_t *f) {
@@ -293,7 +301,7 @@ static void h1_process(h1_front_t *f) {
 
 /* ---- front end operations ---- */
 
-static int h1_feed(pst_front_t *base, const char *data, size_t len) {
+static int h1_feed(pst_app_t *base, const char *data, size_t len) {
   h1_front_t *f = F(base);
   if (f->closing) return 0; /* the rest is ignored: the connection is ending */
   if (pst_buf_append(&f->in, data, len) != 0) return -ENOMEM;
@@ -301,26 +309,26 @@ static int h1_feed(pst_front_t *base, const char *data, size_t len) {
   return 0;
 }
 
-static void h1_client_eof(pst_front_t *base) {
+static void h1_client_eof(pst_app_t *base) {
   h1_front_t *f = F(base);
   f->eof = 1;
   if (f->tunnel && f->stream != NULL) pst_stream_tunnel_shutdown(f->stream);
-  if (f->stream == NULL && f->in.len == 0) pst_conn_end(base->conn);
+  if (f->stream == NULL && f->in.len == 0) base->host->ops->end(base->host);
   /* else: the response in progress finishes, then h1_finish ends. */
 }
 
-static void h1_client_drain(pst_front_t *base) {
+static void h1_client_drain(pst_app_t *base) {
   h1_front_t *f = F(base);
   if (f->stream != NULL) pst_stream_pause(f->stream, 0);
 }
 
-static void h1_shutdown(pst_front_t *base) {
+static void h1_shutdown(pst_app_t *base) {
   h1_front_t *f = F(base);
   f->closing = 1;
-  if (f->stream == NULL) pst_conn_end(base->conn);
+  if (f->stream == NULL) base->host->ops->end(base->host);
 }
 
-static void h1_handshake_done(pst_front_t *base) {
+static void h1_handshake_done(pst_app_t *base) {
   h1_front_t *f = F(base);
   if (f->held == NULL) return;
   pst_http_request_t *req = f->held;
@@ -329,7 +337,7 @@ static void h1_handshake_done(pst_front_t *base) {
   h1_process(f); /* the held request's body and what follows */
 }
 
-static void h1_destroy(pst_front_t *base) {
+static void h1_destroy(pst_app_t *base) {
   h1_front_t *f = F(base);
   if (f->held != NULL) {
     pst_http_request_free(f->held);
@@ -341,21 +349,21 @@ static void h1_destroy(pst_front_t *base) {
   free(f);
 }
 
-static const pst_front_ops_t h1_front_ops = {
+static const pst_app_ops_t h1_front_ops = {
     .feed = h1_feed,
     .client_eof = h1_client_eof,
-    .client_drain = h1_client_drain,
+    .drain = h1_client_drain,
     .shutdown = h1_shutdown,
     .destroy = h1_destroy,
     .handshake_done = h1_handshake_done,
 };
 
-pst_front_t *pst_h1_front_new(pst_conn_t *conn) {
+pst_app_t *pst_h1_app_new(pst_host_t *host) {
   h1_front_t *f = calloc(1, sizeof(*f));
   if (f == NULL) return NULL;
   f->base.ops = &h1_front_ops;
-  f->base.conn = conn;
-  f->parser = pst_h1_req_parser_new(&h1_req_callbacks, f, conn->gl->conf->max_header_bytes);
+  f->base.host = host;
+  f->parser = pst_h1_req_parser_new(&h1_req_callbacks, f, host->lc->max_header_bytes);
   if (f->parser == NULL) {
     free(f);
     return NULL;

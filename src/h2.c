@@ -1,4 +1,4 @@
-/* postern: the HTTP/2 front end of http mode (RFC 9113).
+/* postern: the HTTP/2 front end (RFC 9113; see h2.h).
  *
  * An nghttp2 server session is fed the decrypted client bytes (feed) and its
  * output is pulled with nghttp2_session_mem_send into one buffer that goes to
@@ -13,9 +13,9 @@
  *   stream's queue to the backend is short, so a slow backend slows the
  *   client down (RFC 9113 5.2) and a stream holds at most its 256 KiB window;
  * - response bodies wait in a per-stream buffer that nghttp2's data provider
- *   drains as the client's window and socket allow; above PST_HIGH_WATER the
+ *   drains as the client's window and socket allow; above H2_OUT_HIGH the
  *   stream stops reading its backend (pst_stream_pause) until the buffer is
- *   under PST_LOW_WATER.
+ *   under H2_OUT_LOW.
  *
  * Re-entry: nghttp2 callbacks only call pst_stream_* (which never call back
  * synchronously); output is pulled only from the entry points (front ops and
@@ -35,20 +35,22 @@
 #include "h2_int.h"
 #include "postern/access_log.h"
 #include "postern/common.h"
-#include "postern/conn.h"
-#include "postern/front.h"
-#include "postern/gen-t.h"
+#include "postern/h2.h"
 #include "postern/http.h"
-#include "postern/info.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
-#include "postern/relay.h"
+#include "postern/pool.h"
 #include "postern/stream.h"
 
 #define H2_RECORD 16384               /* output piece: one full TLS record (RFC 8446 5.1) */
 #define H2_STREAM_WINDOW (256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE: request body per stream */
 #define H2_MAX_SETTINGS 32            /* entries accepted in one SETTINGS frame */
 #define H2_FIELD_OVERHEAD 32          /* per field in the header list size (RFC 9113 6.5.2) */
+/* A stream's response body waiting for the client's window and socket (its
+ * out buffer): above the high mark the stream stops reading its backend,
+ * below the low mark it reads again. */
+#define H2_OUT_HIGH (256 * 1024)
+#define H2_OUT_LOW (64 * 1024)
 
 static void h2_flush(h2_front_t *h2);
 
@@ -76,12 +78,11 @@ static void h2_leave(h2_front_t *h2) {
   if (--h2->depth == 0 && h2->destroyed) h2_free(h2);
 }
 
-/* Ends the connection after a failure of ours or of nghttp2; reason must be
- * static or from pst_conn_why (the connection keeps the pointer). */
+/* Ends the connection after a failure of ours or of nghttp2. */
 static void h2_fail(h2_front_t *h2, int err, const char *reason) {
   if (h2->ended) return;
   h2->ended = 1;
-  pst_conn_close(h2->base.conn, err, reason);
+  h2->base.host->ops->close(h2->base.host, err, reason);
 }
 
 /* Gives back request-body flow-control credit: the bytes have left postern
@@ -91,7 +92,7 @@ static void h2_consume(h2_front_t *h2, h2_stream_t *st) {
   int rv = nghttp2_session_consume(h2->session, st->id, st->unconsumed);
   st->unconsumed = 0;
   if (rv != 0) {
-    pst_log_debug("conn %llu: h2 stream %d: consume: %s", (unsigned long long)h2->base.conn->id,
+    pst_log_debug("conn %llu: h2 stream %d: consume: %s", (unsigned long long)h2->base.host->id,
                   st->id, nghttp2_strerror(rv));
   }
 }
@@ -106,7 +107,7 @@ static void h2_rst(h2_front_t *h2, h2_stream_t *st, uint32_t code) {
 static void h2_log(h2_front_t *h2, h2_stream_t *st) {
   if (!st->head_done) return;
   pst_http_request_t r = {.method = st->method, .target = st->path, .authority = st->authority};
-  pst_access_log(h2->base.conn, "h2", &r, st->status, st->bytes_in, st->bytes_out, st->t_start_ns);
+  pst_access_log(h2->base.host, "h2", &r, st->status, st->bytes_in, st->bytes_out, st->t_start_ns);
 }
 
 /* ---- responses -------------------------------------------------------- */
@@ -121,7 +122,7 @@ static ssize_t h2_read_body(nghttp2_session *session, int32_t id, uint8_t *buf, 
     pst_buf_consume(&st->out, n);
     st->bytes_out += n;
   }
-  if (st->paused && st->out.len < PST_LOW_WATER && st->s != NULL) {
+  if (st->paused && st->out.len < H2_OUT_LOW && st->s != NULL) {
     st->paused = 0;
     pst_stream_pause(st->s, 0);
   }
@@ -289,7 +290,7 @@ static int h2_s_on_body(pst_stream_t *s, const char *data, size_t len) {
   if (st->by_length && (st->remaining -= len) == 0) st->out_eof = 1;
   h2_enter(h2);
   h2_resume(h2, st);
-  if (!st->paused && st->out.len > PST_HIGH_WATER) {
+  if (!st->paused && st->out.len > H2_OUT_HIGH) {
     /* The client is slower than the backend: stop reading the backend. */
     st->paused = 1;
     pst_stream_pause(s, 1);
@@ -331,7 +332,7 @@ static void h2_s_on_end(pst_stream_t *s) { h2_exchange_over(s, -1); }
 
 static void h2_s_on_error(pst_stream_t *s, int status, const char *why) {
   h2_stream_t *st = s->front;
-  pst_log_debug("conn %llu: h2 stream %d: %s", (unsigned long long)s->conn->id, st->id,
+  pst_log_debug("conn %llu: h2 stream %d: %s", (unsigned long long)s->host->id, st->id,
                 why ? why : "failed");
   h2_exchange_over(s, status);
 }
@@ -355,30 +356,6 @@ static const pst_stream_ops_t h2_stream_ops = {
 };
 
 /* ---- requests --------------------------------------------------------- */
-
-/* Answers a request to the builtin:info backend: the page for GET and HEAD
- * (JSON when Accept asks for it), 405 otherwise (RFC 9110 15.5.6). */
-static void h2_info_answer(h2_front_t *h2, h2_stream_t *st) {
-  pst_buf_t body = {0};
-  int rc;
-  if (strcmp(st->method, "GET") != 0 && strcmp(st->method, "HEAD") != 0) {
-    rc = pst_buf_printf(&body, "405 Method Not Allowed: this backend answers GET and HEAD only.\n");
-    if (rc == 0) {
-      rc = h2_respond(h2, st, 405, "text/plain; charset=utf-8", &body, "allow", "GET, HEAD");
-    }
-  } else {
-    pst_info_facts_t facts;
-    const char *ctype = "text/html; charset=utf-8";
-    const char *accept = pst_headers_get(&st->req->headers, "accept");
-    int json = accept != NULL && strcasestr(accept, "application/json") != NULL;
-    pst_conn_info_facts(h2->base.conn, &facts);
-    rc = pst_info_render(&facts, json, &body, &ctype);
-    /* The representation depends on Accept (RFC 9110 12.5.5). */
-    if (rc == 0) rc = h2_respond(h2, st, 200, ctype, &body, "vary", "accept");
-  }
-  pst_buf_free(&body);
-  if (rc != 0) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
-}
 
 /* The request header block is complete (RFC 9113 8.1): answer it here or
  * start its exchange. */
@@ -407,14 +384,9 @@ static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
     return;
   }
   st->head_request = strcmp(st->method, "HEAD") == 0;
-  if (h2->info) {
-    h2_info_answer(h2, st);
-    pst_h2_stream_free_req(st);
-    return;
-  }
   pst_http_request_t *req = st->req;
   st->req = NULL;
-  st->s = pst_stream_start(h2->base.conn, &h2_stream_ops, st, st->id, req);
+  st->s = pst_stream_start(h2->base.host, &h2_stream_ops, st, st->id, req);
   if (st->s == NULL) h2_respond_error(h2, st, 502); /* no backend connection could be had */
 }
 
@@ -464,7 +436,7 @@ static int h2_on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *h
   if (h2->last_id - id < 2 * H2_ID_WINDOW && !id_used(h2, id) &&
       nghttp2_session_find_stream(session, (int32_t)id) == NULL) {
     pst_log_debug("conn %llu: h2: HEADERS on stream %lld, closed since %lld opened",
-                  (unsigned long long)h2->base.conn->id, (long long)id, (long long)h2->last_id);
+                  (unsigned long long)h2->base.host->id, (long long)id, (long long)h2->last_id);
     nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
   }
   return 0;
@@ -537,7 +509,7 @@ static int h2_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id,
   st->unconsumed += len;
   /* A short queue to the backend takes more at once; a long one waits for
    * on_drain, which holds the client back (RFC 9113 5.2.2). */
-  if (pst_stream_queued(st->s) < PST_LOW_WATER) h2_consume(h2, st);
+  if (pst_stream_queued(st->s) < PST_BACKEND_LOW_WATER) h2_consume(h2, st);
   return 0;
 }
 
@@ -582,7 +554,7 @@ static int h2_on_stream_close(nghttp2_session *session, int32_t id, uint32_t cod
 static int h2_on_error(nghttp2_session *session, int code, const char *msg, size_t len,
                        void *user) {
   h2_front_t *h2 = user;
-  pst_log_debug("conn %llu: h2: %.*s", (unsigned long long)h2->base.conn->id, (int)len, msg);
+  pst_log_debug("conn %llu: h2: %.*s", (unsigned long long)h2->base.host->id, (int)len, msg);
   return 0;
 }
 
@@ -596,7 +568,7 @@ static void h2_check_end(h2_front_t *h2) {
   if (nghttp2_session_want_write(h2->session)) return;
   if (nghttp2_session_want_read(h2->session) && !(h2->client_eof && h2->n_streams == 0)) return;
   h2->ended = 1;
-  pst_conn_end(h2->base.conn);
+  h2->base.host->ops->end(h2->base.host);
 }
 
 /* The stream limit. nghttp2 answers a client that opens more streams than
@@ -620,7 +592,7 @@ static void h2_patch_settings(h2_front_t *h2, uint8_t *p, size_t n) {
   size_t len = n >= 9 ? ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2] : 0;
   if (n < 9 || p[3] != NGHTTP2_SETTINGS || (p[4] & NGHTTP2_FLAG_ACK) || 9 + len > n) {
     pst_log_warn("conn %llu: h2: the server preface is not a SETTINGS frame",
-                 (unsigned long long)h2->base.conn->id);
+                 (unsigned long long)h2->base.host->id);
     return;
   }
   for (uint8_t *e = p + 9; e + 6 <= p + 9 + len; e += 6) {
@@ -634,18 +606,18 @@ static void h2_patch_settings(h2_front_t *h2, uint8_t *p, size_t n) {
 
 /* Pulls nghttp2's output and hands it to the connection in pieces of up to
  * H2_RECORD bytes, so that many small frames share one TLS record and a
- * DATA frame fills one. Stops above PST_HIGH_WATER: client_drain resumes. */
+ * DATA frame fills one. Stops above PST_CLIENT_HIGH_WATER: drain resumes. */
 static void h2_flush(h2_front_t *h2) {
-  pst_conn_t *conn = h2->base.conn;
+  pst_host_t *h = h2->base.host;
   while (!h2->ended && !h2->destroyed) {
-    if (pst_conn_client_queued(conn) > PST_HIGH_WATER) return;
+    if (h->ops->queued(h) > PST_CLIENT_HIGH_WATER) return;
     int more = 1;
     while (more && h2->wbuf.len < H2_RECORD) {
       const uint8_t *p;
       ssize_t n = nghttp2_session_mem_send(h2->session, &p);
       if (n < 0) {
         h2_fail(h2, n == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO,
-                pst_conn_why(conn, "h2: %s", nghttp2_strerror((int)n)));
+                h->ops->why(h, "h2: %s", nghttp2_strerror((int)n)));
         return;
       }
       if (n == 0) {
@@ -659,7 +631,7 @@ static void h2_flush(h2_front_t *h2) {
     }
     if (h2->wbuf.len == 0) break;
     size_t len = h2->wbuf.len < H2_RECORD ? h2->wbuf.len : H2_RECORD;
-    int rc = pst_conn_send(conn, pst_buf_head(&h2->wbuf), len);
+    int rc = h->ops->send(h, pst_buf_head(&h2->wbuf), len);
     if (rc != 0) {
       h2->ended = 1; /* the connection is closing already */
       return;
@@ -671,7 +643,7 @@ static void h2_flush(h2_front_t *h2) {
 
 /* ---- front end ops ---------------------------------------------------- */
 
-static int h2_feed(pst_front_t *f, const char *data, size_t len) {
+static int h2_feed(pst_app_t *f, const char *data, size_t len) {
   h2_front_t *h2 = (h2_front_t *)f;
   if (h2->ended) return 0; /* ending: what the client still sends is dropped */
   int rc = 0;
@@ -682,10 +654,10 @@ static int h2_feed(pst_front_t *f, const char *data, size_t len) {
      * frames needing an answer (NGHTTP2_ERR_FLOODED: PING or SETTINGS),
      * or out of memory. Protocol errors that GOAWAY can report are
      * handled inside nghttp2 and come out through h2_flush. */
-    pst_conn_t *conn = f->conn;
+    pst_host_t *h = f->host;
     rc = n == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;
-    const char *why = pst_conn_why(conn, "h2: %s", nghttp2_strerror((int)n));
-    pst_log_debug("conn %llu: %s", (unsigned long long)conn->id, why);
+    const char *why = h->ops->why(h, "h2: %s", nghttp2_strerror((int)n));
+    pst_log_debug("conn %llu: %s", (unsigned long long)h->id, why);
     h2_fail(h2, rc, why);
   } else {
     h2_flush(h2);
@@ -694,14 +666,14 @@ static int h2_feed(pst_front_t *f, const char *data, size_t len) {
   return rc;
 }
 
-static void h2_client_drain(pst_front_t *f) {
+static void h2_client_drain(pst_app_t *f) {
   h2_front_t *h2 = (h2_front_t *)f;
   h2_enter(h2);
   h2_flush(h2);
   h2_leave(h2);
 }
 
-static void h2_client_eof(pst_front_t *f) {
+static void h2_client_eof(pst_app_t *f) {
   h2_front_t *h2 = (h2_front_t *)f;
   h2_enter(h2);
   h2->client_eof = 1;
@@ -714,7 +686,7 @@ static void h2_client_eof(pst_front_t *f) {
   h2_leave(h2);
 }
 
-static void h2_shutdown(pst_front_t *f) {
+static void h2_shutdown(pst_app_t *f) {
   h2_front_t *h2 = (h2_front_t *)f;
   h2_enter(h2);
   if (!h2->goaway && !h2->ended) {
@@ -736,7 +708,7 @@ static void h2_free(h2_front_t *h2) {
   free(h2);
 }
 
-static void h2_destroy(pst_front_t *f) {
+static void h2_destroy(pst_app_t *f) {
   h2_front_t *h2 = (h2_front_t *)f;
   if (h2->destroyed) return;
   h2->destroyed = 1;
@@ -751,10 +723,10 @@ static void h2_destroy(pst_front_t *f) {
   if (h2->depth == 0) h2_free(h2);
 }
 
-static const pst_front_ops_t h2_front_ops = {
+static const pst_app_ops_t h2_front_ops = {
     .feed = h2_feed,
     .client_eof = h2_client_eof,
-    .client_drain = h2_client_drain,
+    .drain = h2_client_drain,
     .shutdown = h2_shutdown,
     .destroy = h2_destroy,
 };
@@ -794,15 +766,14 @@ static nghttp2_session_callbacks *h2_callbacks(void) {
   return cb;
 }
 
-/* See front.h. conn is borrowed for the front end's life. */
-pst_front_t *pst_h2_front_new(pst_conn_t *conn) {
-  const pst_listener_conf_t *conf = conn->gl->conf;
+/* See h2.h. host is borrowed for the front end's life. */
+pst_app_t *pst_h2_app_new(pst_host_t *host) {
+  const pst_listener_conf_t *conf = host->lc;
   h2_front_t *h2 = calloc(1, sizeof(*h2));
   if (h2 == NULL) return NULL;
   h2->base.ops = &h2_front_ops;
-  h2->base.conn = conn;
+  h2->base.host = host;
   h2->conf = conf;
-  h2->info = pst_conn_backend(conn)->kind == PST_BACKEND_BUILTIN_INFO;
   h2->last_id = -1;
   h2->max_streams = conf->h2_max_concurrent_streams;
   h2->patch_settings = 1;

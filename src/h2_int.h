@@ -12,7 +12,7 @@
 
 #include "postern/buf.h"
 #include "postern/config-t.h"
-#include "postern/front.h"
+#include "postern/app-t.h"
 #include "postern/http-t.h"
 #include "postern/stream.h"
 
@@ -64,7 +64,7 @@ typedef struct h2_stream_s {
 } h2_stream_t;
 
 struct h2_front_s {
-  pst_front_t base;
+  pst_app_t base;
   nghttp2_session *session;
   const pst_listener_conf_t *conf;
   h2_stream_t *streams; /* every open stream, and the detached ones */
@@ -79,7 +79,6 @@ struct h2_front_s {
   unsigned ended : 1;             /* pst_conn_end or pst_conn_close was called: no more output */
   unsigned client_eof : 1;
   unsigned goaway : 1;         /* shutdown submitted GOAWAY */
-  unsigned info : 1;           /* the backend is builtin:info: postern answers itself */
   unsigned patch_settings : 1; /* our first SETTINGS frame is still to go out */
 };
 

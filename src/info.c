@@ -1,23 +1,14 @@
-/* postern: the "builtin:info" backend.
+/* postern: the "builtin:info" backend's page.
  *
- * A tiny HTTP/1.1 origin server that lives on the decrypted side of a client
- * connection and answers every GET or HEAD with a description of the TLS
- * handshake of that same connection, as HTML or, when asked for, JSON. It is
- * what the shipped configuration routes to, so `make run` works without any
- * other server. Like every protocol engine in postern it does no I/O: the
- * connection feeds it plaintext and sends whatever it appends to `out`.
- *
- * Parsing is llhttp with no lenient flag, so invalid header bytes and
- * ambiguous framing (Content-Length with Transfer-Encoding, RFC 9112 6.3) are
- * rejected with 400 and the connection closes. llhttp 8 built without
- * LLHTTP_STRICT_MODE still tolerates a few things in the head (a bare LF
- * after the request line or as the blank line, obs-fold, whitespace before a
- * field's colon); every head byte llhttp used also goes through the strict
- * scan the HTTP/1.1 parsers run (pst_h1_head_scan), so the head is as strict
- * here as on a proxied connection. */
+ * An in-process backend (pool.h leases it like any other) whose answer to
+ * every GET or HEAD is a description of the TLS handshake of the connection
+ * the request came on, as HTML or, when asked for, JSON. It is what the
+ * shipped configuration routes to, so `make run` works without any other
+ * server. It parses nothing: the HTTP front ends parsed the request (with
+ * the same strict rules as for any backend), and its response goes back
+ * through the same HTTP/1.1 response parser as a real backend's. */
 #include "postern/info.h"
 
-#include <llhttp.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,16 +18,6 @@
 #include <time.h>
 
 #include "postern/common.h"
-#include "postern/http.h"
-
-/* The most bytes one request head may take, from the end of the previous
- * request to the blank line, request line included. Browsers send 1-2 KiB;
- * past this we answer 431 (RFC 6585 5) and close. Feeding llhttp at most this
- * many head bytes at a time also bounds what the callbacks can accumulate. */
-#define INFO_HEAD_MAX 8192
-
-/* Longer field names cannot be "Accept", so only a prefix is kept. */
-#define INFO_NAME_MAX 16
 
 /* Appends a string literal, its length counted by the compiler. */
 #define APPEND_LIT(b, lit) pst_buf_append((b), (lit), sizeof(lit) - 1)
@@ -45,37 +26,7 @@
  * checks the worst case of the format. */
 #define INFO_DATE_MAX 160
 
-/* Why llhttp_execute() returned HPE_PAUSED: our callbacks pause at the two
- * points where pst_info_feed() must act. */
-typedef enum {
-  INFO_PAUSE_NONE = 0, /* no callback paused (llhttp wants more bytes) */
-  INFO_PAUSE_HEAD,     /* on_headers_complete: the head ended, stop counting it */
-  INFO_PAUSE_MESSAGE,  /* on_message_complete: the request is whole, answer it */
-} info_pause_t;
-
-struct pst_info_s {
-  llhttp_t parser;
-  llhttp_settings_t settings; /* must outlive parser (llhttp_init) */
-  int done;           /* 0 while reading; otherwise what every later feed returns */
-  info_pause_t pause; /* set by the callback that paused llhttp */
-  int nomem;          /* a callback ran out of memory */
-
-  /* The request being parsed; request_reset() clears these. */
-  int in_head;          /* still before the blank line ending the head */
-  size_t head_bytes;    /* head bytes so far, limited to INFO_HEAD_MAX */
-  char name[INFO_NAME_MAX];
-  size_t name_len;      /* full length, may exceed INFO_NAME_MAX */
-  pst_h1_scan_t scan;   /* the strict checks over the head bytes llhttp used */
-  int value_is_accept;  /* the current field value belongs to Accept */
-  pst_buf_t accept;     /* the current Accept value, from its pieces */
-  int wants_json;       /* some Accept field contains application/json */
-  int keep_alive;       /* llhttp_should_keep_alive() at message complete */
-  uint8_t method;       /* llhttp_method_t */
-  uint8_t major, minor; /* HTTP version of the request */
-};
-
 static const pst_info_facts_t no_facts; /* every fact unknown */
-
 /* ---- small helpers ---------------------------------------------------- */
 
 /* Case-insensitive search of an ASCII needle in n bytes (not NUL-ended). */
@@ -379,25 +330,13 @@ static int build_html(pst_buf_t *b, const pst_info_facts_t *f) {
 
 /* ---- responses -------------------------------------------------------- */
 
-typedef struct {
-  int status;               /* 200, 400, ... */
-  const char *reason;       /* reason phrase */
-  const char *content_type;
-  const char *extra;        /* more header lines, each ending in CRLF, or "" */
-  int send_body;            /* 0 for HEAD: headers only (RFC 9110 9.3.2) */
-  int close;                /* say "Connection: close" */
-  int http10_keep_alive;    /* a 1.0 client asked to keep the connection */
-} info_resp_t;
-
-/* Appends a whole response with body to out, or nothing: on -ENOMEM out is
- * cut back to its previous length so no half response is ever sent. */
-static int write_response(pst_buf_t *out, const info_resp_t *r, const pst_buf_t *body) {
+/* Appends the whole response to out, or nothing: on -ENOMEM out is cut back
+ * to its previous length so no half response is ever sent. */
+static int write_response(pst_buf_t *out, int status, const char *reason, const char *ctype,
+                          const char *extra, const pst_buf_t *body, int send_body) {
   char date[INFO_DATE_MAX];
   size_t saved = out->len;
   fmt_http_date(date);
-  const char *conn = r->close ? "Connection: close\r\n"
-                     : r->http10_keep_alive ? "Connection: keep-alive\r\n"
-                                            : "";
   int rc = pst_buf_printf(out,
                           "HTTP/1.1 %d %s\r\n"
                           "Server: postern\r\n"
@@ -405,10 +344,9 @@ static int write_response(pst_buf_t *out, const info_resp_t *r, const pst_buf_t 
                           "Content-Type: %s\r\n"
                           "Content-Length: %zu\r\n"
                           "Cache-Control: no-store\r\n"
-                          "%s%s\r\n",
-                          r->status, r->reason, date, r->content_type, body->len,
-                          r->extra, conn);
-  if (rc == 0 && r->send_body && body->len > 0) {
+                          "%s\r\n",
+                          status, reason, date, ctype, body->len, extra);
+  if (rc == 0 && send_body && body->len > 0) {
     rc = pst_buf_append(out, pst_buf_head(body), body->len);
   }
   /* Growing the buffer may move its bytes to the front, but never drops any
@@ -417,224 +355,31 @@ static int write_response(pst_buf_t *out, const info_resp_t *r, const pst_buf_t 
   return rc;
 }
 
-/* Answers the request whose message just completed. Returns 0 or -ENOMEM. */
-static int respond(pst_info_t *info, const pst_info_facts_t *f, pst_buf_t *out) {
+int pst_info_respond(const char *method, const char *accept, const pst_info_facts_t *facts,
+                     pst_buf_t *out) {
   pst_buf_t body = {0};
-  info_resp_t r = {.status = 200, .reason = "OK", .extra = "", .send_body = 1};
   int rc;
-  if (info->major != 1) {
-    /* RFC 9110 15.6.6; llhttp accepts e.g. "HTTP/2.0" in a request line. */
-    r.status = 505;
-    r.reason = "HTTP Version Not Supported";
-    r.content_type = "text/plain; charset=utf-8";
-    info->keep_alive = 0;
-    rc = pst_buf_printf(&body, "505 HTTP Version Not Supported: use HTTP/1.1.\n");
-  } else if (info->method != HTTP_GET && info->method != HTTP_HEAD) {
-    /* RFC 9110 15.5.6: a 405 must list the allowed methods. After CONNECT the
-     * client may already be sending tunnel bytes, so that connection ends. */
-    r.status = 405;
-    r.reason = "Method Not Allowed";
-    r.content_type = "text/plain; charset=utf-8";
-    r.extra = "Allow: GET, HEAD\r\n";
-    if (info->method == HTTP_CONNECT) info->keep_alive = 0;
+  int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
+  if (!get && !head) {
+    /* RFC 9110 15.5.6: a 405 lists the allowed methods. */
     rc = pst_buf_printf(&body, "405 Method Not Allowed: this backend answers GET and HEAD only.\n");
-  } else {
-    /* The representation depends on Accept (RFC 9110 12.5.5). */
-    r.extra = "Vary: Accept\r\n";
-    r.send_body = info->method == HTTP_GET;
-    r.content_type = info->wants_json ? "application/json" : "text/html; charset=utf-8";
-    rc = info->wants_json ? build_json(&body, f) : build_html(&body, f);
+    if (rc == 0) {
+      rc = write_response(out, 405, "Method Not Allowed", "text/plain; charset=utf-8",
+                          "Allow: GET, HEAD\r\n", &body, 1);
+    }
+    pst_buf_free(&body);
+    return rc;
   }
-  r.close = !info->keep_alive;
-  r.http10_keep_alive = info->keep_alive && info->minor == 0;
-  if (rc == 0) rc = write_response(out, &r, &body);
+  /* Media types are case-insensitive (RFC 9110 8.3.1); the front ends join
+   * several Accept lines into one list (RFC 9110 5.3). */
+  int json = accept != NULL && contains_ci(accept, strlen(accept), "application/json");
+  const char *ctype;
+  rc = pst_info_render(facts, json, &body, &ctype);
+  /* The representation depends on Accept (RFC 9110 12.5.5); a HEAD gets the
+   * GET's head without its content (RFC 9110 9.3.2). */
+  if (rc == 0) rc = write_response(out, 200, "OK", ctype, "Vary: Accept\r\n", &body, get);
   pst_buf_free(&body);
   return rc;
-}
-
-/* Answers a request that cannot be served (400 or 431), marks the responder
- * done and returns what pst_info_feed() reports: PST_EPROTO for a malformed
- * request, 1 for an oversized head, -ENOMEM when the answer did not fit.
- * why says what is malformed; NULL means ask llhttp. */
-static int fail(pst_info_t *info, pst_buf_t *out, int status, const char *why) {
-  pst_buf_t body = {0};
-  info_resp_t r = {.status = status, .content_type = "text/plain; charset=utf-8",
-                   .extra = "", .send_body = 1, .close = 1};
-  int rc;
-  if (status == 431) {
-    r.reason = "Request Header Fields Too Large";
-    rc = pst_buf_printf(&body, "431 Request Header Fields Too Large: the request "
-                               "head is limited to %d bytes.\n", INFO_HEAD_MAX);
-  } else {
-    /* llhttp's reasons are fixed ASCII strings, safe to echo. */
-    if (why == NULL) why = llhttp_get_error_reason(&info->parser);
-    r.reason = "Bad Request";
-    rc = pst_buf_printf(&body, "400 Bad Request: %s.\n",
-                        why != NULL ? why : "malformed request");
-  }
-  if (rc == 0) rc = write_response(out, &r, &body);
-  pst_buf_free(&body);
-  info->done = rc != 0 ? rc : status == 431 ? 1 : PST_EPROTO;
-  return info->done;
-}
-
-/* ---- llhttp callbacks ------------------------------------------------- */
-
-static void request_reset(pst_info_t *info) {
-  pst_buf_free(&info->accept);
-  info->in_head = 1;
-  info->head_bytes = 0;
-  info->name_len = 0;
-  pst_h1_scan_init(&info->scan, 1);
-  info->value_is_accept = 0;
-  info->wants_json = 0;
-  info->keep_alive = 0;
-  info->method = 0;
-  info->major = info->minor = 0;
-}
-
-/* Names may arrive in several pieces; keep the start of the name. */
-static int info_on_header_field(llhttp_t *p, const char *at, size_t n) {
-  pst_info_t *info = p->data;
-  if (info->name_len < INFO_NAME_MAX) {
-    size_t k = INFO_NAME_MAX - info->name_len;
-    memcpy(info->name + info->name_len, at, n < k ? n : k);
-  }
-  info->name_len += n;
-  return 0;
-}
-
-static int info_on_header_field_complete(llhttp_t *p) {
-  pst_info_t *info = p->data;
-  /* llhttp's loose build passes "Name :" with the space in the name; the
-   * head scan refuses it (RFC 9112 5.1: a server MUST answer 400). Field
-   * names are case-insensitive (RFC 9110 5.1). */
-  info->value_is_accept = info->name_len == 6 && strncasecmp(info->name, "accept", 6) == 0;
-  info->name_len = 0;
-  return 0;
-}
-
-/* Values may arrive in several pieces too; only Accept's are kept, and the
- * head limit in pst_info_feed() bounds how much that can be. */
-static int info_on_header_value(llhttp_t *p, const char *at, size_t n) {
-  pst_info_t *info = p->data;
-  if (!info->value_is_accept) return 0;
-  if (pst_buf_append(&info->accept, at, n) != 0) {
-    info->nomem = 1;
-    return HPE_USER;
-  }
-  return 0;
-}
-
-static int info_on_header_value_complete(llhttp_t *p) {
-  pst_info_t *info = p->data;
-  /* Media types are case-insensitive (RFC 9110 8.3.1). Several Accept lines
-   * form one list (RFC 9110 5.3), so any of them may ask for JSON. */
-  if (info->value_is_accept && info->accept.len > 0 &&
-      contains_ci(pst_buf_head(&info->accept), info->accept.len, "application/json")) {
-    info->wants_json = 1;
-  }
-  pst_buf_free(&info->accept);
-  info->value_is_accept = 0;
-  return 0;
-}
-
-static int info_on_headers_complete(llhttp_t *p) {
-  pst_info_t *info = p->data;
-  info->pause = INFO_PAUSE_HEAD;
-  return HPE_PAUSED;
-}
-
-static int info_on_message_complete(llhttp_t *p) {
-  pst_info_t *info = p->data;
-  /* The parser forgets the connection flags once this returns, so read
-   * everything the answer depends on now (RFC 9112 9.3). */
-  info->keep_alive = llhttp_should_keep_alive(p);
-  info->method = llhttp_get_method(p);
-  info->major = llhttp_get_http_major(p);
-  info->minor = llhttp_get_http_minor(p);
-  info->pause = INFO_PAUSE_MESSAGE;
-  return HPE_PAUSED;
-}
-
-/* ---- public API ------------------------------------------------------- */
-
-/* Returns a new responder owned by the caller (free with pst_info_free()),
- * or NULL when out of memory. */
-pst_info_t *pst_info_new(void) {
-  pst_info_t *info = calloc(1, sizeof(*info));
-  if (info == NULL) return NULL;
-  llhttp_settings_init(&info->settings);
-  info->settings.on_header_field = info_on_header_field;
-  info->settings.on_header_field_complete = info_on_header_field_complete;
-  info->settings.on_header_value = info_on_header_value;
-  info->settings.on_header_value_complete = info_on_header_value_complete;
-  info->settings.on_headers_complete = info_on_headers_complete;
-  info->settings.on_message_complete = info_on_message_complete;
-  llhttp_init(&info->parser, HTTP_REQUEST, &info->settings);
-  info->parser.data = info;
-  request_reset(info);
-  return info;
-}
-
-/* Parses len bytes of data (borrowed for the call) and appends the answer to
- * every request they complete to out (owned by the caller). facts is
- * borrowed too; NULL shows every fact as unknown. Returns 0 to keep reading,
- * 1 to close once out is sent, PST_EPROTO after a 400, or -ENOMEM; see
- * info.h. Once nonzero, the same value forever. */
-int pst_info_feed(pst_info_t *info, const char *data, size_t len,
-                  const pst_info_facts_t *facts, pst_buf_t *out) {
-  if (info->done != 0) return info->done;
-  if (len == 0) return 0; /* nothing is ever left pending between feeds */
-  if (facts == NULL) facts = &no_facts;
-  /* Each pass runs llhttp until it needs bytes or one of our callbacks
-   * pauses it; a pause may leave len at 0 with work still to do, so the loop
-   * ends only when llhttp has consumed everything. */
-  for (;;) {
-    size_t n = len;
-    if (info->in_head && n > INFO_HEAD_MAX + 1 - info->head_bytes) {
-      n = INFO_HEAD_MAX + 1 - info->head_bytes;
-    }
-    info->pause = INFO_PAUSE_NONE;
-    llhttp_errno_t err = llhttp_execute(&info->parser, data, n);
-    if (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE) {
-      if (info->nomem) return info->done = -ENOMEM;
-      return fail(info, out, 400, NULL);
-    }
-    size_t used = err == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&info->parser) - data);
-    if (info->in_head) {
-      pst_h1_head_scan(&info->scan, data, used);
-      if (info->scan.why != NULL) return fail(info, out, 400, info->scan.why);
-      info->head_bytes += used;
-      if (info->head_bytes > INFO_HEAD_MAX) return fail(info, out, 431, NULL);
-    }
-    data += used;
-    len -= used;
-    if (err == HPE_OK) {
-      if (len == 0) return 0;
-    } else if (err == HPE_PAUSED_UPGRADE) {
-      /* We never switch protocols: the answer above was a plain one, and the
-       * client goes on speaking HTTP/1.1 (RFC 9110 7.8). CONNECT, the other
-       * way here, already closed the connection. */
-      llhttp_resume_after_upgrade(&info->parser);
-    } else if (info->pause == INFO_PAUSE_HEAD) {
-      info->in_head = 0;
-      llhttp_resume(&info->parser);
-    } else {
-      int rc = respond(info, facts, out);
-      if (rc != 0) return info->done = rc;
-      if (!info->keep_alive) return info->done = 1;
-      request_reset(info);
-      llhttp_resume(&info->parser);
-    }
-  }
-}
-
-/* Frees the responder and what it holds; NULL is allowed. */
-void pst_info_free(pst_info_t *info) {
-  if (info == NULL) return;
-  pst_buf_free(&info->accept);
-  free(info);
 }
 
 int pst_info_render(const pst_info_facts_t *facts, int json, pst_buf_t *body,

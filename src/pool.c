@@ -1,61 +1,95 @@
-/* postern: backend connections and the per-worker keep-alive pool (http
- * mode). Reusing connections saves the backend connect (socket, connect,
- * close: ~45% of the kernel time per request in tcp mode) on every request. */
+/* postern: backend connections and the per-worker keep-alive pool (see
+ * pool.h). Reusing connections saves the backend connect (socket, connect,
+ * close: ~45% of the kernel time per request in tcp mode) on every request
+ * of http mode; the tcp relay leases one connection per client connection
+ * and never pools it. */
 #include "postern/pool.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/log.h"
-#include "postern/relay.h"
 #include "postern/uvio.h"
 
 typedef enum {
-  BCONN_CONNECTING = 0, /* connect in flight, leased */
-  BCONN_LEASED = 1,     /* connected, serving one exchange */
+  BCONN_CONNECTING = 0, /* connect in flight (in-process: the first turn), leased */
+  BCONN_LEASED = 1,     /* connected, serving its lessee */
   BCONN_IDLE = 2,       /* connected, in the pool, reading to notice a close */
   BCONN_CLOSING = 3,    /* uv_close called on its handles */
 } bconn_state_t;
 
-typedef struct pst_pool_s {
-  struct pst_pool_s *next;
+/* Idle connections to one backend address, newest first: the one most
+ * likely still alive. */
+typedef struct pool_s {
+  struct pool_s *next;
   pst_addr_t addr;
-  pst_bconn_t *idle; /* newest first: the one most likely still alive */
+  pst_bconn_t *idle;
   unsigned n_idle;
-} pst_pool_t;
+} pool_t;
+
+struct pst_pools_s {
+  uv_loop_t *loop;
+  pool_t *list;
+  unsigned open;   /* connections not yet freed */
+  int closed;      /* pst_pools_shutdown ran: releases close */
+};
 
 struct pst_bconn_s {
-  pst_worker_t *worker;
-  pst_pool_t *pool;
+  pst_pools_t *pools;
+  pool_t *pool;     /* NULL for in-process connections */
   bconn_state_t state;
-  uv_tcp_t tcp;
+  pst_lease_t how;
+  uv_tcp_t tcp;     /* not initialised for in-process connections */
   uv_timer_t timer;
   uv_connect_t connect_req;
   uv_shutdown_t shutdown_req;
-  int handles;
-  int reading;
+  int handles;      /* handles whose close callback has not run */
+  unsigned reading : 1;   /* uv_read_start is in effect */
+  unsigned want_read : 1; /* the lessee asked to read */
+  unsigned local : 1;     /* in-process (builtin:info) */
   unsigned max_idle;
   uint64_t idle_ms;
   const pst_bconn_events_t *ev;
   void *arg;
-  pst_bconn_t *next, *prev; /* idle list */
+  pst_bconn_t *next, *prev; /* the pool's idle list */
+  pst_buf_t answer;         /* in-process: the response still to deliver */
 };
 
-static pst_pool_t *pool_find(pst_worker_t *worker, const pst_addr_t *addr) {
-  for (pst_pool_t *p = worker->pools; p != NULL; p = p->next) {
+static void bconn_on_timer(uv_timer_t *t);
+
+/* ---- pool sets ---- */
+
+pst_pools_t *pst_pools_new(uv_loop_t *loop) {
+  pst_pools_t *pools = calloc(1, sizeof(*pools));
+  if (pools != NULL) pools->loop = loop;
+  return pools;
+}
+
+unsigned pst_pools_open(const pst_pools_t *pools) { return pools->open; }
+
+void pst_pools_free(pst_pools_t *pools) {
+  if (pools == NULL) return;
+  assert(pools->closed && pools->list == NULL && pools->open == 0);
+  free(pools);
+}
+
+static pool_t *pool_find(pst_pools_t *pools, const pst_addr_t *addr) {
+  for (pool_t *p = pools->list; p != NULL; p = p->next) {
     if (pst_addr_equal(&p->addr, addr)) return p;
   }
-  pst_pool_t *p = calloc(1, sizeof(*p));
+  pool_t *p = calloc(1, sizeof(*p));
   if (p == NULL) return NULL;
   p->addr = *addr;
-  p->next = worker->pools;
-  worker->pools = p;
+  p->next = pools->list;
+  pools->list = p;
   return p;
 }
 
 static void idle_unlink(pst_bconn_t *b) {
+  assert(b->state == BCONN_IDLE && b->pool->n_idle > 0);
   if (b->prev != NULL) b->prev->next = b->next;
   else b->pool->idle = b->next;
   if (b->next != NULL) b->next->prev = b->prev;
@@ -63,10 +97,15 @@ static void idle_unlink(pst_bconn_t *b) {
   b->pool->n_idle--;
 }
 
+/* ---- closing ---- */
+
 static void bconn_on_close(uv_handle_t *h) {
   pst_bconn_t *b = h->data;
+  assert(b->handles > 0);
   if (--b->handles > 0) return;
-  b->worker->n_bconns--;
+  assert(b->pools->open > 0);
+  b->pools->open--;
+  pst_buf_free(&b->answer);
   free(b);
 }
 
@@ -75,9 +114,22 @@ static void bconn_close(pst_bconn_t *b) {
   if (b->state == BCONN_IDLE) idle_unlink(b);
   b->state = BCONN_CLOSING;
   b->ev = NULL;
-  uv_close((uv_handle_t *)&b->tcp, bconn_on_close);
+  if (!b->local) uv_close((uv_handle_t *)&b->tcp, bconn_on_close);
   uv_close((uv_handle_t *)&b->timer, bconn_on_close);
 }
+
+void pst_pools_shutdown(pst_pools_t *pools) {
+  pools->closed = 1;
+  pool_t *next;
+  for (pool_t *p = pools->list; p != NULL; p = next) {
+    next = p->next;
+    while (p->idle != NULL) bconn_close(p->idle);
+    free(p);
+  }
+  pools->list = NULL;
+}
+
+/* ---- events ---- */
 
 static void bconn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   pst_bconn_t *b = PST_CONTAINER_OF(s, pst_bconn_t, tcp);
@@ -88,8 +140,35 @@ static void bconn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     bconn_close(b);
     return;
   }
+  if (n < 0) {
+    uv_read_stop(s);
+    b->reading = 0;
+  }
   if (b->state != BCONN_LEASED || b->ev == NULL) return;
   b->ev->on_read(b->arg, buf->base, n);
+}
+
+static int bconn_start_read(pst_bconn_t *b) {
+  int rc = uv_read_start((uv_stream_t *)&b->tcp, pst_uv_alloc_slab, bconn_on_read);
+  if (rc == 0) b->reading = 1;
+  return rc;
+}
+
+/* In-process connections: the next loop turn "connects", then delivers the
+ * answer and its end, as a socket would. */
+static void bconn_local_step(pst_bconn_t *b) {
+  if (b->state == BCONN_CONNECTING) {
+    b->state = BCONN_LEASED;
+    b->ev->on_connect(b->arg, 0);
+    return;
+  }
+  if (b->answer.len == 0) return;
+  pst_buf_t answer = b->answer;
+  memset(&b->answer, 0, sizeof(b->answer));
+  /* The lessee may release b from inside on_read: then no EOF follows. */
+  b->ev->on_read(b->arg, pst_buf_head(&answer), (ssize_t)answer.len);
+  pst_buf_free(&answer);
+  if (b->state == BCONN_LEASED && b->ev != NULL) b->ev->on_read(b->arg, NULL, UV_EOF);
 }
 
 static void bconn_on_timer(uv_timer_t *t) {
@@ -98,7 +177,12 @@ static void bconn_on_timer(uv_timer_t *t) {
     bconn_close(b); /* backend_pool.idle reached */
     return;
   }
-  if (b->ev != NULL) b->ev->on_timer(b->arg);
+  if (b->ev == NULL) return;
+  if (b->local && (b->state == BCONN_CONNECTING || b->answer.len > 0)) {
+    bconn_local_step(b);
+    return;
+  }
+  b->ev->on_timer(b->arg);
 }
 
 static void bconn_on_connect(uv_connect_t *req, int status) {
@@ -108,50 +192,79 @@ static void bconn_on_connect(uv_connect_t *req, int status) {
   if (status == 0) {
     b->state = BCONN_LEASED;
     uv_tcp_nodelay(&b->tcp, 1);
+    if (b->want_read && !b->reading) {
+      int rc = bconn_start_read(b);
+      if (rc != 0) status = rc;
+    }
   }
   if (b->ev != NULL) b->ev->on_connect(b->arg, status);
 }
+
+/* ---- leasing ---- */
 
 /* Hands b to a new lessee: its events, and the pool limits b will be
  * released under, taken from the lessee's listener because a pool is per
  * backend address and shared by every listener (of every configuration
  * generation) that uses that address. */
-static void bconn_lease_to(pst_bconn_t *b, const pst_listener_conf_t *lc,
+static void bconn_lease_to(pst_bconn_t *b, const pst_listener_conf_t *lc, pst_lease_t how,
                            const pst_bconn_events_t *ev, void *arg) {
+  b->how = how;
   b->ev = ev;
   b->arg = arg;
+  b->want_read = 0;
   b->max_idle = lc->pool_max_idle;
   b->idle_ms = lc->pool_idle_ms;
 }
 
-pst_bconn_t *pst_pool_lease(pst_worker_t *worker, const pst_listener_conf_t *lc,
-                            const pst_addr_t *addr, int fresh, const pst_bconn_events_t *ev,
-                            void *arg, int *reused, int *err) {
-  pst_pool_t *pool = pool_find(worker, addr);
+static pst_bconn_t *bconn_new(pst_pools_t *pools, int local) {
+  pst_bconn_t *b = calloc(1, sizeof(*b));
+  if (b == NULL) return NULL;
+  b->pools = pools;
+  b->local = !!local;
+  b->state = BCONN_CONNECTING;
+  uv_timer_init(pools->loop, &b->timer);
+  b->timer.data = b;
+  b->handles = 1;
+  if (!local) {
+    uv_tcp_init(pools->loop, &b->tcp);
+    b->tcp.data = b;
+    b->handles++;
+  }
+  pools->open++;
+  return b;
+}
+
+pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
+                            const pst_backend_conf_t *bc, pst_lease_t how,
+                            const pst_bconn_events_t *ev, void *arg, int *reused, int *err) {
   *reused = 0;
   *err = -ENOMEM;
+  if (bc->kind == PST_BACKEND_BUILTIN_INFO) {
+    pst_bconn_t *b = bconn_new(pools, 1);
+    if (b == NULL) return NULL;
+    bconn_lease_to(b, lc, PST_LEASE_ONCE, ev, arg);
+    uv_timer_start(&b->timer, bconn_on_timer, 0, 0);
+    return b;
+  }
+  pool_t *pool = pool_find(pools, &bc->addr);
   if (pool == NULL) return NULL;
-  if (!fresh && pool->idle != NULL) {
+  if (how == PST_LEASE_POOLED && pool->idle != NULL) {
     pst_bconn_t *b = pool->idle;
     idle_unlink(b);
     uv_timer_stop(&b->timer);
     b->state = BCONN_LEASED;
-    bconn_lease_to(b, lc, ev, arg);
+    bconn_lease_to(b, lc, how, ev, arg);
+    /* It is read while idle, to notice a close, and stays read: stopping
+     * and starting again would cost two epoll_ctl calls per request. */
+    b->want_read = 1;
     *reused = 1;
     return b;
   }
-  pst_bconn_t *b = calloc(1, sizeof(*b));
+  pst_bconn_t *b = bconn_new(pools, 0);
   if (b == NULL) return NULL;
-  b->worker = worker;
   b->pool = pool;
-  bconn_lease_to(b, lc, ev, arg);
-  b->state = BCONN_CONNECTING;
-  uv_tcp_init(&worker->loop, &b->tcp);
-  uv_timer_init(&worker->loop, &b->timer);
-  b->tcp.data = b->timer.data = b;
-  b->handles = 2;
-  worker->n_bconns++;
-  int rc = uv_tcp_connect(&b->connect_req, &b->tcp, (const struct sockaddr *)&addr->ss,
+  bconn_lease_to(b, lc, how, ev, arg);
+  int rc = uv_tcp_connect(&b->connect_req, &b->tcp, (const struct sockaddr *)&bc->addr.ss,
                           bconn_on_connect);
   if (rc != 0) {
     *err = rc;
@@ -162,6 +275,18 @@ pst_bconn_t *pst_pool_lease(pst_worker_t *worker, const pst_listener_conf_t *lc,
   return b;
 }
 
+int pst_bconn_is_local(const pst_bconn_t *b) { return b->local; }
+
+int pst_bconn_local_answer(pst_bconn_t *b, pst_buf_t *response) {
+  assert(b->local && b->state == BCONN_LEASED);
+  if (pst_buf_append(&b->answer, pst_buf_head(response), response->len) != 0) return -ENOMEM;
+  pst_buf_free(response);
+  uv_timer_start(&b->timer, bconn_on_timer, 0, 0);
+  return 0;
+}
+
+/* ---- writing and reading ---- */
+
 static void bconn_on_write(uv_write_t *req, int status) {
   pst_bconn_t *b = pst_uv_write_done(req);
   if (b->state != BCONN_LEASED || b->ev == NULL) return;
@@ -169,48 +294,64 @@ static void bconn_on_write(uv_write_t *req, int status) {
     b->ev->on_write_error(b->arg, status);
     return;
   }
-  if (pst_bconn_queued(b) < PST_LOW_WATER) b->ev->on_drain(b->arg);
+  if (pst_bconn_queued(b) < PST_BACKEND_LOW_WATER) b->ev->on_drain(b->arg);
 }
 
 int pst_bconn_write(pst_bconn_t *b, const char *data, size_t len) {
+  assert(!b->local && b->state != BCONN_IDLE);
+  if (b->state == BCONN_CLOSING) return PST_ESHUTDOWN;
   return pst_uv_write((uv_stream_t *)&b->tcp, data, len, b, bconn_on_write);
 }
 
 size_t pst_bconn_queued(const pst_bconn_t *b) {
+  if (b->local) return 0;
   return uv_stream_get_write_queue_size((const uv_stream_t *)&b->tcp);
 }
 
 void pst_bconn_read(pst_bconn_t *b, int on) {
-  if (b->state == BCONN_CLOSING || b->reading == !!on) return;
-  if (on) {
-    /* Fails (ENOTCONN) while connecting: reading then starts on connect. */
-    if (uv_read_start((uv_stream_t *)&b->tcp, pst_uv_alloc_slab, bconn_on_read) == 0) b->reading = 1;
-  } else {
+  if (b->state == BCONN_CLOSING || b->local) return;
+  b->want_read = !!on;
+  if (b->reading == !!on) return;
+  if (!on) {
     uv_read_stop((uv_stream_t *)&b->tcp);
     b->reading = 0;
+    return;
   }
+  /* While connecting this may fail (ENOTCONN): bconn_on_connect starts it. */
+  bconn_start_read(b);
 }
 
 void pst_bconn_timer(pst_bconn_t *b, uint64_t ms) {
   if (b->state == BCONN_CLOSING) return;
-  if (ms == 0) uv_timer_stop(&b->timer);
-  else uv_timer_start(&b->timer, bconn_on_timer, ms, 0);
+  if (ms == 0) {
+    /* An in-process answer still due keeps its zero timer. */
+    if (!(b->local && b->answer.len > 0)) uv_timer_stop(&b->timer);
+    return;
+  }
+  if (b->local && (b->state == BCONN_CONNECTING || b->answer.len > 0)) return;
+  uv_timer_start(&b->timer, bconn_on_timer, ms, 0);
 }
 
-static void bconn_on_shutdown(uv_shutdown_t *req, int status) { PST_UNUSED(req); }
+static void bconn_on_shutdown(uv_shutdown_t *req, int status) {
+  pst_bconn_t *b = PST_CONTAINER_OF(req, pst_bconn_t, shutdown_req);
+  if (b->state != BCONN_LEASED || b->ev == NULL || b->ev->on_shutdown == NULL) return;
+  b->ev->on_shutdown(b->arg, status);
+}
 
-void pst_bconn_shutdown(pst_bconn_t *b) {
-  if (b->state != BCONN_LEASED) return;
-  uv_shutdown(&b->shutdown_req, (uv_stream_t *)&b->tcp, bconn_on_shutdown);
+int pst_bconn_shutdown(pst_bconn_t *b) {
+  /* While connecting libuv queues the shutdown behind the connect. */
+  if ((b->state != BCONN_LEASED && b->state != BCONN_CONNECTING) || b->local) return PST_ESHUTDOWN;
+  return uv_shutdown(&b->shutdown_req, (uv_stream_t *)&b->tcp, bconn_on_shutdown);
 }
 
 void pst_bconn_release(pst_bconn_t *b, int reusable) {
   if (b == NULL || b->state == BCONN_CLOSING) return;
+  assert(b->state != BCONN_IDLE); /* released twice */
   b->ev = NULL;
   b->arg = NULL;
-  pst_pool_t *pool = b->pool;
-  if (!reusable || b->state != BCONN_LEASED || b->worker->pools_closed ||
-      pool->n_idle >= b->max_idle || pst_bconn_queued(b) > 0) {
+  pool_t *pool = b->pool;
+  if (!reusable || b->local || b->how == PST_LEASE_ONCE || b->state != BCONN_LEASED ||
+      b->pools->closed || pool->n_idle >= b->max_idle || pst_bconn_queued(b) > 0) {
     bconn_close(b);
     return;
   }
@@ -220,19 +361,6 @@ void pst_bconn_release(pst_bconn_t *b, int reusable) {
   if (pool->idle != NULL) pool->idle->prev = b;
   pool->idle = b;
   pool->n_idle++;
-  pst_bconn_read(b, 1); /* notice the backend closing it */
+  if (!b->reading) bconn_start_read(b); /* notice the backend closing it */
   uv_timer_start(&b->timer, bconn_on_timer, b->idle_ms, 0);
 }
-
-void pst_pool_shutdown(pst_worker_t *worker) {
-  worker->pools_closed = 1;
-  pst_pool_t *next;
-  for (pst_pool_t *p = worker->pools; p != NULL; p = next) {
-    next = p->next;
-    while (p->idle != NULL) bconn_close(p->idle);
-    free(p);
-  }
-  worker->pools = NULL;
-}
-
-unsigned pst_pool_open_count(const pst_worker_t *worker) { return worker->n_bconns; }

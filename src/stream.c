@@ -3,15 +3,16 @@
  * and handed to the front end, errors turned into 502/504 or a cut. */
 #include "postern/stream.h"
 
+#include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "postern/common.h"
-#include "postern/front.h"
 #include "postern/http.h"
+#include "postern/info.h"
 #include "postern/log.h"
 #include "postern/pool.h"
-#include "postern/relay.h"
 
 /* Stream fields only stream.c uses, kept out of the public struct. */
 typedef struct {
@@ -30,23 +31,23 @@ static const pst_bconn_events_t stream_bconn_events;
 
 static stream_t *S(pst_stream_t *s) { return (stream_t *)s; }
 
-/* The one place a stream changes state. It keeps the connection's count of
- * streams waiting for a response head, during which the connection's idle
- * timeout gives way to timeouts.backend_response (conn.c). */
+/* The one place a stream changes state. It tells the connection how many
+ * of its streams wait for a response head, during which its idle timeout
+ * gives way to timeouts.backend_response. A finished stream never starts
+ * again. */
 static void stream_set_state(pst_stream_t *s, pst_stream_state_t state) {
-  if (s->state == PST_STREAM_WAITING && state != PST_STREAM_WAITING) s->conn->streams_waiting--;
-  if (state == PST_STREAM_WAITING && s->state != PST_STREAM_WAITING) s->conn->streams_waiting++;
+  assert(s->state != PST_STREAM_DONE || state == PST_STREAM_DONE);
+  if (s->state == PST_STREAM_WAITING && state != PST_STREAM_WAITING) s->host->ops->waiting(s->host, -1);
+  if (state == PST_STREAM_WAITING && s->state != PST_STREAM_WAITING) s->host->ops->waiting(s->host, 1);
   s->state = state;
 }
 
-static const pst_listener_conf_t *stream_conf(const pst_stream_t *s) {
-  return s->conn->gl->conf;
-}
+static const pst_listener_conf_t *stream_conf(const pst_stream_t *s) { return s->host->lc; }
 
 static void stream_destroy(stream_t *st) {
   pst_stream_t *s = &st->pub;
-  s->conn->streams--;
-  s->conn->t_last_ms = uv_now(s->conn->timer.loop); /* idle from the end of the exchange */
+  assert(s->state != PST_STREAM_WAITING); /* the connection's count stays right */
+  s->host->ops->touch(s->host); /* idle from the end of the exchange */
   if (s->bconn != NULL) pst_bconn_release(s->bconn, 0);
   pst_h1_resp_parser_free(st->parser);
   pst_buf_free(&st->head);
@@ -68,7 +69,7 @@ static void stream_fail(stream_t *st, int status, const char *why) {
     pst_bconn_release(s->bconn, 0);
     s->bconn = NULL;
   }
-  pst_log_debug("conn %llu: stream %d: %s", (unsigned long long)s->conn->id, s->h2_id, why);
+  pst_log_debug("conn %llu: stream %d: %s", (unsigned long long)s->host->id, s->h2_id, why);
   st->busy++;
   s->ops->on_error(s, s->head_sent ? 0 : status, why);
   st->busy--;
@@ -137,7 +138,7 @@ static int stream_on_body(void *arg, const char *data, size_t len) {
   stream_t *st = arg;
   pst_stream_t *s = &st->pub;
   if (st->freed || s->state == PST_STREAM_DONE) return PST_ESHUTDOWN;
-  s->conn->t_last_ms = uv_now(s->conn->timer.loop); /* traffic: not idle */
+  s->host->ops->touch(s->host); /* traffic: not idle */
   s->bytes_out += len;
   st->busy++;
   int rc = s->ops->on_body(s, data, len);
@@ -159,8 +160,29 @@ static const pst_h1_resp_callbacks_t stream_parser_callbacks = {
 
 /* ---- backend connection events ---- */
 
+/* builtin:info, an in-process backend: its answer to the request, parsed
+ * back like any backend's. Request body bytes have nowhere to go. */
+static int stream_ask_info(stream_t *st) {
+  pst_stream_t *s = &st->pub;
+  pst_info_facts_t facts;
+  pst_buf_t answer = {0};
+  s->host->ops->facts(s->host, &facts);
+  int rc = pst_info_respond(s->req->method, pst_headers_get(&s->req->headers, "accept"), &facts,
+                            &answer);
+  if (rc == 0) rc = pst_bconn_local_answer(s->bconn, &answer);
+  pst_buf_free(&answer);
+  pst_buf_free(&s->pending);
+  return rc;
+}
+
 static int stream_send_head(stream_t *st) {
   pst_stream_t *s = &st->pub;
+  if (pst_bconn_is_local(s->bconn)) {
+    int rc = stream_ask_info(st);
+    if (rc != 0) return rc;
+    stream_set_state(s, s->req_done ? PST_STREAM_WAITING : PST_STREAM_SENDING);
+    return 0;
+  }
   int rc = pst_bconn_write(s->bconn, pst_buf_head(&st->head), st->head.len);
   if (rc == 0 && s->pending.len > 0) {
     rc = pst_bconn_write(s->bconn, pst_buf_head(&s->pending), s->pending.len);
@@ -175,10 +197,10 @@ static int stream_send_head(stream_t *st) {
 
 static int stream_lease(stream_t *st, int fresh) {
   pst_stream_t *s = &st->pub;
-  const pst_backend_conf_t *bc = pst_conn_backend(s->conn);
   int err = 0;
-  s->bconn = pst_pool_lease(s->conn->worker, stream_conf(s), &bc->addr, fresh,
-                            &stream_bconn_events, st, &st->reused, &err);
+  s->bconn = pst_pool_lease(s->host->pools, stream_conf(s), s->host->backend,
+                            fresh ? PST_LEASE_FRESH : PST_LEASE_POOLED, &stream_bconn_events, st,
+                            &st->reused, &err);
   if (s->bconn == NULL) return err;
   st->got_bytes = 0;
   if (!st->reused) return 0; /* stream_bconn_on_connect goes on */
@@ -198,9 +220,9 @@ static void stream_bconn_on_connect(void *arg, int status) {
   pst_stream_t *s = &st->pub;
   if (status < 0) {
     char why[160];
-    snprintf(why, sizeof(why), "backend %s: connect failed: %s",
-             pst_conn_backend(s->conn)->addr.text, uv_strerror(status));
-    pst_log_warn("conn %llu: %s", (unsigned long long)s->conn->id, why);
+    snprintf(why, sizeof(why), "backend %s: connect failed: %s", s->host->backend->addr.text,
+             uv_strerror(status));
+    pst_log_warn("conn %llu: %s", (unsigned long long)s->host->id, why);
     stream_fail(st, 502, "backend connect failed");
     stream_settle(st);
     return;
@@ -214,7 +236,7 @@ static void stream_bconn_on_connect(void *arg, int status) {
   /* Body bytes that waited for the connection may all have been taken by
    * the socket at once, and then no write callback will say so: tell the
    * front end now that it may send more (an h2 client's window waits on it). */
-  if (s->state == PST_STREAM_SENDING && pst_stream_queued(s) < PST_LOW_WATER) {
+  if (s->state == PST_STREAM_SENDING && pst_stream_queued(s) < PST_BACKEND_LOW_WATER) {
     st->busy++;
     s->ops->on_drain(s);
     st->busy--;
@@ -328,19 +350,18 @@ static const pst_bconn_events_t stream_bconn_events = {
 
 /* ---- the front end's calls ---- */
 
-pst_stream_t *pst_stream_start(pst_conn_t *conn, const pst_stream_ops_t *ops, void *front,
+pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, void *front,
                                int32_t h2_id, pst_http_request_t *req) {
   stream_t *st = calloc(1, sizeof(*st));
   if (st == NULL) goto nomem;
   pst_stream_t *s = &st->pub;
-  s->conn = conn;
-  conn->streams++;
+  s->host = host;
   s->ops = ops;
   s->front = front;
   s->h2_id = h2_id;
   s->req = req;
   s->t_start_ns = uv_hrtime();
-  s->early_data = conn->state == PST_CONN_HANDSHAKE;
+  s->early_data = host->ops->phase(host) == PST_HOST_EARLY;
   s->state = PST_STREAM_CONNECTING;
   s->req_done = req->body == PST_BODY_NONE;
   st->parser = pst_h1_resp_parser_new(&stream_parser_callbacks, st,
@@ -348,11 +369,11 @@ pst_stream_t *pst_stream_start(pst_conn_t *conn, const pst_stream_ops_t *ops, vo
   if (st->parser == NULL) goto nomem;
   pst_h1_resp_expect(st->parser, req->method);
   pst_forward_info_t fwd = {
-      .client_ip = pst_conn_client_ip(conn),
+      .client_ip = host->peer_ip,
       .mode = stream_conf(s)->forwarded,
       /* Started before the handshake completed: the request came as 0-RTT
        * early data and may be a replay (RFC 8470 5.1). */
-      .early_data = conn->state == PST_CONN_HANDSHAKE,
+      .early_data = s->early_data,
   };
   if (pst_http_request_write(req, &fwd, &st->head) != 0) goto nomem;
   if (stream_lease(st, 0) != 0) goto nomem;
@@ -369,6 +390,7 @@ nomem:
 
 static int stream_write(stream_t *st, const char *data, size_t len) {
   pst_stream_t *s = &st->pub;
+  if (s->bconn != NULL && pst_bconn_is_local(s->bconn)) return 0; /* builtin:info takes no body */
   if (s->bconn != NULL && s->state != PST_STREAM_CONNECTING) {
     return pst_bconn_write(s->bconn, data, len);
   }
@@ -378,7 +400,7 @@ static int stream_write(stream_t *st, const char *data, size_t len) {
 int pst_stream_body(pst_stream_t *s, const char *data, size_t len) {
   stream_t *st = S(s);
   if (s->state == PST_STREAM_DONE || len == 0) return 0;
-  s->conn->t_last_ms = uv_now(s->conn->timer.loop);
+  s->host->ops->touch(s->host);
   s->bytes_in += len;
   if (s->req->body != PST_BODY_CHUNKED && s->req->body != PST_BODY_STREAM) {
     return stream_write(st, data, len);
@@ -424,7 +446,7 @@ void pst_stream_pause(pst_stream_t *s, int pause) {
 
 int pst_stream_tunnel_write(pst_stream_t *s, const char *data, size_t len) {
   if (s->state != PST_STREAM_TUNNEL || s->bconn == NULL) return PST_EPROTO;
-  s->conn->t_last_ms = uv_now(s->conn->timer.loop);
+  s->host->ops->touch(s->host);
   s->bytes_in += len;
   return pst_bconn_write(s->bconn, data, len);
 }

@@ -12,7 +12,8 @@
 #include <wolfssl/openssl/ssl.h>
 
 #include "postern/common.h"
-#include "postern/gen.h"
+#include "postern/gen-t.h"
+#include "postern/sni.h"
 #include "postern/ticket.h"
 
 /* AEAD suites only (TLS 1.3 has nothing else; for TLS 1.2, ECDHE with
@@ -81,33 +82,19 @@ static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
   return 0;
 }
 
-static int tls_alpn_listed(const pst_listener_conf_t *lc, const char *proto) {
-  for (size_t i = 0; i < lc->n_alpn; i++) {
-    if (strcmp(lc->alpn[i], proto) == 0) return 1;
-  }
-  return 0;
-}
-
 /* RFC 7301 3.2: the server picks; postern takes the first protocol of its
  * own list that the client offers. No overlap: no ALPN at all (no alert), so
  * that clients which merely advertise protocols still connect. */
 static int tls_on_alpn(WOLFSSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg) {
   const pst_gen_listener_t *gl = arg;
-  const unsigned char *ours = gl->conf->alpn_wire;
-  size_t ours_len = gl->conf->alpn_wire_len;
-  /* In tcp mode builtin:info speaks HTTP/1.1 only (http mode serves it over
-   * h2 too): never let a client pick h2 for it there (the SNI callback has
-   * run, so the route is known). */
-  static const unsigned char h1_only[] = "\x08http/1.1";
+  /* The protocols the route allows (config-t.h: alpn_wire); the SNI
+   * callback has run, so the route is known. */
   void *name = NULL;
   unsigned short name_len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &name);
-  if (gl->conf->mode == PST_MODE_TCP &&
-      pst_gen_backend(gl, name, name_len)->kind == PST_BACKEND_BUILTIN_INFO) {
-    if (!tls_alpn_listed(gl->conf, "http/1.1")) return SSL_TLSEXT_ERR_NOACK;
-    ours = h1_only;
-    ours_len = sizeof(h1_only) - 1;
-  }
+  const pst_backend_conf_t *route = pst_sni_route(gl->routes, gl->conf, name, name_len);
+  const unsigned char *ours = route->alpn_wire;
+  size_t ours_len = route->alpn_wire_len;
   for (size_t i = 0; i < ours_len; i += 1 + (size_t)ours[i]) {
     unsigned char n = ours[i];
     for (unsigned int j = 0; j < inlen; j += 1u + in[j]) {

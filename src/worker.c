@@ -14,7 +14,7 @@
 #include "postern/common.h"
 #include "postern/conn.h"
 #include "postern/gen.h"
-#include "postern/front.h"
+#include "postern/access_log.h"
 #include "postern/log.h"
 #include "postern/pool.h"
 #include "postern/tls.h"
@@ -127,13 +127,16 @@ static void worker_on_handle_close(uv_handle_t *h) { PST_UNUSED(h); }
 /* Runs once per loop turn, after the turn's callbacks and before the loop
  * waits again: the turn's client output leaves in one write per connection. */
 static void worker_on_prepare(uv_prepare_t *p) {
-  pst_conn_flush_all(PST_CONTAINER_OF(p, pst_worker_t, flush_prepare));
+  pst_worker_t *worker = PST_CONTAINER_OF(p, pst_worker_t, flush_prepare);
+  pst_conn_flush_all(worker);
+  pst_access_log_flush(worker->access_log);
 }
 
 static void worker_finish(pst_worker_t *worker) {
   if (worker->state == PST_WORKER_STOPPED) return;
   worker->state = PST_WORKER_STOPPED;
-  pst_pool_shutdown(worker); /* pools made by the last connections' streams */
+  pst_pools_shutdown(worker->pools); /* pools made by the last connections' streams */
+  pst_access_log_flush(worker->access_log); /* the last lines; the loop waits for them */
   uv_close((uv_handle_t *)&worker->wakeup, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->drain_timer, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->flush_prepare, worker_on_handle_close);
@@ -145,11 +148,7 @@ static void worker_on_drain_timeout(uv_timer_t *t) {
     pst_log_info("worker %u: shutdown_timeout reached: closing %u connections", worker->id,
                  worker->n_conns);
   }
-  pst_conn_t *next;
-  for (pst_conn_t *c = worker->conns; c != NULL; c = next) {
-    next = c->next;
-    pst_conn_close(c, PST_ESHUTDOWN, "shutdown timeout");
-  }
+  pst_conn_close_all(worker, PST_ESHUTDOWN, "shutdown timeout");
 }
 
 static void worker_drain(pst_worker_t *worker) {
@@ -158,12 +157,8 @@ static void worker_drain(pst_worker_t *worker) {
   for (size_t i = 0; i < worker->n_listeners; i++) wl_close(worker->listeners[i]);
   /* Idle backend connections would keep the loop alive; http-mode front
    * ends stop taking requests (h2 GOAWAY) and end once their exchanges do. */
-  pst_pool_shutdown(worker);
-  pst_conn_t *next;
-  for (pst_conn_t *c = worker->conns; c != NULL; c = next) {
-    next = c->next;
-    if (c->front != NULL && c->state == PST_CONN_OPEN) c->front->ops->shutdown(c->front);
-  }
+  pst_pools_shutdown(worker->pools);
+  pst_conn_shutdown_all(worker);
   if (worker->n_conns == 0) {
     worker_finish(worker);
     return;
@@ -296,8 +291,8 @@ static void worker_on_wakeup(uv_async_t *a) {
   if (atomic_load(&worker->stop_requested)) worker_drain(worker);
 }
 
-void pst_worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl, pst_conn_t *conn) {
-  PST_UNUSED(conn);
+/* worker->conn_gone (worker-t.h). */
+static void worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl) {
   worker->n_conns--;
   wl->n_conns--;
   if (wl->paused && wl->open && wl->listed && wl->n_conns < wl_max_connections(wl)) {
@@ -352,6 +347,7 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
       calloc(worker->n_listeners ? worker->n_listeners : 1, sizeof(*worker->listeners));
   worker->slab = malloc(PST_READ_SLAB);
   worker->plain = malloc(PST_RECORD_MAX);
+  worker->conn_gone = worker_conn_gone;
   int rc = worker->listeners == NULL || worker->slab == NULL || worker->plain == NULL ? -ENOMEM : 0;
   for (size_t i = 0; rc == 0 && i < worker->n_listeners; i++) {
     worker->listeners[i] = wl_new(listen_fds[i]);
@@ -363,6 +359,12 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   }
   if (rc == 0) rc = uv_loop_init(&worker->loop);
   if (rc != 0) goto fail;
+  worker->pools = pst_pools_new(&worker->loop);
+  worker->access_log = pst_access_log_new(&worker->loop);
+  if (worker->pools == NULL || worker->access_log == NULL) {
+    rc = -ENOMEM;
+    goto fail_loop;
+  }
   worker->loop.data = worker;
   worker->gen = pst_gen_ref(gen);
   uv_async_init(&worker->loop, &worker->wakeup, worker_on_wakeup);
@@ -380,9 +382,15 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   uv_close((uv_handle_t *)&worker->drain_timer, NULL);
   uv_close((uv_handle_t *)&worker->flush_prepare, NULL);
   uv_run(&worker->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&worker->loop);
   pst_gen_unref(worker->gen);
   worker->gen = NULL;
+fail_loop:
+  pst_pools_shutdown(worker->pools);
+  pst_pools_free(worker->pools);
+  pst_access_log_free(worker->access_log);
+  worker->pools = NULL;
+  worker->access_log = NULL;
+  uv_loop_close(&worker->loop);
 fail:
   worker_unlist(worker);
   for (size_t i = 0; i < worker->n_listeners; i++) {
@@ -410,6 +418,10 @@ void pst_worker_join(pst_worker_t *worker) {
   }
   /* The loop ran to its end: every handle is closed, every connection gone. */
   worker_unlist(worker);
+  pst_pools_free(worker->pools);
+  pst_access_log_free(worker->access_log);
+  worker->pools = NULL;
+  worker->access_log = NULL;
   uv_loop_close(&worker->loop);
   pst_gen_unref(worker->gen);
   free(worker->slab);

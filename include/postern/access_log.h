@@ -1,25 +1,62 @@
-/* postern: the http-mode access log: one line per request, off by default,
- * to stderr or a file (listener key access_log). */
+/* postern: the access log of http mode: one line per request, off by
+ * default, to stderr or a file (listener key access_log).
+ *
+ * Lines never block a worker's loop on the file: each worker appends them
+ * to a buffer per log file, and the loop hands what gathered to libuv's
+ * file-system threads once per turn (pst_access_log_flush), one write
+ * in flight per file and worker. What a file cannot take fast enough is
+ * bounded (PST_ACCESS_LOG_BUFFER per file and worker) and dropped, counted
+ * (pst_access_log_dropped) and reported once per minute at most. */
 #ifndef POSTERN_ACCESS_LOG_H
 #define POSTERN_ACCESS_LOG_H
 
 #include <stdint.h>
+#include <uv.h>
 
-#include "postern/conn-t.h"
+#include "postern/app-t.h"
 #include "postern/http-t.h"
 
-/* Writes one line for a finished request of conn: time, client, SNI,
- * protocol ("h2", "http/1.1"), method, authority, path, status, request
- * and response body bytes, duration since t_start_ns (uv_hrtime), backend.
- * One write(2) per line, so lines of different workers never interleave.
- * Does nothing when the listener has no access log. req may be NULL (a
- * request refused before it was parsed). */
-void pst_access_log(pst_conn_t *conn, const char *proto, const pst_http_request_t *req,
+/* Lines waiting for one file in one worker, at most. */
+#define PST_ACCESS_LOG_BUFFER (1024 * 1024)
+
+/* An open log file, shared (refcounted) by the generation that opened it
+ * and by the writers with lines for it; closed with the last reference. */
+typedef struct pst_access_file_s pst_access_file_t;
+
+/* One worker's writer. */
+typedef struct pst_access_log_s pst_access_log_t;
+
+/* Opens the access log named by a listener's access_log key: "stderr" is
+ * fd 2 (never closed), a path is opened for appending (created 0640).
+ * *out gets the file (one reference) or NULL when path is NULL (no log).
+ * Returns 0, or -errno (then *out is NULL). */
+int pst_access_file_open(const char *path, pst_access_file_t **out);
+
+/* Takes or drops a reference; the last drop closes the file. Thread-safe.
+ * NULL allowed. */
+pst_access_file_t *pst_access_file_ref(pst_access_file_t *f);
+void pst_access_file_unref(pst_access_file_t *f);
+
+/* Creates a worker's writer on loop. Returns NULL when out of memory. */
+pst_access_log_t *pst_access_log_new(uv_loop_t *loop);
+
+/* Queues one line for a finished request of the connection h: time,
+ * client, SNI, protocol ("h2", "http/1.1"), method, authority, path,
+ * status, request and response body bytes, duration since t_start_ns
+ * (uv_hrtime), backend. Does nothing when the listener has no access log.
+ * req may be NULL (a request refused before it was parsed). */
+void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_request_t *req,
                     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t t_start_ns);
 
-/* Opens the access log named by a listener's access_log key: "stderr" gives
- * fd 2, a path is opened for appending (created 0640). Returns the fd, -1
- * for no log (path NULL), or -errno. */
-int pst_access_log_open(const char *path);
+/* Starts writing what gathered, for every file without a write in flight.
+ * The worker calls it once per loop turn. */
+void pst_access_log_flush(pst_access_log_t *al);
+
+/* Lines this writer had to drop since it was created. */
+uint64_t pst_access_log_dropped(const pst_access_log_t *al);
+
+/* Frees the writer once its loop has ended (no write in flight; lines still
+ * queued are written synchronously first). NULL allowed. */
+void pst_access_log_free(pst_access_log_t *al);
 
 #endif

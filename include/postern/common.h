@@ -23,6 +23,9 @@ enum {
 /* Returns a static, human-readable description of err (0, -errno, PST_E*). */
 const char *pst_strerror(int err);
 
+/* Largest TLS plaintext record (RFC 8446 5.1). */
+#define PST_RECORD_MAX (16 * 1024)
+
 #define PST_CONTAINER_OF(ptr, type, field) \
   ((type *)((char *)(ptr) - offsetof(type, field)))
 

@@ -68,6 +68,12 @@ typedef struct {
   pst_backend_kind_t kind;
   pst_addr_t addr; /* PST_BACKEND_ADDR only; addr.text holds the text either way */
   pst_mark_t mark;
+  /* The ALPN protocols (RFC 7301 3.1 wire format) a connection routed here
+   * may negotiate: the listener's list, except that a tcp-mode route to
+   * builtin:info offers only http/1.1, which is what its application
+   * speaks there. Points into the listener's alpn_wire or at a constant. */
+  const unsigned char *alpn_wire;
+  size_t alpn_wire_len;
 } pst_backend_conf_t;
 
 typedef struct {

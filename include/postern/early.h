@@ -1,7 +1,8 @@
 /* postern: 0-RTT early data on one connection (RFC 8446 2.3, 4.2.10, 8;
  * RFC 8470): the policy decision, reading early data while the handshake
  * runs, the strike register check, and what the handshake leaves behind
- * (status, counters, the session ticket). pst_conn_handshake drives it.
+ * (status, counters, the session ticket). The connection's handshake
+ * (conn.c) drives it.
  *
  * How wolfSSL 5.5.4 is steered (tls13.c, tls.c):
  * - a connection whose first wolfSSL call is wolfSSL_read_early_data may
@@ -20,33 +21,83 @@
 #ifndef POSTERN_EARLY_H
 #define POSTERN_EARLY_H
 
-#include "postern/conn-t.h"
+#include <stdint.h>
 
-/* Before wolfSSL sees any byte: waits until the whole ClientHello is in the
- * connection's input, scans it, and decides: early data not offered, offered
- * and refused (policy, replay, more than one PSK, strike register full), or
- * offered and to be read (conn->early_reading). With early_data: reject, a
- * connection offered early data skips up to max_early_data of it.
- * Returns 1 while the ClientHello is incomplete (and the client has not
- * closed), 0 once decided (also for bytes that are no ClientHello: wolfSSL
- * then says what is wrong with them). */
-int pst_early_hello(pst_conn_t *conn);
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
-/* While conn->early_reading: advances the handshake with
- * wolfSSL_read_early_data, appending early data to conn->early.
+#include "postern/buf.h"
+#include "postern/config-t.h"
+
+/* What became of the client's 0-RTT early data (RFC 8446 2.3, 4.2.10). */
+typedef enum {
+  PST_EARLY_NOT_SENT = 0, /* the ClientHello offered none */
+  PST_EARLY_REJECTED = 1, /* offered and refused (policy, no resumption, register full):
+                           * wolfSSL skipped it and the client sends it again after
+                           * the handshake, as ordinary data */
+  PST_EARLY_REPLAYED = 2, /* offered and refused: this ClientHello was seen before */
+  PST_EARLY_ACCEPTED = 3, /* accepted: its bytes went to pst_early_t.data */
+} pst_early_status_t;
+
+/* Where the 0-RTT phase of one connection stands. Embedded in the
+ * connection, written only by early.c; the connection reads status and
+ * reading, and takes the data with pst_early_take. */
+typedef enum {
+  PST_EARLY_HELLO = 0,   /* waiting for the whole ClientHello */
+  PST_EARLY_READING = 1, /* accepted for reading: the handshake runs through
+                          * wolfSSL_read_early_data */
+  PST_EARLY_DONE = 2,    /* decided, and the early data phase (if any) is over */
+} pst_early_phase_t;
+
+typedef struct {
+  pst_early_phase_t phase;
+  pst_early_status_t status;
+  pst_buf_t data;          /* early data received and not yet taken, in order: the
+                            * very start of the client's byte stream */
+  uint64_t bytes;          /* early data received in all */
+  unsigned decided : 1;    /* wolfSSL has processed the ClientHello: accepted or not */
+  unsigned claimed : 1;    /* replay_key is claimed in the strike register */
+  uint8_t replay_key[16];  /* PST_REPLAY_KEY_LEN */
+} pst_early_t;
+
+/* Before wolfSSL sees any byte: given the client's input so far (in, len;
+ * eof when the client has closed), waits until the whole ClientHello is
+ * there, scans it, and decides: early data not offered, offered and refused
+ * (policy, replay, more than one PSK, strike register full), or offered and
+ * to be read (phase PST_EARLY_READING). With early_data: reject, a
+ * connection offered early data skips up to max_early_data of it. conn_id
+ * and peer are for logs. Returns 1 while the ClientHello is incomplete (and
+ * the client has not closed), 0 once decided (also for bytes that are no
+ * ClientHello: wolfSSL then says what is wrong with them). */
+int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc, const char *in,
+                    size_t len, int eof, uint64_t conn_id, const char *peer);
+
+/* In phase PST_EARLY_READING: advances the handshake with
+ * wolfSSL_read_early_data, appending early data to e->data; plain is a
+ * scratch buffer of PST_RECORD_MAX bytes, flight the connection's queue of
+ * handshake bytes to the client (non-empty once wolfSSL has answered the
+ * ClientHello, which is when the PSK was accepted or refused).
  * Returns 1 when it waits for more client bytes, 0 when the early data
- * phase is over (go on with wolfSSL_accept), -1 when wolfSSL failed (its
- * error is in wolfSSL_get_error(conn->ssl, -1)), or -ENOMEM. */
-int pst_early_read(pst_conn_t *conn);
+ * phase is over (phase PST_EARLY_DONE: go on with wolfSSL_accept),
+ * PST_ETLS when wolfSSL failed (its error is in wolfSSL_get_error(ssl,
+ * -1)), or -ENOMEM. */
+int pst_early_read(pst_early_t *e, WOLFSSL *ssl, char *plain, const pst_buf_t *flight);
 
-/* After a successful handshake: settles conn->early_status, gives back the
- * strike register claim of early data that was not accepted, counts the
- * handshake (metrics.h), and sends the TLS 1.3 session ticket unless
- * session_tickets is off, advertising the policy's max_early_data (RFC 8446
- * 4.6.1), not the one of the ticket the client resumed with.
+/* After a successful handshake: settles e->status, gives back the strike
+ * register claim of early data that was not accepted, counts the handshake
+ * (metrics.h), and sends the TLS 1.3 session ticket unless session_tickets
+ * is off, advertising the policy's max_early_data (RFC 8446 4.6.1), not the
+ * one of the ticket the client resumed with.
  * Returns 0, or PST_ETLS when the ticket could not be made (the connection
  * cannot go on). */
-int pst_early_finish(pst_conn_t *conn);
+int pst_early_finish(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc);
+
+/* Moves the early data received so far into *out (which must be empty) and
+ * leaves e->data empty: the caller owns it. */
+void pst_early_take(pst_early_t *e, pst_buf_t *out);
+
+/* Frees what e holds. */
+void pst_early_free(pst_early_t *e);
 
 /* "not sent", "rejected" or "accepted", for logs and the info page. */
 const char *pst_early_status_name(pst_early_status_t status);

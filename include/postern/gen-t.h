@@ -28,7 +28,7 @@ typedef struct {
   int default_cert;       /* index into certs */
   pst_sni_map_t *sni;     /* server name -> certificate index */
   pst_sni_map_t *routes;  /* server name -> route index; NULL without routes */
-  int access_fd;          /* http mode access log: -1 off, 2 stderr, or an owned file */
+  struct pst_access_file_s *access_file; /* the access log (one reference), NULL when off */
   /* Ticket keys (one reference): process-wide, shared with the listeners of
    * other generations that name the same keys, so tickets survive reloads. */
   struct pst_ticket_src_s *tickets;

@@ -26,11 +26,6 @@ pst_gen_t *pst_gen_ref(pst_gen_t *gen);
 /* Drops one reference; the last one frees the generation. NULL allowed. */
 void pst_gen_unref(pst_gen_t *gen);
 
-/* The backend for a connection of listener gl that asked for server name
- * sni of len bytes (NULL or 0 when none): the route matching the name, else
- * the listener's. */
-const pst_backend_conf_t *pst_gen_backend(const pst_gen_listener_t *gl, const char *sni,
-                                          size_t len);
 
 /* The number of certificates of every listener of gen. */
 size_t pst_gen_n_certs(const pst_gen_t *gen);

@@ -1,7 +1,6 @@
-/* postern: the "builtin:info" backend. An HTTP/1.1 responder (llhttp, strict)
- * that describes the TLS handshake of the connection it runs on. It does no
- * I/O: it is fed the decrypted request bytes and appends response bytes to a
- * buffer that the connection encrypts and sends. */
+/* postern: the "builtin:info" backend's page: a description of the TLS
+ * handshake of the connection a request came on. Pure rendering, no I/O:
+ * the backend module (pool.h) serves it as an in-process backend. */
 #ifndef POSTERN_INFO_H
 #define POSTERN_INFO_H
 
@@ -26,31 +25,21 @@ typedef struct {
   const char *listener;    /* listener name */
 } pst_info_facts_t;
 
-typedef struct pst_info_s pst_info_t;
-
-/* Returns a new responder, or NULL when out of memory. */
-pst_info_t *pst_info_new(void);
-
-/* Feeds request bytes. Each complete request gets a response appended to out:
- * 200 with an HTML page, or JSON when the request's Accept header contains
- * "application/json"; GET and HEAD only (405 otherwise); keep-alive as
- * HTTP/1.1 says (RFC 9112 9.3), answering pipelined requests in order.
- * Returns 0 to keep reading, 1 when the connection should close once out is
- * sent ("Connection: close", an HTTP/1.0 request, or a request head over
- * 8 KiB, answered with 431), PST_EPROTO after a malformed request (a 400
- * response has been appended; close after sending), or -ENOMEM (out holds
- * only whole responses). After a nonzero return every later call returns the
- * same value and appends nothing. */
-int pst_info_feed(pst_info_t *info, const char *data, size_t len,
-                  const pst_info_facts_t *facts, pst_buf_t *out);
+/* Appends to out the complete HTTP/1.1 response builtin:info gives to a
+ * request with this method and Accept field value (NULL: none): for GET
+ * 200 with the page (JSON when Accept contains "application/json", else
+ * HTML; Vary: Accept), for HEAD the same head without content (RFC 9110
+ * 9.3.2), for any other method 405 with Allow (RFC 9110 15.5.6). No
+ * Connection field: the front end decides about its client connection.
+ * facts is borrowed (NULL: every fact unknown). Returns 0 or -ENOMEM (out
+ * unchanged). */
+int pst_info_respond(const char *method, const char *accept, const pst_info_facts_t *facts,
+                     pst_buf_t *out);
 
 /* Builds the page for facts, without an HTTP head: JSON when json is set,
- * else HTML; *content_type gets the matching static media type. Used by the
- * HTTP/2 front end. Returns 0 or -ENOMEM. */
+ * else HTML; *content_type gets the matching static media type. Returns 0
+ * or -ENOMEM. */
 int pst_info_render(const pst_info_facts_t *facts, int json, pst_buf_t *body,
                     const char **content_type);
-
-/* Frees the responder. NULL is allowed. */
-void pst_info_free(pst_info_t *info);
 
 #endif

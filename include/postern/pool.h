@@ -1,70 +1,117 @@
-/* postern: backend connections for http mode and the per-worker keep-alive
- * pool they return to. A pool belongs to one worker (no locks) and holds
- * idle connections per backend address, newest first. */
+/* postern: backend connections, for every application. A lessee (an HTTP
+ * exchange, stream.h, or the tcp relay, tcp.h) leases one connection for
+ * its use and hears about it through pst_bconn_events_t:
+ * - a kept-alive TCP connection from the worker's pool, or a fresh one
+ *   (http mode: reusable after a complete exchange, RFC 9112 9.3);
+ * - a fresh TCP connection that is never pooled (the tcp relay);
+ * - an in-process connection to builtin:info, which answers one request
+ *   with an HTTP/1.1 response read back like a real backend's.
+ * Connect timeouts, write backpressure and half-close live here once.
+ * A pool set belongs to one worker: no locks. */
 #ifndef POSTERN_POOL_H
 #define POSTERN_POOL_H
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <uv.h>
 
+#include "postern/buf.h"
 #include "postern/config-t.h"
-#include "postern/worker-t.h"
+
+/* Bytes written to a backend connection and not yet taken by its kernel
+ * above which a lessee stops reading what it forwards (its client), and
+ * below which on_drain tells it to go on. */
+#define PST_BACKEND_HIGH_WATER (256 * 1024)
+#define PST_BACKEND_LOW_WATER (64 * 1024)
 
 typedef struct pst_bconn_s pst_bconn_t;
+typedef struct pst_pools_s pst_pools_t;
 
-/* What a leased connection reports to its lessee (a stream). */
+/* What a leased connection reports to its lessee. No event runs from inside
+ * a pst_bconn_* or pst_pool_* call. */
 typedef struct {
   /* A fresh connection is established (status 0) or failed (negative). */
   void (*on_connect)(void *arg, int status);
   /* Bytes (n > 0), UV_EOF, or a negative read error. */
   void (*on_read)(void *arg, const char *data, ssize_t n);
-  /* The write queue went below PST_LOW_WATER after being above it, or
-   * emptied: more request bytes may be written. */
+  /* The write queue went below PST_BACKEND_LOW_WATER after a write that
+   * had to wait, or emptied: more bytes may be written. */
   void (*on_drain)(void *arg);
-  /* The timer armed with pst_bconn_timer fired. */
+  /* The timer armed with pst_bconn_timer (or the connect timeout) fired. */
   void (*on_timer)(void *arg);
   /* A write failed (the connection is unusable). */
   void (*on_write_error)(void *arg, int status);
+  /* Optional: the half-close asked with pst_bconn_shutdown completed
+   * (status 0) or failed. */
+  void (*on_shutdown)(void *arg, int status);
 } pst_bconn_events_t;
 
-/* Leases a connection to addr for one exchange: an idle pooled one (unless
- * fresh is set), which *reused reports and which is ready at once; or a new
- * one, connecting, which reports on_connect (a connect timeout of
- * lc->backend_connect_timeout_ms is armed: on_timer). Events go to ev/arg
- * until pst_bconn_release. Returns NULL when out of memory or when the
- * socket cannot even be created (*err says why). */
-pst_bconn_t *pst_pool_lease(pst_worker_t *worker, const pst_listener_conf_t *lc,
-                            const pst_addr_t *addr, int fresh, const pst_bconn_events_t *ev,
-                            void *arg, int *reused, int *err);
+/* How a connection is leased. */
+typedef enum {
+  PST_LEASE_POOLED = 0, /* an idle pooled connection if there is one, else a new one */
+  PST_LEASE_FRESH = 1,  /* a new connection, which may go to the pool afterwards */
+  PST_LEASE_ONCE = 2,   /* a new connection, closed at release (the tcp relay) */
+} pst_lease_t;
 
-/* Writes bytes (copied when the socket does not take them at once).
- * Returns 0 or a negative libuv error. */
+/* Creates a worker's pool set on loop. Returns NULL when out of memory. */
+pst_pools_t *pst_pools_new(uv_loop_t *loop);
+
+/* Closes every idle connection and makes later releases close instead of
+ * pooling: for a worker that is shutting down. Leased connections go on. */
+void pst_pools_shutdown(pst_pools_t *pools);
+
+/* Frees the pool set once pst_pools_shutdown ran and every connection it
+ * made has closed (pst_pools_open() == 0). NULL allowed. */
+void pst_pools_free(pst_pools_t *pools);
+
+/* Connections (idle, leased and closing) the set has open. */
+unsigned pst_pools_open(const pst_pools_t *pools);
+
+/* Leases a connection to backend bc for one use. For an address: an idle
+ * pooled one (how == PST_LEASE_POOLED and there is one), which *reused
+ * reports and which is ready at once; or a new one, connecting, which
+ * reports on_connect (a connect timeout of lc->backend_connect_timeout_ms is
+ * armed: on_timer). For builtin:info: an in-process connection, which
+ * reports on_connect(0) on the next loop turn and then waits for
+ * pst_bconn_info_request. Events go to ev/arg until pst_bconn_release.
+ * Returns NULL when out of memory or when the socket cannot even be created;
+ * *err says why (negative). */
+pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
+                            const pst_backend_conf_t *bc, pst_lease_t how,
+                            const pst_bconn_events_t *ev, void *arg, int *reused, int *err);
+
+/* Nonzero for an in-process (builtin:info) connection. */
+int pst_bconn_is_local(const pst_bconn_t *b);
+
+/* For an in-process connection: the lessee's request. response holds a
+ * complete HTTP/1.1 response (pst_info_respond), taken over (emptied); it
+ * reaches the lessee through on_read on the next loop turn, followed by
+ * UV_EOF. Returns 0 or -ENOMEM. */
+int pst_bconn_local_answer(pst_bconn_t *b, pst_buf_t *response);
+
+/* Writes bytes (copied when the socket does not take them at once; while
+ * connecting they wait for the connection). Returns 0 or a negative libuv
+ * error. Not for in-process connections. */
 int pst_bconn_write(pst_bconn_t *b, const char *data, size_t len);
 
 /* Bytes written but not yet taken by the kernel. */
 size_t pst_bconn_queued(const pst_bconn_t *b);
 
-/* Starts or stops reading (response backpressure). */
+/* Starts or stops reading (response backpressure). Reading starts by itself
+ * once a connect completes if it was asked for while connecting. */
 void pst_bconn_read(pst_bconn_t *b, int on);
 
 /* Arms the connection's timer for ms (0 stops it). */
 void pst_bconn_timer(pst_bconn_t *b, uint64_t ms);
 
-/* Half-closes the write side once queued bytes are written (a tunnel whose
- * client finished). */
-void pst_bconn_shutdown(pst_bconn_t *b);
+/* Half-closes the write side once queued bytes are written; on_shutdown
+ * reports the outcome. Returns 0 or a negative libuv error. */
+int pst_bconn_shutdown(pst_bconn_t *b);
 
 /* Ends the lease: no event reaches the lessee any more. A reusable
- * connection (response complete, keep-alive, nothing unread) goes back to
- * the pool if it has room; anything else is closed. */
+ * connection (response complete, keep-alive, nothing unread, leased as
+ * POOLED or FRESH) goes back to the pool if it has room; anything else is
+ * closed. NULL allowed. */
 void pst_bconn_release(pst_bconn_t *b, int reusable);
-
-/* Closes every idle connection of the worker and makes later releases close
- * instead of pooling: for a worker that is shutting down. */
-void pst_pool_shutdown(pst_worker_t *worker);
-
-/* Number of connections (idle and leased) the worker has open, for tests
- * and logs. */
-unsigned pst_pool_open_count(const pst_worker_t *worker);
 
 #endif

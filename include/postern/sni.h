@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "postern/config-t.h"
+
 typedef struct pst_sni_map_s pst_sni_map_t;
 
 /* Returns a new empty map, or NULL when out of memory. */
@@ -37,5 +39,13 @@ int pst_sni_select(const pst_sni_map_t *map, const char *name, size_t len, int d
 
 /* Frees the map. NULL is allowed. */
 void pst_sni_map_free(pst_sni_map_t *map);
+
+/* The backend for server name (len bytes, lower-cased, not NUL-ended) on
+ * listener lc: the route whose names match it in routes (which maps names
+ * to indexes into lc->routes; NULL without routes), else the listener's
+ * backend. Never NULL. */
+const pst_backend_conf_t *pst_sni_route(const pst_sni_map_t *routes,
+                                        const pst_listener_conf_t *lc, const char *name,
+                                        size_t len);
 
 #endif

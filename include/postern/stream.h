@@ -1,15 +1,18 @@
 /* postern: one HTTP exchange in http mode: a request from a front end
  * (HTTP/1.1 or HTTP/2) forwarded as HTTP/1.1 over a backend connection
- * leased from the worker's keep-alive pool, and the response brought back.
- * The front end owns its streams; a stream calls back into its front end
- * through pst_stream_ops_t, and never outlives the connection. */
+ * leased from the worker's pools (pool.h: kept-alive TCP, or the in-process
+ * builtin:info), and the response brought back through one HTTP/1.1
+ * response parser. The front end owns its streams; a stream calls back into
+ * its front end through pst_stream_ops_t, and never outlives the
+ * connection. */
 #ifndef POSTERN_STREAM_H
 #define POSTERN_STREAM_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "postern/conn-t.h"
+#include "postern/app-t.h"
+#include "postern/buf.h"
 #include "postern/http-t.h"
 
 typedef struct pst_stream_s pst_stream_t;
@@ -52,7 +55,7 @@ typedef enum {
 } pst_stream_state_t;
 
 struct pst_stream_s {
-  pst_conn_t *conn;
+  pst_host_t *host; /* the client connection (borrowed: it outlives the stream) */
   const pst_stream_ops_t *ops;
   void *front;     /* the front end's per-stream data */
   int32_t h2_id;   /* HTTP/2 stream id, 0 for HTTP/1.1 */
@@ -71,13 +74,13 @@ struct pst_stream_s {
   int head_sent;           /* a final response head reached the front end */
 };
 
-/* Starts an exchange for req (taken over in every case) on conn's backend
- * (chosen by SNI routes). Leases a backend connection and writes the head.
+/* Starts an exchange for req (taken over in every case) on the backend of
+ * host (chosen by SNI routes). Leases a backend connection and writes the head.
  * Returns a new stream (the caller frees it with pst_stream_free after
  * on_end or on_error, or earlier with pst_stream_free to abort), or NULL
  * when it cannot start (out of memory, no socket): req is freed and the
  * front end answers 502 itself. No callback runs from inside this call. */
-pst_stream_t *pst_stream_start(pst_conn_t *conn, const pst_stream_ops_t *ops, void *front,
+pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, void *front,
                                int32_t h2_id, pst_http_request_t *req);
 
 /* Request body bytes from the client (de-chunked on h1; DATA payload on h2).
@@ -90,7 +93,7 @@ int pst_stream_body(pst_stream_t *s, const char *data, size_t len);
 int pst_stream_body_end(pst_stream_t *s);
 
 /* Bytes of request body queued towards the backend and not yet written:
- * the front end stops reading request body above PST_HIGH_WATER. */
+ * the front end stops reading request body above PST_BACKEND_HIGH_WATER. */
 size_t pst_stream_queued(const pst_stream_t *s);
 
 /* The front end's output for this stream is full (pause != 0) or has room

@@ -13,8 +13,6 @@ typedef struct pst_worker_s pst_worker_t;
 
 /* Size of the per-worker read buffer every socket read lands in. */
 #define PST_READ_SLAB (64 * 1024)
-/* Largest TLS plaintext record (RFC 8446 5.1). */
-#define PST_RECORD_MAX (16 * 1024)
 
 /* One listening socket of one worker (SO_REUSEPORT: each worker has its own).
  * Allocated on its own, because a listener that a reload keeps moves to
@@ -72,9 +70,12 @@ struct pst_worker_s {
   pst_conn_t *conns;        /* open connections, doubly linked */
   unsigned n_conns;
   uint64_t next_conn_id;
-  struct pst_pool_s *pools; /* http mode: keep-alive backend connections (pool.c) */
-  unsigned n_bconns;        /* backend connections open (pool.c) */
-  int pools_closed;         /* shutting down: released connections are closed */
+  struct pst_pools_s *pools; /* backend connections, kept-alive ones pooled (pool.h) */
+  struct pst_access_log_s *access_log; /* the access log writer (access_log.h) */
+  /* Called by a connection when it is freed (conn.c calls no worker
+   * function: the worker is above it): updates counts, resumes a paused
+   * listener, and finishes a drain when it was the last one. */
+  void (*conn_gone)(pst_worker_t *worker, pst_wlistener_t *wl);
   pst_conn_t *flush_list;   /* connections with client output due this loop turn (conn.c) */
   uv_prepare_t flush_prepare; /* writes it out before the loop polls again */
   char *slab;               /* PST_READ_SLAB bytes: where reads land */

@@ -45,8 +45,4 @@ void pst_worker_stop(pst_worker_t *worker);
 /* Waits for the worker's thread to end and frees what it owns. */
 void pst_worker_join(pst_worker_t *worker);
 
-/* Called by a connection when it is freed: updates counts, resumes a paused
- * listener, and finishes a drain when it was the last one. */
-void pst_worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl, pst_conn_t *conn);
-
 #endif

@@ -1,0 +1,103 @@
+/* postern: the connection's structure. Private to conn.c (and its unit
+ * test): every other module reaches a connection through conn.h or, for the
+ * application on top of it, through pst_host_t (app-t.h). */
+#ifndef POSTERN_CONN_INT_H
+#define POSTERN_CONN_INT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "postern/app-t.h"
+#include "postern/buf.h"
+#include "postern/early.h"
+#include "postern/gen-t.h"
+#include "postern/worker-t.h"
+
+/* The connection's life. The 0-RTT sub-phases of the handshake are early.c's
+ * (pst_early_phase_t); what the backend is doing is the application's. */
+typedef enum {
+  PST_CONN_HANDSHAKE = 0, /* TLS handshake running, no application yet: early data
+                           * accepted meanwhile waits in early.data */
+  PST_CONN_EARLY = 1,     /* handshake still running, and the application already runs
+                           * on accepted 0-RTT data (RFC 8470; tcp_early_data: forward) */
+  PST_CONN_OPEN = 2,      /* handshake complete: the application runs */
+  PST_CONN_CLOSING = 3,   /* pst_conn_close ran: flushing close_notify, then waiting
+                           * for close callbacks */
+} pst_conn_state_t;
+
+/* The client's TCP side. */
+typedef struct {
+  uv_tcp_t tcp;
+  uv_shutdown_t shutdown_req;
+  unsigned reading : 1;   /* uv_read_start is in effect */
+  unsigned paused : 1;    /* the application asked not to be fed (host pause) */
+  unsigned eof : 1;       /* the client has finished sending (FIN, or close_notify) */
+  unsigned eof_told : 1;  /* ... and the application was told */
+  unsigned shut : 1;      /* postern has finished sending (close_notify, shutdown asked) */
+  unsigned shut_done : 1; /* ... and the shutdown completed */
+  unsigned failed : 1;    /* the socket failed: nothing more can be sent to it */
+} pst_client_side_t;
+
+/* Size of the buffer pst_conn_why formats a close reason into. */
+#define PST_CONN_WHY_LEN 160
+
+struct pst_conn_s {
+  pst_conn_t *prev, *next; /* the worker's list */
+  pst_worker_t *worker;
+  pst_wlistener_t *wl;
+  pst_gen_t *gen; /* the generation accepted under (one reference) */
+  const pst_gen_listener_t *gl;
+  pst_conn_state_t state;
+  pst_host_t host; /* the connection as its application sees it (app-t.h) */
+  pst_app_t *app;  /* the application, once started */
+  pst_client_side_t client;
+  uv_timer_t timer; /* handshake, idle or close deadline */
+  int handles;      /* handles whose close callback has not run yet */
+  WOLFSSL *ssl;
+  /* Ciphertext from the client not yet taken by wolfSSL: a view on the read
+   * slab while a read is processed, kept in cin when left over. */
+  const char *in_ptr;
+  size_t in_len;
+  int in_is_cin;
+  pst_buf_t cin;
+  pst_buf_t cout; /* ciphertext wolfSSL produced, not yet handed to the socket */
+  /* Plaintext the application sent, encrypted and written once per loop
+   * turn with everything else due to the client (pst_conn_flush_all): a
+   * response's head and body, and the frames of several h2 streams, share
+   * one TLS record and one write(2). */
+  pst_buf_t pout;
+  pst_buf_t early_out;      /* answers made during the handshake that wait for it */
+  pst_conn_t *flush_next;   /* the worker's list of connections with output due */
+  unsigned flush_queued : 1; /* in that list */
+  /* The session ticket waits for the first answer (RFC 8446 4.6.1 lets the
+   * server send it any time after the handshake): set when the client's
+   * first request came with its Finished, so that ticket and answer leave in
+   * one write(2) rather than two. Cleared by any write to the client. */
+  unsigned cork : 1;
+  unsigned end_after_handshake : 1; /* end() was asked during the handshake */
+  unsigned waiting;      /* the application's requests waiting for a response head */
+  uint64_t t_start_ns;   /* accept time (uv_hrtime) */
+  double handshake_ms;   /* 0 until the handshake completes */
+  uint64_t t_last_ms;    /* loop time of the last traffic, for the idle timeout */
+  uint64_t bytes_in;     /* application bytes from the client */
+  uint64_t bytes_out;    /* application bytes to the client */
+  int err;               /* why it closed */
+  /* The strings below live outside the struct, sized to their text, because
+   * every idle connection carries this struct (bench: RSS per idle TLS
+   * connection): fixed arrays big enough for any value cost ~500 bytes each
+   * connection for names that are mostly short or never set. host.peer,
+   * host.peer_ip and host.sni point into them. */
+  char *peer_buf;        /* "ip:port" and "ip" in one allocation */
+  char *sni_buf;         /* the server name, lower-cased, or NULL */
+  char alpn[32];         /* negotiated protocol, "" for none */
+  const char *version;   /* static strings from wolfSSL, set at handshake end */
+  const char *cipher;
+  char *why;             /* storage for a reason built at run time (pst_conn_why):
+                          * PST_CONN_WHY_LEN bytes, allocated on first use */
+  pst_early_t early;     /* 0-RTT: early.c's */
+};
+
+#endif
