@@ -232,15 +232,15 @@ static void conn_host_close(pst_host_t *h, int err, const char *reason) {
   pst_conn_close(conn_of(h), err, reason);
 }
 
+static const char *conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap);
+
 /* host->ops->why. */
 static const char *conn_host_why(pst_host_t *h, const char *fmt, ...) {
-  pst_conn_t *conn = conn_of(h);
-  char text[PST_CONN_WHY_LEN];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(text, sizeof(text), fmt, ap);
+  const char *why = conn_vwhy(conn_of(h), fmt, ap);
   va_end(ap);
-  return pst_conn_why(conn, "%s", text);
+  return why;
 }
 
 /* host->ops->phase. */
@@ -601,17 +601,22 @@ static void conn_record_sni(pst_conn_t *conn) {
   conn->host.sni = sni;
 }
 
-const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
+static const char *conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap) {
   /* Allocated once and then reused, so that a reason already handed to
    * pst_conn_close stays valid memory however often it is rewritten. */
   if (conn->why == NULL && (conn->why = malloc(PST_CONN_WHY_LEN)) == NULL) {
     return "out of memory (the reason could not be recorded)";
   }
+  vsnprintf(conn->why, PST_CONN_WHY_LEN, fmt, ap);
+  return conn->why;
+}
+
+const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(conn->why, PST_CONN_WHY_LEN, fmt, ap);
+  const char *why = conn_vwhy(conn, fmt, ap);
   va_end(ap);
-  return conn->why;
+  return why;
 }
 
 /* Reports a handshake that failed (rc: the failing wolfSSL return) and

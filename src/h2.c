@@ -143,13 +143,13 @@ static void h2_resume(h2_front_t *h2, h2_stream_t *st) {
   nghttp2_session_resume_data(h2->session, st->id);
 }
 
-/* Submits a response made by postern: status, content-type, the body (taken
- * over, emptied), and one more field when xname is set. Returns 0 or a
- * negative error (nothing submitted). */
+/* Submits a response made by postern: status, content-type and the body
+ * (taken over, emptied). Returns 0 or a negative error (nothing
+ * submitted). */
 static int h2_respond(h2_front_t *h2, h2_stream_t *st, int status, const char *ctype,
-                      pst_buf_t *body, const char *xname, const char *xvalue) {
+                      pst_buf_t *body) {
   char code[8], clen[24], date[40];
-  nghttp2_nv nva[8];
+  nghttp2_nv nva[6];
   size_t n = 0;
   snprintf(code, sizeof(code), "%d", status);
   snprintf(clen, sizeof(clen), "%zu", body->len);
@@ -160,7 +160,6 @@ static int h2_respond(h2_front_t *h2, h2_stream_t *st, int status, const char *c
   nva[n++] = nv("cache-control", "no-store");
   nva[n++] = nv("server", "postern");
   nva[n++] = nv("date", date);
-  if (xname != NULL) nva[n++] = nv(xname, xvalue);
   pst_buf_free(&st->out);
   st->out = *body;
   *body = (pst_buf_t){0};
@@ -187,7 +186,7 @@ static void h2_respond_error(h2_front_t *h2, h2_stream_t *st, int status) {
   pst_buf_t body = {0};
   int rc = pst_buf_printf(&body, "%d %s%s%s\n", status, pst_http_reason(status), what ? ": " : "",
                           what ? what : "");
-  if (rc == 0) rc = h2_respond(h2, st, status, "text/plain; charset=utf-8", &body, NULL, NULL);
+  if (rc == 0) rc = h2_respond(h2, st, status, "text/plain; charset=utf-8", &body);
   pst_buf_free(&body);
   if (status == 431 || status == 502 || status == 504) {
     pst_metric_inc(status == 431   ? PST_M_HTTP_431

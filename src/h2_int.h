@@ -73,10 +73,10 @@ struct h2_front_s {
   uint32_t max_streams;           /* SETTINGS_MAX_CONCURRENT_STREAMS as the client sees it */
   int64_t last_id;                /* highest client stream id seen in a HEADERS frame, -1: none */
   uint8_t used[H2_ID_WINDOW / 8]; /* which of the ids below last_id the client used */
-  pst_buf_t wbuf;                 /* output pulled from nghttp2, not yet given to pst_conn_send */
+  pst_buf_t wbuf;                 /* output pulled from nghttp2, not yet handed to the host */
   int depth;                      /* entry points on the stack */
   unsigned destroyed : 1;         /* destroy ran: free once depth is 0 */
-  unsigned ended : 1;             /* pst_conn_end or pst_conn_close was called: no more output */
+  unsigned ended : 1;             /* the host's end or close was called: no more output */
   unsigned client_eof : 1;
   unsigned goaway : 1;         /* shutdown submitted GOAWAY */
   unsigned patch_settings : 1; /* our first SETTINGS frame is still to go out */
@@ -88,10 +88,6 @@ struct h2_front_s {
  * (st->req), and links it into h2's list. Returns it, owned by h2 until
  * pst_h2_stream_del(), or NULL when out of memory. */
 h2_stream_t *pst_h2_stream_new(h2_front_t *h2, int32_t id);
-
-/* Frees st->req (when it is still there: the exchange takes it over) and
- * sets it to NULL. */
-void pst_h2_stream_free_req(h2_stream_t *st);
 
 /* Unlinks st from h2's list and frees it with all it holds; its exchange
  * (st->s) must be gone already. */

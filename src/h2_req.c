@@ -48,8 +48,9 @@ h2_stream_t *pst_h2_stream_new(h2_front_t *h2, int32_t id) {
   return st;
 }
 
-/* See h2_int.h. */
-void pst_h2_stream_free_req(h2_stream_t *st) {
+/* Frees st->req (when it is still there: the exchange takes it over) and
+ * sets it to NULL. */
+static void h2_stream_free_req(h2_stream_t *st) {
   if (st->req == NULL) return;
   pst_http_request_free(st->req);
   free(st->req);
@@ -62,7 +63,7 @@ void pst_h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
   if (st->next != NULL) st->next->prev = st->prev;
   h2->n_streams--;
   if (st->detached) h2->n_detached--;
-  pst_h2_stream_free_req(st);
+  h2_stream_free_req(st);
   free(st->method);
   free(st->path);
   free(st->authority);

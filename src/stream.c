@@ -25,6 +25,7 @@ typedef struct {
   int busy;         /* inside a callback into the front end */
   int freed;        /* pst_stream_free ran while busy */
   int resp_keep_alive;
+  int front_err;    /* what the front end's on_head or on_body refused with */
 } stream_t;
 
 static const pst_bconn_events_t stream_bconn_events;
@@ -112,6 +113,7 @@ static int stream_on_head(void *arg, pst_http_response_t *resp) {
     st->busy++;
     int rc = s->ops->on_head(s, resp);
     st->busy--;
+    if (rc != 0) st->front_err = rc;
     return rc;
   }
   pst_bconn_timer(s->bconn, 0); /* the head came within backend_response */
@@ -131,6 +133,7 @@ static int stream_on_head(void *arg, pst_http_response_t *resp) {
   st->busy++;
   int rc = s->ops->on_head(s, resp);
   st->busy--;
+  if (rc != 0) st->front_err = rc;
   return rc;
 }
 
@@ -143,6 +146,7 @@ static int stream_on_body(void *arg, const char *data, size_t len) {
   st->busy++;
   int rc = s->ops->on_body(s, data, len);
   st->busy--;
+  if (rc != 0) st->front_err = rc;
   return rc;
 }
 
@@ -295,7 +299,12 @@ static void stream_bconn_on_read(void *arg, const char *data, ssize_t n) {
     int rc = pst_h1_resp_feed(st->parser, data + off, (size_t)n - off, &used);
     off += used;
     if (rc != 0) {
-      if (!st->freed) stream_fail(st, 502, "invalid response from the backend");
+      /* A refusal of the front end (its client is gone, say) is not the
+       * backend's fault. */
+      if (!st->freed) {
+        stream_fail(st, 502, st->front_err != 0 ? "the client side refused the response"
+                                                : "invalid response from the backend");
+      }
       break;
     }
     if (s->state == PST_STREAM_TUNNEL) {

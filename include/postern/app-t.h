@@ -61,8 +61,9 @@ typedef struct {
    * connection closes, unless the application has a client_shut op. */
   void (*end)(pst_host_t *h);
   /* Closes the connection now: err 0 for a normal end or why it ended
-   * (negative errno-style); reason is copied when it is the host's why
-   * buffer and must otherwise be a static string. */
+   * (negative errno-style). reason is only read during the call (it is
+   * logged then). The application is told through closing, if it has it,
+   * and destroyed once the connection's handles are closed. */
   void (*close)(pst_host_t *h, int err, const char *reason);
   /* Formats a close reason into the connection's reason buffer (reused:
    * the previous text is overwritten) and returns it, for close(). */
