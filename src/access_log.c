@@ -173,6 +173,10 @@ void pst_access_log_free(pst_access_log_t *al) {
     }
     alog_out_free(o);
   }
+  if (al->dropped > al->dropped_warned) {
+    pst_log_warn("access log: %llu lines dropped: the log file did not keep up",
+                 (unsigned long long)(al->dropped - al->dropped_warned));
+  }
   free(al);
 }
 

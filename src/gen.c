@@ -3,6 +3,7 @@
  * uses it, so a broken configuration is refused before it serves anyone. */
 #include "postern/gen.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,7 +262,9 @@ pst_gen_t *pst_gen_ref(pst_gen_t *gen) {
 
 void pst_gen_unref(pst_gen_t *gen) {
   if (gen == NULL) return;
-  if (atomic_fetch_sub_explicit(&gen->refs, 1, memory_order_acq_rel) == 1) gen_free(gen);
+  unsigned prev = atomic_fetch_sub_explicit(&gen->refs, 1, memory_order_acq_rel);
+  assert(prev > 0); /* one unref too many */
+  if (prev == 1) gen_free(gen);
 }
 
 size_t pst_gen_n_certs(const pst_gen_t *gen) {

@@ -60,6 +60,16 @@ struct pst_bconn_s {
 
 static void bconn_on_timer(uv_timer_t *t);
 
+/* The one place a connection changes state: CONNECTING -> LEASED <-> IDLE,
+ * and CLOSING from any state, once. */
+static void bconn_set_state(pst_bconn_t *b, bconn_state_t state) {
+  assert(b->state != BCONN_CLOSING);
+  assert(state == BCONN_CLOSING || (b->state == BCONN_CONNECTING && state == BCONN_LEASED) ||
+         (b->state == BCONN_LEASED && state == BCONN_IDLE) ||
+         (b->state == BCONN_IDLE && state == BCONN_LEASED));
+  b->state = state;
+}
+
 /* ---- pool sets ---- */
 
 pst_pools_t *pst_pools_new(uv_loop_t *loop) {
@@ -112,7 +122,7 @@ static void bconn_on_close(uv_handle_t *h) {
 static void bconn_close(pst_bconn_t *b) {
   if (b->state == BCONN_CLOSING) return;
   if (b->state == BCONN_IDLE) idle_unlink(b);
-  b->state = BCONN_CLOSING;
+  bconn_set_state(b, BCONN_CLOSING);
   b->ev = NULL;
   if (!b->local) uv_close((uv_handle_t *)&b->tcp, bconn_on_close);
   uv_close((uv_handle_t *)&b->timer, bconn_on_close);
@@ -158,7 +168,7 @@ static int bconn_start_read(pst_bconn_t *b) {
  * answer and its end, as a socket would. */
 static void bconn_local_step(pst_bconn_t *b) {
   if (b->state == BCONN_CONNECTING) {
-    b->state = BCONN_LEASED;
+    bconn_set_state(b, BCONN_LEASED);
     b->ev->on_connect(b->arg, 0);
     return;
   }
@@ -190,7 +200,7 @@ static void bconn_on_connect(uv_connect_t *req, int status) {
   if (b->state != BCONN_CONNECTING) return; /* released while connecting */
   uv_timer_stop(&b->timer);
   if (status == 0) {
-    b->state = BCONN_LEASED;
+    bconn_set_state(b, BCONN_LEASED);
     uv_tcp_nodelay(&b->tcp, 1);
     if (b->want_read && !b->reading) {
       int rc = bconn_start_read(b);
@@ -252,7 +262,7 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
     pst_bconn_t *b = pool->idle;
     idle_unlink(b);
     uv_timer_stop(&b->timer);
-    b->state = BCONN_LEASED;
+    bconn_set_state(b, BCONN_LEASED);
     bconn_lease_to(b, lc, how, ev, arg);
     /* It is read while idle, to notice a close, and stays read: stopping
      * and starting again would cost two epoll_ctl calls per request. */
@@ -355,7 +365,7 @@ void pst_bconn_release(pst_bconn_t *b, int reusable) {
     bconn_close(b);
     return;
   }
-  b->state = BCONN_IDLE;
+  bconn_set_state(b, BCONN_IDLE);
   b->next = pool->idle;
   b->prev = NULL;
   if (pool->idle != NULL) pool->idle->prev = b;

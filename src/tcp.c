@@ -31,6 +31,13 @@ typedef struct {
 
 static tcp_app_t *T(pst_app_t *a) { return (tcp_app_t *)a; }
 
+/* The one place the state changes: CONNECTING -> RELAYING -> GONE, where
+ * RELAYING may be skipped. */
+static void tcp_set_state(tcp_app_t *t, tcp_state_t state) {
+  assert(state > t->state || (state == TCP_GONE && t->state == TCP_GONE));
+  t->state = state;
+}
+
 static void tcp_close(tcp_app_t *t, int err, const char *reason) {
   t->base.host->ops->close(t->base.host, err, reason);
 }
@@ -53,8 +60,7 @@ static void tcp_on_connect(void *arg, int status) {
     tcp_close(t, status, "backend connect failed");
     return;
   }
-  assert(t->state == TCP_CONNECTING);
-  t->state = TCP_RELAYING;
+  tcp_set_state(t, TCP_RELAYING);
 }
 
 static void tcp_on_read(void *arg, const char *data, ssize_t n) {
@@ -169,7 +175,7 @@ static void tcp_shutdown(pst_app_t *a) {
 static void tcp_release(tcp_app_t *t) {
   pst_bconn_release(t->b, 0);
   t->b = NULL;
-  t->state = TCP_GONE;
+  tcp_set_state(t, TCP_GONE);
 }
 
 static void tcp_closing(pst_app_t *a) { tcp_release(T(a)); }

@@ -4,6 +4,7 @@
  * the immutable generation. */
 #include "postern/worker.h"
 
+#include <assert.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -293,6 +294,7 @@ static void worker_on_wakeup(uv_async_t *a) {
 
 /* worker->conn_gone (worker-t.h). */
 static void worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl) {
+  assert(worker->n_conns > 0 && wl->n_conns > 0);
   worker->n_conns--;
   wl->n_conns--;
   if (wl->paused && wl->open && wl->listed && wl->n_conns < wl_max_connections(wl)) {

@@ -1,0 +1,160 @@
+/* postern: unit tests for the access log writer (src/access_log.c): lines
+ * leave through libuv's file-system threads, never on the loop; a file that
+ * does not keep up costs at most PST_ACCESS_LOG_BUFFER per worker, and what
+ * did not fit is dropped and counted, never half-written. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "postern/access_log.h"
+#include "postern/common.h"
+
+static pst_backend_conf_t backend = {.kind = PST_BACKEND_ADDR, .addr = {.text = "127.0.0.1:80"}};
+
+/* A connection as the access log reads it: peer, SNI, route, the files. */
+static pst_host_t host_for(pst_access_file_t *f, pst_access_log_t *al) {
+  return (pst_host_t){.peer = "192.0.2.7:4242",
+                      .peer_ip = "192.0.2.7",
+                      .sni = "example.test",
+                      .backend = &backend,
+                      .access_file = f,
+                      .access_log = al};
+}
+
+static pst_http_request_t request(void) {
+  return (pst_http_request_t){.method = "GET", .target = "/a b\"c", .authority = "example.test"};
+}
+
+/* Counts the lines in a file and checks each is whole. */
+static size_t count_lines(const char *path) {
+  FILE *fp = fopen(path, "r");
+  assert_non_null(fp);
+  char line[4096];
+  size_t n = 0;
+  while (fgets(line, sizeof(line), fp) != NULL) {
+    assert_true(strlen(line) > 0 && line[strlen(line) - 1] == '\n');
+    assert_non_null(strstr(line, " 192.0.2.7:4242 sni=example.test http/1.1 GET example.test "));
+    assert_non_null(strstr(line, " /a_b_c 200 in=1 out=2 "));
+    assert_non_null(strstr(line, " backend=127.0.0.1:80\n"));
+    n++;
+  }
+  fclose(fp);
+  return n;
+}
+
+static void test_lines_reach_the_file(void **state) {
+  char path[] = "/tmp/postern-alog-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  pst_access_file_t *f = NULL;
+  assert_int_equal(pst_access_file_open(path, &f), 0);
+  pst_access_log_t *al = pst_access_log_new(&loop);
+  assert_non_null(al);
+  pst_host_t h = host_for(f, al);
+  pst_http_request_t r = request();
+  for (int i = 0; i < 100; i++) pst_access_log(&h, "http/1.1", &r, 200, 1, 2, uv_hrtime());
+  assert_int_equal(count_lines(path), 0); /* nothing written on the caller's turn */
+  pst_access_log_flush(al);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the write runs on a libuv thread */
+  assert_int_equal(count_lines(path), 100);
+  /* The generation lets go of its file: the writer's lines still go out. */
+  pst_access_log(&h, "http/1.1", &r, 200, 1, 2, uv_hrtime());
+  pst_access_file_unref(f);
+  pst_access_log_flush(al);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(count_lines(path), 101);
+  assert_int_equal(pst_access_log_dropped(al), 0);
+  pst_access_log_free(al);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  unlink(path);
+}
+
+static void test_bounded_when_the_file_stalls(void **state) {
+  /* A pipe nobody reads stands for a file that does not keep up: the first
+   * write blocks a file-system thread, never the loop, and the lines after
+   * it are bounded. */
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", p[1]);
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  pst_access_file_t *f = NULL;
+  assert_int_equal(pst_access_file_open(path, &f), 0);
+  pst_access_log_t *al = pst_access_log_new(&loop);
+  pst_host_t h = host_for(f, al);
+  pst_http_request_t r = request();
+  size_t logged = 0;
+  for (int turn = 0; turn < 40; turn++) {
+    for (int i = 0; i < 1000; i++, logged++) {
+      pst_access_log(&h, "http/1.1", &r, 200, 1, 2, uv_hrtime());
+    }
+    pst_access_log_flush(al);
+    uv_run(&loop, UV_RUN_NOWAIT); /* returns: the loop is never blocked */
+  }
+  uint64_t dropped = pst_access_log_dropped(al);
+  assert_true(dropped > 0);
+  assert_true(dropped < logged);
+  /* Drain the pipe until the writer is done; every line that was kept
+   * arrives whole. */
+  close(p[1]);
+  pst_access_file_unref(f);
+  assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  size_t got = 0, bytes = 0;
+  char buf[65536];
+  uint64_t deadline = uv_hrtime() + 5000000000ull;
+  for (;;) {
+    ssize_t n = read(p[0], buf, sizeof(buf));
+    for (ssize_t i = 0; i < n; i++) got += buf[i] == '\n';
+    if (n > 0) bytes += (size_t)n;
+    pst_access_log_flush(al);
+    int active = uv_run(&loop, UV_RUN_NOWAIT);
+    if (!active && n <= 0) break;
+    if (n <= 0) usleep(1000);
+    assert_true(uv_hrtime() < deadline);
+  }
+  assert_int_equal(got, logged - dropped);
+  /* At most one buffer waited beside the write in flight. */
+  assert_true(bytes <= 2 * PST_ACCESS_LOG_BUFFER + 65536);
+  pst_access_log_free(al);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  close(p[0]);
+}
+
+static void test_no_file_no_line(void **state) {
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  pst_access_file_t *f = (pst_access_file_t *)1;
+  assert_int_equal(pst_access_file_open(NULL, &f), 0);
+  assert_null(f);
+  pst_access_log_t *al = pst_access_log_new(&loop);
+  pst_host_t h = host_for(NULL, al);
+  pst_access_log(&h, "h2", NULL, 400, 0, 0, uv_hrtime());
+  pst_access_log_flush(al);
+  assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  pst_access_log_free(al);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  /* A path that cannot be opened says why, as a negative errno. */
+  assert_int_equal(pst_access_file_open("/nonexistent-dir/x.log", &f), -ENOENT);
+  assert_null(f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_lines_reach_the_file),
+      cmocka_unit_test(test_bounded_when_the_file_stalls),
+      cmocka_unit_test(test_no_file_no_line),
+  };
+  return cmocka_run_group_tests_name("access_log", tests, NULL, NULL);
+}
