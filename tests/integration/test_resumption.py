@@ -570,7 +570,7 @@ def test_counters_logged_at_shutdown(pki, start_postern, line_backend, tmp_path)
 def test_ticket_comes_with_first_answer(pki, start_postern, line_backend, http_backend, target):
     """A client whose first request travels with its Finished gets its answer
     and, with it, a session ticket that resumes: postern holds the ticket back
-    to send it in the same write as the answer (conn-t.h: cork), and must not
+    to send it in the same write as the answer (src/conn_int.h: cork), and must not
     hold the answer too. tcp relay, builtin:info, and http mode."""
     port = free_port()
     if target == "http":
