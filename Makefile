@@ -3,7 +3,7 @@
 #   make deps    install Debian packages and build wolfSSL into deps/
 #   make         build/postern (optimized)
 #   make run     deps, build, dev PKI, run on conf/postern.yaml
-#   make test    deps, sanitizer build, unit and integration tests
+#   make test    deps, lint, layers, sanitizer build, unit and integration tests
 
 CC ?= cc
 WOLFSSL := deps/wolfssl
@@ -35,7 +35,8 @@ LLHTTP_OPT := $(addprefix $(OPT_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
 LLHTTP_SAN := $(addprefix $(SAN_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/%,$(UNIT_SRCS))
 
-.PHONY: all deps packages run test unit integration asan pki check format clean distclean bench
+.PHONY: all deps packages run test unit integration asan pki check format lint layers clean \
+        distclean bench
 all: build/postern
 
 deps:
@@ -90,7 +91,14 @@ unit: $(UNIT_BINS)
 integration: $(SAN_DIR)/postern
 	POSTERN_BIN=$(CURDIR)/$(SAN_DIR)/postern $(PYTHON) -m pytest -p no:cacheprovider -q -ra $(PYTEST_ARGS) tests/integration
 
+# The layering in docs/architecture.md (tests/layers.py), after the
+# checker's own tests.
+layers:
+	$(PYTHON) -m pytest -p no:cacheprovider -q tests/tools
+	$(PYTHON) tests/layers.py
+
 test: deps
+	$(MAKE) layers
 	$(MAKE) unit
 	$(MAKE) integration
 
