@@ -4,6 +4,7 @@
 #   make         build/postern (optimized)
 #   make run     deps, build, dev PKI, run on conf/postern.yaml
 #   make test    deps, lint, layers, sanitizer build, unit and integration tests
+#   make lint    fail when clang-format would change a source (make format)
 
 CC ?= cc
 WOLFSSL := deps/wolfssl
@@ -98,6 +99,7 @@ layers:
 	$(PYTHON) tests/layers.py
 
 test: deps
+	$(MAKE) lint
 	$(MAKE) layers
 	$(MAKE) unit
 	$(MAKE) integration
@@ -114,8 +116,27 @@ run: deps
 check: all pki
 	build/postern -t -c conf/postern.yaml
 
+# The files clang-format keeps in shape: make format rewrites them, make lint
+# fails (listing them) when clang-format would change one. Both use Debian
+# 12's clang-format 14 with .clang-format; another version formats otherwise.
+CLANG_FORMAT ?= clang-format
+FORMAT_FILES = $(wildcard src/*.c src/*.h include/postern/*.h tests/unit/*.c tests/unit/*.h)
+check_clang_format = $(CLANG_FORMAT) --version | grep -q 'version 14\.' || \
+	{ echo "$(CLANG_FORMAT) is not clang-format 14 (make packages installs it)" >&2; exit 1; }
+
 format:
-	clang-format -i src/*.c include/postern/*.h tests/unit/*.c
+	@$(check_clang_format)
+	$(CLANG_FORMAT) -i $(FORMAT_FILES)
+
+lint:
+	@$(check_clang_format)
+	@out=$$($(CLANG_FORMAT) --dry-run -Werror $(FORMAT_FILES) 2>&1); status=$$?; \
+	bad=$$(printf '%s\n' "$$out" | awk -F: '/: error: code should be clang-formatted/ && !seen[$$1]++ {print $$1}'); \
+	if [ -n "$$bad" ]; then \
+	  echo "lint: clang-format would change $$(echo "$$bad" | wc -l) file(s) (make format fixes them):"; \
+	  echo "$$bad" | sed 's/^/  /'; exit 1; \
+	elif [ $$status -ne 0 ]; then printf '%s\n' "$$out" >&2; exit 1; \
+	fi; echo "lint: $(words $(FORMAT_FILES)) files formatted as clang-format 14 would"
 
 clean:
 	rm -rf build
