@@ -742,7 +742,11 @@ def test_thousand_reloads_no_fd_or_memory_growth(pki, leaf_b, postern_bin, tmp_p
         # Measured: about +4 MiB over reloads 100..550, +1.5 MiB over 550..1000:
         # the ASan allocator's caches filling up, levelling off. A generation
         # leaked or kept per reload (tens of KiB at least) grows linearly.
-        assert rss1000 - rss100 < 10 * 1024 and rss1000 - rss550 < 4 * 1024, (
+        # Under TSan (make tsan) the first step is +9.5 MiB (its allocator and
+        # shadow memory), the second +0.8 to 1.5 MiB: the second bound still
+        # catches a leak there.
+        first = 16 * 1024 if "libtsan" in Path(f"/proc/{p.pid}/maps").read_text() else 10 * 1024
+        assert rss1000 - rss100 < first and rss1000 - rss550 < 4 * 1024, (
             f"RSS {rss100} -> {rss550} -> {rss1000} KiB at reloads 100, 550, 1000")
         assert norm(served_serial(port)) == norm(a.serial)
         with pytest.raises(ConnectionRefusedError):
