@@ -3,7 +3,9 @@
 #   make deps    install Debian packages and build wolfSSL into deps/
 #   make         build/postern (optimized)
 #   make run     deps, build, dev PKI, run on conf/postern.yaml
-#   make test    deps, sanitizer build, unit and integration tests
+#   make test    deps, lint, layers, ASan build, unit and integration tests, then
+#                the reload and shutdown tests on a TSan build (make tsan)
+#   make lint    fail when clang-format would change a source (make format)
 
 CC ?= cc
 WOLFSSL := deps/wolfssl
@@ -28,14 +30,18 @@ HDRS := $(wildcard include/postern/*.h src/*.h)
 
 OPT_DIR := build/opt
 SAN_DIR := build/asan
+TSAN_DIR := build/tsan
 
 opt_objs = $(patsubst src/%.c,$(OPT_DIR)/%.o,$(1))
 san_objs = $(patsubst src/%.c,$(SAN_DIR)/%.o,$(1))
 LLHTTP_OPT := $(addprefix $(OPT_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
 LLHTTP_SAN := $(addprefix $(SAN_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN_DIR)/%,$(UNIT_SRCS))
+tsan_objs = $(patsubst src/%.c,$(TSAN_DIR)/%.o,$(1))
+LLHTTP_TSAN := $(addprefix $(TSAN_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
 
-.PHONY: all deps packages run test unit integration asan pki check format clean distclean bench
+.PHONY: all deps packages run test unit integration asan tsan pki check format lint layers clean \
+        distclean bench
 all: build/postern
 
 deps:
@@ -80,6 +86,20 @@ $(SAN_DIR)/test_%: tests/unit/test_%.c $(SAN_DIR)/libpostern.a $(HDRS)
 	  -o $@ $< $(SAN_DIR)/libpostern.a $(LDLIBS) -lcmocka
 asan: $(SAN_DIR)/postern
 
+# ThreadSanitizer build, for the tests whose work crosses threads (make tsan).
+# wolfSSL (deps/) and libuv (Debian's) are not instrumented: TSan sees their
+# locks and threads through its interceptors, not their memory accesses;
+# tests/tsan.supp says what that leaves for TSan to get wrong.
+TSAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+$(TSAN_DIR)/%.o: src/%.c $(HDRS) $(WOLFSSL_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(TSAN_CFLAGS) $(WARN) -c $< -o $@
+$(TSAN_DIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) -I$(LLHTTP_INC) $(BASE_CFLAGS) $(TSAN_CFLAGS) -c $< -o $@
+$(TSAN_DIR)/postern: $(call tsan_objs,$(SRCS)) $(LLHTTP_TSAN) $(WOLFSSL_LIB) $(TSAN_DIR)/srcs.list
+	$(CC) $(BASE_CFLAGS) $(TSAN_CFLAGS) -o $@ $(call tsan_objs,$(SRCS)) $(LLHTTP_TSAN) $(LDLIBS)
+
 export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
@@ -90,9 +110,28 @@ unit: $(UNIT_BINS)
 integration: $(SAN_DIR)/postern
 	POSTERN_BIN=$(CURDIR)/$(SAN_DIR)/postern $(PYTHON) -m pytest -p no:cacheprovider -q -ra $(PYTEST_ARGS) tests/integration
 
+# The reload and shutdown tests on the TSan build: a generation is built off
+# the loops and swapped in while the workers run; shutdown stops every loop.
+# halt_on_error=0: postern runs on and exits with 66 after a report, which
+# the tests' exit check catches along with the report in its stderr.
+TSAN_TESTS := tests/integration/test_reload.py tests/integration/test_shutdown.py
+tsan: $(TSAN_DIR)/postern
+	TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
+	  POSTERN_BIN=$(CURDIR)/$(TSAN_DIR)/postern $(PYTHON) -m pytest -p no:cacheprovider -q -ra \
+	  $(PYTEST_ARGS) $(TSAN_TESTS)
+
+# The layering in docs/architecture.md (tests/layers.py), after the
+# checker's own tests.
+layers:
+	$(PYTHON) -m pytest -p no:cacheprovider -q tests/tools
+	$(PYTHON) tests/layers.py
+
 test: deps
+	$(MAKE) lint
+	$(MAKE) layers
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) tsan
 
 # Development PKI for `make run`: made once, never committed.
 pki: conf/dev/root.pem
@@ -106,8 +145,27 @@ run: deps
 check: all pki
 	build/postern -t -c conf/postern.yaml
 
+# The files clang-format keeps in shape: make format rewrites them, make lint
+# fails (listing them) when clang-format would change one. Both use Debian
+# 12's clang-format 14 with .clang-format; another version formats otherwise.
+CLANG_FORMAT ?= clang-format
+FORMAT_FILES = $(wildcard src/*.c src/*.h include/postern/*.h tests/unit/*.c tests/unit/*.h)
+check_clang_format = $(CLANG_FORMAT) --version | grep -q 'version 14\.' || \
+	{ echo "$(CLANG_FORMAT) is not clang-format 14 (make packages installs it)" >&2; exit 1; }
+
 format:
-	clang-format -i src/*.c include/postern/*.h tests/unit/*.c
+	@$(check_clang_format)
+	$(CLANG_FORMAT) -i $(FORMAT_FILES)
+
+lint:
+	@$(check_clang_format)
+	@out=$$($(CLANG_FORMAT) --dry-run -Werror $(FORMAT_FILES) 2>&1); status=$$?; \
+	bad=$$(printf '%s\n' "$$out" | awk -F: '/: error: code should be clang-formatted/ && !seen[$$1]++ {print $$1}'); \
+	if [ -n "$$bad" ]; then \
+	  echo "lint: clang-format would change $$(echo "$$bad" | wc -l) file(s) (make format fixes them):"; \
+	  echo "$$bad" | sed 's/^/  /'; exit 1; \
+	elif [ $$status -ne 0 ]; then printf '%s\n' "$$out" >&2; exit 1; \
+	fi; echo "lint: $(words $(FORMAT_FILES)) files formatted as clang-format 14 would"
 
 clean:
 	rm -rf build

@@ -16,7 +16,7 @@ PACKAGES=(
   build-essential pkg-config autoconf automake libtool dpkg-dev
   libuv1-dev libnghttp2-dev libyaml-dev node-llhttp libcmocka-dev
   python3 python3-pytest python3-h2 curl openssl nghttp2-client
-  procps psmisc patch
+  procps psmisc patch clang-format
 )
 
 as_root() {
@@ -67,16 +67,8 @@ EOF
   apt_updated=0
 }
 
-# The flags from ../shared/wolfssl-notes.md: static, TLS 1.3 + 1.2, early data,
-# SNI, ALPN, tickets, SP math with x86-64 asm, AES-NI, curve25519/ed25519,
-# the OpenSSL compatibility layer and HAVE_EX_DATA.
-# --enable-aesgcm=word: no GHASH table in each AES-GCM key. The default, 4bit,
-# puts a 512-byte table in every Aes object (two per connection), which the
-# AES-NI code never reads (wc_AesGcmSetKey skips it when the CPU has AES-NI);
-# only a CPU without AES-NI runs the table-less C GHASH, slower.
-# --enable-pkcallbacks: only the bench's load generator sets one (it takes the
-# server's CertificateVerify signature as valid, bench/loadgen.c); postern sets
-# none, and wolfSSL then computes every signature itself as before.
+# Why postern builds wolfSSL itself, and what each flag, define and patch is
+# for: docs/wolfssl.md. Keep it in step with what is set here.
 WOLFSSL_CONFIGURE=(
   --disable-shared --enable-static --with-pic --disable-examples --disable-crypttests
   --enable-tls13 --enable-tlsv12 --disable-oldtls --enable-earlydata --enable-session-ticket
@@ -86,9 +78,6 @@ WOLFSSL_CONFIGURE=(
   --enable-opensslextra --enable-opensslall
   --enable-aesgcm=word --enable-pkcallbacks
 )
-# WOLFSSL_NO_KEEP_PEER_CERT (wolfssl-no-peer-cert.patch): postern requests no
-# client certificates, and the peer certificate opensslextra would keep costs
-# 3.8 KiB in every connection's WOLFSSL.
 WOLFSSL_CFLAGS="-O2 -fstack-protector-strong -DHAVE_EX_DATA -DWOLFSSL_VALIDATE_ECC_IMPORT -DWOLFSSL_GETRANDOM -DPOSTERN_NO_PRIVATE_IMPORT_VALIDATION -DWOLFSSL_NO_KEEP_PEER_CERT"
 # Our patches to Debian's source, applied in order (see each file's header).
 WOLFSSL_PATCHES=("$top"/.ci/wolfssl-*.patch)

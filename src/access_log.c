@@ -32,7 +32,7 @@ typedef struct alog_out_s {
   pst_buf_t pending;       /* lines gathered since the last write started */
   pst_buf_t writing;       /* the bytes of the write in flight */
   uv_fs_t req;
-  int busy;                /* a write is in flight */
+  int busy; /* a write is in flight */
 } alog_out_t;
 
 struct pst_access_log_s {
@@ -226,14 +226,13 @@ void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_reque
   size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
   double ms = (double)(uv_hrtime() - t_start_ns) / 1e6;
-  int len = snprintf(line, sizeof(line),
-                     "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s\n", ts,
-                     h->peer, h->sni[0] ? h->sni : "-", proto,
-                     token(req ? req->method : NULL, method, sizeof(method)),
-                     token(req ? req->authority : NULL, authority, sizeof(authority)),
-                     token(req ? req->target : NULL, path, sizeof(path)), status,
-                     (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms,
-                     h->backend != NULL ? h->backend->addr.text : "-");
+  int len = snprintf(
+      line, sizeof(line), "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s\n", ts,
+      h->peer, h->sni[0] ? h->sni : "-", proto,
+      token(req ? req->method : NULL, method, sizeof(method)),
+      token(req ? req->authority : NULL, authority, sizeof(authority)),
+      token(req ? req->target : NULL, path, sizeof(path)), status, (unsigned long long)bytes_in,
+      (unsigned long long)bytes_out, ms, h->backend != NULL ? h->backend->addr.text : "-");
   if (len < 0) return;
   if ((size_t)len >= sizeof(line)) {
     len = sizeof(line) - 1;

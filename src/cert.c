@@ -316,7 +316,7 @@ static void check_key(load_t *ld) {
                      "%s: private key does not match the certificate in %s (%s): use the key the "
                      "certificate was issued for",
                      cert->key_path, cert->cert_path,
-            cert->chain[0].subject[0] != '\0' ? cert->chain[0].subject : "empty subject");
+                     cert->chain[0].subject[0] != '\0' ? cert->chain[0].subject : "empty subject");
   }
 done:
   wolfSSL_CTX_free(ctx);

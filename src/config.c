@@ -21,7 +21,7 @@
 #define MAX_NAME_LEN 64
 #define QBUF 2100
 
-#define SEC(n) ((uint64_t)(n) * 1000)
+#define SEC(n) ((uint64_t)(n)*1000)
 #define MIN(n) (SEC(n) * 60)
 #define HOUR(n) (MIN(n) * 60)
 
@@ -35,9 +35,7 @@ typedef struct {
   pst_listener_conf_t *listener;
 } cfg_state_t;
 
-static cfg_state_t *state_of(pst_cfg_t *p) {
-  return p->user;
-}
+static cfg_state_t *state_of(pst_cfg_t *p) { return p->user; }
 
 /* ---- Helpers -------------------------------------------------------- */
 
@@ -52,7 +50,6 @@ static unsigned cpu_count(void) {
   if (n < 1) return 1;
   return n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
 }
-
 
 /* Checks a server name (RFC 1035 2.3.4 lengths; '_' tolerated, as resolvers
  * do). A wildcard is only the whole first label and needs two more labels
@@ -167,8 +164,8 @@ static int cert_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
 
 static int version_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
   static const char *const known[] = {"tls1.2", "tls1.3"};
-  static const char *const old[] = {"ssl2", "sslv2", "ssl3", "sslv3", "ssl3.0",
-                                    "tls1", "tls1.0", "tls1.1"};
+  static const char *const old[] = {"ssl2",   "sslv2", "ssl3",   "sslv3",
+                                    "ssl3.0", "tls1",  "tls1.0", "tls1.1"};
   pst_listener_conf_t *l = obj;
   char q[QBUF], hint[64];
   const char *s;
@@ -179,8 +176,10 @@ static int version_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
     for (size_t k = 0; k < PST_ARRAY_SIZE(old); k++) {
       if (strcmp(s, old[k]) == 0) {
         /* RFC 8996 deprecates TLS 1.0 and 1.1; SSL was retired long before. */
-        return pst_cfg_error(p, item, "TLS version %s is not supported (obsolete, RFC 8996); "
-                             "expected tls1.2 or tls1.3", pst_cfg_quote(s, q, sizeof(q)));
+        return pst_cfg_error(p, item,
+                             "TLS version %s is not supported (obsolete, RFC 8996); "
+                             "expected tls1.2 or tls1.3",
+                             pst_cfg_quote(s, q, sizeof(q)));
       }
     }
     const char *near = pst_cfg_suggest(s, known, PST_ARRAY_SIZE(known));
@@ -284,9 +283,10 @@ static int route_name_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj)
   if (rc != 0) return rc;
   if (route_name_taken(ctx->listener, name, &line)) {
     char q[QBUF];
-    rc = pst_cfg_error(p, item, "server name %s is already routed by the route at line %d; "
-                       "expected each name in one route only", pst_cfg_quote(name, q, sizeof(q)),
-                       line);
+    rc = pst_cfg_error(p, item,
+                       "server name %s is already routed by the route at line %d; "
+                       "expected each name in one route only",
+                       pst_cfg_quote(name, q, sizeof(q)), line);
     free(name);
     return rc;
   }
@@ -369,9 +369,10 @@ static int duplicate_name(pst_cfg_t *p, const yaml_node_t *at, const pst_listene
   const pst_listener_conf_t *o = listener_named(state_of(p)->cfg, l, l->name);
   if (o == NULL) return 0;
   char q[QBUF];
-  return pst_cfg_error(p, at, "listener name %s is already used by the listener at line %d; "
-                       "expected a unique name", pst_cfg_quote(l->name, q, sizeof(q)),
-                       o->mark.line);
+  return pst_cfg_error(p, at,
+                       "listener name %s is already used by the listener at line %d; "
+                       "expected a unique name",
+                       pst_cfg_quote(l->name, q, sizeof(q)), o->mark.line);
 }
 
 static int set_name(pst_cfg_t *p, yaml_node_t *v, void *obj) {
@@ -403,9 +404,10 @@ static int set_listen(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   }
   for (const pst_listener_conf_t *o = cfg->listeners; o < l; o++) {
     if (pst_addr_equal(&o->listen, &l->listen)) {
-      return pst_cfg_error(p, v, "address %s is already used by listener \"%s\" (line %d); "
-                           "expected a different host:port", pst_cfg_quote(s, q, sizeof(q)),
-                           o->name, o->listen_mark.line);
+      return pst_cfg_error(p, v,
+                           "address %s is already used by listener \"%s\" (line %d); "
+                           "expected a different host:port",
+                           pst_cfg_quote(s, q, sizeof(q)), o->name, o->listen_mark.line);
     }
   }
   return 0;
@@ -637,8 +639,8 @@ static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   return pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
 }
 
-int pst_config_parse(const char *name, const char *text, size_t len, pst_config_t **out,
-                     char *err, size_t errlen) {
+int pst_config_parse(const char *name, const char *text, size_t len, pst_config_t **out, char *err,
+                     size_t errlen) {
   yaml_document_t doc;
   pst_config_t *cfg;
   cfg_state_t state = {NULL, NULL};
@@ -674,8 +676,10 @@ static int read_file(const char *path, char **data, size_t *len) {
   while (rc == 0 && off < (size_t)st.st_size) {
     ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) rc = n < 0 ? -errno : -EIO;
-    else off += (size_t)n;
+    if (n <= 0)
+      rc = n < 0 ? -errno : -EIO;
+    else
+      off += (size_t)n;
   }
   close(fd);
   if (rc != 0) {

@@ -6,7 +6,7 @@
 #include "config_parse.h"
 #include "postern/common.h"
 
-#define SEC(n) ((uint64_t)(n) * 1000)
+#define SEC(n) ((uint64_t)(n)*1000)
 #define HOUR(n) (SEC(n) * 3600)
 
 void pst_cfg_http_defaults(pst_listener_conf_t *l) {

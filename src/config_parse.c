@@ -180,14 +180,10 @@ void pst_cfg_path_pop(pst_cfg_t *p, size_t len) {
 /* What a node is, for "found a list; expected a string". */
 static const char *node_kind(const yaml_node_t *node) {
   switch (node->type) {
-    case YAML_SCALAR_NODE:
-      return node->data.scalar.length == 0 ? "an empty value" : "a string";
-    case YAML_SEQUENCE_NODE:
-      return "a list";
-    case YAML_MAPPING_NODE:
-      return "a mapping";
-    default:
-      return "nothing";
+    case YAML_SCALAR_NODE: return node->data.scalar.length == 0 ? "an empty value" : "a string";
+    case YAML_SEQUENCE_NODE: return "a list";
+    case YAML_MAPPING_NODE: return "a mapping";
+    default: return "nothing";
   }
 }
 
@@ -213,8 +209,8 @@ static int unknown_key(pst_cfg_t *p, const yaml_node_t *key, const pst_cfg_key_t
 /* The mark of the first key of the mapping spelled like key, for messages
  * about a key written twice. */
 static const yaml_node_t *first_key(pst_cfg_t *p, const yaml_node_t *map, const char *key) {
-  for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
-       pair < map->data.mapping.pairs.top; pair++) {
+  for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
+       pair++) {
     yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
     if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0) {
       return k;
@@ -252,8 +248,8 @@ int pst_cfg_map(pst_cfg_t *p, yaml_node_t *node, const pst_cfg_key_t *keys, size
   uint64_t seen = 0;
   assert(n_keys <= 64);
   if (node->type != YAML_MAPPING_NODE) return type_error(p, node, "a mapping");
-  for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
-       pair < node->data.mapping.pairs.top; pair++) {
+  for (yaml_node_pair_t *pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top;
+       pair++) {
     int rc = map_pair(p, node, pair, keys, n_keys, &seen, obj);
     if (rc != 0) return rc;
   }
@@ -359,13 +355,13 @@ int pst_cfg_uint(pst_cfg_t *p, yaml_node_t *node, uint64_t min, uint64_t max, ui
   char expected[128], q[QUOTE_BUF];
   const char *s;
   uint64_t v;
-  snprintf(expected, sizeof(expected), "a decimal integer in %llu..%llu",
-           (unsigned long long)min, (unsigned long long)max);
+  snprintf(expected, sizeof(expected), "a decimal integer in %llu..%llu", (unsigned long long)min,
+           (unsigned long long)max);
   int rc = pst_cfg_str(p, node, expected, &s);
   if (rc != 0) return rc;
   if (parse_decimal(s, &v) != 0 || v < min || v > max) {
-    return pst_cfg_error(p, node, "invalid integer %s; expected %s",
-                         pst_cfg_quote(s, q, sizeof(q)), expected);
+    return pst_cfg_error(p, node, "invalid integer %s; expected %s", pst_cfg_quote(s, q, sizeof(q)),
+                         expected);
   }
   *out = v;
   return 0;
@@ -459,8 +455,8 @@ static int syntax_error(pst_cfg_t *p, const yaml_parser_t *parser, const char *t
   if (parser->error == YAML_MEMORY_ERROR) return pst_cfg_nomem(p);
   pst_cfg_path_key(p, "YAML syntax error");
   if (parser->error == YAML_READER_ERROR) {
-    rc = call_error_at(p, offset_mark(text, len, parser->problem_offset),
-                       "%s; expected UTF-8 text", problem);
+    rc = call_error_at(p, offset_mark(text, len, parser->problem_offset), "%s; expected UTF-8 text",
+                       problem);
   } else {
     pst_mark_t m = {(int)parser->problem_mark.line + 1, (int)parser->problem_mark.column + 1};
     if (parser->context != NULL) {

@@ -17,11 +17,11 @@
 /* State of one walk. The key path ("listeners[0].tls.versions[1]") grows as
  * the walker descends and shrinks as it comes back. */
 typedef struct pst_cfg_s {
-  const char *file;      /* file name used in messages */
-  yaml_document_t *doc;  /* the loaded document, owned by the caller */
-  char *err;             /* the caller's error buffer (may be NULL) */
+  const char *file;     /* file name used in messages */
+  yaml_document_t *doc; /* the loaded document, owned by the caller */
+  char *err;            /* the caller's error buffer (may be NULL) */
   size_t errlen;
-  void *user;            /* whatever the keyword tables need (config.c: the config) */
+  void *user; /* whatever the keyword tables need (config.c: the config) */
   size_t path_len;
   char path[512];
 } pst_cfg_t;

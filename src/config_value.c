@@ -109,8 +109,8 @@ static int check_port(const char *port, char *err, size_t errlen) {
   return 0;
 }
 
-static int resolve(const char *host, const char *port, int bracketed, pst_addr_t *addr,
-                   char *err, size_t errlen) {
+static int resolve(const char *host, const char *port, int bracketed, pst_addr_t *addr, char *err,
+                   size_t errlen) {
   struct addrinfo hints, *res = NULL;
   char ebuf[128];
   memset(&hints, 0, sizeof(hints));

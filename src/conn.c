@@ -90,8 +90,8 @@ static void conn_on_write(uv_write_t *req, int status) {
 static int conn_flush_now(pst_conn_t *conn) {
   conn->cork = 0;
   if (conn->cout.len == 0 || uv_is_closing((uv_handle_t *)&conn->client.tcp)) return 0;
-  int rc = pst_uv_write((uv_stream_t *)&conn->client.tcp, pst_buf_head(&conn->cout),
-                        conn->cout.len, conn, conn_on_write);
+  int rc = pst_uv_write((uv_stream_t *)&conn->client.tcp, pst_buf_head(&conn->cout), conn->cout.len,
+                        conn, conn_on_write);
   pst_buf_consume(&conn->cout, conn->cout.len);
   return rc;
 }
@@ -160,9 +160,7 @@ void pst_conn_flush_all(pst_worker_t *worker) {
 
 /* ---- host services (app-t.h) ---- */
 
-static pst_conn_t *conn_of(const pst_host_t *h) {
-  return PST_CONTAINER_OF(h, pst_conn_t, host);
-}
+static pst_conn_t *conn_of(const pst_host_t *h) { return PST_CONTAINER_OF(h, pst_conn_t, host); }
 
 /* host->ops->send. */
 static int conn_send(pst_host_t *h, const char *data, size_t len) {
@@ -186,8 +184,7 @@ static int conn_send(pst_host_t *h, const char *data, size_t len) {
    * EndOfEarlyData may have closed that window. Otherwise (the window
    * between the client's EndOfEarlyData and its Finished) it waits for the
    * handshake (conn_open). */
-  if (conn->early.phase != PST_EARLY_READING || conn->early.bytes == 0 ||
-      conn->early_out.len > 0) {
+  if (conn->early.phase != PST_EARLY_READING || conn->early.bytes == 0 || conn->early_out.len > 0) {
     if (pst_buf_append(&conn->early_out, data, len) == 0) return 0;
     pst_conn_close(conn, -ENOMEM, "out of memory");
     return -ENOMEM;
@@ -353,8 +350,8 @@ static int conn_app_start(pst_conn_t *conn, pst_conn_state_t state) {
 
 /* Picks the backend by the server name (routes). */
 static void conn_route(pst_conn_t *conn) {
-  conn->host.backend = pst_sni_route(conn->gl->routes, conn->gl->conf, conn->host.sni,
-                                     strlen(conn->host.sni));
+  conn->host.backend =
+      pst_sni_route(conn->gl->routes, conn->gl->conf, conn->host.sni, strlen(conn->host.sni));
 }
 
 /* Hands bytes to the application. Returns 0, or nonzero after which conn
@@ -488,8 +485,10 @@ static void conn_end(pst_conn_t *conn) {
   }
   if (conn->state != PST_CONN_OPEN || conn->client.shut) return;
   int rc = conn_shut_client(conn, conn_on_client_shutdown);
-  if (rc == PST_ETLS) pst_conn_close(conn, rc, "TLS write failed");
-  else if (rc != 0) conn_client_failed(conn, rc, "client shutdown failed");
+  if (rc == PST_ETLS)
+    pst_conn_close(conn, rc, "TLS write failed");
+  else if (rc != 0)
+    conn_client_failed(conn, rc, "client shutdown failed");
 }
 
 /* ---- reading the client ---- */
@@ -723,9 +722,7 @@ static void conn_on_timer(uv_timer_t *t) {
   const pst_listener_conf_t *lc = conn->gl->conf;
   switch (conn->state) {
     case PST_CONN_HANDSHAKE:
-    case PST_CONN_EARLY:
-      pst_conn_close(conn, PST_ETIMEDOUT, "handshake timeout");
-      return;
+    case PST_CONN_EARLY: pst_conn_close(conn, PST_ETIMEDOUT, "handshake timeout"); return;
     case PST_CONN_OPEN: {
       /* The idle deadline moves with every read; re-arm for what is left
        * rather than restarting the timer on each read. */
@@ -912,27 +909,30 @@ static void conn_log(pst_conn_t *conn, const char *reason) {
   const char *version = conn->version, *cipher = conn->cipher;
   const pst_early_status_t early = conn->early.status;
   double dur = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
-  pst_log_info("conn %llu client=%s listener=%s sni=%s alpn=%s version=%s cipher=%s "
-               "handshake_ms=%.2f resumed=%d early_data=%s backend=%s bytes_in=%llu "
-               "bytes_out=%llu duration_ms=%.1f close=%s%s%s",
-               (unsigned long long)conn->host.id, conn->host.peer, conn->gl->conf->name,
-               conn->host.sni[0] ? conn->host.sni : "-", alpn, version ? version : "-",
-               cipher ? cipher : "-", conn->handshake_ms,
-               conn->handshake_ms > 0 && wolfSSL_session_reused(conn->ssl),
-               early == PST_EARLY_NOT_SENT   ? "none"
-               : early == PST_EARLY_REPLAYED ? "replayed"
-                                             : pst_early_status_name(early),
-               conn->host.backend != NULL ? conn->host.backend->addr.text : "-",
-               (unsigned long long)conn->bytes_in, (unsigned long long)conn->bytes_out, dur,
-               conn->err == 0 ? "ok" : reason, conn->err == 0 || conn->err == PST_ETLS ? "" : ": ",
-               conn->err == 0 || conn->err == PST_ETLS ? "" : pst_strerror(conn->err));
+  pst_log_info(
+      "conn %llu client=%s listener=%s sni=%s alpn=%s version=%s cipher=%s "
+      "handshake_ms=%.2f resumed=%d early_data=%s backend=%s bytes_in=%llu "
+      "bytes_out=%llu duration_ms=%.1f close=%s%s%s",
+      (unsigned long long)conn->host.id, conn->host.peer, conn->gl->conf->name,
+      conn->host.sni[0] ? conn->host.sni : "-", alpn, version ? version : "-",
+      cipher ? cipher : "-", conn->handshake_ms,
+      conn->handshake_ms > 0 && wolfSSL_session_reused(conn->ssl),
+      early == PST_EARLY_NOT_SENT   ? "none"
+      : early == PST_EARLY_REPLAYED ? "replayed"
+                                    : pst_early_status_name(early),
+      conn->host.backend != NULL ? conn->host.backend->addr.text : "-",
+      (unsigned long long)conn->bytes_in, (unsigned long long)conn->bytes_out, dur,
+      conn->err == 0 ? "ok" : reason, conn->err == 0 || conn->err == PST_ETLS ? "" : ": ",
+      conn->err == 0 || conn->err == PST_ETLS ? "" : pst_strerror(conn->err));
 }
 
 static void conn_free(pst_conn_t *conn) {
   pst_worker_t *worker = conn->worker;
   assert(conn->state == PST_CONN_CLOSING && conn->handles == 0);
-  if (conn->prev != NULL) conn->prev->next = conn->next;
-  else worker->conns = conn->next;
+  if (conn->prev != NULL)
+    conn->prev->next = conn->next;
+  else
+    worker->conns = conn->next;
   if (conn->next != NULL) conn->next->prev = conn->prev;
   /* The application goes last: its streams could still hear from their
    * backends until now, and host services refuse work once CLOSING. */
@@ -986,8 +986,8 @@ static void conn_client_failed(pst_conn_t *conn, int err, const char *reason) {
 void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   if (conn->state == PST_CONN_CLOSING) return;
   assert(err <= 0);
-  int healthy = conn->ssl != NULL && conn->handshake_ms > 0 && !conn->client.failed &&
-                err != PST_ETLS;
+  int healthy =
+      conn->ssl != NULL && conn->handshake_ms > 0 && !conn->client.failed && err != PST_ETLS;
   conn->err = err;
   conn_log(conn, reason != NULL ? reason : "");
   conn_set_state(conn, PST_CONN_CLOSING);

@@ -69,8 +69,8 @@ struct pst_conn_s {
    * response's head and body, and the frames of several h2 streams, share
    * one TLS record and one write(2). */
   pst_buf_t pout;
-  pst_buf_t early_out;      /* answers made during the handshake that wait for it */
-  pst_conn_t *flush_next;   /* the worker's list of connections with output due */
+  pst_buf_t early_out;       /* answers made during the handshake that wait for it */
+  pst_conn_t *flush_next;    /* the worker's list of connections with output due */
   unsigned flush_queued : 1; /* in that list */
   /* The session ticket waits for the first answer (RFC 8446 4.6.1 lets the
    * server send it any time after the handshake): set when the client's
@@ -78,26 +78,26 @@ struct pst_conn_s {
    * one write(2) rather than two. Cleared by any write to the client. */
   unsigned cork : 1;
   unsigned end_after_handshake : 1; /* end() was asked during the handshake */
-  unsigned waiting;      /* the application's requests waiting for a response head */
-  uint64_t t_start_ns;   /* accept time (uv_hrtime) */
-  double handshake_ms;   /* 0 until the handshake completes */
-  uint64_t t_last_ms;    /* loop time of the last traffic, for the idle timeout */
-  uint64_t bytes_in;     /* application bytes from the client */
-  uint64_t bytes_out;    /* application bytes to the client */
-  int err;               /* why it closed */
+  unsigned waiting;                 /* the application's requests waiting for a response head */
+  uint64_t t_start_ns;              /* accept time (uv_hrtime) */
+  double handshake_ms;              /* 0 until the handshake completes */
+  uint64_t t_last_ms;               /* loop time of the last traffic, for the idle timeout */
+  uint64_t bytes_in;                /* application bytes from the client */
+  uint64_t bytes_out;               /* application bytes to the client */
+  int err;                          /* why it closed */
   /* The strings below live outside the struct, sized to their text, because
    * every idle connection carries this struct (bench: RSS per idle TLS
    * connection): fixed arrays big enough for any value cost ~500 bytes each
    * connection for names that are mostly short or never set. host.peer,
    * host.peer_ip and host.sni point into them. */
-  char *peer_buf;        /* "ip:port" and "ip" in one allocation */
-  char *sni_buf;         /* the server name, lower-cased, or NULL */
-  char alpn[32];         /* negotiated protocol, "" for none */
-  const char *version;   /* static strings from wolfSSL, set at handshake end */
+  char *peer_buf;      /* "ip:port" and "ip" in one allocation */
+  char *sni_buf;       /* the server name, lower-cased, or NULL */
+  char alpn[32];       /* negotiated protocol, "" for none */
+  const char *version; /* static strings from wolfSSL, set at handshake end */
   const char *cipher;
-  char *why;             /* storage for a reason built at run time (pst_conn_why):
-                          * PST_CONN_WHY_LEN bytes, allocated on first use */
-  pst_early_t early;     /* 0-RTT: early.c's */
+  char *why;         /* storage for a reason built at run time (pst_conn_why):
+                      * PST_CONN_WHY_LEN bytes, allocated on first use */
+  pst_early_t early; /* 0-RTT: early.c's */
 };
 
 #endif

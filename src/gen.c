@@ -21,8 +21,14 @@ typedef struct {
   FILE *report; /* `postern -t` output, or NULL to log */
   unsigned errors;
   const char *file;
-  unsigned warn_days; /* expiry_warn_days */
+  const pst_listener_conf_t *listeners; /* the config's, to name one as listeners[N] */
+  unsigned warn_days;                   /* expiry_warn_days */
 } gen_ctx_t;
+
+/* Problems name a listener as the config loader does: file:line:column, then
+ * the path of the key in the file, listeners[N] with N its index. GEN_AT
+ * gives the arguments of "%s:%d:%d: listeners[%zu]" for listener lc at mark m. */
+#define GEN_AT(g, lc, m) (g)->file, (m).line, (m).column, (size_t)((lc) - (g)->listeners)
 
 static void gen_problem(gen_ctx_t *g, pst_problem_severity_t sev, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -59,8 +65,8 @@ static void gen_report_cert(gen_ctx_t *g, const pst_listener_conf_t *lc, size_t 
     const pst_problem_t *p = &cert->problems[k];
     if (p->severity == PST_PROBLEM_ERROR) g->errors++;
     pst_log(p->severity == PST_PROBLEM_ERROR ? PST_LOG_ERROR : PST_LOG_WARN,
-            "%s:%d:%d: listeners[%s].tls.certificates[%zu]: %s", g->file, lc->certs[i].mark.line,
-            lc->certs[i].mark.column, lc->name, i, p->msg);
+            "%s:%d:%d: listeners[%zu].tls.certificates[%zu]: %s", GEN_AT(g, lc, lc->certs[i].mark),
+            i, p->msg);
   }
 }
 
@@ -71,8 +77,8 @@ static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
   int rc = pst_trust_load(lc->ca_file, &trust, err, sizeof(err));
   if (rc == -ENOMEM) return rc;
   if (rc != 0) {
-    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%s].tls.ca_file: %s", g->file,
-                lc->ca_file_mark.line, lc->ca_file_mark.column, lc->name, err);
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls.ca_file: %s",
+                GEN_AT(g, lc, lc->ca_file_mark), err);
     return 0;
   }
   gl->certs = calloc(lc->n_certs, sizeof(*gl->certs));
@@ -104,10 +110,9 @@ static int gen_sni_map(gen_ctx_t *g, pst_gen_listener_t *gl) {
       if (rc == -ENOMEM) return rc;
       if (rc == 1) {
         gen_problem(g, PST_PROBLEM_WARNING,
-                    "%s:%d:%d: listeners[%s].tls.certificates[%zu]: name %s is also in an "
+                    "%s:%d:%d: listeners[%zu].tls.certificates[%zu]: name %s is also in an "
                     "earlier certificate, which is the one served for it",
-                    g->file, lc->certs[i].mark.line, lc->certs[i].mark.column, lc->name, i,
-                    c->names[j]);
+                    GEN_AT(g, lc, lc->certs[i].mark), i, c->names[j]);
       }
     }
   }
@@ -120,10 +125,9 @@ static int gen_sni_map(gen_ctx_t *g, pst_gen_listener_t *gl) {
     }
   }
   gen_problem(g, PST_PROBLEM_ERROR,
-              "%s:%d:%d: listeners[%s].tls.default_certificate: no certificate covers \"%s\"; "
+              "%s:%d:%d: listeners[%zu].tls.default_certificate: no certificate covers \"%s\"; "
               "expected a name of one of the listed certificates",
-              g->file, lc->default_certificate_mark.line, lc->default_certificate_mark.column,
-              lc->name, lc->default_certificate);
+              GEN_AT(g, lc, lc->default_certificate_mark), lc->default_certificate);
   return 0;
 }
 
@@ -142,9 +146,9 @@ static int gen_routes(gen_ctx_t *g, pst_gen_listener_t *gl) {
       if (rc == -ENOMEM) return rc;
       if (rc == 1) {
         gen_problem(g, PST_PROBLEM_WARNING,
-                    "%s:%d:%d: listeners[%s].routes[%zu]: name %s is already routed by an "
+                    "%s:%d:%d: listeners[%zu].routes[%zu]: name %s is already routed by an "
                     "earlier route, which wins",
-                    g->file, r->mark.line, r->mark.column, lc->name, i, r->names[j]);
+                    GEN_AT(g, lc, r->mark), i, r->names[j]);
       }
       const char *probe = r->names[j];
       char sample[300];
@@ -154,10 +158,10 @@ static int gen_routes(gen_ctx_t *g, pst_gen_listener_t *gl) {
       }
       if (pst_sni_map_lookup(gl->sni, probe, strlen(probe)) < 0) {
         gen_problem(g, PST_PROBLEM_WARNING,
-                    "%s:%d:%d: listeners[%s].routes[%zu]: no certificate covers %s: clients "
+                    "%s:%d:%d: listeners[%zu].routes[%zu]: no certificate covers %s: clients "
                     "will get the default certificate and report a hostname mismatch; add a "
                     "certificate for it to tls.certificates, or remove the name from the route",
-                    g->file, r->mark.line, r->mark.column, lc->name, i, r->names[j]);
+                    GEN_AT(g, lc, r->mark), i, r->names[j]);
       }
     }
   }
@@ -192,20 +196,22 @@ static int gen_tickets(gen_ctx_t *g, pst_gen_listener_t *gl) {
                               &gl->tickets, err, sizeof(err));
   if (rc == -ENOMEM) return rc;
   if (rc != 0 && lc->ticket_keys != NULL) {
-    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%s].tls.ticket_keys: %s", g->file,
-                lc->ticket_keys_mark.line, lc->ticket_keys_mark.column, lc->name, err);
-  } else if (rc != 0) {
-    gen_problem(g, PST_PROBLEM_ERROR, "%s: listeners[%s].tls: %s", g->file, lc->name, err);
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls.ticket_keys: %s",
+                GEN_AT(g, lc, lc->ticket_keys_mark), err);
+  } else if (rc != 0) { /* no key of its own to point at: the listener's line */
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls: %s", GEN_AT(g, lc, lc->mark),
+                err);
   }
   return 0;
 }
 
 static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
-  int rc = pst_access_file_open(gl->conf->access_log, &gl->access_file);
+  const pst_listener_conf_t *lc = gl->conf;
+  int rc = pst_access_file_open(lc->access_log, &gl->access_file);
   if (rc == -ENOMEM) return rc;
-  if (rc != 0) {
-    gen_problem(g, PST_PROBLEM_ERROR, "%s: listeners[%s].access_log: cannot open \"%s\": %s",
-                g->file, gl->conf->name, gl->conf->access_log, pst_strerror(rc));
+  if (rc != 0) { /* the listener's line: the config keeps no mark for the key */
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].access_log: cannot open \"%s\": %s",
+                GEN_AT(g, lc, lc->mark), lc->access_log, pst_strerror(rc));
   }
   rc = gen_load_certs(g, gl, now);
   if (rc != 0 || gl->n_certs == 0) return rc;
@@ -217,16 +223,20 @@ static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) 
   rc = pst_tls_listener_init(gl, err, sizeof(err));
   if (rc == -ENOMEM) return rc;
   if (rc != 0) {
-    gen_problem(g, PST_PROBLEM_ERROR, "listener %s: %s", gl->conf->name, err);
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls: %s", GEN_AT(g, lc, lc->mark),
+                err);
     return 0;
   }
   return 0;
 }
 
-int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report,
-                  pst_gen_t **out, unsigned *n_errors) {
-  gen_ctx_t g = {
-      .report = report, .errors = 0, .file = cfg->path, .warn_days = cfg->expiry_warn_days};
+int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, pst_gen_t **out,
+                  unsigned *n_errors) {
+  gen_ctx_t g = {.report = report,
+                 .errors = 0,
+                 .file = cfg->path,
+                 .listeners = cfg->listeners,
+                 .warn_days = cfg->expiry_warn_days};
   pst_gen_t *gen = calloc(1, sizeof(*gen));
   if (gen == NULL) {
     pst_config_free(cfg);

@@ -18,17 +18,17 @@
 typedef struct {
   pst_app_t base;
   pst_h1_req_parser_t *parser;
-  pst_buf_t in;          /* decrypted bytes not parsed yet (the next requests) */
-  pst_stream_t *stream;  /* the exchange in progress, or NULL */
-  int minor;             /* the current request's HTTP minor version */
-  int keep_alive;        /* the client keeps the connection after this exchange */
-  int head_request;      /* HEAD: the response has no body */
-  int chunked;           /* the response body is chunk-encoded by postern */
-  int request_done;      /* the current request has been read whole */
-  int tunnel;            /* after a 101: raw bytes both ways */
-  int closing;           /* end the connection after the current exchange */
-  int eof;               /* the client finished sending */
-  int processing;        /* inside h1_process: no recursion */
+  pst_buf_t in;             /* decrypted bytes not parsed yet (the next requests) */
+  pst_stream_t *stream;     /* the exchange in progress, or NULL */
+  int minor;                /* the current request's HTTP minor version */
+  int keep_alive;           /* the client keeps the connection after this exchange */
+  int head_request;         /* HEAD: the response has no body */
+  int chunked;              /* the response body is chunk-encoded by postern */
+  int request_done;         /* the current request has been read whole */
+  int tunnel;               /* after a 101: raw bytes both ways */
+  int closing;              /* end the connection after the current exchange */
+  int eof;                  /* the client finished sending */
+  int processing;           /* inside h1_process: no recursion */
   pst_http_request_t *held; /* an early-data request waiting for the handshake */
 } h1_front_t;
 
@@ -65,7 +65,8 @@ static void h1_finish(h1_front_t *f) {
   pst_stream_t *s = f->stream;
   f->stream = NULL;
   if (s != NULL) {
-    pst_access_log(f->base.host, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out, s->t_start_ns);
+    pst_access_log(f->base.host, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
+                   s->t_start_ns);
     pst_stream_free(s);
   }
   f->tunnel = 0;
@@ -123,7 +124,8 @@ static int h1_on_body(pst_stream_t *s, const char *data, size_t len) {
     rc = h1_send(f, data, len);
   }
   /* A slow client: stop reading the backend until it drains. */
-  if (rc == 0 && f->base.host->ops->queued(f->base.host) > PST_CLIENT_HIGH_WATER) pst_stream_pause(s, 1);
+  if (rc == 0 && f->base.host->ops->queued(f->base.host) > PST_CLIENT_HIGH_WATER)
+    pst_stream_pause(s, 1);
   return rc;
 }
 
@@ -143,7 +145,8 @@ static void h1_on_error(pst_stream_t *s, int status, const char *why) {
   if (status == 0) {
     /* The response was under way: closing without the rest is how an
      * HTTP/1.1 client learns it was cut (RFC 9112 8). */
-    pst_access_log(f->base.host, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out, s->t_start_ns);
+    pst_access_log(f->base.host, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
+                   s->t_start_ns);
     pst_host_t *h = f->base.host;
     h->ops->close(h, PST_EBACKEND, h->ops->why(h, "backend failed mid-response: %s", why));
     return; /* the stream is freed with the front end */
@@ -176,8 +179,8 @@ static const pst_stream_ops_t h1_stream_ops = {
  * only one that is safe to repeat goes to the backend before the handshake
  * completes (with Early-Data: 1, stream.c). */
 static int h1_early_safe(const pst_http_request_t *req) {
-  int no_body = req->body == PST_BODY_NONE ||
-                (req->body == PST_BODY_LENGTH && req->content_length == 0);
+  int no_body =
+      req->body == PST_BODY_NONE || (req->body == PST_BODY_LENGTH && req->content_length == 0);
   return no_body && !req->upgrade &&
          (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0 ||
           strcmp(req->method, "OPTIONS") == 0);
@@ -241,7 +244,6 @@ static const pst_h1_req_callbacks_t h1_req_callbacks = {
 
 /* ---- processing what the client sent ---- */
 
-
 /* Runs the parser over buffered bytes as far as the current exchange
  * allows. */
 static void h1_process_once(h1_front_t *f) {
@@ -260,7 +262,7 @@ static void h1_process_once(h1_front_t *f) {
       pst_buf_consume(&f->in, f->in.len);
       break;
     }
-    if (f->held != NULL) break;                        /* waits for the handshake */
+    if (f->held != NULL) break;                      /* waits for the handshake */
     if (f->stream != NULL && f->request_done) break; /* the next request waits its turn */
     if (f->stream != NULL && pst_stream_queued(f->stream) > PST_BACKEND_HIGH_WATER) {
       h->ops->pause(h, 1); /* resumed by h1_on_drain */

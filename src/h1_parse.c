@@ -388,8 +388,10 @@ static void commit_scan(h1_t *h, h1_phase_t phase, const char *data, size_t n, s
   if (phase == PH_HEAD) {
     /* Usually llhttp takes all of them (it pauses right after the head):
      * the head need not be scanned again. */
-    if (n == scanned && after->why == NULL) h->scan = *after;
-    else pst_h1_head_scan(&h->scan, data, n);
+    if (n == scanned && after->why == NULL)
+      h->scan = *after;
+    else
+      pst_h1_head_scan(&h->scan, data, n);
     h->head_bytes += n;
   } else if (phase == PH_BODY && h->chunked) {
     chunk_scan(&h->ck, data, n, h->max_head);

@@ -329,7 +329,8 @@ static int append_all(pst_buf_t *out, ...) {
   va_list ap;
   va_start(ap, out);
   int rc = 0;
-  for (const char *p = va_arg(ap, const char *); rc == 0 && p != NULL; p = va_arg(ap, const char *)) {
+  for (const char *p = va_arg(ap, const char *); rc == 0 && p != NULL;
+       p = va_arg(ap, const char *)) {
     rc = pst_buf_append(out, p, strlen(p));
   }
   va_end(ap);
@@ -404,7 +405,8 @@ static int forwarded(pst_buf_t *out, const pst_headers_t *h, const char *ip,
   }
   if (rc == 0) rc = append_all(out, sep, "for=", NULL);
   if (rc == 0 && ip == NULL) rc = APPEND_LIT(out, "unknown");
-  if (rc == 0 && ip != NULL && strchr(ip, ':') != NULL) rc = append_all(out, "\"[", ip, "]\"", NULL);
+  if (rc == 0 && ip != NULL && strchr(ip, ':') != NULL)
+    rc = append_all(out, "\"[", ip, "]\"", NULL);
   if (rc == 0 && ip != NULL && strchr(ip, ':') == NULL) rc = fwd_value(out, ip);
   if (rc == 0) rc = APPEND_LIT(out, ";proto=https");
   if (rc == 0 && authority[0] != '\0') {
@@ -436,8 +438,7 @@ static int wants_zero_length(const char *method) {
 
 static int request_framing(pst_buf_t *out, const pst_http_request_t *req) {
   switch (req->body) {
-    case PST_BODY_LENGTH:
-      return content_length(out, req->content_length);
+    case PST_BODY_LENGTH: return content_length(out, req->content_length);
     case PST_BODY_CHUNKED:
     case PST_BODY_STREAM: return APPEND_LIT(out, "Transfer-Encoding: chunked\r\n");
     case PST_BODY_UNTIL_CLOSE: /* not a request framing; never produced */ return PST_EPROTO;

@@ -82,13 +82,12 @@ static void fmt_http_date(char out[INFO_DATE_MAX]) {
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   time_t now = time(NULL);
   struct tm tm;
-  if (gmtime_r(&now, &tm) == NULL || tm.tm_wday < 0 || tm.tm_wday > 6 ||
-      tm.tm_mon < 0 || tm.tm_mon > 11) {
+  if (gmtime_r(&now, &tm) == NULL || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
+      tm.tm_mon > 11) {
     memset(&tm, 0, sizeof(tm)); /* 1900-01-00: obviously wrong, still valid syntax */
   }
-  snprintf(out, INFO_DATE_MAX, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
-           tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-           tm.tm_min, tm.tm_sec);
+  snprintf(out, INFO_DATE_MAX, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+           months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /* ---- escaping --------------------------------------------------------- */
@@ -138,8 +137,7 @@ static int html_str(pst_buf_t *b, const char *s) {
   for (size_t i = 0; rc == 0 && i < n;) {
     size_t k = utf8_len(p + i, n - i);
     const char *rep = NULL;
-    if (k == 0 || (p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') ||
-        p[i] == 0x7F) {
+    if (k == 0 || (p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') || p[i] == 0x7F) {
       rep = "\xEF\xBF\xBD";
     } else if (p[i] == '&') {
       rep = "&amp;";
@@ -171,18 +169,16 @@ static int html_str(pst_buf_t *b, const char *s) {
 /* Appends the JSON description of the connection. The keys are a contract
  * (tests and users' scripts read them); unknown facts are null. */
 static int build_json(pst_buf_t *b, const pst_info_facts_t *f) {
-  static const char *const keys[] = {"listener", "client",  "sni",
-                                     "alpn",     "version", "cipher",
-                                     "group"};
-  const char *vals[] = {f->listener, f->client, f->sni,  f->alpn,
-                        f->version,  f->cipher, f->group};
+  static const char *const keys[] = {"listener", "client", "sni",  "alpn",
+                                     "version",  "cipher", "group"};
+  const char *vals[] = {f->listener, f->client, f->sni, f->alpn, f->version, f->cipher, f->group};
   int rc = APPEND_LIT(b, "{");
   for (size_t i = 0; rc == 0 && i < PST_ARRAY_SIZE(keys); i++) {
     rc = pst_buf_printf(b, "%s\"%s\":", i > 0 ? "," : "", keys[i]);
     if (rc == 0) rc = json_str(b, vals[i]);
   }
-  if (rc == 0) rc = pst_buf_printf(b, ",\"resumed\":%s,\"early_data\":",
-                                   f->resumed ? "true" : "false");
+  if (rc == 0)
+    rc = pst_buf_printf(b, ",\"resumed\":%s,\"early_data\":", f->resumed ? "true" : "false");
   if (rc == 0) rc = json_str(b, f->early_data);
   /* JSON has no NaN or infinity (RFC 8259 6). */
   if (rc == 0 && isfinite(f->handshake_ms)) {
@@ -267,21 +263,22 @@ static int html_row(pst_buf_t *b, const char *label, const char *val) {
 
 /* Appends the certificate chain table, leaf first. */
 static int html_chain(pst_buf_t *b, const pst_info_facts_t *f) {
-  int rc = pst_buf_printf(b, "<h2>Certificate chain</h2>\n<table>\n<thead><tr>"
-                             "<th scope=\"col\">#</th><th scope=\"col\">Subject</th>"
-                             "<th scope=\"col\">Issuer</th>"
-                             "<th scope=\"col\">Not after</th></tr></thead>\n"
-                             "<tbody>\n");
+  int rc = pst_buf_printf(b,
+                          "<h2>Certificate chain</h2>\n<table>\n<thead><tr>"
+                          "<th scope=\"col\">#</th><th scope=\"col\">Subject</th>"
+                          "<th scope=\"col\">Issuer</th>"
+                          "<th scope=\"col\">Not after</th></tr></thead>\n"
+                          "<tbody>\n");
   size_t n = f->chain != NULL ? f->chain_len : 0;
   if (rc == 0 && n == 0) {
-    rc = pst_buf_printf(b, "<tr><td colspan=\"4\"><span class=\"none\">"
-                           "no certificate</span></td></tr>\n");
+    rc = pst_buf_printf(b,
+                        "<tr><td colspan=\"4\"><span class=\"none\">"
+                        "no certificate</span></td></tr>\n");
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const pst_cert_info_t *c = &f->chain[i];
     char when[32];
-    const char *cells[3] = {c->subject, c->issuer,
-                            fmt_utc(c->not_after, when) == 0 ? when : NULL};
+    const char *cells[3] = {c->subject, c->issuer, fmt_utc(c->not_after, when) == 0 ? when : NULL};
     rc = pst_buf_printf(b, "<tr><td>%zu%s</td>", i, i == 0 ? " (leaf)" : "");
     for (size_t j = 0; rc == 0 && j < PST_ARRAY_SIZE(cells); j++) {
       rc = APPEND_LIT(b, "<td>");
@@ -320,9 +317,10 @@ static int build_html(pst_buf_t *b, const pst_info_facts_t *f) {
   if (rc == 0) rc = APPEND_LIT(b, "</tbody>\n</table>\n");
   if (rc == 0) rc = html_chain(b, f);
   if (rc == 0) {
-    rc = pst_buf_printf(b, "<footer>postern %s &middot; add <code>Accept: "
-                           "application/json</code> for a JSON answer</footer>\n"
-                           "</main>\n</body>\n</html>\n",
+    rc = pst_buf_printf(b,
+                        "<footer>postern %s &middot; add <code>Accept: "
+                        "application/json</code> for a JSON answer</footer>\n"
+                        "</main>\n</body>\n</html>\n",
                         PST_VERSION);
   }
   return rc;

@@ -176,8 +176,10 @@ static int run(pst_config_t *cfg) {
   unsigned errors = 0;
   int rc = pst_gen_build(cfg, 1, time(NULL), NULL, &app.gen, &errors);
   if (rc != 0) {
-    pst_log_error("not starting: the configuration has %u error%s (details above; "
-                  "`postern -t -c FILE` shows every certificate)", errors, errors == 1 ? "" : "s");
+    pst_log_error(
+        "not starting: the configuration has %u error%s (details above; "
+        "`postern -t -c FILE` shows every certificate)",
+        errors, errors == 1 ? "" : "s");
     return 1;
   }
   cfg = app.gen->cfg;

@@ -33,20 +33,20 @@ typedef struct pool_s {
 struct pst_pools_s {
   uv_loop_t *loop;
   pool_t *list;
-  unsigned open;   /* connections not yet freed */
-  int closed;      /* pst_pools_shutdown ran: releases close */
+  unsigned open; /* connections not yet freed */
+  int closed;    /* pst_pools_shutdown ran: releases close */
 };
 
 struct pst_bconn_s {
   pst_pools_t *pools;
-  pool_t *pool;     /* NULL for in-process connections */
+  pool_t *pool; /* NULL for in-process connections */
   bconn_state_t state;
   pst_lease_t how;
-  uv_tcp_t tcp;     /* not initialised for in-process connections */
+  uv_tcp_t tcp; /* not initialised for in-process connections */
   uv_timer_t timer;
   uv_connect_t connect_req;
   uv_shutdown_t shutdown_req;
-  int handles;      /* handles whose close callback has not run */
+  int handles;            /* handles whose close callback has not run */
   unsigned reading : 1;   /* uv_read_start is in effect */
   unsigned want_read : 1; /* the lessee asked to read */
   unsigned local : 1;     /* in-process (builtin:info) */
@@ -100,8 +100,10 @@ static pool_t *pool_find(pst_pools_t *pools, const pst_addr_t *addr) {
 
 static void idle_unlink(pst_bconn_t *b) {
   assert(b->state == BCONN_IDLE && b->pool->n_idle > 0);
-  if (b->prev != NULL) b->prev->next = b->next;
-  else b->pool->idle = b->next;
+  if (b->prev != NULL)
+    b->prev->next = b->next;
+  else
+    b->pool->idle = b->next;
   if (b->next != NULL) b->next->prev = b->prev;
   b->next = b->prev = NULL;
   b->pool->n_idle--;

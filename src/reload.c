@@ -85,7 +85,6 @@ struct pst_reload_s {
 
 /* ---- pure parts ---- */
 
-
 size_t pst_reload_match(const pst_config_t *old_cfg, const pst_config_t *new_cfg, long *keep) {
   size_t kept = 0;
   for (size_t i = 0; i < new_cfg->n_listeners; i++) {

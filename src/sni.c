@@ -198,9 +198,8 @@ int pst_sni_select(const pst_sni_map_t *map, const char *name, size_t len, int d
   return reject_unknown ? PST_SNI_REJECT : default_value;
 }
 
-const pst_backend_conf_t *pst_sni_route(const pst_sni_map_t *routes,
-                                        const pst_listener_conf_t *lc, const char *name,
-                                        size_t len) {
+const pst_backend_conf_t *pst_sni_route(const pst_sni_map_t *routes, const pst_listener_conf_t *lc,
+                                        const char *name, size_t len) {
   if (routes != NULL && name != NULL && len > 0) {
     int r = pst_sni_map_lookup(routes, name, len);
     if (r >= 0) return &lc->routes[r].backend;

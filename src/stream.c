@@ -18,14 +18,14 @@
 typedef struct {
   pst_stream_t pub;
   pst_h1_resp_parser_t *parser;
-  pst_buf_t head;   /* the request head as written, kept for one retry */
-  int reused;       /* the backend connection came from the pool */
-  int got_bytes;    /* the backend has sent something for this exchange */
-  int resp_done;    /* the response is complete */
-  int busy;         /* inside a callback into the front end */
-  int freed;        /* pst_stream_free ran while busy */
+  pst_buf_t head; /* the request head as written, kept for one retry */
+  int reused;     /* the backend connection came from the pool */
+  int got_bytes;  /* the backend has sent something for this exchange */
+  int resp_done;  /* the response is complete */
+  int busy;       /* inside a callback into the front end */
+  int freed;      /* pst_stream_free ran while busy */
   int resp_keep_alive;
-  int front_err;    /* what the front end's on_head or on_body refused with */
+  int front_err; /* what the front end's on_head or on_body refused with */
 } stream_t;
 
 static const pst_bconn_events_t stream_bconn_events;
@@ -38,8 +38,10 @@ static stream_t *S(pst_stream_t *s) { return (stream_t *)s; }
  * again. */
 static void stream_set_state(pst_stream_t *s, pst_stream_state_t state) {
   assert(s->state != PST_STREAM_DONE || state == PST_STREAM_DONE);
-  if (s->state == PST_STREAM_WAITING && state != PST_STREAM_WAITING) s->host->ops->waiting(s->host, -1);
-  if (state == PST_STREAM_WAITING && s->state != PST_STREAM_WAITING) s->host->ops->waiting(s->host, 1);
+  if (s->state == PST_STREAM_WAITING && state != PST_STREAM_WAITING)
+    s->host->ops->waiting(s->host, -1);
+  if (state == PST_STREAM_WAITING && s->state != PST_STREAM_WAITING)
+    s->host->ops->waiting(s->host, 1);
   s->state = state;
 }
 
@@ -48,7 +50,7 @@ static const pst_listener_conf_t *stream_conf(const pst_stream_t *s) { return s-
 static void stream_destroy(stream_t *st) {
   pst_stream_t *s = &st->pub;
   assert(s->state != PST_STREAM_WAITING); /* the connection's count stays right */
-  s->host->ops->touch(s->host); /* idle from the end of the exchange */
+  s->host->ops->touch(s->host);           /* idle from the end of the exchange */
   if (s->bconn != NULL) pst_bconn_release(s->bconn, 0);
   pst_h1_resp_parser_free(st->parser);
   pst_buf_free(&st->head);
@@ -302,8 +304,9 @@ static void stream_bconn_on_read(void *arg, const char *data, ssize_t n) {
       /* A refusal of the front end (its client is gone, say) is not the
        * backend's fault. */
       if (!st->freed) {
-        stream_fail(st, 502, st->front_err != 0 ? "the client side refused the response"
-                                                : "invalid response from the backend");
+        stream_fail(st, 502,
+                    st->front_err != 0 ? "the client side refused the response"
+                                       : "invalid response from the backend");
       }
       break;
     }
@@ -373,8 +376,8 @@ pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, vo
   s->early_data = host->ops->phase(host) == PST_HOST_EARLY;
   s->state = PST_STREAM_CONNECTING;
   s->req_done = req->body == PST_BODY_NONE;
-  st->parser = pst_h1_resp_parser_new(&stream_parser_callbacks, st,
-                                      stream_conf(s)->max_header_bytes);
+  st->parser =
+      pst_h1_resp_parser_new(&stream_parser_callbacks, st, stream_conf(s)->max_header_bytes);
   if (st->parser == NULL) goto nomem;
   pst_h1_resp_expect(st->parser, req->method);
   pst_forward_info_t fwd = {

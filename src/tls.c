@@ -38,9 +38,7 @@ static const char tls_groups_list[] = "X25519:P-256";
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_init_rc;
 
-static void tls_init_once(void) {
-  tls_init_rc = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : PST_ETLS;
-}
+static void tls_init_once(void) { tls_init_rc = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : PST_ETLS; }
 
 int pst_tls_global_init(void) {
   pthread_once(&tls_once, tls_init_once);
@@ -109,8 +107,8 @@ static int tls_on_alpn(WOLFSSL *ssl, const unsigned char **out, unsigned char *o
   return SSL_TLSEXT_ERR_NOACK;
 }
 
-static WOLFSSL_CTX *tls_ctx_new(const pst_listener_conf_t *lc, const pst_cert_t *cert,
-                                char *err, size_t errlen) {
+static WOLFSSL_CTX *tls_ctx_new(const pst_listener_conf_t *lc, const pst_cert_t *cert, char *err,
+                                size_t errlen) {
   WOLFSSL_CTX *ctx = wolfSSL_CTX_new(tls_method(lc->versions));
   if (ctx == NULL) {
     snprintf(err, errlen, "cannot create a TLS context");

@@ -136,7 +136,7 @@ static void worker_on_prepare(uv_prepare_t *p) {
 static void worker_finish(pst_worker_t *worker) {
   if (worker->state == PST_WORKER_STOPPED) return;
   worker->state = PST_WORKER_STOPPED;
-  pst_pools_shutdown(worker->pools); /* pools made by the last connections' streams */
+  pst_pools_shutdown(worker->pools);        /* pools made by the last connections' streams */
   pst_access_log_flush(worker->access_log); /* the last lines; the loop waits for them */
   uv_close((uv_handle_t *)&worker->wakeup, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->drain_timer, worker_on_handle_close);

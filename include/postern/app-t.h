@@ -88,17 +88,17 @@ typedef struct {
  * strings live as long as the connection. */
 struct pst_host_s {
   const pst_host_ops_t *ops;
-  uint64_t id;                       /* connection id, for logs */
-  uv_loop_t *loop;                   /* the worker's loop */
-  struct pst_pools_s *pools;         /* the worker's backend connections (pool.h) */
-  const pst_listener_conf_t *lc;     /* the listener, of the connection's generation */
-  const pst_backend_conf_t *backend; /* chosen by the server name's route; set before
-                                      * the application starts */
+  uint64_t id;                           /* connection id, for logs */
+  uv_loop_t *loop;                       /* the worker's loop */
+  struct pst_pools_s *pools;             /* the worker's backend connections (pool.h) */
+  const pst_listener_conf_t *lc;         /* the listener, of the connection's generation */
+  const pst_backend_conf_t *backend;     /* chosen by the server name's route; set before
+                                          * the application starts */
   struct pst_access_file_s *access_file; /* the listener's access log file, NULL when off */
   struct pst_access_log_s *access_log;   /* the worker's access log writer (access_log.h) */
-  const char *peer;                  /* "ip:port" */
-  const char *peer_ip;               /* the client's address without port */
-  const char *sni;                   /* lower-cased server name, "" for none */
+  const char *peer;                      /* "ip:port" */
+  const char *peer_ip;                   /* the client's address without port */
+  const char *sni;                       /* lower-cased server name, "" for none */
 };
 
 /* What a connection asks of its application. */

@@ -15,8 +15,7 @@ typedef struct {
 int pst_buf_append(pst_buf_t *b, const void *p, size_t n);
 
 /* Appends printf-formatted text. Returns 0 or -ENOMEM. */
-int pst_buf_printf(pst_buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int pst_buf_printf(pst_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Pointer to the first unconsumed byte. */
 static inline char *pst_buf_head(const pst_buf_t *b) { return b->data + b->off; }

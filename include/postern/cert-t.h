@@ -34,16 +34,16 @@ typedef enum {
 } pst_problem_severity_t;
 
 typedef enum {
-  PST_PROBLEM_UNREADABLE = 1,     /* file missing, unreadable, or not PEM */
-  PST_PROBLEM_KEY_MISMATCH,       /* the key does not belong to the leaf */
-  PST_PROBLEM_EXPIRED,            /* now > not_after, for any chain member */
-  PST_PROBLEM_NOT_YET_VALID,      /* now < not_before */
-  PST_PROBLEM_SELF_SIGNED,        /* the leaf is self-signed */
-  PST_PROBLEM_INCOMPLETE_CHAIN,   /* no path to a trust anchor: names the missing issuer */
-  PST_PROBLEM_BAD_ORDER,          /* chain[i] is not signed by chain[i+1] */
-  PST_PROBLEM_UNTRUSTED,          /* chain complete but its root is not trusted */
-  PST_PROBLEM_EXPIRES_SOON,       /* warning: leaf expires within the warn window */
-  PST_PROBLEM_NO_NAMES,           /* the leaf has no DNS SAN and no CN */
+  PST_PROBLEM_UNREADABLE = 1,   /* file missing, unreadable, or not PEM */
+  PST_PROBLEM_KEY_MISMATCH,     /* the key does not belong to the leaf */
+  PST_PROBLEM_EXPIRED,          /* now > not_after, for any chain member */
+  PST_PROBLEM_NOT_YET_VALID,    /* now < not_before */
+  PST_PROBLEM_SELF_SIGNED,      /* the leaf is self-signed */
+  PST_PROBLEM_INCOMPLETE_CHAIN, /* no path to a trust anchor: names the missing issuer */
+  PST_PROBLEM_BAD_ORDER,        /* chain[i] is not signed by chain[i+1] */
+  PST_PROBLEM_UNTRUSTED,        /* chain complete but its root is not trusted */
+  PST_PROBLEM_EXPIRES_SOON,     /* warning: leaf expires within the warn window */
+  PST_PROBLEM_NO_NAMES,         /* the leaf has no DNS SAN and no CN */
 } pst_problem_kind_t;
 
 typedef struct {

@@ -26,8 +26,8 @@ void pst_trust_free(pst_trust_t *trust);
  * In every case but -ENOMEM *out holds a new pst_cert_t owned by the caller
  * (free with pst_cert_free). trust may be NULL: chain completeness is then
  * not checked. Messages name the file and say how to fix the problem. */
-int pst_cert_load(const char *cert_path, const char *key_path, const pst_trust_t *trust,
-                  time_t now, unsigned expiry_warn_days, pst_cert_t **out);
+int pst_cert_load(const char *cert_path, const char *key_path, const pst_trust_t *trust, time_t now,
+                  unsigned expiry_warn_days, pst_cert_t **out);
 
 void pst_cert_free(pst_cert_t *cert);
 

@@ -26,8 +26,7 @@ const char *pst_strerror(int err);
 /* Largest TLS plaintext record (RFC 8446 5.1). */
 #define PST_RECORD_MAX (16 * 1024)
 
-#define PST_CONTAINER_OF(ptr, type, field) \
-  ((type *)((char *)(ptr) - offsetof(type, field)))
+#define PST_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 #define PST_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

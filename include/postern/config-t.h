@@ -77,8 +77,8 @@ typedef struct {
 } pst_backend_conf_t;
 
 typedef struct {
-  char *cert; /* path of the chain file: leaf first, then intermediates */
-  char *key;  /* path of the private key */
+  char *cert;      /* path of the chain file: leaf first, then intermediates */
+  char *key;       /* path of the private key */
   pst_mark_t mark; /* the list item */
   pst_mark_t cert_mark;
   pst_mark_t key_mark;
@@ -114,14 +114,14 @@ typedef struct {
   pst_mark_t ca_file_mark;
 
   /* Session resumption and 0-RTT (config_tls.c, ticket.h, replay.h). */
-  int session_tickets;             /* tls.session_tickets; default 1 */
-  char *ticket_keys;               /* tls.ticket_keys: key file; NULL: in-memory keys */
+  int session_tickets; /* tls.session_tickets; default 1 */
+  char *ticket_keys;   /* tls.ticket_keys: key file; NULL: in-memory keys */
   pst_mark_t ticket_keys_mark;
-  uint64_t ticket_rotation_ms;     /* tls.ticket_rotation (in-memory keys); default 1h */
-  uint64_t ticket_lifetime_ms;     /* tls.ticket_lifetime; default 6h, at most 7 days */
-  pst_early_data_t early_data;     /* tls.early_data; default reject */
-  unsigned max_early_data;         /* tls.max_early_data, bytes; default 16384 */
-  pst_tcp_early_t tcp_early_data;  /* tls.tcp_early_data; default hold */
+  uint64_t ticket_rotation_ms;    /* tls.ticket_rotation (in-memory keys); default 1h */
+  uint64_t ticket_lifetime_ms;    /* tls.ticket_lifetime; default 6h, at most 7 days */
+  pst_early_data_t early_data;    /* tls.early_data; default reject */
+  unsigned max_early_data;        /* tls.max_early_data, bytes; default 16384 */
+  pst_tcp_early_t tcp_early_data; /* tls.tcp_early_data; default hold */
 
   pst_backend_conf_t backend;
   pst_route_conf_t *routes;
@@ -133,26 +133,26 @@ typedef struct {
   unsigned max_connections;            /* per worker; default 10000 */
 
   /* http mode (ignored in tcp mode) */
-  pst_forwarded_t forwarded;           /* default xff */
-  char *access_log;                    /* NULL: off; "stderr"; or a file path */
-  size_t max_header_bytes;             /* limits.max_header_bytes; default 32768 */
-  unsigned h2_max_concurrent_streams;  /* h2.max_concurrent_streams; default 128 */
-  unsigned h2_stream_reset_rate;       /* h2.stream_reset_rate per second; default 100 */
-  unsigned h2_stream_reset_burst;      /* h2.stream_reset_burst; default 200 */
-  unsigned pool_max_idle;              /* backend_pool.max_idle per backend per worker; default 128 */
-  uint64_t pool_idle_ms;               /* backend_pool.idle; default 60s */
+  pst_forwarded_t forwarded;          /* default xff */
+  char *access_log;                   /* NULL: off; "stderr"; or a file path */
+  size_t max_header_bytes;            /* limits.max_header_bytes; default 32768 */
+  unsigned h2_max_concurrent_streams; /* h2.max_concurrent_streams; default 128 */
+  unsigned h2_stream_reset_rate;      /* h2.stream_reset_rate per second; default 100 */
+  unsigned h2_stream_reset_burst;     /* h2.stream_reset_burst; default 200 */
+  unsigned pool_max_idle; /* backend_pool.max_idle per backend per worker; default 128 */
+  uint64_t pool_idle_ms;  /* backend_pool.idle; default 60s */
   uint64_t backend_response_timeout_ms; /* timeouts.backend_response; default 60s */
-  pst_mark_t mark; /* the list item */
+  pst_mark_t mark;                      /* the list item */
 } pst_listener_conf_t;
 
 typedef struct {
-  char *path;        /* the file it was read from */
-  unsigned workers;  /* resolved: "auto" became the number of cores */
-  pst_log_level_t log_level;      /* default info */
-  uint64_t shutdown_timeout_ms;   /* default 10s */
-  unsigned expiry_warn_days;      /* warn about leaves expiring within this; default 21 */
-  int watch;                      /* reload when a file changes (inotify); default 0 */
-  uint64_t watch_debounce_ms;     /* quiet time before a watch reload; default 1s */
+  char *path;                   /* the file it was read from */
+  unsigned workers;             /* resolved: "auto" became the number of cores */
+  pst_log_level_t log_level;    /* default info */
+  uint64_t shutdown_timeout_ms; /* default 10s */
+  unsigned expiry_warn_days;    /* warn about leaves expiring within this; default 21 */
+  int watch;                    /* reload when a file changes (inotify); default 0 */
+  uint64_t watch_debounce_ms;   /* quiet time before a watch reload; default 1s */
   pst_listener_conf_t *listeners;
   size_t n_listeners;
 } pst_config_t;

@@ -21,8 +21,8 @@
 int pst_config_load(const char *path, pst_config_t **out, char *err, size_t errlen);
 
 /* Same, from a buffer; name is used in messages as the file name. */
-int pst_config_parse(const char *name, const char *text, size_t len,
-                     pst_config_t **out, char *err, size_t errlen);
+int pst_config_parse(const char *name, const char *text, size_t len, pst_config_t **out, char *err,
+                     size_t errlen);
 
 /* Frees a config and everything it owns. NULL is allowed. */
 void pst_config_free(pst_config_t *cfg);

@@ -52,12 +52,12 @@ typedef enum {
 typedef struct {
   pst_early_phase_t phase;
   pst_early_status_t status;
-  pst_buf_t data;          /* early data received and not yet taken, in order: the
-                            * very start of the client's byte stream */
-  uint64_t bytes;          /* early data received in all */
-  unsigned decided : 1;    /* wolfSSL has processed the ClientHello: accepted or not */
-  unsigned claimed : 1;    /* replay_key is claimed in the strike register */
-  uint8_t replay_key[16];  /* PST_REPLAY_KEY_LEN */
+  pst_buf_t data;         /* early data received and not yet taken, in order: the
+                           * very start of the client's byte stream */
+  uint64_t bytes;         /* early data received in all */
+  unsigned decided : 1;   /* wolfSSL has processed the ClientHello: accepted or not */
+  unsigned claimed : 1;   /* replay_key is claimed in the strike register */
+  uint8_t replay_key[16]; /* PST_REPLAY_KEY_LEN */
 } pst_early_t;
 
 /* Before wolfSSL sees any byte: given the client's input so far (in, len;

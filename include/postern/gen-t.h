@@ -25,9 +25,9 @@ typedef struct {
   WOLFSSL_CTX **cert_ctx;
   pst_cert_t **certs;
   size_t n_certs;
-  int default_cert;       /* index into certs */
-  pst_sni_map_t *sni;     /* server name -> certificate index */
-  pst_sni_map_t *routes;  /* server name -> route index; NULL without routes */
+  int default_cert;                      /* index into certs */
+  pst_sni_map_t *sni;                    /* server name -> certificate index */
+  pst_sni_map_t *routes;                 /* server name -> route index; NULL without routes */
   struct pst_access_file_s *access_file; /* the access log (one reference), NULL when off */
   /* Ticket keys (one reference): process-wide, shared with the listeners of
    * other generations that name the same keys, so tickets survive reloads. */

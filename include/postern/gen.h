@@ -17,15 +17,14 @@
  * certificate covers, a TLS context wolfSSL refused, an access log that
  * cannot be opened: each reported as above), or -ENOMEM. *n_errors, when
  * not NULL, receives the number of errors. */
-int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report,
-                  pst_gen_t **out, unsigned *n_errors);
+int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, pst_gen_t **out,
+                  unsigned *n_errors);
 
 /* Takes one more reference. Returns gen. Thread-safe. */
 pst_gen_t *pst_gen_ref(pst_gen_t *gen);
 
 /* Drops one reference; the last one frees the generation. NULL allowed. */
 void pst_gen_unref(pst_gen_t *gen);
-
 
 /* The number of certificates of every listener of gen. */
 size_t pst_gen_n_certs(const pst_gen_t *gen);

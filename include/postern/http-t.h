@@ -43,8 +43,8 @@ typedef struct {
   char *authority; /* Host or :authority, without userinfo */
   pst_headers_t headers;
   pst_body_kind_t body;
-  uint64_t content_length; /* PST_BODY_LENGTH only */
-  int http_minor;          /* h1 client: 0 or 1; h2: 1 */
+  uint64_t content_length;      /* PST_BODY_LENGTH only */
+  int http_minor;               /* h1 client: 0 or 1; h2: 1 */
   unsigned keep_alive : 1;      /* the client keeps the connection after this exchange (h1) */
   unsigned expect_continue : 1; /* Expect: 100-continue (RFC 9110 10.1.1) */
   unsigned upgrade : 1;         /* Connection: Upgrade with an Upgrade field (h1 only) */

@@ -11,18 +11,18 @@
 
 /* Facts about the connection, owned by the caller, valid during the call. */
 typedef struct {
-  const char *client;      /* "127.0.0.1:51234" */
-  const char *sni;         /* NULL when the client sent none */
-  const char *alpn;        /* NULL when none was negotiated */
-  const char *version;     /* "TLSv1.3" */
-  const char *cipher;      /* "TLS_AES_128_GCM_SHA256" */
-  const char *group;       /* "X25519" */
-  int resumed;             /* nonzero for a resumed session */
-  const char *early_data;  /* "not sent", "rejected", "accepted" */
+  const char *client;     /* "127.0.0.1:51234" */
+  const char *sni;        /* NULL when the client sent none */
+  const char *alpn;       /* NULL when none was negotiated */
+  const char *version;    /* "TLSv1.3" */
+  const char *cipher;     /* "TLS_AES_128_GCM_SHA256" */
+  const char *group;      /* "X25519" */
+  int resumed;            /* nonzero for a resumed session */
+  const char *early_data; /* "not sent", "rejected", "accepted" */
   double handshake_ms;
   const pst_cert_info_t *chain; /* the chain served, leaf first */
   size_t chain_len;
-  const char *listener;    /* listener name */
+  const char *listener; /* listener name */
 } pst_info_facts_t;
 
 /* Appends to out the complete HTTP/1.1 response builtin:info gives to a

@@ -10,28 +10,28 @@
 
 /* X(name, "log key", "what it counts"). To add a counter, add a line here:
  * the enum, the names and the shutdown line follow. */
-#define PST_METRICS(X)                                                                   \
-  X(HANDSHAKES, "handshakes", "TLS handshakes completed")                               \
-  X(RESUMED, "resumed", "handshakes that resumed a session (ticket, RFC 8446 2.2)")     \
+#define PST_METRICS(X)                                                                 \
+  X(HANDSHAKES, "handshakes", "TLS handshakes completed")                              \
+  X(RESUMED, "resumed", "handshakes that resumed a session (ticket, RFC 8446 2.2)")    \
   X(EARLY_ACCEPTED, "early_data_accepted", "0-RTT early data accepted (RFC 8446 2.3)") \
   X(EARLY_REJECTED, "early_data_rejected",                                             \
     "early data offered and rejected: policy, not resumed, or strike register full")   \
   X(EARLY_REPLAYED, "early_data_replayed",                                             \
     "early data rejected because the ClientHello was seen before (a replay)")          \
-  X(RELOADS, "reloads", "reloads that switched to a new generation")                    \
-  X(RELOADS_FAILED, "reloads_failed",                                                    \
-    "reloads refused (bad file, certificate, port): the old generation kept serving")   \
+  X(RELOADS, "reloads", "reloads that switched to a new generation")                   \
+  X(RELOADS_FAILED, "reloads_failed",                                                  \
+    "reloads refused (bad file, certificate, port): the old generation kept serving")  \
   X(HTTP_REQUESTS, "http_requests", "http mode requests received")                     \
-  X(HTTP_400, "http_400", "requests refused as malformed or smuggling-prone (400)")     \
-  X(HTTP_431, "http_431", "requests refused for a head over max_header_bytes (431)")    \
-  X(HTTP_502, "http_502", "requests answered 502: backend unreachable or broken")       \
+  X(HTTP_400, "http_400", "requests refused as malformed or smuggling-prone (400)")    \
+  X(HTTP_431, "http_431", "requests refused for a head over max_header_bytes (431)")   \
+  X(HTTP_502, "http_502", "requests answered 502: backend unreachable or broken")      \
   X(HTTP_504, "http_504", "requests answered 504: no response head in time")
 
 typedef enum {
 #define PST_METRIC_ENUM(id, key, help) PST_M_##id,
   PST_METRICS(PST_METRIC_ENUM)
 #undef PST_METRIC_ENUM
-  PST_M__COUNT
+      PST_M__COUNT
 } pst_metric_t;
 
 /* Adds 1 to counter m. Thread-safe, lock-free. */

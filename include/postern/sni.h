@@ -44,8 +44,7 @@ void pst_sni_map_free(pst_sni_map_t *map);
  * listener lc: the route whose names match it in routes (which maps names
  * to indexes into lc->routes; NULL without routes), else the listener's
  * backend. Never NULL. */
-const pst_backend_conf_t *pst_sni_route(const pst_sni_map_t *routes,
-                                        const pst_listener_conf_t *lc, const char *name,
-                                        size_t len);
+const pst_backend_conf_t *pst_sni_route(const pst_sni_map_t *routes, const pst_listener_conf_t *lc,
+                                        const char *name, size_t len);
 
 #endif

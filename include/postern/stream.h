@@ -57,21 +57,21 @@ typedef enum {
 struct pst_stream_s {
   pst_host_t *host; /* the client connection (borrowed: it outlives the stream) */
   const pst_stream_ops_t *ops;
-  void *front;     /* the front end's per-stream data */
-  int32_t h2_id;   /* HTTP/2 stream id, 0 for HTTP/1.1 */
+  void *front;   /* the front end's per-stream data */
+  int32_t h2_id; /* HTTP/2 stream id, 0 for HTTP/1.1 */
   pst_stream_state_t state;
   pst_http_request_t *req; /* owned */
   int status;              /* final response status, 0 until known */
   uint64_t bytes_in;       /* request body bytes from the client */
   uint64_t bytes_out;      /* response body bytes to the client */
   uint64_t t_start_ns;
-  int early_data;          /* the request arrived as 0-RTT early data */
+  int early_data;            /* the request arrived as 0-RTT early data */
   struct pst_bconn_s *bconn; /* the leased backend connection, or NULL */
-  pst_buf_t pending;       /* request bytes waiting for the backend connection */
-  int req_done;            /* the client finished the request body */
-  int resp_paused;         /* front end asked to stop the response flow */
-  int retried;             /* already retried once on a fresh connection */
-  int head_sent;           /* a final response head reached the front end */
+  pst_buf_t pending;         /* request bytes waiting for the backend connection */
+  int req_done;              /* the client finished the request body */
+  int resp_paused;           /* front end asked to stop the response flow */
+  int retried;               /* already retried once on a fresh connection */
+  int head_sent;             /* a final response head reached the front end */
 };
 
 /* Starts an exchange for req (taken over in every case) on the backend of

@@ -22,7 +22,7 @@ typedef struct pst_worker_s pst_worker_t;
  * connection is gone. */
 typedef struct {
   pst_worker_t *worker;
-  size_t index;     /* listener index in worker->gen, while in worker->listeners */
+  size_t index; /* listener index in worker->gen, while in worker->listeners */
   uv_tcp_t handle;
   int fd;           /* the bound socket until the worker opens the handle on it, then -1 */
   unsigned n_conns; /* open connections accepted here */
@@ -35,8 +35,8 @@ typedef struct {
 /* A new generation for one worker, prepared by the reload on the main
  * thread (pst_worker_switch_new) and applied on the worker's thread. */
 typedef struct {
-  pst_gen_t *gen;               /* one reference, handed to the worker */
-  size_t n_listeners;           /* gen->cfg->n_listeners */
+  pst_gen_t *gen;     /* one reference, handed to the worker */
+  size_t n_listeners; /* gen->cfg->n_listeners */
   /* For each listener of gen: the index of the worker's listener it keeps
    * (same address: same socket, no window of refused connections), or -1
    * for a new one, whose structure list[i] holds with its bound socket. */
@@ -45,7 +45,7 @@ typedef struct {
    * pst_worker_switch_new, NULL where keep[i] >= 0 until the worker fills
    * in its own. */
   pst_wlistener_t **list;
-  void (*done)(void *arg);      /* runs on the worker thread once applied or dropped */
+  void (*done)(void *arg); /* runs on the worker thread once applied or dropped */
   void *done_arg;
 } pst_worker_switch_t;
 
@@ -59,27 +59,27 @@ struct pst_worker_s {
   unsigned id;
   uv_loop_t loop;
   uv_thread_t thread;
-  uv_async_t wakeup;        /* the main thread's requests (stop, switch) */
-  uv_timer_t drain_timer;   /* shutdown_timeout while draining */
+  uv_async_t wakeup;      /* the main thread's requests (stop, switch) */
+  uv_timer_t drain_timer; /* shutdown_timeout while draining */
   pst_worker_state_t state;
   atomic_int stop_requested;
   _Atomic(pst_worker_switch_t *) pending_switch; /* posted by the reload, taken on wakeup */
-  pst_gen_t *gen;           /* the current generation (one reference) */
-  pst_wlistener_t **listeners; /* one per listener of gen, in its order */
+  pst_gen_t *gen;                                /* the current generation (one reference) */
+  pst_wlistener_t **listeners;                   /* one per listener of gen, in its order */
   size_t n_listeners;
-  pst_conn_t *conns;        /* open connections, doubly linked */
+  pst_conn_t *conns; /* open connections, doubly linked */
   unsigned n_conns;
   uint64_t next_conn_id;
-  struct pst_pools_s *pools; /* backend connections, kept-alive ones pooled (pool.h) */
+  struct pst_pools_s *pools;           /* backend connections, kept-alive ones pooled (pool.h) */
   struct pst_access_log_s *access_log; /* the access log writer (access_log.h) */
   /* Called by a connection when it is freed (conn.c calls no worker
    * function: the worker is above it): updates counts, resumes a paused
    * listener, and finishes a drain when it was the last one. */
   void (*conn_gone)(pst_worker_t *worker, pst_wlistener_t *wl);
-  pst_conn_t *flush_list;   /* connections with client output due this loop turn (conn.c) */
+  pst_conn_t *flush_list;     /* connections with client output due this loop turn (conn.c) */
   uv_prepare_t flush_prepare; /* writes it out before the loop polls again */
-  char *slab;               /* PST_READ_SLAB bytes: where reads land */
-  char *plain;              /* PST_RECORD_MAX bytes: decrypted records */
+  char *slab;                 /* PST_READ_SLAB bytes: where reads land */
+  char *plain;                /* PST_RECORD_MAX bytes: decrypted records */
   void (*on_exit)(pst_worker_t *worker, void *arg); /* runs on the worker thread at the end */
   void *on_exit_arg;
 };

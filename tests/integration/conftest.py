@@ -24,7 +24,7 @@ import http_backends
 REPO = Path(__file__).resolve().parents[2]
 POSTERN_BIN = os.environ.get("POSTERN_BIN", str(REPO / "build" / "asan" / "postern"))
 DEFAULT_DEADLINE = 60  # seconds per test, setup and teardown included
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer")
 
 # Sanitizer settings when pytest is run by hand rather than through make.
 os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1")

@@ -488,7 +488,7 @@ def test_refused_reload_keeps_old_generation(pki, leaf_b, start_postern, tmp_pat
         if kind == "files":
             # Certificate problems point at the config line naming the file.
             assert any(re.search(rf"{re.escape(str(p.config_path))}:\d+:\d+: "
-                                 rf"listeners\[r\]\.tls\.certificates\[0\]: ", ln) for ln in hit), (
+                                 rf"listeners\[0\]\.tls\.certificates\[0\]: ", ln) for ln in hit), (
                 f"{case}: the error must name the config file and line" + p.context())
         else:
             assert any(re.search(rf"{re.escape(str(p.config_path))}(:\d+:\d+)?: ", ln) for ln in hit), (
@@ -742,7 +742,11 @@ def test_thousand_reloads_no_fd_or_memory_growth(pki, leaf_b, postern_bin, tmp_p
         # Measured: about +4 MiB over reloads 100..550, +1.5 MiB over 550..1000:
         # the ASan allocator's caches filling up, levelling off. A generation
         # leaked or kept per reload (tens of KiB at least) grows linearly.
-        assert rss1000 - rss100 < 10 * 1024 and rss1000 - rss550 < 4 * 1024, (
+        # Under TSan (make tsan) the first step is +9.5 MiB (its allocator and
+        # shadow memory), the second +0.8 to 1.5 MiB: the second bound still
+        # catches a leak there.
+        first = 16 * 1024 if "libtsan" in Path(f"/proc/{p.pid}/maps").read_text() else 10 * 1024
+        assert rss1000 - rss100 < first and rss1000 - rss550 < 4 * 1024, (
             f"RSS {rss100} -> {rss550} -> {rss1000} KiB at reloads 100, 550, 1000")
         assert norm(served_serial(port)) == norm(a.serial)
         with pytest.raises(ConnectionRefusedError):
@@ -779,7 +783,7 @@ def test_check_four_certificate_diagnostics(postern_bin, pki, tmp_path):
         "hostname-mismatch": (
             one(pki.chain("example.test"), pki.key("example.test"),
                 routes=[{"names": ["shop.example.test"], "backend": "builtin:info"}]), 0,
-            r"^warning: .*check\.yaml:\d+:\d+: listeners\[c\]\.routes\[0\]: no certificate covers "
+            r"^warning: .*check\.yaml:\d+:\d+: listeners\[0\]\.routes\[0\]: no certificate covers "
             r"shop\.example\.test: clients will get the default certificate and report a hostname "
             r"mismatch; add a certificate for it to tls\.certificates, or remove the name from "
             r"the route$"),
@@ -809,7 +813,7 @@ def test_expiry_warning_at_start_and_every_reload(pki, start_postern, tmp_path):
     port = free_port()
     p = start_postern(config([listener("e", port, "builtin:info", pki)], expiry_warn_days=100), [port])
     log = Log(p)
-    rx = (r" WARN .*listeners\[e\]\.tls\.certificates\[0\]: .*example\.test\.chain\.pem: certificate "
+    rx = (r" WARN .*listeners\[0\]\.tls\.certificates\[0\]: .*example\.test\.chain\.pem: certificate "
           r"CN=example\.test, O=Postern Dev expires on .* \(in (89|90) days\): renew it, then reload")
     log.wait(rx)
     start = log.mark()

@@ -534,7 +534,7 @@ def test_bad_key_file_is_a_config_error(pki, postern_bin, tmp_path):
                        stderr=subprocess.STDOUT, text=True, timeout=20)
     assert p.returncode == 1, p.stdout
     assert f"{keys}:3: not a base64 key" in p.stdout, p.stdout
-    assert "listeners[l].tls.ticket_keys" in p.stdout, p.stdout
+    assert "listeners[0].tls.ticket_keys" in p.stdout, p.stdout
 
 
 @pytest.mark.parametrize("key,value,message", [
