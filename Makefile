@@ -81,7 +81,7 @@ $(SAN_DIR)/libpostern.a: $(call san_objs,$(LIB_SRCS)) $(LLHTTP_SAN) $(SAN_DIR)/s
 	rm -f $@ && ar rcs $@ $(filter %.o,$^)
 $(SAN_DIR)/postern: $(SAN_DIR)/main.o $(SAN_DIR)/libpostern.a $(WOLFSSL_LIB)
 	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -o $@ $(SAN_DIR)/main.o $(SAN_DIR)/libpostern.a $(LDLIBS)
-$(SAN_DIR)/test_%: tests/unit/test_%.c $(SAN_DIR)/libpostern.a $(HDRS)
+$(SAN_DIR)/test_%: tests/unit/test_%.c $(SAN_DIR)/libpostern.a $(HDRS) $(wildcard tests/unit/*.h)
 	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(SAN_CFLAGS) $(WARN) -Wno-missing-prototypes \
 	  -o $@ $< $(SAN_DIR)/libpostern.a $(LDLIBS) -lcmocka
 asan: $(SAN_DIR)/postern

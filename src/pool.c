@@ -174,7 +174,7 @@ static void bconn_local_step(pst_bconn_t *b) {
     b->ev->on_connect(b->arg, 0);
     return;
   }
-  if (b->answer.len == 0) return;
+  if (b->answer.len == 0 || !b->want_read) return; /* paused: pst_bconn_read resumes */
   pst_buf_t answer = b->answer;
   memset(&b->answer, 0, sizeof(b->answer));
   /* The lessee may release b from inside on_read: then no EOF follows. */
@@ -255,6 +255,7 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
     pst_bconn_t *b = bconn_new(pools, 1);
     if (b == NULL) return NULL;
     bconn_lease_to(b, lc, PST_LEASE_ONCE, ev, arg);
+    b->want_read = 1;
     uv_timer_start(&b->timer, bconn_on_timer, 0, 0);
     return b;
   }
@@ -321,8 +322,15 @@ size_t pst_bconn_queued(const pst_bconn_t *b) {
 }
 
 void pst_bconn_read(pst_bconn_t *b, int on) {
-  if (b->state == BCONN_CLOSING || b->local) return;
+  if (b->state == BCONN_CLOSING) return;
   b->want_read = !!on;
+  if (b->local) {
+    /* An answer held back while paused goes on the next turn. */
+    if (on && b->state == BCONN_LEASED && b->answer.len > 0) {
+      uv_timer_start(&b->timer, bconn_on_timer, 0, 0);
+    }
+    return;
+  }
   if (b->reading == !!on) return;
   if (!on) {
     uv_read_stop((uv_stream_t *)&b->tcp);

@@ -122,10 +122,12 @@ typedef struct {
    * flight, then end(). */
   void (*shutdown)(pst_app_t *a);
   /* Optional. The connection has begun closing: let go of backends now.
-   * No host service may be called from here on. */
+   * Host services may still be called from here on, but they refuse work
+   * (phase is PST_HOST_CLOSING; send returns PST_ESHUTDOWN). */
   void (*closing)(pst_app_t *a);
-  /* Frees the application once the connection's handles are closed. No host
-   * service may be called from here. */
+  /* Frees the application once the connection's handles are closed. The
+   * connection is still allocated: host services may be called (streams
+   * freed here give back their bookkeeping), and they refuse work. */
   void (*destroy)(pst_app_t *a);
 } pst_app_ops_t;
 

@@ -98,7 +98,8 @@ int pst_bconn_write(pst_bconn_t *b, const char *data, size_t len);
 size_t pst_bconn_queued(const pst_bconn_t *b);
 
 /* Starts or stops reading (response backpressure). Reading starts by itself
- * once a connect completes if it was asked for while connecting. */
+ * once a connect completes if it was asked for while connecting. An
+ * in-process connection holds its answer back the same way. */
 void pst_bconn_read(pst_bconn_t *b, int on);
 
 /* Arms the connection's timer for ms (0 stops it). */
