@@ -359,7 +359,8 @@ static void conn_route(pst_conn_t *conn) {
 static int conn_feed(pst_conn_t *conn, const char *data, size_t len) {
   int rc = conn->app->ops->feed(conn->app, data, len);
   if (rc != 0 && conn->state != PST_CONN_CLOSING) {
-    pst_conn_close(conn, rc, "the application refused the client's bytes");
+    pst_conn_close(conn, rc,
+                   rc == -ENOMEM ? "out of memory" : "the application refused the client's bytes");
   }
   return conn->state == PST_CONN_CLOSING;
 }
@@ -388,13 +389,22 @@ static void conn_early_data(pst_conn_t *conn) {
   conn_feed_early(conn);
 }
 
+/* A connection that completes its handshake while its worker drains for
+ * shutdown takes no new work either (pst_conn_shutdown_all reached only
+ * the open ones). */
+static void conn_open_draining(pst_conn_t *conn) {
+  if (conn->state == PST_CONN_OPEN && conn->worker->state == PST_WORKER_DRAINING) {
+    conn->app->ops->shutdown(conn->app);
+  }
+}
+
 /* The handshake has just completed. An application started on early data
  * now gets the answers held back and learns the handshake is done; else
  * the application starts now. May close conn. */
 static void conn_open(pst_conn_t *conn) {
   if (conn->app == NULL) {
     conn_route(conn);
-    conn_app_start(conn, PST_CONN_OPEN);
+    if (conn_app_start(conn, PST_CONN_OPEN) == 0) conn_open_draining(conn);
     return;
   }
   conn_set_state(conn, PST_CONN_OPEN);
@@ -409,6 +419,7 @@ static void conn_open(pst_conn_t *conn) {
   if (conn->state != PST_CONN_OPEN) return;
   if (conn->app->ops->handshake_done != NULL) conn->app->ops->handshake_done(conn->app);
   if (conn->end_after_handshake && conn->state == PST_CONN_OPEN) conn_end(conn);
+  conn_open_draining(conn);
 }
 
 /* The client finished sending (TCP FIN, or close_notify): the application

@@ -368,8 +368,8 @@ int pst_info_respond(const char *method, const char *accept, const pst_info_fact
     pst_buf_free(&body);
     return rc;
   }
-  /* Media types are case-insensitive (RFC 9110 8.3.1); the front ends join
-   * several Accept lines into one list (RFC 9110 5.3). */
+  /* Media types are case-insensitive (RFC 9110 8.3.1); the caller joins
+   * several Accept fields into one list (RFC 9110 5.3). */
   int json = accept != NULL && contains_ci(accept, strlen(accept), "application/json");
   const char *ctype;
   rc = pst_info_render(facts, json, &body, &ctype);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "postern/common.h"
 #include "postern/http.h"
@@ -171,11 +172,20 @@ static const pst_h1_resp_callbacks_t stream_parser_callbacks = {
 static int stream_ask_info(stream_t *st) {
   pst_stream_t *s = &st->pub;
   pst_info_facts_t facts;
-  pst_buf_t answer = {0};
+  pst_buf_t answer = {0}, accept = {0};
   s->host->ops->facts(s->host, &facts);
-  int rc = pst_info_respond(s->req->method, pst_headers_get(&s->req->headers, "accept"), &facts,
-                            &answer);
+  /* Several Accept fields form one list (RFC 9110 5.3). */
+  const pst_headers_t *hs = &s->req->headers;
+  int rc = 0;
+  for (size_t i = 0; i < hs->n && rc == 0; i++) {
+    if (hs->v[i].name_len != 6 || strcasecmp(hs->v[i].name, "accept") != 0) continue;
+    if (accept.len > 0) rc = pst_buf_append(&accept, ", ", 2);
+    if (rc == 0) rc = pst_buf_append(&accept, hs->v[i].value, hs->v[i].value_len);
+  }
+  if (rc == 0) rc = pst_buf_append(&accept, "", 1); /* NUL-ended */
+  if (rc == 0) rc = pst_info_respond(s->req->method, pst_buf_head(&accept), &facts, &answer);
   if (rc == 0) rc = pst_bconn_local_answer(s->bconn, &answer);
+  pst_buf_free(&accept);
   pst_buf_free(&answer);
   pst_buf_free(&s->pending);
   return rc;

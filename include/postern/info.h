@@ -26,7 +26,8 @@ typedef struct {
 } pst_info_facts_t;
 
 /* Appends to out the complete HTTP/1.1 response builtin:info gives to a
- * request with this method and Accept field value (NULL: none): for GET
+ * request with this method and Accept field value (NULL: none; several
+ * Accept fields joined with ", " by the caller): for GET
  * 200 with the page (JSON when Accept contains "application/json", else
  * HTML; Vary: Accept), for HEAD the same head without content (RFC 9110
  * 9.3.2), for any other method 405 with Allow (RFC 9110 15.5.6). No

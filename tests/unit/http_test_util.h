@@ -1,5 +1,6 @@
-/* Helpers shared by the HTTP unit tests (test_h1_parse.c, test_http.c):
- * allocation failure injection and a buffer's bytes as a C string.
+/* Helpers shared by the HTTP unit tests (test_h1_parse.c, test_http.c,
+ * test_info.c): allocation failure injection and a buffer's bytes as a C
+ * string.
  *
  * Include it once per test binary, after <cmocka.h>: it defines malloc,
  * calloc and realloc for the whole binary. */

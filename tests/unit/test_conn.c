@@ -14,13 +14,22 @@
 
 #include "postern/conn.h"
 
+/* The private structure: its size is what this test is about. */
+#include "../../src/conn_int.h"
+
 /* pst_conn_t was 1,896 bytes with its strings inline (x86-64, libuv 1.44)
  * and is 1,376 without: most of the rest is libuv handles and requests
  * (two uv_tcp_t, two uv_shutdown_t, a uv_timer_t, a uv_connect_t). Then
  * 1,424 with the output gathered per loop turn (pout and the flush list's
- * link: one write per connection and turn). A field added inline should be
- * a deliberate choice: raise this bound then, and say why. */
-#define CONN_SIZE_BOUND 1440
+ * link: one write per connection and turn). Then 1,016 when the connection
+ * lost its embedded backend side to the backend module (pool.h: the
+ * application leases a backend connection when it needs one, so an idle or
+ * handshaking connection no longer carries a uv_tcp_t, a uv_shutdown_t and
+ * a uv_connect_t for it, ~430 bytes; the pst_host_t it now carries for
+ * its application, app-t.h, takes back part of that): the bound is 1,016
+ * rounded up to 16. A field added inline should be a deliberate choice:
+ * raise this bound then, and say why. */
+#define CONN_SIZE_BOUND 1024
 
 static void test_size(void **state) {
   printf("sizeof(pst_conn_t) = %zu\n", sizeof(pst_conn_t));
