@@ -870,6 +870,19 @@ static void test_info_get(void **state) {
   WAIT_FOR(pst_pools_open(pools) == 0);
 }
 
+/* Several Accept fields are one list (RFC 9110 5.3): the second asks. */
+static void test_info_accept_list(void **state) {
+  backend_info(&bc);
+  pst_http_request_t *req = request("GET", "/");
+  assert_int_equal(pst_headers_add(&req->headers, "accept", 6, "text/html", 9), 0);
+  assert_int_equal(pst_headers_add(&req->headers, "Accept", 6, "application/json", 16), 0);
+  start(&fe, req);
+  WAIT_FOR(fe.ends == 1);
+  assert_string_equal(fe.content_type, "application/json");
+  front_free(&fe);
+  WAIT_FOR(pst_pools_open(pools) == 0);
+}
+
 /* HEAD: the GET's head, its Content-Length field kept (RFC 9110 8.6,
  * 9.3.2), and no body. */
 static void test_info_head(void **state) {
@@ -938,6 +951,7 @@ int main(void) {
       T(test_early_data),
       T(test_tunnel),
       T(test_info_get),
+      T(test_info_accept_list),
       T(test_info_head),
       T(test_info_post),
   };
