@@ -24,8 +24,13 @@
 static char g_dir[64];
 
 static const char *const g_files[] = {
-    "example.test.chain.pem", "example.test.key.pem", "wildcard.example.test.chain.pem",
-    "wildcard.example.test.key.pem", "root.pem", "a.pem", "a.key",
+    "example.test.chain.pem",
+    "example.test.key.pem",
+    "wildcard.example.test.chain.pem",
+    "wildcard.example.test.key.pem",
+    "root.pem",
+    "a.pem",
+    "a.key",
 };
 
 static int group_setup(void **state) {
@@ -107,15 +112,15 @@ static void expect_error(const char *tmpl, const char *prefix) {
   }
 }
 
-#define CERT_LINES                 \
-  "    tls:\n"                     \
-  "      certificates:\n"          \
-  "        - cert: $D/a.pem\n"     \
+#define CERT_LINES             \
+  "    tls:\n"                 \
+  "      certificates:\n"      \
+  "        - cert: $D/a.pem\n" \
   "          key: $D/a.key\n"
 
 /* A valid listener as listeners[0], starting at line 2. */
-#define LISTENER0                       \
-  "  - listen: 127.0.0.1:8443\n"        \
+#define LISTENER0                \
+  "  - listen: 127.0.0.1:8443\n" \
   "    backend: 127.0.0.1:8080\n" CERT_LINES
 
 static const char full_example[] =
@@ -380,9 +385,7 @@ static void test_load_missing_file(void **state) {
   assert_string_equal(err, "/nonexistent/p.yaml: cannot read: No such file or directory");
 }
 
-static void test_free_null(void **state) {
-  pst_config_free(NULL);
-}
+static void test_free_null(void **state) { pst_config_free(NULL); }
 
 static void test_small_error_buffer(void **state) {
   char err[8];
@@ -418,18 +421,18 @@ static void test_duration_units(void **state) {
 }
 
 static void test_duration_invalid(void **state) {
-  duration_bad("10");      /* missing unit */
-  duration_bad("10d");     /* unknown unit */
-  duration_bad("10S");     /* units are lower-case */
-  duration_bad("-1s");     /* negative */
-  duration_bad("+1s");     /* sign */
-  duration_bad("1.5s");    /* fraction */
-  duration_bad("");        /* empty */
-  duration_bad("s");       /* no number */
-  duration_bad(" 10s");    /* spaces */
+  duration_bad("10");   /* missing unit */
+  duration_bad("10d");  /* unknown unit */
+  duration_bad("10S");  /* units are lower-case */
+  duration_bad("-1s");  /* negative */
+  duration_bad("+1s");  /* sign */
+  duration_bad("1.5s"); /* fraction */
+  duration_bad("");     /* empty */
+  duration_bad("s");    /* no number */
+  duration_bad(" 10s"); /* spaces */
   duration_bad("10 s");
   duration_bad("10s ");
-  duration_bad("10s5ms");  /* one unit only */
+  duration_bad("10s5ms");                 /* one unit only */
   duration_bad("18446744073709551616ms"); /* overflow of the number */
   duration_bad("18446744073709551615s");  /* overflow of the conversion */
   duration_bad("5124095576030432h");
@@ -532,13 +535,14 @@ static void test_error_unknown_key_top(void **state) {
 }
 
 static void test_error_unknown_key_nested(void **state) {
-  expect_error("listeners:\n"
-               "  - listen: 127.0.0.1:8443\n"
-               "    tls:\n"
-               "      certficates: []\n",
-               "t.yaml:4:7: listeners[0].tls.certficates: unknown key (did you mean "
-               "\"certificates\"?); expected one of: versions, certificates, default_certificate, "
-               "unknown_sni, ca_file");
+  expect_error(
+      "listeners:\n"
+      "  - listen: 127.0.0.1:8443\n"
+      "    tls:\n"
+      "      certficates: []\n",
+      "t.yaml:4:7: listeners[0].tls.certficates: unknown key (did you mean "
+      "\"certificates\"?); expected one of: versions, certificates, default_certificate, "
+      "unknown_sni, ca_file");
   expect_error("listeners:\n" LISTENER0 "    timeouts: {idel: 1s}\n",
                "t.yaml:8:16: listeners[0].timeouts.idel: unknown key (did you mean \"idle\"?)");
 }
@@ -577,8 +581,9 @@ static void test_error_bad_enum(void **state) {
 }
 
 static void test_error_bad_integer(void **state) {
-  expect_error("workers: 0\n", "t.yaml:1:10: workers: invalid integer \"0\"; expected a decimal "
-                               "integer in 1..256");
+  expect_error("workers: 0\n",
+               "t.yaml:1:10: workers: invalid integer \"0\"; expected a decimal "
+               "integer in 1..256");
   expect_error("workers: 257\n", "t.yaml:1:10: workers: invalid integer \"257\";");
   expect_error("workers: 010\n", "t.yaml:1:10: workers: invalid integer \"010\";");
   expect_error("workers: many\n",
@@ -610,20 +615,22 @@ static void test_error_bad_address(void **state) {
   expect_error("listeners:\n  - listen: 127.0.0.1:1\n    backend: builtin:infp\n",
                "t.yaml:3:14: listeners[0].backend: unknown built-in backend \"builtin:infp\"; "
                "expected one of: builtin:info");
-  expect_error("listeners:\n" LISTENER0 "    routes:\n"
+  expect_error("listeners:\n" LISTENER0
+               "    routes:\n"
                "      - names: [a.test]\n"
                "        backend: \"::1:80\"\n",
                "t.yaml:10:18: listeners[0].routes[0].backend: invalid address \"::1:80\": an IPv6");
 }
 
 static void test_error_missing_file(void **state) {
-  expect_error("listeners:\n"
-               "  - listen: 127.0.0.1:8443\n"
-               "    tls:\n"
-               "      certificates:\n"
-               "        - cert: /nonexistent/x.pem\n",
-               "t.yaml:5:17: listeners[0].tls.certificates[0].cert: cannot read "
-               "\"/nonexistent/x.pem\": No such file or directory");
+  expect_error(
+      "listeners:\n"
+      "  - listen: 127.0.0.1:8443\n"
+      "    tls:\n"
+      "      certificates:\n"
+      "        - cert: /nonexistent/x.pem\n",
+      "t.yaml:5:17: listeners[0].tls.certificates[0].cert: cannot read "
+      "\"/nonexistent/x.pem\": No such file or directory");
   expect_error("listeners:\n" LISTENER0 "      ca_file: /nonexistent/root.pem\n",
                "t.yaml:8:16: listeners[0].tls.ca_file: cannot read \"/nonexistent/root.pem\": "
                "No such file or directory");
@@ -632,34 +639,39 @@ static void test_error_missing_file(void **state) {
 }
 
 static void test_error_missing_required_key(void **state) {
-  expect_error("listeners:\n"
-               "  - name: public\n"
-               "    backend: 127.0.0.1:8080\n" CERT_LINES,
-               "t.yaml:2:5: listeners[0]: missing key \"listen\"; expected host:port");
-  expect_error("listeners:\n"
-               "  - listen: 127.0.0.1:8443\n" CERT_LINES,
-               "t.yaml:2:5: listeners[0]: missing key \"backend\";");
-  expect_error("listeners:\n"
-               "  - listen: 127.0.0.1:8443\n"
-               "    backend: 127.0.0.1:8080\n",
-               "t.yaml:2:5: listeners[0]: missing key \"tls\";");
-  expect_error("listeners:\n"
-               "  - listen: 127.0.0.1:8443\n"
-               "    backend: 127.0.0.1:8080\n"
-               "    tls:\n"
-               "      versions: [tls1.3]\n",
-               "t.yaml:5:7: listeners[0].tls: missing key \"certificates\";");
+  expect_error(
+      "listeners:\n"
+      "  - name: public\n"
+      "    backend: 127.0.0.1:8080\n" CERT_LINES,
+      "t.yaml:2:5: listeners[0]: missing key \"listen\"; expected host:port");
+  expect_error(
+      "listeners:\n"
+      "  - listen: 127.0.0.1:8443\n" CERT_LINES,
+      "t.yaml:2:5: listeners[0]: missing key \"backend\";");
+  expect_error(
+      "listeners:\n"
+      "  - listen: 127.0.0.1:8443\n"
+      "    backend: 127.0.0.1:8080\n",
+      "t.yaml:2:5: listeners[0]: missing key \"tls\";");
+  expect_error(
+      "listeners:\n"
+      "  - listen: 127.0.0.1:8443\n"
+      "    backend: 127.0.0.1:8080\n"
+      "    tls:\n"
+      "      versions: [tls1.3]\n",
+      "t.yaml:5:7: listeners[0].tls: missing key \"certificates\";");
   expect_error("listeners:\n" LISTENER0 "        - cert: $D/a.pem\n",
                "t.yaml:8:11: listeners[0].tls.certificates[1]: missing key \"key\";");
 }
 
 static void test_error_empty_certificates(void **state) {
-  expect_error("listeners:\n"
-               "  - listen: 127.0.0.1:8443\n"
-               "    tls:\n"
-               "      certificates: []\n",
-               "t.yaml:4:21: listeners[0].tls.certificates: empty list; expected at least one "
-               "certificate");
+  expect_error(
+      "listeners:\n"
+      "  - listen: 127.0.0.1:8443\n"
+      "    tls:\n"
+      "      certificates: []\n",
+      "t.yaml:4:21: listeners[0].tls.certificates: empty list; expected at least one "
+      "certificate");
   expect_error("listeners: []\n", "t.yaml:1:12: listeners: empty list; expected at least one");
 }
 
@@ -703,24 +715,29 @@ static void test_error_alpn(void **state) {
 }
 
 static void test_error_routes(void **state) {
-  expect_error("listeners:\n" LISTENER0 "    routes:\n"
+  expect_error("listeners:\n" LISTENER0
+               "    routes:\n"
                "      - names: [a.test, \"x.*.test\"]\n"
                "        backend: builtin:info\n",
                "t.yaml:9:25: listeners[0].routes[0].names[1]: invalid server name \"x.*.test\": a "
                "wildcard must be the whole first label;");
-  expect_error("listeners:\n" LISTENER0 "    routes:\n"
+  expect_error("listeners:\n" LISTENER0
+               "    routes:\n"
                "      - names: [\"*.test\"]\n",
                "t.yaml:9:17: listeners[0].routes[0].names[0]: invalid server name \"*.test\":");
-  expect_error("listeners:\n" LISTENER0 "    routes:\n"
+  expect_error("listeners:\n" LISTENER0
+               "    routes:\n"
                "      - names: []\n",
                "t.yaml:9:16: listeners[0].routes[0].names: empty list;");
-  expect_error("listeners:\n" LISTENER0 "    routes:\n"
+  expect_error("listeners:\n" LISTENER0
+               "    routes:\n"
                "      - names: [a.test]\n"
                "        backend: builtin:info\n"
                "      - names: [b.test, A.TEST]\n",
                "t.yaml:11:25: listeners[0].routes[1].names[1]: server name \"a.test\" is already "
                "routed by the route at line 9;");
-  expect_error("listeners:\n" LISTENER0 "    routes:\n"
+  expect_error("listeners:\n" LISTENER0
+               "    routes:\n"
                "      - backend: builtin:info\n",
                "t.yaml:9:9: listeners[0].routes[0]: missing key \"names\";");
 }
@@ -729,8 +746,9 @@ static void test_error_value_is_quoted_safely(void **state) {
   char err[512];
   pst_config_t *cfg;
   assert_int_equal(parse("log_level: \"a\\nb\\\"c\"\n", &cfg, err, sizeof(err)), PST_ECONFIG);
-  assert_string_equal(err, "t.yaml:1:12: log_level: unknown log level \"a\\x0ab\\\"c\"; "
-                           "expected error, warn, info or debug");
+  assert_string_equal(err,
+                      "t.yaml:1:12: log_level: unknown log level \"a\\x0ab\\\"c\"; "
+                      "expected error, warn, info or debug");
 }
 
 /* ---- Robustness: every truncation and every deleted line -------------- */

@@ -125,11 +125,11 @@ static void test_x25519_rfc7748_vectors(void **state) {
     curve25519_key mine, theirs;
     assert_int_equal(wc_curve25519_init(&mine), 0);
     assert_int_equal(wc_curve25519_init(&theirs), 0);
-    assert_int_equal(wc_curve25519_import_private_raw_ex(priv[i], 32, pub[i], 32, &mine,
-                                                         EC25519_LITTLE_ENDIAN),
-                     0);
     assert_int_equal(
-        wc_curve25519_import_public_ex(pub[1 - i], 32, &theirs, EC25519_LITTLE_ENDIAN), 0);
+        wc_curve25519_import_private_raw_ex(priv[i], 32, pub[i], 32, &mine, EC25519_LITTLE_ENDIAN),
+        0);
+    assert_int_equal(wc_curve25519_import_public_ex(pub[1 - i], 32, &theirs, EC25519_LITTLE_ENDIAN),
+                     0);
     uint8_t k[32];
     word32 klen = sizeof(k);
     assert_int_equal(
@@ -239,7 +239,7 @@ static const size_t ref_long[] = {1024, 4095, 4096, 4097, 65536, REF_MAX};
 #define REF_COUNT (1001 + sizeof(ref_long) / sizeof(ref_long[0]))
 
 struct sha_ref {
-  uint8_t *msg;        /* REF_MAX pseudo-random bytes */
+  uint8_t *msg; /* REF_MAX pseudo-random bytes */
   size_t len[REF_COUNT];
   char hex[REF_COUNT][65];
 };
@@ -643,8 +643,8 @@ static void test_tls13_handshakes(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
-#define SHA256_TESTS                                                                      \
-  cmocka_unit_test(test_sha256_fips_vectors), cmocka_unit_test(test_sha256_lengths),      \
+#define SHA256_TESTS                                                                 \
+  cmocka_unit_test(test_sha256_fips_vectors), cmocka_unit_test(test_sha256_lengths), \
       cmocka_unit_test(test_sha256_streaming), cmocka_unit_test(test_hmac_sha256_rfc4231)
 
 int main(void) {
@@ -661,12 +661,9 @@ int main(void) {
   printf("SHA extensions: %s\n", IS_INTEL_SHA(cpuid_get_flags()) ? "yes" : "no");
 #endif
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_x25519_rfc7748_vectors),
-      cmocka_unit_test(test_x25519_make_pub_random),
-      cmocka_unit_test(test_x25519_make_pub_edges),
-      SHA256_TESTS,
-      cmocka_unit_test(test_sha256_without_shani),
-      cmocka_unit_test(test_thread_rng),
+      cmocka_unit_test(test_x25519_rfc7748_vectors), cmocka_unit_test(test_x25519_make_pub_random),
+      cmocka_unit_test(test_x25519_make_pub_edges),  SHA256_TESTS,
+      cmocka_unit_test(test_sha256_without_shani),   cmocka_unit_test(test_thread_rng),
       cmocka_unit_test(test_tls13_handshakes),
   };
   return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);
