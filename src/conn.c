@@ -274,7 +274,7 @@ static void conn_facts(pst_host_t *h, pst_info_facts_t *f) {
   f->listener = conn->gl->conf->name;
   f->client = conn->host.peer;
   f->sni = conn->host.sni[0] ? conn->host.sni : NULL;
-  f->alpn = conn->alpn[0] ? conn->alpn : NULL;
+  f->alpn = conn->alpn;
   f->version = conn->version;
   f->cipher = conn->cipher;
   f->group = pst_tls_group_name(ssl);
@@ -310,7 +310,7 @@ static pst_app_t *conn_app_new(pst_conn_t *conn, int *err) {
   if (conn->gl->conf->mode == PST_MODE_TCP && conn->host.backend->kind == PST_BACKEND_ADDR) {
     return pst_tcp_app_new(&conn->host, err);
   }
-  if (strcmp(conn->alpn, "h2") == 0) return pst_h2_app_new(&conn->host);
+  if (conn->alpn != NULL && strcmp(conn->alpn, "h2") == 0) return pst_h2_app_new(&conn->host);
   return pst_h1_app_new(&conn->host);
 }
 
@@ -322,14 +322,22 @@ static int conn_app_takes_early(const pst_conn_t *conn) {
   const pst_listener_conf_t *lc = conn->gl->conf;
   if (conn->host.backend->kind != PST_BACKEND_ADDR) return 0;
   if (lc->mode == PST_MODE_TCP) return lc->tcp_early_data == PST_TCP_EARLY_FORWARD;
-  return strcmp(conn->alpn, "h2") != 0;
+  return conn->alpn == NULL || strcmp(conn->alpn, "h2") != 0;
 }
 
+/* Records the protocol ALPN selected: one of the listener's (tls.c picks
+ * only from them), so a pointer to the configuration's copy, which lives
+ * as long as the connection's generation. */
 static void conn_record_alpn(pst_conn_t *conn) {
   char *p = NULL;
   unsigned short plen = 0;
-  if (wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) == WOLFSSL_SUCCESS && p != NULL) {
-    snprintf(conn->alpn, sizeof(conn->alpn), "%.*s", (int)plen, p);
+  if (conn->alpn != NULL || wolfSSL_ALPN_GetProtocol(conn->ssl, &p, &plen) != WOLFSSL_SUCCESS ||
+      p == NULL) {
+    return;
+  }
+  const pst_listener_conf_t *lc = conn->gl->conf;
+  for (size_t i = 0; i < lc->n_alpn; i++) {
+    if (strlen(lc->alpn[i]) == plen && memcmp(lc->alpn[i], p, plen) == 0) conn->alpn = lc->alpn[i];
   }
 }
 
@@ -464,8 +472,18 @@ static void conn_from_client(pst_conn_t *conn) {
 
 /* ---- ending the client's side ---- */
 
+/* For a shutdown callback: the connection, and the request freed. The
+ * request is allocated when the end comes, not carried by every idle
+ * connection; libuv runs the callback (UV_ECANCELED at worst) before the
+ * handle's close callback, so the connection is still there. */
+static pst_conn_t *conn_shutdown_done(uv_shutdown_t *req) {
+  pst_conn_t *conn = req->data;
+  free(req);
+  return conn;
+}
+
 static void conn_on_client_shutdown(uv_shutdown_t *req, int status) {
-  pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, client.shutdown_req);
+  pst_conn_t *conn = conn_shutdown_done(req);
   if (conn->state == PST_CONN_CLOSING) return;
   conn->client.shut_done = 1;
   if (conn->app != NULL && conn->app->ops->client_shut != NULL) {
@@ -484,7 +502,12 @@ static int conn_shut_client(pst_conn_t *conn, uv_shutdown_cb cb) {
   if (conn_encrypt(conn) != 0) return PST_ETLS;
   wolfSSL_shutdown(conn->ssl);
   int rc = conn_flush_now(conn);
-  if (rc == 0) rc = uv_shutdown(&conn->client.shutdown_req, (uv_stream_t *)&conn->client.tcp, cb);
+  if (rc != 0) return rc;
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  if (req == NULL) return -ENOMEM;
+  req->data = conn;
+  rc = uv_shutdown(req, (uv_stream_t *)&conn->client.tcp, cb);
+  if (rc != 0) free(req);
   return rc;
 }
 
@@ -916,7 +939,7 @@ void pst_conn_close_all(pst_worker_t *worker, int err, const char *reason) {
 
 static void conn_log(pst_conn_t *conn, const char *reason) {
   if (!pst_log_enabled(PST_LOG_INFO)) return;
-  const char *alpn = conn->alpn[0] ? conn->alpn : "-";
+  const char *alpn = conn->alpn != NULL ? conn->alpn : "-";
   const char *version = conn->version, *cipher = conn->cipher;
   const pst_early_status_t early = conn->early.status;
   double dur = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
@@ -983,8 +1006,7 @@ static void conn_close_handles(pst_conn_t *conn) {
 }
 
 static void conn_on_final_shutdown(uv_shutdown_t *req, int status) {
-  pst_conn_t *conn = PST_CONTAINER_OF(req, pst_conn_t, client.shutdown_req);
-  conn_close_handles(conn);
+  conn_close_handles(conn_shutdown_done(req));
 }
 
 /* Like pst_conn_close, for a failure of the client socket itself: nothing

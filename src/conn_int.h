@@ -31,7 +31,6 @@ typedef enum {
 /* The client's TCP side. */
 typedef struct {
   uv_tcp_t tcp;
-  uv_shutdown_t shutdown_req;
   unsigned reading : 1;   /* uv_read_start is in effect */
   unsigned paused : 1;    /* the application asked not to be fed (host pause) */
   unsigned eof : 1;       /* the client has finished sending (FIN, or close_notify) */
@@ -92,7 +91,7 @@ struct pst_conn_s {
    * host.peer_ip and host.sni point into them. */
   char *peer_buf;      /* "ip:port" and "ip" in one allocation */
   char *sni_buf;       /* the server name, lower-cased, or NULL */
-  char alpn[32];       /* negotiated protocol, "" for none */
+  const char *alpn;    /* negotiated protocol (the listener's string), NULL for none */
   const char *version; /* static strings from wolfSSL, set at handshake end */
   const char *cipher;
   char *why;         /* storage for a reason built at run time (pst_conn_why):

@@ -37,28 +37,52 @@ struct pst_pools_s {
   int closed;    /* pst_pools_shutdown ran: releases close */
 };
 
+/* One backend connection. Every tcp relay connection holds one for its
+ * whole life (bench: RSS per idle TLS connection), so what only some
+ * connections need is allocated when needed: the timer (a once-only lease
+ * drops it once connected), the in-process answer; and the connect and
+ * shutdown requests share their memory (a shutdown asked while connecting
+ * waits for the connect). */
 struct pst_bconn_s {
   pst_pools_t *pools;
   pool_t *pool; /* NULL for in-process connections */
-  bconn_state_t state;
-  pst_lease_t how;
-  uv_tcp_t tcp; /* not initialised for in-process connections */
-  uv_timer_t timer;
-  uv_connect_t connect_req;
-  uv_shutdown_t shutdown_req;
-  int handles;            /* handles whose close callback has not run */
-  unsigned reading : 1;   /* uv_read_start is in effect */
-  unsigned want_read : 1; /* the lessee asked to read */
-  unsigned local : 1;     /* in-process (builtin:info) */
-  unsigned max_idle;
-  uint64_t idle_ms;
   const pst_bconn_events_t *ev;
   void *arg;
   pst_bconn_t *next, *prev; /* the pool's idle list */
-  pst_buf_t answer;         /* in-process: the response still to deliver */
+  uv_timer_t *timer;        /* made when first armed (data: this), or NULL */
+  pst_buf_t *answer;        /* in-process: the response still to deliver, or NULL */
+  uint64_t idle_ms;
+  unsigned max_idle;
+  bconn_state_t state;
+  pst_lease_t how;
+  unsigned handles : 2;      /* handles whose close callback has not run (closing) */
+  unsigned reading : 1;      /* uv_read_start is in effect */
+  unsigned want_read : 1;    /* the lessee asked to read */
+  unsigned local : 1;        /* in-process (builtin:info) */
+  unsigned shut_pending : 1; /* a shutdown waits for the connect */
+  union {
+    uv_connect_t connect;
+    uv_shutdown_t shutdown;
+  } req;
+  uv_tcp_t tcp; /* not initialised for in-process connections */
 };
 
 static void bconn_on_timer(uv_timer_t *t);
+
+/* Arms the timer, making it on first use. Returns 0 or -ENOMEM. */
+static int bconn_timer_start(pst_bconn_t *b, uint64_t ms) {
+  if (b->timer == NULL) {
+    b->timer = malloc(sizeof(*b->timer));
+    if (b->timer == NULL) return -ENOMEM;
+    uv_timer_init(b->pools->loop, b->timer);
+    b->timer->data = b;
+  }
+  return uv_timer_start(b->timer, bconn_on_timer, ms, 0);
+}
+
+static void bconn_timer_stop(pst_bconn_t *b) {
+  if (b->timer != NULL) uv_timer_stop(b->timer);
+}
 
 /* The one place a connection changes state: CONNECTING -> LEASED <-> IDLE,
  * and CLOSING from any state, once. */
@@ -111,14 +135,28 @@ static void idle_unlink(pst_bconn_t *b) {
 
 /* ---- closing ---- */
 
-static void bconn_on_close(uv_handle_t *h) {
-  pst_bconn_t *b = h->data;
-  assert(b->handles > 0);
-  if (--b->handles > 0) return;
+static void bconn_free(pst_bconn_t *b) {
   assert(b->pools->open > 0);
   b->pools->open--;
-  pst_buf_free(&b->answer);
+  if (b->answer != NULL) pst_buf_free(b->answer);
+  free(b->answer);
   free(b);
+}
+
+static void bconn_on_close(uv_handle_t *h) {
+  pst_bconn_t *b = h->data;
+  if (h != (uv_handle_t *)&b->tcp) free(h); /* the timer */
+  assert(b->handles > 0);
+  if (--b->handles == 0) bconn_free(b);
+}
+
+static void bconn_on_timer_dropped(uv_handle_t *h) { free(h); }
+
+/* Closes the timer that is no longer needed (its memory goes with it). */
+static void bconn_timer_drop(pst_bconn_t *b) {
+  if (b->timer == NULL) return;
+  uv_close((uv_handle_t *)b->timer, bconn_on_timer_dropped);
+  b->timer = NULL;
 }
 
 static void bconn_close(pst_bconn_t *b) {
@@ -126,8 +164,17 @@ static void bconn_close(pst_bconn_t *b) {
   if (b->state == BCONN_IDLE) idle_unlink(b);
   bconn_set_state(b, BCONN_CLOSING);
   b->ev = NULL;
-  if (!b->local) uv_close((uv_handle_t *)&b->tcp, bconn_on_close);
-  uv_close((uv_handle_t *)&b->timer, bconn_on_close);
+  b->handles = 0;
+  if (!b->local) {
+    uv_close((uv_handle_t *)&b->tcp, bconn_on_close);
+    b->handles++;
+  }
+  if (b->timer != NULL) {
+    uv_close((uv_handle_t *)b->timer, bconn_on_close);
+    b->timer = NULL;
+    b->handles++;
+  }
+  if (b->handles == 0) bconn_free(b); /* in-process, never armed */
 }
 
 void pst_pools_shutdown(pst_pools_t *pools) {
@@ -174,33 +221,37 @@ static void bconn_local_step(pst_bconn_t *b) {
     b->ev->on_connect(b->arg, 0);
     return;
   }
-  if (b->answer.len == 0 || !b->want_read) return; /* paused: pst_bconn_read resumes */
-  pst_buf_t answer = b->answer;
-  memset(&b->answer, 0, sizeof(b->answer));
+  if (b->answer == NULL || !b->want_read) return; /* paused: pst_bconn_read resumes */
+  pst_buf_t *answer = b->answer;
+  b->answer = NULL;
   /* The lessee may release b from inside on_read: then no EOF follows. */
-  b->ev->on_read(b->arg, pst_buf_head(&answer), (ssize_t)answer.len);
-  pst_buf_free(&answer);
+  b->ev->on_read(b->arg, pst_buf_head(answer), (ssize_t)answer->len);
+  pst_buf_free(answer);
+  free(answer);
   if (b->state == BCONN_LEASED && b->ev != NULL) b->ev->on_read(b->arg, NULL, UV_EOF);
 }
 
 static void bconn_on_timer(uv_timer_t *t) {
-  pst_bconn_t *b = PST_CONTAINER_OF(t, pst_bconn_t, timer);
+  pst_bconn_t *b = t->data;
   if (b->state == BCONN_IDLE) {
     bconn_close(b); /* backend_pool.idle reached */
     return;
   }
   if (b->ev == NULL) return;
-  if (b->local && (b->state == BCONN_CONNECTING || b->answer.len > 0)) {
+  if (b->local && (b->state == BCONN_CONNECTING || b->answer != NULL)) {
     bconn_local_step(b);
     return;
   }
   b->ev->on_timer(b->arg);
 }
 
+static void bconn_on_shutdown(uv_shutdown_t *req, int status);
+
 static void bconn_on_connect(uv_connect_t *req, int status) {
-  pst_bconn_t *b = PST_CONTAINER_OF(req, pst_bconn_t, connect_req);
+  pst_bconn_t *b = PST_CONTAINER_OF(req, pst_bconn_t, req.connect);
   if (b->state != BCONN_CONNECTING) return; /* released while connecting */
-  uv_timer_stop(&b->timer);
+  bconn_timer_stop(b);
+  if (b->how == PST_LEASE_ONCE) bconn_timer_drop(b); /* the tcp relay arms no other */
   if (status == 0) {
     bconn_set_state(b, BCONN_LEASED);
     uv_tcp_nodelay(&b->tcp, 1);
@@ -210,6 +261,11 @@ static void bconn_on_connect(uv_connect_t *req, int status) {
     }
   }
   if (b->ev != NULL) b->ev->on_connect(b->arg, status);
+  if (status == 0 && b->shut_pending && b->state == BCONN_LEASED && b->ev != NULL) {
+    b->shut_pending = 0;
+    int rc = uv_shutdown(&b->req.shutdown, (uv_stream_t *)&b->tcp, bconn_on_shutdown);
+    if (rc != 0 && b->ev->on_shutdown != NULL) b->ev->on_shutdown(b->arg, rc);
+  }
 }
 
 /* ---- leasing ---- */
@@ -234,13 +290,9 @@ static pst_bconn_t *bconn_new(pst_pools_t *pools, int local) {
   b->pools = pools;
   b->local = !!local;
   b->state = BCONN_CONNECTING;
-  uv_timer_init(pools->loop, &b->timer);
-  b->timer.data = b;
-  b->handles = 1;
   if (!local) {
     uv_tcp_init(pools->loop, &b->tcp);
     b->tcp.data = b;
-    b->handles++;
   }
   pools->open++;
   return b;
@@ -256,7 +308,10 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
     if (b == NULL) return NULL;
     bconn_lease_to(b, lc, PST_LEASE_ONCE, ev, arg);
     b->want_read = 1;
-    uv_timer_start(&b->timer, bconn_on_timer, 0, 0);
+    if (bconn_timer_start(b, 0) != 0) {
+      bconn_close(b);
+      return NULL;
+    }
     return b;
   }
   pool_t *pool = pool_find(pools, &bc->addr);
@@ -264,7 +319,7 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
   if (how == PST_LEASE_POOLED && pool->idle != NULL) {
     pst_bconn_t *b = pool->idle;
     idle_unlink(b);
-    uv_timer_stop(&b->timer);
+    bconn_timer_stop(b);
     bconn_set_state(b, BCONN_LEASED);
     bconn_lease_to(b, lc, how, ev, arg);
     /* It is read while idle, to notice a close, and stays read: stopping
@@ -277,25 +332,28 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
   if (b == NULL) return NULL;
   b->pool = pool;
   bconn_lease_to(b, lc, how, ev, arg);
-  int rc = uv_tcp_connect(&b->connect_req, &b->tcp, (const struct sockaddr *)&bc->addr.ss,
-                          bconn_on_connect);
+  int rc = bconn_timer_start(b, lc->backend_connect_timeout_ms);
+  if (rc == 0) {
+    rc = uv_tcp_connect(&b->req.connect, &b->tcp, (const struct sockaddr *)&bc->addr.ss,
+                        bconn_on_connect);
+  }
   if (rc != 0) {
     *err = rc;
     bconn_close(b);
     return NULL;
   }
-  uv_timer_start(&b->timer, bconn_on_timer, lc->backend_connect_timeout_ms, 0);
   return b;
 }
 
 int pst_bconn_is_local(const pst_bconn_t *b) { return b->local; }
 
 int pst_bconn_local_answer(pst_bconn_t *b, pst_buf_t *response) {
-  assert(b->local && b->state == BCONN_LEASED);
-  if (pst_buf_append(&b->answer, pst_buf_head(response), response->len) != 0) return -ENOMEM;
-  pst_buf_free(response);
-  uv_timer_start(&b->timer, bconn_on_timer, 0, 0);
-  return 0;
+  assert(b->local && b->state == BCONN_LEASED && b->answer == NULL);
+  b->answer = malloc(sizeof(*b->answer));
+  if (b->answer == NULL) return -ENOMEM;
+  *b->answer = *response;
+  memset(response, 0, sizeof(*response));
+  return bconn_timer_start(b, 0);
 }
 
 /* ---- writing and reading ---- */
@@ -326,9 +384,7 @@ void pst_bconn_read(pst_bconn_t *b, int on) {
   b->want_read = !!on;
   if (b->local) {
     /* An answer held back while paused goes on the next turn. */
-    if (on && b->state == BCONN_LEASED && b->answer.len > 0) {
-      uv_timer_start(&b->timer, bconn_on_timer, 0, 0);
-    }
+    if (on && b->state == BCONN_LEASED && b->answer != NULL) bconn_timer_start(b, 0);
     return;
   }
   if (b->reading == !!on) return;
@@ -345,15 +401,20 @@ void pst_bconn_timer(pst_bconn_t *b, uint64_t ms) {
   if (b->state == BCONN_CLOSING) return;
   if (ms == 0) {
     /* An in-process answer still due keeps its zero timer. */
-    if (!(b->local && b->answer.len > 0)) uv_timer_stop(&b->timer);
+    if (!(b->local && b->answer != NULL)) bconn_timer_stop(b);
     return;
   }
-  if (b->local && (b->state == BCONN_CONNECTING || b->answer.len > 0)) return;
-  uv_timer_start(&b->timer, bconn_on_timer, ms, 0);
+  if (b->local && (b->state == BCONN_CONNECTING || b->answer != NULL)) return;
+  /* Without memory for the timer the deadline is not armed: said, not
+   * hidden (the connection's own idle timeout still bounds it). */
+  if (bconn_timer_start(b, ms) != 0) {
+    pst_log_warn("backend connection: no memory for a timer: deadline of %llu ms not armed",
+                 (unsigned long long)ms);
+  }
 }
 
 static void bconn_on_shutdown(uv_shutdown_t *req, int status) {
-  pst_bconn_t *b = PST_CONTAINER_OF(req, pst_bconn_t, shutdown_req);
+  pst_bconn_t *b = PST_CONTAINER_OF(req, pst_bconn_t, req.shutdown);
   if (b->state != BCONN_LEASED || b->ev == NULL || b->ev->on_shutdown == NULL) return;
   b->ev->on_shutdown(b->arg, status);
 }
@@ -361,7 +422,11 @@ static void bconn_on_shutdown(uv_shutdown_t *req, int status) {
 int pst_bconn_shutdown(pst_bconn_t *b) {
   /* While connecting libuv queues the shutdown behind the connect. */
   if ((b->state != BCONN_LEASED && b->state != BCONN_CONNECTING) || b->local) return PST_ESHUTDOWN;
-  return uv_shutdown(&b->shutdown_req, (uv_stream_t *)&b->tcp, bconn_on_shutdown);
+  if (b->state == BCONN_CONNECTING) {
+    b->shut_pending = 1; /* its request's memory is the connect's: after it */
+    return 0;
+  }
+  return uv_shutdown(&b->req.shutdown, (uv_stream_t *)&b->tcp, bconn_on_shutdown);
 }
 
 void pst_bconn_release(pst_bconn_t *b, int reusable) {
@@ -382,5 +447,5 @@ void pst_bconn_release(pst_bconn_t *b, int reusable) {
   pool->idle = b;
   pool->n_idle++;
   if (!b->reading) bconn_start_read(b); /* notice the backend closing it */
-  uv_timer_start(&b->timer, bconn_on_timer, b->idle_ms, 0);
+  if (bconn_timer_start(b, b->idle_ms) != 0) bconn_close(b);
 }
