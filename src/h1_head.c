@@ -235,6 +235,13 @@ static int request_framing(h1_t *h, pst_http_request_t *r) {
       /* RFC 9112 6.1: faulty framing; a proxy cannot fix it safely. */
       return reject(h, PST_EPROTO, 400, "Transfer-Encoding in an HTTP/1.0 request");
     }
+    if (h->ll.flags & F_CONTENT_LENGTH) {
+      /* RFC 9112 6.1, 6.3 item 3: the classic smuggling form. llhttp
+       * refuses it too; this does not depend on it. */
+      return reject(h, PST_EPROTO, 400, "Content-Length with Transfer-Encoding");
+    }
+    /* Empty elements are not counted (RFC 9110 5.6.1): "chunked," is
+     * chunked. */
     while (h->te.len > 0 && list_next(&p, end, &tok, &len)) {
       count++;
       chunked += tok_is(tok, len, "chunked");
@@ -248,6 +255,9 @@ static int request_framing(h1_t *h, pst_http_request_t *r) {
     }
     if (count > 1) return reject(h, PST_EPROTO, 501, "transfer coding not implemented");
     r->body = PST_BODY_CHUNKED;
+    /* llhttp, lenient about Transfer-Encoding (h1_parse.c), frames the
+     * body by this flag: our reading of the field decides. */
+    h->ll.flags |= F_CHUNKED;
   } else if (h->ll.flags & F_CONTENT_LENGTH) {
     r->body = PST_BODY_LENGTH;
     r->content_length = h->ll.content_length;
@@ -334,10 +344,11 @@ static int response_framing(h1_t *h, pst_http_response_t *r, int bodiless) {
       count++;
       chunked += tok_is(tok, len, "chunked");
     }
-    if (ll->http_minor == 0 || count != 1 || chunked != 1) {
+    if (ll->http_minor == 0 || count != 1 || chunked != 1 || (ll->flags & F_CONTENT_LENGTH)) {
       return reject(h, PST_EPROTO, 502, "unsupported Transfer-Encoding");
     }
     r->body = PST_BODY_CHUNKED;
+    ll->flags |= F_CHUNKED; /* as for requests */
   } else if (ll->flags & F_CONTENT_LENGTH) {
     r->body = PST_BODY_LENGTH;
     r->content_length = ll->content_length;
