@@ -235,7 +235,38 @@ static int h1_req_head(void *arg, pst_http_request_t *req) {
   return h1_start(f, req);
 }
 
+/* An HTTP/1.0 request may come without Host; its target URI then has the
+ * server's own name as its authority (RFC 9112 3.3). It goes to the backend
+ * as HTTP/1.1, where Host is required and an empty one is refused by strict
+ * servers (nginx answers 400), so postern names the server: the name the
+ * client asked for in SNI, else the backend's address. Returns 0 or
+ * -ENOMEM (req unchanged). */
+static int h1_default_authority(h1_front_t *f, pst_http_request_t *req) {
+  const pst_host_t *h = f->base.host;
+  const char *name = NULL;
+  if (req->authority != NULL && req->authority[0] != '\0') return 0;
+  if (h->sni != NULL && h->sni[0] != '\0' && pst_http_authority_ok(h->sni, strlen(h->sni))) {
+    name = h->sni;
+  } else if (h->backend != NULL && h->backend->kind == PST_BACKEND_ADDR &&
+             pst_http_authority_ok(h->backend->addr.text, strlen(h->backend->addr.text))) {
+    name = h->backend->addr.text;
+  }
+  if (name == NULL || name[0] == '\0') return 0; /* nothing better than empty */
+  char *copy = pst_http_dup_n(name, strlen(name));
+  if (copy == NULL) return -ENOMEM;
+  free(req->authority);
+  req->authority = copy;
+  return 0;
+}
+
 static int h1_start(h1_front_t *f, pst_http_request_t *req) {
+  if (h1_default_authority(f, req) != 0) {
+    pst_http_request_free(req);
+    free(req);
+    pst_access_log(f->base.host, "http/1.1", NULL, 500, 0, 0, uv_hrtime());
+    h1_error(f, 500, NULL, 1);
+    return PST_EBACKEND; /* answered; the feed stops as after a 502 */
+  }
   f->minor = req->http_minor;
   f->keep_alive = req->keep_alive;
   f->head_request = strcmp(req->method, "HEAD") == 0;

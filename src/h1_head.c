@@ -155,8 +155,9 @@ int pst_h1_field_done(h1_t *h) {
 /* ---- request heads -------------------------------------------------------- */
 
 /* Whether s is a valid Host value or absolute-form authority without
- * userinfo: uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). */
-static int authority_ok(const char *s, size_t n) {
+ * userinfo: uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). See
+ * http.h. */
+int pst_http_authority_ok(const char *s, size_t n) {
   size_t i = 0;
   if (n > 0 && s[0] == '[') {
     const char *e = memchr(s, ']', n);
@@ -213,7 +214,7 @@ static int request_target(h1_t *h, pst_http_request_t *r) {
   }
   a += 3;
   size_t alen = strcspn(a, "/?");
-  if (alen == 0 || !authority_ok(a, alen)) {
+  if (alen == 0 || !pst_http_authority_ok(a, alen)) {
     return reject(h, PST_EPROTO, 400, "bad authority in the request target");
   }
   const char *path = a + alen;
@@ -284,10 +285,16 @@ int pst_h1_request_head(h1_t *h) {
   /* RFC 9112 3.2: exactly one valid Host on 1.1. */
   if (h->host_n > 1) return reject(h, PST_EPROTO, 400, "several Host fields");
   if (h->host_n == 0 && ll->http_minor == 1) return reject(h, PST_EPROTO, 400, "missing Host");
-  if (h->host != NULL && !authority_ok(h->host, strlen(h->host))) {
+  if (h->host != NULL && !pst_http_authority_ok(h->host, strlen(h->host))) {
     return reject(h, PST_EPROTO, 400, "invalid Host");
   }
+  if (r->authority == NULL && h->host != NULL && h->host[0] == '\0') {
+    /* RFC 9110 4.2.2: an https URI with an empty host is invalid, and the
+     * target URI here is https (RFC 9112 3.3). */
+    return reject(h, PST_EPROTO, 400, "empty Host");
+  }
   if (r->authority == NULL) {
+    /* HTTP/1.0 without Host: the front end names the server (h1.c). */
     r->authority = h->host != NULL ? h->host : pst_http_dup_n("", 0);
     h->host = NULL;
     if (r->authority == NULL) return pst_h1_nomem(h);

@@ -1,6 +1,11 @@
-"""HTTP mode, HTTP/1.1 interoperability (issue 11, item 10): valid requests a
-strict proxy must still pass on.
+"""HTTP mode, HTTP/1.1 interoperability (issue 11, items 1 and 10): valid
+requests a strict proxy must still pass on, against a backend as strict as
+nginx about Host.
 
+- An HTTP/1.0 request without Host goes to the backend as HTTP/1.1, which
+  needs a Host: postern names the server the client asked for (SNI), or the
+  backend's address when there was no SNI (RFC 9112 3.3); an empty Host is
+  refused (RFC 9110 4.2.2).
 - Chunk extensions with BWS and quoted values (RFC 9112 7.1.1) and
   "Transfer-Encoding: chunked," (an empty list element, RFC 9110 5.6.1)
   are accepted.
@@ -11,17 +16,80 @@ import os
 
 import pytest
 
-from clients import config, free_port
-from http_backends import Closed, H1Conn, KiB, Site, http_listener
+from clients import client_context, config, connect_tls, free_port
+from http_backends import (Closed, H1Conn, KiB, Site, header_values, http_listener)
 
 
 @pytest.fixture(scope="module")
 def srv(pki, module_postern, module_http_servers):
-    be = module_http_servers.http("origin")
+    be = module_http_servers.http("strict-origin")
     port = free_port()
     p = module_postern(config([http_listener("interop", port, be.addr, pki,
                                              limits={"max_header_bytes": 16384})]), [port])
     return Site(p, be, port)
+
+
+def no_sni_conn(port, pki):
+    """An H1Conn whose TLS ClientHello carries no server name."""
+    c = H1Conn.__new__(H1Conn)
+    c.sock = connect_tls(port, None, client_context(pki, alpn=["http/1.1"], verify=False))
+    c.sock.settimeout(10)
+    c.buf = bytearray()
+    return c
+
+
+def echoed(srv, tag):
+    """The one request the backend completed whose path holds tag."""
+    recs = srv.be.find(tag)
+    assert len(recs) == 1, srv.ctx(f"\nexpected one request tagged {tag}, backend has {recs}")
+    return recs[0]
+
+
+def send_10(c, path, headers=b""):
+    c.send(b"GET " + path.encode() + b" HTTP/1.0\r\n" + headers + b"\r\n")
+    return c.read_response()
+
+
+def test_http10_without_host_gets_the_sni(srv, pki):
+    tag = f"h10-sni-{os.urandom(3).hex()}"
+    with H1Conn(srv.port, pki, sni="api.example.test") as c:
+        r = send_10(c, f"/echo/{tag}")
+    ctx = srv.ctx(f"\n{r!r}")
+    assert r.status == 200, f"an HTTP/1.0 request without Host must be served{ctx}"
+    rec = echoed(srv, tag)
+    assert rec["version"] == "HTTP/1.1", ctx
+    assert header_values(rec, "Host") == ["api.example.test"], (
+        f"the backend must get the SNI as Host: it saw {rec['headers']}{ctx}")
+
+
+def test_http10_without_host_or_sni_gets_the_backend_address(srv, pki):
+    tag = f"h10-nosni-{os.urandom(3).hex()}"
+    with no_sni_conn(srv.port, pki) as c:
+        r = send_10(c, f"/echo/{tag}")
+    ctx = srv.ctx(f"\n{r!r}")
+    assert r.status == 200, ctx
+    assert header_values(echoed(srv, tag), "Host") == [srv.be.addr], (
+        f"without SNI the backend's address is the Host{ctx}")
+
+
+def test_http10_host_kept(srv, pki):
+    tag = f"h10-host-{os.urandom(3).hex()}"
+    with H1Conn(srv.port, pki) as c:
+        r = send_10(c, f"/echo/{tag}", b"Host: api.example.test:8443\r\n")
+    ctx = srv.ctx(f"\n{r!r}")
+    assert r.status == 200, ctx
+    assert header_values(echoed(srv, tag), "Host") == ["api.example.test:8443"], ctx
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_empty_host_refused(srv, pki, version):
+    tag = f"empty-host-{version}-{os.urandom(3).hex()}"
+    with H1Conn(srv.port, pki) as c:
+        c.send(f"GET /echo/{tag} HTTP/{version}\r\nHost: \r\n\r\n".encode())
+        r = c.read_response()
+    ctx = srv.ctx(f"\n{r!r}")
+    assert r.status == 400, f"an empty Host names no https server (RFC 9110 4.2.2){ctx}"
+    assert not srv.be.lines_with(tag), f"the request reached the backend{ctx}"
 
 
 CHUNKED_HEAD = ("POST /echo/{tag} HTTP/1.1\r\nHost: example.test\r\n"

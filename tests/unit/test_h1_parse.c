@@ -376,6 +376,8 @@ static const bad_t bad_requests[] = {
     B("missing Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", 400),
     B("two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     B("two equal Hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", 400),
+    B("empty Host", "GET / HTTP/1.1\r\nHost: \r\n\r\n", 400),
+    B("empty Host on 1.0", "GET / HTTP/1.0\r\nHost:\r\n\r\n", 400),
     B("Host with userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
     B("Host with path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
     B("Host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
