@@ -1,6 +1,16 @@
 /* postern: the HTTP/1.1 front end (see h1.h). One exchange at a time: a
  * pipelined request is parsed only once the response before it is
- * complete, so responses go out in order without holding several of them. */
+ * complete, so responses go out in order without holding several of them.
+ *
+ * What postern holds for one client is bounded on both sides. Pipelined
+ * bytes waiting for their turn: at most about one head (max_header_bytes)
+ * and a TLS record, then the client is not read. Output: a response body
+ * stops reading its backend above PST_CLIENT_HIGH_WATER (h1_on_body), and
+ * above the same mark no next request is started and the client is not read
+ * (h1_resume), until the client has taken its output down to
+ * PST_CLIENT_LOW_WATER (the drain callback). Without the second rule a
+ * client that pipelines requests and never reads would have every response
+ * queued for it, one after the other, without end. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +39,7 @@ typedef struct {
   int closing;              /* end the connection after the current exchange */
   int eof;                  /* the client finished sending */
   int processing;           /* inside h1_process: no recursion */
+  int out_wait;             /* the next request waits for the client to read its output */
   pst_http_request_t *held; /* an early-data request waiting for the handshake */
 } h1_front_t;
 
@@ -44,6 +55,33 @@ static int h1_send(h1_front_t *f, const char *data, size_t len) {
 static void h1_end(h1_front_t *f) { f->base.host->ops->end(f->base.host); }
 
 static void h1_pause(h1_front_t *f, int pause) { f->base.host->ops->pause(f->base.host, pause); }
+
+/* Whether the client's output is over the high-water mark (app-t.h): a
+ * client that does not read gets nothing more started for it. */
+static int h1_out_full(const h1_front_t *f) {
+  const pst_host_t *h = f->base.host;
+  return h->ops->queued(h) > PST_CLIENT_HIGH_WATER;
+}
+
+/* Stops reading the client and starting requests until its output drains
+ * below the low-water mark (h1_client_drain). */
+static void h1_wait_output(h1_front_t *f) {
+  f->out_wait = 1;
+  h1_pause(f, 1);
+}
+
+/* Between exchanges: reads the client again and parses the next request,
+ * unless the client's output is over the high-water mark, in which case the
+ * next request waits, unread, for the drain callback. */
+static void h1_resume(h1_front_t *f) {
+  if (h1_out_full(f)) {
+    h1_wait_output(f);
+    return;
+  }
+  f->out_wait = 0;
+  h1_pause(f, 0);
+  h1_process(f);
+}
 
 /* Sends a short response made by postern and, when close is set, ends the
  * connection after it. */
@@ -77,8 +115,7 @@ static void h1_finish(h1_front_t *f) {
     return;
   }
   f->request_done = 0;
-  h1_pause(f, 0);
-  h1_process(f);
+  h1_resume(f);
   /* The client half-closed after pipelining: end once all are answered. */
   if (f->eof && f->stream == NULL && f->in.len == 0) h1_end(f);
 }
@@ -198,7 +235,38 @@ static int h1_req_head(void *arg, pst_http_request_t *req) {
   return h1_start(f, req);
 }
 
+/* An HTTP/1.0 request may come without Host; its target URI then has the
+ * server's own name as its authority (RFC 9112 3.3). It goes to the backend
+ * as HTTP/1.1, where Host is required and an empty one is refused by strict
+ * servers (nginx answers 400), so postern names the server: the name the
+ * client asked for in SNI, else the backend's address. Returns 0 or
+ * -ENOMEM (req unchanged). */
+static int h1_default_authority(h1_front_t *f, pst_http_request_t *req) {
+  const pst_host_t *h = f->base.host;
+  const char *name = NULL;
+  if (req->authority != NULL && req->authority[0] != '\0') return 0;
+  if (h->sni != NULL && h->sni[0] != '\0' && pst_http_authority_ok(h->sni, strlen(h->sni))) {
+    name = h->sni;
+  } else if (h->backend != NULL && h->backend->kind == PST_BACKEND_ADDR &&
+             pst_http_authority_ok(h->backend->addr.text, strlen(h->backend->addr.text))) {
+    name = h->backend->addr.text;
+  }
+  if (name == NULL || name[0] == '\0') return 0; /* nothing better than empty */
+  char *copy = pst_http_dup_n(name, strlen(name));
+  if (copy == NULL) return -ENOMEM;
+  free(req->authority);
+  req->authority = copy;
+  return 0;
+}
+
 static int h1_start(h1_front_t *f, pst_http_request_t *req) {
+  if (h1_default_authority(f, req) != 0) {
+    pst_http_request_free(req);
+    free(req);
+    pst_access_log(f->base.host, "http/1.1", NULL, 500, 0, 0, uv_hrtime());
+    h1_error(f, 500, NULL, 1);
+    return PST_EBACKEND; /* answered; the feed stops as after a 502 */
+  }
   f->minor = req->http_minor;
   f->keep_alive = req->keep_alive;
   f->head_request = strcmp(req->method, "HEAD") == 0;
@@ -264,6 +332,10 @@ static void h1_process_once(h1_front_t *f) {
     }
     if (f->held != NULL) break;                      /* waits for the handshake */
     if (f->stream != NULL && f->request_done) break; /* the next request waits its turn */
+    if (f->stream == NULL && (f->out_wait || h1_out_full(f))) {
+      h1_wait_output(f); /* the next request waits for the client to read */
+      break;
+    }
     if (f->stream != NULL && pst_stream_queued(f->stream) > PST_BACKEND_HIGH_WATER) {
       h->ops->pause(h, 1); /* resumed by h1_on_drain */
       break;
@@ -322,6 +394,7 @@ static void h1_client_eof(pst_app_t *base) {
 static void h1_client_drain(pst_app_t *base) {
   h1_front_t *f = F(base);
   if (f->stream != NULL) pst_stream_pause(f->stream, 0);
+  if (f->out_wait && f->stream == NULL && !f->closing) h1_resume(f);
 }
 
 static void h1_shutdown(pst_app_t *base) {

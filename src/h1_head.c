@@ -155,8 +155,9 @@ int pst_h1_field_done(h1_t *h) {
 /* ---- request heads -------------------------------------------------------- */
 
 /* Whether s is a valid Host value or absolute-form authority without
- * userinfo: uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). */
-static int authority_ok(const char *s, size_t n) {
+ * userinfo: uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2). See
+ * http.h. */
+int pst_http_authority_ok(const char *s, size_t n) {
   size_t i = 0;
   if (n > 0 && s[0] == '[') {
     const char *e = memchr(s, ']', n);
@@ -213,7 +214,7 @@ static int request_target(h1_t *h, pst_http_request_t *r) {
   }
   a += 3;
   size_t alen = strcspn(a, "/?");
-  if (alen == 0 || !authority_ok(a, alen)) {
+  if (alen == 0 || !pst_http_authority_ok(a, alen)) {
     return reject(h, PST_EPROTO, 400, "bad authority in the request target");
   }
   const char *path = a + alen;
@@ -235,6 +236,13 @@ static int request_framing(h1_t *h, pst_http_request_t *r) {
       /* RFC 9112 6.1: faulty framing; a proxy cannot fix it safely. */
       return reject(h, PST_EPROTO, 400, "Transfer-Encoding in an HTTP/1.0 request");
     }
+    if (h->ll.flags & F_CONTENT_LENGTH) {
+      /* RFC 9112 6.1, 6.3 item 3: the classic smuggling form. llhttp
+       * refuses it too; this does not depend on it. */
+      return reject(h, PST_EPROTO, 400, "Content-Length with Transfer-Encoding");
+    }
+    /* Empty elements are not counted (RFC 9110 5.6.1): "chunked," is
+     * chunked. */
     while (h->te.len > 0 && list_next(&p, end, &tok, &len)) {
       count++;
       chunked += tok_is(tok, len, "chunked");
@@ -248,6 +256,9 @@ static int request_framing(h1_t *h, pst_http_request_t *r) {
     }
     if (count > 1) return reject(h, PST_EPROTO, 501, "transfer coding not implemented");
     r->body = PST_BODY_CHUNKED;
+    /* llhttp, lenient about Transfer-Encoding (h1_parse.c), frames the
+     * body by this flag: our reading of the field decides. */
+    h->ll.flags |= F_CHUNKED;
   } else if (h->ll.flags & F_CONTENT_LENGTH) {
     r->body = PST_BODY_LENGTH;
     r->content_length = h->ll.content_length;
@@ -274,10 +285,16 @@ int pst_h1_request_head(h1_t *h) {
   /* RFC 9112 3.2: exactly one valid Host on 1.1. */
   if (h->host_n > 1) return reject(h, PST_EPROTO, 400, "several Host fields");
   if (h->host_n == 0 && ll->http_minor == 1) return reject(h, PST_EPROTO, 400, "missing Host");
-  if (h->host != NULL && !authority_ok(h->host, strlen(h->host))) {
+  if (h->host != NULL && !pst_http_authority_ok(h->host, strlen(h->host))) {
     return reject(h, PST_EPROTO, 400, "invalid Host");
   }
+  if (r->authority == NULL && h->host != NULL && h->host[0] == '\0') {
+    /* RFC 9110 4.2.2: an https URI with an empty host is invalid, and the
+     * target URI here is https (RFC 9112 3.3). */
+    return reject(h, PST_EPROTO, 400, "empty Host");
+  }
   if (r->authority == NULL) {
+    /* HTTP/1.0 without Host: the front end names the server (h1.c). */
     r->authority = h->host != NULL ? h->host : pst_http_dup_n("", 0);
     h->host = NULL;
     if (r->authority == NULL) return pst_h1_nomem(h);
@@ -334,10 +351,11 @@ static int response_framing(h1_t *h, pst_http_response_t *r, int bodiless) {
       count++;
       chunked += tok_is(tok, len, "chunked");
     }
-    if (ll->http_minor == 0 || count != 1 || chunked != 1) {
+    if (ll->http_minor == 0 || count != 1 || chunked != 1 || (ll->flags & F_CONTENT_LENGTH)) {
       return reject(h, PST_EPROTO, 502, "unsupported Transfer-Encoding");
     }
     r->body = PST_BODY_CHUNKED;
+    ll->flags |= F_CHUNKED; /* as for requests */
   } else if (ll->flags & F_CONTENT_LENGTH) {
     r->body = PST_BODY_LENGTH;
     r->content_length = ll->content_length;

@@ -19,7 +19,7 @@
 typedef enum {
   CK_SIZE0 = 0, /* at the start of a chunk-size line: a hex digit must come */
   CK_SIZE,      /* in the chunk size */
-  CK_EXT,       /* in chunk extensions, ignored up to the CR */
+  CK_EXT,       /* in chunk extensions (ext says where), checked and dropped up to the CR */
   CK_SIZE_LF,   /* after the CR ending a chunk-size line */
   CK_DATA,      /* in chunk data, `left` bytes to go */
   CK_DATA_CR,   /* after chunk data: CR must come */
@@ -27,8 +27,24 @@ typedef enum {
   CK_TRAILER,   /* after the last chunk: trailer section, checked like a head */
 } h1_ck_state_t;
 
+/* Where the scan of a chunk's extensions stands (RFC 9112 7.1.1):
+ *   chunk-ext     = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ *   chunk-ext-val = token / quoted-string */
+typedef enum {
+  EXT_BWS = 0,  /* BWS before a ";": only SP, HTAB or ";" may come */
+  EXT_NAME0,    /* after ";": BWS, then the name's first tchar */
+  EXT_NAME,     /* in a name: tchar, BWS, "=", ";" or the CR */
+  EXT_NAME_BWS, /* BWS after a name: "=" or ";" must come */
+  EXT_VAL0,     /* after "=": BWS, then a token or a quoted-string */
+  EXT_TOKEN,    /* in a token value: tchar, BWS, ";" or the CR */
+  EXT_QUOTED,   /* in a quoted-string */
+  EXT_QPAIR,    /* after a backslash in a quoted-string */
+  EXT_END,      /* after a quoted-string: BWS, ";" or the CR */
+} h1_ext_state_t;
+
 typedef struct {
   h1_ck_state_t state;
+  h1_ext_state_t ext;   /* CK_EXT only */
   uint64_t left;        /* chunk size, then data bytes still to skip */
   size_t line;          /* bytes in the current chunk-size line */
   size_t trailer_bytes; /* bytes of the trailer section so far */

@@ -1,15 +1,16 @@
 /* postern: HTTP/1.1 request and response parsers on top of llhttp.
  *
- * llhttp runs with no lenient flag, but the Debian build (8.1.0) is not
- * compiled with LLHTTP_STRICT_MODE, and in that mode it accepts things that
- * let two parsers disagree on where a message ends: a bare LF or a CR
- * followed by any byte as a line end (even after a chunk size), obs-fold,
- * whitespace before a colon, an empty field name, HTAB or doubled SP in the
- * request line. So every byte of a head, chunk line and trailer section is
- * first checked by our own scanners, and llhttp is fed only what they
- * passed: a malformed message is refused before any of it reaches a
- * callback. The scanners also find where a head or a chunked body ends; if
- * llhttp ever stops elsewhere, the message is refused too.
+ * llhttp runs with one lenient flag only (see the end of this comment), but
+ * the Debian build (8.1.0) is not compiled with LLHTTP_STRICT_MODE, and in
+ * that mode it accepts things that let two parsers disagree on where a
+ * message ends: a bare LF or a CR followed by any byte as a line end (even
+ * after a chunk size), obs-fold, whitespace before a colon, an empty field
+ * name, HTAB or doubled SP in the request line. So every byte of a head,
+ * chunk line and trailer section is first checked by our own scanners, and
+ * llhttp is fed only what they passed: a malformed message is refused
+ * before any of it reaches a callback. The scanners also find where a head
+ * or a chunked body ends; if llhttp ever stops elsewhere, the message is
+ * refused too.
  *
  * llhttp is paused at the end of every head (so the head can be validated
  * and handed over with an exact byte count) and at the end of every message
@@ -17,7 +18,15 @@
  * are collected in h1_head.c because llhttp only reports them in pieces;
  * framing, Host, Connection, Upgrade and Expect are interpreted there
  * (RFC 9112 and RFC 9110) rather than trusted to llhttp's looser rules.
- * h1_int.h holds the parser state the two files share. */
+ * h1_int.h holds the parser state the two files share.
+ *
+ * Where llhttp 8.1 is stricter than the RFCs, it is kept out of the
+ * decision rather than obeyed. Chunk extensions are checked here and never
+ * shown to it (chunk_hidden). Transfer-Encoding is read by h1_head.c, with
+ * empty list elements ignored as RFC 9110 5.6.1 asks ("chunked,"), so
+ * llhttp's own check of it is turned off (its lenient Transfer-Encoding
+ * flag) and h1_head.c tells it the body is chunked; Content-Length with
+ * Transfer-Encoding is still refused by both. */
 #include <errno.h>
 #include <llhttp.h>
 #include <stdint.h>
@@ -42,6 +51,52 @@ int pst_h1_hexval(unsigned char c) {
   return -1;
 }
 
+/* One byte of chunk extensions (RFC 9112 7.1.1; the grammar is in
+ * h1_int.h). postern checks them and drops them: llhttp 8.1 refuses BWS
+ * around ";" and "=", a quoted-pair, and an extension after a valued one,
+ * all valid, so it never sees them (chunk_hidden). Returns NULL or why the
+ * byte is refused. */
+static const char *chunk_ext_byte(h1_chunk_scan_t *s, unsigned char c) {
+  int ws = c == ' ' || c == '\t';
+  switch (s->ext) {
+    case EXT_BWS:
+      if (c == ';') s->ext = EXT_NAME0;
+      return c == ';' || ws ? NULL : "bad chunk extension";
+    case EXT_NAME0:
+      if (pst_http_tchar(c)) s->ext = EXT_NAME;
+      return pst_http_tchar(c) || ws ? NULL : "bad chunk extension";
+    case EXT_NAME_BWS:
+      if (c == '=') s->ext = EXT_VAL0;
+      if (c == ';') s->ext = EXT_NAME0;
+      return c == '=' || c == ';' || ws ? NULL : "bad chunk extension";
+    case EXT_VAL0:
+      if (c == '"') s->ext = EXT_QUOTED;
+      if (pst_http_tchar(c)) s->ext = EXT_TOKEN;
+      return c == '"' || pst_http_tchar(c) || ws ? NULL : "bad chunk extension";
+    case EXT_QUOTED:
+      /* qdtext: HTAB, SP, VCHAR but '"' and '\\', obs-text (RFC 9110 5.6.4). */
+      if (c == '"') s->ext = EXT_END;
+      if (c == '\\') s->ext = EXT_QPAIR;
+      return (c >= 0x20 || c == '\t') && c != 0x7f ? NULL : "bad chunk extension";
+    case EXT_QPAIR:
+      s->ext = EXT_QUOTED;
+      return (c >= 0x20 || c == '\t') && c != 0x7f ? NULL : "bad chunk extension";
+    default: /* EXT_NAME, EXT_TOKEN, EXT_END: the item may end here */
+      if (c == '\r') {
+        s->state = CK_SIZE_LF;
+      } else if (c == ';') {
+        s->ext = EXT_NAME0;
+      } else if (ws) {
+        s->ext = s->ext == EXT_NAME ? EXT_NAME_BWS : EXT_BWS;
+      } else if (s->ext == EXT_NAME && c == '=') {
+        s->ext = EXT_VAL0;
+      } else if (s->ext == EXT_END || !pst_http_tchar(c)) {
+        return "bad chunk extension";
+      }
+      return NULL;
+  }
+}
+
 /* One byte of a chunk-size line (RFC 9112 7.1). Returns NULL or why not. */
 static const char *chunk_line_byte(h1_chunk_scan_t *s, unsigned char c) {
   int v = pst_h1_hexval(c);
@@ -57,20 +112,15 @@ static const char *chunk_line_byte(h1_chunk_scan_t *s, unsigned char c) {
         if (s->left > (UINT64_MAX >> 4)) return "chunk size too large";
         s->left = s->left * 16 + (uint64_t)v;
       } else if (c == ';' || c == ' ' || c == '\t') {
-        s->state = CK_EXT; /* llhttp checks the extension syntax */
+        s->state = CK_EXT;
+        s->ext = c == ';' ? EXT_NAME0 : EXT_BWS;
       } else if (c == '\r') {
         s->state = CK_SIZE_LF;
       } else {
         return "bad chunk size";
       }
       return NULL;
-    case CK_EXT:
-      if (c == '\r') {
-        s->state = CK_SIZE_LF;
-      } else if (c == '\n' || (c < 0x20 && c != '\t') || c == 0x7f) {
-        return "bad chunk extension";
-      }
-      return NULL;
+    case CK_EXT: return chunk_ext_byte(s, c);
     default: /* CK_SIZE_LF */
       if (c != '\n') return "CR not followed by LF";
       s->line = 0;
@@ -84,13 +134,26 @@ static const char *chunk_line_byte(h1_chunk_scan_t *s, unsigned char c) {
   }
 }
 
+/* Whether byte c, met in state s, is kept from llhttp: the chunk
+ * extensions, from the BWS or ";" after the size up to the CR before LF.
+ * llhttp sees "size CRLF" and parses the rest of the framing as usual. */
+static int chunk_hidden(const h1_chunk_scan_t *s, unsigned char c) {
+  if (s->state == CK_SIZE) return c == ';' || c == ' ' || c == '\t';
+  return s->state == CK_EXT && c != '\r';
+}
+
 /* Like pst_h1_head_scan() for a chunked body: returns the bytes consumed,
- * stopping after the end of the message (s->done) or at a bad byte (s->why,
- * the return value is its offset). */
-static size_t chunk_scan(h1_chunk_scan_t *s, const char *p, size_t n, size_t max_trailer) {
+ * stopping after the end of the message (s->done), at a bad byte (s->why,
+ * the return value is its offset), or where the bytes change from shown to
+ * llhttp to kept from it or back (*hidden says which the bytes returned
+ * are: see chunk_hidden). */
+static size_t chunk_scan(h1_chunk_scan_t *s, const char *p, size_t n, size_t max_trailer,
+                         int *hidden) {
   size_t i = 0;
+  *hidden = n > 0 && chunk_hidden(s, (unsigned char)p[0]);
   while (i < n && !s->done && s->why == NULL) {
     unsigned char c = (unsigned char)p[i];
+    if (chunk_hidden(s, c) != *hidden) break;
     if (s->state == CK_DATA) {
       size_t k = n - i;
       if (k > s->left) k = (size_t)s->left;
@@ -259,6 +322,8 @@ static void h1_init(h1_t *h, int is_request, size_t max_head, void *arg) {
   h->settings.on_body = h1_on_body;
   h->settings.on_message_complete = h1_on_message_complete;
   llhttp_init(&h->ll, is_request ? HTTP_REQUEST : HTTP_RESPONSE, &h->settings);
+  /* h1_head.c decides the framing from Transfer-Encoding (see the top). */
+  llhttp_set_lenient_transfer_encoding(&h->ll, 1);
   h->ll.data = h;
   next_message(h);
 }
@@ -343,13 +408,25 @@ static int end_message(h1_t *h, int *go_on) {
   return h->on_end != NULL ? h->on_end(h->arg) : 0;
 }
 
+/* The status that answers a size limit met by the scans: 414 when a
+ * request head passes its limit inside the request line (RFC 9110 15.5.15:
+ * the target is what is too long), 431 for the rest of a request head or a
+ * trailer section (RFC 6585 5), 502 for a response. */
+static int limit_status(const h1_t *h, const pst_h1_scan_t *at) {
+  if (!h->is_request) return 502;
+  return h->phase == PH_HEAD && at->line == 0 ? 414 : 431;
+}
+
 /* How many of n bytes to give llhttp now, after the strict scans; a
- * refusal found by them is returned through bad and limit. In a head, *after
- * is the head scan's state past the bytes returned. */
+ * refusal found by them is returned through bad and limit (the status to
+ * answer for a size limit, 0 for a syntax error). In a head, *after is the
+ * head scan's state past the bytes returned. *hidden is set when the bytes
+ * are chunk extensions, consumed without llhttp (chunk_hidden). */
 static size_t prescan(h1_t *h, const char *data, size_t n, const char **bad, int *limit,
-                      pst_h1_scan_t *after) {
+                      pst_h1_scan_t *after, int *hidden) {
   *bad = NULL;
   *limit = 0;
+  *hidden = 0;
   if (h->phase == PH_HEAD) {
     pst_h1_scan_t s = h->scan;
     size_t room = h->max_head + 1 - h->head_bytes;
@@ -363,19 +440,19 @@ static size_t prescan(h1_t *h, const char *data, size_t n, const char **bad, int
     if (h->head_bytes + k > h->max_head) {
       /* One byte over: llhttp gets the bytes before it, which cannot hold
        * the end of the head, and then the refusal stands. */
-      *bad = "head too large";
-      *limit = 1;
       *after = h->scan;
       pst_h1_head_scan(after, data, k - 1);
+      *limit = limit_status(h, after);
+      *bad = *limit == 414 ? "request line too long" : "head too large";
       return k - 1;
     }
     return k;
   }
   if (h->phase == PH_BODY && h->chunked) {
     h1_chunk_scan_t c = h->ck;
-    size_t k = chunk_scan(&c, data, n, h->max_head);
+    size_t k = chunk_scan(&c, data, n, h->max_head, hidden);
     *bad = c.why;
-    *limit = c.limit;
+    *limit = c.limit ? limit_status(h, &h->scan) : 0;
     return k;
   }
   return n;
@@ -385,6 +462,7 @@ static size_t prescan(h1_t *h, const char *data, size_t n, const char **bad, int
  * ones prescan returned (after: the head scan's state past them). */
 static void commit_scan(h1_t *h, h1_phase_t phase, const char *data, size_t n, size_t scanned,
                         const pst_h1_scan_t *after) {
+  int hidden;
   if (phase == PH_HEAD) {
     /* Usually llhttp takes all of them (it pauses right after the head):
      * the head need not be scanned again. */
@@ -394,7 +472,7 @@ static void commit_scan(h1_t *h, h1_phase_t phase, const char *data, size_t n, s
       pst_h1_head_scan(&h->scan, data, n);
     h->head_bytes += n;
   } else if (phase == PH_BODY && h->chunked) {
-    chunk_scan(&h->ck, data, n, h->max_head);
+    chunk_scan(&h->ck, data, n, h->max_head, &hidden);
   }
 }
 
@@ -459,10 +537,20 @@ static int h1_feed(h1_t *h, const char *data, size_t len, size_t *consumed) {
   }
   for (;;) {
     const char *bad;
-    int limit;
+    int limit, hidden;
     h1_phase_t phase = h->phase;
     pst_h1_scan_t after;
-    size_t n = prescan(h, data, len, &bad, &limit, &after);
+    size_t n = prescan(h, data, len, &bad, &limit, &after, &hidden);
+    if (hidden) {
+      /* Chunk extensions: checked by the scan, consumed, never parsed. */
+      commit_scan(h, phase, data, n, n, &after);
+      data += n;
+      len -= n;
+      *consumed += n;
+      if (bad != NULL) return fail(h, PST_EPROTO, h->is_request ? 400 : 502, bad);
+      if (len == 0) return 0;
+      continue;
+    }
     h->pause = PAUSE_NONE;
     llhttp_errno_t e = llhttp_execute(&h->ll, data, n);
     size_t used = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&h->ll) - data);
@@ -473,10 +561,12 @@ static int h1_feed(h1_t *h, const char *data, size_t len, size_t *consumed) {
     *consumed += used;
     if (e == HPE_OK) {
       if (bad != NULL) {
-        return limit ? fail(h, PST_ELIMIT, h->is_request ? 431 : 502, bad)
+        return limit ? fail(h, PST_ELIMIT, limit, bad)
                      : fail(h, PST_EPROTO, h->is_request ? 400 : 502, bad);
       }
       if (len == 0) return 0;
+      /* The scan stopped before chunk extensions: they go round the parser. */
+      if (phase == PH_BODY && h->chunked && chunk_hidden(&h->ck, (unsigned char)data[0])) continue;
       /* The scans saw the end of a head or body here; llhttp did not. The
        * HTTP/2 preface ("PRI * HTTP/2.0") is one such head: llhttp waits
        * for the "SM" line after it. */

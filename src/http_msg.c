@@ -369,8 +369,8 @@ static int merged(pst_buf_t *out, const pst_headers_t *h, const char *name, cons
   return rc;
 }
 
-/* Whether c may appear in a token (RFC 9110 5.6.2). */
-static int tchar(unsigned char c) {
+/* Whether c may appear in a token (RFC 9110 5.6.2). See http.h. */
+int pst_http_tchar(unsigned char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
@@ -379,7 +379,7 @@ static int tchar(unsigned char c) {
  * (RFC 9110 5.6.4), with quote and backslash escaped. */
 static int fwd_value(pst_buf_t *out, const char *s) {
   int token = s[0] != '\0';
-  for (const char *c = s; *c != '\0'; c++) token = token && tchar((unsigned char)*c);
+  for (const char *c = s; *c != '\0'; c++) token = token && pst_http_tchar((unsigned char)*c);
   if (token) return pst_buf_append(out, s, strlen(s));
   int rc = APPEND_LIT(out, "\"");
   for (const char *c = s; rc == 0 && *c != '\0'; c++) {

@@ -60,7 +60,8 @@ typedef struct {
 /* Returns a new parser (NULL when out of memory). cb is copied; arg is
  * passed to the callbacks. max_head_bytes bounds a request head (request
  * line plus fields, up to the blank line) and the trailer section: past it,
- * 431. Nothing the parser holds grows past about that bound. */
+ * 431, or 414 when the request line alone passes it. Nothing the parser
+ * holds grows past about that bound. */
 pst_h1_req_parser_t *pst_h1_req_parser_new(const pst_h1_req_callbacks_t *cb, void *arg,
                                            size_t max_head_bytes);
 
@@ -77,12 +78,16 @@ pst_h1_req_parser_t *pst_h1_req_parser_new(const pst_h1_req_callbacks_t *cb, voi
  * chunk size or chunk line, obs-fold, bare CR or LF, a control byte or NUL,
  * an empty field name or whitespace before a colon, an invalid method token
  * or request target, a missing Host on HTTP/1.1, several Host fields or an
- * invalid one); 501 for CONNECT and for transfer codings other than chunked;
- * 505 for HTTP versions other than 1.0 and 1.1; 417 for an Expect other than
- * 100-continue; PST_ELIMIT with 431 for a head, trailer section or field
- * count over the limits; -ENOMEM (answer 500 if anything). Every later call
- * returns the same error. After a request without keep-alive, later bytes
- * are discarded (consumed, no callback: RFC 9112 9.6). */
+ * invalid or empty one); 501 for CONNECT and for transfer codings other
+ * than chunked; 505 for HTTP versions other than 1.0 and 1.1; 417 for an
+ * Expect other than 100-continue; PST_ELIMIT with 431 for a head, trailer
+ * section or field count over the limits, 414 for a request line over the
+ * head limit; -ENOMEM (answer 500 if anything). Every later call returns
+ * the same error. After a request without keep-alive, later bytes are
+ * discarded (consumed, no callback: RFC 9112 9.6). An HTTP/1.0 request
+ * without Host gets an empty authority, which the caller fills in (RFC 9112
+ * 3.3). Chunk extensions (RFC 9112 7.1.1) are checked and dropped; empty
+ * elements of Transfer-Encoding are ignored (RFC 9110 5.6.1). */
 int pst_h1_req_feed(pst_h1_req_parser_t *p, const char *data, size_t len, size_t *consumed,
                     int *status);
 
@@ -214,6 +219,15 @@ int pst_http_error_write(pst_buf_t *out, int status, const char *body, int close
 
 /* Reason phrase for a status code ("Bad Gateway"), "" when unknown. */
 const char *pst_http_reason(int status);
+
+/* Whether the n bytes at s (borrowed) are a valid Host value: uri-host
+ * [ ":" port ] without userinfo (RFC 9110 7.2, RFC 3986 3.2.2). The empty
+ * string passes (an empty reg-name): callers that need a name check n. */
+int pst_http_authority_ok(const char *s, size_t n);
+
+/* Whether c may appear in a token (RFC 9110 5.6.2): a field name, a
+ * method, a transfer coding, a chunk extension's name. */
+int pst_http_tchar(unsigned char c);
 
 /* Whether name (len bytes, any case) is a connection-specific field that
  * must not be forwarded: Connection, Keep-Alive, Proxy-Connection, TE,

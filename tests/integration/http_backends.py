@@ -2,7 +2,9 @@
 
 Backends, each on 127.0.0.1:<free port>, counting the connections they accept:
 - HttpBackend: a threaded HTTP/1.1 origin (http.server.ThreadingHTTPServer,
-  keep-alive) that records every request it sees and answers by path:
+  keep-alive), strict about Host like nginx (400 for an HTTP/1.1 request
+  without exactly one non-empty Host), that records every request it sees
+  and answers by path:
     /download?size=N&seed=S[&chunked=1|&nolength=1]: N pattern bytes (pattern_*)
     /sleep?ms=N: waits, then answers like /echo
     /slowread?ms=N: waits before reading the request body, then like /echo
@@ -107,7 +109,16 @@ class _Handler(BaseHTTPRequestHandler):
         # Every request line that reaches the backend is recorded, even one
         # http.server then refuses: the smuggling tests look for their markers.
         self.server.note_line(self.raw_requestline)
-        return super().parse_request()
+        if not super().parse_request():
+            return False
+        # Strict like nginx: an HTTP/1.1 request needs one non-empty Host
+        # (RFC 9112 3.2); anything else is answered 400 and recorded.
+        hosts = self.headers.get_all("Host") or []
+        if self.request_version == "HTTP/1.1" and (len(hosts) != 1 or not hosts[0].strip()):
+            self.server.note_bad_host(self.raw_requestline, hosts)
+            self.send_error(400, "missing, empty or repeated Host")
+            return False
+        return True
 
     # http.server calls do_<METHOD>.
     def do_GET(self):
@@ -249,7 +260,9 @@ class HttpBackend(ThreadingHTTPServer):
     """The HTTP/1.1 origin. Attributes for tests: accepted and closed
     (connections), seen (completed requests, dicts as in the /echo JSON), heads (every
     request head parsed, even when the body never came), lines (raw request
-    lines), peak (most /sleep requests at once), downloads ([sent, size])."""
+    lines), peak (most /sleep requests at once), downloads ([sent, size]),
+    bad_host (requests refused with 400, as nginx does, because their Host was
+    missing, empty or repeated)."""
 
     daemon_threads = True
     block_on_close = False
@@ -271,6 +284,7 @@ class HttpBackend(ThreadingHTTPServer):
         self.peak = 0
         self.downloads = []
         self.errors = []
+        self.bad_host = []  # (request line, Host values) of requests refused with 400
         self._socks = set()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=name, daemon=True)
@@ -285,6 +299,10 @@ class HttpBackend(ThreadingHTTPServer):
     def note_line(self, line):
         with self.lock:
             self.lines.append(bytes(line))
+
+    def note_bad_host(self, line, hosts):
+        with self.lock:
+            self.bad_host.append((bytes(line), list(hosts)))
 
     def note_head(self, h):
         with self.lock:
@@ -334,7 +352,7 @@ class HttpBackend(ThreadingHTTPServer):
         with self.lock:
             return (f"\n--- backend {self.name} {self.addr}: accepted {self.accepted} connections, "
                     f"{len(self.seen)} requests; last request lines: {self.lines[-5:]}; "
-                    f"errors: {self.errors[-3:]}")
+                    f"errors: {self.errors[-3:]}; refused for Host: {self.bad_host[-3:]}")
 
     def close(self):
         self.shutdown()
