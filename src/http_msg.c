@@ -117,6 +117,18 @@ void pst_http_response_free(pst_http_response_t *r) {
   *r = (pst_http_response_t){0};
 }
 
+/* ---- request targets ----------------------------------------------------- */
+
+/* See http.h. Both front ends forward a request-target only in these two
+ * forms (the HTTP/1.1 parser first turns absolute-form into origin-form);
+ * a fragment is never part of a target (RFC 9110 7.1). */
+int pst_http_target_ok(const char *t, size_t n, int options) {
+  if (n == 0 || memchr(t, '#', n) != NULL) return 0;
+  if (t[0] == '/') return 1;
+  /* RFC 9112 3.2.4: asterisk-form is for OPTIONS only. */
+  return n == 1 && t[0] == '*' && options;
+}
+
 /* ---- tables -------------------------------------------------------------- */
 
 /* RFC 9110 7.6.1 names Connection, Proxy-Connection, Keep-Alive, TE,
