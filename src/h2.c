@@ -197,10 +197,13 @@ static void h2_respond_error(h2_front_t *h2, h2_stream_t *st, int status) {
 }
 
 /* Response fields that must not cross to HTTP/2 (RFC 9113 8.2.2), and the
- * framing field, rebuilt from the response's framing. */
-static int h2_drop_response_field(const pst_header_t *h) {
+ * framing field, rebuilt from the response's framing. own_length: the
+ * response has no content but describes the representation's length (the
+ * answer to HEAD, or a 304), which the parser left as a plain
+ * content-length field: that one is kept (RFC 9110 9.3.2, 8.6). */
+static int h2_drop_response_field(const pst_header_t *h, int own_length) {
   if (h->name_len == 0 || h->name[0] == ':') return 1;
-  if (h->name_len == 14 && strcmp(h->name, "content-length") == 0) return 1;
+  if (h->name_len == 14 && strcmp(h->name, "content-length") == 0) return !own_length;
   return pst_http_hop_by_hop(h->name, h->name_len);
 }
 
@@ -214,13 +217,14 @@ static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *
   size_t n = 0;
   snprintf(code, sizeof(code), "%03d", status);
   nva[n++] = nv(":status", code);
+  int own_length = resp->body == PST_BODY_NONE && (st->head_request || status == 304);
   for (size_t i = 0; i < resp->headers.n; i++) {
     pst_header_t *h = &resp->headers.v[i];
     /* RFC 9113 8.2.1: field names are lower case on h2. */
     for (size_t j = 0; j < h->name_len; j++) {
       if (h->name[j] >= 'A' && h->name[j] <= 'Z') h->name[j] = (char)(h->name[j] + 32);
     }
-    if (h2_drop_response_field(h)) continue;
+    if (h2_drop_response_field(h, own_length)) continue;
     nva[n++] = (nghttp2_nv){.name = (uint8_t *)h->name,
                             .value = (uint8_t *)h->value,
                             .namelen = h->name_len,

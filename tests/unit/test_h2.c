@@ -931,6 +931,30 @@ static void test_head_and_304(void **state) {
   assert_true(cs(n)->end);
 }
 
+/* What stream.c really hands over for HEAD and 304: no body, and the
+ * length the response described as a plain field (http.h), which must
+ * reach the client (RFC 9110 9.3.2, 8.6); a GET's framing field is
+ * rebuilt, never passed on. */
+static void test_head_keeps_own_length(void **state) {
+  start((opts_t){0});
+  int32_t h = request("HEAD", "/h", "example.com", NULL, NULL);
+  int32_t n = request("GET", "/n", "example.com", NULL, NULL);
+  pump();
+  assert_int_equal(be_head(stream_for(h), 200, PST_BODY_NONE, 0, "content-length", "12345", NULL),
+                   0);
+  be_end(stream_for(h));
+  assert_int_equal(be_head(stream_for(n), 304, PST_BODY_NONE, 0, "content-length", "77", NULL), 0);
+  be_end(stream_for(n));
+  pump();
+  assert_int_equal(cs(h)->status, 200);
+  assert_true(has_field(cs(h), "content-length: 12345\n"));
+  assert_int_equal(cs(h)->body.len, 0);
+  assert_true(cs(h)->end);
+  assert_int_equal(cs(n)->status, 304);
+  assert_true(has_field(cs(n), "content-length: 77\n"));
+  assert_true(cs(n)->end);
+}
+
 static void test_early_response_stops_upload(void **state) {
   start((opts_t){0});
   static char data[100 * KIB];
@@ -1211,6 +1235,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_destroy_aborts_streams, teardown),
       cmocka_unit_test_teardown(test_connect_refused, teardown),
       cmocka_unit_test_teardown(test_head_and_304, teardown),
+      cmocka_unit_test_teardown(test_head_keeps_own_length, teardown),
       cmocka_unit_test_teardown(test_early_response_stops_upload, teardown),
       cmocka_unit_test_teardown(test_expect_continue, teardown),
       cmocka_unit_test_teardown(test_client_reset_aborts_stream, teardown),
