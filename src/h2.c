@@ -375,9 +375,13 @@ static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
     return;
   }
   if (st->error == H2_REQ_MALFORMED || st->method == NULL || st->path == NULL ||
-      strcmp(st->method, "CONNECT") == 0) {
+      strcmp(st->method, "CONNECT") == 0 ||
+      !pst_http_target_ok(st->path, strlen(st->path), strcmp(st->method, "OPTIONS") == 0)) {
     /* A malformed request is a stream error (RFC 9113 8.1.1); postern is no
-     * forward proxy, so CONNECT (RFC 9113 8.5) ends the same way. */
+     * forward proxy, so CONNECT (RFC 9113 8.5) ends the same way. :path
+     * becomes the request-target of an HTTP/1.1 request line, so it must
+     * be one the HTTP/1.1 front end would take (RFC 9113 8.3.1: origin-form,
+     * or "*" for OPTIONS); nghttp2's own check of it is looser. */
     pst_metric_inc(PST_M_HTTP_400);
     h2_rst(h2, st, NGHTTP2_PROTOCOL_ERROR);
     return;

@@ -25,7 +25,8 @@ typedef struct h2_front_s h2_front_t;
 typedef enum {
   H2_REQ_OK = 0,
   H2_REQ_TOO_LARGE = 1, /* header list over max_header_bytes: 431 */
-  H2_REQ_MALFORMED = 2, /* Host differs from :authority (RFC 9113 8.3.1), CONNECT: stream error */
+  H2_REQ_MALFORMED = 2, /* Host differs from :authority, a :scheme other than http(s)
+                         * (RFC 9113 8.3.1), CONNECT: stream error */
   H2_REQ_NOMEM = 3,     /* RST_STREAM INTERNAL_ERROR */
 } h2_req_error_t;
 

@@ -955,6 +955,56 @@ static void test_head_keeps_own_length(void **state) {
   assert_true(cs(n)->end);
 }
 
+/* Submits a GET whose :scheme and :path are given as they are. */
+static int32_t request_raw(const char *method, const char *scheme, const char *path) {
+  nghttp2_nv nva[] = {NV(":method", method), NV(":scheme", scheme), NV(":path", path),
+                      NV(":authority", "example.com")};
+  int32_t id = nghttp2_submit_request(cli.s, NULL, nva, PST_ARRAY_SIZE(nva), NULL, NULL);
+  assert_true(id > 0);
+  return id;
+}
+
+/* RFC 9113 8.3.1: only http and https; :path as the HTTP/1.1 front end
+ * would take it in a request line (http.h, pst_http_target_ok). */
+static void test_scheme_and_path_checked(void **state) {
+  start((opts_t){0});
+  static const struct {
+    const char *method, *scheme, *path;
+    int ok;
+  } cases[] = {
+      {"GET", "ftp", "/x", 0},
+      {"GET", "foo", "http://evil.test/admin", 0},
+      {"GET", "foo", "*", 0},
+      {"GET", "foo", "admin", 0},
+      {"GET", "https", "/a|b", 0},
+      {"GET", "https", "/caf\xc3\xa9", 0},
+      {"GET", "https", "/a{b}", 0},
+      {"GET", "https", "/a#b", 0},
+      {"GET", "https", "/a\\b", 0},
+      {"GET", "HTTPS", "/upper-scheme", 1},
+      {"GET", "http", "/a[1]?b=%41&c=@:!$'()*+,;=", 1},
+      {"OPTIONS", "https", "*", 1},
+  };
+  int32_t ids[PST_ARRAY_SIZE(cases)];
+  size_t started = 0;
+  for (size_t i = 0; i < PST_ARRAY_SIZE(cases); i++) {
+    ids[i] = request_raw(cases[i].method, cases[i].scheme, cases[i].path);
+    pump();
+    if (!cases[i].ok) {
+      if (!cs(ids[i])->rst || cs(ids[i])->rst_code != NGHTTP2_PROTOCOL_ERROR) {
+        fail_msg("%s %s %s: expected RST_STREAM PROTOCOL_ERROR", cases[i].method, cases[i].scheme,
+                 cases[i].path);
+      }
+      assert_int_equal(n_fs, started);
+    } else {
+      if (n_fs != started + 1) fail_msg("%s %s: not forwarded", cases[i].scheme, cases[i].path);
+      assert_string_equal(fs[started]->pub.req->target, cases[i].path);
+      started++;
+    }
+  }
+  assert_int_equal(cli.goaway, 0);
+}
+
 static void test_early_response_stops_upload(void **state) {
   start((opts_t){0});
   static char data[100 * KIB];
@@ -1235,6 +1285,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_destroy_aborts_streams, teardown),
       cmocka_unit_test_teardown(test_connect_refused, teardown),
       cmocka_unit_test_teardown(test_head_and_304, teardown),
+      cmocka_unit_test_teardown(test_scheme_and_path_checked, teardown),
       cmocka_unit_test_teardown(test_head_keeps_own_length, teardown),
       cmocka_unit_test_teardown(test_early_response_stops_upload, teardown),
       cmocka_unit_test_teardown(test_expect_continue, teardown),
