@@ -360,6 +360,33 @@ static const pst_stream_ops_t h2_stream_ops = {
 
 /* ---- requests --------------------------------------------------------- */
 
+/* Starts the exchange of st, whose request (st->req) is complete up to its
+ * body. */
+static void h2_start(h2_front_t *h2, h2_stream_t *st) {
+  if (st->start_pending) {
+    st->start_pending = 0;
+    h2->n_pending--;
+  }
+  pst_http_request_t *req = st->req;
+  st->req = NULL;
+  st->s = pst_stream_start(h2->base.host, &h2_stream_ops, st, st->id, req);
+  if (st->s == NULL) h2_respond_error(h2, st, 502); /* no backend connection could be had */
+}
+
+/* Starts the exchanges still waiting at the end of the bytes fed: their
+ * streams were not reset by what came after their heads. Not once the
+ * connection is ending. */
+static void h2_start_pending(h2_front_t *h2) {
+  h2_stream_t *next;
+  for (h2_stream_t *st = h2->streams; st != NULL && h2->n_pending > 0; st = next) {
+    next = st->next;
+    /* nghttp2 wants no more input once it has ended the session itself
+     * (a connection error, its own reset limit). */
+    if (h2->ended || h2->calm || !nghttp2_session_want_read(h2->session)) return;
+    if (st->start_pending) h2_start(h2, st);
+  }
+}
+
 /* The request header block is complete (RFC 9113 8.1): answer it here or
  * start its exchange. */
 static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
@@ -391,16 +418,25 @@ static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
     return;
   }
   st->head_request = strcmp(st->method, "HEAD") == 0;
-  pst_http_request_t *req = st->req;
-  st->req = NULL;
-  st->s = pst_stream_start(h2->base.host, &h2_stream_ops, st, st->id, req);
-  if (st->s == NULL) h2_respond_error(h2, st, 502); /* no backend connection could be had */
+  if (end_stream || st->expect) {
+    /* Complete, or its client waits for 100 (Continue) before the body. */
+    h2_start(h2, st);
+    return;
+  }
+  /* A body follows. What comes with the head may still make it malformed
+   * (DATA beyond its content-length: RFC 9113 8.1.1), and nghttp2 then
+   * resets the stream: the backend connection waits for the first DATA
+   * (which nghttp2 checked), END_STREAM, or the end of the bytes at hand,
+   * so that such a stream sent in one piece never costs one. */
+  st->start_pending = 1;
+  h2->n_pending++;
 }
 
 /* END_STREAM from the client: the request body is complete. */
 static void h2_request_end(h2_front_t *h2, h2_stream_t *st) {
   if (st->req_done) return;
   st->req_done = 1;
+  if (st->start_pending) h2_start(h2, st);
   if (st->s != NULL) pst_stream_body_end(st->s);
   /* No more DATA can come on this stream, so its window no longer matters;
    * what it holds of the connection's window is given back now (the bytes
@@ -507,6 +543,7 @@ static int h2_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id,
   h2_front_t *h2 = user;
   h2_stream_t *st = nghttp2_session_get_stream_user_data(session, id);
   if (st != NULL) st->bytes_in += len;
+  if (st != NULL && st->start_pending) h2_start(h2, st); /* nghttp2 let these bytes pass */
   if (st == NULL || st->s == NULL || pst_stream_body(st->s, (const char *)data, len) != 0) {
     /* Nobody will forward these bytes (answered locally, exchange over or
      * failed): their credit goes back at once. */
@@ -528,13 +565,55 @@ static int h2_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
   }
   h2_stream_t *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  if (st != NULL && !st->req_done) h2_rst(user, st, NGHTTP2_NO_ERROR);
+  if (st == NULL) return 0;
+  st->resp_done = 1;
+  if (!st->req_done) h2_rst(user, st, NGHTTP2_NO_ERROR);
   return 0;
+}
+
+/* Streams that end before their response is complete, whoever ends them
+ * (the client's RST_STREAM, postern refusing a malformed request or one
+ * over the stream limit, or nghttp2 resetting a stream that broke the
+ * protocol, such as DATA beyond its declared content-length: the
+ * "MadeYouReset" attack, CVE-2025-8671), share one budget with the
+ * rapid-reset limits of the listener (h2.stream_reset_rate per second
+ * after h2.stream_reset_burst): each may have cost a backend connection,
+ * and none gave the client an answer. Past it the connection ends with
+ * GOAWAY ENHANCE_YOUR_CALM (RFC 9113 5.4.1, 7). nghttp2's own limit
+ * (h2_options) still counts the client's RST_STREAM frames. The streams a
+ * client leaves unfinished by ending its side (h2_client_eof) do not count:
+ * the connection ends anyway, and the complete requests keep their
+ * answers. */
+static void h2_count_early_end(h2_front_t *h2) {
+  if (h2->client_eof) return;
+  uint64_t now = uv_hrtime() / 1000000; /* ms */
+  uint64_t cap = (uint64_t)h2->conf->h2_stream_reset_burst * 1000;
+  uint64_t rate = h2->conf->h2_stream_reset_rate; /* thousandths per ms */
+  uint64_t elapsed = now - h2->early_at;
+  h2->early_at = now;
+  if (rate > 0 && elapsed >= cap / rate) {
+    h2->early_tokens = cap;
+  } else if ((h2->early_tokens += elapsed * rate) > cap) {
+    h2->early_tokens = cap;
+  }
+  if (h2->early_tokens >= 1000) {
+    h2->early_tokens -= 1000;
+    return;
+  }
+  if (h2->calm) return;
+  h2->calm = 1;
+  pst_log_debug(
+      "conn %llu: h2: streams end before their responses faster than "
+      "h2.stream_reset_rate allows: GOAWAY",
+      (unsigned long long)h2->base.host->id);
+  nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
 static int h2_on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, void *user) {
   h2_front_t *h2 = user;
   h2_stream_t *st = nghttp2_session_get_stream_user_data(session, id);
+  /* No record: refused over the stream limit, or out of memory. */
+  if (st == NULL || !st->resp_done) h2_count_early_end(h2);
   if (st == NULL) return 0;
   if (st->unconsumed > 0) nghttp2_session_consume_connection(session, st->unconsumed);
   st->unconsumed = 0;
@@ -667,7 +746,13 @@ static int h2_feed(pst_app_t *f, const char *data, size_t len) {
     pst_log_debug("conn %llu: %s", (unsigned long long)h->id, why);
     h2_fail(h2, rc, why);
   } else {
+    /* The RST_STREAM frames nghttp2 queued for malformed streams go out
+     * first, closing those streams; the heads left start then. */
     h2_flush(h2);
+    if (h2->n_pending > 0) {
+      h2_start_pending(h2);
+      h2_flush(h2);
+    }
   }
   h2_leave(h2);
   return rc;
@@ -784,6 +869,8 @@ pst_app_t *pst_h2_app_new(pst_host_t *host) {
   h2->last_id = -1;
   h2->max_streams = conf->h2_max_concurrent_streams;
   h2->patch_settings = 1;
+  h2->early_tokens = (uint64_t)conf->h2_stream_reset_burst * 1000;
+  h2->early_at = uv_hrtime() / 1000000;
   nghttp2_session_callbacks *cb = h2_callbacks();
   nghttp2_option *opt = h2_options(conf);
   int rv = cb != NULL && opt != NULL ? nghttp2_session_server_new2(&h2->session, cb, h2, opt)

@@ -63,6 +63,7 @@ void pst_h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
   if (st->next != NULL) st->next->prev = st->prev;
   h2->n_streams--;
   if (st->detached) h2->n_detached--;
+  if (st->start_pending) h2->n_pending--;
   h2_stream_free_req(st);
   free(st->method);
   free(st->path);

@@ -832,6 +832,72 @@ static void test_rapid_reset(void **state) {
   for (size_t i = 0; i < n_fs; i++) assert_true(fs[i]->freed);
 }
 
+/* Like pump, but what the client has to send goes to the front end in one
+ * piece, as one read of a client that writes its frames at once. */
+static void pump_joined(void) {
+  pst_buf_t all = {0};
+  const uint8_t *p;
+  ssize_t n;
+  while ((n = nghttp2_session_mem_send(cli.s, &p)) > 0) {
+    assert_int_equal(pst_buf_append(&all, p, (size_t)n), 0);
+  }
+  assert_true(n >= 0);
+  if (all.len > 0 && !g.closed) g.front->ops->feed(g.front, pst_buf_head(&all), all.len);
+  pst_buf_free(&all);
+  pump();
+}
+
+/* "MadeYouReset": a POST declaring content-length: 1, then 2 bytes of DATA,
+ * which nghttp2 answers with RST_STREAM itself. Sent in one piece, the
+ * stream is never started (no backend connection); either way the stream
+ * ended before its response and counts against the reset budget, which
+ * ends in GOAWAY ENHANCE_YOUR_CALM. */
+static void made_you_reset(int joined) {
+  start((opts_t){.reset_burst = 20, .reset_rate = 1});
+  static body_src_t bodies[100];
+  int i;
+  for (i = 0; i < 100 && cli.goaway == 0; i++) {
+    bodies[i] = (body_src_t){.data = "xx", .len = 2, .allowed = 2, .eof_ok = 1};
+    int32_t id = request("POST", "/upload", "example.com", &bodies[i], "content-length", "1", NULL);
+    if (joined)
+      pump_joined();
+    else
+      pump();
+    if (cli.goaway == 0) {
+      assert_true(cs(id)->rst);
+      assert_int_equal(cs(id)->rst_code, NGHTTP2_PROTOCOL_ERROR);
+    }
+  }
+  assert_int_equal(cli.goaway, 1);
+  assert_int_equal(cli.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+  assert_true(i >= 20 && i <= 23);
+  if (joined) assert_int_equal(n_fs, 0); /* no backend connection for any of them */
+  for (size_t k = 0; k < n_fs; k++) assert_true(fs[k]->freed);
+}
+
+static void test_made_you_reset_joined(void **state) { made_you_reset(1); }
+
+static void test_made_you_reset_split(void **state) { made_you_reset(0); }
+
+/* Streams that end with their response, even with a request body still
+ * due (RST_STREAM NO_ERROR, RFC 9113 8.1), cost nothing of the budget. */
+static void test_answered_streams_not_counted(void **state) {
+  start((opts_t){.reset_burst = 5, .reset_rate = 1});
+  for (int i = 0; i < 30; i++) {
+    static body_src_t b;
+    b = (body_src_t){.data = "abc", .len = 3, .allowed = 0};
+    int32_t id = request("POST", "/u", "example.com", &b, NULL);
+    pump();
+    fstream_t *f = stream_for(id);
+    assert_int_equal(be_head(f, 413, PST_BODY_LENGTH, 0, NULL), 0);
+    be_end(f);
+    pump();
+    assert_int_equal(cs(id)->status, 413);
+    assert_true(cs(id)->end);
+  }
+  assert_int_equal(cli.goaway, 0);
+}
+
 static void test_shutdown(void **state) {
   start((opts_t){0});
   int32_t id = request("GET", "/slow", "example.com", NULL, NULL);
@@ -1278,6 +1344,9 @@ int main(void) {
       cmocka_unit_test_teardown(test_stream_limit, teardown),
       cmocka_unit_test_teardown(test_header_list_too_large, teardown),
       cmocka_unit_test_teardown(test_rapid_reset, teardown),
+      cmocka_unit_test_teardown(test_made_you_reset_joined, teardown),
+      cmocka_unit_test_teardown(test_made_you_reset_split, teardown),
+      cmocka_unit_test_teardown(test_answered_streams_not_counted, teardown),
       cmocka_unit_test_teardown(test_shutdown, teardown),
       cmocka_unit_test_teardown(test_shutdown_idle, teardown),
       cmocka_unit_test_teardown(test_client_eof, teardown),
