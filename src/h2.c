@@ -13,9 +13,13 @@
  *   stream's queue to the backend is short, so a slow backend slows the
  *   client down (RFC 9113 5.2) and a stream holds at most its 256 KiB window;
  * - response bodies wait in a per-stream buffer that nghttp2's data provider
- *   drains as the client's window and socket allow; above H2_OUT_HIGH the
- *   stream stops reading its backend (pst_stream_pause) until the buffer is
- *   under H2_OUT_LOW.
+ *   drains as the client's windows and socket allow. A stream stops reading
+ *   its backend (pst_stream_pause) once it holds more than twice what its
+ *   windows let it send (at least H2_OUT_MIN, at most H2_OUT_HIGH), and
+ *   every stream holds at most H2_OUT_MIN while the connection's streams
+ *   together hold more than H2_CONN_OUT_HIGH (h2_out_limit): a client that
+ *   keeps its windows closed or stops reading costs at most that, plus one
+ *   backend read (PST_READ_SLAB) per stream.
  *
  * Re-entry: nghttp2 callbacks only call pst_stream_* (which never call back
  * synchronously); output is pulled only from the entry points (front ops and
@@ -24,6 +28,7 @@
  *
  * The per-stream record and the request it assembles from a header block
  * are in h2_req.c; h2_int.h holds the types the two files share. */
+#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,11 +51,12 @@
 #define H2_STREAM_WINDOW (256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE: request body per stream */
 #define H2_MAX_SETTINGS 32            /* entries accepted in one SETTINGS frame */
 #define H2_FIELD_OVERHEAD 32          /* per field in the header list size (RFC 9113 6.5.2) */
-/* A stream's response body waiting for the client's window and socket (its
- * out buffer): above the high mark the stream stops reading its backend,
- * below the low mark it reads again. */
-#define H2_OUT_HIGH (256 * 1024)
-#define H2_OUT_LOW (64 * 1024)
+/* A stream's response body waiting for the client's windows and socket (its
+ * out buffer): see h2_out_limit. */
+#define H2_OUT_MIN (16 * 1024)         /* what a stream may always hold: one DATA frame */
+#define H2_OUT_HIGH (256 * 1024)       /* the most one stream holds, whatever its windows */
+#define H2_CONN_OUT_HIGH (1024 * 1024) /* all streams: above it each holds H2_OUT_MIN */
+#define H2_CONN_OUT_LOW (512 * 1024)   /* ... until they are back under this */
 
 static void h2_flush(h2_front_t *h2);
 
@@ -110,6 +116,66 @@ static void h2_log(h2_front_t *h2, h2_stream_t *st) {
   pst_access_log(h2->base.host, "h2", &r, st->status, st->bytes_in, st->bytes_out, st->t_start_ns);
 }
 
+/* ---- response buffers --------------------------------------------------- */
+
+/* How many response bytes st may hold before it stops reading its backend:
+ * twice what it could send now (the smaller of its stream window and the
+ * connection window, RFC 9113 6.9), so that a WINDOW_UPDATE finds the next
+ * bytes waiting; at least H2_OUT_MIN, so that a stream whose window is
+ * closed still makes progress once it opens; at most H2_OUT_HIGH, for a
+ * client that advertises huge windows and does not read. While the
+ * connection's streams hold more than H2_CONN_OUT_HIGH together (many
+ * streams, or a client not reading its socket), every stream is held to
+ * H2_OUT_MIN: none is starved, and the connection's total stays near
+ * H2_CONN_OUT_HIGH plus H2_OUT_MIN per stream. */
+static size_t h2_out_limit(h2_front_t *h2, const h2_stream_t *st) {
+  if (h2->out_pressed) return H2_OUT_MIN;
+  int64_t ws = nghttp2_session_get_stream_remote_window_size(h2->session, st->id);
+  int64_t wc = nghttp2_session_get_remote_window_size(h2->session);
+  int64_t w = ws < wc ? ws : wc;
+  uint64_t lim = w > 0 ? (uint64_t)w * 2 : 0;
+  return lim < H2_OUT_MIN ? H2_OUT_MIN : lim > H2_OUT_HIGH ? H2_OUT_HIGH : (size_t)lim;
+}
+
+/* Stops reading st's backend when st holds more than its limit, and reads
+ * it again once st is under half of it (the limit of the moment: windows
+ * move). */
+static void h2_out_check(h2_front_t *h2, h2_stream_t *st) {
+  if (st->s == NULL) return;
+  size_t lim = h2_out_limit(h2, st);
+  if (!st->paused && st->out.len > lim) {
+    st->paused = 1;
+    pst_stream_pause(st->s, 1);
+  } else if (st->paused && st->out.len <= lim / 2) {
+    st->paused = 0;
+    pst_stream_pause(st->s, 0);
+  }
+}
+
+/* Keeps the connection's total (h2->out_total) as st->out grows by added
+ * bytes and shrinks by taken ones, and the connection's pressure with it:
+ * once under H2_CONN_OUT_LOW again, the streams it held back are
+ * checked. */
+static void h2_out_count(h2_front_t *h2, size_t added, size_t taken) {
+  assert(h2->out_total + added >= taken);
+  h2->out_total = h2->out_total + added - taken;
+  if (!h2->out_pressed && h2->out_total > H2_CONN_OUT_HIGH) {
+    h2->out_pressed = 1;
+  } else if (h2->out_pressed && h2->out_total < H2_CONN_OUT_LOW) {
+    h2->out_pressed = 0;
+    for (h2_stream_t *st = h2->streams; st != NULL; st = st->next) {
+      if (st->paused) h2_out_check(h2, st);
+    }
+  }
+}
+
+/* Empties st's response buffer. */
+static void h2_out_free(h2_front_t *h2, h2_stream_t *st) {
+  size_t n = st->out.len;
+  pst_buf_free(&st->out);
+  h2_out_count(h2, 0, n);
+}
+
 /* ---- responses -------------------------------------------------------- */
 
 /* nghttp2 pulls response body bytes (RFC 9113 6.1) as flow control allows. */
@@ -121,11 +187,9 @@ static ssize_t h2_read_body(nghttp2_session *session, int32_t id, uint8_t *buf, 
     memcpy(buf, pst_buf_head(&st->out), n);
     pst_buf_consume(&st->out, n);
     st->bytes_out += n;
+    h2_out_count(st->h2, 0, n);
   }
-  if (st->paused && st->out.len < H2_OUT_LOW && st->s != NULL) {
-    st->paused = 0;
-    pst_stream_pause(st->s, 0);
-  }
+  h2_out_check(st->h2, st);
   if (st->out.len == 0 && st->out_eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
@@ -160,15 +224,19 @@ static int h2_respond(h2_front_t *h2, h2_stream_t *st, int status, const char *c
   nva[n++] = nv("cache-control", "no-store");
   nva[n++] = nv("server", "postern");
   nva[n++] = nv("date", date);
-  pst_buf_free(&st->out);
-  st->out = *body;
-  *body = (pst_buf_t){0};
-  if (st->head_request) pst_buf_free(&st->out);
+  h2_out_free(h2, st);
+  if (st->head_request) {
+    pst_buf_free(body); /* RFC 9110 9.3.2: the length is told, the content not sent */
+  } else {
+    st->out = *body;
+    *body = (pst_buf_t){0};
+    h2_out_count(h2, st->out.len, 0);
+  }
   st->out_eof = 1;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2_read_body};
   int rv = nghttp2_submit_response(h2->session, st->id, nva, n, st->out.len > 0 ? &prd : NULL);
   if (rv != 0) {
-    pst_buf_free(&st->out);
+    h2_out_free(h2, st);
     return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;
   }
   st->head_sent = 1;
@@ -289,15 +357,12 @@ static int h2_s_on_body(pst_stream_t *s, const char *data, size_t len) {
   if (!st->body_ok || st->out_eof || st->detached) return 0; /* HEAD, 204, 304 */
   if (st->by_length && len > st->remaining) len = (size_t)st->remaining;
   if (pst_buf_append(&st->out, data, len) != 0) return -ENOMEM;
+  h2_out_count(h2, len, 0);
   /* The last byte of a known length ends the stream with it, not after. */
   if (st->by_length && (st->remaining -= len) == 0) st->out_eof = 1;
   h2_enter(h2);
   h2_resume(h2, st);
-  if (!st->paused && st->out.len > H2_OUT_HIGH) {
-    /* The client is slower than the backend: stop reading the backend. */
-    st->paused = 1;
-    pst_stream_pause(s, 1);
-  }
+  h2_out_check(h2, st); /* the client slower than the backend: stop reading it */
   h2_flush(h2);
   h2_leave(h2);
   return 0;

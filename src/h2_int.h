@@ -84,10 +84,12 @@ struct h2_front_s {
   int64_t last_id;                /* highest client stream id seen in a HEADERS frame, -1: none */
   uint8_t used[H2_ID_WINDOW / 8]; /* which of the ids below last_id the client used */
   pst_buf_t wbuf;                 /* output pulled from nghttp2, not yet handed to the host */
+  size_t out_total;               /* response bytes every stream's out buffer holds */
   int depth;                      /* entry points on the stack */
   unsigned destroyed : 1;         /* destroy ran: free once depth is 0 */
   unsigned ended : 1;             /* the host's end or close was called: no more output */
   unsigned client_eof : 1;
+  unsigned out_pressed : 1;    /* out_total went over H2_CONN_OUT_HIGH, not yet under LOW */
   unsigned goaway : 1;         /* shutdown submitted GOAWAY */
   unsigned patch_settings : 1; /* our first SETTINGS frame is still to go out */
   unsigned calm : 1;           /* GOAWAY ENHANCE_YOUR_CALM: too many streams ended early */

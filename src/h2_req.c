@@ -69,6 +69,7 @@ void pst_h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
   free(st->path);
   free(st->authority);
   pst_buf_free(&st->cookie);
+  h2->out_total -= st->out.len; /* see h2_out_count */
   pst_buf_free(&st->out);
   free(st);
 }

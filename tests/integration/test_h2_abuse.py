@@ -115,3 +115,57 @@ def test_made_you_reset_after_head_configured_budget(pki, start_postern, http_se
     assert g is not None and g.error_code != 0, ctx(
         f"{detail}\nstreams reset after their exchange started must count too")
     assert rounds <= 4 and accepted < 400, ctx(f"{detail}\nthe budget of 40 was not enforced")
+
+
+# ---- response buffering ------------------------------------------------------
+
+STALL_SIZE = 256 * 1024 * 1024  # far more than anything buffered
+
+
+def stall_connections(port, pki, conns, streams, settings, conn_window=0):
+    """Opens conns connections, each asking for streams large downloads at
+    once, then never reads: with settings (the client's SETTINGS) and
+    conn_window added to the connection window. Returns the clients."""
+    cs = []
+    for _ in range(conns):
+        c = H2Raw(port, pki, settings=settings, auto_window=False)
+        out = b"".join(c.headers_frame(c.new_sid(), "GET", f"/download?size={STALL_SIZE}&seed=1")
+                       for _ in range(streams))
+        if conn_window:
+            out += c.frame(8, 0, 0, struct.pack(">I", conn_window))  # WINDOW_UPDATE
+        c.send_raw(out)
+        cs.append(c)
+    return cs
+
+
+@pytest.fixture
+def lean(pki, start_postern, http_servers, monkeypatch):
+    """A postern with ASan's quarantine cut to 8 MiB, so that RSS shows what
+    postern keeps rather than what ASan holds back."""
+    small_asan_quarantine(monkeypatch)
+    return http_site(start_postern, http_servers.http(), pki, "lean")
+
+
+@pytest.mark.parametrize("kind", ["zero-window", "huge-window-not-reading"])
+def test_stalled_streams_bounded(lean, pki, kind):
+    """128 streams asking for large responses on one connection whose client
+    holds its windows at zero, or opens them wide and never reads its
+    socket: postern stops reading each backend after a bounded amount (the
+    issue measured ~45 MB for one such connection)."""
+    if kind == "zero-window":
+        settings, conn_window = {4: 0}, 0  # SETTINGS_INITIAL_WINDOW_SIZE
+    else:
+        settings, conn_window = {4: 2**31 - 1}, 2**31 - 1 - 65535
+    with RssSampler(lean.p.pid) as rss:
+        cs = stall_connections(lean.port, pki, 1, 128, settings, conn_window)
+        try:
+            time.sleep(4)
+            # Every stream has its head from the backend by now, and whatever
+            # its first reads brought.
+            time.sleep(2)
+        finally:
+            for c in cs:
+                c.close()
+    outcome = f"{kind}: 1 connection, 128 streams: {rss}"
+    print(outcome)
+    assert rss.growth_mib < 32, lean.ctx(f"\nstalled streams grew postern's RSS: {outcome}")

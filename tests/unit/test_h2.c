@@ -437,6 +437,7 @@ typedef struct {
   unsigned streams, reset_rate, reset_burst;
   int info;
   uint32_t client_window; /* client's SETTINGS_INITIAL_WINDOW_SIZE, 0: default */
+  int zero_window;        /* client's SETTINGS_INITIAL_WINDOW_SIZE is 0 */
   int no_pump;            /* leave the prefaces unexchanged */
 } opts_t;
 
@@ -475,8 +476,10 @@ static void start(opts_t o) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, cli_on_close);
   assert_int_equal(nghttp2_session_client_new(&cli.s, cb, NULL), 0);
   nghttp2_session_callbacks_del(cb);
-  nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, o.client_window ? o.client_window : 65535}};
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, o.zero_window ? 0
+                                                                        : o.client_window
+                                                                            ? o.client_window
+                                                                            : 65535}};
   assert_int_equal(nghttp2_submit_settings(cli.s, NGHTTP2_FLAG_NONE, iv, 1), 0);
   if (o.client_window) {
     assert_int_equal(
@@ -717,6 +720,94 @@ static void test_response_backpressure(void **state) {
   /* Output went out in full records, not one per frame. */
   assert_true(g.max_send == 16384);
   assert_true(g.sends <= g.sent / 16384 + 16);
+}
+
+static char pattern_buf[64 * KIB];
+
+/* Fills pattern_buf with bytes that start at k (mod 256). */
+static const char *pattern(unsigned char k) {
+  for (size_t i = 0; i < sizeof(pattern_buf); i++) pattern_buf[i] = (char)(k + i);
+  return pattern_buf;
+}
+
+/* A client that keeps its windows at zero: the stream stops reading its
+ * backend once it holds more than H2_OUT_MIN (16 KiB), not 256 KiB; a
+ * WINDOW_UPDATE lets the bytes go and the backend is read again. */
+static void test_zero_window_bounded(void **state) {
+  start((opts_t){.zero_window = 1});
+  int32_t id = request("GET", "/big", "example.com", NULL, NULL);
+  pump();
+  fstream_t *f = stream_for(id);
+  assert_int_equal(be_head(f, 200, PST_BODY_STREAM, 0, NULL), 0);
+  pump();
+  assert_int_equal(cs(id)->status, 200); /* HEADERS are not flow-controlled */
+  be_body(f, pattern(0), 8 * KIB);
+  assert_int_equal(f->pauses, 0);
+  be_body(f, pattern(0), 12 * KIB);
+  assert_int_equal(f->pauses, 1); /* 20 KiB held: over 16 KiB */
+  pump();
+  assert_int_equal(cs(id)->body.len, 0);
+  /* The window opens: the 20 KiB go, and the backend is read again. */
+  assert_int_equal(nghttp2_submit_window_update(cli.s, NGHTTP2_FLAG_NONE, id, 64 * KIB), 0);
+  assert_int_equal(nghttp2_submit_window_update(cli.s, NGHTTP2_FLAG_NONE, 0, 64 * KIB), 0);
+  pump();
+  assert_int_equal(cs(id)->body.len, 20 * KIB);
+  assert_int_equal(f->resumes, 1);
+  assert_false(f->pub.resp_paused);
+  /* From here the client's nghttp2 session keeps the windows open itself
+   * (its automatic WINDOW_UPDATE): the rest flows. */
+  be_body(f, pattern(1), 64 * KIB);
+  pump();
+  be_end(f);
+  pump();
+  assert_true(cs(id)->end);
+  assert_int_equal(cs(id)->body.len, 84 * KIB);
+}
+
+/* A client with huge windows that stops reading: once the streams hold
+ * more than H2_CONN_OUT_HIGH (1 MiB) together, each stream stops at 16 KiB,
+ * however many there are; when the client reads again every stream that
+ * was held back reads its backend again and every byte arrives. */
+static void test_connection_buffer_bounded(void **state) {
+  enum { N = 40 };
+  start((opts_t){.client_window = 16 * 1024 * 1024});
+  int32_t ids[N];
+  fstream_t *f[N];
+  size_t fed[N];
+  for (int i = 0; i < N; i++) ids[i] = request("GET", "/big", "example.com", NULL, NULL);
+  pump();
+  for (int i = 0; i < N; i++) {
+    f[i] = stream_for(ids[i]);
+    assert_int_equal(be_head(f[i], 200, PST_BODY_STREAM, 0, NULL), 0);
+    fed[i] = 0;
+  }
+  pump();
+  g.reading = 0;
+  /* Each stream is fed while it reads its backend (up to 1 MiB). */
+  for (int i = 0; i < N; i++) {
+    while (!f[i]->pub.resp_paused && fed[i] < 1024 * KIB) {
+      be_body(f[i], pattern((unsigned char)(fed[i] / sizeof(pattern_buf))), sizeof(pattern_buf));
+      fed[i] += sizeof(pattern_buf);
+    }
+    assert_true(f[i]->pub.resp_paused);
+  }
+  size_t total = 0;
+  for (int i = 0; i < N; i++) total += fed[i];
+  /* The socket's share (PST_CLIENT_HIGH_WATER and a record), about 1 MiB
+   * in the streams, then one 64 KiB read per stream. */
+  assert_true(total < PST_CLIENT_HIGH_WATER + 1024 * KIB + 320 * KIB + N * 64 * KIB);
+  assert_true(fed[N - 1] == 64 * KIB); /* the last streams stopped at once */
+  g.reading = 1;
+  pump();
+  for (int i = 0; i < N; i++) {
+    assert_false(f[i]->pub.resp_paused);
+    be_end(f[i]);
+  }
+  pump();
+  for (int i = 0; i < N; i++) {
+    assert_true(cs(ids[i])->end);
+    assert_int_equal(cs(ids[i])->body.len, fed[i]);
+  }
 }
 
 static void test_error_before_head(void **state) {
@@ -1337,6 +1428,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_request_body_flow_control, teardown),
       cmocka_unit_test_teardown(test_request_body_without_length, teardown),
       cmocka_unit_test_teardown(test_response_backpressure, teardown),
+      cmocka_unit_test_teardown(test_zero_window_bounded, teardown),
+      cmocka_unit_test_teardown(test_connection_buffer_bounded, teardown),
       cmocka_unit_test_teardown(test_error_before_head, teardown),
       cmocka_unit_test_teardown(test_error_after_head, teardown),
       cmocka_unit_test_teardown(test_start_failure_502, teardown),
