@@ -861,6 +861,7 @@ static void conn_host_init(pst_conn_t *conn, pst_worker_t *worker) {
   h->loop = &worker->loop;
   h->pools = worker->pools;
   h->lc = conn->gl->conf;
+  h->routes = conn->gl->routes;
   h->access_file = conn->gl->access_file;
   h->access_log = worker->access_log;
   h->peer = h->peer_ip = "?";

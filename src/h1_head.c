@@ -195,15 +195,12 @@ static int request_target(h1_t *h, pst_http_request_t *r) {
   const char *t = buf_cstr(&h->line);
   if (t == NULL) return pst_h1_nomem(h);
   size_t n = h->line.len;
-  if (n == 0 || memchr(t, '#', n) != NULL) return reject(h, PST_EPROTO, 400, "bad request target");
-  if (t[0] == '/') {
+  if (n > 0 && (t[0] == '/' || (n == 1 && t[0] == '*'))) {
+    /* origin-form or asterisk-form: the rules both front ends share. */
+    if (!pst_http_target_ok(t, n, h->ll.method == HTTP_OPTIONS)) {
+      return reject(h, PST_EPROTO, 400, t[0] == '*' ? "'*' target" : "bad request target");
+    }
     r->target = pst_http_dup_n(t, n);
-    return r->target != NULL ? 0 : pst_h1_nomem(h);
-  }
-  if (n == 1 && t[0] == '*') {
-    /* RFC 9112 3.2.4: asterisk-form is for OPTIONS only. */
-    if (h->ll.method != HTTP_OPTIONS) return reject(h, PST_EPROTO, 400, "'*' target");
-    r->target = pst_http_dup_n(t, 1);
     return r->target != NULL ? 0 : pst_h1_nomem(h);
   }
   /* absolute-form (RFC 9112 3.2.2): the authority replaces Host; only the
@@ -224,6 +221,9 @@ static int request_target(h1_t *h, pst_http_request_t *r) {
   if (r->authority == NULL || r->target == NULL) return pst_h1_nomem(h);
   /* An empty path is "/" (RFC 9112 3.2.1). */
   snprintf(r->target, plen + 2, "%s%s", path[0] == '/' ? "" : "/", path);
+  if (!pst_http_target_ok(r->target, strlen(r->target), 0)) {
+    return reject(h, PST_EPROTO, 400, "bad request target");
+  }
   return 0;
 }
 

@@ -13,9 +13,13 @@
  *   stream's queue to the backend is short, so a slow backend slows the
  *   client down (RFC 9113 5.2) and a stream holds at most its 256 KiB window;
  * - response bodies wait in a per-stream buffer that nghttp2's data provider
- *   drains as the client's window and socket allow; above H2_OUT_HIGH the
- *   stream stops reading its backend (pst_stream_pause) until the buffer is
- *   under H2_OUT_LOW.
+ *   drains as the client's windows and socket allow. A stream stops reading
+ *   its backend (pst_stream_pause) once it holds more than twice what its
+ *   windows let it send (at least H2_OUT_MIN, at most H2_OUT_HIGH), and
+ *   every stream holds at most H2_OUT_MIN while the connection's streams
+ *   together hold more than H2_CONN_OUT_HIGH (h2_out_limit): a client that
+ *   keeps its windows closed or stops reading costs at most that, plus one
+ *   backend read (PST_READ_SLAB) per stream.
  *
  * Re-entry: nghttp2 callbacks only call pst_stream_* (which never call back
  * synchronously); output is pulled only from the entry points (front ops and
@@ -24,6 +28,7 @@
  *
  * The per-stream record and the request it assembles from a header block
  * are in h2_req.c; h2_int.h holds the types the two files share. */
+#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,11 +51,12 @@
 #define H2_STREAM_WINDOW (256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE: request body per stream */
 #define H2_MAX_SETTINGS 32            /* entries accepted in one SETTINGS frame */
 #define H2_FIELD_OVERHEAD 32          /* per field in the header list size (RFC 9113 6.5.2) */
-/* A stream's response body waiting for the client's window and socket (its
- * out buffer): above the high mark the stream stops reading its backend,
- * below the low mark it reads again. */
-#define H2_OUT_HIGH (256 * 1024)
-#define H2_OUT_LOW (64 * 1024)
+/* A stream's response body waiting for the client's windows and socket (its
+ * out buffer): see h2_out_limit. */
+#define H2_OUT_MIN (16 * 1024)         /* what a stream may always hold: one DATA frame */
+#define H2_OUT_HIGH (256 * 1024)       /* the most one stream holds, whatever its windows */
+#define H2_CONN_OUT_HIGH (1024 * 1024) /* all streams: above it each holds H2_OUT_MIN */
+#define H2_CONN_OUT_LOW (512 * 1024)   /* ... until they are back under this */
 
 static void h2_flush(h2_front_t *h2);
 
@@ -110,6 +116,66 @@ static void h2_log(h2_front_t *h2, h2_stream_t *st) {
   pst_access_log(h2->base.host, "h2", &r, st->status, st->bytes_in, st->bytes_out, st->t_start_ns);
 }
 
+/* ---- response buffers --------------------------------------------------- */
+
+/* How many response bytes st may hold before it stops reading its backend:
+ * twice what it could send now (the smaller of its stream window and the
+ * connection window, RFC 9113 6.9), so that a WINDOW_UPDATE finds the next
+ * bytes waiting; at least H2_OUT_MIN, so that a stream whose window is
+ * closed still makes progress once it opens; at most H2_OUT_HIGH, for a
+ * client that advertises huge windows and does not read. While the
+ * connection's streams hold more than H2_CONN_OUT_HIGH together (many
+ * streams, or a client not reading its socket), every stream is held to
+ * H2_OUT_MIN: none is starved, and the connection's total stays near
+ * H2_CONN_OUT_HIGH plus H2_OUT_MIN per stream. */
+static size_t h2_out_limit(h2_front_t *h2, const h2_stream_t *st) {
+  if (h2->out_pressed) return H2_OUT_MIN;
+  int64_t ws = nghttp2_session_get_stream_remote_window_size(h2->session, st->id);
+  int64_t wc = nghttp2_session_get_remote_window_size(h2->session);
+  int64_t w = ws < wc ? ws : wc;
+  uint64_t lim = w > 0 ? (uint64_t)w * 2 : 0;
+  return lim < H2_OUT_MIN ? H2_OUT_MIN : lim > H2_OUT_HIGH ? H2_OUT_HIGH : (size_t)lim;
+}
+
+/* Stops reading st's backend when st holds more than its limit, and reads
+ * it again once st is under half of it (the limit of the moment: windows
+ * move). */
+static void h2_out_check(h2_front_t *h2, h2_stream_t *st) {
+  if (st->s == NULL) return;
+  size_t lim = h2_out_limit(h2, st);
+  if (!st->paused && st->out.len > lim) {
+    st->paused = 1;
+    pst_stream_pause(st->s, 1);
+  } else if (st->paused && st->out.len <= lim / 2) {
+    st->paused = 0;
+    pst_stream_pause(st->s, 0);
+  }
+}
+
+/* Keeps the connection's total (h2->out_total) as st->out grows by added
+ * bytes and shrinks by taken ones, and the connection's pressure with it:
+ * once under H2_CONN_OUT_LOW again, the streams it held back are
+ * checked. */
+static void h2_out_count(h2_front_t *h2, size_t added, size_t taken) {
+  assert(h2->out_total + added >= taken);
+  h2->out_total = h2->out_total + added - taken;
+  if (!h2->out_pressed && h2->out_total > H2_CONN_OUT_HIGH) {
+    h2->out_pressed = 1;
+  } else if (h2->out_pressed && h2->out_total < H2_CONN_OUT_LOW) {
+    h2->out_pressed = 0;
+    for (h2_stream_t *st = h2->streams; st != NULL; st = st->next) {
+      if (st->paused) h2_out_check(h2, st);
+    }
+  }
+}
+
+/* Empties st's response buffer. */
+static void h2_out_free(h2_front_t *h2, h2_stream_t *st) {
+  size_t n = st->out.len;
+  pst_buf_free(&st->out);
+  h2_out_count(h2, 0, n);
+}
+
 /* ---- responses -------------------------------------------------------- */
 
 /* nghttp2 pulls response body bytes (RFC 9113 6.1) as flow control allows. */
@@ -121,11 +187,9 @@ static ssize_t h2_read_body(nghttp2_session *session, int32_t id, uint8_t *buf, 
     memcpy(buf, pst_buf_head(&st->out), n);
     pst_buf_consume(&st->out, n);
     st->bytes_out += n;
+    h2_out_count(st->h2, 0, n);
   }
-  if (st->paused && st->out.len < H2_OUT_LOW && st->s != NULL) {
-    st->paused = 0;
-    pst_stream_pause(st->s, 0);
-  }
+  h2_out_check(st->h2, st);
   if (st->out.len == 0 && st->out_eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
@@ -160,15 +224,19 @@ static int h2_respond(h2_front_t *h2, h2_stream_t *st, int status, const char *c
   nva[n++] = nv("cache-control", "no-store");
   nva[n++] = nv("server", "postern");
   nva[n++] = nv("date", date);
-  pst_buf_free(&st->out);
-  st->out = *body;
-  *body = (pst_buf_t){0};
-  if (st->head_request) pst_buf_free(&st->out);
+  h2_out_free(h2, st);
+  if (st->head_request) {
+    pst_buf_free(body); /* RFC 9110 9.3.2: the length is told, the content not sent */
+  } else {
+    st->out = *body;
+    *body = (pst_buf_t){0};
+    h2_out_count(h2, st->out.len, 0);
+  }
   st->out_eof = 1;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2_read_body};
   int rv = nghttp2_submit_response(h2->session, st->id, nva, n, st->out.len > 0 ? &prd : NULL);
   if (rv != 0) {
-    pst_buf_free(&st->out);
+    h2_out_free(h2, st);
     return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;
   }
   st->head_sent = 1;
@@ -197,10 +265,13 @@ static void h2_respond_error(h2_front_t *h2, h2_stream_t *st, int status) {
 }
 
 /* Response fields that must not cross to HTTP/2 (RFC 9113 8.2.2), and the
- * framing field, rebuilt from the response's framing. */
-static int h2_drop_response_field(const pst_header_t *h) {
+ * framing field, rebuilt from the response's framing. own_length: the
+ * response has no content but describes the representation's length (the
+ * answer to HEAD, or a 304), which the parser left as a plain
+ * content-length field: that one is kept (RFC 9110 9.3.2, 8.6). */
+static int h2_drop_response_field(const pst_header_t *h, int own_length) {
   if (h->name_len == 0 || h->name[0] == ':') return 1;
-  if (h->name_len == 14 && strcmp(h->name, "content-length") == 0) return 1;
+  if (h->name_len == 14 && strcmp(h->name, "content-length") == 0) return !own_length;
   return pst_http_hop_by_hop(h->name, h->name_len);
 }
 
@@ -214,13 +285,14 @@ static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *
   size_t n = 0;
   snprintf(code, sizeof(code), "%03d", status);
   nva[n++] = nv(":status", code);
+  int own_length = resp->body == PST_BODY_NONE && (st->head_request || status == 304);
   for (size_t i = 0; i < resp->headers.n; i++) {
     pst_header_t *h = &resp->headers.v[i];
     /* RFC 9113 8.2.1: field names are lower case on h2. */
     for (size_t j = 0; j < h->name_len; j++) {
       if (h->name[j] >= 'A' && h->name[j] <= 'Z') h->name[j] = (char)(h->name[j] + 32);
     }
-    if (h2_drop_response_field(h)) continue;
+    if (h2_drop_response_field(h, own_length)) continue;
     nva[n++] = (nghttp2_nv){.name = (uint8_t *)h->name,
                             .value = (uint8_t *)h->value,
                             .namelen = h->name_len,
@@ -285,15 +357,12 @@ static int h2_s_on_body(pst_stream_t *s, const char *data, size_t len) {
   if (!st->body_ok || st->out_eof || st->detached) return 0; /* HEAD, 204, 304 */
   if (st->by_length && len > st->remaining) len = (size_t)st->remaining;
   if (pst_buf_append(&st->out, data, len) != 0) return -ENOMEM;
+  h2_out_count(h2, len, 0);
   /* The last byte of a known length ends the stream with it, not after. */
   if (st->by_length && (st->remaining -= len) == 0) st->out_eof = 1;
   h2_enter(h2);
   h2_resume(h2, st);
-  if (!st->paused && st->out.len > H2_OUT_HIGH) {
-    /* The client is slower than the backend: stop reading the backend. */
-    st->paused = 1;
-    pst_stream_pause(s, 1);
-  }
+  h2_out_check(h2, st); /* the client slower than the backend: stop reading it */
   h2_flush(h2);
   h2_leave(h2);
   return 0;
@@ -356,6 +425,33 @@ static const pst_stream_ops_t h2_stream_ops = {
 
 /* ---- requests --------------------------------------------------------- */
 
+/* Starts the exchange of st, whose request (st->req) is complete up to its
+ * body. */
+static void h2_start(h2_front_t *h2, h2_stream_t *st) {
+  if (st->start_pending) {
+    st->start_pending = 0;
+    h2->n_pending--;
+  }
+  pst_http_request_t *req = st->req;
+  st->req = NULL;
+  st->s = pst_stream_start(h2->base.host, &h2_stream_ops, st, st->id, req);
+  if (st->s == NULL) h2_respond_error(h2, st, 502); /* no backend connection could be had */
+}
+
+/* Starts the exchanges still waiting at the end of the bytes fed: their
+ * streams were not reset by what came after their heads. Not once the
+ * connection is ending. */
+static void h2_start_pending(h2_front_t *h2) {
+  h2_stream_t *next;
+  for (h2_stream_t *st = h2->streams; st != NULL && h2->n_pending > 0; st = next) {
+    next = st->next;
+    /* nghttp2 wants no more input once it has ended the session itself
+     * (a connection error, its own reset limit). */
+    if (h2->ended || h2->calm || !nghttp2_session_want_read(h2->session)) return;
+    if (st->start_pending) h2_start(h2, st);
+  }
+}
+
 /* The request header block is complete (RFC 9113 8.1): answer it here or
  * start its exchange. */
 static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
@@ -371,9 +467,13 @@ static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
     return;
   }
   if (st->error == H2_REQ_MALFORMED || st->method == NULL || st->path == NULL ||
-      strcmp(st->method, "CONNECT") == 0) {
+      strcmp(st->method, "CONNECT") == 0 ||
+      !pst_http_target_ok(st->path, strlen(st->path), strcmp(st->method, "OPTIONS") == 0)) {
     /* A malformed request is a stream error (RFC 9113 8.1.1); postern is no
-     * forward proxy, so CONNECT (RFC 9113 8.5) ends the same way. */
+     * forward proxy, so CONNECT (RFC 9113 8.5) ends the same way. :path
+     * becomes the request-target of an HTTP/1.1 request line, so it must
+     * be one the HTTP/1.1 front end would take (RFC 9113 8.3.1: origin-form,
+     * or "*" for OPTIONS); nghttp2's own check of it is looser. */
     pst_metric_inc(PST_M_HTTP_400);
     h2_rst(h2, st, NGHTTP2_PROTOCOL_ERROR);
     return;
@@ -383,16 +483,25 @@ static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
     return;
   }
   st->head_request = strcmp(st->method, "HEAD") == 0;
-  pst_http_request_t *req = st->req;
-  st->req = NULL;
-  st->s = pst_stream_start(h2->base.host, &h2_stream_ops, st, st->id, req);
-  if (st->s == NULL) h2_respond_error(h2, st, 502); /* no backend connection could be had */
+  if (end_stream || st->expect) {
+    /* Complete, or its client waits for 100 (Continue) before the body. */
+    h2_start(h2, st);
+    return;
+  }
+  /* A body follows. What comes with the head may still make it malformed
+   * (DATA beyond its content-length: RFC 9113 8.1.1), and nghttp2 then
+   * resets the stream: the backend connection waits for the first DATA
+   * (which nghttp2 checked), END_STREAM, or the end of the bytes at hand,
+   * so that such a stream sent in one piece never costs one. */
+  st->start_pending = 1;
+  h2->n_pending++;
 }
 
 /* END_STREAM from the client: the request body is complete. */
 static void h2_request_end(h2_front_t *h2, h2_stream_t *st) {
   if (st->req_done) return;
   st->req_done = 1;
+  if (st->start_pending) h2_start(h2, st);
   if (st->s != NULL) pst_stream_body_end(st->s);
   /* No more DATA can come on this stream, so its window no longer matters;
    * what it holds of the connection's window is given back now (the bytes
@@ -499,6 +608,7 @@ static int h2_on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id,
   h2_front_t *h2 = user;
   h2_stream_t *st = nghttp2_session_get_stream_user_data(session, id);
   if (st != NULL) st->bytes_in += len;
+  if (st != NULL && st->start_pending) h2_start(h2, st); /* nghttp2 let these bytes pass */
   if (st == NULL || st->s == NULL || pst_stream_body(st->s, (const char *)data, len) != 0) {
     /* Nobody will forward these bytes (answered locally, exchange over or
      * failed): their credit goes back at once. */
@@ -520,13 +630,55 @@ static int h2_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
   }
   h2_stream_t *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  if (st != NULL && !st->req_done) h2_rst(user, st, NGHTTP2_NO_ERROR);
+  if (st == NULL) return 0;
+  st->resp_done = 1;
+  if (!st->req_done) h2_rst(user, st, NGHTTP2_NO_ERROR);
   return 0;
+}
+
+/* Streams that end before their response is complete, whoever ends them
+ * (the client's RST_STREAM, postern refusing a malformed request or one
+ * over the stream limit, or nghttp2 resetting a stream that broke the
+ * protocol, such as DATA beyond its declared content-length: the
+ * "MadeYouReset" attack, CVE-2025-8671), share one budget with the
+ * rapid-reset limits of the listener (h2.stream_reset_rate per second
+ * after h2.stream_reset_burst): each may have cost a backend connection,
+ * and none gave the client an answer. Past it the connection ends with
+ * GOAWAY ENHANCE_YOUR_CALM (RFC 9113 5.4.1, 7). nghttp2's own limit
+ * (h2_options) still counts the client's RST_STREAM frames. The streams a
+ * client leaves unfinished by ending its side (h2_client_eof) do not count:
+ * the connection ends anyway, and the complete requests keep their
+ * answers. */
+static void h2_count_early_end(h2_front_t *h2) {
+  if (h2->client_eof) return;
+  uint64_t now = uv_hrtime() / 1000000; /* ms */
+  uint64_t cap = (uint64_t)h2->conf->h2_stream_reset_burst * 1000;
+  uint64_t rate = h2->conf->h2_stream_reset_rate; /* thousandths per ms */
+  uint64_t elapsed = now - h2->early_at;
+  h2->early_at = now;
+  if (rate > 0 && elapsed >= cap / rate) {
+    h2->early_tokens = cap;
+  } else if ((h2->early_tokens += elapsed * rate) > cap) {
+    h2->early_tokens = cap;
+  }
+  if (h2->early_tokens >= 1000) {
+    h2->early_tokens -= 1000;
+    return;
+  }
+  if (h2->calm) return;
+  h2->calm = 1;
+  pst_log_debug(
+      "conn %llu: h2: streams end before their responses faster than "
+      "h2.stream_reset_rate allows: GOAWAY",
+      (unsigned long long)h2->base.host->id);
+  nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
 static int h2_on_stream_close(nghttp2_session *session, int32_t id, uint32_t code, void *user) {
   h2_front_t *h2 = user;
   h2_stream_t *st = nghttp2_session_get_stream_user_data(session, id);
+  /* No record: refused over the stream limit, or out of memory. */
+  if (st == NULL || !st->resp_done) h2_count_early_end(h2);
   if (st == NULL) return 0;
   if (st->unconsumed > 0) nghttp2_session_consume_connection(session, st->unconsumed);
   st->unconsumed = 0;
@@ -659,7 +811,13 @@ static int h2_feed(pst_app_t *f, const char *data, size_t len) {
     pst_log_debug("conn %llu: %s", (unsigned long long)h->id, why);
     h2_fail(h2, rc, why);
   } else {
+    /* The RST_STREAM frames nghttp2 queued for malformed streams go out
+     * first, closing those streams; the heads left start then. */
     h2_flush(h2);
+    if (h2->n_pending > 0) {
+      h2_start_pending(h2);
+      h2_flush(h2);
+    }
   }
   h2_leave(h2);
   return rc;
@@ -776,6 +934,8 @@ pst_app_t *pst_h2_app_new(pst_host_t *host) {
   h2->last_id = -1;
   h2->max_streams = conf->h2_max_concurrent_streams;
   h2->patch_settings = 1;
+  h2->early_tokens = (uint64_t)conf->h2_stream_reset_burst * 1000;
+  h2->early_at = uv_hrtime() / 1000000;
   nghttp2_session_callbacks *cb = h2_callbacks();
   nghttp2_option *opt = h2_options(conf);
   int rv = cb != NULL && opt != NULL ? nghttp2_session_server_new2(&h2->session, cb, h2, opt)

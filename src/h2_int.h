@@ -25,7 +25,8 @@ typedef struct h2_front_s h2_front_t;
 typedef enum {
   H2_REQ_OK = 0,
   H2_REQ_TOO_LARGE = 1, /* header list over max_header_bytes: 431 */
-  H2_REQ_MALFORMED = 2, /* Host differs from :authority (RFC 9113 8.3.1), CONNECT: stream error */
+  H2_REQ_MALFORMED = 2, /* Host differs from :authority, a :scheme other than http(s)
+                         * (RFC 9113 8.3.1), CONNECT: stream error */
   H2_REQ_NOMEM = 3,     /* RST_STREAM INTERNAL_ERROR */
 } h2_req_error_t;
 
@@ -47,20 +48,24 @@ typedef struct h2_stream_s {
   int status;         /* response status submitted, 0 until then */
   uint64_t bytes_in, bytes_out, t_start_ns;
   unsigned has_authority : 1;
-  unsigned has_length : 1;   /* content-length in the request */
-  unsigned head_done : 1;    /* the request header block is complete */
-  unsigned req_done : 1;     /* END_STREAM from the client */
-  unsigned head_request : 1; /* HEAD: no response body (RFC 9110 9.3.2) */
-  unsigned expect : 1;       /* expect: 100-continue */
-  unsigned continued : 1;    /* a 100 (Continue) went to the client */
-  unsigned head_sent : 1;    /* the final response head was submitted */
-  unsigned body_ok : 1;      /* the response may have content (not HEAD, 204, 304) */
-  unsigned by_length : 1;    /* the response body is delimited by content-length */
-  unsigned out_eof : 1;      /* no more response body will be appended */
-  unsigned deferred : 1;     /* the data provider returned NGHTTP2_ERR_DEFERRED */
-  unsigned paused : 1;       /* pst_stream_pause(s, 1) is in effect */
-  unsigned detached : 1;     /* nghttp2 closed the stream after the whole response was
-                              * here; waiting for the exchange's on_end */
+  unsigned has_length : 1;    /* content-length in the request */
+  unsigned head_done : 1;     /* the request header block is complete */
+  unsigned req_done : 1;      /* END_STREAM from the client */
+  unsigned head_request : 1;  /* HEAD: no response body (RFC 9110 9.3.2) */
+  unsigned expect : 1;        /* expect: 100-continue */
+  unsigned continued : 1;     /* a 100 (Continue) went to the client */
+  unsigned head_sent : 1;     /* the final response head was submitted */
+  unsigned body_ok : 1;       /* the response may have content (not HEAD, 204, 304) */
+  unsigned by_length : 1;     /* the response body is delimited by content-length */
+  unsigned out_eof : 1;       /* no more response body will be appended */
+  unsigned deferred : 1;      /* the data provider returned NGHTTP2_ERR_DEFERRED */
+  unsigned paused : 1;        /* pst_stream_pause(s, 1) is in effect */
+  unsigned start_pending : 1; /* the head is complete and its exchange not started: it
+                               * waits for the first DATA, END_STREAM, or the end of the
+                               * bytes fed (h2_start_pending) */
+  unsigned resp_done : 1;     /* the response's last frame (END_STREAM) went out */
+  unsigned detached : 1;      /* nghttp2 closed the stream after the whole response was
+                               * here; waiting for the exchange's on_end */
 } h2_stream_t;
 
 struct h2_front_s {
@@ -70,16 +75,24 @@ struct h2_front_s {
   h2_stream_t *streams; /* every open stream, and the detached ones */
   size_t n_streams;
   size_t n_detached;
+  size_t n_pending; /* streams with start_pending set */
+  /* Streams ended before their response, whoever ended them: a token
+   * bucket in thousandths of a stream (h2_count_early_end). */
+  uint64_t early_tokens;
+  uint64_t early_at;              /* when it was last refilled, in ms (uv_hrtime) */
   uint32_t max_streams;           /* SETTINGS_MAX_CONCURRENT_STREAMS as the client sees it */
   int64_t last_id;                /* highest client stream id seen in a HEADERS frame, -1: none */
   uint8_t used[H2_ID_WINDOW / 8]; /* which of the ids below last_id the client used */
   pst_buf_t wbuf;                 /* output pulled from nghttp2, not yet handed to the host */
+  size_t out_total;               /* response bytes every stream's out buffer holds */
   int depth;                      /* entry points on the stack */
   unsigned destroyed : 1;         /* destroy ran: free once depth is 0 */
   unsigned ended : 1;             /* the host's end or close was called: no more output */
   unsigned client_eof : 1;
+  unsigned out_pressed : 1;    /* out_total went over H2_CONN_OUT_HIGH, not yet under LOW */
   unsigned goaway : 1;         /* shutdown submitted GOAWAY */
   unsigned patch_settings : 1; /* our first SETTINGS frame is still to go out */
+  unsigned calm : 1;           /* GOAWAY ENHANCE_YOUR_CALM: too many streams ended early */
 };
 
 /* ---- per-stream data (h2_req.c) ------------------------------------------ */

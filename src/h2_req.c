@@ -63,11 +63,13 @@ void pst_h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
   if (st->next != NULL) st->next->prev = st->prev;
   h2->n_streams--;
   if (st->detached) h2->n_detached--;
+  if (st->start_pending) h2->n_pending--;
   h2_stream_free_req(st);
   free(st->method);
   free(st->path);
   free(st->authority);
   pst_buf_free(&st->cookie);
+  h2->out_total -= st->out.len; /* see h2_out_count */
   pst_buf_free(&st->out);
   free(st);
 }
@@ -88,9 +90,20 @@ static int same_authority(const char *a, const char *b) {
  * fields refused. Returns 0 or -ENOMEM. See h2_int.h. */
 int pst_h2_add_field(h2_stream_t *st, const uint8_t *name, size_t nlen, const uint8_t *value,
                      size_t vlen) {
+  if (name_is(name, nlen, ":scheme")) {
+    /* RFC 9113 8.3.1: postern serves http and https URIs only; nghttp2
+     * checks :path only for those, and an HTTP/1.1 request line has no
+     * place for a scheme. Once checked, :scheme is dropped: every request
+     * reached postern over TLS, which the backend learns from
+     * X-Forwarded-Proto. */
+    if (!((vlen == 4 && strncasecmp((const char *)value, "http", 4) == 0) ||
+          (vlen == 5 && strncasecmp((const char *)value, "https", 5) == 0))) {
+      st->error = H2_REQ_MALFORMED;
+    }
+    return 0;
+  }
   if (nlen > 0 && name[0] == ':') {
-    /* :scheme is dropped: every request reached postern over TLS, which the
-     * backend learns from X-Forwarded-Proto; nghttp2 refuses :protocol. */
+    /* nghttp2 refuses :protocol; the others are kept. */
     char **dst = name_is(name, nlen, ":method")      ? &st->method
                  : name_is(name, nlen, ":path")      ? &st->path
                  : name_is(name, nlen, ":authority") ? &st->authority

@@ -117,6 +117,32 @@ void pst_http_response_free(pst_http_response_t *r) {
   *r = (pst_http_response_t){0};
 }
 
+/* ---- request targets ----------------------------------------------------- */
+
+/* RFC 3986 2.2, 2.3: the characters a URI is written with (unreserved,
+ * reserved, and the "%" of pct-encoded), less "#": a fragment is never
+ * part of a target (RFC 9110 7.1). What is left out (controls, space, DEL,
+ * 0x80-0xFF, and " < > \ ^ ` { | }) has no meaning in a URI, and
+ * recipients that repair it each in their own way (percent-encoding it,
+ * cutting at it, taking "\" for "/") would each see another target. A
+ * stray "%" is let through: its meaning is the backend's to decide. */
+static int target_byte(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+  return c != '\0' && strchr("-._~:/?[]@!$&'()*+,;=%", c) != NULL;
+}
+
+/* See http.h. Both front ends forward a request-target only in these two
+ * forms (the HTTP/1.1 parser first turns absolute-form into origin-form). */
+int pst_http_target_ok(const char *t, size_t n, int options) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!target_byte((unsigned char)t[i])) return 0;
+  }
+  if (t[0] == '/') return 1;
+  /* RFC 9112 3.2.4: asterisk-form is for OPTIONS only. */
+  return n == 1 && t[0] == '*' && options;
+}
+
 /* ---- tables -------------------------------------------------------------- */
 
 /* RFC 9110 7.6.1 names Connection, Proxy-Connection, Keep-Alive, TE,

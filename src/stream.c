@@ -14,6 +14,7 @@
 #include "postern/info.h"
 #include "postern/log.h"
 #include "postern/pool.h"
+#include "postern/sni.h"
 
 /* Stream fields only stream.c uses, kept out of the public struct. */
 typedef struct {
@@ -26,8 +27,16 @@ typedef struct {
   int busy;       /* inside a callback into the front end */
   int freed;      /* pst_stream_free ran while busy */
   int resp_keep_alive;
-  int front_err; /* what the front end's on_head or on_body refused with */
+  int front_err;   /* what the front end's on_head or on_body refused with */
+  int misdirected; /* answered 421 by postern itself (stream_misdirected) */
 } stream_t;
+
+/* Where a request postern answers itself goes: an in-process connection
+ * (pool.h), which hands back the answer as a backend's response, so that
+ * both front ends treat it like any other (access log, keep-alive, h2
+ * framing). Only its kind is read. */
+static const pst_backend_conf_t stream_local_backend = {.kind = PST_BACKEND_BUILTIN_INFO,
+                                                        .addr.text = "postern"};
 
 static const pst_bconn_events_t stream_bconn_events;
 
@@ -191,10 +200,25 @@ static int stream_ask_info(stream_t *st) {
   return rc;
 }
 
+/* The answer to a misdirected request (RFC 9110 15.5.20): the client may
+ * send it again on a connection of its own for that host. */
+static int stream_answer_misdirected(stream_t *st) {
+  pst_stream_t *s = &st->pub;
+  pst_buf_t answer = {0};
+  int rc = pst_http_error_write(&answer, 421,
+                                "421 Misdirected Request: this connection's server name routes "
+                                "elsewhere; use a connection for this host\n",
+                                0);
+  if (rc == 0) rc = pst_bconn_local_answer(s->bconn, &answer);
+  pst_buf_free(&answer);
+  pst_buf_free(&s->pending);
+  return rc;
+}
+
 static int stream_send_head(stream_t *st) {
   pst_stream_t *s = &st->pub;
   if (pst_bconn_is_local(s->bconn)) {
-    int rc = stream_ask_info(st);
+    int rc = st->misdirected ? stream_answer_misdirected(st) : stream_ask_info(st);
     if (rc != 0) return rc;
     stream_set_state(s, s->req_done ? PST_STREAM_WAITING : PST_STREAM_SENDING);
     return 0;
@@ -214,9 +238,10 @@ static int stream_send_head(stream_t *st) {
 static int stream_lease(stream_t *st, int fresh) {
   pst_stream_t *s = &st->pub;
   int err = 0;
-  s->bconn = pst_pool_lease(s->host->pools, stream_conf(s), s->host->backend,
-                            fresh ? PST_LEASE_FRESH : PST_LEASE_POOLED, &stream_bconn_events, st,
-                            &st->reused, &err);
+  const pst_backend_conf_t *bc = st->misdirected ? &stream_local_backend : s->host->backend;
+  s->bconn =
+      pst_pool_lease(s->host->pools, stream_conf(s), bc, fresh ? PST_LEASE_FRESH : PST_LEASE_POOLED,
+                     &stream_bconn_events, st, &st->reused, &err);
   if (s->bconn == NULL) return err;
   st->got_bytes = 0;
   if (!st->reused) return 0; /* stream_bconn_on_connect goes on */
@@ -372,6 +397,36 @@ static const pst_bconn_events_t stream_bconn_events = {
 
 /* ---- the front end's calls ---- */
 
+/* Whether two routes lead to the same place. */
+static int same_backend(const pst_backend_conf_t *a, const pst_backend_conf_t *b) {
+  if (a == b) return 1;
+  if (a->kind != b->kind) return 0;
+  if (a->kind == PST_BACKEND_BUILTIN_INFO) return 1;
+  return a->addr.len == b->addr.len && memcmp(&a->addr.ss, &b->addr.ss, a->addr.len) == 0;
+}
+
+/* RFC 9110 15.5.20, RFC 9113 9.1.1: a client may reuse a connection for
+ * every host its certificate covers (a wildcard, several names), but
+ * postern routes a connection by its server name (SNI) alone. A request
+ * whose host routes to another backend than the connection's is answered
+ * 421 Misdirected Request, so that the client opens a connection of its
+ * own for that host instead of reaching the wrong backend. The port of the
+ * authority is not compared: one listener serves one port. An empty
+ * authority (HTTP/1.0 without Host) names no host and is not refused. */
+static int stream_misdirected(const pst_host_t *host, const pst_http_request_t *req) {
+  if (host->routes == NULL || req->authority == NULL || req->authority[0] == '\0') return 0;
+  const char *a = req->authority;
+  size_t n;
+  if (a[0] == '[') {
+    const char *e = strchr(a, ']'); /* an IP literal (RFC 3986 3.2.2) */
+    n = e != NULL ? (size_t)(e - a) + 1 : strlen(a);
+  } else {
+    n = strcspn(a, ":");
+  }
+  const pst_backend_conf_t *want = pst_sni_route(host->routes, host->lc, a, n);
+  return !same_backend(want, host->backend);
+}
+
 pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, void *front,
                                int32_t h2_id, pst_http_request_t *req) {
   stream_t *st = calloc(1, sizeof(*st));
@@ -398,6 +453,13 @@ pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, vo
       .early_data = s->early_data,
   };
   if (pst_http_request_write(req, &fwd, &st->head) != 0) goto nomem;
+  st->misdirected = stream_misdirected(host, req);
+  if (st->misdirected) {
+    pst_log_debug(
+        "conn %llu: stream %d: the request's host routes elsewhere than the "
+        "connection's server name: 421",
+        (unsigned long long)host->id, h2_id);
+  }
   if (stream_lease(st, 0) != 0) goto nomem;
   return s;
 nomem:

@@ -94,6 +94,9 @@ struct pst_host_s {
   const pst_listener_conf_t *lc;         /* the listener, of the connection's generation */
   const pst_backend_conf_t *backend;     /* chosen by the server name's route; set before
                                           * the application starts */
+  const struct pst_sni_map_s *routes;    /* the listener's route map (sni.h), NULL without
+                                          * routes: where another host name would go, for
+                                          * 421 Misdirected Request (stream.c) */
   struct pst_access_file_s *access_file; /* the listener's access log file, NULL when off */
   struct pst_access_log_s *access_log;   /* the worker's access log writer (access_log.h) */
   const char *peer;                      /* "ip:port" */

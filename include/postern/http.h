@@ -35,6 +35,18 @@ void pst_headers_free(pst_headers_t *h);             /* the list is empty and re
 void pst_http_request_free(pst_http_request_t *r);   /* frees members; r itself not; NULL ok */
 void pst_http_response_free(pst_http_response_t *r); /* frees members; r itself not; NULL ok */
 
+/* ---- request targets ---- */
+
+/* Whether the n bytes at t (borrowed) are a request-target postern
+ * forwards: origin-form, "/" then the rest of a path and query (RFC 9112
+ * 3.2.1), or asterisk-form, "*" alone, when options is set (the request is
+ * OPTIONS: RFC 9112 3.2.4); every byte one of RFC 3986's characters
+ * (unreserved, reserved, "%"), and no "#" (RFC 9110 7.1). So a control,
+ * space, DEL, 0x80-0xFF, " < > \ ^ ` { | } or # refuses the target.
+ * Shared by the HTTP/1.1 parser and the HTTP/2 front end (RFC 9113 8.3.1),
+ * so that both refuse the same targets. Returns 1 or 0. */
+int pst_http_target_ok(const char *t, size_t n, int options);
+
 /* ---- HTTP/1.1 request parser (client side, RFC 9112) ---- */
 
 typedef struct pst_h1_req_parser_s pst_h1_req_parser_t;

@@ -76,6 +76,10 @@ struct pst_stream_s {
 
 /* Starts an exchange for req (taken over in every case) on the backend of
  * host (chosen by SNI routes). Leases a backend connection and writes the head.
+ * A request whose host (req->authority, without its port) routes to another
+ * backend than host's does (host->routes) goes to no backend: postern
+ * answers it 421 Misdirected Request (RFC 9110 15.5.20), delivered through
+ * the same callbacks as a backend's response.
  * Returns a new stream (the caller frees it with pst_stream_free after
  * on_end or on_error, or earlier with pst_stream_free to abort), or NULL
  * when it cannot start (out of memory, no socket): req is freed and the

@@ -437,6 +437,7 @@ typedef struct {
   unsigned streams, reset_rate, reset_burst;
   int info;
   uint32_t client_window; /* client's SETTINGS_INITIAL_WINDOW_SIZE, 0: default */
+  int zero_window;        /* client's SETTINGS_INITIAL_WINDOW_SIZE is 0 */
   int no_pump;            /* leave the prefaces unexchanged */
 } opts_t;
 
@@ -475,8 +476,10 @@ static void start(opts_t o) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, cli_on_close);
   assert_int_equal(nghttp2_session_client_new(&cli.s, cb, NULL), 0);
   nghttp2_session_callbacks_del(cb);
-  nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, o.client_window ? o.client_window : 65535}};
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, o.zero_window ? 0
+                                                                        : o.client_window
+                                                                            ? o.client_window
+                                                                            : 65535}};
   assert_int_equal(nghttp2_submit_settings(cli.s, NGHTTP2_FLAG_NONE, iv, 1), 0);
   if (o.client_window) {
     assert_int_equal(
@@ -719,6 +722,94 @@ static void test_response_backpressure(void **state) {
   assert_true(g.sends <= g.sent / 16384 + 16);
 }
 
+static char pattern_buf[64 * KIB];
+
+/* Fills pattern_buf with bytes that start at k (mod 256). */
+static const char *pattern(unsigned char k) {
+  for (size_t i = 0; i < sizeof(pattern_buf); i++) pattern_buf[i] = (char)(k + i);
+  return pattern_buf;
+}
+
+/* A client that keeps its windows at zero: the stream stops reading its
+ * backend once it holds more than H2_OUT_MIN (16 KiB), not 256 KiB; a
+ * WINDOW_UPDATE lets the bytes go and the backend is read again. */
+static void test_zero_window_bounded(void **state) {
+  start((opts_t){.zero_window = 1});
+  int32_t id = request("GET", "/big", "example.com", NULL, NULL);
+  pump();
+  fstream_t *f = stream_for(id);
+  assert_int_equal(be_head(f, 200, PST_BODY_STREAM, 0, NULL), 0);
+  pump();
+  assert_int_equal(cs(id)->status, 200); /* HEADERS are not flow-controlled */
+  be_body(f, pattern(0), 8 * KIB);
+  assert_int_equal(f->pauses, 0);
+  be_body(f, pattern(0), 12 * KIB);
+  assert_int_equal(f->pauses, 1); /* 20 KiB held: over 16 KiB */
+  pump();
+  assert_int_equal(cs(id)->body.len, 0);
+  /* The window opens: the 20 KiB go, and the backend is read again. */
+  assert_int_equal(nghttp2_submit_window_update(cli.s, NGHTTP2_FLAG_NONE, id, 64 * KIB), 0);
+  assert_int_equal(nghttp2_submit_window_update(cli.s, NGHTTP2_FLAG_NONE, 0, 64 * KIB), 0);
+  pump();
+  assert_int_equal(cs(id)->body.len, 20 * KIB);
+  assert_int_equal(f->resumes, 1);
+  assert_false(f->pub.resp_paused);
+  /* From here the client's nghttp2 session keeps the windows open itself
+   * (its automatic WINDOW_UPDATE): the rest flows. */
+  be_body(f, pattern(1), 64 * KIB);
+  pump();
+  be_end(f);
+  pump();
+  assert_true(cs(id)->end);
+  assert_int_equal(cs(id)->body.len, 84 * KIB);
+}
+
+/* A client with huge windows that stops reading: once the streams hold
+ * more than H2_CONN_OUT_HIGH (1 MiB) together, each stream stops at 16 KiB,
+ * however many there are; when the client reads again every stream that
+ * was held back reads its backend again and every byte arrives. */
+static void test_connection_buffer_bounded(void **state) {
+  enum { N = 40 };
+  start((opts_t){.client_window = 16 * 1024 * 1024});
+  int32_t ids[N];
+  fstream_t *f[N];
+  size_t fed[N];
+  for (int i = 0; i < N; i++) ids[i] = request("GET", "/big", "example.com", NULL, NULL);
+  pump();
+  for (int i = 0; i < N; i++) {
+    f[i] = stream_for(ids[i]);
+    assert_int_equal(be_head(f[i], 200, PST_BODY_STREAM, 0, NULL), 0);
+    fed[i] = 0;
+  }
+  pump();
+  g.reading = 0;
+  /* Each stream is fed while it reads its backend (up to 1 MiB). */
+  for (int i = 0; i < N; i++) {
+    while (!f[i]->pub.resp_paused && fed[i] < 1024 * KIB) {
+      be_body(f[i], pattern((unsigned char)(fed[i] / sizeof(pattern_buf))), sizeof(pattern_buf));
+      fed[i] += sizeof(pattern_buf);
+    }
+    assert_true(f[i]->pub.resp_paused);
+  }
+  size_t total = 0;
+  for (int i = 0; i < N; i++) total += fed[i];
+  /* The socket's share (PST_CLIENT_HIGH_WATER and a record), about 1 MiB
+   * in the streams, then one 64 KiB read per stream. */
+  assert_true(total < PST_CLIENT_HIGH_WATER + 1024 * KIB + 320 * KIB + N * 64 * KIB);
+  assert_true(fed[N - 1] == 64 * KIB); /* the last streams stopped at once */
+  g.reading = 1;
+  pump();
+  for (int i = 0; i < N; i++) {
+    assert_false(f[i]->pub.resp_paused);
+    be_end(f[i]);
+  }
+  pump();
+  for (int i = 0; i < N; i++) {
+    assert_true(cs(ids[i])->end);
+    assert_int_equal(cs(ids[i])->body.len, fed[i]);
+  }
+}
+
 static void test_error_before_head(void **state) {
   start((opts_t){0});
   int32_t a = request("GET", "/a", "example.com", NULL, NULL);
@@ -832,6 +923,72 @@ static void test_rapid_reset(void **state) {
   for (size_t i = 0; i < n_fs; i++) assert_true(fs[i]->freed);
 }
 
+/* Like pump, but what the client has to send goes to the front end in one
+ * piece, as one read of a client that writes its frames at once. */
+static void pump_joined(void) {
+  pst_buf_t all = {0};
+  const uint8_t *p;
+  ssize_t n;
+  while ((n = nghttp2_session_mem_send(cli.s, &p)) > 0) {
+    assert_int_equal(pst_buf_append(&all, p, (size_t)n), 0);
+  }
+  assert_true(n >= 0);
+  if (all.len > 0 && !g.closed) g.front->ops->feed(g.front, pst_buf_head(&all), all.len);
+  pst_buf_free(&all);
+  pump();
+}
+
+/* "MadeYouReset": a POST declaring content-length: 1, then 2 bytes of DATA,
+ * which nghttp2 answers with RST_STREAM itself. Sent in one piece, the
+ * stream is never started (no backend connection); either way the stream
+ * ended before its response and counts against the reset budget, which
+ * ends in GOAWAY ENHANCE_YOUR_CALM. */
+static void made_you_reset(int joined) {
+  start((opts_t){.reset_burst = 20, .reset_rate = 1});
+  static body_src_t bodies[100];
+  int i;
+  for (i = 0; i < 100 && cli.goaway == 0; i++) {
+    bodies[i] = (body_src_t){.data = "xx", .len = 2, .allowed = 2, .eof_ok = 1};
+    int32_t id = request("POST", "/upload", "example.com", &bodies[i], "content-length", "1", NULL);
+    if (joined)
+      pump_joined();
+    else
+      pump();
+    if (cli.goaway == 0) {
+      assert_true(cs(id)->rst);
+      assert_int_equal(cs(id)->rst_code, NGHTTP2_PROTOCOL_ERROR);
+    }
+  }
+  assert_int_equal(cli.goaway, 1);
+  assert_int_equal(cli.goaway_code, NGHTTP2_ENHANCE_YOUR_CALM);
+  assert_true(i >= 20 && i <= 23);
+  if (joined) assert_int_equal(n_fs, 0); /* no backend connection for any of them */
+  for (size_t k = 0; k < n_fs; k++) assert_true(fs[k]->freed);
+}
+
+static void test_made_you_reset_joined(void **state) { made_you_reset(1); }
+
+static void test_made_you_reset_split(void **state) { made_you_reset(0); }
+
+/* Streams that end with their response, even with a request body still
+ * due (RST_STREAM NO_ERROR, RFC 9113 8.1), cost nothing of the budget. */
+static void test_answered_streams_not_counted(void **state) {
+  start((opts_t){.reset_burst = 5, .reset_rate = 1});
+  for (int i = 0; i < 30; i++) {
+    static body_src_t b;
+    b = (body_src_t){.data = "abc", .len = 3, .allowed = 0};
+    int32_t id = request("POST", "/u", "example.com", &b, NULL);
+    pump();
+    fstream_t *f = stream_for(id);
+    assert_int_equal(be_head(f, 413, PST_BODY_LENGTH, 0, NULL), 0);
+    be_end(f);
+    pump();
+    assert_int_equal(cs(id)->status, 413);
+    assert_true(cs(id)->end);
+  }
+  assert_int_equal(cli.goaway, 0);
+}
+
 static void test_shutdown(void **state) {
   start((opts_t){0});
   int32_t id = request("GET", "/slow", "example.com", NULL, NULL);
@@ -929,6 +1086,80 @@ static void test_head_and_304(void **state) {
   assert_int_equal(cs(n)->status, 304);
   assert_true(has_field(cs(n), "etag: \"x\"\n"));
   assert_true(cs(n)->end);
+}
+
+/* What stream.c really hands over for HEAD and 304: no body, and the
+ * length the response described as a plain field (http.h), which must
+ * reach the client (RFC 9110 9.3.2, 8.6); a GET's framing field is
+ * rebuilt, never passed on. */
+static void test_head_keeps_own_length(void **state) {
+  start((opts_t){0});
+  int32_t h = request("HEAD", "/h", "example.com", NULL, NULL);
+  int32_t n = request("GET", "/n", "example.com", NULL, NULL);
+  pump();
+  assert_int_equal(be_head(stream_for(h), 200, PST_BODY_NONE, 0, "content-length", "12345", NULL),
+                   0);
+  be_end(stream_for(h));
+  assert_int_equal(be_head(stream_for(n), 304, PST_BODY_NONE, 0, "content-length", "77", NULL), 0);
+  be_end(stream_for(n));
+  pump();
+  assert_int_equal(cs(h)->status, 200);
+  assert_true(has_field(cs(h), "content-length: 12345\n"));
+  assert_int_equal(cs(h)->body.len, 0);
+  assert_true(cs(h)->end);
+  assert_int_equal(cs(n)->status, 304);
+  assert_true(has_field(cs(n), "content-length: 77\n"));
+  assert_true(cs(n)->end);
+}
+
+/* Submits a GET whose :scheme and :path are given as they are. */
+static int32_t request_raw(const char *method, const char *scheme, const char *path) {
+  nghttp2_nv nva[] = {NV(":method", method), NV(":scheme", scheme), NV(":path", path),
+                      NV(":authority", "example.com")};
+  int32_t id = nghttp2_submit_request(cli.s, NULL, nva, PST_ARRAY_SIZE(nva), NULL, NULL);
+  assert_true(id > 0);
+  return id;
+}
+
+/* RFC 9113 8.3.1: only http and https; :path as the HTTP/1.1 front end
+ * would take it in a request line (http.h, pst_http_target_ok). */
+static void test_scheme_and_path_checked(void **state) {
+  start((opts_t){0});
+  static const struct {
+    const char *method, *scheme, *path;
+    int ok;
+  } cases[] = {
+      {"GET", "ftp", "/x", 0},
+      {"GET", "foo", "http://evil.test/admin", 0},
+      {"GET", "foo", "*", 0},
+      {"GET", "foo", "admin", 0},
+      {"GET", "https", "/a|b", 0},
+      {"GET", "https", "/caf\xc3\xa9", 0},
+      {"GET", "https", "/a{b}", 0},
+      {"GET", "https", "/a#b", 0},
+      {"GET", "https", "/a\\b", 0},
+      {"GET", "HTTPS", "/upper-scheme", 1},
+      {"GET", "http", "/a[1]?b=%41&c=@:!$'()*+,;=", 1},
+      {"OPTIONS", "https", "*", 1},
+  };
+  int32_t ids[PST_ARRAY_SIZE(cases)];
+  size_t started = 0;
+  for (size_t i = 0; i < PST_ARRAY_SIZE(cases); i++) {
+    ids[i] = request_raw(cases[i].method, cases[i].scheme, cases[i].path);
+    pump();
+    if (!cases[i].ok) {
+      if (!cs(ids[i])->rst || cs(ids[i])->rst_code != NGHTTP2_PROTOCOL_ERROR) {
+        fail_msg("%s %s %s: expected RST_STREAM PROTOCOL_ERROR", cases[i].method, cases[i].scheme,
+                 cases[i].path);
+      }
+      assert_int_equal(n_fs, started);
+    } else {
+      if (n_fs != started + 1) fail_msg("%s %s: not forwarded", cases[i].scheme, cases[i].path);
+      assert_string_equal(fs[started]->pub.req->target, cases[i].path);
+      started++;
+    }
+  }
+  assert_int_equal(cli.goaway, 0);
 }
 
 static void test_early_response_stops_upload(void **state) {
@@ -1197,6 +1428,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_request_body_flow_control, teardown),
       cmocka_unit_test_teardown(test_request_body_without_length, teardown),
       cmocka_unit_test_teardown(test_response_backpressure, teardown),
+      cmocka_unit_test_teardown(test_zero_window_bounded, teardown),
+      cmocka_unit_test_teardown(test_connection_buffer_bounded, teardown),
       cmocka_unit_test_teardown(test_error_before_head, teardown),
       cmocka_unit_test_teardown(test_error_after_head, teardown),
       cmocka_unit_test_teardown(test_start_failure_502, teardown),
@@ -1204,6 +1437,9 @@ int main(void) {
       cmocka_unit_test_teardown(test_stream_limit, teardown),
       cmocka_unit_test_teardown(test_header_list_too_large, teardown),
       cmocka_unit_test_teardown(test_rapid_reset, teardown),
+      cmocka_unit_test_teardown(test_made_you_reset_joined, teardown),
+      cmocka_unit_test_teardown(test_made_you_reset_split, teardown),
+      cmocka_unit_test_teardown(test_answered_streams_not_counted, teardown),
       cmocka_unit_test_teardown(test_shutdown, teardown),
       cmocka_unit_test_teardown(test_shutdown_idle, teardown),
       cmocka_unit_test_teardown(test_client_eof, teardown),
@@ -1211,6 +1447,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_destroy_aborts_streams, teardown),
       cmocka_unit_test_teardown(test_connect_refused, teardown),
       cmocka_unit_test_teardown(test_head_and_304, teardown),
+      cmocka_unit_test_teardown(test_scheme_and_path_checked, teardown),
+      cmocka_unit_test_teardown(test_head_keeps_own_length, teardown),
       cmocka_unit_test_teardown(test_early_response_stops_upload, teardown),
       cmocka_unit_test_teardown(test_expect_continue, teardown),
       cmocka_unit_test_teardown(test_client_reset_aborts_stream, teardown),

@@ -553,6 +553,28 @@ static int writers_once(long n) {
   return failed_alloc;
 }
 
+/* pst_http_target_ok: origin-form and asterisk-form of RFC 3986
+ * characters, the one check both front ends run on a target. */
+static void test_target(void **state) {
+  static const char *const good[] = {
+      "/", "/a/b?c=d", "/a[1]?x[]=1&y=%41", "/%zz", "/@:!$&'()*+,;=-._~", "/?/?",
+  };
+  static const char *const bad[] = {
+      "",       "a",      "http://h/", "/a#b",  "/a b", "/a\tb", "/a\x7f", "/caf\xc3\xa9",
+      "/a\x80", "/a\xff", "/a\"b",     "/a<b",  "/a>b", "/a{b",  "/a}b",   "/a|b",
+      "/a^b",   "/a\\b",  "/a`b",      "/a\rb", "**",
+  };
+  for (size_t i = 0; i < PST_ARRAY_SIZE(good); i++) {
+    if (!pst_http_target_ok(good[i], strlen(good[i]), 0)) fail_msg("refused %s", good[i]);
+  }
+  for (size_t i = 0; i < PST_ARRAY_SIZE(bad); i++) {
+    if (pst_http_target_ok(bad[i], strlen(bad[i]), 1)) fail_msg("accepted %s", bad[i]);
+  }
+  assert_false(pst_http_target_ok("/a\0b", 4, 0)); /* a NUL inside */
+  assert_true(pst_http_target_ok("*", 1, 1));      /* OPTIONS only (RFC 9112 3.2.4) */
+  assert_false(pst_http_target_ok("*", 1, 0));
+}
+
 static void test_oom(void **state) {
   long n = 0;
   while (writers_once(n)) n++;
@@ -561,13 +583,21 @@ static void test_oom(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_headers),           cmocka_unit_test(test_tables),
-      cmocka_unit_test(test_request_xff),       cmocka_unit_test(test_request_rfc7239),
-      cmocka_unit_test(test_request_framing),   cmocka_unit_test(test_request_expect_upgrade),
-      cmocka_unit_test(test_request_injection), cmocka_unit_test(test_response_11),
-      cmocka_unit_test(test_response_10),       cmocka_unit_test(test_response_bodiless),
-      cmocka_unit_test(test_response_1xx),      cmocka_unit_test(test_chunk),
-      cmocka_unit_test(test_error_write),       cmocka_unit_test(test_oom),
+      cmocka_unit_test(test_headers),
+      cmocka_unit_test(test_tables),
+      cmocka_unit_test(test_request_xff),
+      cmocka_unit_test(test_request_rfc7239),
+      cmocka_unit_test(test_request_framing),
+      cmocka_unit_test(test_request_expect_upgrade),
+      cmocka_unit_test(test_request_injection),
+      cmocka_unit_test(test_response_11),
+      cmocka_unit_test(test_response_10),
+      cmocka_unit_test(test_response_bodiless),
+      cmocka_unit_test(test_response_1xx),
+      cmocka_unit_test(test_chunk),
+      cmocka_unit_test(test_error_write),
+      cmocka_unit_test(test_target),
+      cmocka_unit_test(test_oom),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
