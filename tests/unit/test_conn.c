@@ -30,10 +30,11 @@
  * client's shutdown request is allocated when the end comes, and the ALPN
  * protocol points at the listener's string (the tcp relay's backend
  * connection, which every tcp-mode connection also carries, came back to
- * under the old total this way: bench, RSS per idle TLS connection). A
- * field added inline should be a deliberate choice:
+ * under the old total this way: bench, RSS per idle TLS connection). Then
+ * 920 with the route map in pst_host_t (421 Misdirected Request needs it).
+ * A field added inline should be a deliberate choice:
  * raise this bound then, and say why. */
-#define CONN_SIZE_BOUND 912
+#define CONN_SIZE_BOUND 920
 
 static void test_size(void **state) {
   printf("sizeof(pst_conn_t) = %zu\n", sizeof(pst_conn_t));
