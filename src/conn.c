@@ -589,26 +589,45 @@ static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
 
 /* ---- handshake ---- */
 
-/* Keeps the server name the client asked for, lower-cased, for routes and
- * logs (also after a failed handshake, to say which name failed). The name
- * cannot change once the ClientHello is processed: the first copy stays.
- * Without memory for the copy, the connection goes on without a name (the
- * default route, "-" in logs). */
-static void conn_record_sni(pst_conn_t *conn) {
-  if (conn->sni_buf != NULL) return;
-  void *name = NULL;
-  unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
-  if (n == 0 || name == NULL) return;
+/* Keeps the server name the client asked for (n bytes), lower-cased, for
+ * routes and logs (also after a failed handshake, to say which name
+ * failed). The name cannot change once the ClientHello is processed: the
+ * first copy stays. Bytes outside printable ASCII, and '\', are kept
+ * escaped as \xHH: a name the handshake accepted has none (tls.c), so routes
+ * see it unchanged, while a refused one can neither be cut at a NUL nor
+ * carry a CR, LF or ESC into a log line. Without memory for the copy, the
+ * connection goes on without a name (the default route, "-" in logs). */
+static void conn_keep_sni(pst_conn_t *conn, const unsigned char *name, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  if (conn->sni_buf != NULL || n == 0) return;
   if (n > CONN_SNI_MAX) n = CONN_SNI_MAX;
-  char *sni = malloc((size_t)n + 1);
+  char *sni = malloc(n * 4 + 1);
   if (sni == NULL) return;
-  for (unsigned short i = 0; i < n; i++) {
-    char c = ((const char *)name)[i];
-    sni[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = name[i];
+    if (c >= 'A' && c <= 'Z') {
+      sni[o++] = (char)(c + ('a' - 'A'));
+    } else if (c > 0x20 && c < 0x7f && c != '\\') {
+      sni[o++] = (char)c;
+    } else {
+      sni[o++] = '\\';
+      sni[o++] = 'x';
+      sni[o++] = hex[c >> 4];
+      sni[o++] = hex[c & 0xf];
+    }
   }
-  sni[n] = '\0';
+  sni[o] = '\0';
   conn->sni_buf = sni;
   conn->host.sni = sni;
+}
+
+/* Keeps the server name as wolfSSL parsed it, unless the ClientHello's
+ * own was kept (conn_handshake_early). */
+static void conn_record_sni(pst_conn_t *conn) {
+  void *name = NULL;
+  unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
+  if (name != NULL) conn_keep_sni(conn, name, n);
 }
 
 static const char *conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap) {
@@ -634,8 +653,11 @@ const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
 static void conn_handshake_failed(pst_conn_t *conn, int rc) {
   char msg[128];
   const char *why;
-  if (pst_tls_sni_rejected(conn->ssl)) {
+  int sni = pst_tls_sni_rejected(conn->ssl);
+  if (sni == PST_TLS_SNI_UNKNOWN) {
     why = "handshake refused: no certificate for this server name (unknown_sni: reject)";
+  } else if (sni == PST_TLS_SNI_MALFORMED) {
+    why = "handshake refused: the server name is not a DNS host name (RFC 6066 3)";
   } else {
     wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(conn->ssl, rc), msg, sizeof(msg));
     why = pst_conn_why(conn, "handshake failed: %s", msg);
@@ -656,11 +678,19 @@ static void conn_handshake_wait(pst_conn_t *conn) {
  * waits or conn is closing, 0 to go on with wolfSSL_accept. */
 static int conn_handshake_early(pst_conn_t *conn) {
   pst_early_t *e = &conn->early;
-  if (e->phase == PST_EARLY_HELLO &&
-      pst_early_hello(e, conn->ssl, conn->gl->conf, conn->in_ptr, conn->in_len, conn->client.eof,
-                      conn->host.id, conn->host.peer) > 0) {
-    conn_handshake_wait(conn);
-    return 1;
+  if (e->phase == PST_EARLY_HELLO) {
+    if (pst_early_hello(e, conn->ssl, conn->gl->conf, conn->in_ptr, conn->in_len, conn->client.eof,
+                        conn->host.id, conn->host.peer) > 0) {
+      conn_handshake_wait(conn);
+      return 1;
+    }
+    /* The whole ClientHello is here: its server name as sent, which
+     * wolfSSL's cuts at a NUL (tls.h), is checked and kept. */
+    unsigned char name[PST_TLS_SNI_BUF];
+    size_t n;
+    if (pst_tls_sni_precheck(conn->ssl, conn->in_ptr, conn->in_len, name, &n) > 0) {
+      conn_keep_sni(conn, name, n);
+    }
   }
   if (e->phase != PST_EARLY_READING) return 0;
   uint64_t before = e->bytes;

@@ -98,7 +98,9 @@ struct pst_host_s {
   struct pst_access_log_s *access_log;   /* the worker's access log writer (access_log.h) */
   const char *peer;                      /* "ip:port" */
   const char *peer_ip;                   /* the client's address without port */
-  const char *sni;                       /* lower-cased server name, "" for none */
+  const char *sni;                       /* lower-cased server name, "" for none; printable
+                                          * ASCII only (a name the handshake accepted is a
+                                          * DNS host name, RFC 6066 3) */
 };
 
 /* What a connection asks of its application. */
