@@ -48,6 +48,28 @@ fail:;
   return err;
 }
 
+int pst_listen_probe(const pst_addr_t *addr) {
+  int family = addr->ss.ss_family;
+  in_port_t port = family == AF_INET6 ? ((const struct sockaddr_in6 *)&addr->ss)->sin6_port
+                                      : ((const struct sockaddr_in *)&addr->ss)->sin_port;
+  if (port == 0) return 0; /* the kernel picks a free port: nobody owns it */
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  /* SO_REUSEADDR as on the real sockets, so that connections of a previous
+   * run in TIME_WAIT do not count as an owner; no SO_REUSEPORT, so that a
+   * listening socket does, whoever made it and with whatever options
+   * (Linux refuses the bind of a socket without SO_REUSEPORT on a port
+   * that has a listening socket, SO_REUSEADDR or not). */
+  int one = 1, rc = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+      bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0) {
+    rc = -errno;
+  }
+  close(fd);
+  return rc;
+}
+
 /* ---- listener lifetime ---- */
 
 /* Frees wl once nothing refers to it: out of the worker's list, handle
