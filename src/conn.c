@@ -158,6 +158,60 @@ void pst_conn_flush_all(pst_worker_t *worker) {
   }
 }
 
+/* ---- the eviction order (max_connections) ---- */
+
+static void conn_evict_unlink(pst_conn_t *conn) {
+  if (!conn->evict_listed) return;
+  pst_wlistener_t *wl = conn->wl;
+  if (conn->evict_prev != NULL)
+    conn->evict_prev->evict_next = conn->evict_next;
+  else
+    wl->evict_first = conn->evict_next;
+  if (conn->evict_next != NULL)
+    conn->evict_next->evict_prev = conn->evict_prev;
+  else
+    wl->evict_last = conn->evict_prev;
+  conn->evict_prev = conn->evict_next = NULL;
+  conn->evict_listed = 0;
+}
+
+/* conn has waited on its client since now: it goes to the end of the
+ * eviction list (conn_int.h), or leaves it while a request waits for its
+ * response or once it is closing. */
+static void conn_evict_requeue(pst_conn_t *conn) {
+  conn_evict_unlink(conn);
+  if (conn->state == PST_CONN_CLOSING || conn->waiting > 0) return;
+  pst_wlistener_t *wl = conn->wl;
+  conn->evict_prev = wl->evict_last;
+  if (wl->evict_last != NULL)
+    wl->evict_last->evict_next = conn;
+  else
+    wl->evict_first = conn;
+  wl->evict_last = conn;
+  conn->evict_listed = 1;
+}
+
+int pst_conn_evict(pst_wlistener_t *wl) {
+  pst_conn_t *victim = wl->evict_first;
+  if (victim == NULL) return -EBUSY;
+  assert(victim->state != PST_CONN_CLOSING && victim->waiting == 0);
+  pst_conn_close(victim, PST_ELIMIT,
+                 victim->head ? "closed for a new client at max_connections: request head "
+                                "incomplete"
+                 : victim->state == PST_CONN_OPEN
+                     ? "closed for a new client at max_connections: idle"
+                     : "closed for a new client at max_connections: handshake incomplete");
+  return 0;
+}
+
+/* Traffic from or to the client's application: the idle timeout starts
+ * again, and the connection goes last in the eviction order, unless a
+ * request head is incomplete (its place is the head's start). */
+static void conn_activity(pst_conn_t *conn) {
+  conn->t_last_ms = uv_now(conn->timer.loop);
+  if (!conn->head) conn_evict_requeue(conn);
+}
+
 /* ---- host services (app-t.h) ---- */
 
 static pst_conn_t *conn_of(const pst_host_t *h) { return PST_CONTAINER_OF(h, pst_conn_t, host); }
@@ -252,10 +306,7 @@ static pst_host_phase_t conn_phase(const pst_host_t *h) {
 }
 
 /* host->ops->touch. */
-static void conn_touch(pst_host_t *h) {
-  pst_conn_t *conn = conn_of(h);
-  conn->t_last_ms = uv_now(conn->timer.loop);
-}
+static void conn_touch(pst_host_t *h) { conn_activity(conn_of(h)); }
 
 /* host->ops->waiting. */
 static void conn_waiting(pst_host_t *h, int delta) {
@@ -263,7 +314,33 @@ static void conn_waiting(pst_host_t *h, int delta) {
   assert(delta == 1 || delta == -1);
   assert(delta > 0 || conn->waiting > 0);
   conn->waiting += (unsigned)delta;
-  if (conn->waiting == 0) conn->t_last_ms = uv_now(conn->timer.loop);
+  if (conn->waiting == 0) {
+    conn_activity(conn);
+  } else {
+    conn_evict_unlink(conn); /* timeouts.backend_response governs */
+  }
+}
+
+static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
+
+/* host->ops->head. The deadline is the connection timer's: armed for the
+ * head's deadline when that comes before the idle one (conn_on_timer
+ * re-arms for whichever is next). */
+static void conn_head(pst_host_t *h, int started) {
+  pst_conn_t *conn = conn_of(h);
+  if (conn->state == PST_CONN_CLOSING || conn->head == (unsigned)!!started) return;
+  if (!started) {
+    conn->head = 0;
+    conn_activity(conn);
+    return;
+  }
+  conn->head = 1;
+  conn->head_start_ms = uv_now(conn->timer.loop);
+  conn_evict_requeue(conn);
+  uint64_t limit = conn->gl->conf->request_head_timeout_ms;
+  if (conn->state == PST_CONN_OPEN && limit < uv_timer_get_due_in(&conn->timer)) {
+    conn_arm_timer(conn, limit);
+  }
 }
 
 /* host->ops->facts. */
@@ -297,6 +374,7 @@ static const pst_host_ops_t conn_host_ops = {
     .touch = conn_touch,
     .waiting = conn_waiting,
     .facts = conn_facts,
+    .head = conn_head,
 };
 
 /* ---- the application ---- */
@@ -443,6 +521,7 @@ static void conn_from_client(pst_conn_t *conn) {
     int n = wolfSSL_read(conn->ssl, plain, PST_RECORD_MAX);
     if (n > 0) {
       conn->bytes_in += (uint64_t)n;
+      conn_activity(conn);
       conn_feed(conn, plain, (size_t)n);
       continue;
     }
@@ -560,7 +639,9 @@ static void conn_pump(pst_conn_t *conn) {
 static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pst_conn_t *conn = PST_CONTAINER_OF(s, pst_conn_t, client.tcp);
   if (nread == 0 || conn->state == PST_CONN_CLOSING) return;
-  conn->t_last_ms = uv_now(s->loop);
+  /* Bytes read are not yet traffic for the idle timeout: only a whole
+   * record that decrypts is (conn_from_client), so that a client dripping
+   * a record it never completes is idle. */
   if (nread < 0) {
     if (nread != UV_EOF) {
       conn_client_failed(conn, (int)nread, "client read failed");
@@ -756,7 +837,13 @@ static void conn_handshake(pst_conn_t *conn) {
 
 /* ---- timers and state ---- */
 
-static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
+/* Milliseconds left before the request head being received is due (0: it
+ * is late), or UINT64_MAX when none is. */
+static uint64_t conn_head_left(const pst_conn_t *conn, uint64_t now) {
+  if (!conn->head) return UINT64_MAX;
+  uint64_t limit = conn->gl->conf->request_head_timeout_ms, spent = now - conn->head_start_ms;
+  return spent < limit ? limit - spent : 0;
+}
 
 static void conn_on_timer(uv_timer_t *t) {
   pst_conn_t *conn = PST_CONTAINER_OF(t, pst_conn_t, timer);
@@ -767,7 +854,8 @@ static void conn_on_timer(uv_timer_t *t) {
     case PST_CONN_OPEN: {
       /* The idle deadline moves with every read; re-arm for what is left
        * rather than restarting the timer on each read. */
-      uint64_t idle = uv_now(t->loop) - conn->t_last_ms;
+      uint64_t now = uv_now(t->loop);
+      uint64_t idle = now - conn->t_last_ms;
       /* A request waiting for its response head is not idle:
        * timeouts.backend_response governs it. Any other exchange counts as
        * idle unless bytes move (touch), so a stalled body or tunnel cannot
@@ -777,7 +865,13 @@ static void conn_on_timer(uv_timer_t *t) {
         pst_conn_close(conn, PST_ETIMEDOUT, "idle timeout");
         return;
       }
-      conn_arm_timer(conn, lc->idle_timeout_ms - idle);
+      /* A request head has a total deadline, however often bytes come. */
+      uint64_t next = lc->idle_timeout_ms - idle, head = conn_head_left(conn, now);
+      if (head == 0) {
+        pst_conn_close(conn, PST_ETIMEDOUT, "request head timeout (timeouts.request_head)");
+        return;
+      }
+      conn_arm_timer(conn, head < next ? head : next);
       return;
     }
     case PST_CONN_CLOSING:
@@ -803,10 +897,13 @@ static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
   }
   conn->state = state;
   switch (state) {
-    case PST_CONN_OPEN:
-      conn->t_last_ms = uv_now(conn->timer.loop);
-      conn_arm_timer(conn, lc->idle_timeout_ms);
+    case PST_CONN_OPEN: {
+      /* A head begun in 0-RTT data keeps its start. */
+      uint64_t now = uv_now(conn->timer.loop), head = conn_head_left(conn, now);
+      conn->t_last_ms = now;
+      conn_arm_timer(conn, head < lc->idle_timeout_ms ? head : lc->idle_timeout_ms);
       break;
+    }
     case PST_CONN_CLOSING: conn_arm_timer(conn, CONN_LINGER_MS); break;
     case PST_CONN_HANDSHAKE:
     case PST_CONN_EARLY: break;
@@ -895,6 +992,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   worker->conns = conn;
   worker->n_conns++;
   wl->n_conns++;
+  conn_evict_requeue(conn);
 
   int rc = uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)&conn->client.tcp);
   if (rc != 0) {
@@ -1032,6 +1130,7 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   conn->err = err;
   conn_log(conn, reason != NULL ? reason : "");
   conn_set_state(conn, PST_CONN_CLOSING);
+  conn_evict_unlink(conn);
   if (conn->app != NULL && conn->app->ops->closing != NULL) conn->app->ops->closing(conn->app);
   uv_read_stop((uv_stream_t *)&conn->client.tcp);
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;

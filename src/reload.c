@@ -191,6 +191,7 @@ static void describe_settings(out_t *o, const pst_listener_conf_t *a,
   if (!routes_same(a, b)) out_add(&keys, ", ", "routes");
   if (a->handshake_timeout_ms != b->handshake_timeout_ms ||
       a->idle_timeout_ms != b->idle_timeout_ms ||
+      a->request_head_timeout_ms != b->request_head_timeout_ms ||
       a->backend_connect_timeout_ms != b->backend_connect_timeout_ms)
     out_add(&keys, ", ", "timeouts");
   if (a->max_connections != b->max_connections)

@@ -21,6 +21,8 @@
 #include "postern/tls.h"
 
 #define LISTEN_BACKLOG 511
+/* A listener at max_connections is reported at most this often per worker. */
+#define WL_FULL_WARN_MS 60000
 
 int pst_listen_socket(const pst_addr_t *addr) {
   int family = addr->ss.ss_family;
@@ -134,10 +136,20 @@ static void worker_on_connection(uv_stream_t *server, int status) {
   if (worker->state != PST_WORKER_RUNNING) return;
   if (wl->n_conns >= lc->max_connections) {
     /* Not calling uv_accept makes libuv stop polling this socket until we
-     * do: new connections wait in the kernel's backlog. */
-    if (!wl->paused) {
-      pst_log_warn("listener %s: worker %u at max_connections (%u): pausing accepts", lc->name,
-                   worker->id, lc->max_connections);
+     * do: the new connection waits in the kernel's backlog until a slot is
+     * free (worker_conn_gone). To be fair to it, the connection that has
+     * waited longest on its client gives way (pst_conn_evict): otherwise
+     * clients that open connections and send nothing, or drip a request
+     * head, would hold every slot. */
+    int evicted = pst_conn_evict(wl) == 0;
+    uint64_t now = uv_now(&worker->loop);
+    if (!wl->paused && (wl->full_warned_ms == 0 || now - wl->full_warned_ms >= WL_FULL_WARN_MS)) {
+      pst_log_warn("listener %s: worker %u at max_connections (%u): %s", lc->name, worker->id,
+                   lc->max_connections,
+                   evicted ? "closing the connection that waited longest on its client for each "
+                             "new one"
+                           : "every connection is busy: pausing accepts");
+      wl->full_warned_ms = now;
     }
     wl->paused = 1;
     return;

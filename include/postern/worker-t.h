@@ -30,6 +30,11 @@ typedef struct {
   int open;         /* handle initialised and not yet closed */
   int closing;      /* uv_close called, close callback not run yet */
   int listed;       /* in worker->listeners */
+  /* The connections accepted here that may be closed to make room for a
+   * new client at max_connections, the one that has waited longest on its
+   * client first (conn.c: pst_conn_evict). */
+  pst_conn_t *evict_first, *evict_last;
+  uint64_t full_warned_ms; /* loop time of the last "at max_connections" warning */
 } pst_wlistener_t;
 
 /* A new generation for one worker, prepared by the reload on the main

@@ -283,6 +283,7 @@ static void test_defaults(void **state) {
   assert_null(l->routes);
   assert_int_equal(l->handshake_timeout_ms, 10000);
   assert_int_equal(l->idle_timeout_ms, 60000);
+  assert_int_equal(l->request_head_timeout_ms, 10000);
   assert_int_equal(l->backend_connect_timeout_ms, 5000);
   assert_int_equal(l->max_connections, 10000);
   pst_config_free(cfg);
@@ -302,7 +303,7 @@ static void test_non_default_values(void **state) {
       "      unknown_sni: reject\n"
       "      default_certificate: WWW.Example.TEST\n"
       "      certificates: [{cert: $D/a.pem, key: $D/a.key}]\n"
-      "    timeouts: {handshake: 250ms, idle: 2m, backend_connect: 1h}\n"
+      "    timeouts: {handshake: 250ms, idle: 2m, request_head: 3s, backend_connect: 1h}\n"
       "    max_connections: 1\n");
   assert_int_equal(cfg->workers, 3);
   assert_int_equal(cfg->log_level, PST_LOG_DEBUG);
@@ -318,6 +319,7 @@ static void test_non_default_values(void **state) {
   assert_string_equal(l->default_certificate, "www.example.test");
   assert_int_equal(l->handshake_timeout_ms, 250);
   assert_int_equal(l->idle_timeout_ms, 120000);
+  assert_int_equal(l->request_head_timeout_ms, 3000);
   assert_int_equal(l->backend_connect_timeout_ms, 3600000);
   assert_int_equal(l->max_connections, 1);
   pst_config_free(cfg);
@@ -602,6 +604,9 @@ static void test_error_bad_duration(void **state) {
                "t.yaml:1:19: shutdown_timeout: duration \"2h\" is out of range; expected 0s..1h");
   expect_error("listeners:\n" LISTENER0 "    timeouts:\n      handshake: 0s\n",
                "t.yaml:9:18: listeners[0].timeouts.handshake: duration \"0s\" is out of range; "
+               "expected 1ms..1h");
+  expect_error("listeners:\n" LISTENER0 "    timeouts:\n      request_head: 0s\n",
+               "t.yaml:9:21: listeners[0].timeouts.request_head: duration \"0s\" is out of range; "
                "expected 1ms..1h");
   expect_error("listeners:\n" LISTENER0 "    timeouts:\n      idle: 1.5s\n",
                "t.yaml:9:13: listeners[0].timeouts.idle: invalid duration \"1.5s\";");

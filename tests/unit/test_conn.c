@@ -27,9 +27,13 @@
  * handshaking connection no longer carries a uv_tcp_t, a uv_shutdown_t and
  * a uv_connect_t for it, ~430 bytes; the pst_host_t it now carries for
  * its application, app-t.h, takes back part of that): the bound is 1,016
- * rounded up to 16. A field added inline should be a deliberate choice:
- * raise this bound then, and say why. */
-#define CONN_SIZE_BOUND 1024
+ * rounded up to 16. Then 1,040 with the request head deadline's start
+ * (8 bytes) and the link in the listener's eviction list (16 bytes), which
+ * make max_connections fair to new clients (conn.c: pst_conn_evict): the
+ * list is what finds the connection to close in constant time. A field
+ * added inline should be a deliberate choice: raise this bound then, and
+ * say why. */
+#define CONN_SIZE_BOUND 1040
 
 static void test_size(void **state) {
   printf("sizeof(pst_conn_t) = %zu\n", sizeof(pst_conn_t));
