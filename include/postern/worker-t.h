@@ -66,6 +66,8 @@ struct pst_worker_s {
   uv_thread_t thread;
   uv_async_t wakeup;      /* the main thread's requests (stop, switch) */
   uv_timer_t drain_timer; /* shutdown_timeout while draining */
+  uv_timer_t trim_timer;  /* gives memory back once the worker has been quiet a while */
+  unsigned peak_conns;    /* most connections at once since memory was last given back */
   pst_worker_state_t state;
   atomic_int stop_requested;
   _Atomic(pst_worker_switch_t *) pending_switch; /* posted by the reload, taken on wakeup */
