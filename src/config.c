@@ -654,12 +654,16 @@ int pst_config_parse(const char *name, const char *text, size_t len, pst_config_
   pst_cfg_t p = {.file = name, .err = err, .errlen = errlen, .user = &state};
   if (err != NULL && errlen > 0) err[0] = '\0';
   int rc = pst_cfg_load_doc(&p, text, len, &doc);
-  if (rc != 0) return rc;
+  if (rc != 0) {
+    pst_cfg_free_aliases(&p);
+    return rc;
+  }
   p.doc = &doc;
   cfg = calloc(1, sizeof(*cfg));
   state.cfg = cfg;
   rc = cfg == NULL ? pst_cfg_nomem(&p) : parse_root(&p, cfg);
   yaml_document_delete(&doc);
+  pst_cfg_free_aliases(&p);
   if (rc != 0) {
     pst_config_free(cfg);
     return rc;
