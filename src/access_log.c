@@ -197,7 +197,11 @@ static alog_out_t *alog_out(pst_access_log_t *al, pst_access_file_t *f) {
 /* ---- lines ---- */
 
 /* Copies s into out, replacing bytes that could break the line (spaces,
- * quotes, controls) so that every field stays one token. */
+ * quotes, controls) so that every field stays one token. Every field that
+ * comes from a client goes through it: the request's method, authority and
+ * target, and also the peer and the server name, which the connection
+ * already keeps printable (conn.c), so that this line does not depend on
+ * it. */
 static const char *token(const char *s, char *out, size_t len) {
   if (s == NULL || *s == '\0') return "-";
   size_t i = 0;
@@ -218,7 +222,7 @@ void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_reque
     al->dropped++;
     return;
   }
-  char line[2048], ts[40], method[32], authority[256], path[1024];
+  char line[2048], ts[40], peer[64], sni[256], method[32], authority[256], path[1024];
   struct timeval tv;
   struct tm tm;
   gettimeofday(&tv, NULL);
@@ -228,7 +232,7 @@ void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_reque
   double ms = (double)(uv_hrtime() - t_start_ns) / 1e6;
   int len = snprintf(
       line, sizeof(line), "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s\n", ts,
-      h->peer, h->sni[0] ? h->sni : "-", proto,
+      token(h->peer, peer, sizeof(peer)), token(h->sni, sni, sizeof(sni)), proto,
       token(req ? req->method : NULL, method, sizeof(method)),
       token(req ? req->authority : NULL, authority, sizeof(authority)),
       token(req ? req->target : NULL, path, sizeof(path)), status, (unsigned long long)bytes_in,

@@ -337,6 +337,11 @@ static int set_idle(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return pst_cfg_duration(p, v, 1, HOUR(24), &((pst_listener_conf_t *)obj)->idle_timeout_ms);
 }
 
+static int set_request_head(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  return pst_cfg_duration(p, v, 1, HOUR(1), &l->request_head_timeout_ms);
+}
+
 static int set_backend_connect(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   pst_listener_conf_t *l = obj;
   return pst_cfg_duration(p, v, 1, HOUR(1), &l->backend_connect_timeout_ms);
@@ -345,6 +350,7 @@ static int set_backend_connect(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 static const pst_cfg_key_t timeout_keys[] = {
     {"handshake", set_handshake, NULL},
     {"idle", set_idle, NULL},
+    {"request_head", set_request_head, NULL},
     {"backend_connect", set_backend_connect, NULL},
     {"backend_response", pst_cfg_set_backend_response, NULL},
 };
@@ -508,6 +514,7 @@ static void listener_defaults(pst_listener_conf_t *l) {
   l->unknown_sni = PST_UNKNOWN_SNI_DEFAULT;
   l->handshake_timeout_ms = SEC(10);
   l->idle_timeout_ms = SEC(60);
+  l->request_head_timeout_ms = SEC(10);
   l->backend_connect_timeout_ms = SEC(5);
   l->max_connections = 10000;
   pst_cfg_http_defaults(l);
@@ -647,12 +654,16 @@ int pst_config_parse(const char *name, const char *text, size_t len, pst_config_
   pst_cfg_t p = {.file = name, .err = err, .errlen = errlen, .user = &state};
   if (err != NULL && errlen > 0) err[0] = '\0';
   int rc = pst_cfg_load_doc(&p, text, len, &doc);
-  if (rc != 0) return rc;
+  if (rc != 0) {
+    pst_cfg_free_aliases(&p);
+    return rc;
+  }
   p.doc = &doc;
   cfg = calloc(1, sizeof(*cfg));
   state.cfg = cfg;
   rc = cfg == NULL ? pst_cfg_nomem(&p) : parse_root(&p, cfg);
   yaml_document_delete(&doc);
+  pst_cfg_free_aliases(&p);
   if (rc != 0) {
     pst_config_free(cfg);
     return rc;

@@ -40,9 +40,18 @@ static void one_line(char *s) {
 
 static int error_at(pst_cfg_t *p, pst_mark_t m, const char *fmt, va_list ap) {
   if (p->err == NULL || p->errlen == 0) return PST_ECONFIG;
-  int n = snprintf(p->err, p->errlen, "%s:%d:%d: %s: ", p->file, m.line, m.column,
+  /* Reached through an alias: the alias is where the value is used; the
+   * mark of the value itself (in the anchored text) follows the message. */
+  pst_mark_t at = p->via_alias ? p->alias_at : m;
+  int n = snprintf(p->err, p->errlen, "%s:%d:%d: %s: ", p->file, at.line, at.column,
                    p->path_len > 0 ? p->path : "top level");
-  if (n >= 0 && (size_t)n < p->errlen) vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+  if (n >= 0 && (size_t)n < p->errlen) {
+    int w = vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    if (w >= 0 && p->via_alias && (size_t)n + (size_t)w < p->errlen) {
+      snprintf(p->err + n + w, p->errlen - (size_t)n - (size_t)w,
+               " (in the value this alias stands for, at line %d, column %d)", m.line, m.column);
+    }
+  }
   one_line(p->err);
   return PST_ECONFIG;
 }
@@ -177,6 +186,46 @@ void pst_cfg_path_pop(pst_cfg_t *p, size_t len) {
   p->path[len] = '\0';
 }
 
+/* ---- aliases ---- */
+
+/* One alias of the document: child pos (of a mapping: 2 * pair + 1 for a
+ * value, 2 * pair for a key) of node parent (1-based, libyaml's index) is
+ * an alias written at mark. */
+struct pst_cfg_alias_s {
+  int parent;
+  size_t pos;
+  pst_mark_t mark;
+};
+
+void pst_cfg_free_aliases(pst_cfg_t *p) {
+  free(p->aliases);
+  p->aliases = NULL;
+  p->n_aliases = 0;
+}
+
+static int alias_cmp(const void *a, const void *b) {
+  const struct pst_cfg_alias_s *x = a, *y = b;
+  if (x->parent != y->parent) return x->parent < y->parent ? -1 : 1;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* The walker descends to child pos of parent: notes when that child is an
+ * alias (the outermost one counts). Returns the previous state, for
+ * alias_leave. */
+static int alias_enter(pst_cfg_t *p, const yaml_node_t *parent, size_t pos) {
+  int before = p->via_alias;
+  if (before || p->n_aliases == 0) return before;
+  struct pst_cfg_alias_s key = {(int)(parent - p->doc->nodes.start) + 1, pos, {0, 0}};
+  const struct pst_cfg_alias_s *a = bsearch(&key, p->aliases, p->n_aliases, sizeof(key), alias_cmp);
+  if (a != NULL) {
+    p->via_alias = 1;
+    p->alias_at = a->mark;
+  }
+  return before;
+}
+
+static void alias_leave(pst_cfg_t *p, int before) { p->via_alias = before; }
+
 /* What a node is, for "found a list; expected a string". */
 static const char *node_kind(const yaml_node_t *node) {
   switch (node->type) {
@@ -237,7 +286,9 @@ static int map_pair(pst_cfg_t *p, const yaml_node_t *map, const yaml_node_pair_t
                        pst_cfg_mark(first_key(p, map, word)).line);
   } else {
     *seen |= (uint64_t)1 << i;
+    int before = alias_enter(p, map, 2 * (size_t)(pair - map->data.mapping.pairs.start) + 1);
     rc = keys[i].set(p, v, obj);
+    alias_leave(p, before);
   }
   if (rc == 0) pst_cfg_path_pop(p, old);
   return rc;
@@ -276,7 +327,9 @@ int pst_cfg_each(pst_cfg_t *p, yaml_node_t *node, pst_cfg_item_fn fn, void *obj)
   for (size_t i = 0; i < n; i++) {
     yaml_node_t *item = yaml_document_get_node(p->doc, node->data.sequence.items.start[i]);
     size_t old = pst_cfg_path_index(p, i);
+    int before = alias_enter(p, node, i);
     int rc = fn(p, item, i, obj);
+    alias_leave(p, before);
     if (rc != 0) return rc;
     pst_cfg_path_pop(p, old);
   }
@@ -470,10 +523,87 @@ static int syntax_error(pst_cfg_t *p, const yaml_parser_t *parser, const char *t
   return rc;
 }
 
+/* What scan_events knows of the collections open around an event. */
+typedef struct {
+  int index;       /* the node libyaml's loader will make of it (1-based) */
+  size_t children; /* its children so far */
+} scan_level_t;
+
+/* An alias event at mark, the next child of the innermost open collection
+ * (levels[depth - 1]): recorded for alias_enter. */
+static int record_alias(pst_cfg_t *p, const scan_level_t *level, pst_mark_t mark, size_t *cap) {
+  if (p->n_aliases == *cap) {
+    size_t n = *cap ? *cap * 2 : 16;
+    struct pst_cfg_alias_s *a = realloc(p->aliases, n * sizeof(*a));
+    if (a == NULL) return pst_cfg_nomem(p);
+    p->aliases = a;
+    *cap = n;
+  }
+  p->aliases[p->n_aliases++] = (struct pst_cfg_alias_s){level->index, level->children, mark};
+  return 0;
+}
+
+/* Reads text as events, before libyaml composes a document, and refuses
+ * collections nested deeper than PST_CFG_MAX_DEPTH at the first one too
+ * deep. libyaml's scanner looks at every open flow level for each token,
+ * so each level costs time in proportion to the depth: 200,000 "[" (400
+ * KB) took 69 s to load, and the walker would recurse as deep. postern's
+ * deepest key is 6 levels down (listeners[].routes[].names[]). Records
+ * where the aliases of the first document are, for alias_enter. Returns 0
+ * (also for a syntax error, which the loader then reports as usual),
+ * PST_ECONFIG or -ENOMEM. */
+static int check_depth(pst_cfg_t *p, const char *text, size_t len) {
+  yaml_parser_t parser;
+  yaml_event_t ev;
+  int rc = 0, nodes = 0, first_doc = 1;
+  unsigned depth = 0;
+  size_t cap = 0;
+  scan_level_t levels[PST_CFG_MAX_DEPTH + 1];
+  if (!yaml_parser_initialize(&parser)) return pst_cfg_nomem(p);
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  for (;;) {
+    if (!yaml_parser_parse(&parser, &ev)) {
+      if (parser.error == YAML_MEMORY_ERROR) rc = pst_cfg_nomem(p);
+      break;
+    }
+    yaml_event_type_t type = ev.type;
+    /* The loader numbers nodes in the order of their first event; an
+     * alias makes none. Only the first document is walked. */
+    pst_mark_t mark = {(int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1};
+    int child = type == YAML_SCALAR_EVENT || type == YAML_ALIAS_EVENT ||
+                type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT;
+    if (type == YAML_ALIAS_EVENT && depth > 0 && first_doc) {
+      rc = record_alias(p, &levels[depth - 1], mark, &cap);
+    }
+    if (child && type != YAML_ALIAS_EVENT) nodes++;
+    if (child && depth > 0) levels[depth - 1].children++;
+    if (type == YAML_DOCUMENT_END_EVENT) first_doc = 0;
+    if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+      if (depth < PST_CFG_MAX_DEPTH) levels[depth] = (scan_level_t){nodes, 0};
+      if (++depth > PST_CFG_MAX_DEPTH) {
+        size_t old = pst_cfg_path_key(p, "YAML nesting");
+        rc = call_error_at(p, mark,
+                           "lists and mappings nested more than %d deep; expected a postern "
+                           "configuration (its keys go 6 deep)",
+                           PST_CFG_MAX_DEPTH);
+        pst_cfg_path_pop(p, old);
+      }
+    } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+      depth--;
+    }
+    yaml_event_delete(&ev);
+    if (rc != 0 || type == YAML_STREAM_END_EVENT) break;
+  }
+  yaml_parser_delete(&parser);
+  if (p->n_aliases > 1) qsort(p->aliases, p->n_aliases, sizeof(*p->aliases), alias_cmp);
+  return rc;
+}
+
 int pst_cfg_load_doc(pst_cfg_t *p, const char *text, size_t len, yaml_document_t *doc) {
   yaml_parser_t parser;
   yaml_document_t extra;
-  int rc = 0;
+  int rc = check_depth(p, text, len);
+  if (rc != 0) return rc;
   if (!yaml_parser_initialize(&parser)) return pst_cfg_nomem(p);
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
   /* yaml_parser_load() frees the document itself when it fails. */

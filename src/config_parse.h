@@ -24,7 +24,19 @@ typedef struct pst_cfg_s {
   void *user; /* whatever the keyword tables need (config.c: the config) */
   size_t path_len;
   char path[512];
+  /* Where the document's aliases are (pst_cfg_load_doc; freed by
+   * pst_cfg_free_aliases). libyaml resolves an alias to the anchored node,
+   * whose marks are the anchor's: the walker notes when it descends through
+   * an alias, so that an error there names the alias, where the value is
+   * used, and not only the anchor. */
+  struct pst_cfg_alias_s *aliases; /* sorted by (parent, pos) */
+  size_t n_aliases;
+  int via_alias;       /* the value being walked was reached through an alias... */
+  pst_mark_t alias_at; /* ... written here (the outermost one) */
 } pst_cfg_t;
+
+/* Frees what pst_cfg_load_doc recorded of aliases in p. */
+void pst_cfg_free_aliases(pst_cfg_t *p);
 
 /* Stores the value node into obj. Returns 0, PST_ECONFIG or -ENOMEM. */
 typedef int (*pst_cfg_set_fn)(pst_cfg_t *p, yaml_node_t *value, void *obj);
@@ -105,9 +117,16 @@ int pst_cfg_duration(pst_cfg_t *p, yaml_node_t *node, uint64_t min_ms, uint64_t 
  * written in a malloc'ed *out, with the value's mark in *mark. */
 int pst_cfg_file(pst_cfg_t *p, yaml_node_t *node, char **out, pst_mark_t *mark);
 
+/* Lists and mappings may be nested this deep in a configuration file, at
+ * most (postern's keys go 6 deep: listeners[].routes[].names[]). */
+#define PST_CFG_MAX_DEPTH 32
+
 /* Loads the first document of text into doc (freed by the caller with
- * yaml_document_delete on success only) and checks that it is the only one.
- * YAML syntax errors use libyaml's problem and mark. */
+ * yaml_document_delete on success only, and pst_cfg_free_aliases in every
+ * case) and checks that it is the only one.
+ * YAML syntax errors use libyaml's problem and mark; collections nested
+ * deeper than PST_CFG_MAX_DEPTH are refused at the first one too deep,
+ * before libyaml composes the document. */
 int pst_cfg_load_doc(pst_cfg_t *p, const char *text, size_t len, yaml_document_t *doc);
 
 /* ---- http mode keys (config_http.c) ---- */

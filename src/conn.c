@@ -158,6 +158,60 @@ void pst_conn_flush_all(pst_worker_t *worker) {
   }
 }
 
+/* ---- the eviction order (max_connections) ---- */
+
+static void conn_evict_unlink(pst_conn_t *conn) {
+  if (!conn->evict_listed) return;
+  pst_wlistener_t *wl = conn->wl;
+  if (conn->evict_prev != NULL)
+    conn->evict_prev->evict_next = conn->evict_next;
+  else
+    wl->evict_first = conn->evict_next;
+  if (conn->evict_next != NULL)
+    conn->evict_next->evict_prev = conn->evict_prev;
+  else
+    wl->evict_last = conn->evict_prev;
+  conn->evict_prev = conn->evict_next = NULL;
+  conn->evict_listed = 0;
+}
+
+/* conn has waited on its client since now: it goes to the end of the
+ * eviction list (conn_int.h), or leaves it while a request waits for its
+ * response or once it is closing. */
+static void conn_evict_requeue(pst_conn_t *conn) {
+  conn_evict_unlink(conn);
+  if (conn->state == PST_CONN_CLOSING || conn->waiting > 0) return;
+  pst_wlistener_t *wl = conn->wl;
+  conn->evict_prev = wl->evict_last;
+  if (wl->evict_last != NULL)
+    wl->evict_last->evict_next = conn;
+  else
+    wl->evict_first = conn;
+  wl->evict_last = conn;
+  conn->evict_listed = 1;
+}
+
+int pst_conn_evict(pst_wlistener_t *wl) {
+  pst_conn_t *victim = wl->evict_first;
+  if (victim == NULL) return -EBUSY;
+  assert(victim->state != PST_CONN_CLOSING && victim->waiting == 0);
+  pst_conn_close(victim, PST_ELIMIT,
+                 victim->head ? "closed for a new client at max_connections: request head "
+                                "incomplete"
+                 : victim->state == PST_CONN_OPEN
+                     ? "closed for a new client at max_connections: idle"
+                     : "closed for a new client at max_connections: handshake incomplete");
+  return 0;
+}
+
+/* Traffic from or to the client's application: the idle timeout starts
+ * again, and the connection goes last in the eviction order, unless a
+ * request head is incomplete (its place is the head's start). */
+static void conn_activity(pst_conn_t *conn) {
+  conn->t_last_ms = uv_now(conn->timer.loop);
+  if (!conn->head) conn_evict_requeue(conn);
+}
+
 /* ---- host services (app-t.h) ---- */
 
 static pst_conn_t *conn_of(const pst_host_t *h) { return PST_CONTAINER_OF(h, pst_conn_t, host); }
@@ -252,10 +306,7 @@ static pst_host_phase_t conn_phase(const pst_host_t *h) {
 }
 
 /* host->ops->touch. */
-static void conn_touch(pst_host_t *h) {
-  pst_conn_t *conn = conn_of(h);
-  conn->t_last_ms = uv_now(conn->timer.loop);
-}
+static void conn_touch(pst_host_t *h) { conn_activity(conn_of(h)); }
 
 /* host->ops->waiting. */
 static void conn_waiting(pst_host_t *h, int delta) {
@@ -263,7 +314,33 @@ static void conn_waiting(pst_host_t *h, int delta) {
   assert(delta == 1 || delta == -1);
   assert(delta > 0 || conn->waiting > 0);
   conn->waiting += (unsigned)delta;
-  if (conn->waiting == 0) conn->t_last_ms = uv_now(conn->timer.loop);
+  if (conn->waiting == 0) {
+    conn_activity(conn);
+  } else {
+    conn_evict_unlink(conn); /* timeouts.backend_response governs */
+  }
+}
+
+static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
+
+/* host->ops->head. The deadline is the connection timer's: armed for the
+ * head's deadline when that comes before the idle one (conn_on_timer
+ * re-arms for whichever is next). */
+static void conn_head(pst_host_t *h, int started) {
+  pst_conn_t *conn = conn_of(h);
+  if (conn->state == PST_CONN_CLOSING || conn->head == (unsigned)!!started) return;
+  if (!started) {
+    conn->head = 0;
+    conn_activity(conn);
+    return;
+  }
+  conn->head = 1;
+  conn->head_start_ms = uv_now(conn->timer.loop);
+  conn_evict_requeue(conn);
+  uint64_t limit = conn->gl->conf->request_head_timeout_ms;
+  if (conn->state == PST_CONN_OPEN && limit < uv_timer_get_due_in(&conn->timer)) {
+    conn_arm_timer(conn, limit);
+  }
 }
 
 /* host->ops->facts. */
@@ -297,6 +374,7 @@ static const pst_host_ops_t conn_host_ops = {
     .touch = conn_touch,
     .waiting = conn_waiting,
     .facts = conn_facts,
+    .head = conn_head,
 };
 
 /* ---- the application ---- */
@@ -451,6 +529,7 @@ static void conn_from_client(pst_conn_t *conn) {
     int n = wolfSSL_read(conn->ssl, plain, PST_RECORD_MAX);
     if (n > 0) {
       conn->bytes_in += (uint64_t)n;
+      conn_activity(conn);
       conn_feed(conn, plain, (size_t)n);
       continue;
     }
@@ -583,7 +662,9 @@ static void conn_pump(pst_conn_t *conn) {
 static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pst_conn_t *conn = PST_CONTAINER_OF(s, pst_conn_t, client.tcp);
   if (nread == 0 || conn->state == PST_CONN_CLOSING) return;
-  conn->t_last_ms = uv_now(s->loop);
+  /* Bytes read are not yet traffic for the idle timeout: only a whole
+   * record that decrypts is (conn_from_client), so that a client dripping
+   * a record it never completes is idle. */
   if (nread < 0) {
     if (nread != UV_EOF) {
       conn_client_failed(conn, (int)nread, "client read failed");
@@ -612,26 +693,45 @@ static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
 
 /* ---- handshake ---- */
 
-/* Keeps the server name the client asked for, lower-cased, for routes and
- * logs (also after a failed handshake, to say which name failed). The name
- * cannot change once the ClientHello is processed: the first copy stays.
- * Without memory for the copy, the connection goes on without a name (the
- * default route, "-" in logs). */
-static void conn_record_sni(pst_conn_t *conn) {
-  if (conn->sni_buf != NULL) return;
-  void *name = NULL;
-  unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
-  if (n == 0 || name == NULL) return;
+/* Keeps the server name the client asked for (n bytes), lower-cased, for
+ * routes and logs (also after a failed handshake, to say which name
+ * failed). The name cannot change once the ClientHello is processed: the
+ * first copy stays. Bytes outside printable ASCII, and '\', are kept
+ * escaped as \xHH: a name the handshake accepted has none (tls.c), so routes
+ * see it unchanged, while a refused one can neither be cut at a NUL nor
+ * carry a CR, LF or ESC into a log line. Without memory for the copy, the
+ * connection goes on without a name (the default route, "-" in logs). */
+static void conn_keep_sni(pst_conn_t *conn, const unsigned char *name, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  if (conn->sni_buf != NULL || n == 0) return;
   if (n > CONN_SNI_MAX) n = CONN_SNI_MAX;
-  char *sni = malloc((size_t)n + 1);
+  char *sni = malloc(n * 4 + 1);
   if (sni == NULL) return;
-  for (unsigned short i = 0; i < n; i++) {
-    char c = ((const char *)name)[i];
-    sni[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = name[i];
+    if (c >= 'A' && c <= 'Z') {
+      sni[o++] = (char)(c + ('a' - 'A'));
+    } else if (c > 0x20 && c < 0x7f && c != '\\') {
+      sni[o++] = (char)c;
+    } else {
+      sni[o++] = '\\';
+      sni[o++] = 'x';
+      sni[o++] = hex[c >> 4];
+      sni[o++] = hex[c & 0xf];
+    }
   }
-  sni[n] = '\0';
+  sni[o] = '\0';
   conn->sni_buf = sni;
   conn->host.sni = sni;
+}
+
+/* Keeps the server name as wolfSSL parsed it, unless the ClientHello's
+ * own was kept (conn_handshake_early). */
+static void conn_record_sni(pst_conn_t *conn) {
+  void *name = NULL;
+  unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
+  if (name != NULL) conn_keep_sni(conn, name, n);
 }
 
 static const char *conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap) {
@@ -657,8 +757,11 @@ const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
 static void conn_handshake_failed(pst_conn_t *conn, int rc) {
   char msg[128];
   const char *why;
-  if (pst_tls_sni_rejected(conn->ssl)) {
+  int sni = pst_tls_sni_rejected(conn->ssl);
+  if (sni == PST_TLS_SNI_UNKNOWN) {
     why = "handshake refused: no certificate for this server name (unknown_sni: reject)";
+  } else if (sni == PST_TLS_SNI_MALFORMED) {
+    why = "handshake refused: the server name is not a DNS host name (RFC 6066 3)";
   } else {
     wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(conn->ssl, rc), msg, sizeof(msg));
     why = pst_conn_why(conn, "handshake failed: %s", msg);
@@ -679,11 +782,19 @@ static void conn_handshake_wait(pst_conn_t *conn) {
  * waits or conn is closing, 0 to go on with wolfSSL_accept. */
 static int conn_handshake_early(pst_conn_t *conn) {
   pst_early_t *e = &conn->early;
-  if (e->phase == PST_EARLY_HELLO &&
-      pst_early_hello(e, conn->ssl, conn->gl->conf, conn->in_ptr, conn->in_len, conn->client.eof,
-                      conn->host.id, conn->host.peer) > 0) {
-    conn_handshake_wait(conn);
-    return 1;
+  if (e->phase == PST_EARLY_HELLO) {
+    if (pst_early_hello(e, conn->ssl, conn->gl->conf, conn->in_ptr, conn->in_len, conn->client.eof,
+                        conn->host.id, conn->host.peer) > 0) {
+      conn_handshake_wait(conn);
+      return 1;
+    }
+    /* The whole ClientHello is here: its server name as sent, which
+     * wolfSSL's cuts at a NUL (tls.h), is checked and kept. */
+    unsigned char name[PST_TLS_SNI_BUF];
+    size_t n;
+    if (pst_tls_sni_precheck(conn->ssl, conn->in_ptr, conn->in_len, name, &n) > 0) {
+      conn_keep_sni(conn, name, n);
+    }
   }
   if (e->phase != PST_EARLY_READING) return 0;
   uint64_t before = e->bytes;
@@ -749,7 +860,13 @@ static void conn_handshake(pst_conn_t *conn) {
 
 /* ---- timers and state ---- */
 
-static void conn_arm_timer(pst_conn_t *conn, uint64_t ms);
+/* Milliseconds left before the request head being received is due (0: it
+ * is late), or UINT64_MAX when none is. */
+static uint64_t conn_head_left(const pst_conn_t *conn, uint64_t now) {
+  if (!conn->head) return UINT64_MAX;
+  uint64_t limit = conn->gl->conf->request_head_timeout_ms, spent = now - conn->head_start_ms;
+  return spent < limit ? limit - spent : 0;
+}
 
 static void conn_on_timer(uv_timer_t *t) {
   pst_conn_t *conn = PST_CONTAINER_OF(t, pst_conn_t, timer);
@@ -760,7 +877,8 @@ static void conn_on_timer(uv_timer_t *t) {
     case PST_CONN_OPEN: {
       /* The idle deadline moves with every read; re-arm for what is left
        * rather than restarting the timer on each read. */
-      uint64_t idle = uv_now(t->loop) - conn->t_last_ms;
+      uint64_t now = uv_now(t->loop);
+      uint64_t idle = now - conn->t_last_ms;
       /* A request waiting for its response head is not idle:
        * timeouts.backend_response governs it. Any other exchange counts as
        * idle unless bytes move (touch), so a stalled body or tunnel cannot
@@ -770,7 +888,13 @@ static void conn_on_timer(uv_timer_t *t) {
         pst_conn_close(conn, PST_ETIMEDOUT, "idle timeout");
         return;
       }
-      conn_arm_timer(conn, lc->idle_timeout_ms - idle);
+      /* A request head has a total deadline, however often bytes come. */
+      uint64_t next = lc->idle_timeout_ms - idle, head = conn_head_left(conn, now);
+      if (head == 0) {
+        pst_conn_close(conn, PST_ETIMEDOUT, "request head timeout (timeouts.request_head)");
+        return;
+      }
+      conn_arm_timer(conn, head < next ? head : next);
       return;
     }
     case PST_CONN_CLOSING:
@@ -796,10 +920,13 @@ static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
   }
   conn->state = state;
   switch (state) {
-    case PST_CONN_OPEN:
-      conn->t_last_ms = uv_now(conn->timer.loop);
-      conn_arm_timer(conn, lc->idle_timeout_ms);
+    case PST_CONN_OPEN: {
+      /* A head begun in 0-RTT data keeps its start. */
+      uint64_t now = uv_now(conn->timer.loop), head = conn_head_left(conn, now);
+      conn->t_last_ms = now;
+      conn_arm_timer(conn, head < lc->idle_timeout_ms ? head : lc->idle_timeout_ms);
       break;
+    }
     case PST_CONN_CLOSING: conn_arm_timer(conn, CONN_LINGER_MS); break;
     case PST_CONN_HANDSHAKE:
     case PST_CONN_EARLY: break;
@@ -889,6 +1016,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   worker->conns = conn;
   worker->n_conns++;
   wl->n_conns++;
+  conn_evict_requeue(conn);
 
   int rc = uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)&conn->client.tcp);
   if (rc != 0) {
@@ -1025,6 +1153,7 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   conn->err = err;
   conn_log(conn, reason != NULL ? reason : "");
   conn_set_state(conn, PST_CONN_CLOSING);
+  conn_evict_unlink(conn);
   if (conn->app != NULL && conn->app->ops->closing != NULL) conn->app->ops->closing(conn->app);
   uv_read_stop((uv_stream_t *)&conn->client.tcp);
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;

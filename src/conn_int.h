@@ -77,13 +77,22 @@ struct pst_conn_s {
    * one write(2) rather than two. Cleared by any write to the client. */
   unsigned cork : 1;
   unsigned end_after_handshake : 1; /* end() was asked during the handshake */
+  unsigned head : 1;                /* a request head is being received (host head) */
+  unsigned evict_listed : 1;        /* in wl's eviction list */
   unsigned waiting;                 /* the application's requests waiting for a response head */
+  uint64_t head_start_ms;           /* loop time its first bytes came, while head is set */
   uint64_t t_start_ns;              /* accept time (uv_hrtime) */
   double handshake_ms;              /* 0 until the handshake completes */
-  uint64_t t_last_ms;               /* loop time of the last traffic, for the idle timeout */
-  uint64_t bytes_in;                /* application bytes from the client */
-  uint64_t bytes_out;               /* application bytes to the client */
-  int err;                          /* why it closed */
+  uint64_t t_last_ms; /* loop time of the last application data, for the idle timeout */
+  /* wl's eviction list (pst_wlistener_t.evict_first): the connections that
+   * may be closed to make room at max_connections, in the order of the
+   * time since which each has waited on its client (accept, the start of
+   * its request head, or its last traffic): always "now" when a
+   * connection is (re)appended, so the list stays sorted by appending. */
+  pst_conn_t *evict_prev, *evict_next;
+  uint64_t bytes_in;  /* application bytes from the client */
+  uint64_t bytes_out; /* application bytes to the client */
+  int err;            /* why it closed */
   /* The strings below live outside the struct, sized to their text, because
    * every idle connection carries this struct (bench: RSS per idle TLS
    * connection): fixed arrays big enough for any value cost ~500 bytes each

@@ -227,6 +227,7 @@ static int h1_start(h1_front_t *f, pst_http_request_t *req);
 
 static int h1_req_head(void *arg, pst_http_request_t *req) {
   h1_front_t *f = arg;
+  f->base.host->ops->head(f->base.host, 0); /* the head is complete */
   pst_metric_inc(PST_M_HTTP_REQUESTS);
   if (f->base.host->ops->phase(f->base.host) == PST_HOST_EARLY && !h1_early_safe(req)) {
     f->held = req; /* h1_handshake_done starts it */
@@ -340,6 +341,7 @@ static void h1_process_once(h1_front_t *f) {
       h->ops->pause(h, 1); /* resumed by h1_on_drain */
       break;
     }
+    if (f->stream == NULL) h->ops->head(h, 1); /* a request head arrives: timeouts.request_head */
     size_t used = 0;
     int status = 400;
     int rc = pst_h1_req_feed(f->parser, pst_buf_head(&f->in), f->in.len, &used, &status);

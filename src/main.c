@@ -135,19 +135,37 @@ static void close_fds(int *fds, size_t n) {
   }
 }
 
+/* Logs why listener l cannot listen. */
+static void listen_error(const pst_config_t *cfg, size_t l, int err) {
+  const pst_listener_conf_t *lc = &cfg->listeners[l];
+  pst_log_error(
+      "%s:%d:%d: listeners[%zu].listen: listener \"%s\" cannot listen on %s: %s%s", cfg->path,
+      lc->listen_mark.line, lc->listen_mark.column, l, lc->name, lc->listen.text, pst_strerror(err),
+      err == -EADDRINUSE ? " (another process listens there: is postern already running?)" : "");
+}
+
 /* Binds every worker's socket for every listener before any worker starts,
- * so that a port in use is reported, with its line, before serving. */
+ * so that a port in use is reported, with its line, before serving. Every
+ * address is first probed for another owner (pst_listen_probe): the
+ * workers' SO_REUSEPORT sockets would otherwise share it silently. All
+ * probes come before the first bind, so that listeners of this file on
+ * overlapping addresses (0.0.0.0:443 and 127.0.0.1:443) do not see each
+ * other. */
 static int open_listeners(const pst_config_t *cfg, unsigned n_workers, int *fds) {
   size_t nl = cfg->n_listeners;
   for (size_t i = 0; i < (size_t)n_workers * nl; i++) fds[i] = -1;
+  for (size_t l = 0; l < nl; l++) {
+    int rc = pst_listen_probe(&cfg->listeners[l].listen);
+    if (rc != 0) {
+      listen_error(cfg, l, rc);
+      return rc;
+    }
+  }
   for (unsigned w = 0; w < n_workers; w++) {
     for (size_t l = 0; l < nl; l++) {
-      const pst_listener_conf_t *lc = &cfg->listeners[l];
-      int fd = pst_listen_socket(&lc->listen);
+      int fd = pst_listen_socket(&cfg->listeners[l].listen);
       if (fd < 0) {
-        pst_log_error("%s:%d:%d: listeners[%zu].listen: cannot listen on %s: %s", cfg->path,
-                      lc->listen_mark.line, lc->listen_mark.column, l, lc->listen.text,
-                      pst_strerror(fd));
+        listen_error(cfg, l, fd);
         close_fds(fds, (size_t)n_workers * nl);
         return fd;
       }

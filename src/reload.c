@@ -191,6 +191,7 @@ static void describe_settings(out_t *o, const pst_listener_conf_t *a,
   if (!routes_same(a, b)) out_add(&keys, ", ", "routes");
   if (a->handshake_timeout_ms != b->handshake_timeout_ms ||
       a->idle_timeout_ms != b->idle_timeout_ms ||
+      a->request_head_timeout_ms != b->request_head_timeout_ms ||
       a->backend_connect_timeout_ms != b->backend_connect_timeout_ms)
     out_add(&keys, ", ", "timeouts");
   if (a->max_connections != b->max_connections)
@@ -435,8 +436,23 @@ static void reload_on_switched(void *arg) {
   uv_mutex_unlock(&r->lock);
 }
 
+/* Writes why listener i of cfg cannot listen into cause. */
+static void reload_listen_error(const pst_config_t *cfg, size_t i, int err, char *cause,
+                                size_t len) {
+  const pst_listener_conf_t *lc = &cfg->listeners[i];
+  snprintf(cause, len, "%s:%d:%d: listeners[%zu].listen: listener \"%s\" cannot listen on %s: %s%s",
+           cfg->path, lc->listen_mark.line, lc->listen_mark.column, i, lc->name, lc->listen.text,
+           pst_strerror(err),
+           err == -EADDRINUSE ? " (another process listens there; a new listener cannot share "
+                                "a port with a running one on an overlapping address either)"
+                              : "");
+}
+
 /* Binds every worker's socket for each new listener (the first socket on
  * an address the kernel refuses fails the reload, with nothing changed).
+ * Each new address is probed first (pst_listen_probe): another process
+ * listening there fails the reload rather than sharing the port. Kept
+ * listeners are not probed: their sockets are postern's own.
  * fds: n_workers rows of n listeners, -1 where keep[i] >= 0. */
 static int reload_bind(pst_reload_t *r, reload_job_t *job, int *fds, char *cause, size_t len) {
   const pst_config_t *cfg = job->gen->cfg;
@@ -444,13 +460,18 @@ static int reload_bind(pst_reload_t *r, reload_job_t *job, int *fds, char *cause
   for (size_t k = 0; k < (size_t)r->n_workers * n; k++) fds[k] = -1;
   for (size_t i = 0; i < n; i++) {
     if (job->keep[i] >= 0) continue;
-    const pst_listener_conf_t *lc = &cfg->listeners[i];
+    int rc = pst_listen_probe(&cfg->listeners[i].listen);
+    if (rc != 0) {
+      reload_listen_error(cfg, i, rc, cause, len);
+      return rc;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (job->keep[i] >= 0) continue;
     for (unsigned w = 0; w < r->n_workers; w++) {
-      int fd = pst_listen_socket(&lc->listen);
+      int fd = pst_listen_socket(&cfg->listeners[i].listen);
       if (fd < 0) {
-        snprintf(cause, len, "%s:%d:%d: listeners[%zu].listen: cannot listen on %s: %s", cfg->path,
-                 lc->listen_mark.line, lc->listen_mark.column, i, lc->listen.text,
-                 pst_strerror(fd));
+        reload_listen_error(cfg, i, fd, cause, len);
         for (size_t k = 0; k < (size_t)r->n_workers * n; k++) {
           if (fds[k] >= 0) close(fds[k]);
         }

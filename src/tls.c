@@ -3,6 +3,7 @@
 #include "postern/tls.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,8 @@ static const char tls_groups_list[] = "X25519:P-256";
 /* ex_data slot holding the index of the certificate served (+1, so that 0
  * means "the default"). */
 #define TLS_EX_CERT 1
-/* ex_data slot set when the SNI callback refused the name. */
+/* ex_data slot set when the SNI callback refused the name: why
+ * (PST_TLS_SNI_UNKNOWN or PST_TLS_SNI_MALFORMED). */
 #define TLS_EX_REJECTED 2
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
@@ -58,16 +60,55 @@ static WOLFSSL_METHOD *tls_method(unsigned versions) {
   return wolfSSLv23_server_method();
 }
 
+/* RFC 6066 3: "HostName contains the fully qualified DNS hostname of the
+ * server ... represented as a byte string using ASCII encoding without a
+ * trailing dot". Anything else is refused before the name is looked up,
+ * routed or logged: a NUL would make two names of one (wolfSSL reports the
+ * part before it, the ClientHello holds the whole), and CR, LF or ESC would
+ * reach the logs. Accepted: 1 to 253 bytes of labels of 1 to 63
+ * letters, digits, '-' or '_' (the characters the configuration accepts in
+ * names, sni.c: underscores appear in internal names) separated by single
+ * dots. A trailing dot is refused as the RFC says, rather than stripped:
+ * "a.test." and "a.test" would otherwise be two spellings of one name for
+ * routes and for the Host checks made against the SNI. */
+static int tls_sni_well_formed(const unsigned char *s, size_t len) {
+  if (len == 0 || len > 253) return 0;
+  size_t label = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = s[i];
+    if (c == '.') {
+      if (label == 0) return 0; /* empty label: leading or double dot */
+      label = 0;
+      continue;
+    }
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '-' || c == '_';
+    if (!ok || ++label > 63) return 0;
+  }
+  return label > 0; /* no trailing dot */
+}
+
 /* RFC 6066 3: pick the certificate by server name. Runs inside the
  * ClientHello, before ticket decryption and ALPN. */
 static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
   const pst_gen_listener_t *gl = arg;
   void *name = NULL;
   unsigned short len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &name);
-  int idx = pst_sni_select(gl->sni, name, name != NULL ? len : 0, gl->default_cert,
+  if (name == NULL) len = 0;
+  if (pst_tls_sni_rejected(ssl) == PST_TLS_SNI_MALFORMED ||
+      (len > 0 && !tls_sni_well_formed(name, len))) {
+    /* illegal_parameter, not unrecognized_name: the field is malformed
+     * (RFC 8446 6.2: "a field in the handshake was incorrectly formatted"),
+     * which says more than "no such name" and which no client should
+     * answer by retrying with the same name. */
+    wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)(intptr_t)PST_TLS_SNI_MALFORMED);
+    *ad = illegal_parameter;
+    return fatal_return;
+  }
+  int idx = pst_sni_select(gl->sni, name, len, gl->default_cert,
                            gl->conf->unknown_sni == PST_UNKNOWN_SNI_REJECT);
   if (idx == PST_SNI_REJECT) {
-    wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)1);
+    wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)(intptr_t)PST_TLS_SNI_UNKNOWN);
     *ad = unrecognized_name;
     return fatal_return;
   }
@@ -78,6 +119,21 @@ static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
     return fatal_return;
   }
   return 0;
+}
+
+int pst_tls_sni_precheck(WOLFSSL *ssl, const char *hello, size_t len,
+                         unsigned char name[PST_TLS_SNI_BUF], size_t *name_len) {
+  unsigned int n = PST_TLS_SNI_BUF;
+  if (len > UINT32_MAX) return 0;
+  int rc = wolfSSL_SNI_GetFromBuffer((const unsigned char *)hello, (unsigned int)len,
+                                     WOLFSSL_SNI_HOST_NAME, name, &n);
+  if (rc != WOLFSSL_SUCCESS || n == 0) return 0; /* no name, or unread: the callback decides */
+  /* A name that fills the buffer is longer than 253 bytes: malformed. */
+  if (!tls_sni_well_formed(name, n)) {
+    wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)(intptr_t)PST_TLS_SNI_MALFORMED);
+  }
+  *name_len = n;
+  return 1;
 }
 
 /* RFC 7301 3.2: the server picks; postern takes the first protocol of its
@@ -251,4 +307,6 @@ int pst_tls_group_offered(unsigned group) {
   return 0;
 }
 
-int pst_tls_sni_rejected(WOLFSSL *ssl) { return wolfSSL_get_ex_data(ssl, TLS_EX_REJECTED) != NULL; }
+int pst_tls_sni_rejected(WOLFSSL *ssl) {
+  return (int)(intptr_t)wolfSSL_get_ex_data(ssl, TLS_EX_REJECTED);
+}

@@ -5,6 +5,7 @@
 #include "postern/worker.h"
 
 #include <assert.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -21,6 +22,14 @@
 #include "postern/tls.h"
 
 #define LISTEN_BACKLOG 511
+/* How long a worker must have had no connection before it gives the
+ * memory its allocator keeps back to the system (worker_on_trim). */
+#define WORKER_TRIM_DELAY_MS 2000
+/* ... or since its connections fell under a quarter of a peak of at least
+ * this many. */
+#define WORKER_TRIM_MIN_PEAK 256
+/* A listener at max_connections is reported at most this often per worker. */
+#define WL_FULL_WARN_MS 60000
 
 int pst_listen_socket(const pst_addr_t *addr) {
   int family = addr->ss.ss_family;
@@ -46,6 +55,28 @@ fail:;
   int err = -errno;
   close(fd);
   return err;
+}
+
+int pst_listen_probe(const pst_addr_t *addr) {
+  int family = addr->ss.ss_family;
+  in_port_t port = family == AF_INET6 ? ((const struct sockaddr_in6 *)&addr->ss)->sin6_port
+                                      : ((const struct sockaddr_in *)&addr->ss)->sin_port;
+  if (port == 0) return 0; /* the kernel picks a free port: nobody owns it */
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  /* SO_REUSEADDR as on the real sockets, so that connections of a previous
+   * run in TIME_WAIT do not count as an owner; no SO_REUSEPORT, so that a
+   * listening socket does, whoever made it and with whatever options
+   * (Linux refuses the bind of a socket without SO_REUSEPORT on a port
+   * that has a listening socket, SO_REUSEADDR or not). */
+  int one = 1, rc = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+      bind(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0) {
+    rc = -errno;
+  }
+  close(fd);
+  return rc;
 }
 
 /* ---- listener lifetime ---- */
@@ -100,6 +131,13 @@ static unsigned wl_max_connections(const pst_wlistener_t *wl) {
 
 /* ---- accepting ---- */
 
+/* Accepts the connection waiting on wl (pst_conn_accept), keeping the
+ * worker's peak count for worker_quiet. */
+static void worker_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
+  pst_conn_accept(worker, wl);
+  if (worker->n_conns > worker->peak_conns) worker->peak_conns = worker->n_conns;
+}
+
 static void worker_on_connection(uv_stream_t *server, int status) {
   pst_wlistener_t *wl = PST_CONTAINER_OF(server, pst_wlistener_t, handle);
   pst_worker_t *worker = wl->worker;
@@ -112,15 +150,25 @@ static void worker_on_connection(uv_stream_t *server, int status) {
   if (worker->state != PST_WORKER_RUNNING) return;
   if (wl->n_conns >= lc->max_connections) {
     /* Not calling uv_accept makes libuv stop polling this socket until we
-     * do: new connections wait in the kernel's backlog. */
-    if (!wl->paused) {
-      pst_log_warn("listener %s: worker %u at max_connections (%u): pausing accepts", lc->name,
-                   worker->id, lc->max_connections);
+     * do: the new connection waits in the kernel's backlog until a slot is
+     * free (worker_conn_gone). To be fair to it, the connection that has
+     * waited longest on its client gives way (pst_conn_evict): otherwise
+     * clients that open connections and send nothing, or drip a request
+     * head, would hold every slot. */
+    int evicted = pst_conn_evict(wl) == 0;
+    uint64_t now = uv_now(&worker->loop);
+    if (!wl->paused && (wl->full_warned_ms == 0 || now - wl->full_warned_ms >= WL_FULL_WARN_MS)) {
+      pst_log_warn("listener %s: worker %u at max_connections (%u): %s", lc->name, worker->id,
+                   lc->max_connections,
+                   evicted ? "closing the connection that waited longest on its client for each "
+                             "new one"
+                           : "every connection is busy: pausing accepts");
+      wl->full_warned_ms = now;
     }
     wl->paused = 1;
     return;
   }
-  pst_conn_accept(worker, wl);
+  worker_accept(worker, wl);
 }
 
 static void worker_on_handle_close(uv_handle_t *h) { PST_UNUSED(h); }
@@ -140,7 +188,28 @@ static void worker_finish(pst_worker_t *worker) {
   pst_access_log_flush(worker->access_log); /* the last lines; the loop waits for them */
   uv_close((uv_handle_t *)&worker->wakeup, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->drain_timer, worker_on_handle_close);
+  uv_close((uv_handle_t *)&worker->trim_timer, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->flush_prepare, worker_on_handle_close);
+}
+
+/* The worker has had no connection for WORKER_TRIM_DELAY_MS. glibc keeps
+ * freed memory in its arenas for reuse and returns only what sits at the
+ * top of a heap: after a burst (thousands of connections with their
+ * buffers) the freed chunks stay mapped, and RSS stays at the peak long
+ * after the burst is gone. malloc_trim(0) gives back every whole free
+ * page of every arena (madvise). It runs only when the worker goes quiet,
+ * not after each connection, so a busy worker pays nothing; a worker that
+ * is never quiet keeps its memory for reuse. */
+static int worker_quiet(const pst_worker_t *worker) {
+  return worker->n_conns == 0 ||
+         (worker->peak_conns >= WORKER_TRIM_MIN_PEAK && worker->n_conns < worker->peak_conns / 4);
+}
+
+static void worker_on_trim(uv_timer_t *t) {
+  pst_worker_t *worker = PST_CONTAINER_OF(t, pst_worker_t, trim_timer);
+  if (!worker_quiet(worker)) return;
+  malloc_trim(0);
+  worker->peak_conns = worker->n_conns;
 }
 
 static void worker_on_drain_timeout(uv_timer_t *t) {
@@ -212,7 +281,7 @@ static void worker_apply_switch(pst_worker_t *worker, pst_worker_switch_t *sw) {
     } else if (wl->paused && wl->open && wl->n_conns < wl_max_connections(wl)) {
       /* A higher max_connections: take the socket libuv has been holding. */
       wl->paused = 0;
-      pst_conn_accept(worker, wl);
+      worker_accept(worker, wl);
     }
   }
 }
@@ -299,10 +368,16 @@ static void worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl) {
   wl->n_conns--;
   if (wl->paused && wl->open && wl->listed && wl->n_conns < wl_max_connections(wl)) {
     wl->paused = 0;
-    pst_conn_accept(worker, wl); /* the socket libuv has been holding */
+    worker_accept(worker, wl); /* the socket libuv has been holding */
   }
   wl_maybe_free(wl);
-  if (worker->state == PST_WORKER_DRAINING && worker->n_conns == 0) worker_finish(worker);
+  if (worker->state == PST_WORKER_DRAINING && worker->n_conns == 0) {
+    worker_finish(worker);
+    return;
+  }
+  if (worker_quiet(worker) && !uv_is_active((uv_handle_t *)&worker->trim_timer)) {
+    uv_timer_start(&worker->trim_timer, worker_on_trim, WORKER_TRIM_DELAY_MS, 0);
+  }
 }
 
 static void worker_run(void *arg) {
@@ -371,6 +446,9 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   worker->gen = pst_gen_ref(gen);
   uv_async_init(&worker->loop, &worker->wakeup, worker_on_wakeup);
   uv_timer_init(&worker->loop, &worker->drain_timer);
+  uv_timer_init(&worker->loop, &worker->trim_timer);
+  /* Like the prepare handle, it must not keep the loop alive. */
+  uv_unref((uv_handle_t *)&worker->trim_timer);
   uv_prepare_init(&worker->loop, &worker->flush_prepare);
   uv_prepare_start(&worker->flush_prepare, worker_on_prepare);
   /* It must not keep the loop alive: connections with output due do. */
@@ -382,6 +460,7 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   worker_unlist(worker);
   uv_close((uv_handle_t *)&worker->wakeup, NULL);
   uv_close((uv_handle_t *)&worker->drain_timer, NULL);
+  uv_close((uv_handle_t *)&worker->trim_timer, NULL);
   uv_close((uv_handle_t *)&worker->flush_prepare, NULL);
   uv_run(&worker->loop, UV_RUN_DEFAULT);
   pst_gen_unref(worker->gen);

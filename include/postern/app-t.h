@@ -81,6 +81,14 @@ typedef struct {
   /* Facts about the handshake, for builtin:info. Pointers stay valid while
    * the connection lives. */
   void (*facts)(pst_host_t *h, pst_info_facts_t *f);
+  /* A request head is being received (started != 0: its first bytes have
+   * arrived; further calls change nothing) or is complete (started == 0).
+   * The connection closes a connection whose head is not complete within
+   * timeouts.request_head of its start, however often bytes arrive (the
+   * idle timeout alone restarts with every byte: slowloris); and while a
+   * head is incomplete the connection is among the first to give way when
+   * its listener is at max_connections. */
+  void (*head)(pst_host_t *h, int started);
 } pst_host_ops_t;
 
 /* The connection as its application sees it. Filled by the connection
@@ -101,7 +109,9 @@ struct pst_host_s {
   struct pst_access_log_s *access_log;   /* the worker's access log writer (access_log.h) */
   const char *peer;                      /* "ip:port" */
   const char *peer_ip;                   /* the client's address without port */
-  const char *sni;                       /* lower-cased server name, "" for none */
+  const char *sni;                       /* lower-cased server name, "" for none; printable
+                                          * ASCII only (a name the handshake accepted is a
+                                          * DNS host name, RFC 6066 3) */
 };
 
 /* What a connection asks of its application. */

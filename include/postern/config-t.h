@@ -129,6 +129,7 @@ typedef struct {
 
   uint64_t handshake_timeout_ms;       /* default 10s */
   uint64_t idle_timeout_ms;            /* default 60s */
+  uint64_t request_head_timeout_ms;    /* timeouts.request_head; default 10s */
   uint64_t backend_connect_timeout_ms; /* default 5s */
   unsigned max_connections;            /* per worker; default 10000 */
 

@@ -40,6 +40,16 @@ void pst_conn_flush_all(pst_worker_t *worker);
  * taking new work (h2 GOAWAY, h1 Connection: close) and ends when done. */
 void pst_conn_shutdown_all(pst_worker_t *worker);
 
+/* wl is at max_connections and a new client waits: closes the connection
+ * of wl that has waited longest on its client (since its accept for a
+ * handshake, since the start of an incomplete request head, or since its
+ * last traffic), so that clients which hold connections without using
+ * them (slowloris) cannot lock new ones out. Connections with a request
+ * waiting for its response head are never chosen. The slot is free once the
+ * connection is freed (worker->conn_gone). Returns 0 when one was closed,
+ * -EBUSY when none may be. */
+int pst_conn_evict(pst_wlistener_t *wl);
+
 /* Closes every connection of the worker now (shutdown_timeout reached). */
 void pst_conn_close_all(pst_worker_t *worker, int err, const char *reason);
 

@@ -44,8 +44,35 @@ const char *pst_tls_cipher_name(WOLFSSL *ssl);
  * gets no HelloRetryRequest. */
 int pst_tls_group_offered(unsigned group);
 
-/* Nonzero when the handshake failed because the SNI callback refused the
- * server name (unknown_sni: reject). */
+/* Why the SNI callback refused the server name, if it did. */
+#define PST_TLS_SNI_UNKNOWN                            \
+  1 /* no certificate for it, with unknown_sni: reject \
+     * (alert unrecognized_name) */
+#define PST_TLS_SNI_MALFORMED                           \
+  2 /* not a DNS host name as RFC 6066 3 asks: a byte   \
+     * other than letters, digits, '-', '_' and '.', an \
+     * empty label, a trailing dot, too long (alert     \
+     * illegal_parameter) */
+
+/* Size of the buffer pst_tls_sni_precheck copies a name into: one byte more
+ * than the longest DNS name (RFC 1035 2.3.4: 253 bytes without the final
+ * dot), so that a longer name shows as too long. */
+#define PST_TLS_SNI_BUF 254
+
+/* Checks the server name of a ClientHello as the client sent it: hello
+ * (len bytes) is the raw start of the connection, holding the whole
+ * ClientHello. wolfSSL hands the SNI callback the name as a C string, cut at
+ * its first NUL ("a\0.evil" would pass as "a"); a name found malformed here
+ * is refused by the callback (PST_TLS_SNI_MALFORMED) whatever it sees.
+ * Returns 1 with the name's bytes in name (*name_len of them, at most
+ * PST_TLS_SNI_BUF: a longer one is cut) for the connection to keep, or 0
+ * when the ClientHello has no name or cannot be read here (spread over
+ * several records), which leaves it to the callback's own check. */
+int pst_tls_sni_precheck(WOLFSSL *ssl, const char *hello, size_t len,
+                         unsigned char name[PST_TLS_SNI_BUF], size_t *name_len);
+
+/* 0 when the SNI callback accepted the server name (or has not run), else
+ * PST_TLS_SNI_UNKNOWN or PST_TLS_SNI_MALFORMED. */
 int pst_tls_sni_rejected(WOLFSSL *ssl);
 
 #endif

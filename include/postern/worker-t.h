@@ -30,6 +30,11 @@ typedef struct {
   int open;         /* handle initialised and not yet closed */
   int closing;      /* uv_close called, close callback not run yet */
   int listed;       /* in worker->listeners */
+  /* The connections accepted here that may be closed to make room for a
+   * new client at max_connections, the one that has waited longest on its
+   * client first (conn.c: pst_conn_evict). */
+  pst_conn_t *evict_first, *evict_last;
+  uint64_t full_warned_ms; /* loop time of the last "at max_connections" warning */
 } pst_wlistener_t;
 
 /* A new generation for one worker, prepared by the reload on the main
@@ -61,6 +66,8 @@ struct pst_worker_s {
   uv_thread_t thread;
   uv_async_t wakeup;      /* the main thread's requests (stop, switch) */
   uv_timer_t drain_timer; /* shutdown_timeout while draining */
+  uv_timer_t trim_timer;  /* gives memory back once the worker has been quiet a while */
+  unsigned peak_conns;    /* most connections at once since memory was last given back */
   pst_worker_state_t state;
   atomic_int stop_requested;
   _Atomic(pst_worker_switch_t *) pending_switch; /* posted by the reload, taken on wakeup */

@@ -8,6 +8,18 @@
  * Returns the file descriptor (>= 0) or -errno. */
 int pst_listen_socket(const pst_addr_t *addr);
 
+/* Checks that no socket listens on addr yet, by binding (not listening) a
+ * socket without SO_REUSEPORT there and closing it. SO_REUSEPORT lets any
+ * process of the same user join a port and take a share of its
+ * connections; a second postern started by mistake on a running one's
+ * address must fail instead, so every listening address is probed before
+ * postern binds its own sockets (at start, and for a reload's new
+ * listeners). Between the probe and the bind two posterns starting at the
+ * same instant could still both pass: the probe catches the running owner,
+ * which is the mistake seen in practice. Returns 0 (free, or port 0),
+ * -EADDRINUSE when something listens there, or another -errno. */
+int pst_listen_probe(const pst_addr_t *addr);
+
 /* Starts worker id on its own thread, serving gen (the worker takes its own
  * reference) on the given listening sockets (one per listener of gen).
  * The sockets are taken over in every case: closed on failure, and each

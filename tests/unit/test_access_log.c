@@ -80,6 +80,43 @@ static void test_lines_reach_the_file(void **state) {
   unlink(path);
 }
 
+/* Every field a client controls stays one token on one line: the
+ * request's, and also the peer and the server name, which the connection
+ * keeps printable (conn.c) but which the line does not take on trust. */
+static void test_client_fields_cannot_break_the_line(void **state) {
+  char path[] = "/tmp/postern-alog-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  pst_access_file_t *f = NULL;
+  assert_int_equal(pst_access_file_open(path, &f), 0);
+  pst_access_log_t *al = pst_access_log_new(&loop);
+  assert_non_null(al);
+  pst_host_t h = host_for(f, al);
+  h.peer = "192.0.2.7:1\r\nFORGED";
+  h.sni = "a.test\r\n\x1b[2J";
+  pst_http_request_t r = {.method = "G\nET", .target = "/\r\nX", .authority = "b\x1b.test"};
+  pst_access_log(&h, "http/1.1", &r, 200, 1, 2, uv_hrtime());
+  pst_access_log_flush(al);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  char buf[4096];
+  FILE *fp = fopen(path, "r");
+  assert_non_null(fp);
+  size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  assert_non_null(strstr(buf, " 192.0.2.7:1__FORGED sni=a.test___[2J http/1.1 G_ET b_.test /__X "));
+  assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* one line */
+  assert_null(strchr(buf, '\r'));
+  assert_null(strchr(buf, '\x1b'));
+  pst_access_file_unref(f);
+  pst_access_log_free(al);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  unlink(path);
+}
+
 static void test_bounded_when_the_file_stalls(void **state) {
   /* A pipe nobody reads stands for a file that does not keep up: the first
    * write blocks a file-system thread, never the loop, and the lines after
@@ -153,6 +190,7 @@ static void test_no_file_no_line(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lines_reach_the_file),
+      cmocka_unit_test(test_client_fields_cannot_break_the_line),
       cmocka_unit_test(test_bounded_when_the_file_stalls),
       cmocka_unit_test(test_no_file_no_line),
   };

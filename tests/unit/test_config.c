@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -283,6 +284,7 @@ static void test_defaults(void **state) {
   assert_null(l->routes);
   assert_int_equal(l->handshake_timeout_ms, 10000);
   assert_int_equal(l->idle_timeout_ms, 60000);
+  assert_int_equal(l->request_head_timeout_ms, 10000);
   assert_int_equal(l->backend_connect_timeout_ms, 5000);
   assert_int_equal(l->max_connections, 10000);
   pst_config_free(cfg);
@@ -302,7 +304,7 @@ static void test_non_default_values(void **state) {
       "      unknown_sni: reject\n"
       "      default_certificate: WWW.Example.TEST\n"
       "      certificates: [{cert: $D/a.pem, key: $D/a.key}]\n"
-      "    timeouts: {handshake: 250ms, idle: 2m, backend_connect: 1h}\n"
+      "    timeouts: {handshake: 250ms, idle: 2m, request_head: 3s, backend_connect: 1h}\n"
       "    max_connections: 1\n");
   assert_int_equal(cfg->workers, 3);
   assert_int_equal(cfg->log_level, PST_LOG_DEBUG);
@@ -318,6 +320,7 @@ static void test_non_default_values(void **state) {
   assert_string_equal(l->default_certificate, "www.example.test");
   assert_int_equal(l->handshake_timeout_ms, 250);
   assert_int_equal(l->idle_timeout_ms, 120000);
+  assert_int_equal(l->request_head_timeout_ms, 3000);
   assert_int_equal(l->backend_connect_timeout_ms, 3600000);
   assert_int_equal(l->max_connections, 1);
   pst_config_free(cfg);
@@ -519,6 +522,69 @@ static void test_error_yaml_syntax(void **state) {
   expect_error("a: \x01\n", "t.yaml:1:4: YAML syntax error: control characters are not allowed");
 }
 
+/* Deep nesting is refused at the first level too deep, and fast: libyaml
+ * alone took 69 s for 200,000 levels (its scanner looks at every open
+ * level for each token). */
+static void test_error_nesting_depth(void **state) {
+  enum { LEVELS = 200000 };
+  char *text = malloc(2 * LEVELS + 16);
+  assert_non_null(text);
+  size_t n = (size_t)sprintf(text, "listeners: ");
+  memset(text + n, '[', LEVELS);
+  memset(text + n + LEVELS, ']', LEVELS);
+  text[n + 2 * LEVELS] = '\0';
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  expect_error(text, "t.yaml:1:43: YAML nesting: lists and mappings nested more than 32 deep;");
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  if (s > 5) {
+    print_error("refusing %d levels took %.1f s\n", LEVELS, s);
+    fail();
+  }
+  free(text);
+  /* Block style: mapping at depth d starts on line d, column 2(d-1)+1. */
+  char block[4096] = "";
+  for (int i = 0; i < 40; i++) {
+    size_t len = strlen(block);
+    snprintf(block + len, sizeof(block) - len, "%*sk:\n", 2 * i, "");
+  }
+  expect_error(block, "t.yaml:33:65: YAML nesting: lists and mappings nested more than 32 deep;");
+  /* 32 levels are only wrong for what they hold. */
+  expect_error("listeners: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+               "t.yaml:1:13: listeners[0]: found a list; expected a mapping");
+}
+
+/* An error about a value reached through an alias names the alias, where
+ * the value is used, and then where the value is written. */
+static void test_error_through_alias(void **state) {
+  static const char text[] =
+      "listeners:\n"
+      "  - listen: 127.0.0.1:8443\n"
+      "    backend: &b 127.0.0.1:8080\n" CERT_LINES
+      "  - listen: 127.0.0.1:8444\n"
+      "    backend: 127.0.0.1:8080\n" CERT_LINES "    max_connections: *b\n";
+  char err[512] = "";
+  pst_config_t *cfg;
+  assert_int_equal(parse(text, &cfg, err, sizeof(err)), PST_ECONFIG);
+  const char *want =
+      "t.yaml:14:22: listeners[1].max_connections: invalid integer "
+      "\"127.0.0.1:8080\"; expected a decimal integer in 1..1000000 (in the value "
+      "this alias stands for, at line 3, column 14)";
+  if (strcmp(err, want) != 0) {
+    print_error("expected: %s\n     got: %s\n", want, err);
+    fail();
+  }
+  /* A list that holds itself. */
+  expect_error("listeners: &l [*l]\n",
+               "t.yaml:1:16: listeners[0]: found a list; expected a mapping (in the value this "
+               "alias stands for, at line 1, column 12)");
+  /* Without an alias, the value's own place. */
+  expect_error("listeners:\n" LISTENER0 "    max_connections: &m x\n",
+               "t.yaml:8:22: listeners[0].max_connections: invalid integer \"x\"; expected a "
+               "decimal integer in 1..1000000");
+}
+
 static void test_error_document_shape(void **state) {
   expect_error("", "t.yaml:1:1: top level: empty configuration;");
   expect_error("# only a comment\n", "t.yaml:1:1: top level: empty configuration;");
@@ -602,6 +668,9 @@ static void test_error_bad_duration(void **state) {
                "t.yaml:1:19: shutdown_timeout: duration \"2h\" is out of range; expected 0s..1h");
   expect_error("listeners:\n" LISTENER0 "    timeouts:\n      handshake: 0s\n",
                "t.yaml:9:18: listeners[0].timeouts.handshake: duration \"0s\" is out of range; "
+               "expected 1ms..1h");
+  expect_error("listeners:\n" LISTENER0 "    timeouts:\n      request_head: 0s\n",
+               "t.yaml:9:21: listeners[0].timeouts.request_head: duration \"0s\" is out of range; "
                "expected 1ms..1h");
   expect_error("listeners:\n" LISTENER0 "    timeouts:\n      idle: 1.5s\n",
                "t.yaml:9:13: listeners[0].timeouts.idle: invalid duration \"1.5s\";");
@@ -814,6 +883,8 @@ int main(void) {
       cmocka_unit_test(test_addr_localhost),
       cmocka_unit_test(test_addr_invalid),
       cmocka_unit_test(test_error_yaml_syntax),
+      cmocka_unit_test(test_error_nesting_depth),
+      cmocka_unit_test(test_error_through_alias),
       cmocka_unit_test(test_error_document_shape),
       cmocka_unit_test(test_error_unknown_key_top),
       cmocka_unit_test(test_error_unknown_key_nested),

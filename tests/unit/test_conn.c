@@ -31,10 +31,13 @@
  * protocol points at the listener's string (the tcp relay's backend
  * connection, which every tcp-mode connection also carries, came back to
  * under the old total this way: bench, RSS per idle TLS connection). Then
- * 920 with the route map in pst_host_t (421 Misdirected Request needs it).
- * A field added inline should be a deliberate choice:
- * raise this bound then, and say why. */
-#define CONN_SIZE_BOUND 920
+ * 920 with the route map in pst_host_t (421 Misdirected Request needs it),
+ * and 944 with the request head deadline's start (8 bytes) and the link in
+ * the listener's eviction list (16 bytes), which make max_connections fair
+ * to new clients (conn.c: pst_conn_evict): the list is what finds the
+ * connection to close in constant time. A field added inline should be a
+ * deliberate choice: raise this bound then, and say why. */
+#define CONN_SIZE_BOUND 944
 
 static void test_size(void **state) {
   printf("sizeof(pst_conn_t) = %zu\n", sizeof(pst_conn_t));
