@@ -552,6 +552,10 @@ static int h2_on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *h
 
 static int h2_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
   h2_front_t *h2 = user;
+  /* A header block (a request's, or trailers) is a request head: it must
+   * arrive whole within timeouts.request_head (slowloris). Blocks cannot
+   * interleave (RFC 9113 4.3), so one deadline per connection serves. */
+  if (frame->hd.type == NGHTTP2_HEADERS) h2->base.host->ops->head(h2->base.host, 1);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   if (h2->n_streams - h2->n_detached >= h2->max_streams) {
     /* RFC 9113 5.1.2: over the advertised limit; REFUSED_STREAM tells the
@@ -591,6 +595,7 @@ static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame, co
 
 static int h2_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
   h2_front_t *h2 = user;
+  if (frame->hd.type == NGHTTP2_HEADERS) h2->base.host->ops->head(h2->base.host, 0);
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   h2_stream_t *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
   if (st == NULL) return 0;
@@ -699,6 +704,14 @@ static int h2_on_stream_close(nghttp2_session *session, int32_t id, uint32_t cod
   }
   h2_log(h2, st);
   pst_h2_stream_del(h2, st);
+  return 0;
+}
+
+/* A header block nghttp2 refused (a stream error) is over too. */
+static int h2_on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame, int code,
+                               void *user) {
+  h2_front_t *h2 = user;
+  if (frame->hd.type == NGHTTP2_HEADERS) h2->base.host->ops->head(h2->base.host, 0);
   return 0;
 }
 
@@ -916,6 +929,7 @@ static nghttp2_session_callbacks *h2_callbacks(void) {
   nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame_recv);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, h2_on_invalid_frame);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data_chunk);
   nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);

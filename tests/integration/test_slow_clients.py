@@ -178,3 +178,49 @@ def test_busy_connections_are_not_evicted(start_postern, pki, http_servers):
         finally:
             newcomer.close()
     assert "closed for a new client" not in p.stderr()[start:], p.context()
+
+
+def test_dripped_h2_header_block_closed_at_deadline(srv, pki):
+    """HTTP/2 has request heads too: a HEADERS frame whose header block is
+    sent a byte at a time is closed at timeouts.request_head, like an
+    HTTP/1.1 head."""
+    from hpack import Encoder
+    p, ports = srv
+    block = Encoder().encode([(":method", "GET"), (":scheme", "https"), (":path", "/"),
+                              (":authority", "example.test"), ("x-slow", "y" * 400)])
+    # The client preface and an empty SETTINGS frame (RFC 9113 3.4), then a
+    # HEADERS frame header (END_STREAM | END_HEADERS, stream 1).
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    head = len(block).to_bytes(3, "big") + b"\x01\x05\x00\x00\x00\x01"
+    before = p.stderr().count("close=request head timeout")
+    s = connect_tls(ports["head"], "example.test", client_context(pki, alpn=["h2"]))
+    assert s.selected_alpn_protocol() == "h2"
+    s.settimeout(0.25)
+    t0 = time.monotonic()
+    took = None
+    try:
+        s.sendall(preface + head + block[:1])
+        for b in block[1:]:
+            if time.monotonic() - t0 > 15:
+                break
+            try:
+                while s.recv(4096):  # SETTINGS and its ACK; nothing else may come
+                    pass
+                took = time.monotonic() - t0  # orderly close
+                break
+            except (socket.timeout, ssl.SSLWantReadError):
+                pass
+            except (ssl.SSLError, OSError):
+                took = time.monotonic() - t0
+                break
+            try:
+                s.sendall(bytes([b]))
+            except (ssl.SSLError, OSError):
+                took = time.monotonic() - t0
+                break
+    finally:
+        s.close()
+    assert took is not None, f"an h2 header block dripped for 15 s was still open{p.context()}"
+    assert 1.5 <= took <= 8, f"closed after {took:.1f} s; request_head is 2s{p.context()}"
+    time.sleep(0.5)  # the log line follows the close
+    assert p.stderr().count("close=request head timeout") > before, p.context()

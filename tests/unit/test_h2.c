@@ -47,6 +47,7 @@ static struct {
   int reading;   /* the test client reads what is sent */
   size_t sends, max_send, sent;
   int ended, closed, close_err;
+  int in_head, heads_begun; /* the head service: a header block under way, and how many began */
   int paused, touches, waiting;
   log_entry_t log[MAX_STREAMS];
   size_t n_log;
@@ -114,6 +115,12 @@ static void host_waiting(pst_host_t *h, int delta) {
   assert_true(g.waiting >= 0);
 }
 
+static void host_head(pst_host_t *h, int started) {
+  assert_ptr_equal(h, &g.host);
+  if (started && !g.in_head) g.heads_begun++;
+  g.in_head = !!started;
+}
+
 static void host_facts(pst_host_t *h, pst_info_facts_t *f) {
   assert_ptr_equal(h, &g.host);
   memset(f, 0, sizeof(*f));
@@ -134,6 +141,7 @@ static const pst_host_ops_t host_ops = {
     .touch = host_touch,
     .waiting = host_waiting,
     .facts = host_facts,
+    .head = host_head,
 };
 
 void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_request_t *req,
@@ -531,6 +539,10 @@ static void test_get(void **state) {
                        "te", "trailers", NULL);
   pump();
   assert_int_equal(n_fs, 1);
+  /* The header block was a request head, and it is complete
+   * (timeouts.request_head no longer runs). */
+  assert_int_equal(g.heads_begun, 1);
+  assert_false(g.in_head);
   fstream_t *f = stream_for(id);
   const pst_http_request_t *r = f->pub.req;
   assert_string_equal(r->method, "GET");
