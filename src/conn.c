@@ -25,10 +25,6 @@
 /* How long a closing connection may take to flush its close_notify. */
 #define CONN_LINGER_MS 1000
 
-/* The longest server name kept (RFC 6066 3: a DNS host name, at most 255
- * bytes); a longer one is cut, as it always was. */
-#define CONN_SNI_MAX 255
-
 static void conn_pump(pst_conn_t *conn);
 static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
 static void conn_client_failed(pst_conn_t *conn, int err, const char *reason);
@@ -283,13 +279,19 @@ static void conn_host_close(pst_host_t *h, int err, const char *reason) {
   pst_conn_close(conn_of(h), err, reason);
 }
 
-static const char *conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap);
+const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const char *why = pst_conn_vwhy(conn, fmt, ap);
+  va_end(ap);
+  return why;
+}
 
 /* host->ops->why. */
 static const char *conn_host_why(pst_host_t *h, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  const char *why = conn_vwhy(conn_of(h), fmt, ap);
+  const char *why = pst_conn_vwhy(conn_of(h), fmt, ap);
   va_end(ap);
   return why;
 }
@@ -344,24 +346,7 @@ static void conn_head(pst_host_t *h, int started) {
 }
 
 /* host->ops->facts. */
-static void conn_facts(pst_host_t *h, pst_info_facts_t *f) {
-  pst_conn_t *conn = conn_of(h);
-  WOLFSSL *ssl = conn->ssl;
-  memset(f, 0, sizeof(*f));
-  f->listener = conn->gl->conf->name;
-  f->client = conn->host.peer;
-  f->sni = conn->host.sni[0] ? conn->host.sni : NULL;
-  f->alpn = conn->alpn;
-  f->version = conn->version;
-  f->cipher = conn->cipher;
-  f->group = pst_tls_group_name(ssl);
-  f->resumed = wolfSSL_session_reused(ssl);
-  f->early_data = pst_early_status_name(conn->early.status);
-  f->handshake_ms = conn->handshake_ms;
-  const pst_cert_t *cert = conn->gl->certs[pst_tls_cert_index(conn->gl, ssl)];
-  f->chain = cert->chain;
-  f->chain_len = cert->chain_len;
-}
+static void conn_facts(pst_host_t *h, pst_info_facts_t *f) { pst_conn_facts(conn_of(h), f); }
 
 static const pst_host_ops_t conn_host_ops = {
     .send = conn_send,
@@ -693,65 +678,6 @@ static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
 
 /* ---- handshake ---- */
 
-/* Keeps the server name the client asked for (n bytes), lower-cased, for
- * routes and logs (also after a failed handshake, to say which name
- * failed). The name cannot change once the ClientHello is processed: the
- * first copy stays. Bytes outside printable ASCII, and '\', are kept
- * escaped as \xHH: a name the handshake accepted has none (tls.c), so routes
- * see it unchanged, while a refused one can neither be cut at a NUL nor
- * carry a CR, LF or ESC into a log line. Without memory for the copy, the
- * connection goes on without a name (the default route, "-" in logs). */
-static void conn_keep_sni(pst_conn_t *conn, const unsigned char *name, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  if (conn->sni_buf != NULL || n == 0) return;
-  if (n > CONN_SNI_MAX) n = CONN_SNI_MAX;
-  char *sni = malloc(n * 4 + 1);
-  if (sni == NULL) return;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = name[i];
-    if (c >= 'A' && c <= 'Z') {
-      sni[o++] = (char)(c + ('a' - 'A'));
-    } else if (c > 0x20 && c < 0x7f && c != '\\') {
-      sni[o++] = (char)c;
-    } else {
-      sni[o++] = '\\';
-      sni[o++] = 'x';
-      sni[o++] = hex[c >> 4];
-      sni[o++] = hex[c & 0xf];
-    }
-  }
-  sni[o] = '\0';
-  conn->sni_buf = sni;
-  conn->host.sni = sni;
-}
-
-/* Keeps the server name as wolfSSL parsed it, unless the ClientHello's
- * own was kept (conn_handshake_early). */
-static void conn_record_sni(pst_conn_t *conn) {
-  void *name = NULL;
-  unsigned short n = wolfSSL_SNI_GetRequest(conn->ssl, WOLFSSL_SNI_HOST_NAME, &name);
-  if (name != NULL) conn_keep_sni(conn, name, n);
-}
-
-static const char *conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap) {
-  /* Allocated once and then reused, so that a reason already handed to
-   * pst_conn_close stays valid memory however often it is rewritten. */
-  if (conn->why == NULL && (conn->why = malloc(PST_CONN_WHY_LEN)) == NULL) {
-    return "out of memory (the reason could not be recorded)";
-  }
-  vsnprintf(conn->why, PST_CONN_WHY_LEN, fmt, ap);
-  return conn->why;
-}
-
-const char *pst_conn_why(pst_conn_t *conn, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  const char *why = conn_vwhy(conn, fmt, ap);
-  va_end(ap);
-  return why;
-}
-
 /* Reports a handshake that failed (rc: the failing wolfSSL return) and
  * closes the connection. */
 static void conn_handshake_failed(pst_conn_t *conn, int rc) {
@@ -766,7 +692,7 @@ static void conn_handshake_failed(pst_conn_t *conn, int rc) {
     wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(conn->ssl, rc), msg, sizeof(msg));
     why = pst_conn_why(conn, "handshake failed: %s", msg);
   }
-  conn_record_sni(conn);
+  pst_conn_record_sni(conn);
   /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
   conn_flush_now(conn);
   pst_conn_close(conn, PST_ETLS, why);
@@ -793,7 +719,7 @@ static int conn_handshake_early(pst_conn_t *conn) {
     unsigned char name[PST_TLS_SNI_BUF];
     size_t n;
     if (pst_tls_sni_precheck(conn->ssl, conn->in_ptr, conn->in_len, name, &n) > 0) {
-      conn_keep_sni(conn, name, n);
+      pst_conn_keep_sni(conn, name, n);
     }
   }
   if (e->phase != PST_EARLY_READING) return 0;
@@ -801,7 +727,7 @@ static int conn_handshake_early(pst_conn_t *conn) {
   int rc = pst_early_read(e, conn->ssl, conn->worker->plain, &conn->cout);
   conn->bytes_in += e->bytes - before;
   if (e->data.len > 0) {
-    conn_record_sni(conn); /* known once the ClientHello is processed: picks the route */
+    pst_conn_record_sni(conn); /* known once the ClientHello is processed: picks the route */
     conn_early_data(conn);
     if (conn->state == PST_CONN_CLOSING) return 1;
   }
@@ -851,7 +777,7 @@ static void conn_handshake(pst_conn_t *conn) {
     return;
   }
   conn->handshake_ms = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
-  conn_record_sni(conn);
+  pst_conn_record_sni(conn);
   conn_record_alpn(conn);
   conn->version = wolfSSL_get_version(conn->ssl);
   conn->cipher = pst_tls_cipher_name(conn->ssl);
@@ -935,39 +861,6 @@ static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
 
 /* ---- accept ---- */
 
-/* Records the client's address as host.peer ("ip:port", "[ip6]:port") and
- * host.peer_ip (without port), both in one allocation sized to them.
- * Returns 0 or -ENOMEM (host.peer stays "?"). */
-static int conn_peer_name(pst_conn_t *conn) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  char host[48] = "?";
-  char peer[80];
-  int port = 0;
-  const char *fmt = "%s:%d";
-  if (uv_tcp_getpeername(&conn->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-      fmt = "[%s]:%d";
-    } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-  }
-  int n = snprintf(peer, sizeof(peer), fmt, host, port);
-  if (n < 0 || (size_t)n >= sizeof(peer)) n = (int)strlen(peer);
-  size_t hlen = strlen(host);
-  char *buf = malloc((size_t)n + 1 + hlen + 1);
-  if (buf == NULL) return -ENOMEM;
-  memcpy(buf, peer, (size_t)n + 1);
-  memcpy(buf + n + 1, host, hlen + 1);
-  conn->peer_buf = buf;
-  conn->host.peer = buf;
-  conn->host.peer_ip = buf + n + 1;
-  return 0;
-}
-
 static void conn_on_reject_close(uv_handle_t *h) { free(h); }
 
 /* Accepts and closes at once: used when a connection cannot be set up, so
@@ -1023,7 +916,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
     pst_conn_close(conn, rc, "accept failed");
     return rc;
   }
-  if (conn_peer_name(conn) != 0) {
+  if (pst_conn_peer_name(conn) != 0) {
     pst_conn_close(conn, -ENOMEM, "out of memory");
     return -ENOMEM;
   }
@@ -1065,29 +958,6 @@ void pst_conn_close_all(pst_worker_t *worker, int err, const char *reason) {
 }
 
 /* ---- close ---- */
-
-static void conn_log(pst_conn_t *conn, const char *reason) {
-  if (!pst_log_enabled(PST_LOG_INFO)) return;
-  const char *alpn = conn->alpn != NULL ? conn->alpn : "-";
-  const char *version = conn->version, *cipher = conn->cipher;
-  const pst_early_status_t early = conn->early.status;
-  double dur = (double)(uv_hrtime() - conn->t_start_ns) / 1e6;
-  pst_log_info(
-      "conn %llu client=%s listener=%s sni=%s alpn=%s version=%s cipher=%s "
-      "handshake_ms=%.2f resumed=%d early_data=%s backend=%s bytes_in=%llu "
-      "bytes_out=%llu duration_ms=%.1f close=%s%s%s",
-      (unsigned long long)conn->host.id, conn->host.peer, conn->gl->conf->name,
-      conn->host.sni[0] ? conn->host.sni : "-", alpn, version ? version : "-",
-      cipher ? cipher : "-", conn->handshake_ms,
-      conn->handshake_ms > 0 && wolfSSL_session_reused(conn->ssl),
-      early == PST_EARLY_NOT_SENT   ? "none"
-      : early == PST_EARLY_REPLAYED ? "replayed"
-                                    : pst_early_status_name(early),
-      conn->host.backend != NULL ? conn->host.backend->addr.text : "-",
-      (unsigned long long)conn->bytes_in, (unsigned long long)conn->bytes_out, dur,
-      conn->err == 0 ? "ok" : reason, conn->err == 0 || conn->err == PST_ETLS ? "" : ": ",
-      conn->err == 0 || conn->err == PST_ETLS ? "" : pst_strerror(conn->err));
-}
 
 static void conn_free(pst_conn_t *conn) {
   pst_worker_t *worker = conn->worker;
@@ -1151,7 +1021,7 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   int healthy =
       conn->ssl != NULL && conn->handshake_ms > 0 && !conn->client.failed && err != PST_ETLS;
   conn->err = err;
-  conn_log(conn, reason != NULL ? reason : "");
+  pst_conn_log(conn, reason != NULL ? reason : "");
   conn_set_state(conn, PST_CONN_CLOSING);
   conn_evict_unlink(conn);
   if (conn->app != NULL && conn->app->ops->closing != NULL) conn->app->ops->closing(conn->app);

@@ -4,6 +4,8 @@
 #ifndef POSTERN_CONN_INT_H
 #define POSTERN_CONN_INT_H
 
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -107,5 +109,37 @@ struct pst_conn_s {
                       * PST_CONN_WHY_LEN bytes, allocated on first use */
   pst_early_t early; /* 0-RTT: early.c's */
 };
+
+/* ---- conn_text.c: what a connection says about itself ---- */
+
+/* Records the client's address as host.peer ("ip:port", "[ip6]:port") and
+ * host.peer_ip (without port), both in one allocation sized to them.
+ * Returns 0 or -ENOMEM (host.peer stays "?"). */
+int pst_conn_peer_name(pst_conn_t *conn);
+
+/* Keeps the server name the client asked for (n bytes, borrowed),
+ * lower-cased, for routes and logs (also after a failed handshake, to say
+ * which name failed). The name cannot change once the ClientHello is
+ * processed: the first copy stays. Bytes outside printable ASCII, and '\',
+ * are kept escaped as \xHH: a name the handshake accepted has none (tls.c),
+ * so routes see it unchanged, while a refused one can neither be cut at a
+ * NUL nor carry a CR, LF or ESC into a log line. Without memory for the
+ * copy, the connection goes on without a name (the default route, "-" in
+ * logs). */
+void pst_conn_keep_sni(pst_conn_t *conn, const unsigned char *name, size_t n);
+
+/* The same with the name as wolfSSL parsed it, unless one was kept. */
+void pst_conn_record_sni(pst_conn_t *conn);
+
+/* pst_conn_why with a va_list. */
+const char *pst_conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap);
+
+/* Logs the connection's line (info level): who, what was negotiated, bytes,
+ * duration, and why it closed (reason, read during the call only). */
+void pst_conn_log(pst_conn_t *conn, const char *reason);
+
+/* Fills the builtin:info facts about conn's handshake (host->ops->facts).
+ * Pointers stay valid while conn lives. */
+void pst_conn_facts(pst_conn_t *conn, pst_info_facts_t *f);
 
 #endif
