@@ -30,6 +30,7 @@ static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
 static void conn_client_failed(pst_conn_t *conn, int err, const char *reason);
 static void conn_end(pst_conn_t *conn);
 static void conn_close_handles(pst_conn_t *conn);
+static int conn_send_fin(pst_conn_t *conn, uv_shutdown_cb cb);
 
 /* ---- wolfSSL I/O: no sockets, only the connection's buffers ---- */
 
@@ -529,7 +530,9 @@ static void conn_from_client(pst_conn_t *conn) {
     }
     char msg[128];
     wolfSSL_ERR_error_string_n((unsigned long)e, msg, sizeof(msg));
-    conn_client_failed(conn, PST_ETLS, pst_conn_why(conn, "TLS read failed: %s", msg));
+    /* The socket is fine: the fatal alert wolfSSL queued goes out (RFC 8446
+     * 6.2) through pst_conn_close. */
+    pst_conn_close(conn, PST_ETLS, pst_conn_why(conn, "TLS read failed: %s", msg));
     return;
   }
 }
@@ -561,10 +564,16 @@ static void conn_on_client_shutdown(uv_shutdown_t *req, int status) {
  * then a TCP shutdown whose completion runs cb. Returns 0 or a negative
  * libuv error (cb will not run; the caller closes). */
 static int conn_shut_client(pst_conn_t *conn, uv_shutdown_cb cb) {
-  conn->client.shut = 1;
   /* What the application queued this loop turn goes before the close_notify. */
   if (conn_encrypt(conn) != 0) return PST_ETLS;
   wolfSSL_shutdown(conn->ssl);
+  return conn_send_fin(conn, cb);
+}
+
+/* Writes what is in cout, then a TCP shutdown whose completion runs cb.
+ * Returns 0 or a negative libuv error (cb will not run; the caller closes). */
+static int conn_send_fin(pst_conn_t *conn, uv_shutdown_cb cb) {
+  conn->client.shut = 1;
   int rc = conn_flush_now(conn);
   if (rc != 0) return rc;
   uv_shutdown_t *req = malloc(sizeof(*req));
@@ -693,8 +702,7 @@ static void conn_handshake_failed(pst_conn_t *conn, int rc) {
     why = pst_conn_why(conn, "handshake failed: %s", msg);
   }
   pst_conn_record_sni(conn);
-  /* The alert wolfSSL queued (e.g. unrecognized_name) still goes out. */
-  conn_flush_now(conn);
+  /* pst_conn_close sends the alert wolfSSL queued (e.g. unrecognized_name). */
   pst_conn_close(conn, PST_ETLS, why);
 }
 
@@ -1018,8 +1026,8 @@ static void conn_client_failed(pst_conn_t *conn, int err, const char *reason) {
 void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   if (conn->state == PST_CONN_CLOSING) return;
   assert(err <= 0);
-  int healthy =
-      conn->ssl != NULL && conn->handshake_ms > 0 && !conn->client.failed && err != PST_ETLS;
+  int hears = conn->ssl != NULL && !conn->client.failed && !conn->client.shut;
+  int healthy = hears && conn->handshake_ms > 0 && err != PST_ETLS;
   conn->err = err;
   pst_conn_log(conn, reason != NULL ? reason : "");
   conn_set_state(conn, PST_CONN_CLOSING);
@@ -1029,8 +1037,16 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;
    * the shutdown callback runs once queued bytes are written. Answers
    * queued this loop turn go before the close_notify. */
-  if (healthy && !conn->client.shut && conn_shut_client(conn, conn_on_final_shutdown) == 0) {
+  if (healthy && conn_shut_client(conn, conn_on_final_shutdown) == 0) {
     return; /* the linger timer bounds the wait */
+  }
+  /* RFC 8446 6.2: a failed TLS connection ends with the fatal alert wolfSSL
+   * queued, sent before the close, whether the handshake or a later record
+   * failed; a FIN after it, not a reset, so the client reads it. Every TLS
+   * failure comes here, so the alert is sent once. */
+  if (hears && err == PST_ETLS && conn->cout.len > 0 &&
+      conn_send_fin(conn, conn_on_final_shutdown) == 0) {
+    return;
   }
   conn_close_handles(conn);
 }

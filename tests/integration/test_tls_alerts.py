@@ -1,0 +1,87 @@
+"""A record that fails after the handshake ends the connection with the fatal
+alert RFC 8446 6.2 asks for, sent before the close: the client reads which
+alert, rather than a bare TCP close. (Before, the read-failure path closed
+the socket without writing what wolfSSL had queued.) The records are written
+raw on the socket under a real TLS 1.3 session; the alerts come back
+encrypted and Python's ssl names them."""
+
+import ssl
+import struct
+
+import pytest
+
+from clients import MemTls, client_context, config, free_port, listener
+
+
+@pytest.fixture(scope="module")
+def srv(pki, module_postern, module_backend):
+    echo = module_backend.echo()
+    port = free_port()
+    p = module_postern(config([listener("alerts", port, echo.addr, pki)], workers=1), [port])
+    return p, port
+
+
+def alert_after(port, pki, raw):
+    """Completes a handshake, proves the session works, writes raw on the
+    socket, and returns the reason of the alert the client then reads."""
+    c = MemTls(port, "example.test", client_context(pki))
+    try:
+        c.handshake()
+        c.send(b"ping")
+        got = b""
+        while got != b"ping":
+            try:
+                got += c.obj.read(4 - len(got))
+            except ssl.SSLWantReadError:
+                assert c._fill(), "EOF before the echo"
+        c.sock.sendall(raw)
+        with pytest.raises(ssl.SSLError) as err:
+            data, how = c.read_until_close()
+            raise AssertionError(f"no alert: {how} after {data!r}")
+        return err.value.reason
+    finally:
+        c.close()
+
+
+def test_change_cipher_spec_after_finished(srv, pki):
+    """RFC 8446 5: a change_cipher_spec record after the handshake is an
+    unexpected_message."""
+    p, port = srv
+    reason = alert_after(port, pki, b"\x14\x03\x03\x00\x01\x01")
+    assert reason == "SSLV3_ALERT_UNEXPECTED_MESSAGE", p.context()
+    assert "TLS read failed" in p.stderr()
+
+
+def test_record_too_long(srv, pki):
+    """RFC 8446 5.2: a TLSCiphertext longer than 2^14 + 256 bytes is a
+    record_overflow."""
+    p, port = srv
+    n = 2**14 + 256 + 1
+    reason = alert_after(port, pki, b"\x17\x03\x03" + struct.pack("!H", n) + b"\x00" * n)
+    assert reason == "TLSV1_ALERT_RECORD_OVERFLOW", p.context()
+
+
+def test_bad_record_mac(srv, pki):
+    """RFC 8446 5.2: a record that does not decrypt is a bad_record_mac."""
+    p, port = srv
+    reason = alert_after(port, pki, b"\x17\x03\x03\x00\x20" + b"\x5a" * 32)
+    assert reason == "SSLV3_ALERT_BAD_RECORD_MAC", p.context()
+
+
+def test_others_unharmed(srv, pki):
+    """After a failed record, other connections still get their echo."""
+    p, port = srv
+    alert_after(port, pki, b"\x14\x03\x03\x00\x01\x01")
+    c = MemTls(port, "example.test", client_context(pki))
+    try:
+        c.handshake()
+        c.send(b"still here")
+        got = b""
+        while len(got) < 10:
+            try:
+                got += c.obj.read(10 - len(got))
+            except ssl.SSLWantReadError:
+                assert c._fill()
+        assert got == b"still here"
+    finally:
+        c.close()
