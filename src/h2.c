@@ -964,8 +964,17 @@ pst_app_t *pst_h2_app_new(pst_host_t *host) {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2_session_limit(h2->max_streams)},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, max_list},
-      {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1}, /* RFC 9218 2.1: no priority tree */
   };
+  /* No SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218 2.1): with it, nghttp2 1.52
+   * skips PRIORITY frames unread and forgets a stream the moment it closes,
+   * so a stream depending on itself (RFC 9113 5.3.1) or a PRIORITY on
+   * stream 0 (6.3) draws no PROTOCOL_ERROR, and DATA or HEADERS on a stream
+   * the client closed draws no STREAM_CLOSED (5.1) because it cannot be told
+   * from one we reset (whose late frames must be ignored). What the setting
+   * saved, measured on 1.52: 224 bytes per stream nghttp2 keeps, closed ones
+   * up to the session's stream limit and idle ones (named by PRIORITY) up to
+   * 100, all freed as new streams come; and about 90 ns of nghttp2's time
+   * per request. Bounded per connection, like the streams themselves. */
   /* The connection window (RFC 9113 6.9.2: 65,535 until raised) holds every
    * stream's window: each stream is bounded on its own, and one stalled
    * upload must not stall the others. */
