@@ -32,11 +32,13 @@ void *__libc_realloc(void *p, size_t n);
 #define REAL_REALLOC __libc_realloc
 #endif
 
+#define PST_TEST_ALLOC_INJECTION 1
 static long fail_at = -1;
 static int failed_alloc;
+static int alloc_paused; /* > 0: nothing fails, nothing is counted */
 
 static inline int alloc_fails(void) {
-  if (fail_at < 0) return 0;
+  if (fail_at < 0 || alloc_paused > 0) return 0;
   if (fail_at-- > 0) return 0;
   failed_alloc = 1;
   return 1;
