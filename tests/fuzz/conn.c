@@ -1,0 +1,389 @@
+/* postern fuzz target: a whole server-side connection (src/conn.c and what
+ * it runs: TLS through wolfSSL, then the HTTP/1.1 or HTTP/2 front end, the
+ * streams and the in-process builtin:info backend) fed the client's
+ * plaintext after a real handshake. The input is what the client sends once
+ * the handshake is done: an in-memory wolfSSL client encrypts it and sends
+ * it over a loopback socket to a connection accepted by pst_conn_accept on
+ * a worker set up by hand as tests/unit/test_conn_io.c does (read slab,
+ * plaintext buffer, pools, access log writer, the prepare handle that
+ * flushes connections once per loop turn). The client reads and drops
+ * whatever postern answers, so output never backs up.
+ *
+ * Input: one control byte, then the plaintext. The control byte picks the
+ * ALPN the client offers (bit 0: h2, whose preface the harness sends first,
+ * else http/1.1), the size of the pieces the plaintext is sent in (TLS
+ * records; bits 1-4 times 64, 0: records of up to 16 KiB), and how the
+ * client ends (bit 5: close_notify before its FIN).
+ *
+ * Every input gets a fresh connection and a fresh handshake, so that no
+ * input depends on the ones before it (the connection's state would
+ * otherwise carry over: a parser that refused, a GOAWAY). The worker, the
+ * listener and the generation are made once per process. Each connection
+ * must end by itself once its client has gone; the loop runs without
+ * waiting (UV_RUN_NOWAIT), so timers never fire and runs are repeatable.
+ *
+ * The certificate is wolfSSL's ECC test certificate, written with its key
+ * and CA into a mkdtemp directory under /tmp, removed at exit; the
+ * generation is built at a time inside its validity. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+/* wolfSSL's test certificates, compiled in; the header defines many arrays
+ * this file does not use. */
+#define USE_CERT_BUFFERS_256
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-const-variable"
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#include <wolfssl/certs_test.h>
+#pragma GCC diagnostic pop
+
+#include "postern/access_log.h"
+#include "postern/buf.h"
+#include "postern/cert.h"
+#include "postern/common.h"
+#include "postern/config.h"
+#include "postern/conn.h"
+#include "postern/gen.h"
+#include "postern/log.h"
+#include "postern/pool.h"
+#include "postern/tls.h"
+#include "postern/worker-t.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The server name the test certificate carries (its CN). */
+#define PST_FUZZ_SNI "www.wolfssl.com"
+/* Loop turns without progress after which a step is taken as settled. */
+#define PST_FUZZ_IDLE_TURNS 4
+/* Loop turns a step may take at most. */
+#define PST_FUZZ_MAX_TURNS 20000
+
+/* How long a connection may take to close: past its close timers. */
+#define PST_FUZZ_DEADLINE_MS 15000
+
+static char pst_fuzz_dir[] = "/tmp/postern-fuzz-conn-XXXXXX";
+static char pst_fuzz_paths[4][96]; /* cert, key, CA, config */
+
+static pst_worker_t w;
+static pst_wlistener_t wl;
+static pst_wlistener_t *wl_list[1];
+static int port;
+static WOLFSSL_CTX *cctx;
+
+/* ---- the process-wide part ---- */
+
+static void pst_fuzz_cleanup(void) {
+  for (int i = 0; i < 4; i++) unlink(pst_fuzz_paths[i]);
+  rmdir(pst_fuzz_dir);
+}
+
+static void pst_fuzz_pem(const char *path, const unsigned char *der, int der_len, int type) {
+  unsigned char pem[8192];
+  int n = wc_DerToPem(der, (unsigned)der_len, pem, sizeof(pem), type);
+  FILE *f = n > 0 ? fopen(path, "w") : NULL;
+  if (f == NULL || fwrite(pem, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0) abort();
+}
+
+static pst_gen_t *pst_fuzz_gen(void) {
+  const char *cert = pst_fuzz_paths[0], *key = pst_fuzz_paths[1], *ca = pst_fuzz_paths[2];
+  pst_fuzz_pem(cert, serv_ecc_der_256, sizeof_serv_ecc_der_256, CERT_TYPE);
+  pst_fuzz_pem(key, ecc_key_der_256, sizeof_ecc_key_der_256, ECC_PRIVATEKEY_TYPE);
+  pst_fuzz_pem(ca, ca_ecc_cert_der_256, sizeof_ca_ecc_cert_der_256, CERT_TYPE);
+  /* The middle of the leaf's validity: wolfSSL's test certificates expire. */
+  pst_cert_t *c = NULL;
+  pst_cert_load(cert, key, NULL, time(NULL), 0, &c);
+  if (c == NULL || c->chain_len == 0) abort();
+  time_t now = c->chain[0].not_before + (c->chain[0].not_after - c->chain[0].not_before) / 2;
+  pst_cert_free(c);
+  /* builtin:info answers every request in-process; other.test routes to a
+   * backend that is never connected to: a request naming it gets 421. */
+  FILE *f = fopen(pst_fuzz_paths[3], "w");
+  if (f == NULL) abort();
+  fprintf(f,
+          "workers: 1\n"
+          "expiry_warn_days: 0\n"
+          "listeners:\n"
+          "  - name: web\n"
+          "    listen: \"127.0.0.1:1\"\n"
+          "    mode: http\n"
+          "    alpn: [h2, http/1.1]\n"
+          "    backend: \"builtin:info\"\n"
+          "    routes:\n"
+          "      - names: [other.test]\n"
+          "        backend: \"127.0.0.1:1\"\n"
+          "    limits: {max_header_bytes: 4096}\n"
+          "    h2: {max_concurrent_streams: 16}\n"
+          "    tls:\n"
+          "      certificates:\n"
+          "        - {cert: \"%s\", key: \"%s\"}\n"
+          "      ca_file: \"%s\"\n",
+          cert, key, ca);
+  if (fclose(f) != 0) abort();
+  char err[1024];
+  pst_config_t *cfg = NULL;
+  if (pst_config_load(pst_fuzz_paths[3], &cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "conn: %s\n", err);
+    abort();
+  }
+  pst_gen_t *gen = NULL;
+  if (pst_gen_build(cfg, 1, now, NULL, &gen, NULL) != 0) abort();
+  return gen;
+}
+
+static void pst_fuzz_conn_gone(pst_worker_t *worker, pst_wlistener_t *l) {
+  worker->n_conns--;
+  l->n_conns--;
+}
+
+static void pst_fuzz_on_prepare(uv_prepare_t *p) {
+  pst_conn_flush_all(&w);
+  pst_access_log_flush(w.access_log);
+}
+
+static void pst_fuzz_on_connection(uv_stream_t *s, int status) {
+  if (status == 0) pst_conn_accept(&w, &wl);
+}
+
+static void pst_fuzz_init(void) {
+  signal(SIGPIPE, SIG_IGN); /* as src/main.c */
+  pst_log_set_level(getenv("POSTERN_FUZZ_VERBOSE") ? PST_LOG_DEBUG : PST_LOG_ERROR);
+  if (pst_tls_global_init() != 0 || mkdtemp(pst_fuzz_dir) == NULL) abort();
+  static const char *const names[4] = {"server.pem", "server.key", "ca.pem", "postern.yaml"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(pst_fuzz_paths[i], sizeof(pst_fuzz_paths[i]), "%s/%s", pst_fuzz_dir, names[i]);
+  }
+  atexit(pst_fuzz_cleanup);
+  /* What pst_worker_start sets up. */
+  if (uv_loop_init(&w.loop) != 0) abort();
+  w.loop.data = &w;
+  w.state = PST_WORKER_RUNNING;
+  w.gen = pst_fuzz_gen();
+  w.slab = malloc(PST_READ_SLAB);
+  w.plain = malloc(PST_RECORD_MAX);
+  w.pools = pst_pools_new(&w.loop);
+  w.access_log = pst_access_log_new(&w.loop);
+  if (w.slab == NULL || w.plain == NULL || w.pools == NULL || w.access_log == NULL) abort();
+  w.conn_gone = pst_fuzz_conn_gone;
+  if (uv_prepare_init(&w.loop, &w.flush_prepare) != 0 ||
+      uv_prepare_start(&w.flush_prepare, pst_fuzz_on_prepare) != 0) {
+    abort();
+  }
+  wl.worker = &w;
+  wl.fd = -1;
+  wl.open = 1;
+  wl.listed = 1;
+  struct sockaddr_in sin;
+  int len = sizeof(sin);
+  if (uv_tcp_init(&w.loop, &wl.handle) != 0 || uv_ip4_addr("127.0.0.1", 0, &sin) != 0 ||
+      uv_tcp_bind(&wl.handle, (struct sockaddr *)&sin, 0) != 0 ||
+      uv_listen((uv_stream_t *)&wl.handle, 16, pst_fuzz_on_connection) != 0 ||
+      uv_tcp_getsockname(&wl.handle, (struct sockaddr *)&sin, &len) != 0) {
+    abort();
+  }
+  port = ntohs(sin.sin_port);
+  wl_list[0] = &wl;
+  w.listeners = wl_list;
+  w.n_listeners = 1;
+
+  cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+  if (cctx == NULL) abort();
+  wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_NONE, NULL);
+  int groups[] = {WOLFSSL_ECC_X25519};
+  if (wolfSSL_CTX_set_groups(cctx, groups, 1) != WOLFSSL_SUCCESS) abort();
+}
+
+/* ---- the client: wolfSSL over buffers, the buffers over a socket ---- */
+
+typedef struct {
+  int fd;
+  WOLFSSL *ssl;
+  pst_buf_t in, out;
+  int eof, failed;
+} pst_fuzz_client_t;
+
+static int pst_fuzz_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  pst_fuzz_client_t *c = ctx;
+  if (c->in.len == 0) return c->eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+  size_t n = c->in.len < (size_t)sz ? c->in.len : (size_t)sz;
+  memcpy(buf, pst_buf_head(&c->in), n);
+  pst_buf_consume(&c->in, n);
+  return (int)n;
+}
+
+static int pst_fuzz_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  pst_fuzz_client_t *c = ctx;
+  if (pst_buf_append(&c->out, buf, (size_t)sz) != 0) return WOLFSSL_CBIO_ERR_GENERAL;
+  return sz;
+}
+
+/* Moves bytes between the socket and the client's buffers. Returns whether
+ * any moved. */
+static int pst_fuzz_client_io(pst_fuzz_client_t *c) {
+  int moved = 0;
+  while (c->out.len > 0 && !c->failed) {
+    ssize_t n = send(c->fd, pst_buf_head(&c->out), c->out.len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno != EAGAIN) c->failed = 1; /* postern closed: what is left goes nowhere */
+      if (c->failed) pst_buf_consume(&c->out, c->out.len);
+      break;
+    }
+    pst_buf_consume(&c->out, (size_t)n);
+    moved = 1;
+  }
+  while (!c->eof) {
+    char buf[16384];
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      c->eof = 1;
+      moved = 1;
+      break;
+    }
+    if (pst_buf_append(&c->in, buf, (size_t)n) != 0) abort();
+    moved = 1;
+  }
+  return moved;
+}
+
+/* Reads and drops what postern sent, as far as it goes. */
+static void pst_fuzz_client_drain(pst_fuzz_client_t *c) {
+  char buf[4096];
+  while (c->in.len > 0 && wolfSSL_read(c->ssl, buf, sizeof(buf)) > 0) continue;
+}
+
+/* Runs the loop and the client until nothing moves for a few turns, or
+ * until done() holds. */
+static void pst_fuzz_settle(pst_fuzz_client_t *c, int (*done)(pst_fuzz_client_t *)) {
+  int idle = 0;
+  for (int turn = 0; turn < PST_FUZZ_MAX_TURNS && idle < PST_FUZZ_IDLE_TURNS; turn++) {
+    if (done != NULL && done(c)) return;
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    int moved = pst_fuzz_client_io(c);
+    if (wolfSSL_is_init_finished(c->ssl)) pst_fuzz_client_drain(c);
+    moved |= pst_fuzz_client_io(c);
+    idle = moved ? 0 : idle + 1;
+  }
+}
+
+static void pst_fuzz_deadline(uv_timer_t *t) { *(int *)t->data = 1; }
+
+static int pst_fuzz_handshaken(pst_fuzz_client_t *c) {
+  if (wolfSSL_is_init_finished(c->ssl)) return 1;
+  if (c->failed || c->eof) abort(); /* postern refused a plain handshake */
+  int rc = wolfSSL_connect(c->ssl);
+  if (rc != WOLFSSL_SUCCESS) {
+    int e = wolfSSL_get_error(c->ssl, rc);
+    if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE) abort();
+  }
+  pst_fuzz_client_io(c);
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  if (cctx == NULL) pst_fuzz_init();
+  if (size < 1) return 0;
+  int h2 = data[0] & 1;
+  size_t piece = (size_t)((data[0] >> 1) & 15) * 64;
+  int notify = (data[0] >> 5) & 1;
+  if (piece == 0) piece = 16384;
+
+  pst_fuzz_client_t c = {.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+  struct sockaddr_in sin;
+  if (c.fd < 0 || uv_ip4_addr("127.0.0.1", port, &sin) != 0 ||
+      connect(c.fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+      fcntl(c.fd, F_SETFL, O_NONBLOCK) != 0) {
+    abort();
+  }
+  int one = 1;
+  setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  c.ssl = wolfSSL_new(cctx);
+  if (c.ssl == NULL) abort();
+  wolfSSL_SSLSetIORecv(c.ssl, pst_fuzz_recv);
+  wolfSSL_SSLSetIOSend(c.ssl, pst_fuzz_send);
+  wolfSSL_SetIOReadCtx(c.ssl, &c);
+  wolfSSL_SetIOWriteCtx(c.ssl, &c);
+  char alpn[16];
+  snprintf(alpn, sizeof(alpn), "%s", h2 ? "h2" : "http/1.1");
+  if (wolfSSL_UseSNI(c.ssl, WOLFSSL_SNI_HOST_NAME, PST_FUZZ_SNI, sizeof(PST_FUZZ_SNI) - 1) !=
+          WOLFSSL_SUCCESS ||
+      wolfSSL_UseALPN(c.ssl, alpn, (unsigned)strlen(alpn), WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
+          WOLFSSL_SUCCESS) {
+    abort();
+  }
+  pst_fuzz_settle(&c, pst_fuzz_handshaken);
+  if (!wolfSSL_is_init_finished(c.ssl)) abort(); /* the handshake did not finish */
+
+  if (h2 && wolfSSL_write(c.ssl, preface, sizeof(preface) - 1) != (int)sizeof(preface) - 1) {
+    abort();
+  }
+  const char *in = (const char *)data + 1;
+  size_t len = size - 1;
+  for (size_t off = 0; off < len && !c.failed && !c.eof;) {
+    size_t n = len - off < piece ? len - off : piece;
+    if (wolfSSL_write(c.ssl, in + off, (int)n) != (int)n) break;
+    off += n;
+    pst_fuzz_settle(&c, NULL);
+  }
+  pst_fuzz_settle(&c, NULL);
+  if (notify && !c.failed && !c.eof) {
+    wolfSSL_shutdown(c.ssl);
+    pst_fuzz_client_io(&c);
+  }
+  /* The client goes: the connection must end by itself. */
+  close(c.fd);
+  c.fd = -1;
+  for (int turn = 0; turn < PST_FUZZ_MAX_TURNS && w.n_conns > 0; turn++) {
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+  }
+  /* A connection may outlive its client legitimately: a client's FIN may be
+   * a half-close, and HTTP/2 answers the complete requests of a client that
+   * ended its side, waiting for a window the client alone can open, with
+   * nothing to write that would fail. The idle timeout ends it then, which
+   * the harness does at once, as the worker's shutdown would
+   * (pst_conn_close_all), rather than wait. The close itself may wait for
+   * one of its timers (the bounded flush of a close): the loop then waits
+   * too, up to a deadline far past every timer of the configuration. */
+  if (w.n_conns > 0) pst_conn_close_all(&w, PST_ESHUTDOWN, "fuzz: its client went");
+  for (int turn = 0; turn < PST_FUZZ_MAX_TURNS && w.n_conns > 0; turn++) {
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+  }
+  if (w.n_conns > 0) {
+    uint64_t t0 = uv_hrtime();
+    uv_timer_t deadline;
+    int hit = 0;
+    uv_timer_init(&w.loop, &deadline);
+    deadline.data = &hit;
+    uv_timer_start(&deadline, pst_fuzz_deadline, PST_FUZZ_DEADLINE_MS, 0);
+    while (w.n_conns > 0 && !hit) uv_run(&w.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&deadline, NULL);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    if (getenv("POSTERN_FUZZ_VERBOSE") != NULL) {
+      fprintf(stderr, "conn: ended %llu ms after its client\n",
+              (unsigned long long)((uv_hrtime() - t0) / 1000000));
+    }
+  }
+  if (w.n_conns > 0) {
+    fprintf(stderr, "conn: the connection outlived its close by %d ms\n", PST_FUZZ_DEADLINE_MS);
+    abort();
+  }
+  wolfSSL_free(c.ssl);
+  pst_buf_free(&c.in);
+  pst_buf_free(&c.out);
+  return 0;
+}
