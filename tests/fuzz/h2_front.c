@@ -127,7 +127,7 @@ typedef struct {
 } pst_fuzz_stream_t;
 
 static pst_fuzz_stream_t *streams[PST_FUZZ_STREAMS];
-static size_t n_streams;
+static size_t n_streams, n_started;
 
 pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, void *front,
                                int32_t h2_id, pst_http_request_t *req) {
@@ -145,6 +145,7 @@ pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, vo
   f->pub.req = req;
   f->pub.req_done = req->body == PST_BODY_NONE;
   streams[n_streams++] = f;
+  n_started++;
   return &f->pub;
 }
 
@@ -251,7 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   pst_log_set_level(PST_LOG_ERROR);
   memset(&g, 0, sizeof(g));
-  n_streams = 0;
+  n_streams = n_started = 0;
   pst_fuzz_now_ns = 1000000000;
   size_t piece = (size_t)(data[0] & 15) * 16;
   unsigned how = data[0] >> 4;
@@ -295,5 +296,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   g.closed = 1;
   g.front->ops->destroy(g.front);
   if (n_streams != 0) abort(); /* destroy frees every stream */
+  /* POSTERN_FUZZ_VERBOSE=1: what an input reached, to check a seed. */
+  if (getenv("POSTERN_FUZZ_VERBOSE") != NULL) {
+    fprintf(stderr, "h2_front: %zu streams started, %zu bytes sent, %s\n", n_started, g.out,
+            g.closed ? "closed" : "open");
+  }
   return 0;
 }
