@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -77,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define PST_FUZZ_DEADLINE_MS 15000
 
 static char pst_fuzz_dir[] = "/tmp/postern-fuzz-conn-XXXXXX";
-static char pst_fuzz_paths[4][96]; /* cert, key, CA, config */
+static char pst_fuzz_paths[5][96]; /* cert, key, CA, config, ticket keys */
 
 static pst_worker_t w;
 static pst_wlistener_t wl;
@@ -88,7 +89,7 @@ static WOLFSSL_CTX *cctx;
 /* ---- the process-wide part ---- */
 
 static void pst_fuzz_cleanup(void) {
-  for (int i = 0; i < 4; i++) unlink(pst_fuzz_paths[i]);
+  for (int i = 0; i < 5; i++) unlink(pst_fuzz_paths[i]);
   rmdir(pst_fuzz_dir);
 }
 
@@ -105,14 +106,25 @@ static pst_gen_t *pst_fuzz_gen(void) {
   pst_fuzz_pem(key, ecc_key_der_256, sizeof_ecc_key_der_256, ECC_PRIVATEKEY_TYPE);
   pst_fuzz_pem(ca, ca_ecc_cert_der_256, sizeof_ca_ecc_cert_der_256, CERT_TYPE);
   /* The middle of the leaf's validity: wolfSSL's test certificates expire. */
+  FILE *f;
   pst_cert_t *c = NULL;
   pst_cert_load(cert, key, NULL, time(NULL), 0, &c);
   if (c == NULL || c->chain_len == 0) abort();
   time_t now = c->chain[0].not_before + (c->chain[0].not_after - c->chain[0].not_before) / 2;
   pst_cert_free(c);
+  /* The ticket key of the ticket target (bytes 0..79), so that a ticket
+   * this target's client receives is one the ticket target can open
+   * (POSTERN_FUZZ_TICKET_OUT). */
+  f = fopen(pst_fuzz_paths[4], "w");
+  if (f == NULL) abort();
+  fprintf(f,
+          "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+"
+          "P0BBQkNERUZH"
+          "SElKS0xNTk8=\n");
+  if (fclose(f) != 0 || chmod(pst_fuzz_paths[4], 0600) != 0) abort();
   /* builtin:info answers every request in-process; other.test routes to a
    * backend that is never connected to: a request naming it gets 421. */
-  FILE *f = fopen(pst_fuzz_paths[3], "w");
+  f = fopen(pst_fuzz_paths[3], "w");
   if (f == NULL) abort();
   fprintf(f,
           "workers: 1\n"
@@ -131,8 +143,9 @@ static pst_gen_t *pst_fuzz_gen(void) {
           "    tls:\n"
           "      certificates:\n"
           "        - {cert: \"%s\", key: \"%s\"}\n"
-          "      ca_file: \"%s\"\n",
-          cert, key, ca);
+          "      ca_file: \"%s\"\n"
+          "      ticket_keys: \"%s\"\n",
+          cert, key, ca, pst_fuzz_paths[4]);
   if (fclose(f) != 0) abort();
   char err[1024];
   pst_config_t *cfg = NULL;
@@ -163,8 +176,9 @@ static void pst_fuzz_init(void) {
   signal(SIGPIPE, SIG_IGN); /* as src/main.c */
   pst_log_set_level(getenv("POSTERN_FUZZ_VERBOSE") ? PST_LOG_DEBUG : PST_LOG_ERROR);
   if (pst_tls_global_init() != 0 || mkdtemp(pst_fuzz_dir) == NULL) abort();
-  static const char *const names[4] = {"server.pem", "server.key", "ca.pem", "postern.yaml"};
-  for (int i = 0; i < 4; i++) {
+  static const char *const names[5] = {"server.pem", "server.key", "ca.pem", "postern.yaml",
+                                       "tickets.keys"};
+  for (int i = 0; i < 5; i++) {
     snprintf(pst_fuzz_paths[i], sizeof(pst_fuzz_paths[i]), "%s/%s", pst_fuzz_dir, names[i]);
   }
   atexit(pst_fuzz_cleanup);
@@ -280,6 +294,28 @@ static void pst_fuzz_settle(pst_fuzz_client_t *c, int (*done)(pst_fuzz_client_t 
   }
 }
 
+/* POSTERN_FUZZ_TICKET_OUT=FILE: writes the session ticket the client got
+ * as a seed of the ticket target (mode 0: key name | IV | MAC | body), from
+ * wolfSSL 5.5.4's ticket layout: key name (16) | IV (16) | length (2) |
+ * encrypted state | MAC (the last 32 bytes). */
+static void pst_fuzz_dump_ticket(WOLFSSL *ssl) {
+  const char *path = getenv("POSTERN_FUZZ_TICKET_OUT");
+  unsigned char t[2048];
+  word32 len = sizeof(t);
+  if (path == NULL || wolfSSL_get_SessionTicket(ssl, t, &len) != WOLFSSL_SUCCESS || len < 66) {
+    return;
+  }
+  size_t body = (size_t)t[32] << 8 | t[33];
+  if (34 + body + 32 > len) return;
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return;
+  fputc(0, f);
+  fwrite(t, 1, 32, f);            /* key name, IV */
+  fwrite(t + len - 32, 1, 32, f); /* MAC */
+  fwrite(t + 34, 1, body, f);
+  fclose(f);
+}
+
 static void pst_fuzz_deadline(uv_timer_t *t) { *(int *)t->data = 1; }
 
 static int pst_fuzz_handshaken(pst_fuzz_client_t *c) {
@@ -382,6 +418,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fprintf(stderr, "conn: the connection outlived its close by %d ms\n", PST_FUZZ_DEADLINE_MS);
     abort();
   }
+  pst_fuzz_dump_ticket(c.ssl);
   wolfSSL_free(c.ssl);
   pst_buf_free(&c.in);
   pst_buf_free(&c.out);

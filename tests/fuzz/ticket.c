@@ -133,6 +133,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (mode >= 1) pst_fuzz_mac(name, iv, body, len, mac);
   int rc = pst_ticket_cb(NULL, name, iv, mac, 0, body, len, &out, pst_fuzz_src);
   if (rc != WOLFSSL_TICKET_RET_OK && rc != WOLFSSL_TICKET_RET_REJECT) abort();
+  /* POSTERN_FUZZ_VERBOSE=1: whether a seed opens. */
+  if (getenv("POSTERN_FUZZ_VERBOSE") != NULL) {
+    fprintf(stderr, "ticket: mode %d, %d bytes: %s\n", mode, len,
+            rc == WOLFSSL_TICKET_RET_OK ? "opened" : "rejected");
+  }
   if (rc == WOLFSSL_TICKET_RET_OK && (out < 0 || out >= len || len - out > 16)) abort();
   if (mode == 2 && rc == WOLFSSL_TICKET_RET_OK && memcmp(body, data + 64, (size_t)out) != 0) {
     abort();
