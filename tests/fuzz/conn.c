@@ -144,7 +144,8 @@ static pst_gen_t *pst_fuzz_gen(void) {
           "      certificates:\n"
           "        - {cert: \"%s\", key: \"%s\"}\n"
           "      ca_file: \"%s\"\n"
-          "      ticket_keys: \"%s\"\n",
+          "      ticket_keys: \"%s\"\n"
+          "      early_data: accept\n",
           cert, key, ca, pst_fuzz_paths[4]);
   if (fclose(f) != 0) abort();
   char err[1024];
@@ -316,6 +317,37 @@ static void pst_fuzz_dump_ticket(WOLFSSL *ssl) {
   fclose(f);
 }
 
+/* POSTERN_FUZZ_HELLO_OUT=FILE: writes the ClientHello of a client that
+ * resumes the session ssl got, with 0-RTT data (pre_shared_key, binder,
+ * early_data), as a seed of the hello target. */
+static void pst_fuzz_dump_hello(WOLFSSL *ssl) {
+  static const char early[] = "GET / HTTP/1.1\r\nHost: www.wolfssl.com\r\n\r\n";
+  const char *path = getenv("POSTERN_FUZZ_HELLO_OUT");
+  WOLFSSL_SESSION *sess = path != NULL ? wolfSSL_get1_session(ssl) : NULL;
+  if (sess == NULL) return;
+  pst_fuzz_client_t c = {.fd = -1};
+  c.ssl = wolfSSL_new(cctx);
+  if (c.ssl != NULL) {
+    wolfSSL_SSLSetIORecv(c.ssl, pst_fuzz_recv);
+    wolfSSL_SSLSetIOSend(c.ssl, pst_fuzz_send);
+    wolfSSL_SetIOReadCtx(c.ssl, &c);
+    wolfSSL_SetIOWriteCtx(c.ssl, &c);
+    wolfSSL_UseSNI(c.ssl, WOLFSSL_SNI_HOST_NAME, PST_FUZZ_SNI, sizeof(PST_FUZZ_SNI) - 1);
+    int written = 0;
+    wolfSSL_set_session(c.ssl, sess);
+    wolfSSL_write_early_data(c.ssl, early, sizeof(early) - 1, &written);
+    FILE *f = fopen(path, "w");
+    if (f != NULL) {
+      fwrite(pst_buf_head(&c.out), 1, c.out.len, f);
+      fclose(f);
+    }
+    wolfSSL_free(c.ssl);
+  }
+  pst_buf_free(&c.out);
+  pst_buf_free(&c.in);
+  wolfSSL_SESSION_free(sess);
+}
+
 static void pst_fuzz_deadline(uv_timer_t *t) { *(int *)t->data = 1; }
 
 static int pst_fuzz_handshaken(pst_fuzz_client_t *c) {
@@ -419,6 +451,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   }
   pst_fuzz_dump_ticket(c.ssl);
+  pst_fuzz_dump_hello(c.ssl);
   wolfSSL_free(c.ssl);
   pst_buf_free(&c.in);
   pst_buf_free(&c.out);

@@ -8,6 +8,7 @@
  * time more bytes come. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "postern/common.h"
@@ -19,6 +20,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pst_hello_t h;
   int rc = pst_hello_scan(data, size, &h);
   if (rc != 0 && rc != PST_HELLO_NEED_MORE && rc != PST_EPROTO && rc != -ENOMEM) abort();
+  /* POSTERN_FUZZ_VERBOSE=1: what the scanner saw of a seed. */
+  if (getenv("POSTERN_FUZZ_VERBOSE") != NULL) {
+    fprintf(stderr, "hello: rc %d, early_data %d, psk %d (%u identities, binder %zu bytes)\n", rc,
+            rc == 0 && h.early_data, rc == 0 && h.psk, rc == 0 ? h.identities : 0,
+            rc == 0 ? h.binder_len : 0);
+  }
   if (rc != 0) return 0;
   if (h.binder_len > sizeof(h.binder)) abort();
   if (h.n_share_groups > sizeof(h.share_groups) / sizeof(h.share_groups[0])) abort();
