@@ -12,8 +12,10 @@
  * Input: one control byte, then the plaintext. The control byte picks the
  * ALPN the client offers (bit 0: h2, whose preface the harness sends first,
  * else http/1.1), the size of the pieces the plaintext is sent in (TLS
- * records; bits 1-4 times 64, 0: records of up to 16 KiB), and how the
- * client ends (bit 5: close_notify before its FIN).
+ * records; bits 1-4 times 64, 0: records of up to 16 KiB), how the client
+ * ends (bit 5: close_notify before its FIN), and whether the input goes as
+ * 0-RTT early data (bit 6: up to 4 KiB of it, in a connection resuming a
+ * session a first connection got, the rest after the handshake).
  *
  * Every input gets a fresh connection and a fresh handshake, so that no
  * input depends on the ones before it (the connection's state would
@@ -74,6 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Loop turns a step may take at most. */
 #define PST_FUZZ_MAX_TURNS 20000
 
+/* The most 0-RTT data the client sends (max_early_data is 16 KiB). */
+#define PST_FUZZ_EARLY_MAX 4096
 /* How long a connection may take to close: past its close timers. */
 #define PST_FUZZ_DEADLINE_MS 15000
 
@@ -229,6 +233,8 @@ typedef struct {
   WOLFSSL *ssl;
   pst_buf_t in, out;
   int eof, failed;
+  int hs_done; /* wolfSSL_connect succeeded (is_init_finished is already true once
+                * 0-RTT data went out) */
 } pst_fuzz_client_t;
 
 static int pst_fuzz_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
@@ -278,7 +284,15 @@ static int pst_fuzz_client_io(pst_fuzz_client_t *c) {
 /* Reads and drops what postern sent, as far as it goes. */
 static void pst_fuzz_client_drain(pst_fuzz_client_t *c) {
   char buf[4096];
-  while (c->in.len > 0 && wolfSSL_read(c->ssl, buf, sizeof(buf)) > 0) continue;
+  int n = 0;
+  while (c->in.len > 0 && (n = wolfSSL_read(c->ssl, buf, sizeof(buf))) > 0) continue;
+  if (n < 0 && getenv("POSTERN_FUZZ_VERBOSE") != NULL) {
+    int e = wolfSSL_get_error(c->ssl, n);
+    char es[80];
+    if (e != WOLFSSL_ERROR_WANT_READ)
+      fprintf(stderr, "conn: client read: %d %d %s\n", n, e,
+              wolfSSL_ERR_error_string((unsigned long)e, es));
+  }
 }
 
 /* Runs the loop and the client until nothing moves for a few turns, or
@@ -289,7 +303,7 @@ static void pst_fuzz_settle(pst_fuzz_client_t *c, int (*done)(pst_fuzz_client_t 
     if (done != NULL && done(c)) return;
     uv_run(&w.loop, UV_RUN_NOWAIT);
     int moved = pst_fuzz_client_io(c);
-    if (wolfSSL_is_init_finished(c->ssl)) pst_fuzz_client_drain(c);
+    if (c->hs_done) pst_fuzz_client_drain(c);
     moved |= pst_fuzz_client_io(c);
     idle = moved ? 0 : idle + 1;
   }
@@ -351,71 +365,57 @@ static void pst_fuzz_dump_hello(WOLFSSL *ssl) {
 static void pst_fuzz_deadline(uv_timer_t *t) { *(int *)t->data = 1; }
 
 static int pst_fuzz_handshaken(pst_fuzz_client_t *c) {
-  if (wolfSSL_is_init_finished(c->ssl)) return 1;
+  if (c->hs_done) return 1;
   if (c->failed || c->eof) abort(); /* postern refused a plain handshake */
   int rc = wolfSSL_connect(c->ssl);
-  if (rc != WOLFSSL_SUCCESS) {
+  if (rc == WOLFSSL_SUCCESS) {
+    c->hs_done = 1;
+  } else {
     int e = wolfSSL_get_error(c->ssl, rc);
     if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE) abort();
   }
   pst_fuzz_client_io(c);
-  return 0;
+  return c->hs_done;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-  if (cctx == NULL) pst_fuzz_init();
-  if (size < 1) return 0;
-  int h2 = data[0] & 1;
-  size_t piece = (size_t)((data[0] >> 1) & 15) * 64;
-  int notify = (data[0] >> 5) & 1;
-  if (piece == 0) piece = 16384;
-
-  pst_fuzz_client_t c = {.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+/* Connects a new client offering alpn, resuming sess when not NULL. */
+static void pst_fuzz_client_open(pst_fuzz_client_t *c, const char *alpn, WOLFSSL_SESSION *sess) {
+  memset(c, 0, sizeof(*c));
+  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in sin;
-  if (c.fd < 0 || uv_ip4_addr("127.0.0.1", port, &sin) != 0 ||
-      connect(c.fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
-      fcntl(c.fd, F_SETFL, O_NONBLOCK) != 0) {
+  if (c->fd < 0 || uv_ip4_addr("127.0.0.1", port, &sin) != 0 ||
+      connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+      fcntl(c->fd, F_SETFL, O_NONBLOCK) != 0) {
     abort();
   }
   int one = 1;
-  setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  c.ssl = wolfSSL_new(cctx);
-  if (c.ssl == NULL) abort();
-  wolfSSL_SSLSetIORecv(c.ssl, pst_fuzz_recv);
-  wolfSSL_SSLSetIOSend(c.ssl, pst_fuzz_send);
-  wolfSSL_SetIOReadCtx(c.ssl, &c);
-  wolfSSL_SetIOWriteCtx(c.ssl, &c);
-  char alpn[16];
-  snprintf(alpn, sizeof(alpn), "%s", h2 ? "h2" : "http/1.1");
-  if (wolfSSL_UseSNI(c.ssl, WOLFSSL_SNI_HOST_NAME, PST_FUZZ_SNI, sizeof(PST_FUZZ_SNI) - 1) !=
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  c->ssl = wolfSSL_new(cctx);
+  if (c->ssl == NULL) abort();
+  wolfSSL_SSLSetIORecv(c->ssl, pst_fuzz_recv);
+  wolfSSL_SSLSetIOSend(c->ssl, pst_fuzz_send);
+  wolfSSL_SetIOReadCtx(c->ssl, c);
+  wolfSSL_SetIOWriteCtx(c->ssl, c);
+  char list[16];
+  snprintf(list, sizeof(list), "%s", alpn);
+  if (wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, PST_FUZZ_SNI, sizeof(PST_FUZZ_SNI) - 1) !=
           WOLFSSL_SUCCESS ||
-      wolfSSL_UseALPN(c.ssl, alpn, (unsigned)strlen(alpn), WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
-          WOLFSSL_SUCCESS) {
+      wolfSSL_UseALPN(c->ssl, list, (unsigned)strlen(list), WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
+          WOLFSSL_SUCCESS ||
+      (sess != NULL && wolfSSL_set_session(c->ssl, sess) != WOLFSSL_SUCCESS)) {
     abort();
   }
-  pst_fuzz_settle(&c, pst_fuzz_handshaken);
-  if (!wolfSSL_is_init_finished(c.ssl)) abort(); /* the handshake did not finish */
+}
 
-  if (h2 && wolfSSL_write(c.ssl, preface, sizeof(preface) - 1) != (int)sizeof(preface) - 1) {
-    abort();
+/* The client goes (close_notify first when notify): the connection must
+ * end, and is freed. */
+static void pst_fuzz_client_close(pst_fuzz_client_t *c, int notify) {
+  if (notify && !c->failed && !c->eof) {
+    wolfSSL_shutdown(c->ssl);
+    pst_fuzz_client_io(c);
   }
-  const char *in = (const char *)data + 1;
-  size_t len = size - 1;
-  for (size_t off = 0; off < len && !c.failed && !c.eof;) {
-    size_t n = len - off < piece ? len - off : piece;
-    if (wolfSSL_write(c.ssl, in + off, (int)n) != (int)n) break;
-    off += n;
-    pst_fuzz_settle(&c, NULL);
-  }
-  pst_fuzz_settle(&c, NULL);
-  if (notify && !c.failed && !c.eof) {
-    wolfSSL_shutdown(c.ssl);
-    pst_fuzz_client_io(&c);
-  }
-  /* The client goes: the connection must end by itself. */
-  close(c.fd);
-  c.fd = -1;
+  close(c->fd);
+  c->fd = -1;
   for (int turn = 0; turn < PST_FUZZ_MAX_TURNS && w.n_conns > 0; turn++) {
     uv_run(&w.loop, UV_RUN_NOWAIT);
   }
@@ -450,10 +450,62 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fprintf(stderr, "conn: the connection outlived its close by %d ms\n", PST_FUZZ_DEADLINE_MS);
     abort();
   }
-  pst_fuzz_dump_ticket(c.ssl);
-  pst_fuzz_dump_hello(c.ssl);
-  wolfSSL_free(c.ssl);
-  pst_buf_free(&c.in);
-  pst_buf_free(&c.out);
+  pst_fuzz_dump_ticket(c->ssl);
+  pst_fuzz_dump_hello(c->ssl);
+  wolfSSL_free(c->ssl);
+  pst_buf_free(&c->in);
+  pst_buf_free(&c->out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  if (cctx == NULL) pst_fuzz_init();
+  if (size < 1) return 0;
+  int h2 = data[0] & 1;
+  size_t piece = (size_t)((data[0] >> 1) & 15) * 64;
+  int notify = (data[0] >> 5) & 1;
+  int early = (data[0] >> 6) & 1;
+  if (piece == 0) piece = 16384;
+  const char *alpn = h2 ? "h2" : "http/1.1";
+  /* What the client sends: the h2 preface, then the input. */
+  pst_buf_t plain = {0};
+  if ((h2 && pst_buf_append(&plain, preface, sizeof(preface) - 1) != 0) ||
+      pst_buf_append(&plain, data + 1, size - 1) != 0) {
+    abort();
+  }
+  const char *in = pst_buf_head(&plain);
+  size_t len = plain.len, off = 0;
+
+  pst_fuzz_client_t c;
+  WOLFSSL_SESSION *sess = NULL;
+  if (early) {
+    /* A first connection for a ticket, then the input as 0-RTT data of a
+     * second one resuming with it (RFC 8446 2.3): a fresh ticket every
+     * time, so that the strike register (replay.c) answers alike. */
+    pst_fuzz_client_open(&c, alpn, NULL);
+    pst_fuzz_settle(&c, pst_fuzz_handshaken);
+    if (!c.hs_done) abort();
+    pst_fuzz_settle(&c, NULL); /* the NewSessionTicket */
+    sess = wolfSSL_get1_session(c.ssl);
+    pst_fuzz_client_close(&c, 1);
+  }
+  pst_fuzz_client_open(&c, alpn, sess);
+  if (sess != NULL) {
+    int n = (int)(len < PST_FUZZ_EARLY_MAX ? len : PST_FUZZ_EARLY_MAX), sent = 0;
+    if (wolfSSL_write_early_data(c.ssl, in, n, &sent) > 0 && sent > 0) off = (size_t)sent;
+    pst_fuzz_client_io(&c);
+  }
+  pst_fuzz_settle(&c, pst_fuzz_handshaken);
+  if (!c.hs_done) abort(); /* the handshake did not finish */
+  while (off < len && !c.failed && !c.eof) {
+    size_t n = len - off < piece ? len - off : piece;
+    if (wolfSSL_write(c.ssl, in + off, (int)n) != (int)n) break;
+    off += n;
+    pst_fuzz_settle(&c, NULL);
+  }
+  pst_fuzz_settle(&c, NULL);
+  pst_fuzz_client_close(&c, notify);
+  wolfSSL_SESSION_free(sess);
+  pst_buf_free(&plain);
   return 0;
 }
