@@ -238,14 +238,18 @@ fuzz-build: $(FUZZ_BINS)
 
 # One target at a time: each may take every core it is given (-jobs in
 # FUZZ_ARGS), and a machine shared with others gets one busy core.
+# A target that fails does not stop the others; make fuzz fails at the end,
+# naming it.
 fuzz: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@failed=; for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  mkdir -p $(FUZZ_DIR)/corpus-run/$$t $(FUZZ_DIR)/artifacts; \
 	  cp -n tests/fuzz/corpus/$$t/* $(FUZZ_DIR)/corpus-run/$$t/ 2>/dev/null || true; \
 	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- $(FUZZ_ARGS) $(FUZZ_DIR)/corpus-run/$$t; \
-	done
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- $(FUZZ_ARGS) $(FUZZ_DIR)/corpus-run/$$t \
+	    || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (see $(FUZZ_DIR)/artifacts)"; exit 1; fi
 
 # Every seed once (the regression inputs among them), then a short run per
 # target from a scratch copy of the seeds. libFuzzer exits non-zero on a
