@@ -233,8 +233,15 @@ typedef struct {
   WOLFSSL *ssl;
   pst_buf_t in, out;
   int eof, failed;
+  int early;   /* sent 0-RTT data */
   int hs_done; /* wolfSSL_connect succeeded (is_init_finished is already true once
                 * 0-RTT data went out) */
+  /* The client may read. wolfSSL 5.5.4's client fails wolfSSL_read (error
+   * -1, then a fatal alert) after a handshake in which it sent 0-RTT data,
+   * until a wolfSSL_write resets its early-data state: as far as we can
+   * tell ReceiveData's check of ssl->earlyData, which wolfSSL PR 7102
+   * limited to the server side. */
+  int can_read;
 } pst_fuzz_client_t;
 
 static int pst_fuzz_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
@@ -303,7 +310,7 @@ static void pst_fuzz_settle(pst_fuzz_client_t *c, int (*done)(pst_fuzz_client_t 
     if (done != NULL && done(c)) return;
     uv_run(&w.loop, UV_RUN_NOWAIT);
     int moved = pst_fuzz_client_io(c);
-    if (c->hs_done) pst_fuzz_client_drain(c);
+    if (c->hs_done && c->can_read) pst_fuzz_client_drain(c);
     moved |= pst_fuzz_client_io(c);
     idle = moved ? 0 : idle + 1;
   }
@@ -370,6 +377,7 @@ static int pst_fuzz_handshaken(pst_fuzz_client_t *c) {
   int rc = wolfSSL_connect(c->ssl);
   if (rc == WOLFSSL_SUCCESS) {
     c->hs_done = 1;
+    c->can_read = !c->early;
   } else {
     int e = wolfSSL_get_error(c->ssl, rc);
     if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE) abort();
@@ -492,6 +500,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   pst_fuzz_client_open(&c, alpn, sess);
   if (sess != NULL) {
     int n = (int)(len < PST_FUZZ_EARLY_MAX ? len : PST_FUZZ_EARLY_MAX), sent = 0;
+    c.early = 1;
     if (wolfSSL_write_early_data(c.ssl, in, n, &sent) > 0 && sent > 0) off = (size_t)sent;
     pst_fuzz_client_io(&c);
   }
@@ -500,6 +509,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   while (off < len && !c.failed && !c.eof) {
     size_t n = len - off < piece ? len - off : piece;
     if (wolfSSL_write(c.ssl, in + off, (int)n) != (int)n) break;
+    c.can_read = 1;
     off += n;
     pst_fuzz_settle(&c, NULL);
   }
