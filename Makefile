@@ -6,6 +6,9 @@
 #   make test    deps, lint, layers, ASan build, unit and integration tests, then
 #                the reload and shutdown tests on a TSan build (make tsan)
 #   make lint    fail when clang-format would change a source (make format)
+#   make fuzz    build the libFuzzer targets (tests/fuzz) and run each
+#                FUZZ_SECONDS (default 60) from its seeds; make fuzz-smoke
+#                runs each briefly (part of make test)
 
 CC ?= cc
 WOLFSSL := deps/wolfssl
@@ -41,7 +44,7 @@ tsan_objs = $(patsubst src/%.c,$(TSAN_DIR)/%.o,$(1))
 LLHTTP_TSAN := $(addprefix $(TSAN_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
 
 .PHONY: all deps packages run test unit integration asan tsan pki check format lint layers clean \
-        distclean bench
+        distclean bench fuzz fuzz-build fuzz-smoke
 all: build/postern
 
 deps:
@@ -143,6 +146,7 @@ test: deps
 	$(MAKE) lint
 	$(MAKE) layers
 	$(MAKE) unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) tsan
 
@@ -162,7 +166,8 @@ check: all pki
 # fails (listing them) when clang-format would change one. Both use Debian
 # 12's clang-format 14 with .clang-format; another version formats otherwise.
 CLANG_FORMAT ?= clang-format
-FORMAT_FILES = $(wildcard src/*.c src/*.h include/postern/*.h tests/unit/*.c tests/unit/*.h)
+FORMAT_FILES = $(wildcard src/*.c src/*.h include/postern/*.h tests/unit/*.c tests/unit/*.h \
+                 tests/fuzz/*.c)
 check_clang_format = $(CLANG_FORMAT) --version | grep -q 'version 14\.' || \
 	{ echo "$(CLANG_FORMAT) is not clang-format 14 (make packages installs it)" >&2; exit 1; }
 
@@ -185,6 +190,82 @@ clean:
 
 distclean: clean
 	rm -rf deps conf/dev
+
+# ---- fuzzing (tests/fuzz/README.md) --------------------------------------
+#   make fuzz-build   build/fuzz/<target>, one per tests/fuzz/<target>.c, with
+#                     clang 14's libFuzzer, ASan and UBSan
+#   make fuzz         run every target FUZZ_SECONDS seconds (default 60), one
+#                     after the other, from its seeds (tests/fuzz/corpus/<target>,
+#                     copied into build/fuzz/corpus-run/<target>, which keeps
+#                     what the run finds); crashes go to build/fuzz/artifacts/
+#                     FUZZ_TARGETS: a subset; FUZZ_ARGS: more libFuzzer flags
+#   make fuzz-smoke   every seed once, then each target FUZZ_SMOKE_SECONDS (5)
+#                     from a scratch copy of its seeds; fails on a crash
+# The library objects are built with -fsanitize=fuzzer-no-link so that
+# libFuzzer sees their coverage; only the targets link libFuzzer's main.
+FUZZ_CC ?= clang
+FUZZ_DIR := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN)
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
+FUZZ_BINS := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_ARGS ?=
+fuzz_objs = $(patsubst src/%.c,$(FUZZ_DIR)/obj/%.o,$(1))
+LLHTTP_FUZZ := $(addprefix $(FUZZ_DIR)/obj/llhttp/,$(LLHTTP_SRCS:.c=.o))
+
+$(FUZZ_DIR)/obj/%.o: src/%.c $(HDRS) $(WOLFSSL_LIB)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(WARN) -c $< -o $@
+$(FUZZ_DIR)/obj/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -I$(LLHTTP_INC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_DIR)/libpostern.a: $(call fuzz_objs,$(LIB_SRCS)) $(LLHTTP_FUZZ) $(FUZZ_DIR)/srcs.list
+	rm -f $@ && ar rcs $@ $(filter %.o,$^)
+# h2_front fakes the stream API and the access log, as test_h2 does, and
+# links the objects h2.c needs rather than the archive (see TEST_h2_OBJS).
+FUZZ_h2_front_OBJS := $(call fuzz_objs,src/h2.c src/h2_req.c src/http_msg.c src/buf.c src/log.c \
+                        src/metrics.c src/error.c)
+$(FUZZ_DIR)/h2_front: tests/fuzz/h2_front.c $(FUZZ_h2_front_OBJS) $(HDRS)
+	$(FUZZ_CC) $(CPPFLAGS) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(WARN) \
+	  -Wno-missing-prototypes -o $@ $< $(FUZZ_h2_front_OBJS) $(LDLIBS)
+$(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_DIR)/libpostern.a $(HDRS)
+	$(FUZZ_CC) $(CPPFLAGS) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(WARN) \
+	  -Wno-missing-prototypes -o $@ $< $(FUZZ_DIR)/libpostern.a $(LDLIBS) -ldl
+
+fuzz-build: $(FUZZ_BINS)
+
+# One target at a time: each may take every core it is given (-jobs in
+# FUZZ_ARGS), and a machine shared with others gets one busy core.
+# A target that fails does not stop the others; make fuzz fails at the end,
+# naming it.
+fuzz: fuzz-build
+	@failed=; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  mkdir -p $(FUZZ_DIR)/corpus-run/$$t $(FUZZ_DIR)/artifacts; \
+	  cp -n tests/fuzz/corpus/$$t/* $(FUZZ_DIR)/corpus-run/$$t/ 2>/dev/null || true; \
+	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- $(FUZZ_ARGS) $(FUZZ_DIR)/corpus-run/$$t \
+	    || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (see $(FUZZ_DIR)/artifacts)"; exit 1; fi
+
+# Every seed once (the regression inputs among them), then a short run per
+# target from a scratch copy of the seeds. libFuzzer exits non-zero on a
+# crash, a leak or a UBSan report, which fails the target.
+fuzz-smoke: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz-smoke $$t"; \
+	  rm -rf $(FUZZ_DIR)/smoke/$$t; mkdir -p $(FUZZ_DIR)/smoke/$$t $(FUZZ_DIR)/artifacts; \
+	  $(FUZZ_DIR)/$$t -runs=0 tests/fuzz/corpus/$$t 2>$(FUZZ_DIR)/smoke/$$t.log || \
+	    { tail -40 $(FUZZ_DIR)/smoke/$$t.log; exit 1; }; \
+	  cp tests/fuzz/corpus/$$t/* $(FUZZ_DIR)/smoke/$$t/; \
+	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t- $(FUZZ_DIR)/smoke/$$t \
+	    2>>$(FUZZ_DIR)/smoke/$$t.log || { tail -60 $(FUZZ_DIR)/smoke/$$t.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' $(FUZZ_DIR)/smoke/$$t.log | tail -2; \
+	done
 
 # ---- bench suite (bench/README.md) ----------------------------------------
 #   make bench-deps   install what the bench compares with and plots with

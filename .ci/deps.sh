@@ -16,7 +16,7 @@ PACKAGES=(
   build-essential pkg-config autoconf automake libtool dpkg-dev
   libuv1-dev libnghttp2-dev libyaml-dev node-llhttp libcmocka-dev
   python3 python3-pytest python3-h2 curl openssl nghttp2-client
-  procps psmisc patch clang-format
+  procps psmisc patch clang-format clang libfuzzer-14-dev
 )
 
 as_root() {

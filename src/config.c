@@ -80,7 +80,9 @@ static const char *hostname_problem(const char *s) {
     }
   }
   if (label == 0) return "empty label";
-  if (s[0] == '*' && labels < 3) return "a wildcard needs at least two labels after \"*.\"";
+  /* labels counts the labels after "*." for a wildcard (the loop starts
+   * past it): "*.example.test" has the two it needs. */
+  if (s[0] == '*' && labels < 2) return "a wildcard needs at least two labels after \"*.\"";
   return NULL;
 }
 
