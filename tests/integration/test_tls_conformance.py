@@ -164,7 +164,8 @@ def test_middlebox_ccs_after_hello_retry_request(srv, sid):
         else:
             assert c.buf == b"", f"{c.buf!r}{p.context()}"
         c.buf = b""
-        c.send(records(HANDSHAKE, client_hello(session_id=sid)))
+        # Records after the first ClientHello say 0x0303 (RFC 8446 5.1).
+        c.send(records(HANDSHAKE, client_hello(session_id=sid), version=0x0303))
         c.sock.settimeout(2)
         r = c.read_record()
         assert r[0] == HANDSHAKE and r[2][0] == 2, f"{r}{p.context()}"
