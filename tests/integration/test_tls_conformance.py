@@ -213,26 +213,17 @@ def test_zero_length_handshake_fragment(srv):
 
 def test_zero_length_app_data_with_padding_in_handshake(srv):
     """Application data (even empty, padded) before the client's Finished ->
-    unexpected_message (tlsfuzzer test-tls13-zero-length-data.py)."""
+    unexpected_message (tlsfuzzer test-tls13-zero-length-data.py). The record
+    is sealed with the client's handshake keys; the server, past its own
+    Finished, answers with its application keys."""
     p, port = srv
     inj = Injector(port, stop_before_finished=True)
     try:
         inj.send_handshake_record(APPLICATION_DATA, b"", pad=16)
-        alert = inj_alert_during_handshake(inj)
+        alert = inj.alert()
     finally:
         inj.close()
-    assert alert == (2, ALERTS["unexpected_message"]), f"{alert}{p.context()}"
-
-
-def inj_alert_during_handshake(inj):
-    """The server's alert while it still uses its handshake keys: we cannot
-    decrypt it with the application keys, so read it plain or by content."""
-    for t, _, body in inj.raw.records_until_close():
-        if t == ALERT:
-            return body[0], body[1]
-        if t == APPLICATION_DATA:
-            return "encrypted", len(body)
-    return None
+    assert alert == (2, ALERTS["unexpected_message"], True), f"{alert}{p.context()}"
 
 
 # ---------------------------------------------- 5. alerts, after handshake --
@@ -313,6 +304,38 @@ def test_key_update_interleaved_with_app_data(srv):
     assert alert and alert[:2] == (2, ALERTS["unexpected_message"]), f"{alert}{p.context()}"
 
 
+@pytest.mark.parametrize("split", [1, 2, 4], ids=["1-4", "2-3", "4-1"])
+def test_key_update_fragmented(srv, split):
+    """RFC 8446 5.1: a KeyUpdate may be split over records (tlsfuzzer
+    test-tls13-keyupdate.py "fragmented keyupdate msg"); data under the new
+    keys then reaches the backend and its echo comes back."""
+    p, port = srv
+    inj = Injector(port)
+    try:
+        ku = handshake(KEY_UPDATE, b"\x00")  # update_not_requested
+        inj.send_record(HANDSHAKE, ku[:split])
+        inj.send_record(HANDSHAKE, ku[split:])
+        inj.client = inj.client.updated()
+        inj.send_record(APPLICATION_DATA, b"ping")
+        assert echo_of(inj, 4, p) == b"ping"
+    finally:
+        inj.close()
+
+
+def echo_of(inj, n, p):
+    got = b""
+    while len(got) < n:
+        r = inj.raw.read_record()
+        assert r is not None, f"closed after {got!r}{p.context()}"
+        t, v, body = r
+        inner, content = inj.server.open(struct.pack("!BHH", t, v, len(body)), body)
+        if inner == ALERT:
+            raise AssertionError(f"alert {alert_name(content[1])}{p.context()}")
+        if inner == APPLICATION_DATA:
+            got += content
+    return got
+
+
 def test_injector_round_trip(srv):
     """The injector's keys are right: a hand-sealed record reaches the echo
     backend and its echo decrypts."""
@@ -320,13 +343,6 @@ def test_injector_round_trip(srv):
     inj = Injector(port)
     try:
         inj.send_record(APPLICATION_DATA, b"ping", pad=5)
-        got = b""
-        while got != b"ping":
-            r = inj.raw.read_record()
-            assert r is not None, f"closed after {got!r}{p.context()}"
-            t, v, body = r
-            inner, content = inj.server.open(struct.pack("!BHH", t, v, len(body)), body)
-            if inner == APPLICATION_DATA:
-                got += content
+        assert echo_of(inj, 4, p) == b"ping"
     finally:
         inj.close()

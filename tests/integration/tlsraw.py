@@ -261,10 +261,17 @@ class RecordKeys:
     """One direction's record protection (RFC 8446 5.2, 5.3, 7.3)."""
 
     def __init__(self, suite, secret):
+        self.suite, self.secret = suite, secret
         aead, key_len, hash_cls = SUITES[suite]
         self.aead = aead(hkdf_expand_label(hash_cls, secret, b"key", b"", key_len))
         self.iv = hkdf_expand_label(hash_cls, secret, b"iv", b"", 12)
         self.seq = 0
+
+    def updated(self):
+        """The keys after a KeyUpdate (RFC 8446 7.2), sequence number 0."""
+        hash_cls = SUITES[self.suite][2]
+        return RecordKeys(self.suite, hkdf_expand_label(
+            hash_cls, self.secret, b"traffic upd", b"", hash_cls.digest_size))
 
     def _nonce(self, seq):
         return bytes(a ^ b for a, b in zip(self.iv, seq.to_bytes(12, "big")))
