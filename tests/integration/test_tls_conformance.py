@@ -26,11 +26,28 @@ needs_conn_flush = pytest.mark.xfail(
 
 
 @pytest.fixture(scope="module")
-def srv(pki, module_postern, module_backend):
+def servers(pki, module_postern, module_backend):
+    """Two listeners: "tls13" (TLS 1.3 only: wolfSSL reads the first
+    ClientHello with its TLS 1.3 code) and "both" (1.2 and 1.3: the first
+    ClientHello goes through its TLS 1.2 code)."""
     echo = module_backend.echo()
-    port = free_port()
-    p = module_postern(config([listener("conf", port, echo.addr, pki)], workers=1), [port])
-    return p, port
+    ports = {"tls13": free_port(), "both": free_port()}
+    ls = [listener(name, port, echo.addr, pki) for name, port in ports.items()]
+    ls[1]["tls"]["versions"] = ["tls1.2", "tls1.3"]
+    p = module_postern(config(ls, workers=1), ports.values())
+    return p, ports
+
+
+@pytest.fixture(scope="module")
+def srv(servers):
+    p, ports = servers
+    return p, ports["tls13"]
+
+
+@pytest.fixture(scope="module", params=["tls13", "both"])
+def any_srv(servers, request):
+    p, ports = servers
+    return p, ports[request.param]
 
 
 def hello_reply(port, data):
@@ -41,12 +58,15 @@ def hello_reply(port, data):
 
 
 def assert_alert(recs, name, p):
-    """The server's answer was exactly one fatal alert name (plaintext)."""
+    """The server's answer ended with one fatal alert name (plaintext), and
+    nothing came after it (RFC 8446 6.2)."""
     kinds = [(t, body[:2]) for t, _, body in recs]
     alert = tlsraw.expect_alert(recs)
     assert alert is not None, f"no alert, got {kinds}{p.context()}"
     assert alert == (2, ALERTS[name]), (
         f"expected fatal {name}, got level {alert[0]} {alert_name(alert[1])}{p.context()}")
+    assert recs[-1][0] == ALERT and sum(t == ALERT for t, _, _ in recs) == 1, (
+        f"more after the alert: {kinds}{p.context()}")
 
 
 def assert_server_hello(recs, p):
@@ -82,10 +102,10 @@ def hello_flight(port, ch_bytes):
 
 # ------------------------------------------------------- 1. X25519 top bit --
 
-def test_x25519_top_bit_masked(srv):
+def test_x25519_top_bit_masked(any_srv):
     """RFC 7748 5: the receiver masks the u-coordinate's top bit (sslscan 2.0.7
     sets it): the handshake goes on."""
-    p, port = srv
+    p, port = any_srv
     share = bytearray(tlsraw.x25519_share())
     share[31] |= 0x80
     recs = hello_flight(port, records(HANDSHAKE, client_hello([(X25519, bytes(share))])))
@@ -97,28 +117,28 @@ def test_x25519_top_bit_masked(srv):
 # --------------------------------------------- 2. and 3. ClientHello size --
 
 @pytest.mark.parametrize("size", [16385, 40000, 65000])
-def test_large_client_hello_accepted(srv, size):
+def test_large_client_hello_accepted(any_srv, size):
     """A ClientHello over 2^14 bytes, in several records (RFC 8446 5.1), up to
     postern's bound of 64 KiB (docs/wolfssl.md)."""
-    p, port = srv
+    p, port = any_srv
     recs = hello_flight(port, records(HANDSHAKE, client_hello(size=size)))
     assert_server_hello(recs, p)
 
 
-def test_client_hello_over_bound_refused(srv):
+def test_client_hello_over_bound_refused(any_srv):
     """A handshake message announced over 64 KiB ends with decode_error as soon
     as its header is read (RFC 8446 6.2: a length out of the accepted range)."""
-    p, port = srv
+    p, port = any_srv
     head = bytes([1]) + struct.pack("!I", 65536 + 1)[1:]
     recs = hello_reply(port, record(HANDSHAKE, head + b"\x03\x03" + b"\x00" * 200, 0x0301))
     assert_alert(recs, "decode_error", p)
 
 
 @pytest.mark.parametrize("sizes", [[1], [2], [3], [1, 2, 3, 3000]], ids=["1", "2", "3", "1-2-3"])
-def test_client_hello_in_tiny_records(srv, sizes):
+def test_client_hello_in_tiny_records(any_srv, sizes):
     """Handshake messages may be split across records at any byte, even inside
     the 4-byte handshake header (RFC 8446 5.1)."""
-    p, port = srv
+    p, port = any_srv
     recs = hello_flight(port, records(HANDSHAKE, client_hello(), sizes))
     assert_server_hello(recs, p)
 
@@ -175,11 +195,12 @@ def test_middlebox_ccs_after_hello_retry_request(srv, sid):
 
 # ------------------------------------------------- 5. alerts, handshake --
 
-@pytest.mark.parametrize("legacy", [0x0300, 0x0200, 0x0000])
-def test_legacy_version_too_old(srv, legacy):
-    """RFC 8446 D.5: legacy_version 0x0300 or less -> protocol_version
-    (tlsfuzzer test-tls13-legacy-version.py)."""
-    p, port = srv
+@pytest.mark.parametrize("legacy", [0x0302, 0x0301, 0x0300, 0x0200, 0x0102, 0x0000])
+def test_legacy_version_too_old(any_srv, legacy):
+    """RFC 8446 D.5: legacy_version 0x0300 or less -> protocol_version, and
+    only that alert (tlsfuzzer test-tls13-legacy-version.py); wolfSSL treats
+    TLS 1.0 and 1.1 the same way."""
+    p, port = any_srv
     recs = hello_reply(port, records(HANDSHAKE, client_hello(
         legacy_version=legacy, versions=(0x0304, legacy))))
     assert_alert(recs, "protocol_version", p)
@@ -195,20 +216,64 @@ BAD_SHARES = {
 
 
 @pytest.mark.parametrize("name", BAD_SHARES)
-def test_invalid_key_share(srv, name):
+def test_invalid_key_share(any_srv, name):
     """RFC 8446 4.2.8.1-2 (and 7.4.2 for a zero X25519 secret): illegal_parameter."""
-    p, port = srv
+    p, port = any_srv
     share = BAD_SHARES[name]
     recs = hello_reply(port, records(HANDSHAKE, client_hello([share], groups=[share[0]])))
     assert_alert(recs, "illegal_parameter", p)
 
 
-def test_zero_length_handshake_fragment(srv):
+def test_zero_length_handshake_fragment(any_srv):
     """RFC 8446 5.1: no zero-length handshake fragments -> unexpected_message."""
-    p, port = srv
+    p, port = any_srv
     ch = client_hello()
     recs = hello_reply(port, record(HANDSHAKE, b"", 0x0301) + records(HANDSHAKE, ch))
     assert_alert(recs, "unexpected_message", p)
+
+
+@pytest.mark.parametrize("after", [0, 2], ids=["first", "after-2-bytes"])
+def test_zero_length_app_data_plaintext(any_srv, after):
+    """A zero-length plaintext application data record before the keys
+    (alone, or between ClientHello fragments: RFC 8446 5.1 forbids
+    interleaving) -> unexpected_message (tlsfuzzer
+    test-tls13-zero-length-data.py), not bad_record_mac."""
+    p, port = any_srv
+    ch = client_hello()
+    data = record(HANDSHAKE, ch[:after], 0x0301) if after else b""
+    data += record(APPLICATION_DATA, b"", 0x0303) + (b"" if after else records(HANDSHAKE, ch))
+    assert_alert(hello_reply(port, data), "unexpected_message", p)
+
+
+def test_plaintext_client_hello_record_overflow(any_srv):
+    """RFC 8446 5.1: a plaintext record over 2^14 bytes -> record_overflow
+    (tlsfuzzer test-tls13-record-layer-limits.py)."""
+    p, port = any_srv
+    ch = client_hello(size=2 ** 14 + 100)
+    assert_alert(hello_reply(port, record(HANDSHAKE, ch, 0x0301)), "record_overflow", p)
+
+
+def test_ccs_with_legacy_record_version(srv):
+    """RFC 8446 5.1: legacy_record_version is ignored: a client's middlebox
+    CCS sent with 0x0301 right after its ClientHello is fine."""
+    p, port = srv
+    recs = hello_flight(port, records(HANDSHAKE, client_hello(session_id=b"\x01" * 32))
+                        + record(CHANGE_CIPHER_SPEC, b"\x01", 0x0301))
+    assert_server_hello(recs, p)
+
+
+def test_plaintext_alert_before_client_finished(srv):
+    """A client that cannot read the server's flight may send a plaintext
+    alert before any protected record: the server closes without answering
+    (tlsfuzzer test-tls13-unencrypted-alert.py, as OpenSSL does)."""
+    p, port = srv
+    inj = Injector(port, stop_before_finished=True)
+    try:
+        inj.send_raw(record(ALERT, bytes([2, 48])))  # fatal unknown_ca
+        recs = inj.raw.records_until_close()
+    finally:
+        inj.close()
+    assert recs == [], f"expected a silent close, got {recs}{p.context()}"
 
 
 def test_zero_length_app_data_with_padding_in_handshake(srv):
