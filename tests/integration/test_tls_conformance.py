@@ -255,11 +255,43 @@ def test_plaintext_client_hello_record_overflow(any_srv):
 
 def test_ccs_with_legacy_record_version(srv):
     """RFC 8446 5.1: legacy_record_version is ignored: a client's middlebox
-    CCS sent with 0x0301 right after its ClientHello is fine."""
+    CCS sent with 0x0301 right after its ClientHello leaves the handshake
+    going (no alert, no close)."""
     p, port = srv
-    recs = hello_flight(port, records(HANDSHAKE, client_hello(session_id=b"\x01" * 32))
-                        + record(CHANGE_CIPHER_SPEC, b"\x01", 0x0301))
-    assert_server_hello(recs, p)
+    with RawConn(port, timeout=5) as c:
+        c.send(records(HANDSHAKE, client_hello(session_id=b"\x01" * 32))
+               + record(CHANGE_CIPHER_SPEC, b"\x01", 0x0301))
+        assert c.server_hello()
+        c.sock.settimeout(1.0)
+        seen = []
+        try:
+            while True:
+                r = c.read_record()
+                if r is None:
+                    break
+                seen.append(r[0])
+        except TimeoutError:
+            seen.append("waiting")
+    assert seen[-1] == "waiting" and ALERT not in seen, f"{seen}{p.context()}"
+
+
+@pytest.mark.parametrize("ccs", [b"\x01\x01", b"\x02", b"\x01\x00"], ids=["two", "value-2", "two-bytes"])
+def test_bad_or_second_ccs(srv, ccs):
+    """RFC 8446 5: a change_cipher_spec other than the single byte 1, or a
+    second one (D.4: one; tlsfuzzer test-tls13-multiple-ccs-messages.py) ->
+    unexpected_message. Sent before the client's Finished; the server, past
+    its own Finished, answers with its application keys."""
+    p, port = srv
+    inj = Injector(port, stop_before_finished=True)
+    try:
+        if ccs == b"\x01\x01":
+            inj.send_raw(record(CHANGE_CIPHER_SPEC, b"\x01") * 2)
+        else:
+            inj.send_raw(record(CHANGE_CIPHER_SPEC, ccs))
+        alert = inj.alert()
+    finally:
+        inj.close()
+    assert alert == (2, ALERTS["unexpected_message"], True), f"{alert}{p.context()}"
 
 
 def test_plaintext_alert_before_client_finished(srv):
