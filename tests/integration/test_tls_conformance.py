@@ -401,6 +401,17 @@ def test_key_update_interleaved_with_app_data(srv):
     assert alert and alert[:2] == (2, ALERTS["unexpected_message"]), f"{alert}{p.context()}"
 
 
+@needs_conn_flush
+def test_two_key_updates_in_one_record(srv):
+    """RFC 8446 5.1: a KeyUpdate changes keys, so it must end its record;
+    two in one record -> unexpected_message (tlsfuzzer
+    test-tls13-keyupdate.py)."""
+    p, port = srv
+    ku = handshake(KEY_UPDATE, b"\x01")
+    alert = post_alert(port, lambda i: i.send_record(HANDSHAKE, ku + ku), p)
+    assert alert and alert[:2] == (2, ALERTS["unexpected_message"]), f"{alert}{p.context()}"
+
+
 @pytest.mark.parametrize("split", [1, 2, 4], ids=["1-4", "2-3", "4-1"])
 def test_key_update_fragmented(srv, split):
     """RFC 8446 5.1: a KeyUpdate may be split over records (tlsfuzzer
