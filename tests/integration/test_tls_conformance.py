@@ -13,12 +13,13 @@ import struct
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import x25519
 
 import tlsraw
 from clients import config, free_port, listener
 from tlsraw import (ALERT, ALERTS, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE, KEY_UPDATE,
                     SECP256R1, X25519, Injector, RawConn, alert_name, client_hello, handshake,
-                    record, records)
+                    record, records, x25519_keypair)
 
 needs_conn_flush = pytest.mark.xfail(
     reason="the alert is queued by wolfSSL but written only with src/conn.c's "
@@ -104,14 +105,23 @@ def hello_flight(port, ch_bytes):
 
 def test_x25519_top_bit_masked(any_srv):
     """RFC 7748 5: the receiver masks the u-coordinate's top bit (sslscan 2.0.7
-    sets it): the handshake goes on."""
+    sets it). The server's EncryptedExtensions decrypts with keys made from
+    the masked key's shared secret: the server used u, not u + 2^255 (or that
+    reduced modulo p)."""
     p, port = any_srv
-    share = bytearray(tlsraw.x25519_share())
-    share[31] |= 0x80
-    recs = hello_flight(port, records(HANDSHAKE, client_hello([(X25519, bytes(share))])))
+    priv, share = x25519_keypair()
+    sent = bytearray(share)
+    sent[31] |= 0x80
+    ch = client_hello([(X25519, bytes(sent))], suites=(0x1301,))
+    recs = hello_flight(port, records(HANDSHAKE, ch))
     sh = assert_server_hello(recs, p)
-    assert SECP256R1 != struct.unpack("!H", sh["extensions"][51][:2])[0]
-    assert any(t == APPLICATION_DATA for t, _, _ in recs), f"no encrypted flight {recs}{p.context()}"
+    group, n = struct.unpack("!HH", sh["extensions"][51][:4])
+    assert group == X25519
+    server_pub = x25519.X25519PublicKey.from_public_bytes(sh["extensions"][51][4:4 + n])
+    keys = tlsraw.server_handshake_keys(sh["suite"], priv.exchange(server_pub), ch, recs[0][2])
+    t, v, body = next(r for r in recs if r[0] == APPLICATION_DATA)
+    inner, content = keys.open(struct.pack("!BHH", t, v, len(body)), body)
+    assert inner == HANDSHAKE and content[0] == 8, "not EncryptedExtensions"
 
 
 # --------------------------------------------- 2. and 3. ClientHello size --

@@ -25,7 +25,7 @@ import ssl
 import struct
 import tempfile
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
@@ -61,10 +61,15 @@ def _vec16(body):
     return struct.pack("!H", len(body)) + body
 
 
+def x25519_keypair():
+    """(private key, public key bytes: 32, little-endian u)."""
+    priv = x25519.X25519PrivateKey.generate()
+    return priv, priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
 def x25519_share():
     """A fresh X25519 public key (32 bytes, little-endian u)."""
-    return x25519.X25519PrivateKey.generate().public_key().public_bytes(
-        Encoding.Raw, PublicFormat.Raw)
+    return x25519_keypair()[1]
 
 
 def p256_share():
@@ -291,6 +296,38 @@ class RecordKeys:
         self.seq += 1
         inner = inner.rstrip(b"\x00")
         return inner[-1], inner[:-1]
+
+
+SUITE_NAMES = {0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
+               0x1303: "TLS_CHACHA20_POLY1305_SHA256"}
+
+
+def server_handshake_keys(suite, shared_secret, client_hello_msg, server_hello_msg):
+    """The server's handshake traffic keys (RFC 8446 7.1) from the (EC)DHE
+    shared secret and the two hello messages (headers included), for a
+    handshake without PSK or HelloRetryRequest: decrypting the server's
+    EncryptedExtensions with them proves the server computed the same
+    secret."""
+    name = SUITE_NAMES[suite]
+    hash_cls = SUITES[name][2]
+    size = hash_cls.digest_size
+
+    def extract(salt, ikm):
+        h = hmac.HMAC(salt, hash_cls())
+        h.update(ikm)
+        return h.finalize()
+
+    def transcript(data):
+        d = hashes.Hash(hash_cls())
+        d.update(data)
+        return d.finalize()
+
+    early = extract(b"\x00" * size, b"\x00" * size)
+    derived = hkdf_expand_label(hash_cls, early, b"derived", transcript(b""), size)
+    hs = extract(derived, shared_secret)
+    secret = hkdf_expand_label(hash_cls, hs, b"s hs traffic",
+                               transcript(client_hello_msg + server_hello_msg), size)
+    return RecordKeys(name, secret)
 
 
 def _keylog(path):
