@@ -78,7 +78,7 @@ WOLFSSL_CONFIGURE=(
   --enable-opensslextra --enable-opensslall
   --enable-aesgcm=word --enable-pkcallbacks
 )
-WOLFSSL_CFLAGS="-O2 -fstack-protector-strong -DHAVE_EX_DATA -DWOLFSSL_VALIDATE_ECC_IMPORT -DWOLFSSL_GETRANDOM -DPOSTERN_NO_PRIVATE_IMPORT_VALIDATION -DWOLFSSL_NO_KEEP_PEER_CERT"
+WOLFSSL_CFLAGS="-O2 -fstack-protector-strong -DHAVE_EX_DATA -DWOLFSSL_VALIDATE_ECC_IMPORT -DWOLFSSL_GETRANDOM -DPOSTERN_NO_PRIVATE_IMPORT_VALIDATION -DWOLFSSL_NO_KEEP_PEER_CERT -DWOLFSSL_TLS13_MIDDLEBOX_COMPAT"
 # Our patches to Debian's source, applied in order (see each file's header).
 WOLFSSL_PATCHES=("$top"/.ci/wolfssl-*.patch)
 
