@@ -724,13 +724,32 @@ static int h2_on_error(nghttp2_session *session, int code, const char *msg, size
 
 /* ---- output ----------------------------------------------------------- */
 
+/* After the client's end no WINDOW_UPDATE can come (RFC 9113 6.9): a
+ * stream whose response body waits for window space never completes.
+ * True when every stream left is such a stream, so that a client that
+ * shrank its windows and left does not hold the connection until the idle
+ * timeout. A stream still waiting for its backend is not stuck yet. */
+static int h2_stuck_after_eof(h2_front_t *h2) {
+  if (!h2->client_eof || h2->n_streams == 0) return 0;
+  int32_t conn_window = nghttp2_session_get_remote_window_size(h2->session);
+  for (h2_stream_t *st = h2->streams; st != NULL; st = st->next) {
+    if (st->detached || st->out.len == 0) return 0;
+    if (conn_window > 0 && nghttp2_session_get_stream_remote_window_size(h2->session, st->id) > 0)
+      return 0;
+  }
+  return 1;
+}
+
 /* The connection is done once nghttp2 wants neither to read nor to write
  * (GOAWAY exchanged, or sent and every stream closed), or once the client
- * has finished sending and no stream is left. */
+ * has finished sending and no stream is left that can still complete. */
 static void h2_check_end(h2_front_t *h2) {
   if (h2->ended || h2->destroyed || h2->wbuf.len > 0) return;
   if (nghttp2_session_want_write(h2->session)) return;
-  if (nghttp2_session_want_read(h2->session) && !(h2->client_eof && h2->n_streams == 0)) return;
+  if (nghttp2_session_want_read(h2->session) && !(h2->client_eof && h2->n_streams == 0) &&
+      !h2_stuck_after_eof(h2)) {
+    return;
+  }
   h2->ended = 1;
   h2->base.host->ops->end(h2->base.host);
 }

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from clients import config, free_port
-from http_backends import (DATA, END_HEADERS, END_STREAM, HEADERS, H2Raw, RssSampler, err_name,
-                           http_listener, http_site, small_asan_quarantine)
+from http_backends import (DATA, END_HEADERS, END_STREAM, HEADERS, S_INITIAL_WINDOW_SIZE, H2Raw,
+                           RssSampler, err_name, http_listener, http_site, small_asan_quarantine)
 
 ENHANCE_YOUR_CALM = 11
 
@@ -169,3 +169,21 @@ def test_stalled_streams_bounded(lean, pki, kind):
     outcome = f"{kind}: 1 connection, 128 streams: {rss}"
     print(outcome)
     assert rss.growth_mib < 32, lean.ctx(f"\nstalled streams grew postern's RSS: {outcome}")
+
+
+def test_client_gone_with_windows_shut(site, pki):
+    """A client that shrinks its stream windows to 3 bytes, sends two complete
+    requests and ends its side of TCP can never take the responses (no
+    WINDOW_UPDATE can follow its end, RFC 9113 6.9): postern ends the
+    connection at once instead of holding it until the idle timeout (60 s)."""
+    with H2Raw(site.port, pki, settings={S_INITIAL_WINDOW_SIZE: 3}, auto_window=False) as c:
+        c.handshake()
+        sids = [c.request("GET", "/windows-shut/1"), c.request("GET", "/windows-shut/2")]
+        c.wait(lambda: all(c.streams[s].headers for s in sids))
+        # A TCP FIN under the TLS session: the base class's shutdown, since
+        # SSLSocket.shutdown would drop the TLS state the reads below need.
+        socket.socket.shutdown(c.sock, socket.SHUT_WR)
+        t0 = time.monotonic()
+        c.wait(lambda: c.eof, 10)
+        took = time.monotonic() - t0
+    assert took < 5, site.ctx(f"\nthe connection ended {took:.1f} s after the client's end")
