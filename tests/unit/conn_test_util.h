@@ -6,8 +6,8 @@
  *
  * Include it once per test binary, after <cmocka.h>. A binary that
  * injects allocation failures (http_test_util.h) includes that first: the
- * clients' own work then runs with injection paused (CLIENT_SIDE), so
- * that only what postern allocates can fail. */
+ * clients' own work then runs with injection paused (TEST_SIDE,
+ * loop_test_util.h), so that only what postern allocates can fail. */
 #ifndef POSTERN_TEST_CONN_TEST_UTIL_H
 #define POSTERN_TEST_CONN_TEST_UTIL_H
 
@@ -364,24 +364,6 @@ static inline void client_pump(client_t *c) {
   client_flush(c);
 }
 
-/* With allocation failure injection (http_test_util.h, included first),
- * the clients' own work runs with it paused: only what postern allocates
- * may fail. */
-#ifdef PST_TEST_ALLOC_INJECTION
-#define CLIENT_SIDE(call) \
-  do {                    \
-    alloc_paused++;       \
-    call;                 \
-    alloc_paused--;       \
-  } while (0)
-#else
-#define CLIENT_SIDE(call) call
-#endif
-
-static inline void client_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
-  CLIENT_SIDE(tb_alloc(h, size, buf));
-}
-
 static inline void client_on_read_now(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   client_t *c = s->data;
   if (n > 0) {
@@ -399,18 +381,18 @@ static inline void client_on_read_now(uv_stream_t *s, ssize_t n, const uv_buf_t 
 }
 
 static inline void client_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  CLIENT_SIDE(client_on_read_now(s, n, buf));
+  TEST_SIDE(client_on_read_now(s, n, buf));
 }
 
 static inline void client_on_connect_now(uv_connect_t *req, int status) {
   client_t *c = req->data;
   assert_int_equal(status, 0);
-  assert_int_equal(uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_on_read), 0);
+  assert_int_equal(uv_read_start((uv_stream_t *)&c->tcp, tb_alloc, client_on_read), 0);
   client_pump(c); /* the ClientHello */
 }
 
 static inline void client_on_connect(uv_connect_t *req, int status) {
-  CLIENT_SIDE(client_on_connect_now(req, status));
+  TEST_SIDE(client_on_connect_now(req, status));
 }
 
 static inline void client_on_close(uv_handle_t *h) {
@@ -485,7 +467,7 @@ static inline void client_send_raw(client_t *c, const char *data) {
  * postern's writes to the client stop being taken. */
 static inline void client_read(client_t *c, int on) {
   if (on) {
-    assert_int_equal(uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_on_read), 0);
+    assert_int_equal(uv_read_start((uv_stream_t *)&c->tcp, tb_alloc, client_on_read), 0);
   } else {
     assert_int_equal(uv_read_stop((uv_stream_t *)&c->tcp), 0);
   }

@@ -237,11 +237,25 @@ static inline void tb_close_conn(tb_conn_t *c) {
   uv_close((uv_handle_t *)&c->tcp, tb_conn_on_close);
 }
 
+/* With allocation failure injection (http_test_util.h, included first),
+ * what the test's own peers (this backend, conn_test_util.h's clients) do in
+ * their callbacks runs with it paused: only postern's allocations fail. */
+#ifdef PST_TEST_ALLOC_INJECTION
+#define TEST_SIDE(call) \
+  do {                  \
+    alloc_paused++;     \
+    call;               \
+    alloc_paused--;     \
+  } while (0)
+#else
+#define TEST_SIDE(call) call
+#endif
+
 static inline void tb_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  *buf = uv_buf_init(malloc(65536), 65536);
+  TEST_SIDE(*buf = uv_buf_init(malloc(65536), 65536));
 }
 
-static inline void tb_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+static inline void tb_on_read_now(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   tb_conn_t *c = s->data;
   if (n > 0) {
     c->got += (size_t)n;
@@ -256,6 +270,10 @@ static inline void tb_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (n != 0 && c->tb->on_data != NULL && !c->closed) c->tb->on_data(c);
 }
 
+static inline void tb_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  TEST_SIDE(tb_on_read_now(s, n, buf));
+}
+
 /* Starts or stops reading c. */
 static inline void tb_read(tb_conn_t *c, int on) {
   if (c->reading == !!on || c->eof || c->read_err) return;
@@ -264,7 +282,7 @@ static inline void tb_read(tb_conn_t *c, int on) {
   c->reading = !!on;
 }
 
-static inline void tb_on_connection(uv_stream_t *l, int status) {
+static inline void tb_on_connection_now(uv_stream_t *l, int status) {
   tb_t *tb = l->data;
   assert_int_equal(status, 0);
   assert_true(tb->n_conns < TB_MAX_CONNS);
@@ -278,6 +296,10 @@ static inline void tb_on_connection(uv_stream_t *l, int status) {
   tb->conns[c->index] = c;
   assert_int_equal(uv_accept(l, (uv_stream_t *)&c->tcp), 0);
   if (!tb->no_read) tb_read(c, 1);
+}
+
+static inline void tb_on_connection(uv_stream_t *l, int status) {
+  TEST_SIDE(tb_on_connection_now(l, status));
 }
 
 /* Listens on 127.0.0.1 on a free port (tb->port). */

@@ -1,7 +1,7 @@
 /* postern: allocation failure at connection level. A real connection of
  * src/conn.c (conn_test_util.h: a worker on the test's loop, a wolfSSL
  * client over a socket of the same loop) runs a full TLS 1.3 handshake and
- * a request to builtin:info, once per N, with the N-th allocation postern
+ * a request, once per N, with the N-th allocation postern
  * makes after the client connects failing (http_test_util.h; the client's
  * own allocations never fail). For every N the connection must either
  * answer anyway or end by itself, and leave nothing behind: the worker
@@ -9,8 +9,9 @@
  * open, and LeakSanitizer finds nothing at exit. The loop ends at the first
  * N past the exchange's last allocation.
  *
- * HTTP/1.1 and HTTP/2, each with the request sent alone and with the
- * client's Finished. No process is started. */
+ * The tcp relay (to the test's echo backend), HTTP/1.1 (the request sent
+ * alone and with the client's Finished) and HTTP/2. No process is
+ * started. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -44,10 +45,22 @@ static const char h2_request[] =
     "www.wolfssl.com";
 #define H2_REQUEST_LEN (sizeof(h2_request) - 1)
 
+/* One exchange: on the tcp relay (alpn NULL: "ping" echoed by the test's
+ * backend) or on the http listener with ALPN alpn; with_finished: the
+ * HTTP/1.1 request leaves with the client's Finished. */
 typedef struct {
   const char *alpn;
   int with_finished;
 } exchange_t;
+
+#define TCP_PING "ping"
+
+/* The test backend echoes what the tcp relay forwards. */
+static void echo(tb_conn_t *c) {
+  if (c->in.len == 0) return;
+  tb_write(c, pst_buf_head(&c->in), c->in.len);
+  pst_buf_consume(&c->in, c->in.len);
+}
 
 /* What one run with the n-th allocation failing came to. */
 typedef enum { RUN_ANSWERED, RUN_ENDED, RUN_TIMED_OUT, RUN_REFUSED, RUN_HUNG } run_t;
@@ -57,6 +70,7 @@ typedef enum { RUN_ANSWERED, RUN_ENDED, RUN_TIMED_OUT, RUN_REFUSED, RUN_HUNG } r
  * stream 1, or a GOAWAY: the stream or the connection refused with a
  * reason is an answer too. */
 static int answered(const client_t *c, const exchange_t *x) {
+  if (x->alpn == NULL) return client_got(c, TCP_PING);
   if (strcmp(x->alpn, "h2") != 0) return http_response_len(c) > 0;
   const unsigned char *p = (const unsigned char *)pst_buf_head(&c->plain);
   size_t len = c->plain.len;
@@ -75,8 +89,9 @@ static int answered(const client_t *c, const exchange_t *x) {
 static run_t run_once(const exchange_t *x, long n, int *failed) {
   void *st = (void *)&alloc_timeouts;
   assert_int_equal(setup(&st), 0);
-  client_t *c = client_start(LN_HTTP, 1, SNI, x->alpn);
-  int h2 = strcmp(x->alpn, "h2") == 0;
+  tb.on_data = echo;
+  client_t *c = client_start(x->alpn != NULL ? LN_HTTP : LN_TCP, 1, SNI, x->alpn);
+  int h2 = x->alpn != NULL && strcmp(x->alpn, "h2") == 0;
   if (x->with_finished) c->with_finished = H1_REQUEST; /* HTTP/1.1 only */
   failed_alloc = 0;
   fail_at = n;
@@ -84,7 +99,9 @@ static run_t run_once(const exchange_t *x, long n, int *failed) {
   WAIT_QUIETLY(accept_rc != 0 || gone > 0 || c->hs_done || c->hs_err);
   if (c->hs_done && !x->with_finished) {
     alloc_paused++;
-    if (h2)
+    if (x->alpn == NULL)
+      client_send(c, TCP_PING);
+    else if (h2)
       client_send_len(c, h2_request, H2_REQUEST_LEN);
     else
       client_send(c, H1_REQUEST);
@@ -104,6 +121,11 @@ static run_t run_once(const exchange_t *x, long n, int *failed) {
   return r;
 }
 
+static const char *exchange_name(const exchange_t *x) {
+  if (x->alpn == NULL) return "tcp relay";
+  return x->with_finished ? "http/1.1 (request with Finished)" : x->alpn;
+}
+
 static void alloc_failures(const exchange_t *x) {
   long counts[RUN_HUNG + 1] = {0};
   long n = 0;
@@ -116,27 +138,29 @@ static void alloc_failures(const exchange_t *x) {
     }
     counts[r]++;
     if (r == RUN_TIMED_OUT && getenv("POSTERN_TEST_LOG") != NULL) {
-      print_message("alpn %s: allocation %ld failing: ended by a timeout\n", x->alpn, n);
+      print_message("%s: allocation %ld failing: ended by a timeout\n", exchange_name(x), n);
     }
     if (r == RUN_HUNG) {
-      fail_msg("alpn %s: with allocation %ld failing, the connection neither answered nor ended",
-               x->alpn, n);
+      fail_msg("%s: with allocation %ld failing, the connection neither answered nor ended",
+               exchange_name(x), n);
     }
     assert_true(n < 20000);
   }
   print_message(
-      "alpn %s%s: %ld allocations; failing each: %ld answered anyway, %ld ended, "
+      "%s: %ld allocations; failing each: %ld answered anyway, %ld ended, "
       "%ld ended by a timeout, %ld refused at accept\n",
-      x->alpn, x->with_finished ? " (request with Finished)" : "", n, counts[RUN_ANSWERED],
-      counts[RUN_ENDED], counts[RUN_TIMED_OUT], counts[RUN_REFUSED]);
+      exchange_name(x), n, counts[RUN_ANSWERED], counts[RUN_ENDED], counts[RUN_TIMED_OUT],
+      counts[RUN_REFUSED]);
 }
 
+static void test_tcp(void **state) { alloc_failures(&(exchange_t){NULL, 0}); }
 static void test_http1(void **state) { alloc_failures(&(exchange_t){"http/1.1", 0}); }
 static void test_http1_with_finished(void **state) { alloc_failures(&(exchange_t){"http/1.1", 1}); }
 static void test_http2(void **state) { alloc_failures(&(exchange_t){"h2", 0}); }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_tcp),
       cmocka_unit_test(test_http1),
       cmocka_unit_test(test_http1_with_finished),
       cmocka_unit_test(test_http2),
