@@ -17,6 +17,7 @@
 #include "postern/gen.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
+#include "postern/notify.h"
 #include "postern/reload.h"
 #include "postern/ticket.h"
 #include "postern/tls.h"
@@ -32,6 +33,7 @@ typedef struct {
   uv_mutex_t lock; /* n_exited: written by workers */
   uv_async_t exited;
   uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t drain_status; /* "draining N connections" to the service manager, while stopping */
   int stopping;
 } app_t;
 
@@ -104,6 +106,20 @@ static void app_on_exited(uv_async_t *a) {
   uv_close((uv_handle_t *)&app->sig_term, on_handle_close);
   uv_close((uv_handle_t *)&app->sig_int, on_handle_close);
   uv_close((uv_handle_t *)&app->sig_hup, on_handle_close);
+  uv_close((uv_handle_t *)&app->drain_status, on_handle_close);
+}
+
+static unsigned app_open_conns(const app_t *app) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < app->n_workers; i++) n += pst_worker_open_conns(&app->workers[i]);
+  return n;
+}
+
+/* While connections drain, `systemctl status` shows how many are left. */
+static void app_on_drain_status(uv_timer_t *t) {
+  app_t *app = PST_CONTAINER_OF(t, app_t, drain_status);
+  unsigned n = app_open_conns(app);
+  pst_notify("STATUS=draining %u connection%s", n, n == 1 ? "" : "s");
 }
 
 static void app_on_signal(uv_signal_t *s, int signum) {
@@ -121,6 +137,9 @@ static void app_on_signal(uv_signal_t *s, int signum) {
     return;
   }
   app->stopping = 1;
+  unsigned open = app_open_conns(app);
+  pst_notify("STOPPING=1\nSTATUS=draining %u connection%s", open, open == 1 ? "" : "s");
+  if (pst_notify_enabled()) uv_timer_start(&app->drain_status, app_on_drain_status, 1000, 1000);
   const pst_gen_t *gen = app->reload != NULL ? pst_reload_gen(app->reload) : app->gen;
   pst_log_info("%s: shutting down: no new connections; open ones get up to %llu ms to finish",
                strsignal(signum), (unsigned long long)gen->cfg->shutdown_timeout_ms);
@@ -214,6 +233,7 @@ static int run(pst_config_t *cfg) {
   app.loop = uv_default_loop();
   uv_mutex_init(&app.lock);
   uv_async_init(app.loop, &app.exited, app_on_exited);
+  uv_timer_init(app.loop, &app.drain_status);
   uv_signal_t *sigs[] = {&app.sig_term, &app.sig_int, &app.sig_hup};
   int signums[] = {SIGTERM, SIGINT, SIGHUP};
   for (int i = 0; i < 3; i++) {
@@ -242,8 +262,11 @@ static int run(pst_config_t *cfg) {
         pst_reload_start(app.loop, cfg->path, app.gen, app.workers, app.n_workers, &app.reload);
     if (rrc == 0) {
       app.gen = NULL;
+      pst_reload_notify_ready(app.reload);
     } else {
       pst_log_error("cannot set up reloads: %s; SIGHUP will be ignored", pst_strerror(rrc));
+      pst_notify("READY=1\nSTATUS=serving %zu listener%s, generation 1 (reloads off)", nl,
+                 nl == 1 ? "" : "s");
     }
   } else {
     for (unsigned i = 0; i < started; i++) pst_worker_stop(&app.workers[i]);
@@ -303,7 +326,15 @@ int main(int argc, char **argv) {
     return 1;
   }
   pst_log_set_level(cfg->log_level);
+  if (!check) {
+    rc = pst_notify_init();
+    if (rc != 0) {
+      pst_log_error("NOTIFY_SOCKET=%s: cannot notify the service manager: %s",
+                    getenv("NOTIFY_SOCKET"), pst_strerror(rc));
+    }
+  }
   int status = check ? check_config(cfg) : run(cfg);
+  pst_notify_close();
   pst_tls_global_cleanup();
   return status;
 }
