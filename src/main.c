@@ -1,9 +1,13 @@
 /* postern: command line, signals, and starting the workers. Wiring only. */
+#include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -18,9 +22,11 @@
 #include "postern/log.h"
 #include "postern/metrics.h"
 #include "postern/notify.h"
+#include "postern/priv.h"
 #include "postern/reload.h"
 #include "postern/ticket.h"
 #include "postern/tls.h"
+#include "postern/watch.h"
 #include "postern/worker.h"
 
 typedef struct {
@@ -64,6 +70,62 @@ static void print_version(void) {
   printf("wolfSSL %s\n", wolfSSL_lib_version());
 }
 
+/* Tries to open path as a reload would, printing a line when it cannot.
+ * Returns 1 for an error, else 0. */
+static int check_open(const char *path, int flags, const char *what, const char *user) {
+  int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+  if (fd >= 0) {
+    close(fd);
+    return 0;
+  }
+  if (errno == ENOENT && (flags & O_WRONLY)) return 0; /* created when opened */
+  printf("error: %s: not %s by user %s: %s (a reload reads it as that user)\n", path, what, user,
+         strerror(errno));
+  return 1;
+}
+
+/* `postern -t` as root with user: a reload reads the files as that user,
+ * so a child process becomes it and tries each one. Returns the number of
+ * files it cannot open. */
+static unsigned check_as_user(const pst_config_t *cfg) {
+  pst_watch_files_t files = {NULL, NULL, 0};
+  if (pst_watch_files_add(&files, cfg->path, NULL) != 0 ||
+      pst_watch_files_add_config(&files, cfg) != 0) {
+    pst_watch_files_free(&files);
+    return 1;
+  }
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char err[256];
+    unsigned bad = 0;
+    if (pst_priv_drop(cfg->user, cfg->uid, cfg->gid, err, sizeof(err)) != 0) {
+      printf("error: user: cannot become user %s: %s\n", cfg->user, err);
+      _exit(1);
+    }
+    for (size_t i = 0; i < files.n; i++)
+      bad += check_open(files.paths[i], O_RDONLY, "readable", cfg->user);
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+      const char *log = cfg->listeners[i].access_log;
+      if (log != NULL && strcmp(log, "stderr") != 0) {
+        bad += check_open(log, O_WRONLY | O_APPEND, "writable", cfg->user);
+      }
+    }
+    fflush(stdout);
+    _exit(bad > 255 ? 255 : (int)bad);
+  }
+  pst_watch_files_free(&files);
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
+    printf("error: user: cannot check what user %s can read\n", cfg->user);
+    return 1;
+  }
+  if (WEXITSTATUS(status) == 0) {
+    printf("user %s can read every file a reload reads\n", cfg->user);
+  }
+  return (unsigned)WEXITSTATUS(status);
+}
+
 /* `postern -t`: everything a start would check, without binding sockets. */
 static int check_config(pst_config_t *cfg) {
   const char *path = cfg->path;
@@ -73,9 +135,15 @@ static int check_config(pst_config_t *cfg) {
          cfg->n_listeners == 1 ? "" : "s");
   int rc = pst_gen_build(cfg, 1, time(NULL), stdout, &gen, &errors);
   if (rc == 0) {
-    printf("configuration ok\n");
+    cfg = gen->cfg;
+    if (cfg->user != NULL && geteuid() == 0) errors += check_as_user(cfg);
     pst_gen_unref(gen);
-    return 0;
+    if (errors == 0) {
+      printf("configuration ok\n");
+      return 0;
+    }
+    printf("configuration has %u error%s\n", errors, errors == 1 ? "" : "s");
+    return 1;
   }
   if (rc == -ENOMEM) fprintf(stderr, "postern: out of memory\n");
   printf("configuration has %u error%s\n", errors, errors == 1 ? "" : "s");
@@ -207,6 +275,40 @@ static void log_ready(const app_t *app) {
   }
 }
 
+/* Gives up root once the listeners are bound and the keys read, before any
+ * thread starts (priv.h: capabilities are per thread, and every thread
+ * inherits the main thread's). Returns 0, or -1 when postern must not go on. */
+static int drop_privileges(const pst_config_t *cfg) {
+  if (cfg->user == NULL) {
+    if (geteuid() == 0) {
+      pst_log_warn(
+          "running as root: set user: (and group:) so that postern gives up root once "
+          "its listeners are bound and its keys read (docs/config.md)");
+    }
+    return 0;
+  }
+  if (geteuid() != 0) {
+    if (geteuid() == cfg->uid) return 0; /* started as that user (systemd's User=) */
+    pst_log_error(
+        "%s:%d:%d: user: postern runs as uid %u, not as root: it cannot become user %s; "
+        "start it as root or as %s",
+        cfg->path, cfg->user_mark.line, cfg->user_mark.column, (unsigned)geteuid(), cfg->user,
+        cfg->user);
+    return -1;
+  }
+  char err[256];
+  int rc = pst_priv_drop(cfg->user, cfg->uid, cfg->gid, err, sizeof(err));
+  if (rc != 0) {
+    pst_log_error("cannot become user %s (uid %u, gid %u): %s; not starting", cfg->user,
+                  (unsigned)cfg->uid, (unsigned)cfg->gid, err);
+    return -1;
+  }
+  pst_log_info("running as user %s (uid %u), group %s (gid %u), with CAP_NET_BIND_SERVICE only",
+               cfg->user, (unsigned)cfg->uid, cfg->group != NULL ? cfg->group : "of the user",
+               (unsigned)cfg->gid);
+  return 0;
+}
+
 static int run(pst_config_t *cfg) {
   app_t app;
   memset(&app, 0, sizeof(app));
@@ -224,7 +326,9 @@ static int run(pst_config_t *cfg) {
   size_t nl = cfg->n_listeners;
   int *fds = malloc(sizeof(int) * app.n_workers * nl);
   app.workers = calloc(app.n_workers, sizeof(*app.workers));
-  if (fds == NULL || app.workers == NULL || open_listeners(cfg, app.n_workers, fds) != 0) {
+  int bound = fds != NULL && app.workers != NULL && open_listeners(cfg, app.n_workers, fds) == 0;
+  if (!bound || drop_privileges(cfg) != 0) {
+    if (bound) close_fds(fds, (size_t)app.n_workers * nl);
     free(fds);
     free(app.workers);
     pst_gen_unref(app.gen);
@@ -326,6 +430,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   pst_log_set_level(cfg->log_level);
+  if (geteuid() != 0) {
+    struct passwd *pw = getpwuid(geteuid());
+    if (pw != NULL) pst_priv_set_user(pw->pw_name);
+  }
   if (!check) {
     rc = pst_notify_init();
     if (rc != 0) {

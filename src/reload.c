@@ -250,6 +250,14 @@ static void describe_top(out_t *o, const pst_config_t *a, const pst_config_t *b,
     out_add(o, "; ", "expiry_warn_days %u (was %u)", b->expiry_warn_days, a->expiry_warn_days);
   }
   if (a->watch != b->watch) out_add(o, "; ", "watch %s", b->watch ? "on" : "off");
+  if (a->log_format != b->log_format) {
+    out_add(o, "; ", "log_format %s", b->log_format == PST_LOG_JSON ? "json" : "text");
+  }
+  if (!str_same(a->user, b->user) || !str_same(a->group, b->group)) {
+    /* Who postern runs as is settled at start: root is gone by now. */
+    out_add(o, "; ", "user/group %s/%s (takes effect at the next start)",
+            b->user != NULL ? b->user : "-", b->group != NULL ? b->group : "-");
+  }
   if (a->watch_debounce_ms != b->watch_debounce_ms) {
     out_add(o, "; ", "watch_debounce %s (was %s)", fmt_ms(b->watch_debounce_ms, x, sizeof(x)),
             fmt_ms(a->watch_debounce_ms, y, sizeof(y)));
