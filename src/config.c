@@ -696,14 +696,14 @@ static int set_watch_debounce(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 static const pst_cfg_key_t top_keys[] = {
     {"workers", set_workers, NULL},
     {"log_level", set_log_level, NULL},
-    {"log_format", set_log_format, NULL},
-    {"group", set_group, NULL},
-    {"user", set_user, NULL},
     {"shutdown_timeout", set_shutdown_timeout, NULL},
     {"listeners", set_listeners, "a list of listeners"},
     {"expiry_warn_days", set_expiry_warn_days, NULL},
     {"watch", set_watch, NULL},
     {"watch_debounce", set_watch_debounce, NULL},
+    {"log_format", set_log_format, NULL},
+    {"user", set_user, NULL},
+    {"group", set_group, NULL},
 };
 
 /* ---- Entry points --------------------------------------------------- */

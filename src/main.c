@@ -16,6 +16,7 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/version.h>
 
+#include "postern/access_log.h"
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/gen.h"
@@ -38,7 +39,13 @@ typedef struct {
   unsigned n_exited;
   uv_mutex_t lock; /* n_exited: written by workers */
   uv_async_t exited;
-  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+  uv_work_t reopen; /* SIGUSR1: the access logs reopened on the thread pool */
+  int reopen_busy;  /* a reopen runs */
+  int reopen_again; /* SIGUSR1 came while it ran: once more after it */
+  char reopen_err[512];
+  unsigned reopened;
+  int reopen_rc;
   uv_timer_t drain_status; /* "draining N connections" to the service manager, while stopping */
   int stopping;
 } app_t;
@@ -174,6 +181,7 @@ static void app_on_exited(uv_async_t *a) {
   uv_close((uv_handle_t *)&app->sig_term, on_handle_close);
   uv_close((uv_handle_t *)&app->sig_int, on_handle_close);
   uv_close((uv_handle_t *)&app->sig_hup, on_handle_close);
+  uv_close((uv_handle_t *)&app->sig_usr1, on_handle_close);
   uv_close((uv_handle_t *)&app->drain_status, on_handle_close);
 }
 
@@ -190,8 +198,51 @@ static void app_on_drain_status(uv_timer_t *t) {
   pst_notify("STATUS=draining %u connection%s", n, n == 1 ? "" : "s");
 }
 
+/* SIGUSR1, logrotate's convention: the access log files are opened again
+ * by path, on the thread pool (open(2) may block; no loop waits for it). */
+static void app_reopen_work(uv_work_t *req) {
+  app_t *app = PST_CONTAINER_OF(req, app_t, reopen);
+  app->reopen_rc =
+      pst_access_file_reopen_all(&app->reopened, app->reopen_err, sizeof(app->reopen_err));
+}
+
+static void app_reopen_start(app_t *app);
+
+static void app_reopen_done(uv_work_t *req, int status) {
+  app_t *app = PST_CONTAINER_OF(req, app_t, reopen);
+  app->reopen_busy = 0;
+  if (status != 0) return; /* cancelled: shutting down */
+  if (app->reopen_rc != 0) {
+    pst_log_error("SIGUSR1: cannot reopen an access log: %s", app->reopen_err);
+  } else {
+    pst_log_info("SIGUSR1: %u access log file%s reopened", app->reopened,
+                 app->reopened == 1 ? "" : "s");
+  }
+  if (app->reopen_again && !app->stopping) {
+    app->reopen_again = 0;
+    app_reopen_start(app);
+  }
+}
+
+static void app_reopen_start(app_t *app) {
+  if (app->reopen_busy) {
+    app->reopen_again = 1;
+    return;
+  }
+  int rc = uv_queue_work(app->loop, &app->reopen, app_reopen_work, app_reopen_done);
+  if (rc != 0) {
+    pst_log_error("SIGUSR1: cannot reopen the access logs: %s", uv_strerror(rc));
+    return;
+  }
+  app->reopen_busy = 1;
+}
+
 static void app_on_signal(uv_signal_t *s, int signum) {
   app_t *app = s->data;
+  if (signum == SIGUSR1) {
+    if (!app->stopping) app_reopen_start(app);
+    return;
+  }
   if (signum == SIGHUP) {
     if (app->reload != NULL) {
       pst_reload_request(app->reload, "SIGHUP");
@@ -338,9 +389,9 @@ static int run(pst_config_t *cfg) {
   uv_mutex_init(&app.lock);
   uv_async_init(app.loop, &app.exited, app_on_exited);
   uv_timer_init(app.loop, &app.drain_status);
-  uv_signal_t *sigs[] = {&app.sig_term, &app.sig_int, &app.sig_hup};
-  int signums[] = {SIGTERM, SIGINT, SIGHUP};
-  for (int i = 0; i < 3; i++) {
+  uv_signal_t *sigs[] = {&app.sig_term, &app.sig_int, &app.sig_hup, &app.sig_usr1};
+  int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+  for (int i = 0; i < 4; i++) {
     uv_signal_init(app.loop, sigs[i]);
     sigs[i]->data = &app;
     uv_signal_start(sigs[i], app_on_signal, signums[i]);
@@ -416,6 +467,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN); /* logrotate during start-up: reopened later, never fatal */
   if (pst_tls_global_init() != 0) {
     fprintf(stderr, "postern: wolfSSL failed to initialise\n");
     return 1;
@@ -430,6 +482,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   pst_log_set_level(cfg->log_level);
+  pst_log_set_format(cfg->log_format);
   if (geteuid() != 0) {
     struct passwd *pw = getpwuid(geteuid());
     if (pw != NULL) pst_priv_set_user(pw->pw_name);

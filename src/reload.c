@@ -536,6 +536,7 @@ static void reload_commit(pst_reload_t *r, reload_job_t *job) {
   job->gen = NULL;
   pst_gen_unref(old); /* freed once the workers and its connections let go */
   pst_log_set_level(r->gen->cfg->log_level);
+  pst_log_set_format(r->gen->cfg->log_format);
   pst_watch_files_free(&r->files);
   r->files = job->files;
   memset(&job->files, 0, sizeof(job->files));
