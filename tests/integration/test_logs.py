@@ -124,3 +124,46 @@ def test_sigusr1_reopens_without_losing_lines(pki, start_postern, tmp_path):
     assert len(old) + len(new) == done["n"], (len(old), len(new), done["n"])
     assert len(new) >= 200 and len(old) >= 200, (len(old), len(new))
     assert all(" GET example.test /r 200 " in line for line in old + new)
+
+
+def test_logrotate_with_the_shipped_file(pki, start_postern, tmp_path):
+    """conf/postern.logrotate run by logrotate itself (-f), its paths and
+    postrotate command pointed at this postern: the next lines go to a new
+    access.log, the earlier ones are in access.log.1."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+    if shutil.which("logrotate") is None:
+        pytest.skip("logrotate is not installed (Debian: apt-get install logrotate)")
+    logs = tmp_path / "log"
+    logs.mkdir()
+    access = logs / "access.log"
+    port = free_port()
+    p = start_postern(config([http_listener("pub", port, "builtin:info", pki,
+                                            access_log=str(access))]), [port])
+    with H1Conn(port, pki) as c:
+        for _ in range(3):
+            assert get(c, "/before").status == 200
+        assert len(wait_lines(access, 3)) == 3
+        shipped = (Path(__file__).resolve().parents[2] / "conf/postern.logrotate").read_text()
+        text = (shipped.replace("/var/log/postern", str(logs))
+                .replace("create 0640 postern postern", "create 0640 root root")
+                .replace("\t\tsystemctl kill --signal=SIGUSR1 --kill-whom=main postern.service",
+                         f"\t\tkill -USR1 {p.pid}")
+                .replace("\tcompress\n", "").replace("\tdelaycompress\n", ""))
+        assert f"kill -USR1 {p.pid}" in text
+        conf = tmp_path / "lr.conf"
+        conf.write_text(text)
+        mark = Log(p).mark()
+        r = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "state"), str(conf)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout
+        Log(p).wait(r"SIGUSR1: 1 access log file reopened", mark)
+        for _ in range(2):
+            assert get(c, "/after").status == 200
+    assert len(wait_lines(access, 2)) == 2
+    p.stop()
+    old = (logs / "access.log.1").read_text().splitlines()
+    new = access.read_text().splitlines()
+    assert len(old) == 3 and all("/before" in line for line in old), old
+    assert len(new) == 2 and all("/after" in line for line in new), new
