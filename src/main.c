@@ -1,13 +1,10 @@
 /* postern: command line, signals, and starting the workers. Wiring only. */
-#include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -77,60 +74,37 @@ static void print_version(void) {
   printf("wolfSSL %s\n", wolfSSL_lib_version());
 }
 
-/* Tries to open path as a reload would, printing a line when it cannot.
- * Returns 1 for an error, else 0. */
-static int check_open(const char *path, int flags, const char *what, const char *user) {
-  int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
-  if (fd >= 0) {
-    close(fd);
-    return 0;
-  }
-  if (errno == ENOENT && (flags & O_WRONLY)) return 0; /* created when opened */
-  printf("error: %s: not %s by user %s: %s (a reload reads it as that user)\n", path, what, user,
-         strerror(errno));
-  return 1;
-}
-
-/* `postern -t` as root with user: a reload reads the files as that user,
- * so a child process becomes it and tries each one. Returns the number of
- * files it cannot open. */
+/* `postern -t` as root with user: a reload reads the files as that user;
+ * priv.h tries each one as that user. Returns the number of errors. */
 static unsigned check_as_user(const pst_config_t *cfg) {
   pst_watch_files_t files = {NULL, NULL, 0};
-  if (pst_watch_files_add(&files, cfg->path, NULL) != 0 ||
-      pst_watch_files_add_config(&files, cfg) != 0) {
-    pst_watch_files_free(&files);
-    return 1;
+  const char **paths = NULL;
+  int *writable = NULL;
+  size_t n = 0;
+  int rc = pst_watch_files_add(&files, cfg->path, NULL);
+  if (rc == 0) rc = pst_watch_files_add_config(&files, cfg);
+  if (rc == 0) {
+    paths = calloc(files.n + cfg->n_listeners + 1, sizeof(*paths));
+    writable = calloc(files.n + cfg->n_listeners + 1, sizeof(*writable));
+    if (paths == NULL || writable == NULL) rc = -ENOMEM;
   }
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    char err[256];
-    unsigned bad = 0;
-    if (pst_priv_drop(cfg->user, cfg->uid, cfg->gid, err, sizeof(err)) != 0) {
-      printf("error: user: cannot become user %s: %s\n", cfg->user, err);
-      _exit(1);
-    }
-    for (size_t i = 0; i < files.n; i++)
-      bad += check_open(files.paths[i], O_RDONLY, "readable", cfg->user);
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-      const char *log = cfg->listeners[i].access_log;
-      if (log != NULL && strcmp(log, "stderr") != 0) {
-        bad += check_open(log, O_WRONLY | O_APPEND, "writable", cfg->user);
-      }
-    }
-    fflush(stdout);
-    _exit(bad > 255 ? 255 : (int)bad);
+  for (size_t i = 0; rc == 0 && i < files.n; i++) paths[n++] = files.paths[i];
+  for (size_t i = 0; rc == 0 && i < cfg->n_listeners; i++) {
+    const char *log = cfg->listeners[i].access_log;
+    if (log == NULL || strcmp(log, "stderr") == 0) continue;
+    writable[n] = 1;
+    paths[n++] = log;
   }
+  if (rc == 0) rc = pst_priv_check_files(cfg->user, cfg->uid, cfg->gid, paths, writable, n, stdout);
+  free(paths);
+  free(writable);
   pst_watch_files_free(&files);
-  int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
-    printf("error: user: cannot check what user %s can read\n", cfg->user);
+  if (rc < 0) {
+    printf("error: user: cannot check what user %s can read: %s\n", cfg->user, pst_strerror(rc));
     return 1;
   }
-  if (WEXITSTATUS(status) == 0) {
-    printf("user %s can read every file a reload reads\n", cfg->user);
-  }
-  return (unsigned)WEXITSTATUS(status);
+  if (rc == 0) printf("user %s can read every file a reload reads\n", cfg->user);
+  return (unsigned)rc;
 }
 
 /* `postern -t`: everything a start would check, without binding sockets. */

@@ -2,12 +2,14 @@
 #include "postern/priv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* The user files are read as, for pst_priv_hint; written once before other
@@ -120,6 +122,48 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
 #endif
   pst_priv_set_user(user);
   return 0;
+}
+
+/* In the child of pst_priv_check_files: 1 when path cannot be opened. */
+static int check_one(FILE *out, const char *user, const char *path, int writable) {
+  int flags = writable ? O_WRONLY | O_APPEND : O_RDONLY;
+  int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+  if (fd >= 0) {
+    close(fd);
+    return 0;
+  }
+  if (errno == ENOENT && writable) return 0; /* created when opened */
+  fprintf(out, "error: %s: not %s by user %s: %s (%s opens it as that user)\n", path,
+          writable ? "writable" : "readable", user, strerror(errno),
+          writable ? "SIGUSR1 or a reload naming a new file" : "a reload");
+  return 1;
+}
+
+int pst_priv_check_files(const char *user, uid_t uid, gid_t gid, const char *const *paths,
+                         const int *writable, size_t n, FILE *out) {
+  fflush(out); /* the child's buffer must not repeat the parent's lines */
+  pid_t pid = fork();
+  if (pid < 0) return -errno;
+  if (pid == 0) {
+    char err[256];
+    int bad = 0;
+    if (pst_priv_drop(user, uid, gid, err, sizeof(err)) != 0) {
+      fprintf(out, "error: user: cannot become user %s: %s\n", user, err);
+      fflush(out);
+      _exit(1);
+    }
+    for (size_t i = 0; i < n; i++) bad += check_one(out, user, paths[i], writable[i]);
+    fflush(out);
+    _exit(bad > 255 ? 255 : bad);
+  }
+  int status = 0;
+  pid_t w;
+  do {
+    w = waitpid(pid, &status, 0);
+  } while (w < 0 && errno == EINTR);
+  if (w != pid) return -errno;
+  if (!WIFEXITED(status)) return -ECHILD;
+  return WEXITSTATUS(status);
 }
 
 void pst_priv_set_user(const char *name) { snprintf(priv_user, sizeof(priv_user), "%s", name); }

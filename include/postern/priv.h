@@ -16,6 +16,7 @@
 #define POSTERN_PRIV_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Becomes user (uid) with primary group gid and the user's supplementary
@@ -30,6 +31,16 @@
  * root, or the failing call's -errno. A failure leaves the process in an
  * unknown state: the caller must exit. */
 int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errlen);
+
+/* What a reload will be able to open, asked before it happens (`postern
+ * -t` run as root): a child process becomes user (pst_priv_drop) and opens
+ * each of the n paths, for reading, or for appending where writable[i] is
+ * nonzero (a missing file to write is fine: it is created). Each failure is
+ * one line on out: "error: PATH: not readable by user NAME: CAUSE ...".
+ * Returns how many failed (0..255), or -errno when the child could not be
+ * made or did not finish (a failed drop counts as one failure, printed). */
+int pst_priv_check_files(const char *user, uid_t uid, gid_t gid, const char *const *paths,
+                         const int *writable, size_t n, FILE *out);
 
 /* Remembers the name of the user postern runs as, for pst_priv_hint:
  * the user pst_priv_drop switched to, or the user that started postern.

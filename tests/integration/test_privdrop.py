@@ -158,6 +158,17 @@ def test_check_says_what_the_user_cannot_read(postern_bin, world, backend):
     assert want in r.stdout, r.stdout
     assert "configuration has 1 error" in r.stdout
 
+    # An access log only root may write: SIGUSR1 could not reopen it.
+    log = world / "access.log"
+    log.write_text("")
+    os.chmod(log, 0o600)
+    os.chmod(world / "example.test.key.pem", 0o644)
+    cfg.write_text(config([listener("one", free_port(), echo.addr, tls=tls(world), mode="http",
+                                    access_log=str(log))], user="nobody"))
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"error: {log}: not writable by user nobody: Permission denied" in r.stdout, r.stdout
+
 
 def test_root_without_user_warns_once(pki, start_postern, backend):
     echo = backend.echo()
