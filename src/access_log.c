@@ -62,15 +62,20 @@ static int alog_open_path(const char *path) {
   return fd < 0 ? -errno : fd;
 }
 
+/* Takes a reference on f unless its last one is being dropped (refs 0, not
+ * yet unlinked from open_files). Returns 1 when taken. Under open_lock. */
+static int alog_try_ref(pst_access_file_t *f) {
+  unsigned refs = atomic_load(&f->refs);
+  while (refs > 0 && !atomic_compare_exchange_weak(&f->refs, &refs, refs + 1)) {
+  }
+  return refs > 0;
+}
+
 /* The open file for path, with one more reference, or NULL. A file whose
  * last reference is being dropped (refs 0, not yet unlinked) is skipped. */
 static pst_access_file_t *alog_find(const char *path) {
   for (pst_access_file_t *f = open_files; f != NULL; f = f->next) {
-    if (strcmp(f->path, path) != 0) continue;
-    unsigned refs = atomic_load(&f->refs);
-    while (refs > 0 && !atomic_compare_exchange_weak(&f->refs, &refs, refs + 1)) {
-    }
-    if (refs > 0) return f;
+    if (strcmp(f->path, path) == 0 && alog_try_ref(f)) return f;
   }
   return NULL;
 }
@@ -134,32 +139,48 @@ void pst_access_file_unref(pst_access_file_t *f) {
   free(f);
 }
 
+/* Opens f's path again and puts it under f's descriptor number. Returns 0
+ * or -errno. */
+static int alog_reopen(pst_access_file_t *f) {
+  int fd = alog_open_path(f->path);
+  if (fd < 0) return fd;
+  /* dup3 puts the new file under the old number in one step: a write in
+   * flight on a file-system thread lands whole in the old file or whole in
+   * the new one, and nothing holding the number ever sees it closed. */
+  int rc = dup3(fd, f->fd, O_CLOEXEC) < 0 ? -errno : 0;
+  close(fd);
+  return rc;
+}
+
 int pst_access_file_reopen_all(unsigned *reopened, char *err, size_t errlen) {
-  int first = 0;
   *reopened = 0;
   if (errlen > 0) err[0] = '\0';
+  /* The files are taken (one reference each) under the lock and opened
+   * without it: an open(2) that blocks (a slow or remote disk) must not
+   * hold up a worker dropping a generation's file meanwhile. */
   pthread_mutex_lock(&open_lock);
-  for (pst_access_file_t *f = open_files; f != NULL; f = f->next) {
-    int fd = alog_open_path(f->path);
-    /* dup3 puts the new file under the old number in one step: a write in
-     * flight on a file-system thread lands whole in the old file or whole
-     * in the new one, and nothing holding the number ever sees it closed. */
-    if (fd >= 0 && dup3(fd, f->fd, O_CLOEXEC) < 0) {
-      int e = -errno;
-      close(fd);
-      fd = e;
-    } else if (fd >= 0) {
-      close(fd);
-      (*reopened)++;
-      continue;
-    }
-    if (first == 0) {
-      first = fd;
-      snprintf(err, errlen, "%s: %s%s (its lines still go to the file it had open)", f->path,
-               strerror(-fd), pst_priv_hint(fd, "writable"));
-    }
+  size_t n = 0;
+  for (pst_access_file_t *f = open_files; f != NULL; f = f->next) n++;
+  pst_access_file_t **files = calloc(n + 1, sizeof(*files));
+  size_t k = 0;
+  for (pst_access_file_t *f = open_files; files != NULL && f != NULL; f = f->next) {
+    if (alog_try_ref(f)) files[k++] = f; /* else being closed: nothing to reopen */
   }
   pthread_mutex_unlock(&open_lock);
+  if (files == NULL) return -ENOMEM;
+  int first = 0;
+  for (size_t i = 0; i < k; i++) {
+    int rc = alog_reopen(files[i]);
+    if (rc == 0) {
+      (*reopened)++;
+    } else if (first == 0) {
+      first = rc;
+      snprintf(err, errlen, "%s: %s%s (its lines still go to the file it had open)", files[i]->path,
+               strerror(-rc), pst_priv_hint(rc, "writable"));
+    }
+    pst_access_file_unref(files[i]);
+  }
+  free(files);
   return first;
 }
 
