@@ -9,6 +9,8 @@
 #   make fuzz    build the libFuzzer targets (tests/fuzz) and run each
 #                FUZZ_SECONDS (default 60) from its seeds; make fuzz-smoke
 #                runs each briefly (part of make test)
+#   make install PREFIX=/usr/local DESTDIR=   binary, man pages, unit, logrotate,
+#                example config (make uninstall removes them)
 
 CC ?= cc
 WOLFSSL := deps/wolfssl
@@ -44,7 +46,7 @@ tsan_objs = $(patsubst src/%.c,$(TSAN_DIR)/%.o,$(1))
 LLHTTP_TSAN := $(addprefix $(TSAN_DIR)/llhttp/,$(LLHTTP_SRCS:.c=.o))
 
 .PHONY: all deps packages run test unit integration asan tsan pki check format lint layers clean \
-        distclean bench fuzz fuzz-build fuzz-smoke
+        distclean bench fuzz fuzz-build fuzz-smoke install uninstall
 all: build/postern
 
 deps:
@@ -184,6 +186,54 @@ lint:
 	  echo "$$bad" | sed 's/^/  /'; exit 1; \
 	elif [ $$status -ne 0 ]; then printf '%s\n' "$$out" >&2; exit 1; \
 	fi; echo "lint: $(words $(FORMAT_FILES)) files formatted as clang-format 14 would"
+
+# ---- install ---------------------------------------------------------------
+# make install PREFIX=/usr/local DESTDIR=/tmp/stage: the optimized binary, the
+# man pages (mdoc, docs/man/), the systemd unit with this install's paths,
+# the logrotate file, the reference and an example configuration. The
+# example becomes $(SYSCONFDIR)/postern/postern.yaml only when there is none:
+# an install never overwrites a configuration. /etc holds the unit's config
+# and logrotate's file whatever the PREFIX (that is where both are read).
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/postern
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+INSTALL ?= install
+# What make install puts in place, relative to $(DESTDIR) (the configuration
+# excepted: uninstall removes it only when it is still the example).
+INSTALLED = $(SBINDIR)/postern $(MANDIR)/man8/postern.8 $(MANDIR)/man5/postern.yaml.5 \
+            $(UNITDIR)/postern.service $(SYSCONFDIR)/logrotate.d/postern \
+            $(DOCDIR)/config.md $(DOCDIR)/README.md $(DOCDIR)/examples/postern.yaml
+
+install: build/postern
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d $(DESTDIR)$(DOCDIR)/examples
+	$(INSTALL) -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/postern
+	$(INSTALL) -m 0755 build/postern $(DESTDIR)$(SBINDIR)/postern
+	$(INSTALL) -m 0644 docs/man/postern.8 $(DESTDIR)$(MANDIR)/man8/postern.8
+	$(INSTALL) -m 0644 docs/man/postern.yaml.5 $(DESTDIR)$(MANDIR)/man5/postern.yaml.5
+	sed -e 's|/usr/local/sbin/postern|$(SBINDIR)/postern|g' -e 's|/etc/postern/|$(SYSCONFDIR)/postern/|g' \
+	  conf/postern.service > $(DESTDIR)$(UNITDIR)/postern.service.tmp
+	$(INSTALL) -m 0644 $(DESTDIR)$(UNITDIR)/postern.service.tmp $(DESTDIR)$(UNITDIR)/postern.service
+	rm -f $(DESTDIR)$(UNITDIR)/postern.service.tmp
+	$(INSTALL) -m 0644 conf/postern.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/postern
+	$(INSTALL) -m 0644 docs/config.md README.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 conf/postern.example.yaml $(DESTDIR)$(DOCDIR)/examples/postern.yaml
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/postern/postern.yaml ]; then \
+	  echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/postern/postern.yaml"; \
+	else \
+	  $(INSTALL) -m 0640 conf/postern.example.yaml $(DESTDIR)$(SYSCONFDIR)/postern/postern.yaml; \
+	  echo "install: $(DESTDIR)$(SYSCONFDIR)/postern/postern.yaml is the example: edit it"; \
+	fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@conf=$(DESTDIR)$(SYSCONFDIR)/postern/postern.yaml; \
+	if [ -e $$conf ] && cmp -s $$conf conf/postern.example.yaml; then rm -f $$conf; \
+	elif [ -e $$conf ]; then echo "uninstall: keeping $$conf (changed from the example)"; fi
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/postern 2>/dev/null
 
 clean:
 	rm -rf build

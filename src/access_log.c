@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,14 +16,25 @@
 #include "postern/buf.h"
 #include "postern/common.h"
 #include "postern/log.h"
+#include "postern/priv.h"
 
 /* Drops are reported at most this often, per worker. */
 #define ALOG_WARN_MS 60000
 
 struct pst_access_file_s {
   atomic_uint refs;
-  int fd;
+  int fd;     /* stays the same number for the file's life: a reopen dup3()s over it */
+  char *path; /* NULL for stderr */
+  struct pst_access_file_s *next; /* in open_files, while path != NULL */
 };
+
+/* Every open log file with a path: a new generation naming the same path
+ * shares the open file (so a reload after the drop to an unprivileged user
+ * need not open it again), and SIGUSR1 reopens them all
+ * (pst_access_file_reopen_all). Taken only when a generation is built or
+ * freed and at a reopen: never per line. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static pst_access_file_t *open_files;
 
 /* The lines one worker has for one file. */
 typedef struct alog_out_s {
@@ -45,23 +57,61 @@ struct pst_access_log_s {
 
 /* ---- files ---- */
 
+static int alog_open_path(const char *path) {
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+  return fd < 0 ? -errno : fd;
+}
+
+/* Takes a reference on f unless its last one is being dropped (refs 0, not
+ * yet unlinked from open_files). Returns 1 when taken. Under open_lock. */
+static int alog_try_ref(pst_access_file_t *f) {
+  unsigned refs = atomic_load(&f->refs);
+  while (refs > 0 && !atomic_compare_exchange_weak(&f->refs, &refs, refs + 1)) {
+  }
+  return refs > 0;
+}
+
+/* The open file for path, with one more reference, or NULL. A file whose
+ * last reference is being dropped (refs 0, not yet unlinked) is skipped. */
+static pst_access_file_t *alog_find(const char *path) {
+  for (pst_access_file_t *f = open_files; f != NULL; f = f->next) {
+    if (strcmp(f->path, path) == 0 && alog_try_ref(f)) return f;
+  }
+  return NULL;
+}
+
 int pst_access_file_open(const char *path, pst_access_file_t **out) {
   *out = NULL;
   if (path == NULL) return 0;
-  int fd = STDERR_FILENO;
-  if (strcmp(path, "stderr") != 0) {
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) return -errno;
-  }
-  pst_access_file_t *f = malloc(sizeof(*f));
-  if (f == NULL) {
-    if (fd != STDERR_FILENO) close(fd);
-    return -ENOMEM;
-  }
+  pst_access_file_t *f = calloc(1, sizeof(*f));
+  if (f == NULL) return -ENOMEM;
   atomic_init(&f->refs, 1);
-  f->fd = fd;
+  f->fd = STDERR_FILENO;
+  if (strcmp(path, "stderr") == 0) {
+    *out = f;
+    return 0;
+  }
+  pthread_mutex_lock(&open_lock);
+  pst_access_file_t *have = alog_find(path);
+  int rc = 0;
+  if (have == NULL) {
+    f->path = strdup(path);
+    rc = f->path == NULL ? -ENOMEM : alog_open_path(path);
+    if (rc >= 0) {
+      f->fd = rc;
+      f->next = open_files;
+      open_files = f;
+      rc = 0;
+    }
+  }
+  pthread_mutex_unlock(&open_lock);
+  if (have != NULL || rc != 0) {
+    free(f->path);
+    free(f);
+    f = have;
+  }
   *out = f;
-  return 0;
+  return rc;
 }
 
 pst_access_file_t *pst_access_file_ref(pst_access_file_t *f) {
@@ -74,8 +124,64 @@ void pst_access_file_unref(pst_access_file_t *f) {
   unsigned prev = atomic_fetch_sub(&f->refs, 1);
   assert(prev > 0);
   if (prev != 1) return;
-  if (f->fd != STDERR_FILENO) close(f->fd);
+  if (f->path != NULL) {
+    pthread_mutex_lock(&open_lock);
+    for (pst_access_file_t **p = &open_files; *p != NULL; p = &(*p)->next) {
+      if (*p == f) {
+        *p = f->next;
+        break;
+      }
+    }
+    pthread_mutex_unlock(&open_lock);
+    close(f->fd);
+  }
+  free(f->path);
   free(f);
+}
+
+/* Opens f's path again and puts it under f's descriptor number. Returns 0
+ * or -errno. */
+static int alog_reopen(pst_access_file_t *f) {
+  int fd = alog_open_path(f->path);
+  if (fd < 0) return fd;
+  /* dup3 puts the new file under the old number in one step: a write in
+   * flight on a file-system thread lands whole in the old file or whole in
+   * the new one, and nothing holding the number ever sees it closed. */
+  int rc = dup3(fd, f->fd, O_CLOEXEC) < 0 ? -errno : 0;
+  close(fd);
+  return rc;
+}
+
+int pst_access_file_reopen_all(unsigned *reopened, char *err, size_t errlen) {
+  *reopened = 0;
+  if (errlen > 0) err[0] = '\0';
+  /* The files are taken (one reference each) under the lock and opened
+   * without it: an open(2) that blocks (a slow or remote disk) must not
+   * hold up a worker dropping a generation's file meanwhile. */
+  pthread_mutex_lock(&open_lock);
+  size_t n = 0;
+  for (pst_access_file_t *f = open_files; f != NULL; f = f->next) n++;
+  pst_access_file_t **files = calloc(n + 1, sizeof(*files));
+  size_t k = 0;
+  for (pst_access_file_t *f = open_files; files != NULL && f != NULL; f = f->next) {
+    if (alog_try_ref(f)) files[k++] = f; /* else being closed: nothing to reopen */
+  }
+  pthread_mutex_unlock(&open_lock);
+  if (files == NULL) return -ENOMEM;
+  int first = 0;
+  for (size_t i = 0; i < k; i++) {
+    int rc = alog_reopen(files[i]);
+    if (rc == 0) {
+      (*reopened)++;
+    } else if (first == 0) {
+      first = rc;
+      snprintf(err, errlen, "%s: %s%s (its lines still go to the file it had open)", files[i]->path,
+               strerror(-rc), pst_priv_hint(rc, "writable"));
+    }
+    pst_access_file_unref(files[i]);
+  }
+  free(files);
+  return first;
 }
 
 /* ---- writers ---- */
@@ -213,6 +319,72 @@ static const char *token(const char *s, char *out, size_t len) {
   return out;
 }
 
+/* The text line: space-separated tokens. */
+static int alog_text(char *line, size_t size, const pst_host_t *h, const char *proto,
+                     const pst_http_request_t *req, int status, uint64_t bytes_in,
+                     uint64_t bytes_out, double ms) {
+  char ts[40], peer[64], sni[256], method[32], authority[256], path[1024];
+  return snprintf(line, size, "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s\n",
+                  pst_log_time(ts, sizeof(ts)), token(h->peer, peer, sizeof(peer)),
+                  token(h->sni, sni, sizeof(sni)), proto,
+                  token(req ? req->method : NULL, method, sizeof(method)),
+                  token(req ? req->authority : NULL, authority, sizeof(authority)),
+                  token(req ? req->target : NULL, path, sizeof(path)), status,
+                  (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms,
+                  h->backend != NULL ? h->backend->addr.text : "-");
+}
+
+/* The JSON line: one object, the fields of docs/config.md. Absent values
+ * (no server name, a request refused before it was parsed) are null. */
+static int alog_json(char *line, size_t size, const pst_host_t *h, const char *proto,
+                     const pst_http_request_t *req, int status, uint64_t bytes_in,
+                     uint64_t bytes_out, double ms) {
+  char ts[40], peer[200], sni[800], method[100], authority[800], path[3000], backend[400],
+      name[200];
+  const char *vals[] = {h->sni, req ? req->method : NULL, req ? req->authority : NULL,
+                        req ? req->target : NULL};
+  char *bufs[] = {sni, method, authority, path};
+  size_t lens[] = {sizeof(sni), sizeof(method), sizeof(authority), sizeof(path)};
+  /* "null" or a quoted, escaped string, for each value that may be absent. */
+  const char *q[4];
+  char quoted[4][3100];
+  for (int i = 0; i < 4; i++) {
+    if (vals[i] == NULL || vals[i][0] == '\0') {
+      q[i] = "null";
+      continue;
+    }
+    pst_json_escape(vals[i], bufs[i], lens[i]);
+    snprintf(quoted[i], sizeof(quoted[i]), "\"%s\"", bufs[i]);
+    q[i] = quoted[i];
+  }
+  return snprintf(
+      line, size,
+      "{\"time\":\"%s\",\"listener\":\"%s\",\"conn\":%llu,\"peer\":\"%s\",\"sni\":%s,"
+      "\"proto\":\"%s\",\"method\":%s,\"authority\":%s,\"path\":%s,\"status\":%d,"
+      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.1f,\"backend\":\"%s\"}\n",
+      pst_log_time(ts, sizeof(ts)),
+      pst_json_escape(h->lc != NULL ? h->lc->name : "", name, sizeof(name)),
+      (unsigned long long)h->id, pst_json_escape(h->peer, peer, sizeof(peer)), q[0], proto, q[1],
+      q[2], q[3], status, (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms,
+      pst_json_escape(h->backend != NULL ? h->backend->addr.text : "", backend, sizeof(backend)));
+}
+
+int pst_access_log_format(char *line, size_t size, pst_log_format_t format, const pst_host_t *h,
+                          const char *proto, const pst_http_request_t *req, int status,
+                          uint64_t bytes_in, uint64_t bytes_out, double ms) {
+  int len = format == PST_LOG_JSON
+                ? alog_json(line, size, h, proto, req, status, bytes_in, bytes_out, ms)
+                : alog_text(line, size, h, proto, req, status, bytes_in, bytes_out, ms);
+  if (len < 0) return len;
+  if ((size_t)len >= size) {
+    /* Cut: a line too long for JSON is dropped rather than written broken. */
+    if (format == PST_LOG_JSON) return -1;
+    len = (int)size - 1;
+    line[len - 1] = '\n';
+  }
+  return len;
+}
+
 void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_request_t *req,
                     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t t_start_ns) {
   if (h->access_file == NULL || h->access_log == NULL) return;
@@ -222,26 +394,10 @@ void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_reque
     al->dropped++;
     return;
   }
-  char line[2048], ts[40], peer[64], sni[256], method[32], authority[256], path[1024];
-  struct timeval tv;
-  struct tm tm;
-  gettimeofday(&tv, NULL);
-  gmtime_r(&tv.tv_sec, &tm);
-  size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
-  double ms = (double)(uv_hrtime() - t_start_ns) / 1e6;
-  int len = snprintf(
-      line, sizeof(line), "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s\n", ts,
-      token(h->peer, peer, sizeof(peer)), token(h->sni, sni, sizeof(sni)), proto,
-      token(req ? req->method : NULL, method, sizeof(method)),
-      token(req ? req->authority : NULL, authority, sizeof(authority)),
-      token(req ? req->target : NULL, path, sizeof(path)), status, (unsigned long long)bytes_in,
-      (unsigned long long)bytes_out, ms, h->backend != NULL ? h->backend->addr.text : "-");
+  char line[PST_ACCESS_LINE_MAX];
+  int len = pst_access_log_format(line, sizeof(line), pst_log_format(), h, proto, req, status,
+                                  bytes_in, bytes_out, (double)(uv_hrtime() - t_start_ns) / 1e6);
   if (len < 0) return;
-  if ((size_t)len >= sizeof(line)) {
-    len = sizeof(line) - 1;
-    line[len - 1] = '\n';
-  }
   if (o->pending.len + (size_t)len > PST_ACCESS_LOG_BUFFER ||
       pst_buf_append(&o->pending, line, (size_t)len) != 0) {
     al->dropped++;

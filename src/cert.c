@@ -36,6 +36,7 @@
 #include "cert_int.h"
 #include "postern/common.h"
 #include "postern/tls.h"
+#include "postern/priv.h"
 
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 /* Chains and keys are a few KiB; the system store is about 200 KiB. The
@@ -328,8 +329,8 @@ static int load_file(load_t *ld, const char *path, unsigned char **buf, size_t *
   int rc = read_file(path, CERT_FILE_MAX, buf, len);
   if (rc == -ENOMEM) return rc;
   if (rc != 0) {
-    pst_cert_problem(ld, PST_PROBLEM_ERROR, PST_PROBLEM_UNREADABLE, "%s: cannot read: %s", path,
-                     strerror(-rc));
+    pst_cert_problem(ld, PST_PROBLEM_ERROR, PST_PROBLEM_UNREADABLE, "%s: cannot read: %s%s", path,
+                     strerror(-rc), pst_priv_hint(rc, "readable"));
     return 1;
   }
   return 0;

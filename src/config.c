@@ -4,7 +4,9 @@
  * The generic walking and error formatting live in config_parse.c. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "config_parse.h"
 #include "postern/common.h"
 #include "postern/config.h"
+#include "postern/priv.h"
 
 #define MAX_WORKERS 256
 #define MAX_CONNECTIONS 1000000
@@ -588,6 +591,77 @@ static int set_log_level(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return rc;
 }
 
+static int set_log_format(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  /* In the order of pst_log_format_t. */
+  static const char *const names[] = {"text", "json"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "log format", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_config_t *)obj)->log_format = (pst_log_format_t)i;
+  return rc;
+}
+
+/* user: an existing user other than root, looked up now so that a typo is
+ * an error with its line rather than a failure after the listeners are
+ * bound. */
+static int set_user(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_config_t *cfg = obj;
+  char q[QBUF], buf[4096];
+  const char *s;
+  struct passwd pw, *found = NULL;
+  int rc = pst_cfg_str(p, v, "a user name", &s);
+  if (rc != 0) return rc;
+  int e = getpwnam_r(s, &pw, buf, sizeof(buf), &found);
+  if (found == NULL) {
+    const char *name = pst_cfg_quote(s, q, sizeof(q));
+    if (e != 0 && e != ENOENT && e != ESRCH) {
+      return pst_cfg_error(p, v, "cannot look up user %s: %s", name, strerror(e));
+    }
+    return pst_cfg_error(p, v,
+                         "no user %s on this system; expected an existing user (`getent passwd` "
+                         "lists them); create one with `adduser --system --group "
+                         "--no-create-home %s`",
+                         name, s);
+  }
+  if (pw.pw_uid == 0) {
+    return pst_cfg_error(p, v,
+                         "user %s is uid 0: postern would keep every privilege; expected an "
+                         "unprivileged user such as postern or nobody, or no user key",
+                         pst_cfg_quote(s, q, sizeof(q)));
+  }
+  cfg->uid = pw.pw_uid;
+  if (cfg->group == NULL) cfg->gid = pw.pw_gid;
+  cfg->user_mark = pst_cfg_mark(v);
+  return pst_cfg_strdup(p, v, "a user name", &cfg->user);
+}
+
+static int set_group(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_config_t *cfg = obj;
+  char q[QBUF], buf[4096];
+  const char *s;
+  struct group gr, *found = NULL;
+  int rc = pst_cfg_str(p, v, "a group name", &s);
+  if (rc != 0) return rc;
+  int e = getgrnam_r(s, &gr, buf, sizeof(buf), &found);
+  if (found == NULL) {
+    const char *name = pst_cfg_quote(s, q, sizeof(q));
+    if (e != 0 && e != ENOENT && e != ESRCH) {
+      return pst_cfg_error(p, v, "cannot look up group %s: %s", name, strerror(e));
+    }
+    return pst_cfg_error(p, v,
+                         "no group %s on this system; expected an existing group (`getent group` "
+                         "lists them), or no group key for the user's own",
+                         name);
+  }
+  if (gr.gr_gid == 0) {
+    return pst_cfg_error(p, v,
+                         "group %s is gid 0: its members read what root's group may; expected "
+                         "an unprivileged group, or no group key for the user's own",
+                         pst_cfg_quote(s, q, sizeof(q)));
+  }
+  cfg->gid = gr.gr_gid;
+  return pst_cfg_strdup(p, v, "a group name", &cfg->group);
+}
+
 static int set_shutdown_timeout(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return pst_cfg_duration(p, v, 0, HOUR(1), &((pst_config_t *)obj)->shutdown_timeout_ms);
 }
@@ -629,9 +703,30 @@ static const pst_cfg_key_t top_keys[] = {
     {"expiry_warn_days", set_expiry_warn_days, NULL},
     {"watch", set_watch, NULL},
     {"watch_debounce", set_watch_debounce, NULL},
+    {"log_format", set_log_format, NULL},
+    {"user", set_user, NULL},
+    {"group", set_group, NULL},
 };
 
 /* ---- Entry points --------------------------------------------------- */
+
+/* group: alone would leave postern root with another group: refused, at
+ * the group key (written before or after where user: would go). */
+static int group_without_user(pst_cfg_t *p, yaml_node_t *root, const pst_config_t *cfg) {
+  yaml_node_t *at = root;
+  for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top;
+       pair++) {
+    yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+    if (strcmp((const char *)k->data.scalar.value, "group") == 0) {
+      at = yaml_document_get_node(p->doc, pair->value);
+    }
+  }
+  pst_cfg_path_key(p, "group");
+  return pst_cfg_error(p, at,
+                       "group \"%s\" without user: postern changes its group only along with its "
+                       "user; add user: too, or remove group",
+                       cfg->group);
+}
 
 static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   yaml_node_t *root = yaml_document_get_root_node(p->doc);
@@ -645,7 +740,9 @@ static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   cfg->shutdown_timeout_ms = SEC(10);
   cfg->expiry_warn_days = 21;
   cfg->watch_debounce_ms = SEC(1);
-  return pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
+  int rc = pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
+  if (rc == 0 && cfg->group != NULL && cfg->user == NULL) return group_without_user(p, root, cfg);
+  return rc;
 }
 
 int pst_config_parse(const char *name, const char *text, size_t len, pst_config_t **out, char *err,
@@ -713,7 +810,9 @@ int pst_config_load(const char *path, pst_config_t **out, char *err, size_t errl
     const char *why = rc == PST_ECONFIG ? "larger than 16 MiB"
                       : rc == -EINVAL   ? "not a regular file"
                                         : strerror_r(-rc, ebuf, sizeof(ebuf));
-    if (err != NULL && errlen > 0) snprintf(err, errlen, "%s: cannot read: %s", path, why);
+    if (err != NULL && errlen > 0) {
+      snprintf(err, errlen, "%s: cannot read: %s%s", path, why, pst_priv_hint(rc, "readable"));
+    }
     return rc == -ENOMEM ? rc : PST_ECONFIG;
   }
   rc = pst_config_parse(path, text, len, out, err, errlen);
@@ -746,6 +845,8 @@ void pst_config_free(pst_config_t *cfg) {
   if (cfg == NULL) return;
   for (size_t i = 0; i < cfg->n_listeners; i++) free_listener(&cfg->listeners[i]);
   free(cfg->listeners);
+  free(cfg->user);
+  free(cfg->group);
   free(cfg->path);
   free(cfg);
 }

@@ -15,6 +15,7 @@
 
 #include "postern/common.h"
 #include "postern/config.h"
+#include "postern/priv.h"
 
 /* Longest quoted value or key shown in a message, in input bytes. */
 #define QUOTE_MAX_INPUT 512
@@ -468,8 +469,8 @@ int pst_cfg_file(pst_cfg_t *p, yaml_node_t *node, char **out, pst_mark_t *mark) 
   if (rc != 0) return rc;
   if (access(s, R_OK) != 0) {
     int e = errno;
-    return pst_cfg_error(p, node, "cannot read %s: %s", pst_cfg_quote(s, q, sizeof(q)),
-                         strerror_r(e, ebuf, sizeof(ebuf)));
+    return pst_cfg_error(p, node, "cannot read %s: %s%s", pst_cfg_quote(s, q, sizeof(q)),
+                         strerror_r(e, ebuf, sizeof(ebuf)), pst_priv_hint(-e, "readable"));
   }
   if (stat(s, &st) == 0 && S_ISDIR(st.st_mode)) {
     return pst_cfg_error(p, node, "%s is a directory; expected a file",

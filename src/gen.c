@@ -14,6 +14,7 @@
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/log.h"
+#include "postern/priv.h"
 #include "postern/ticket.h"
 #include "postern/tls.h"
 
@@ -210,8 +211,9 @@ static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) 
   int rc = pst_access_file_open(lc->access_log, &gl->access_file);
   if (rc == -ENOMEM) return rc;
   if (rc != 0) { /* the listener's line: the config keeps no mark for the key */
-    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].access_log: cannot open \"%s\": %s",
-                GEN_AT(g, lc, lc->mark), lc->access_log, pst_strerror(rc));
+    gen_problem(
+        g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].access_log: cannot open \"%s\": %s%s",
+        GEN_AT(g, lc, lc->mark), lc->access_log, pst_strerror(rc), pst_priv_hint(rc, "writable"));
   }
   rc = gen_load_certs(g, gl, now);
   if (rc != 0 || gl->n_certs == 0) return rc;

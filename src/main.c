@@ -1,5 +1,6 @@
 /* postern: command line, signals, and starting the workers. Wiring only. */
 #include <getopt.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +13,18 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/version.h>
 
+#include "postern/access_log.h"
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/gen.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
+#include "postern/notify.h"
+#include "postern/priv.h"
 #include "postern/reload.h"
 #include "postern/ticket.h"
 #include "postern/tls.h"
+#include "postern/watch.h"
 #include "postern/worker.h"
 
 typedef struct {
@@ -31,7 +36,14 @@ typedef struct {
   unsigned n_exited;
   uv_mutex_t lock; /* n_exited: written by workers */
   uv_async_t exited;
-  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+  uv_work_t reopen; /* SIGUSR1: the access logs reopened on the thread pool */
+  int reopen_busy;  /* a reopen runs */
+  int reopen_again; /* SIGUSR1 came while it ran: once more after it */
+  char reopen_err[512];
+  unsigned reopened;
+  int reopen_rc;
+  uv_timer_t drain_status; /* "draining N connections" to the service manager, while stopping */
   int stopping;
 } app_t;
 
@@ -62,6 +74,39 @@ static void print_version(void) {
   printf("wolfSSL %s\n", wolfSSL_lib_version());
 }
 
+/* `postern -t` as root with user: a reload reads the files as that user;
+ * priv.h tries each one as that user. Returns the number of errors. */
+static unsigned check_as_user(const pst_config_t *cfg) {
+  pst_watch_files_t files = {NULL, NULL, 0};
+  const char **paths = NULL;
+  int *writable = NULL;
+  size_t n = 0;
+  int rc = pst_watch_files_add(&files, cfg->path, NULL);
+  if (rc == 0) rc = pst_watch_files_add_config(&files, cfg);
+  if (rc == 0) {
+    paths = calloc(files.n + cfg->n_listeners + 1, sizeof(*paths));
+    writable = calloc(files.n + cfg->n_listeners + 1, sizeof(*writable));
+    if (paths == NULL || writable == NULL) rc = -ENOMEM;
+  }
+  for (size_t i = 0; rc == 0 && i < files.n; i++) paths[n++] = files.paths[i];
+  for (size_t i = 0; rc == 0 && i < cfg->n_listeners; i++) {
+    const char *log = cfg->listeners[i].access_log;
+    if (log == NULL || strcmp(log, "stderr") == 0) continue;
+    writable[n] = 1;
+    paths[n++] = log;
+  }
+  if (rc == 0) rc = pst_priv_check_files(cfg->user, cfg->uid, cfg->gid, paths, writable, n, stdout);
+  free(paths);
+  free(writable);
+  pst_watch_files_free(&files);
+  if (rc < 0) {
+    printf("error: user: cannot check what user %s can read: %s\n", cfg->user, pst_strerror(rc));
+    return 1;
+  }
+  if (rc == 0) printf("user %s can read every file a reload reads\n", cfg->user);
+  return (unsigned)rc;
+}
+
 /* `postern -t`: everything a start would check, without binding sockets. */
 static int check_config(pst_config_t *cfg) {
   const char *path = cfg->path;
@@ -71,9 +116,15 @@ static int check_config(pst_config_t *cfg) {
          cfg->n_listeners == 1 ? "" : "s");
   int rc = pst_gen_build(cfg, 1, time(NULL), stdout, &gen, &errors);
   if (rc == 0) {
-    printf("configuration ok\n");
+    cfg = gen->cfg;
+    if (cfg->user != NULL && geteuid() == 0) errors += check_as_user(cfg);
     pst_gen_unref(gen);
-    return 0;
+    if (errors == 0) {
+      printf("configuration ok\n");
+      return 0;
+    }
+    printf("configuration has %u error%s\n", errors, errors == 1 ? "" : "s");
+    return 1;
   }
   if (rc == -ENOMEM) fprintf(stderr, "postern: out of memory\n");
   printf("configuration has %u error%s\n", errors, errors == 1 ? "" : "s");
@@ -104,10 +155,68 @@ static void app_on_exited(uv_async_t *a) {
   uv_close((uv_handle_t *)&app->sig_term, on_handle_close);
   uv_close((uv_handle_t *)&app->sig_int, on_handle_close);
   uv_close((uv_handle_t *)&app->sig_hup, on_handle_close);
+  uv_close((uv_handle_t *)&app->sig_usr1, on_handle_close);
+  uv_close((uv_handle_t *)&app->drain_status, on_handle_close);
+}
+
+static unsigned app_open_conns(const app_t *app) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < app->n_workers; i++) n += pst_worker_open_conns(&app->workers[i]);
+  return n;
+}
+
+/* While connections drain, `systemctl status` shows how many are left. */
+static void app_on_drain_status(uv_timer_t *t) {
+  app_t *app = PST_CONTAINER_OF(t, app_t, drain_status);
+  unsigned n = app_open_conns(app);
+  pst_notify("STATUS=draining %u connection%s", n, n == 1 ? "" : "s");
+}
+
+/* SIGUSR1, logrotate's convention: the access log files are opened again
+ * by path, on the thread pool (open(2) may block; no loop waits for it). */
+static void app_reopen_work(uv_work_t *req) {
+  app_t *app = PST_CONTAINER_OF(req, app_t, reopen);
+  app->reopen_rc =
+      pst_access_file_reopen_all(&app->reopened, app->reopen_err, sizeof(app->reopen_err));
+}
+
+static void app_reopen_start(app_t *app);
+
+static void app_reopen_done(uv_work_t *req, int status) {
+  app_t *app = PST_CONTAINER_OF(req, app_t, reopen);
+  app->reopen_busy = 0;
+  if (status != 0) return; /* cancelled: shutting down */
+  if (app->reopen_rc != 0) {
+    pst_log_error("SIGUSR1: cannot reopen an access log: %s", app->reopen_err);
+  } else {
+    pst_log_info("SIGUSR1: %u access log file%s reopened", app->reopened,
+                 app->reopened == 1 ? "" : "s");
+  }
+  if (app->reopen_again && !app->stopping) {
+    app->reopen_again = 0;
+    app_reopen_start(app);
+  }
+}
+
+static void app_reopen_start(app_t *app) {
+  if (app->reopen_busy) {
+    app->reopen_again = 1;
+    return;
+  }
+  int rc = uv_queue_work(app->loop, &app->reopen, app_reopen_work, app_reopen_done);
+  if (rc != 0) {
+    pst_log_error("SIGUSR1: cannot reopen the access logs: %s", uv_strerror(rc));
+    return;
+  }
+  app->reopen_busy = 1;
 }
 
 static void app_on_signal(uv_signal_t *s, int signum) {
   app_t *app = s->data;
+  if (signum == SIGUSR1) {
+    if (!app->stopping) app_reopen_start(app);
+    return;
+  }
   if (signum == SIGHUP) {
     if (app->reload != NULL) {
       pst_reload_request(app->reload, "SIGHUP");
@@ -121,6 +230,9 @@ static void app_on_signal(uv_signal_t *s, int signum) {
     return;
   }
   app->stopping = 1;
+  unsigned open = app_open_conns(app);
+  pst_notify("STOPPING=1\nSTATUS=draining %u connection%s", open, open == 1 ? "" : "s");
+  if (pst_notify_enabled()) uv_timer_start(&app->drain_status, app_on_drain_status, 1000, 1000);
   const pst_gen_t *gen = app->reload != NULL ? pst_reload_gen(app->reload) : app->gen;
   pst_log_info("%s: shutting down: no new connections; open ones get up to %llu ms to finish",
                strsignal(signum), (unsigned long long)gen->cfg->shutdown_timeout_ms);
@@ -188,6 +300,40 @@ static void log_ready(const app_t *app) {
   }
 }
 
+/* Gives up root once the listeners are bound and the keys read, before any
+ * thread starts (priv.h: capabilities are per thread, and every thread
+ * inherits the main thread's). Returns 0, or -1 when postern must not go on. */
+static int drop_privileges(const pst_config_t *cfg) {
+  if (cfg->user == NULL) {
+    if (geteuid() == 0) {
+      pst_log_warn(
+          "running as root: set user: (and group:) so that postern gives up root once "
+          "its listeners are bound and its keys read (docs/config.md)");
+    }
+    return 0;
+  }
+  if (geteuid() != 0) {
+    if (geteuid() == cfg->uid) return 0; /* started as that user (systemd's User=) */
+    pst_log_error(
+        "%s:%d:%d: user: postern runs as uid %u, not as root: it cannot become user %s; "
+        "start it as root or as %s",
+        cfg->path, cfg->user_mark.line, cfg->user_mark.column, (unsigned)geteuid(), cfg->user,
+        cfg->user);
+    return -1;
+  }
+  char err[256];
+  int rc = pst_priv_drop(cfg->user, cfg->uid, cfg->gid, err, sizeof(err));
+  if (rc != 0) {
+    pst_log_error("cannot become user %s (uid %u, gid %u): %s; not starting", cfg->user,
+                  (unsigned)cfg->uid, (unsigned)cfg->gid, err);
+    return -1;
+  }
+  pst_log_info("running as user %s (uid %u), group %s (gid %u), with CAP_NET_BIND_SERVICE only",
+               cfg->user, (unsigned)cfg->uid, cfg->group != NULL ? cfg->group : "of the user",
+               (unsigned)cfg->gid);
+  return 0;
+}
+
 static int run(pst_config_t *cfg) {
   app_t app;
   memset(&app, 0, sizeof(app));
@@ -205,7 +351,9 @@ static int run(pst_config_t *cfg) {
   size_t nl = cfg->n_listeners;
   int *fds = malloc(sizeof(int) * app.n_workers * nl);
   app.workers = calloc(app.n_workers, sizeof(*app.workers));
-  if (fds == NULL || app.workers == NULL || open_listeners(cfg, app.n_workers, fds) != 0) {
+  int bound = fds != NULL && app.workers != NULL && open_listeners(cfg, app.n_workers, fds) == 0;
+  if (!bound || drop_privileges(cfg) != 0) {
+    if (bound) close_fds(fds, (size_t)app.n_workers * nl);
     free(fds);
     free(app.workers);
     pst_gen_unref(app.gen);
@@ -214,9 +362,10 @@ static int run(pst_config_t *cfg) {
   app.loop = uv_default_loop();
   uv_mutex_init(&app.lock);
   uv_async_init(app.loop, &app.exited, app_on_exited);
-  uv_signal_t *sigs[] = {&app.sig_term, &app.sig_int, &app.sig_hup};
-  int signums[] = {SIGTERM, SIGINT, SIGHUP};
-  for (int i = 0; i < 3; i++) {
+  uv_timer_init(app.loop, &app.drain_status);
+  uv_signal_t *sigs[] = {&app.sig_term, &app.sig_int, &app.sig_hup, &app.sig_usr1};
+  int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+  for (int i = 0; i < 4; i++) {
     uv_signal_init(app.loop, sigs[i]);
     sigs[i]->data = &app;
     uv_signal_start(sigs[i], app_on_signal, signums[i]);
@@ -242,8 +391,11 @@ static int run(pst_config_t *cfg) {
         pst_reload_start(app.loop, cfg->path, app.gen, app.workers, app.n_workers, &app.reload);
     if (rrc == 0) {
       app.gen = NULL;
+      pst_reload_notify_ready(app.reload);
     } else {
       pst_log_error("cannot set up reloads: %s; SIGHUP will be ignored", pst_strerror(rrc));
+      pst_notify("READY=1\nSTATUS=serving %zu listener%s, generation 1 (reloads off)", nl,
+                 nl == 1 ? "" : "s");
     }
   } else {
     for (unsigned i = 0; i < started; i++) pst_worker_stop(&app.workers[i]);
@@ -289,6 +441,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN); /* logrotate during start-up: reopened later, never fatal */
   if (pst_tls_global_init() != 0) {
     fprintf(stderr, "postern: wolfSSL failed to initialise\n");
     return 1;
@@ -303,7 +456,20 @@ int main(int argc, char **argv) {
     return 1;
   }
   pst_log_set_level(cfg->log_level);
+  pst_log_set_format(cfg->log_format);
+  if (geteuid() != 0) {
+    struct passwd *pw = getpwuid(geteuid());
+    if (pw != NULL) pst_priv_set_user(pw->pw_name);
+  }
+  if (!check) {
+    rc = pst_notify_init();
+    if (rc != 0) {
+      pst_log_error("NOTIFY_SOCKET=%s: cannot notify the service manager: %s",
+                    getenv("NOTIFY_SOCKET"), pst_strerror(rc));
+    }
+  }
   int status = check ? check_config(cfg) : run(cfg);
+  pst_notify_close();
   pst_tls_global_cleanup();
   return status;
 }

@@ -28,6 +28,7 @@
 #include "postern/gen.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
+#include "postern/notify.h"
 #include "postern/ticket.h"
 #include "postern/watch.h"
 #include "postern/worker.h"
@@ -249,6 +250,14 @@ static void describe_top(out_t *o, const pst_config_t *a, const pst_config_t *b,
     out_add(o, "; ", "expiry_warn_days %u (was %u)", b->expiry_warn_days, a->expiry_warn_days);
   }
   if (a->watch != b->watch) out_add(o, "; ", "watch %s", b->watch ? "on" : "off");
+  if (a->log_format != b->log_format) {
+    out_add(o, "; ", "log_format %s", b->log_format == PST_LOG_JSON ? "json" : "text");
+  }
+  if (!str_same(a->user, b->user) || !str_same(a->group, b->group)) {
+    /* Who postern runs as is settled at start: root is gone by now. */
+    out_add(o, "; ", "user/group %s/%s (takes effect at the next start)",
+            b->user != NULL ? b->user : "-", b->group != NULL ? b->group : "-");
+  }
   if (a->watch_debounce_ms != b->watch_debounce_ms) {
     out_add(o, "; ", "watch_debounce %s (was %s)", fmt_ms(b->watch_debounce_ms, x, sizeof(x)),
             fmt_ms(a->watch_debounce_ms, y, sizeof(y)));
@@ -395,6 +404,12 @@ static void reload_fail(pst_reload_t *r, reload_job_t *job, const char *cause) {
   pst_metric_inc(PST_M_RELOADS_FAILED);
   pst_log_error("reload failed (%s): %s; still serving generation %llu (failed reloads: %llu)",
                 job->why, cause, (unsigned long long)r->gen->number, (unsigned long long)r->failed);
+  /* The running generation never stopped serving: the manager hears the
+   * refusal and that postern is ready again, in one message. */
+  char status[4096];
+  snprintf(status, sizeof(status), "reload refused: %s; serving generation %llu", cause,
+           (unsigned long long)r->gen->number);
+  pst_notify_status("READY=1\n", status);
   /* An attempt that did not get past the file keeps watching what the
    * running generation was read from, with the config file as now seen. */
   if (!job->parsed) {
@@ -422,6 +437,7 @@ static void reload_on_switched_async(uv_async_t *a) {
       "switched in %.1f ms; %s",
       job->why, (unsigned long long)r->gen->number, n_certs, n_certs == 1 ? "" : "s", job->build_ms,
       job_ms(job) - job->build_ms, job->changes);
+  pst_reload_notify_ready(r);
   job_free(job);
   r->job = NULL;
   reload_next(r);
@@ -520,6 +536,7 @@ static void reload_commit(pst_reload_t *r, reload_job_t *job) {
   job->gen = NULL;
   pst_gen_unref(old); /* freed once the workers and its connections let go */
   pst_log_set_level(r->gen->cfg->log_level);
+  pst_log_set_format(r->gen->cfg->log_format);
   pst_watch_files_free(&r->files);
   r->files = job->files;
   memset(&job->files, 0, sizeof(job->files));
@@ -578,6 +595,14 @@ static void reload_begin(pst_reload_t *r, const char *why) {
   job->t_start_ns = uv_hrtime();
   copy_why(job->why, sizeof(job->why), why);
   pst_log_info("reload (%s): reading %s", why, r->config_path);
+  /* systemd tells one reload from the next by MONOTONIC_USEC; it waits for
+   * READY=1 (reload_fail or the last worker's switch) before it calls the
+   * reload done. */
+  char state[96], status[300];
+  snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu\n",
+           (unsigned long long)pst_notify_monotonic_usec());
+  snprintf(status, sizeof(status), "reloading (%s)", job->why);
+  pst_notify_status(state, status);
   int rc = uv_queue_work(r->loop, &job->req, reload_work, reload_after_work);
   if (rc != 0) {
     reload_fail(r, job, uv_strerror(rc));
@@ -640,6 +665,12 @@ int pst_reload_start(uv_loop_t *loop, const char *config_path, pst_gen_t *gen,
 }
 
 pst_gen_t *pst_reload_gen(const pst_reload_t *r) { return r->gen; }
+
+void pst_reload_notify_ready(const pst_reload_t *r) {
+  size_t n = r->gen->cfg->n_listeners;
+  pst_notify("READY=1\nSTATUS=serving %zu listener%s, generation %llu", n, n == 1 ? "" : "s",
+             (unsigned long long)r->gen->number);
+}
 
 void pst_reload_stop(pst_reload_t *r) {
   if (r == NULL || r->state == RELOAD_STOPPED) return;

@@ -20,6 +20,7 @@
 
 #include "postern/common.h"
 #include "postern/log.h"
+#include "postern/priv.h"
 
 /* A key file is a few lines; anything bigger is a mistake. */
 #define TICKET_FILE_MAX (64 * 1024)
@@ -186,7 +187,9 @@ int pst_ticket_keys_load(const char *path, pst_ticket_keyset_t *out, char *err, 
   char buf[TICKET_FILE_MAX + 1];
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+    int e = errno;
+    snprintf(err, errlen, "%s: cannot read: %s%s", path, strerror(e),
+             pst_priv_hint(-e, "readable"));
     return PST_ECONFIG;
   }
   size_t len = 0;

@@ -136,6 +136,7 @@ static unsigned wl_max_connections(const pst_wlistener_t *wl) {
 static void worker_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   pst_conn_accept(worker, wl);
   if (worker->n_conns > worker->peak_conns) worker->peak_conns = worker->n_conns;
+  atomic_store_explicit(&worker->open_conns, worker->n_conns, memory_order_relaxed);
 }
 
 static void worker_on_connection(uv_stream_t *server, int status) {
@@ -366,6 +367,7 @@ static void worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl) {
   assert(worker->n_conns > 0 && wl->n_conns > 0);
   worker->n_conns--;
   wl->n_conns--;
+  atomic_store_explicit(&worker->open_conns, worker->n_conns, memory_order_relaxed);
   if (wl->paused && wl->open && wl->listed && wl->n_conns < wl_max_connections(wl)) {
     wl->paused = 0;
     worker_accept(worker, wl); /* the socket libuv has been holding */
@@ -487,6 +489,10 @@ fail:
 void pst_worker_stop(pst_worker_t *worker) {
   atomic_store(&worker->stop_requested, 1);
   uv_async_send(&worker->wakeup);
+}
+
+unsigned pst_worker_open_conns(const pst_worker_t *worker) {
+  return atomic_load_explicit(&worker->open_conns, memory_order_relaxed);
 }
 
 void pst_worker_join(pst_worker_t *worker) {

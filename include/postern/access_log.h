@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "postern/app-t.h"
+#include "postern/config-t.h"
 #include "postern/http-t.h"
 
 /* Lines waiting for one file in one worker, at most. */
@@ -27,10 +28,22 @@ typedef struct pst_access_file_s pst_access_file_t;
 typedef struct pst_access_log_s pst_access_log_t;
 
 /* Opens the access log named by a listener's access_log key: "stderr" is
- * fd 2 (never closed), a path is opened for appending (created 0640).
+ * fd 2 (never closed), a path is opened for appending (created 0640), or,
+ * when a file of another generation has it open already, shared (a reload
+ * keeps writing where the running generation writes; SIGUSR1 reopens).
  * *out gets the file (one reference) or NULL when path is NULL (no log).
  * Returns 0, or -errno (then *out is NULL). */
 int pst_access_file_open(const char *path, pst_access_file_t **out);
+
+/* Reopens every access log file by its path (SIGUSR1, after logrotate
+ * renamed them): the new file takes the old one's descriptor number
+ * (dup3), so writers never notice and no line is lost; lines written before
+ * land in the renamed file, lines after in the new one. Blocks on open(2):
+ * run it off the event loops (the main loop hands it to the thread pool).
+ * Thread-safe. *reopened gets how many were reopened.
+ * Returns 0, or the first failure as -errno with its path and cause in err
+ * (a file that cannot be reopened keeps writing to the one it had). */
+int pst_access_file_reopen_all(unsigned *reopened, char *err, size_t errlen);
 
 /* Takes or drops a reference; the last drop closes the file. Thread-safe.
  * NULL allowed. */
@@ -47,6 +60,18 @@ pst_access_log_t *pst_access_log_new(uv_loop_t *loop);
  * req may be NULL (a request refused before it was parsed). */
 void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_request_t *req,
                     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t t_start_ns);
+
+/* A JSON access log line is at most this long (a longer one is dropped
+ * rather than cut into invalid JSON). */
+#define PST_ACCESS_LINE_MAX 8192
+
+/* Formats one access log line (as pst_access_log describes) into line
+ * (size bytes), text or JSON (docs/config.md names the fields), ending with
+ * a newline. ms is the request's duration. Returns the length, or -1 when a
+ * JSON line does not fit (a text line is cut instead). Exposed for tests. */
+int pst_access_log_format(char *line, size_t size, pst_log_format_t format, const pst_host_t *h,
+                          const char *proto, const pst_http_request_t *req, int status,
+                          uint64_t bytes_in, uint64_t bytes_out, double ms);
 
 /* Starts writing what gathered, for every file without a write in flight.
  * The worker calls it once per loop turn. */

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 typedef enum {
   PST_LOG_ERROR = 0,
@@ -13,6 +14,12 @@ typedef enum {
   PST_LOG_INFO = 2,
   PST_LOG_DEBUG = 3,
 } pst_log_level_t;
+
+/* log_format: how the error log and the access log write a line. */
+typedef enum {
+  PST_LOG_TEXT = 0, /* "TIME LEVEL message" and the access log's space-separated fields */
+  PST_LOG_JSON = 1, /* one JSON object per line (docs/config.md lists the fields) */
+} pst_log_format_t;
 
 typedef enum {
   PST_MODE_TCP = 0, /* forward the decrypted byte stream */
@@ -147,9 +154,17 @@ typedef struct {
 } pst_listener_conf_t;
 
 typedef struct {
-  char *path;                   /* the file it was read from */
-  unsigned workers;             /* resolved: "auto" became the number of cores */
-  pst_log_level_t log_level;    /* default info */
+  char *path;                  /* the file it was read from */
+  unsigned workers;            /* resolved: "auto" became the number of cores */
+  pst_log_level_t log_level;   /* default info */
+  pst_log_format_t log_format; /* default text */
+  /* user: and group: (priv.h): who postern becomes once its listeners are
+   * bound and its keys read. user NULL: it stays who started it. */
+  char *user;  /* the name as written; NULL when absent */
+  char *group; /* NULL: the user's primary group */
+  uid_t uid;   /* user's, resolved at load */
+  gid_t gid;   /* group's, or the user's primary group */
+  pst_mark_t user_mark;
   uint64_t shutdown_timeout_ms; /* default 10s */
   unsigned expiry_warn_days;    /* warn about leaves expiring within this; default 21 */
   int watch;                    /* reload when a file changes (inotify); default 0 */

@@ -39,6 +39,12 @@ void pst_reload_request(pst_reload_t *r, const char *why);
  * Main loop only. */
 pst_gen_t *pst_reload_gen(const pst_reload_t *r);
 
+/* Tells the service manager (notify.h) that postern is ready, with the
+ * running generation in the status line ("serving 2 listeners, generation
+ * 3"). Called at start-up once the workers serve, and by every reload that
+ * commits. Main loop only. */
+void pst_reload_notify_ready(const pst_reload_t *r);
+
 /* Shutting down: no more reloads; a queued one is dropped and one being
  * built is discarded when it ends (the workers drain meanwhile). Closes the
  * reload's handles so the main loop can end. Idempotent. Main loop only. */

@@ -76,6 +76,7 @@ struct pst_worker_s {
   size_t n_listeners;
   pst_conn_t *conns; /* open connections, doubly linked */
   unsigned n_conns;
+  atomic_uint open_conns; /* n_conns, mirrored for the main thread (pst_worker_open_conns) */
   uint64_t next_conn_id;
   struct pst_pools_s *pools;           /* backend connections, kept-alive ones pooled (pool.h) */
   struct pst_access_log_s *access_log; /* the access log writer (access_log.h) */

@@ -54,6 +54,10 @@ void pst_worker_switch(pst_worker_t *worker, pst_worker_switch_t *sw, void (*don
  * Thread-safe and idempotent. */
 void pst_worker_stop(pst_worker_t *worker);
 
+/* The worker's open connections, as last counted on its thread (a relaxed
+ * read: good for a status line, not for decisions). Thread-safe. */
+unsigned pst_worker_open_conns(const pst_worker_t *worker);
+
 /* Waits for the worker's thread to end and frees what it owns. */
 void pst_worker_join(pst_worker_t *worker);
 

@@ -16,6 +16,7 @@
 
 #include "postern/access_log.h"
 #include "postern/common.h"
+#include "postern/log.h"
 
 static pst_backend_conf_t backend = {.kind = PST_BACKEND_ADDR, .addr = {.text = "127.0.0.1:80"}};
 
@@ -117,6 +118,90 @@ static void test_client_fields_cannot_break_the_line(void **state) {
   unlink(path);
 }
 
+/* log_format json: one object per line, every client-controlled string
+ * escaped so that the line stays valid JSON and one line. */
+static void test_json_line_escapes_hostile_fields(void **state) {
+  pst_listener_conf_t lc = {.name = "pub"};
+  pst_host_t h = host_for(NULL, NULL);
+  h.lc = &lc;
+  h.id = 7;
+  h.sni = "a\"b\\c\r\n\x1b\xff";
+  pst_http_request_t r = {.method = "GET", .target = "/x\ty", .authority = "b\x01.test"};
+  char line[PST_ACCESS_LINE_MAX];
+  int n = pst_access_log_format(line, sizeof(line), PST_LOG_JSON, &h, "h2", &r, 200, 1, 2, 3.25);
+  assert_true(n > 0 && (size_t)n == strlen(line));
+  assert_ptr_equal(strchr(line, '\n'), line + n - 1);
+  assert_non_null(strstr(line,
+                         "\"listener\":\"pub\",\"conn\":7,\"peer\":\"192.0.2.7:4242\","
+                         "\"sni\":\"a\\\"b\\\\c\\r\\n\\u001b\\u00ff\",\"proto\":\"h2\","
+                         "\"method\":\"GET\",\"authority\":\"b\\u0001.test\","
+                         "\"path\":\"/x\\ty\",\"status\":200,\"bytes_in\":1,\"bytes_out\":2,"
+                         "\"duration_ms\":3.2,\"backend\":\"127.0.0.1:80\"}\n"));
+  assert_true(strncmp(line, "{\"time\":\"", 9) == 0);
+  /* A request refused before it was parsed, without a server name: nulls. */
+  h.sni = NULL;
+  n = pst_access_log_format(line, sizeof(line), PST_LOG_JSON, &h, "http/1.1", NULL, 400, 0, 0, 0);
+  assert_true(n > 0);
+  assert_non_null(strstr(line,
+                         "\"sni\":null,\"proto\":\"http/1.1\",\"method\":null,"
+                         "\"authority\":null,\"path\":null,\"status\":400,"));
+}
+
+/* A value too long is cut between escapes, never inside one. */
+static void test_json_escape_cuts_whole_escapes(void **state) {
+  char out[8];
+  assert_string_equal(pst_json_escape("ab\x01", out, sizeof(out)), "ab");
+  assert_string_equal(pst_json_escape("abcde\"", out, sizeof(out)), "abcde\\\"");
+  assert_string_equal(pst_json_escape("abcdef\"", out, sizeof(out)), "abcdef");
+  assert_string_equal(pst_json_escape(NULL, out, sizeof(out)), "");
+  assert_string_equal(pst_json_escape("\x7f", out, sizeof(out)), "\\u007f");
+}
+
+/* Two generations naming one path share the open file; a reopen after a
+ * rename sends the next lines to a new file under the old name. */
+static void test_shared_and_reopened(void **state) {
+  char path[] = "/tmp/postern-alog-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  char rotated[64];
+  snprintf(rotated, sizeof(rotated), "%s.1", path);
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  pst_access_file_t *f = NULL, *g = NULL;
+  assert_int_equal(pst_access_file_open(path, &f), 0);
+  assert_int_equal(pst_access_file_open(path, &g), 0);
+  assert_ptr_equal(f, g);
+  pst_access_file_unref(g);
+  pst_access_log_t *al = pst_access_log_new(&loop);
+  pst_host_t h = host_for(f, al);
+  pst_http_request_t r = request();
+  for (int i = 0; i < 10; i++) pst_access_log(&h, "http/1.1", &r, 200, 1, 2, uv_hrtime());
+  pst_access_log_flush(al);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(rename(path, rotated), 0);
+  for (int i = 0; i < 5; i++) pst_access_log(&h, "http/1.1", &r, 200, 1, 2, uv_hrtime());
+  pst_access_log_flush(al);
+  uv_run(&loop, UV_RUN_DEFAULT); /* before the reopen: still the renamed file */
+  unsigned n = 0;
+  char err[256];
+  assert_int_equal(pst_access_file_reopen_all(&n, err, sizeof(err)), 0);
+  assert_int_equal(n, 1);
+  for (int i = 0; i < 7; i++) pst_access_log(&h, "http/1.1", &r, 200, 1, 2, uv_hrtime());
+  pst_access_log_flush(al);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(count_lines(rotated), 15);
+  assert_int_equal(count_lines(path), 7);
+  pst_access_file_unref(f);
+  pst_access_log_free(al);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  /* Closed with its last reference: nothing left to reopen. */
+  assert_int_equal(pst_access_file_reopen_all(&n, err, sizeof(err)), 0);
+  assert_int_equal(n, 0);
+  unlink(path);
+  unlink(rotated);
+}
+
 static void test_bounded_when_the_file_stalls(void **state) {
   /* A pipe nobody reads stands for a file that does not keep up: the first
    * write blocks a file-system thread, never the loop, and the lines after
@@ -193,6 +278,9 @@ int main(void) {
       cmocka_unit_test(test_client_fields_cannot_break_the_line),
       cmocka_unit_test(test_bounded_when_the_file_stalls),
       cmocka_unit_test(test_no_file_no_line),
+      cmocka_unit_test(test_json_line_escapes_hostile_fields),
+      cmocka_unit_test(test_json_escape_cuts_whole_escapes),
+      cmocka_unit_test(test_shared_and_reopened),
   };
   return cmocka_run_group_tests_name("access_log", tests, NULL, NULL);
 }

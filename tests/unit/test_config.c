@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,6 +339,35 @@ static void test_log_levels(void **state) {
     assert_int_equal(cfg->log_level, levels[i]);
     pst_config_free(cfg);
   }
+}
+
+/* log_format, user and group: names resolved at load; mistakes are errors
+ * at their line. */
+static void test_log_format_user_group(void **state) {
+  pst_config_t *cfg = parse_ok("listeners:\n" LISTENER0);
+  assert_int_equal(cfg->log_format, PST_LOG_TEXT);
+  assert_null(cfg->user);
+  assert_null(cfg->group);
+  pst_config_free(cfg);
+  cfg = parse_ok("log_format: json\ngroup: nogroup\nuser: nobody\nlisteners:\n" LISTENER0);
+  assert_int_equal(cfg->log_format, PST_LOG_JSON);
+  assert_string_equal(cfg->user, "nobody");
+  assert_string_equal(cfg->group, "nogroup");
+  assert_int_equal(cfg->uid, getpwnam("nobody")->pw_uid);
+  assert_int_equal(cfg->gid, getgrnam("nogroup")->gr_gid);
+  assert_int_equal(cfg->user_mark.line, 3);
+  pst_config_free(cfg);
+  cfg = parse_ok("user: nobody\nlisteners:\n" LISTENER0);
+  assert_int_equal(cfg->gid, getpwnam("nobody")->pw_gid); /* the user's primary group */
+  pst_config_free(cfg);
+  expect_error("log_format: yaml\nlisteners:\n" LISTENER0, "t.yaml:1:13: log_format: ");
+  expect_error("user: nosuchuser-x\nlisteners:\n" LISTENER0,
+               "t.yaml:1:7: user: no user \"nosuchuser-x\" on this system; ");
+  expect_error("user: root\nlisteners:\n" LISTENER0, "t.yaml:1:7: user: user \"root\" is uid 0");
+  expect_error("user: nobody\ngroup: nosuchgroup-x\nlisteners:\n" LISTENER0,
+               "t.yaml:2:8: group: no group \"nosuchgroup-x\" on this system; ");
+  expect_error("listeners:\n" LISTENER0 "group: nogroup\n",
+               "t.yaml:8:8: group: group \"nogroup\" without user: ");
 }
 
 static void test_two_listeners_default_names(void **state) {
@@ -874,6 +905,7 @@ int main(void) {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_non_default_values),
       cmocka_unit_test(test_log_levels),
+      cmocka_unit_test(test_log_format_user_group),
       cmocka_unit_test(test_two_listeners_default_names),
       cmocka_unit_test(test_route_names_lowercased),
       cmocka_unit_test(test_load_from_file),

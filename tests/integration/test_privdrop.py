@@ -1,0 +1,200 @@
+"""Giving up root (`user:` and `group:`): postern binds its listeners and
+reads its keys as root, then becomes nobody/nogroup with CAP_NET_BIND_SERVICE
+alone, in every thread (capabilities are per thread on Linux); a reload
+reads its files as that user, can still bind a port below 1024, and fails
+cleanly, saying why, on a key only root can read. The tests run as root."""
+
+import grp
+import os
+import pwd
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import PosternFactory, run_postern
+from clients import HOST, client_context, config, connect_tls, free_port, listener, recv_exact
+from test_reload import Log, sighup
+
+CAP_NET_BIND_SERVICE = 1 << 10
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+
+
+def nobody():
+    return pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+
+
+@pytest.fixture
+def world(pki):
+    """A directory every user may read (pytest's tmp_path is root's alone,
+    0700): the config, the PKI files it names, and postern's stderr."""
+    d = Path(tempfile.mkdtemp(prefix="postern-priv-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    for name in ("example.test", "localhost"):
+        shutil.copy(pki.chain(name), d / f"{name}.chain.pem")
+        shutil.copy(pki.key(name), d / f"{name}.key.pem")
+        os.chmod(d / f"{name}.key.pem", 0o644)
+    shutil.copy(pki.root, d / "root.pem")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def start_world(postern_bin, world):
+    f = PosternFactory(postern_bin, world / "run")
+    (world / "run").mkdir()
+    os.chmod(world / "run", 0o755)
+    yield f
+    f.finish()
+
+
+def tls(world, name="example.test"):
+    return {"versions": ["tls1.3"],
+            "certificates": [{"cert": str(world / f"{name}.chain.pem"),
+                              "key": str(world / f"{name}.key.pem")}],
+            "ca_file": str(world / "root.pem")}
+
+
+def status(pid, task=None):
+    path = f"/proc/{pid}/status" if task is None else f"/proc/{pid}/task/{task}/status"
+    fields = {}
+    for line in Path(path).read_text().splitlines():
+        k, _, v = line.partition(":")
+        fields[k] = v.split()
+    return fields
+
+
+def check_dropped(p):
+    """Every thread of p is nobody/nogroup with CAP_NET_BIND_SERVICE alone.
+    Returns the number of threads seen."""
+    uid, gid = nobody()
+    tasks = os.listdir(f"/proc/{p.pid}/task")
+    for t in tasks:
+        st = status(p.pid, t)
+        assert st["Uid"] == [str(uid)] * 4, (t, st["Uid"])
+        assert st["Gid"] == [str(gid)] * 4, (t, st["Gid"])
+        assert st["Groups"] == [str(gid)], (t, st["Groups"])
+        caps = {k: int(st[k][0], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
+        assert caps == {"CapInh": 0, "CapPrm": CAP_NET_BIND_SERVICE, "CapEff": CAP_NET_BIND_SERVICE,
+                        "CapBnd": CAP_NET_BIND_SERVICE, "CapAmb": 0}, (t, st.get("Name"), caps)
+    return len(tasks)
+
+
+def echo_roundtrip(port, pki):
+    with connect_tls(port, "example.test", client_context(pki)) as s:
+        s.sendall(b"ping")
+        assert recv_exact(s, 4) == b"ping"
+
+
+def free_low_port():
+    """A free port in 900..1000, for a listener only CAP_NET_BIND_SERVICE
+    may bind."""
+    import socket
+    for port in range(900, 1000):
+        s = socket.socket()
+        try:
+            s.bind((HOST, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.skip("no free port in 900..1000")
+
+
+@pytest.mark.deadline(90)
+def test_drop_reload_low_port_and_unreadable_key(pki, world, start_world, backend):
+    echo = backend.echo()
+    port = free_port()
+    first = [listener("one", port, echo.addr, tls=tls(world))]
+    p = start_world(config(first, user="nobody", group="nogroup"), [port])
+    log = Log(p)
+    log.wait(r"running as user nobody \(uid \d+\), group nogroup")
+    assert "running as root" not in p.stderr()
+    n = check_dropped(p)
+    assert n >= 3, f"expected the main thread and 2 workers, saw {n} threads"
+    echo_roundtrip(port, pki)
+
+    # A reload (as nobody) adding a listener below 1024: the thread pool's
+    # threads exist from now on and must hold no more than the others.
+    low = free_low_port()
+    second = first + [listener("low", low, echo.addr, tls=tls(world))]
+    p.config_path.write_text(config(second, user="nobody", group="nogroup"))
+    sighup(p, log, "ok")
+    echo_roundtrip(low, pki)
+    assert check_dropped(p) > n, "no thread pool thread after a reload?"
+
+    # A key only root can read: the reload fails, says why, and the running
+    # generation serves on.
+    key = world / "example.test.key.pem"
+    os.chmod(key, 0o600)
+    m = sighup(p, log, "failed")
+    assert "not readable by user nobody" in m.group("cause"), m.group(0)
+    assert str(key) in m.group("cause"), m.group(0)
+    echo_roundtrip(port, pki)
+    echo_roundtrip(low, pki)
+    check_dropped(p)
+    os.chmod(key, 0o644)
+    sighup(p, log, "ok")
+
+
+def test_check_says_what_the_user_cannot_read(postern_bin, world, backend):
+    echo = backend.echo()
+    cfg = world / "check.yaml"
+    cfg.write_text(config([listener("one", free_port(), echo.addr, tls=tls(world))],
+                          user="nobody"))
+    os.chmod(cfg, 0o644)
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "user nobody can read every file a reload reads" in r.stdout
+
+    os.chmod(world / "example.test.key.pem", 0o600)
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    want = f"error: {world}/example.test.key.pem: not readable by user nobody: Permission denied"
+    assert want in r.stdout, r.stdout
+    assert "configuration has 1 error" in r.stdout
+
+    # An access log only root may write: SIGUSR1 could not reopen it.
+    log = world / "access.log"
+    log.write_text("")
+    os.chmod(log, 0o600)
+    os.chmod(world / "example.test.key.pem", 0o644)
+    cfg.write_text(config([listener("one", free_port(), echo.addr, tls=tls(world), mode="http",
+                                    access_log=str(log))], user="nobody"))
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"error: {log}: not writable by user nobody: Permission denied" in r.stdout, r.stdout
+
+
+def test_root_without_user_warns_once(pki, start_postern, backend):
+    echo = backend.echo()
+    port = free_port()
+    p = start_postern(config([listener("one", port, echo.addr, pki)]), [port])
+    p.signal(signal.SIGHUP)
+    Log(p).wait(r"reload ok")
+    assert p.stderr().count("running as root: set user:") == 1, p.stderr()
+
+
+@pytest.mark.parametrize("top, want", [
+    ({"user": "no-such-user-here"},
+     r'^{path}:\d+:7: user: no user "no-such-user-here" on this system; .*'
+     r"adduser --system --group --no-create-home no-such-user-here`$"),
+    ({"user": "nobody", "group": "no-such-group-here"},
+     r'^{path}:\d+:8: group: no group "no-such-group-here" on this system; .*$'),
+    ({"group": "nogroup"},
+     r'^{path}:\d+:8: group: group "nogroup" without user: .*add user: too, or remove group$'),
+    ({"user": "root"}, r'^{path}:\d+:7: user: user "root" is uid 0: .*$'),
+    ({"log_format": "xml"}, r'^{path}:\d+:13: log_format: .*"xml".*$'),
+])
+def test_bad_user_group_keys(postern_bin, tmp_path, pki, top, want):
+    import re
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(config([listener("one", free_port(), "127.0.0.1:9", pki)], **top))
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 1
+    line = r.stderr.strip()
+    assert re.match(want.format(path=re.escape(str(cfg))), line), line
