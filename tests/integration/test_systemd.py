@@ -117,6 +117,11 @@ def test_ready_reload_refused_reload_stopping(pki, start_postern, backend, manag
     with connect_tls(port2, "example.test", client_context(pki)) as s:
         s.sendall(b"still here")
         assert recv_exact(s, 10) == b"still here"
+    # That connection is counted until postern has seen it end (its log line).
+    deadline = time.monotonic() + 10
+    while "listener=two" not in p.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "listener=two" in p.stderr(), p.context()
 
     # SIGTERM with one connection open: STOPPING=1 and how many drain.
     s = connect_tls(port, "example.test", client_context(pki))
