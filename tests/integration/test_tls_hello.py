@@ -127,6 +127,17 @@ def test_short_signature_algorithms_list(srv):
     assert_server_hello(p, *first_record(port, client_hello([0x0804, ECDSA_P256_SHA256])))
 
 
+@pytest.mark.parametrize("schemes", [[0x0101], [0x0a00 + i for i in range(100)], [0x0201, 0x0101]],
+                         ids=["md5-only", "100-unknown", "sha1-md5"])
+def test_no_known_scheme_still_refused(srv, schemes):
+    """A list with no scheme wolfSSL implements is not taken for no list
+    (wolfSSL's defaults): handshake_failure (RFC 8446 4.4.3)."""
+    p, port = srv
+    kind, rest = first_record(port, client_hello(schemes))
+    assert kind == REC_ALERT and rest == bytes([2, ALERT_HANDSHAKE_FAILURE]), (
+        f"expected a fatal handshake_failure, got record type {kind} {rest!r}{p.context()}")
+
+
 def test_no_usable_scheme_still_refused(srv):
     """Filtering does not invent a scheme: with none the key can sign with,
     the handshake still fails with handshake_failure (RFC 8446 4.4.3)."""
