@@ -1012,8 +1012,23 @@ static void conn_close_handles(pst_conn_t *conn) {
   conn_close_handle(conn, (uv_handle_t *)&conn->timer);
 }
 
+/* After our FIN: what the client still sends is read and dropped. */
+static void conn_on_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  if (nread < 0) conn_close_handles(PST_CONTAINER_OF(s, pst_conn_t, client.tcp));
+}
+
+/* Our FIN is out. Closing a socket that holds unread bytes sends a reset,
+ * and a reset can make the client's stack drop the alert or close_notify
+ * it has not read yet: so the client's bytes are read and dropped until its
+ * own FIN, an error, or the linger timer, and only then is it closed. */
 static void conn_on_final_shutdown(uv_shutdown_t *req, int status) {
-  conn_close_handles(conn_shutdown_done(req));
+  pst_conn_t *conn = conn_shutdown_done(req);
+  uv_stream_t *s = (uv_stream_t *)&conn->client.tcp;
+  if (status == 0 && !conn->client.eof && !conn->client.failed &&
+      uv_read_start(s, pst_uv_alloc_slab, conn_on_linger_read) == 0) {
+    return; /* the linger timer bounds the wait */
+  }
+  conn_close_handles(conn);
 }
 
 /* Like pst_conn_close, for a failure of the client socket itself: nothing
@@ -1037,16 +1052,13 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;
    * the shutdown callback runs once queued bytes are written. Answers
    * queued this loop turn go before the close_notify. */
-  if (healthy && conn_shut_client(conn, conn_on_final_shutdown) == 0) {
-    return; /* the linger timer bounds the wait */
-  }
+  int rc = healthy ? conn_shut_client(conn, conn_on_final_shutdown) : PST_ETLS;
   /* RFC 8446 6.2: a failed TLS connection ends with the fatal alert wolfSSL
-   * queued, sent before the close, whether the handshake or a later record
-   * failed; a FIN after it, not a reset, so the client reads it. Every TLS
-   * failure comes here, so the alert is sent once. */
-  if (hears && err == PST_ETLS && conn->cout.len > 0 &&
-      conn_send_fin(conn, conn_on_final_shutdown) == 0) {
-    return;
+   * queued, sent before the close, whether the handshake, a later record or
+   * the close_notify itself failed; a FIN after it, not a reset, so the
+   * client reads it. Every TLS failure comes here: the alert goes once. */
+  if (rc == PST_ETLS && hears && (healthy || err == PST_ETLS) && conn->cout.len > 0) {
+    rc = conn_send_fin(conn, conn_on_final_shutdown);
   }
-  conn_close_handles(conn);
+  if (rc != 0) conn_close_handles(conn); /* else the linger timer bounds the wait */
 }

@@ -57,6 +57,11 @@
 #define H2_OUT_HIGH (256 * 1024)       /* the most one stream holds, whatever its windows */
 #define H2_CONN_OUT_HIGH (1024 * 1024) /* all streams: above it each holds H2_OUT_MIN */
 #define H2_CONN_OUT_LOW (512 * 1024)   /* ... until they are back under this */
+/* PRIORITY frames a connection may send (h2_count_priority): a burst, and
+ * more for each stream it opens, up to a ceiling. */
+#define H2_PRIORITY_BURST 1000
+#define H2_PRIORITY_PER_STREAM 4
+#define H2_PRIORITY_MAX 10000
 
 static void h2_flush(h2_front_t *h2);
 
@@ -529,11 +534,33 @@ static void id_mark(h2_front_t *h2, int64_t id, int used) {
   h2->used[bit / 8] = (uint8_t)(used ? h2->used[bit / 8] | mask : h2->used[bit / 8] & ~mask);
 }
 
+/* PRIORITY frames (RFC 9113 5.3.2, 6.3) need no answer and nghttp2 1.52
+ * takes any number of them, each costing a walk of the priority tree
+ * (~350 ns): a flood of them is work the client gets for nothing. Browsers
+ * send a few per stream at most, so a connection may send
+ * H2_PRIORITY_BURST plus H2_PRIORITY_PER_STREAM for each stream it opens
+ * (up to H2_PRIORITY_MAX in hand); past that, GOAWAY ENHANCE_YOUR_CALM
+ * (RFC 9113 5.4.1, 10.5). */
+static void h2_count_priority(h2_front_t *h2) {
+  if (h2->priority_budget > 0) {
+    h2->priority_budget--;
+    return;
+  }
+  if (h2->calm) return;
+  h2->calm = 1;
+  pst_log_debug("conn %llu: h2: more PRIORITY frames than streams justify: GOAWAY",
+                (unsigned long long)h2->base.host->id);
+  nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
 static int h2_on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user) {
   h2_front_t *h2 = user;
   int64_t id = hd->stream_id;
+  if (hd->type == NGHTTP2_PRIORITY) h2_count_priority(h2);
   if (hd->type != NGHTTP2_HEADERS || id <= 0 || id % 2 == 0) return 0; /* nghttp2 checks */
   if (id > h2->last_id) {
+    if (h2->priority_budget < H2_PRIORITY_MAX - H2_PRIORITY_PER_STREAM)
+      h2->priority_budget += H2_PRIORITY_PER_STREAM;
     int64_t from = h2->last_id + 2;
     if (id - from > 2 * H2_ID_WINDOW) from = id - 2 * H2_ID_WINDOW;
     for (int64_t k = from; k < id; k += 2) id_mark(h2, k, 0); /* skipped */
@@ -965,6 +992,7 @@ pst_app_t *pst_h2_app_new(pst_host_t *host) {
   h2->base.host = host;
   h2->conf = conf;
   h2->last_id = -1;
+  h2->priority_budget = H2_PRIORITY_BURST;
   h2->max_streams = conf->h2_max_concurrent_streams;
   h2->patch_settings = 1;
   h2->early_tokens = (uint64_t)conf->h2_stream_reset_burst * 1000;

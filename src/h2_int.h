@@ -81,6 +81,7 @@ struct h2_front_s {
   uint64_t early_tokens;
   uint64_t early_at;              /* when it was last refilled, in ms (uv_hrtime) */
   uint32_t max_streams;           /* SETTINGS_MAX_CONCURRENT_STREAMS as the client sees it */
+  uint32_t priority_budget;       /* PRIORITY frames still allowed (h2_count_priority) */
   int64_t last_id;                /* highest client stream id seen in a HEADERS frame, -1: none */
   uint8_t used[H2_ID_WINDOW / 8]; /* which of the ids below last_id the client used */
   pst_buf_t wbuf;                 /* output pulled from nghttp2, not yet handed to the host */
@@ -92,7 +93,8 @@ struct h2_front_s {
   unsigned out_pressed : 1;    /* out_total went over H2_CONN_OUT_HIGH, not yet under LOW */
   unsigned goaway : 1;         /* shutdown submitted GOAWAY */
   unsigned patch_settings : 1; /* our first SETTINGS frame is still to go out */
-  unsigned calm : 1;           /* GOAWAY ENHANCE_YOUR_CALM: too many streams ended early */
+  unsigned calm : 1; /* GOAWAY ENHANCE_YOUR_CALM: too many streams ended early, or PRIORITY
+                      * frames */
 };
 
 /* ---- per-stream data (h2_req.c) ------------------------------------------ */

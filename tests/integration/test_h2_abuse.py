@@ -11,8 +11,9 @@ import time
 import pytest
 
 from clients import config, free_port
-from http_backends import (DATA, END_HEADERS, END_STREAM, HEADERS, S_INITIAL_WINDOW_SIZE, H2Raw,
-                           RssSampler, err_name, http_listener, http_site, small_asan_quarantine)
+from http_backends import (DATA, END_HEADERS, END_STREAM, HEADERS, PRIORITY, S_INITIAL_WINDOW_SIZE,
+                           H2Raw, RssSampler, err_name, http_listener, http_site,
+                           small_asan_quarantine)
 
 ENHANCE_YOUR_CALM = 11
 
@@ -187,3 +188,27 @@ def test_client_gone_with_windows_shut(site, pki):
         c.wait(lambda: c.eof, 10)
         took = time.monotonic() - t0
     assert took < 5, site.ctx(f"\nthe connection ended {took:.1f} s after the client's end")
+
+
+def test_priority_flood(site, pki):
+    """PRIORITY frames need no answer, so a client could make postern walk its
+    priority tree for nothing, endlessly: past a budget (a burst, and more
+    for each stream opened) the connection ends with GOAWAY
+    ENHANCE_YOUR_CALM (RFC 9113 10.5), while a client that sends a few per
+    stream, as browsers do, is served."""
+    with H2Raw(site.port, pki) as c:
+        c.handshake()
+        for i in range(20):
+            sid = c.new_sid()
+            c.send_frame(PRIORITY, 0, sid + 2, struct.pack(">IB", 0, 15))
+            c.send_frame(PRIORITY, 0, sid + 4, struct.pack(">IB", sid + 2, 15))
+            assert c.response(c.request("GET", "/prio", sid=sid)).status == 200, site.ctx()
+        assert c.goaway is None
+    with H2Raw(site.port, pki) as c:
+        c.handshake()
+        flood = b"".join(c.frame(PRIORITY, 0, 2 * (i % 500) + 1, struct.pack(">IB", 0, 15))
+                         for i in range(5000))
+        send_quietly(c, flood)
+        g, _ = c.wait_goaway_or_close(10)
+    assert g is not None and err_name(g.error_code) == "ENHANCE_YOUR_CALM", \
+        site.ctx(f"\n{c.log[-5:]}")

@@ -9,7 +9,8 @@ import struct
 
 import pytest
 
-from http_backends import DATA, END_HEADERS, END_STREAM, HEADERS, PRIORITY, H2Raw, err_name, http_site
+from http_backends import (DATA, END_HEADERS, END_STREAM, HEADERS, PRIORITY, H2Raw, err_name,
+                           http_site)
 
 @pytest.fixture(scope="module")
 def site(pki, module_postern, module_http_servers):

@@ -7,6 +7,7 @@ encrypted and Python's ssl names it. test_tls_conformance.py checks the
 alert for each other kind of bad record (CCS after Finished, overflow,
 content type 0, KeyUpdate)."""
 
+import socket
 import ssl
 
 import pytest
@@ -66,5 +67,30 @@ def test_others_unharmed(srv, pki):
             except ssl.SSLWantReadError:
                 assert c._fill()
         assert got == b"still here"
+    finally:
+        c.close()
+
+
+def test_alert_then_fin_with_client_still_sending(srv, pki):
+    """The client's bad record comes with 256 KiB more behind it: postern
+    sends the alert and its FIN, and reads and drops what still arrives
+    until the client's own end instead of closing with unread bytes (a
+    reset, which some stacks let destroy the alert not yet read). The client
+    reads the alert, then sees a clean end: no reset."""
+    p, port = srv
+    c = MemTls(port, "example.test", client_context(pki))
+    try:
+        c.handshake()
+        c.sock.sendall(b"\x17\x03\x03\x00\x20" + b"\x5a" * 32 + b"\x17\x03\x03\x40\x00" * 52429)
+        with pytest.raises(ssl.SSLError) as err:
+            c.read_until_close()
+        assert err.value.reason == "SSLV3_ALERT_BAD_RECORD_MAC", p.context()
+        c.sock.shutdown(socket.SHUT_WR)
+        c.sock.settimeout(5)
+        try:
+            rest = c.sock.recv(65536)
+        except ConnectionResetError:
+            rest = None
+        assert rest == b"", f"after the alert: {rest!r} (None: reset){p.context()}"
     finally:
         c.close()
