@@ -710,17 +710,24 @@ static const pst_cfg_key_t top_keys[] = {
 
 /* ---- Entry points --------------------------------------------------- */
 
-/* group: alone would leave postern root with another group: refused, at
- * the group key (written before or after where user: would go). */
-static int group_without_user(pst_cfg_t *p, yaml_node_t *root, const pst_config_t *cfg) {
+/* The value node of the top-level key, for an error at its line (root
+ * itself when the key is missing). */
+static yaml_node_t *top_value(pst_cfg_t *p, yaml_node_t *root, const char *key) {
   yaml_node_t *at = root;
   for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top;
        pair++) {
     yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
-    if (strcmp((const char *)k->data.scalar.value, "group") == 0) {
+    if (strcmp((const char *)k->data.scalar.value, key) == 0) {
       at = yaml_document_get_node(p->doc, pair->value);
     }
   }
+  return at;
+}
+
+/* group: alone would leave postern root with another group: refused, at
+ * the group key (written before or after where user: would go). */
+static int group_without_user(pst_cfg_t *p, yaml_node_t *root, const pst_config_t *cfg) {
+  yaml_node_t *at = top_value(p, root, "group");
   pst_cfg_path_key(p, "group");
   return pst_cfg_error(p, at,
                        "group \"%s\" without user: postern changes its group only along with its "
@@ -742,6 +749,18 @@ static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   cfg->watch_debounce_ms = SEC(1);
   int rc = pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
   if (rc == 0 && cfg->group != NULL && cfg->user == NULL) return group_without_user(p, root, cfg);
+  if (rc == 0 && cfg->user != NULL && cfg->group == NULL && cfg->gid == 0) {
+    /* A user whose primary group is root's (RHEL's operator and sync are):
+     * group: refuses gid 0, and the user's own group must not bring it back.
+     * Checked once every key is read: group: may come after user:. */
+    char q[QBUF];
+    pst_cfg_path_key(p, "user");
+    return pst_cfg_error(p, top_value(p, root, "user"),
+                         "user %s has gid 0 as its primary group: its files and postern's would "
+                         "be root's group's; add group: naming an unprivileged group (such as "
+                         "nogroup), or choose another user",
+                         pst_cfg_quote(cfg->user, q, sizeof(q)));
+  }
   return rc;
 }
 

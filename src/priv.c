@@ -80,11 +80,21 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
              threads);
     return -EBUSY;
   }
+  /* Root's group reads and writes what root's group may (/etc/shadow-
+   * adjacent files, logs, keys made 0640 root:root): never kept. */
+  if (gid == 0) return priv_fail(err, errlen, -EPERM, "group gid 0 (root's group)");
   gid_t groups[PRIV_MAX_GROUPS];
   int n = PRIV_MAX_GROUPS;
   if (getgrouplist(user, gid, groups, &n) < 0) {
     return priv_fail(err, errlen, -E2BIG, "getgrouplist: too many supplementary groups");
   }
+  /* A user listed as a member of group 0 in /etc/group would get it back
+   * as a supplementary group: it is left out. */
+  int kept = 0;
+  for (int i = 0; i < n; i++) {
+    if (groups[i] != 0) groups[kept++] = groups[i];
+  }
+  n = kept;
   /* Keep the permitted set across setuid (cleared again by execve). */
   if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return priv_fail(err, errlen, -errno, "KEEPCAPS");
   int rc = bounding_set_drop();
@@ -94,6 +104,13 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
   }
   /* Groups first: after setuid, root's right to change them is gone. */
   if (setgroups((size_t)n, groups) != 0) return priv_fail(err, errlen, -errno, "setgroups");
+  gid_t now[PRIV_MAX_GROUPS];
+  int m = getgroups(PRIV_MAX_GROUPS, now);
+  if (m < 0) return priv_fail(err, errlen, -errno, "getgroups");
+  for (int i = 0; i < m; i++) {
+    if (now[i] == 0) return priv_fail(err, errlen, -EPERM, "gid 0 still a supplementary group");
+  }
+  if (m != n) return priv_fail(err, errlen, -EPERM, "setgroups set other groups than asked");
   if (setgid(gid) != 0) return priv_fail(err, errlen, -errno, "setgid");
   if (setuid(uid) != 0) return priv_fail(err, errlen, -errno, "setuid");
   rc = caps_set_only_bind();

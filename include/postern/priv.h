@@ -20,7 +20,8 @@
 #include <sys/types.h>
 
 /* Becomes user (uid) with primary group gid and the user's supplementary
- * groups (getgrouplist(3), as login does), in this order: the bounding set
+ * groups (getgrouplist(3), as login does, less gid 0, which is dropped and
+ * then checked absent with getgroups(2)), in this order: the bounding set
  * is reduced to CAP_NET_BIND_SERVICE, then setgroups(2), setgid(2),
  * setuid(2), each checked; then the effective and permitted sets hold
  * CAP_NET_BIND_SERVICE only (PR_SET_KEEPCAPS kept them across setuid),
@@ -28,7 +29,7 @@
  * called by root, before any other thread exists.
  * Returns 0, or a negative errno code with the step that failed written to
  * err (errlen bytes): -EBUSY when other threads exist, -EPERM when not
- * root, or the failing call's -errno. A failure leaves the process in an
+ * root or when gid is 0, or the failing call's -errno. A failure leaves the process in an
  * unknown state: the caller must exit. */
 int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errlen);
 

@@ -198,3 +198,56 @@ def test_bad_user_group_keys(postern_bin, tmp_path, pki, top, want):
     assert r.returncode == 1
     line = r.stderr.strip()
     assert re.match(want.format(path=re.escape(str(cfg))), line), line
+
+
+@pytest.fixture
+def temp_user():
+    """Makes system users for one test (useradd), removed afterwards: the
+    shapes of user this machine has none of, such as RHEL's operator (primary
+    group gid 0). Ask for it before start_world, so that postern has
+    stopped when the user is removed."""
+    import subprocess
+    made = []
+
+    def make(name, *args):
+        subprocess.run(["userdel", name], capture_output=True)  # left by an interrupted run
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        *args, name], check=True, capture_output=True)
+        made.append(name)
+        return name
+    yield make
+    for name in made:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_user_with_gid0_primary_group_refused(postern_bin, tmp_path, pki, temp_user):
+    import re
+    name = temp_user("pst-gid0-test", "--gid", "0")
+    cfg = tmp_path / "gid0.yaml"
+    cfg.write_text(config([listener("one", free_port(), "127.0.0.1:9", pki)], user=name))
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    want = (rf'^{re.escape(str(cfg))}:\d+:7: user: user "{name}" has gid 0 as its primary '
+            r"group: .*add group: .*$")
+    assert re.match(want, r.stderr.strip()), r.stderr
+    # With group: naming another group, the same user is fine.
+    cfg.write_text(config([listener("one", free_port(), "127.0.0.1:9", pki)], user=name,
+                          group="nogroup"))
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert "has gid 0" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.deadline(60)
+def test_root_group_membership_not_kept(temp_user, pki, world, start_world, backend):
+    """A user listed in /etc/group as a member of root's group: postern
+    runs without gid 0 among its supplementary groups."""
+    name = temp_user("pst-rootgrp-test", "--gid", "nogroup", "--groups", "root")
+    echo = backend.echo()
+    port = free_port()
+    p = start_world(config([listener("one", port, echo.addr, tls=tls(world))], user=name), [port])
+    Log(p).wait(rf"running as user {name} \(uid \d+\)")
+    for t in os.listdir(f"/proc/{p.pid}/task"):
+        st = status(p.pid, t)
+        assert "0" not in st["Groups"], (t, st["Groups"])
+        assert st["Gid"] == [str(grp.getgrnam("nogroup").gr_gid)] * 4, (t, st["Gid"])
+    echo_roundtrip(port, pki)
