@@ -25,12 +25,18 @@
  * is reduced to CAP_NET_BIND_SERVICE, then setgroups(2), setgid(2),
  * setuid(2), each checked; then the effective and permitted sets hold
  * CAP_NET_BIND_SERVICE only (PR_SET_KEEPCAPS kept them across setuid),
- * inheritable and ambient are empty, and setuid(0) must fail. Must be
- * called by root, before any other thread exists.
+ * inheritable and ambient are empty, and setuid(0) must fail; each of
+ * these is checked afterwards (the bounding set with PR_CAPBSET_READ, the
+ * ambient set with PR_CAP_AMBIENT_IS_SET). Outside the ASan build the
+ * process is made non-dumpable (PR_SET_DUMPABLE 0, checked), whatever
+ * fs.suid_dumpable says. Must be called by root, before any other thread
+ * exists; the count comes from /proc/self/status, and when it cannot be
+ * read the drop fails.
  * Returns 0, or a negative errno code with the step that failed written to
- * err (errlen bytes): -EBUSY when other threads exist, -EPERM when not
- * root or when gid is 0, or the failing call's -errno. A failure leaves the process in an
- * unknown state: the caller must exit. */
+ * err (errlen bytes): -EBUSY when other threads exist, -ENOENT (or
+ * open's -errno) when /proc/self/status has no Threads: line, -EPERM when
+ * not root, when gid is 0 or when a check after the drop fails, or the failing call's -errno. A
+ * failure leaves the process in an unknown state: the caller must exit. */
 int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* What a reload will be able to open, asked before it happens (`postern

@@ -251,3 +251,29 @@ def test_root_group_membership_not_kept(temp_user, pki, world, start_world, back
         assert "0" not in st["Groups"], (t, st["Groups"])
         assert st["Gid"] == [str(grp.getgrnam("nogroup").gr_gid)] * 4, (t, st["Gid"])
     echo_roundtrip(port, pki)
+
+
+def test_drop_refused_without_thread_count(postern_bin, world, backend):
+    """/proc/self/status without its Threads: line (here /dev/null mounted
+    over it, in a mount namespace of its own): the drop cannot tell that it
+    is alone, and refuses rather than skipping the check."""
+    import subprocess
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1)")
+    echo = backend.echo()
+    cfg = world / "threads.yaml"
+    cfg.write_text(config([listener("one", free_port(), echo.addr, tls=tls(world))],
+                          user="nobody"))
+    os.chmod(cfg, 0o644)
+    # Not -t: its drop runs in a child, with a /proc/self of another pid.
+    script = 'mount --bind /dev/null /proc/$$/status && exec "$0" -c "$1"'
+    try:
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                            str(postern_bin), str(cfg)], capture_output=True, text=True,
+                           timeout=15)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"postern started without knowing its thread count: {e.stderr}")
+    if r.returncode != 0 and "mount" in r.stderr and "postern" not in r.stderr:
+        pytest.skip(f"cannot mount over /proc here: {r.stderr}")
+    assert r.returncode == 1, r.stderr
+    assert "cannot become user nobody" in r.stderr and "counting threads" in r.stderr, r.stderr
