@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -55,11 +56,71 @@ struct pst_access_log_s {
   uint64_t dropped_warned; /* drops already reported */
 };
 
+/* What pst_access_file_open does with a missing file (set once on the
+ * main thread before any generation is built, read-only afterwards). */
+static int alog_no_create;         /* postern -t: never create */
+static uid_t alog_uid = (uid_t)-1; /* the owner of files created as root, */
+static gid_t alog_gid = (gid_t)-1; /* or -1: left as created */
+
+void pst_access_file_check_mode(void) { alog_no_create = 1; }
+
+void pst_access_file_set_owner(uid_t uid, gid_t gid) {
+  alog_uid = uid;
+  alog_gid = gid;
+}
+
 /* ---- files ---- */
 
-static int alog_open_path(const char *path) {
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-  return fd < 0 ? -errno : fd;
+/* Whether the effective user may create a file in path's directory
+ * (write and search). Returns 0 or -errno. */
+static int alog_can_create(const char *path) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof(dir), "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir) {
+    dir[1] = '\0';
+  } else if (slash != NULL) {
+    *slash = '\0';
+  } else {
+    snprintf(dir, sizeof(dir), ".");
+  }
+  return faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == 0 ? 0 : -errno;
+}
+
+/* Opens path for appending into *fd. In check mode a missing file is not
+ * created: *fd is -1 and the result says whether it could be. Returns 0 or
+ * -errno. */
+static int alog_open_path(const char *path, int *fd) {
+  int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY;
+  *fd = -1;
+  if (alog_no_create) {
+    *fd = open(path, flags);
+    if (*fd >= 0) return 0;
+    return errno == ENOENT ? alog_can_create(path) : -errno;
+  }
+  if (alog_uid == (uid_t)-1 || geteuid() != 0) {
+    *fd = open(path, flags | O_CREAT, 0640);
+    return *fd < 0 ? -errno : 0;
+  }
+  /* Root, about to become user: a file made now is given to that user, so
+   * that a reopen after the drop (SIGUSR1) can open it. O_EXCL tells a file
+   * made here from one that was there (left as it is). */
+  for (int tries = 0; tries < 2; tries++) {
+    *fd = open(path, flags | O_CREAT | O_EXCL, 0640);
+    if (*fd >= 0) {
+      if (fchown(*fd, alog_uid, alog_gid) == 0) return 0;
+      int rc = -errno;
+      close(*fd);
+      *fd = -1;
+      return rc;
+    }
+    if (errno != EEXIST) return -errno;
+    *fd = open(path, flags);
+    if (*fd >= 0) return 0;
+    if (errno != ENOENT) return -errno;
+    /* removed between the two opens: once more */
+  }
+  return -EAGAIN;
 }
 
 /* Takes a reference on f unless its last one is being dropped (refs 0, not
@@ -93,19 +154,18 @@ int pst_access_file_open(const char *path, pst_access_file_t **out) {
   }
   pthread_mutex_lock(&open_lock);
   pst_access_file_t *have = alog_find(path);
-  int rc = 0;
+  int rc = 0, fd = -1;
   if (have == NULL) {
     f->path = strdup(path);
-    rc = f->path == NULL ? -ENOMEM : alog_open_path(path);
-    if (rc >= 0) {
-      f->fd = rc;
+    rc = f->path == NULL ? -ENOMEM : alog_open_path(path, &fd);
+    if (rc == 0 && fd >= 0) {
+      f->fd = fd;
       f->next = open_files;
       open_files = f;
-      rc = 0;
     }
   }
   pthread_mutex_unlock(&open_lock);
-  if (have != NULL || rc != 0) {
+  if (have != NULL || rc != 0 || fd < 0) { /* fd < 0 alone: check mode, no file yet */
     free(f->path);
     free(f);
     f = have;
@@ -142,12 +202,13 @@ void pst_access_file_unref(pst_access_file_t *f) {
 /* Opens f's path again and puts it under f's descriptor number. Returns 0
  * or -errno. */
 static int alog_reopen(pst_access_file_t *f) {
-  int fd = alog_open_path(f->path);
-  if (fd < 0) return fd;
+  int fd;
+  int rc = alog_open_path(f->path, &fd);
+  if (rc != 0) return rc;
   /* dup3 puts the new file under the old number in one step: a write in
    * flight on a file-system thread lands whole in the old file or whole in
    * the new one, and nothing holding the number ever sees it closed. */
-  int rc = dup3(fd, f->fd, O_CLOEXEC) < 0 ? -errno : 0;
+  rc = dup3(fd, f->fd, O_CLOEXEC) < 0 ? -errno : 0;
   close(fd);
   return rc;
 }

@@ -114,6 +114,7 @@ static int check_config(pst_config_t *cfg) {
   unsigned errors = 0;
   printf("configuration %s: %zu listener%s\n\n", path, cfg->n_listeners,
          cfg->n_listeners == 1 ? "" : "s");
+  pst_access_file_check_mode(); /* a check leaves no file behind */
   int rc = pst_gen_build(cfg, 1, time(NULL), stdout, &gen, &errors);
   if (rc == 0) {
     cfg = gen->cfg;
@@ -338,6 +339,8 @@ static int run(pst_config_t *cfg) {
   app_t app;
   memset(&app, 0, sizeof(app));
   unsigned errors = 0;
+  /* Log files made before the drop belong to the user, who reopens them. */
+  if (cfg->user != NULL && geteuid() == 0) pst_access_file_set_owner(cfg->uid, cfg->gid);
   int rc = pst_gen_build(cfg, 1, time(NULL), NULL, &app.gen, &errors);
   if (rc != 0) {
     pst_log_error(

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <stdio.h>
 #include <string.h>
@@ -195,7 +196,27 @@ static int check_one(FILE *out, const char *user, const char *path, int writable
     close(fd);
     return 0;
   }
-  if (errno == ENOENT && writable) return 0; /* created when opened */
+  if (errno == ENOENT && writable) {
+    /* Created when opened: the user must be able to make it in its
+     * directory (a reopen after logrotate's rename creates it as the
+     * user). */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) {
+      dir[1] = '\0';
+    } else if (slash != NULL) {
+      *slash = '\0';
+    } else {
+      snprintf(dir, sizeof(dir), ".");
+    }
+    if (access(dir, W_OK | X_OK) == 0) return 0;
+    fprintf(out,
+            "error: %s: cannot be created by user %s: directory %s: %s (a reopen after "
+            "SIGUSR1 creates it as that user)\n",
+            path, user, dir, strerror(errno));
+    return 1;
+  }
   fprintf(out, "error: %s: not %s by user %s: %s (%s opens it as that user)\n", path,
           writable ? "writable" : "readable", user, strerror(errno),
           writable ? "SIGUSR1 or a reload naming a new file" : "a reload");

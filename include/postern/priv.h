@@ -42,7 +42,9 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
 /* What a reload will be able to open, asked before it happens (`postern
  * -t` run as root): a child process becomes user (pst_priv_drop) and opens
  * each of the n paths, for reading, or for appending where writable[i] is
- * nonzero (a missing file to write is fine: it is created). Each failure is
+ * nonzero (a missing file to write is fine when the user may write and
+ * search its directory: it is created then; nothing is created here). Each
+ * failure is
  * one line on out: "error: PATH: not readable by user NAME: CAUSE ...".
  * Returns how many failed (0..255), or -errno when the child could not be
  * made or did not finish (a failed drop counts as one failure, printed). */

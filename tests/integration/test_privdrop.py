@@ -277,3 +277,48 @@ def test_drop_refused_without_thread_count(postern_bin, world, backend):
         pytest.skip(f"cannot mount over /proc here: {r.stderr}")
     assert r.returncode == 1, r.stderr
     assert "cannot become user nobody" in r.stderr and "counting threads" in r.stderr, r.stderr
+
+
+def test_check_creates_no_access_log(postern_bin, world, backend):
+    """`postern -t` as root leaves no file behind (it used to create the
+    access log as root, then report it unwritable by the user), and says
+    when the user could not create it."""
+    echo = backend.echo()
+    logs = world / "logs"
+    logs.mkdir()
+    os.chmod(logs, 0o755)  # root's: nobody may not create a file in it
+    access = logs / "access.log"
+    cfg = world / "check.yaml"
+    cfg.write_text(config([listener("one", free_port(), echo.addr, tls=tls(world), mode="http",
+                                    access_log=str(access))], user="nobody"))
+    os.chmod(cfg, 0o644)
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert not access.exists(), "postern -t created the access log"
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (f"error: {access}: cannot be created by user nobody: directory {logs}: "
+            "Permission denied") in r.stdout, r.stdout
+
+    os.chown(logs, *nobody())
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not access.exists(), "postern -t created the access log"
+
+
+@pytest.mark.deadline(60)
+def test_access_log_created_as_root_belongs_to_user(pki, world, start_world, backend):
+    """Started as root with user:, the access log postern creates is the
+    user's, so that SIGUSR1 can reopen it after the drop."""
+    echo = backend.echo()
+    port = free_port()
+    access = world / "run" / "access.log"
+    p = start_world(config([listener("one", port, echo.addr, tls=tls(world), mode="http",
+                                     access_log=str(access))], user="nobody", group="nogroup"),
+                    [port])
+    log = Log(p)
+    log.wait(r"running as user nobody")
+    st = access.stat()
+    assert (st.st_uid, st.st_gid) == nobody(), (st.st_uid, st.st_gid)
+    mark = log.mark()
+    p.signal(signal.SIGUSR1)
+    m = log.wait(r"SIGUSR1: (1 access log file reopened|cannot reopen.*)$", mark)
+    assert m.group(1) == "1 access log file reopened", m.group(0)
