@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,40 +88,62 @@ static int alog_can_create(const char *path) {
   return faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == 0 ? 0 : -errno;
 }
 
+/* open(2) for a log file, never blocking: O_NONBLOCK, so that a FIFO
+ * without a reader fails (ENXIO) instead of holding up a start, a reload or
+ * postern -t, then fstat(2): anything but a regular file is refused (a
+ * FIFO with a reader, a device). O_NONBLOCK is cleared again: it means
+ * nothing for a regular file, but the descriptor is written by libuv's
+ * threads, which expect blocking writes. Returns a descriptor or -errno
+ * (PST_ENOTFILE for a file of another type). */
+static int alog_open_file(const char *path, int flags, mode_t mode) {
+  int fd = open(path, flags | O_NONBLOCK, mode);
+  if (fd < 0) return errno == ENXIO ? PST_ENOTFILE : -errno;
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) != 0) {
+    rc = -errno;
+  } else if (!S_ISREG(st.st_mode)) {
+    rc = PST_ENOTFILE;
+  } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+    rc = -errno;
+  }
+  if (rc == 0) return fd;
+  close(fd);
+  return rc;
+}
+
 /* Opens path for appending into *fd. In check mode a missing file is not
  * created: *fd is -1 and the result says whether it could be. Returns 0 or
  * -errno. */
 static int alog_open_path(const char *path, int *fd) {
   int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY;
+  int r;
   *fd = -1;
   if (alog_no_create) {
-    *fd = open(path, flags);
-    if (*fd >= 0) return 0;
-    return errno == ENOENT ? alog_can_create(path) : -errno;
-  }
-  if (alog_uid == (uid_t)-1 || geteuid() != 0) {
-    *fd = open(path, flags | O_CREAT, 0640);
-    return *fd < 0 ? -errno : 0;
-  }
-  /* Root, about to become user: a file made now is given to that user, so
-   * that a reopen after the drop (SIGUSR1) can open it. O_EXCL tells a file
-   * made here from one that was there (left as it is). */
-  for (int tries = 0; tries < 2; tries++) {
-    *fd = open(path, flags | O_CREAT | O_EXCL, 0640);
-    if (*fd >= 0) {
-      if (fchown(*fd, alog_uid, alog_gid) == 0) return 0;
-      int rc = -errno;
-      close(*fd);
-      *fd = -1;
-      return rc;
+    r = alog_open_file(path, flags, 0);
+    if (r == -ENOENT) return alog_can_create(path);
+  } else if (alog_uid == (uid_t)-1 || geteuid() != 0) {
+    r = alog_open_file(path, flags | O_CREAT, 0640);
+  } else {
+    /* Root, about to become user: a file made now is given to that user,
+     * so that a reopen after the drop (SIGUSR1) can open it. O_EXCL tells
+     * a file made here from one that was there (left as it is). */
+    r = -EAGAIN;
+    for (int tries = 0; tries < 2 && r == -EAGAIN; tries++) {
+      r = alog_open_file(path, flags | O_CREAT | O_EXCL, 0640);
+      if (r >= 0 && fchown(r, alog_uid, alog_gid) != 0) {
+        int e = -errno;
+        close(r);
+        return e;
+      }
+      if (r != -EEXIST) break;
+      r = alog_open_file(path, flags, 0);
+      if (r == -ENOENT) r = -EAGAIN; /* removed between the two opens: again */
     }
-    if (errno != EEXIST) return -errno;
-    *fd = open(path, flags);
-    if (*fd >= 0) return 0;
-    if (errno != ENOENT) return -errno;
-    /* removed between the two opens: once more */
   }
-  return -EAGAIN;
+  if (r < 0) return r;
+  *fd = r;
+  return 0;
 }
 
 /* Takes a reference on f unless its last one is being dropped (refs 0, not
@@ -152,26 +175,44 @@ int pst_access_file_open(const char *path, pst_access_file_t **out) {
     *out = f;
     return 0;
   }
+  /* Shared when another generation has it open already. */
   pthread_mutex_lock(&open_lock);
   pst_access_file_t *have = alog_find(path);
-  int rc = 0, fd = -1;
+  pthread_mutex_unlock(&open_lock);
+  if (have != NULL) {
+    free(f);
+    *out = have;
+    return 0;
+  }
+  /* Opened without the lock: open(2) may block (a slow or remote disk), and
+   * a worker dropping a generation's file takes the lock meanwhile. */
+  int fd = -1;
+  f->path = strdup(path);
+  int rc = f->path == NULL ? -ENOMEM : alog_open_path(path, &fd);
+  if (rc != 0 || fd < 0) { /* fd < 0 alone: check mode, no file yet */
+    free(f->path);
+    free(f);
+    return rc;
+  }
+  f->fd = fd;
+  /* Another thread may have opened the same path meanwhile (a reload's
+   * build beside a start's is not possible today, but the registry must
+   * hold one file per path): the first one in wins. */
+  pthread_mutex_lock(&open_lock);
+  have = alog_find(path);
   if (have == NULL) {
-    f->path = strdup(path);
-    rc = f->path == NULL ? -ENOMEM : alog_open_path(path, &fd);
-    if (rc == 0 && fd >= 0) {
-      f->fd = fd;
-      f->next = open_files;
-      open_files = f;
-    }
+    f->next = open_files;
+    open_files = f;
   }
   pthread_mutex_unlock(&open_lock);
-  if (have != NULL || rc != 0 || fd < 0) { /* fd < 0 alone: check mode, no file yet */
+  if (have != NULL) {
+    close(fd);
     free(f->path);
     free(f);
     f = have;
   }
   *out = f;
-  return rc;
+  return 0;
 }
 
 pst_access_file_t *pst_access_file_ref(pst_access_file_t *f) {

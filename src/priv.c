@@ -191,7 +191,9 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
 /* In the child of pst_priv_check_files: 1 when path cannot be opened. */
 static int check_one(FILE *out, const char *user, const char *path, int writable) {
   int flags = writable ? O_WRONLY | O_APPEND : O_RDONLY;
-  int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+  /* O_NONBLOCK: a FIFO must not hang the check (the open of a log that is
+   * not a regular file fails at start anyway: access_log.c). */
+  int fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd >= 0) {
     close(fd);
     return 0;
