@@ -150,6 +150,63 @@ static void test_json_line_escapes_hostile_fields(void **state) {
                          "\"authority\":null,\"path\":null,\"status\":400,"));
 }
 
+/* A JSON line carries every field whole (docs/config.md): a long target is
+ * written in full when the line fits in PST_ACCESS_LINE_MAX, and a line
+ * that does not fit is dropped and counted, never cut. */
+static void test_json_long_fields_whole_or_dropped(void **state) {
+  char path[] = "/tmp/postern-alog-json-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  pst_listener_conf_t lc = {.name = "pub"};
+  pst_host_t h = host_for(NULL, NULL);
+  h.lc = &lc;
+  static char target[6001];
+  memset(target, '"', 2000); /* 4000 bytes escaped */
+  target[2000] = '\0';
+  pst_http_request_t r = {.method = "GET", .target = target, .authority = "example.test"};
+  static char line[PST_ACCESS_LINE_MAX], want[5000];
+  int n = pst_access_log_format(line, sizeof(line), PST_LOG_JSON, &h, "h2", &r, 200, 1, 2, 3.25);
+  assert_true(n > 0);
+  size_t w = 0;
+  w += (size_t)snprintf(want, sizeof(want), "\"path\":\"");
+  for (int i = 0; i < 2000; i++) w += (size_t)snprintf(want + w, sizeof(want) - w, "\\\"");
+  snprintf(want + w, sizeof(want) - w, "\",\"status\":200,");
+  assert_non_null(strstr(line, want));
+  assert_ptr_equal(strchr(line, '\n'), line + n - 1);
+
+  memset(target, '"', 6000); /* 12000 bytes escaped: no room */
+  target[6000] = '\0';
+  assert_int_equal(
+      pst_access_log_format(line, sizeof(line), PST_LOG_JSON, &h, "h2", &r, 200, 1, 2, 3.25), -1);
+  /* Through the writer: dropped, counted. */
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  pst_access_file_t *f = NULL;
+  assert_int_equal(pst_access_file_open(path, &f), 0);
+  pst_access_log_t *al = pst_access_log_new(&loop);
+  h = host_for(f, al);
+  h.lc = &lc;
+  pst_log_set_format(PST_LOG_JSON);
+  pst_access_log(&h, "h2", &r, 200, 1, 2, uv_hrtime());
+  r.target = "/short";
+  pst_access_log(&h, "h2", &r, 200, 1, 2, uv_hrtime());
+  pst_log_set_format(PST_LOG_TEXT);
+  pst_access_log_flush(al);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  FILE *fp = fopen(path, "r");
+  assert_non_null(fp);
+  assert_non_null(fgets(line, sizeof(line), fp));
+  assert_non_null(strstr(line, "\"path\":\"/short\""));
+  assert_null(fgets(line, sizeof(line), fp)); /* the long one: not written at all */
+  fclose(fp);
+  assert_int_equal(pst_access_log_dropped(al), 1);
+  pst_access_file_unref(f);
+  pst_access_log_free(al);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  unlink(path);
+}
+
 /* A value too long is cut between escapes, never inside one. */
 static void test_json_escape_cuts_whole_escapes(void **state) {
   char out[8];
@@ -337,6 +394,7 @@ int main(void) {
       cmocka_unit_test(test_fifo_refused_without_blocking),
       cmocka_unit_test(test_json_line_escapes_hostile_fields),
       cmocka_unit_test(test_json_escape_cuts_whole_escapes),
+      cmocka_unit_test(test_json_long_fields_whole_or_dropped),
       cmocka_unit_test(test_shared_and_reopened),
   };
   return cmocka_run_group_tests_name("access_log", tests, NULL, NULL);
