@@ -153,10 +153,17 @@ static void app_on_exited(uv_async_t *a) {
   if (n < app->n_workers) return;
   pst_reload_stop(app->reload);
   uv_close((uv_handle_t *)&app->exited, on_handle_close);
-  uv_close((uv_handle_t *)&app->sig_term, on_handle_close);
-  uv_close((uv_handle_t *)&app->sig_int, on_handle_close);
-  uv_close((uv_handle_t *)&app->sig_hup, on_handle_close);
-  uv_close((uv_handle_t *)&app->sig_usr1, on_handle_close);
+  uv_signal_t *sigs[] = {&app->sig_term, &app->sig_int, &app->sig_hup, &app->sig_usr1};
+  for (int i = 0; i < 4; i++) {
+    int signum = sigs[i]->signum;
+    uv_close((uv_handle_t *)sigs[i], on_handle_close);
+    /* Closing the last handle for a signal gives it back its default
+     * action, which for all four ends the process: a logrotate SIGUSR1 or
+     * a SIGHUP during the last steps of the shutdown would kill postern
+     * and lose its exit status. Ignored from here (after the close: libuv
+     * sets SIG_DFL in it). */
+    signal(signum, SIG_IGN);
+  }
   uv_close((uv_handle_t *)&app->drain_status, on_handle_close);
 }
 
