@@ -322,3 +322,24 @@ def test_access_log_created_as_root_belongs_to_user(pki, world, start_world, bac
     p.signal(signal.SIGUSR1)
     m = log.wait(r"SIGUSR1: (1 access log file reopened|cannot reopen.*)$", mark)
     assert m.group(1) == "1 access log file reopened", m.group(0)
+
+
+def test_group_with_a_long_entry(postern_bin, tmp_path, pki):
+    """A group whose /etc/group line is longer than getgrnam_r's usual
+    buffer (it lists many members): looked up, not "cannot look up"."""
+    import subprocess
+    name = "pst-biggrp-test"
+    subprocess.run(["groupdel", name], capture_output=True)
+    subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
+    try:
+        subprocess.run(["gpasswd", "-M", ",".join(["nobody"] * 2000), name], check=True,
+                       capture_output=True)
+        cfg = tmp_path / "big.yaml"
+        cfg.write_text(config([listener("one", free_port(), "127.0.0.1:9", pki)], user="nobody",
+                              group=name))
+        r = run_postern(postern_bin, "-t", "-c", cfg)
+        assert "cannot look up group" not in r.stderr, r.stderr
+        # Parsed (the files in tmp_path are root's alone: nobody's check fails).
+        assert r.stdout.startswith(f"configuration {cfg}: 1 listener"), r.stdout + r.stderr
+    finally:
+        subprocess.run(["groupdel", name], capture_output=True)
