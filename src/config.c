@@ -715,6 +715,7 @@ static int set_group(pst_cfg_t *p, yaml_node_t *v, void *obj) {
                          pst_cfg_quote(s, q, sizeof(q)));
   }
   cfg->gid = gid;
+  cfg->group_mark = pst_cfg_mark(v);
   return pst_cfg_strdup(p, v, "a group name", &cfg->group);
 }
 

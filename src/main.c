@@ -321,7 +321,20 @@ static int drop_privileges(const pst_config_t *cfg) {
     return 0;
   }
   if (geteuid() != 0) {
-    if (geteuid() == cfg->uid) return 0; /* started as that user (systemd's User=) */
+    if (geteuid() == cfg->uid) { /* started as that user (systemd's User=) */
+      if (cfg->group != NULL && getegid() != cfg->gid) {
+        /* Not root: the group cannot change now. Started anyway, as the
+         * service manager chose, but the files group: was meant to open
+         * may not open. */
+        pst_log_warn(
+            "%s:%d:%d: group: postern runs as gid %u, not as group %s (gid %u), and not being "
+            "root it cannot change that: files only that group may read will fail; set the "
+            "service's group (systemd's Group=) to it, or remove group",
+            cfg->path, cfg->group_mark.line, cfg->group_mark.column, (unsigned)getegid(),
+            cfg->group, (unsigned)cfg->gid);
+      }
+      return 0;
+    }
     pst_log_error(
         "%s:%d:%d: user: postern runs as uid %u, not as root: it cannot become user %s; "
         "start it as root or as %s",

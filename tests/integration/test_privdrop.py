@@ -343,3 +343,40 @@ def test_group_with_a_long_entry(postern_bin, tmp_path, pki):
         assert r.stdout.startswith(f"configuration {cfg}: 1 listener"), r.stdout + r.stderr
     finally:
         subprocess.run(["groupdel", name], capture_output=True)
+
+
+@pytest.mark.deadline(60)
+def test_started_as_user_with_another_group_warns(postern_bin, world, backend):
+    """Started as the user already (systemd's User=) but not with the
+    group group: names: postern cannot change it and says so, at the group
+    key's line, rather than serving silently without that group."""
+    import re
+    import subprocess
+    import time
+    if shutil.which("setpriv") is None:
+        pytest.skip("no setpriv(1)")
+    echo = backend.echo()
+    port = free_port()
+    cfg = world / "asuser.yaml"
+    cfg.write_text(config([listener("one", port, echo.addr, tls=tls(world))], user="nobody",
+                          group="users", workers=1))
+    os.chmod(cfg, 0o644)
+    err = world / "asuser.err"
+    uid, gid = nobody()
+    with open(err, "w") as f:
+        proc = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                                 str(postern_bin), "-c", str(cfg)], stdout=subprocess.DEVNULL,
+                                stderr=f, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while " ready: " not in err.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+        text = err.read_text()
+        assert proc.poll() is None, text
+        want = (rf"^\S+ WARN {re.escape(str(cfg))}:\d+:8: group: postern runs as gid {gid}, not "
+                rf"as group users \(gid {grp.getgrnam('users').gr_gid}\)")
+        assert re.search(want, text, re.M), text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, err.read_text()
