@@ -117,8 +117,9 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
              threads);
     return -EBUSY;
   }
-  /* Root's group reads and writes what root's group may (/etc/shadow-
-   * adjacent files, logs, keys made 0640 root:root): never kept. */
+  /* Root's group opens every file made 0640 or 0660 root:root (logs,
+   * keys, configuration): never kept, as primary group (config.c refuses
+   * it already; checked again here) or supplementary. */
   if (gid == 0) return priv_fail(err, errlen, -EPERM, "group gid 0 (root's group)");
   gid_t groups[PRIV_MAX_GROUPS];
   int n = PRIV_MAX_GROUPS;
