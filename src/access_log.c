@@ -4,11 +4,14 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,11 +58,93 @@ struct pst_access_log_s {
   uint64_t dropped_warned; /* drops already reported */
 };
 
+/* What pst_access_file_open does with a missing file (set once on the
+ * main thread before any generation is built, read-only afterwards). */
+static int alog_no_create;         /* postern -t: never create */
+static uid_t alog_uid = (uid_t)-1; /* the owner of files created as root, */
+static gid_t alog_gid = (gid_t)-1; /* or -1: left as created */
+
+void pst_access_file_check_mode(void) { alog_no_create = 1; }
+
+void pst_access_file_set_owner(uid_t uid, gid_t gid) {
+  alog_uid = uid;
+  alog_gid = gid;
+}
+
 /* ---- files ---- */
 
-static int alog_open_path(const char *path) {
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-  return fd < 0 ? -errno : fd;
+/* Whether the effective user may create a file in path's directory
+ * (write and search). Returns 0 or -errno. */
+static int alog_can_create(const char *path) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof(dir), "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir) {
+    dir[1] = '\0';
+  } else if (slash != NULL) {
+    *slash = '\0';
+  } else {
+    snprintf(dir, sizeof(dir), ".");
+  }
+  return faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == 0 ? 0 : -errno;
+}
+
+/* open(2) for a log file, never blocking: O_NONBLOCK, so that a FIFO
+ * without a reader fails (ENXIO) instead of holding up a start, a reload or
+ * postern -t, then fstat(2): anything but a regular file is refused (a
+ * FIFO with a reader, a device). O_NONBLOCK is cleared again: it means
+ * nothing for a regular file, but the descriptor is written by libuv's
+ * threads, which expect blocking writes. Returns a descriptor or -errno
+ * (PST_ENOTFILE for a file of another type). */
+static int alog_open_file(const char *path, int flags, mode_t mode) {
+  int fd = open(path, flags | O_NONBLOCK, mode);
+  if (fd < 0) return errno == ENXIO ? PST_ENOTFILE : -errno;
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) != 0) {
+    rc = -errno;
+  } else if (!S_ISREG(st.st_mode)) {
+    rc = PST_ENOTFILE;
+  } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+    rc = -errno;
+  }
+  if (rc == 0) return fd;
+  close(fd);
+  return rc;
+}
+
+/* Opens path for appending into *fd. In check mode a missing file is not
+ * created: *fd is -1 and the result says whether it could be. Returns 0 or
+ * -errno. */
+static int alog_open_path(const char *path, int *fd) {
+  int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY;
+  int r;
+  *fd = -1;
+  if (alog_no_create) {
+    r = alog_open_file(path, flags, 0);
+    if (r == -ENOENT) return alog_can_create(path);
+  } else if (alog_uid == (uid_t)-1 || geteuid() != 0) {
+    r = alog_open_file(path, flags | O_CREAT, 0640);
+  } else {
+    /* Root, about to become user: a file made now is given to that user,
+     * so that a reopen after the drop (SIGUSR1) can open it. O_EXCL tells
+     * a file made here from one that was there (left as it is). */
+    r = -EAGAIN;
+    for (int tries = 0; tries < 2 && r == -EAGAIN; tries++) {
+      r = alog_open_file(path, flags | O_CREAT | O_EXCL, 0640);
+      if (r >= 0 && fchown(r, alog_uid, alog_gid) != 0) {
+        int e = -errno;
+        close(r);
+        return e;
+      }
+      if (r != -EEXIST) break;
+      r = alog_open_file(path, flags, 0);
+      if (r == -ENOENT) r = -EAGAIN; /* removed between the two opens: again */
+    }
+  }
+  if (r < 0) return r;
+  *fd = r;
+  return 0;
 }
 
 /* Takes a reference on f unless its last one is being dropped (refs 0, not
@@ -91,27 +176,44 @@ int pst_access_file_open(const char *path, pst_access_file_t **out) {
     *out = f;
     return 0;
   }
+  /* Shared when another generation has it open already. */
   pthread_mutex_lock(&open_lock);
   pst_access_file_t *have = alog_find(path);
-  int rc = 0;
+  pthread_mutex_unlock(&open_lock);
+  if (have != NULL) {
+    free(f);
+    *out = have;
+    return 0;
+  }
+  /* Opened without the lock: open(2) may block (a slow or remote disk), and
+   * a worker dropping a generation's file takes the lock meanwhile. */
+  int fd = -1;
+  f->path = strdup(path);
+  int rc = f->path == NULL ? -ENOMEM : alog_open_path(path, &fd);
+  if (rc != 0 || fd < 0) { /* fd < 0 alone: check mode, no file yet */
+    free(f->path);
+    free(f);
+    return rc;
+  }
+  f->fd = fd;
+  /* Another thread may have opened the same path meanwhile (a reload's
+   * build beside a start's is not possible today, but the registry must
+   * hold one file per path): the first one in wins. */
+  pthread_mutex_lock(&open_lock);
+  have = alog_find(path);
   if (have == NULL) {
-    f->path = strdup(path);
-    rc = f->path == NULL ? -ENOMEM : alog_open_path(path);
-    if (rc >= 0) {
-      f->fd = rc;
-      f->next = open_files;
-      open_files = f;
-      rc = 0;
-    }
+    f->next = open_files;
+    open_files = f;
   }
   pthread_mutex_unlock(&open_lock);
-  if (have != NULL || rc != 0) {
+  if (have != NULL) {
+    close(fd);
     free(f->path);
     free(f);
     f = have;
   }
   *out = f;
-  return rc;
+  return 0;
 }
 
 pst_access_file_t *pst_access_file_ref(pst_access_file_t *f) {
@@ -142,12 +244,13 @@ void pst_access_file_unref(pst_access_file_t *f) {
 /* Opens f's path again and puts it under f's descriptor number. Returns 0
  * or -errno. */
 static int alog_reopen(pst_access_file_t *f) {
-  int fd = alog_open_path(f->path);
-  if (fd < 0) return fd;
+  int fd;
+  int rc = alog_open_path(f->path, &fd);
+  if (rc != 0) return rc;
   /* dup3 puts the new file under the old number in one step: a write in
    * flight on a file-system thread lands whole in the old file or whole in
    * the new one, and nothing holding the number ever sees it closed. */
-  int rc = dup3(fd, f->fd, O_CLOEXEC) < 0 ? -errno : 0;
+  rc = dup3(fd, f->fd, O_CLOEXEC) < 0 ? -errno : 0;
   close(fd);
   return rc;
 }
@@ -210,6 +313,14 @@ static void alog_out_free(alog_out_t *o) {
 
 static void alog_write(alog_out_t *o);
 
+/* The lines in b, for the drop count when a write of b fails. */
+static uint64_t alog_lines(pst_buf_t *b) {
+  uint64_t n = 0;
+  const char *p = pst_buf_head(b);
+  for (size_t i = 0; i < b->len; i++) n += p[i] == '\n';
+  return n;
+}
+
 static void alog_on_write(uv_fs_t *req) {
   alog_out_t *o = PST_CONTAINER_OF(req, alog_out_t, req);
   ssize_t n = req->result;
@@ -219,8 +330,8 @@ static void alog_on_write(uv_fs_t *req) {
     pst_buf_consume(&o->writing, (size_t)n); /* a short write: the rest goes next */
   } else {
     /* Written, or failed: a log file that fails (disk full) loses those
-     * lines rather than holding the worker's memory. */
-    if (n < 0) o->al->dropped++;
+     * lines rather than holding the worker's memory; each one counts. */
+    if (n <= 0) o->al->dropped += alog_lines(&o->writing);
     pst_buf_free(&o->writing);
   }
   alog_write(o);
@@ -241,7 +352,7 @@ static void alog_write(alog_out_t *o) {
   uv_buf_t b = uv_buf_init(pst_buf_head(&o->writing), (unsigned)o->writing.len);
   int rc = uv_fs_write(o->al->loop, &o->req, o->file->fd, &b, 1, -1, alog_on_write);
   if (rc != 0) {
-    o->al->dropped++;
+    o->al->dropped += alog_lines(&o->writing);
     pst_buf_free(&o->writing);
     return;
   }
@@ -274,7 +385,7 @@ void pst_access_log_free(pst_access_log_t *al) {
     pst_buf_t *bufs[2] = {&o->writing, &o->pending};
     for (int i = 0; i < 2; i++) {
       if (bufs[i]->len > 0 && write(o->file->fd, pst_buf_head(bufs[i]), bufs[i]->len) < 0) {
-        al->dropped++;
+        al->dropped += alog_lines(bufs[i]);
       }
     }
     alog_out_free(o);
@@ -334,51 +445,85 @@ static int alog_text(char *line, size_t size, const pst_host_t *h, const char *p
                   h->backend != NULL ? h->backend->addr.text : "-");
 }
 
-/* The JSON line: one object, the fields of docs/config.md. Absent values
- * (no server name, a request refused before it was parsed) are null. */
+/* A JSON line being written into a fixed buffer: every field goes in whole
+ * or the line is over its budget, and then dropped, never cut. */
+typedef struct {
+  char *p;
+  size_t size;
+  size_t len;
+  int over; /* something did not fit: the line is not written */
+} jline_t;
+
+static void jl_raw(jline_t *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jl_raw(jline_t *j, const char *fmt, ...) {
+  if (j->over) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(j->p + j->len, j->size - j->len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= j->size - j->len) {
+    j->over = 1;
+    return;
+  }
+  j->len += (size_t)n;
+}
+
+/* s as a JSON string, escaped straight into the line; null when nullable
+ * and s is absent or empty (no server name, a request refused before it was
+ * parsed). */
+static void jl_str(jline_t *j, const char *s, int nullable) {
+  if (nullable && (s == NULL || s[0] == '\0')) {
+    jl_raw(j, "null");
+    return;
+  }
+  if (j->over) return;
+  size_t need = pst_json_escaped_len(s);
+  if (j->len + need + 2 >= j->size) { /* two quotes, and the NUL */
+    j->over = 1;
+    return;
+  }
+  j->p[j->len++] = '"';
+  pst_json_escape(s, j->p + j->len, need + 1);
+  j->len += need;
+  j->p[j->len++] = '"';
+  j->p[j->len] = '\0';
+}
+
+/* The JSON line: one object, the fields of docs/config.md. Returns its
+ * length, or -1 when it does not fit in size bytes. */
 static int alog_json(char *line, size_t size, const pst_host_t *h, const char *proto,
                      const pst_http_request_t *req, int status, uint64_t bytes_in,
                      uint64_t bytes_out, double ms) {
-  char ts[40], peer[200], sni[800], method[100], authority[800], path[3000], backend[400],
-      name[200];
-  const char *vals[] = {h->sni, req ? req->method : NULL, req ? req->authority : NULL,
-                        req ? req->target : NULL};
-  char *bufs[] = {sni, method, authority, path};
-  size_t lens[] = {sizeof(sni), sizeof(method), sizeof(authority), sizeof(path)};
-  /* "null" or a quoted, escaped string, for each value that may be absent. */
-  const char *q[4];
-  char quoted[4][3100];
-  for (int i = 0; i < 4; i++) {
-    if (vals[i] == NULL || vals[i][0] == '\0') {
-      q[i] = "null";
-      continue;
-    }
-    pst_json_escape(vals[i], bufs[i], lens[i]);
-    snprintf(quoted[i], sizeof(quoted[i]), "\"%s\"", bufs[i]);
-    q[i] = quoted[i];
-  }
-  return snprintf(
-      line, size,
-      "{\"time\":\"%s\",\"listener\":\"%s\",\"conn\":%llu,\"peer\":\"%s\",\"sni\":%s,"
-      "\"proto\":\"%s\",\"method\":%s,\"authority\":%s,\"path\":%s,\"status\":%d,"
-      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.1f,\"backend\":\"%s\"}\n",
-      pst_log_time(ts, sizeof(ts)),
-      pst_json_escape(h->lc != NULL ? h->lc->name : "", name, sizeof(name)),
-      (unsigned long long)h->id, pst_json_escape(h->peer, peer, sizeof(peer)), q[0], proto, q[1],
-      q[2], q[3], status, (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms,
-      pst_json_escape(h->backend != NULL ? h->backend->addr.text : "", backend, sizeof(backend)));
+  char ts[40];
+  jline_t j = {line, size, 0, 0};
+  jl_raw(&j, "{\"time\":\"%s\",\"listener\":", pst_log_time(ts, sizeof(ts)));
+  jl_str(&j, h->lc != NULL ? h->lc->name : "", 0);
+  jl_raw(&j, ",\"conn\":%llu,\"peer\":", (unsigned long long)h->id);
+  jl_str(&j, h->peer, 0);
+  jl_raw(&j, ",\"sni\":");
+  jl_str(&j, h->sni, 1);
+  jl_raw(&j, ",\"proto\":\"%s\",\"method\":", proto);
+  jl_str(&j, req ? req->method : NULL, 1);
+  jl_raw(&j, ",\"authority\":");
+  jl_str(&j, req ? req->authority : NULL, 1);
+  jl_raw(&j, ",\"path\":");
+  jl_str(&j, req ? req->target : NULL, 1);
+  jl_raw(&j,
+         ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.1f,\"backend\":",
+         status, (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms);
+  jl_str(&j, h->backend != NULL ? h->backend->addr.text : "", 0);
+  jl_raw(&j, "}\n");
+  return j.over || j.len > INT_MAX ? -1 : (int)j.len;
 }
 
 int pst_access_log_format(char *line, size_t size, pst_log_format_t format, const pst_host_t *h,
                           const char *proto, const pst_http_request_t *req, int status,
                           uint64_t bytes_in, uint64_t bytes_out, double ms) {
-  int len = format == PST_LOG_JSON
-                ? alog_json(line, size, h, proto, req, status, bytes_in, bytes_out, ms)
-                : alog_text(line, size, h, proto, req, status, bytes_in, bytes_out, ms);
-  if (len < 0) return len;
-  if ((size_t)len >= size) {
-    /* Cut: a line too long for JSON is dropped rather than written broken. */
-    if (format == PST_LOG_JSON) return -1;
+  if (format == PST_LOG_JSON)
+    return alog_json(line, size, h, proto, req, status, bytes_in, bytes_out, ms);
+  int len = alog_text(line, size, h, proto, req, status, bytes_in, bytes_out, ms);
+  if (len < 0) return -1;
+  if ((size_t)len >= size) { /* cut, keeping the newline: its tokens stay tokens */
     len = (int)size - 1;
     line[len - 1] = '\n';
   }
@@ -397,7 +542,10 @@ void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_reque
   char line[PST_ACCESS_LINE_MAX];
   int len = pst_access_log_format(line, sizeof(line), pst_log_format(), h, proto, req, status,
                                   bytes_in, bytes_out, (double)(uv_hrtime() - t_start_ns) / 1e6);
-  if (len < 0) return;
+  if (len < 0) { /* a JSON line too long: dropped whole, counted */
+    al->dropped++;
+    return;
+  }
   if (o->pending.len + (size_t)len > PST_ACCESS_LOG_BUFFER ||
       pst_buf_append(&o->pending, line, (size_t)len) != 0) {
     al->dropped++;

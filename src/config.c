@@ -2,6 +2,7 @@
  * mapping its keys to setters that validate one value and store it; defaults
  * are set before a mapping is walked, so an absent key keeps its default.
  * The generic walking and error formatting live in config_parse.c. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -600,17 +601,71 @@ static int set_log_format(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return rc;
 }
 
+/* The buffer size getpwnam_r or getgrnam_r start with (sysconf's hint, or
+ * 16 KiB without one); ERANGE doubles it, up to NAM_BUF_MAX: a group's
+ * entry lists its members and may be far longer than the hint. */
+#define NAM_BUF_MAX (1024 * 1024)
+
+static size_t nam_buf_start(int name) {
+  long n = sysconf(name);
+  return n > 0 && n < NAM_BUF_MAX ? (size_t)n : 16384;
+}
+
+/* getpwnam_r with a buffer that grows on ERANGE. Returns 0 or an errno
+ * value (as getpwnam_r); *found is NULL when there is no such user. *buf
+ * is the caller's to free, also on failure. */
+static int lookup_user(const char *name, struct passwd *pw, char **buf, struct passwd **found) {
+  int e = ERANGE;
+  *buf = NULL;
+  for (size_t size = nam_buf_start(_SC_GETPW_R_SIZE_MAX); e == ERANGE && size <= NAM_BUF_MAX;
+       size *= 2) {
+    free(*buf);
+    *buf = malloc(size);
+    if (*buf == NULL) return ENOMEM;
+    e = getpwnam_r(name, pw, *buf, size, found);
+  }
+  return e;
+}
+
+/* getgrnam_r likewise. */
+static int lookup_group(const char *name, struct group *gr, char **buf, struct group **found) {
+  int e = ERANGE;
+  *buf = NULL;
+  for (size_t size = nam_buf_start(_SC_GETGR_R_SIZE_MAX); e == ERANGE && size <= NAM_BUF_MAX;
+       size *= 2) {
+    free(*buf);
+    *buf = malloc(size);
+    if (*buf == NULL) return ENOMEM;
+    e = getgrnam_r(name, gr, *buf, size, found);
+  }
+  return e;
+}
+
+/* Whether s can go into a suggested shell command as it is. */
+static int plain_name(const char *s) {
+  for (; *s != '\0'; s++) {
+    if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.') return 0;
+  }
+  return 1;
+}
+
 /* user: an existing user other than root, looked up now so that a typo is
  * an error with its line rather than a failure after the listeners are
  * bound. */
 static int set_user(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   pst_config_t *cfg = obj;
-  char q[QBUF], buf[4096];
+  char q[QBUF], *buf;
   const char *s;
   struct passwd pw, *found = NULL;
   int rc = pst_cfg_str(p, v, "a user name", &s);
   if (rc != 0) return rc;
-  int e = getpwnam_r(s, &pw, buf, sizeof(buf), &found);
+  int e = lookup_user(s, &pw, &buf, &found);
+  if (found != NULL) {
+    cfg->uid = pw.pw_uid;
+    if (cfg->group == NULL) cfg->gid = pw.pw_gid;
+  }
+  free(buf); /* pw's strings point into it: only the ids are kept */
+  if (e == ENOMEM) return pst_cfg_nomem(p);
   if (found == NULL) {
     const char *name = pst_cfg_quote(s, q, sizeof(q));
     if (e != 0 && e != ENOENT && e != ESRCH) {
@@ -620,28 +675,29 @@ static int set_user(pst_cfg_t *p, yaml_node_t *v, void *obj) {
                          "no user %s on this system; expected an existing user (`getent passwd` "
                          "lists them); create one with `adduser --system --group "
                          "--no-create-home %s`",
-                         name, s);
+                         name, plain_name(s) ? s : name);
   }
-  if (pw.pw_uid == 0) {
+  if (cfg->uid == 0) {
     return pst_cfg_error(p, v,
                          "user %s is uid 0: postern would keep every privilege; expected an "
                          "unprivileged user such as postern or nobody, or no user key",
                          pst_cfg_quote(s, q, sizeof(q)));
   }
-  cfg->uid = pw.pw_uid;
-  if (cfg->group == NULL) cfg->gid = pw.pw_gid;
   cfg->user_mark = pst_cfg_mark(v);
   return pst_cfg_strdup(p, v, "a user name", &cfg->user);
 }
 
 static int set_group(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   pst_config_t *cfg = obj;
-  char q[QBUF], buf[4096];
+  char q[QBUF], *buf;
   const char *s;
   struct group gr, *found = NULL;
   int rc = pst_cfg_str(p, v, "a group name", &s);
   if (rc != 0) return rc;
-  int e = getgrnam_r(s, &gr, buf, sizeof(buf), &found);
+  int e = lookup_group(s, &gr, &buf, &found);
+  gid_t gid = found != NULL ? gr.gr_gid : 0;
+  free(buf); /* gr's strings point into it: only the id is kept */
+  if (e == ENOMEM) return pst_cfg_nomem(p);
   if (found == NULL) {
     const char *name = pst_cfg_quote(s, q, sizeof(q));
     if (e != 0 && e != ENOENT && e != ESRCH) {
@@ -652,13 +708,14 @@ static int set_group(pst_cfg_t *p, yaml_node_t *v, void *obj) {
                          "lists them), or no group key for the user's own",
                          name);
   }
-  if (gr.gr_gid == 0) {
+  if (gid == 0) {
     return pst_cfg_error(p, v,
                          "group %s is gid 0: its members read what root's group may; expected "
                          "an unprivileged group, or no group key for the user's own",
                          pst_cfg_quote(s, q, sizeof(q)));
   }
-  cfg->gid = gr.gr_gid;
+  cfg->gid = gid;
+  cfg->group_mark = pst_cfg_mark(v);
   return pst_cfg_strdup(p, v, "a group name", &cfg->group);
 }
 
@@ -710,22 +767,30 @@ static const pst_cfg_key_t top_keys[] = {
 
 /* ---- Entry points --------------------------------------------------- */
 
-/* group: alone would leave postern root with another group: refused, at
- * the group key (written before or after where user: would go). */
-static int group_without_user(pst_cfg_t *p, yaml_node_t *root, const pst_config_t *cfg) {
+/* The value node of the top-level key, for an error at its line (root
+ * itself when the key is missing). */
+static yaml_node_t *top_value(pst_cfg_t *p, yaml_node_t *root, const char *key) {
   yaml_node_t *at = root;
   for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top;
        pair++) {
     yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
-    if (strcmp((const char *)k->data.scalar.value, "group") == 0) {
+    if (strcmp((const char *)k->data.scalar.value, key) == 0) {
       at = yaml_document_get_node(p->doc, pair->value);
     }
   }
+  return at;
+}
+
+/* group: alone would leave postern root with another group: refused, at
+ * the group key (written before or after where user: would go). */
+static int group_without_user(pst_cfg_t *p, yaml_node_t *root, const pst_config_t *cfg) {
+  yaml_node_t *at = top_value(p, root, "group");
+  char q[QBUF];
   pst_cfg_path_key(p, "group");
   return pst_cfg_error(p, at,
-                       "group \"%s\" without user: postern changes its group only along with its "
+                       "group %s without user: postern changes its group only along with its "
                        "user; add user: too, or remove group",
-                       cfg->group);
+                       pst_cfg_quote(cfg->group, q, sizeof(q)));
 }
 
 static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
@@ -742,6 +807,18 @@ static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   cfg->watch_debounce_ms = SEC(1);
   int rc = pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
   if (rc == 0 && cfg->group != NULL && cfg->user == NULL) return group_without_user(p, root, cfg);
+  if (rc == 0 && cfg->user != NULL && cfg->group == NULL && cfg->gid == 0) {
+    /* A user whose primary group is root's (RHEL's operator and sync are):
+     * group: refuses gid 0, and the user's own group must not bring it back.
+     * Checked once every key is read: group: may come after user:. */
+    char q[QBUF];
+    pst_cfg_path_key(p, "user");
+    return pst_cfg_error(p, top_value(p, root, "user"),
+                         "user %s has gid 0 as its primary group: its files and postern's would "
+                         "be root's group's; add group: naming an unprivileged group (such as "
+                         "nogroup), or choose another user",
+                         pst_cfg_quote(cfg->user, q, sizeof(q)));
+  }
   return rc;
 }
 

@@ -15,6 +15,7 @@ const char *pst_strerror(int err) {
     case PST_ESHUTDOWN: return "shutting down";
     case PST_ELIMIT: return "limit reached";
     case PST_EBACKEND: return "backend error";
+    case PST_ENOTFILE: return "not a regular file";
     default: break;
   }
   /* libuv's UV_E* codes are -errno on Unix, so uv_strerror covers both. */

@@ -37,34 +37,50 @@ const char *pst_log_time(char *out, size_t len) {
   return out;
 }
 
-const char *pst_json_escape(const char *s, char *out, size_t len) {
+/* The escape of byte c into e (at most 6 bytes). Returns its length. */
+static size_t json_escape_byte(unsigned char c, char e[6]) {
   static const char hex[] = "0123456789abcdef";
+  if (c == '"' || c == '\\') {
+    e[0] = '\\';
+    e[1] = (char)c;
+    return 2;
+  }
+  if (c == '\n' || c == '\r' || c == '\t') {
+    e[0] = '\\';
+    e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+    return 2;
+  }
+  if (c < 0x20 || c >= 0x7f) {
+    memcpy(e, "\\u00", 4);
+    e[4] = hex[c >> 4];
+    e[5] = hex[c & 15];
+    return 6;
+  }
+  e[0] = (char)c;
+  return 1;
+}
+
+const char *pst_json_escape(const char *s, char *out, size_t len) {
   size_t o = 0;
   if (len == 0) return out;
   for (; s != NULL && *s != '\0'; s++) {
-    unsigned char c = (unsigned char)*s;
-    char e[7];
-    size_t n = 0;
-    if (c == '"' || c == '\\') {
-      e[n++] = '\\';
-      e[n++] = (char)c;
-    } else if (c == '\n' || c == '\r' || c == '\t') {
-      e[n++] = '\\';
-      e[n++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-    } else if (c < 0x20 || c >= 0x7f) {
-      memcpy(e, "\\u00", 4);
-      n = 4;
-      e[n++] = hex[c >> 4];
-      e[n++] = hex[c & 15];
-    } else {
-      e[n++] = (char)c;
-    }
+    char e[6];
+    size_t n = json_escape_byte((unsigned char)*s, e);
     if (o + n >= len) break;
     memcpy(out + o, e, n);
     o += n;
   }
   out[o] = '\0';
   return out;
+}
+
+size_t pst_json_escaped_len(const char *s) {
+  size_t o = 0;
+  for (; s != NULL && *s != '\0'; s++) {
+    char e[6];
+    o += json_escape_byte((unsigned char)*s, e);
+  }
+  return o;
 }
 
 void pst_log(pst_log_level_t level, const char *fmt, ...) {

@@ -114,6 +114,7 @@ static int check_config(pst_config_t *cfg) {
   unsigned errors = 0;
   printf("configuration %s: %zu listener%s\n\n", path, cfg->n_listeners,
          cfg->n_listeners == 1 ? "" : "s");
+  pst_access_file_check_mode(); /* a check leaves no file behind */
   int rc = pst_gen_build(cfg, 1, time(NULL), stdout, &gen, &errors);
   if (rc == 0) {
     cfg = gen->cfg;
@@ -152,10 +153,17 @@ static void app_on_exited(uv_async_t *a) {
   if (n < app->n_workers) return;
   pst_reload_stop(app->reload);
   uv_close((uv_handle_t *)&app->exited, on_handle_close);
-  uv_close((uv_handle_t *)&app->sig_term, on_handle_close);
-  uv_close((uv_handle_t *)&app->sig_int, on_handle_close);
-  uv_close((uv_handle_t *)&app->sig_hup, on_handle_close);
-  uv_close((uv_handle_t *)&app->sig_usr1, on_handle_close);
+  uv_signal_t *sigs[] = {&app->sig_term, &app->sig_int, &app->sig_hup, &app->sig_usr1};
+  for (int i = 0; i < 4; i++) {
+    int signum = sigs[i]->signum;
+    uv_close((uv_handle_t *)sigs[i], on_handle_close);
+    /* Closing the last handle for a signal gives it back its default
+     * action, which for all four ends the process: a logrotate SIGUSR1 or
+     * a SIGHUP during the last steps of the shutdown would kill postern
+     * and lose its exit status. Ignored from here (after the close: libuv
+     * sets SIG_DFL in it). */
+    signal(signum, SIG_IGN);
+  }
   uv_close((uv_handle_t *)&app->drain_status, on_handle_close);
 }
 
@@ -313,7 +321,20 @@ static int drop_privileges(const pst_config_t *cfg) {
     return 0;
   }
   if (geteuid() != 0) {
-    if (geteuid() == cfg->uid) return 0; /* started as that user (systemd's User=) */
+    if (geteuid() == cfg->uid) { /* started as that user (systemd's User=) */
+      if (cfg->group != NULL && getegid() != cfg->gid) {
+        /* Not root: the group cannot change now. Started anyway, as the
+         * service manager chose, but the files group: was meant to open
+         * may not open. */
+        pst_log_warn(
+            "%s:%d:%d: group: postern runs as gid %u, not as group %s (gid %u), and not being "
+            "root it cannot change that: files only that group may read will fail; set the "
+            "service's group (systemd's Group=) to it, or remove group",
+            cfg->path, cfg->group_mark.line, cfg->group_mark.column, (unsigned)getegid(),
+            cfg->group, (unsigned)cfg->gid);
+      }
+      return 0;
+    }
     pst_log_error(
         "%s:%d:%d: user: postern runs as uid %u, not as root: it cannot become user %s; "
         "start it as root or as %s",
@@ -338,6 +359,8 @@ static int run(pst_config_t *cfg) {
   app_t app;
   memset(&app, 0, sizeof(app));
   unsigned errors = 0;
+  /* Log files made before the drop belong to the user, who reopens them. */
+  if (cfg->user != NULL && geteuid() == 0) pst_access_file_set_owner(cfg->uid, cfg->gid);
   int rc = pst_gen_build(cfg, 1, time(NULL), NULL, &app.gen, &errors);
   if (rc != 0) {
     pst_log_error(

@@ -8,12 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "postern/log.h"
+
 /* systemd reads at most a page or so per message; ours are a few lines. */
 #define NOTIFY_MAX 4096
+
+/* How long READY=1, RELOADING=1 and STOPPING=1 wait for room in the
+ * manager's queue: long enough for a busy systemd to read, short enough
+ * not to hold up the main loop. */
+#define NOTIFY_WAIT_MS 100
 
 static int notify_fd = -1;
 static struct sockaddr_un notify_addr;
@@ -23,7 +31,10 @@ int pst_notify_init(void) {
   const char *name = getenv("NOTIFY_SOCKET");
   if (name == NULL || name[0] == '\0') return 0;
   size_t n = strlen(name);
-  if ((name[0] != '/' && name[0] != '@') || n >= sizeof(notify_addr.sun_path)) return -EINVAL;
+  /* A path needs its terminating NUL in sun_path; an abstract name does
+   * not (its length is the address length), so it may fill sun_path. */
+  size_t room = sizeof(notify_addr.sun_path) - (name[0] == '/');
+  if ((name[0] != '/' && name[0] != '@') || n > room) return -EINVAL;
   memset(&notify_addr, 0, sizeof(notify_addr));
   notify_addr.sun_family = AF_UNIX;
   memcpy(notify_addr.sun_path, name, n);
@@ -31,22 +42,57 @@ int pst_notify_init(void) {
    * its name: no terminator is counted (unix(7)). */
   if (name[0] == '@') notify_addr.sun_path[0] = '\0';
   notify_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (name[0] == '/'));
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  /* Blocking, with a send timeout: the messages systemd acts on wait for
+   * room a little (notify_send); the others are sent with MSG_DONTWAIT. */
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
+  struct timeval tv = {0, NOTIFY_WAIT_MS * 1000};
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+    int rc = -errno;
+    close(fd);
+    return rc;
+  }
   notify_fd = fd;
   return 0;
 }
 
 int pst_notify_enabled(void) { return notify_fd >= 0; }
 
+/* Whether msg (len bytes) has the line var ("READY=1"). */
+static int notify_has(const char *msg, size_t len, const char *var) {
+  size_t vl = strlen(var);
+  for (size_t i = 0; i + vl <= len; i++) {
+    if ((i == 0 || msg[i - 1] == '\n') && memcmp(msg + i, var, vl) == 0 &&
+        (i + vl == len || msg[i + vl] == '\n')) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Sends msg. A manager whose queue is full (it was busy) would lose the
+ * message: for READY=1, RELOADING=1 and STOPPING=1, which systemd waits
+ * for (a lost READY=1 ends in a start or reload timeout), the send waits
+ * for room up to NOTIFY_WAIT_MS (SO_SNDTIMEO); a STATUS-only message is
+ * dropped at once instead, it never stalls the loop. A READY=1 that still
+ * fails is logged, once per message. */
 static int notify_send(const char *msg, size_t len) {
   if (notify_fd < 0) return 0;
+  int ready = notify_has(msg, len, "READY=1");
+  int wait = ready || notify_has(msg, len, "RELOADING=1") || notify_has(msg, len, "STOPPING=1");
   ssize_t n;
   do {
-    n = sendto(notify_fd, msg, len, MSG_NOSIGNAL, (const struct sockaddr *)&notify_addr,
-               notify_len);
+    n = sendto(notify_fd, msg, len, MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT),
+               (const struct sockaddr *)&notify_addr, notify_len);
   } while (n < 0 && errno == EINTR);
-  return n < 0 ? -errno : 0;
+  int rc = n < 0 ? -errno : 0;
+  if (rc != 0 && ready) {
+    pst_log_error("cannot tell the service manager READY=1: %s%s", strerror(-rc),
+                  rc == -EAGAIN || rc == -EWOULDBLOCK
+                      ? " (its queue stayed full): it may time the start or reload out"
+                      : "");
+  }
+  return rc;
 }
 
 int pst_notify(const char *fmt, ...) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,18 +44,51 @@ static int caps_set_only_bind(void) {
   return syscall(SYS_capset, &h, d) == 0 ? 0 : -errno;
 }
 
-/* Threads: line of /proc/self/status; 0 when it cannot be read (no /proc:
- * the check is skipped rather than refusing to run). */
+/* Threads: line of /proc/self/status, or -errno when it cannot be read:
+ * without it the drop cannot know that it is alone, and a thread it does
+ * not know of would keep root's capabilities, so the caller refuses (fails
+ * closed) rather than skipping the check. */
 static int thread_count(void) {
   FILE *f = fopen("/proc/self/status", "re");
-  if (f == NULL) return 0;
+  if (f == NULL) return -errno;
   char line[256];
-  int n = 0;
+  int n = -ENOENT;
   while (fgets(line, sizeof(line), f) != NULL) {
     if (sscanf(line, "Threads: %d", &n) == 1) break;
   }
   fclose(f);
-  return n;
+  return n > 0 ? n : -ENOENT;
+}
+
+/* The checks after the drop that pst_priv_caps does not cover: nothing
+ * inheritable, no ambient capability, and a bounding set of
+ * CAP_NET_BIND_SERVICE alone. Returns 0, or -EPERM with the finding in
+ * *what. */
+static int caps_rest_check(const char **what) {
+  struct __user_cap_data_struct d[2];
+  int rc = caps_get(d);
+  if (rc != 0) {
+    *what = "capget";
+    return rc;
+  }
+  if (d[0].inheritable != 0 || d[1].inheritable != 0) {
+    *what = "inheritable capabilities remain";
+    return -EPERM;
+  }
+  for (int cap = 0; cap < 64; cap++) {
+    int r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+    if (r < 0) break; /* past the kernel's last capability */
+    if (r != (cap == CAP_NET_BIND_SERVICE)) {
+      *what = "the bounding set holds other capabilities than CAP_NET_BIND_SERVICE";
+      return -EPERM;
+    }
+    /* EINVAL: a kernel before 4.3 has no ambient set, so nothing in it. */
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) > 0) {
+      *what = "ambient capabilities remain";
+      return -EPERM;
+    }
+  }
+  return 0;
 }
 
 /* Removes every capability but CAP_NET_BIND_SERVICE from the bounding set,
@@ -74,17 +108,31 @@ static int bounding_set_drop(void) {
 int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errlen) {
   if (geteuid() != 0) return priv_fail(err, errlen, -EPERM, "not running as root");
   int threads = thread_count();
+  if (threads < 0) {
+    return priv_fail(err, errlen, threads, "counting threads (/proc/self/status, Threads:)");
+  }
   if (threads > 1) {
     snprintf(err, errlen,
              "%d threads already run: capabilities are per thread, the drop must come first",
              threads);
     return -EBUSY;
   }
+  /* Root's group opens every file made 0640 or 0660 root:root (logs,
+   * keys, configuration): never kept, as primary group (config.c refuses
+   * it already; checked again here) or supplementary. */
+  if (gid == 0) return priv_fail(err, errlen, -EPERM, "group gid 0 (root's group)");
   gid_t groups[PRIV_MAX_GROUPS];
   int n = PRIV_MAX_GROUPS;
   if (getgrouplist(user, gid, groups, &n) < 0) {
     return priv_fail(err, errlen, -E2BIG, "getgrouplist: too many supplementary groups");
   }
+  /* A user listed as a member of group 0 in /etc/group would get it back
+   * as a supplementary group: it is left out. */
+  int kept = 0;
+  for (int i = 0; i < n; i++) {
+    if (groups[i] != 0) groups[kept++] = groups[i];
+  }
+  n = kept;
   /* Keep the permitted set across setuid (cleared again by execve). */
   if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return priv_fail(err, errlen, -errno, "KEEPCAPS");
   int rc = bounding_set_drop();
@@ -94,6 +142,13 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
   }
   /* Groups first: after setuid, root's right to change them is gone. */
   if (setgroups((size_t)n, groups) != 0) return priv_fail(err, errlen, -errno, "setgroups");
+  gid_t now[PRIV_MAX_GROUPS];
+  int m = getgroups(PRIV_MAX_GROUPS, now);
+  if (m < 0) return priv_fail(err, errlen, -errno, "getgroups");
+  for (int i = 0; i < m; i++) {
+    if (now[i] == 0) return priv_fail(err, errlen, -EPERM, "gid 0 still a supplementary group");
+  }
+  if (m != n) return priv_fail(err, errlen, -EPERM, "setgroups set other groups than asked");
   if (setgid(gid) != 0) return priv_fail(err, errlen, -errno, "setgid");
   if (setuid(uid) != 0) return priv_fail(err, errlen, -errno, "setuid");
   rc = caps_set_only_bind();
@@ -113,12 +168,22 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
   if (eff != 1ull << CAP_NET_BIND_SERVICE || prm != eff) {
     return priv_fail(err, errlen, -EPERM, "capabilities other than CAP_NET_BIND_SERVICE remain");
   }
+  const char *what = NULL;
+  rc = caps_rest_check(&what);
+  if (rc != 0) return priv_fail(err, errlen, rc, what);
 #if defined(__SANITIZE_ADDRESS__)
-  /* setuid made the process non-dumpable, and LeakSanitizer's exit check
-   * ptraces the process from a helper task, which that forbids. Only in the
-   * sanitizer build: a production process stays non-dumpable, so that no
-   * process of the same user can read its keys. */
+  /* LeakSanitizer's exit check ptraces the process from a helper task,
+   * which a non-dumpable process forbids. Only in the sanitizer build. */
   prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+#else
+  /* Non-dumpable: no process of the same user may ptrace postern or read
+   * its memory (the keys) through /proc, and no core file is written.
+   * setuid already does this unless fs.suid_dumpable is 1 or 2 (a core
+   * pattern for debugging): not left to the sysctl. */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return priv_fail(err, errlen, -errno, "DUMPABLE");
+  if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return priv_fail(err, errlen, -EPERM, "the process is still dumpable");
+  }
 #endif
   pst_priv_set_user(user);
   return 0;
@@ -127,12 +192,34 @@ int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errl
 /* In the child of pst_priv_check_files: 1 when path cannot be opened. */
 static int check_one(FILE *out, const char *user, const char *path, int writable) {
   int flags = writable ? O_WRONLY | O_APPEND : O_RDONLY;
-  int fd = open(path, flags | O_CLOEXEC | O_NOCTTY);
+  /* O_NONBLOCK: a FIFO must not hang the check (the open of a log that is
+   * not a regular file fails at start anyway: access_log.c). */
+  int fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd >= 0) {
     close(fd);
     return 0;
   }
-  if (errno == ENOENT && writable) return 0; /* created when opened */
+  if (errno == ENOENT && writable) {
+    /* Created when opened: the user must be able to make it in its
+     * directory (a reopen after logrotate's rename creates it as the
+     * user). */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) {
+      dir[1] = '\0';
+    } else if (slash != NULL) {
+      *slash = '\0';
+    } else {
+      snprintf(dir, sizeof(dir), ".");
+    }
+    if (access(dir, W_OK | X_OK) == 0) return 0;
+    fprintf(out,
+            "error: %s: cannot be created by user %s: directory %s: %s (a reopen after "
+            "SIGUSR1 creates it as that user)\n",
+            path, user, dir, strerror(errno));
+    return 1;
+  }
   fprintf(out, "error: %s: not %s by user %s: %s (%s opens it as that user)\n", path,
           writable ? "writable" : "readable", user, strerror(errno),
           writable ? "SIGUSR1 or a reload naming a new file" : "a reload");

@@ -11,6 +11,7 @@
 #define POSTERN_ACCESS_LOG_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "postern/app-t.h"
@@ -28,12 +29,27 @@ typedef struct pst_access_file_s pst_access_file_t;
 typedef struct pst_access_log_s pst_access_log_t;
 
 /* Opens the access log named by a listener's access_log key: "stderr" is
- * fd 2 (never closed), a path is opened for appending (created 0640), or,
- * when a file of another generation has it open already, shared (a reload
- * keeps writing where the running generation writes; SIGUSR1 reopens).
+ * fd 2 (never closed), a path is opened for appending (created 0640, and
+ * given to the owner of pst_access_file_set_owner when postern made it as
+ * root), or, when a file of another generation has it open already, shared
+ * (a reload keeps writing where the running generation writes; SIGUSR1
+ * reopens). In check mode (pst_access_file_check_mode) a missing file is
+ * not created: *out is NULL and the result says whether the effective user
+ * could create it (write and search on its directory).
  * *out gets the file (one reference) or NULL when path is NULL (no log).
  * Returns 0, or -errno (then *out is NULL). */
 int pst_access_file_open(const char *path, pst_access_file_t **out);
+
+/* `postern -t`: from now on pst_access_file_open creates no file (a check
+ * run as root would otherwise leave root's files where the user must
+ * write). Main thread, before any generation is built. */
+void pst_access_file_check_mode(void);
+
+/* Started as root with user:: files pst_access_file_open creates while
+ * still root are given to uid:gid (fchown), so that a reopen after the
+ * drop (SIGUSR1) can open them; files that exist are left as they are.
+ * Main thread, before any generation is built. */
+void pst_access_file_set_owner(uid_t uid, gid_t gid);
 
 /* Reopens every access log file by its path (SIGUSR1, after logrotate
  * renamed them): the new file takes the old one's descriptor number

@@ -18,6 +18,7 @@ enum {
   PST_ESHUTDOWN = -10006, /* the process is shutting down */
   PST_ELIMIT = -10007,    /* a configured limit was reached */
   PST_EBACKEND = -10008,  /* the backend failed */
+  PST_ENOTFILE = -10009,  /* a path names a FIFO, device, socket or directory, not a file */
 };
 
 /* Returns a static, human-readable description of err (0, -errno, PST_E*). */

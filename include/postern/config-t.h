@@ -165,6 +165,7 @@ typedef struct {
   uid_t uid;   /* user's, resolved at load */
   gid_t gid;   /* group's, or the user's primary group */
   pst_mark_t user_mark;
+  pst_mark_t group_mark;        /* when group is set */
   uint64_t shutdown_timeout_ms; /* default 10s */
   unsigned expiry_warn_days;    /* warn about leaves expiring within this; default 21 */
   int watch;                    /* reload when a file changes (inotify); default 0 */

@@ -25,6 +25,10 @@ pst_log_format_t pst_log_format(void);
  * Returns out. */
 const char *pst_json_escape(const char *s, char *out, size_t len);
 
+/* How long pst_json_escape's output for s is when nothing is cut (without
+ * the NUL): a caller with a budget checks the room first. NULL is 0. */
+size_t pst_json_escaped_len(const char *s);
+
 /* The time now as RFC 3339 UTC with milliseconds ("2026-12-03T12:00:00.123Z")
  * into out (at least 25 bytes). Returns out. */
 const char *pst_log_time(char *out, size_t len);

@@ -9,8 +9,11 @@
  *
  * Without NOTIFY_SOCKET every call here does nothing, so postern behaves
  * the same under a terminal, a container runtime or another supervisor.
- * Messages are sent without blocking: a manager that stopped reading loses
- * a status line, it never stalls a loop. Main thread only. */
+ * A STATUS-only message is sent without blocking: a manager that stopped
+ * reading loses a status line, it never stalls a loop. READY=1,
+ * RELOADING=1 and STOPPING=1, which systemd waits for, wait up to 100 ms
+ * for room in its queue, and a READY=1 that still cannot go is logged.
+ * Main thread only. */
 #ifndef POSTERN_NOTIFY_H
 #define POSTERN_NOTIFY_H
 
@@ -19,8 +22,9 @@
 /* Reads NOTIFY_SOCKET and opens the socket messages go out on. Without the
  * variable, notifications stay off and this returns 0.
  * Returns 0, -EINVAL when the variable is set but names no usable address
- * (not absolute, not '@', or too long for sun_path), or -errno from
- * socket(2). On error notifications stay off. */
+ * (not absolute, not '@', or too long for sun_path: a path up to 107
+ * bytes, an abstract name up to 108 with its '@'), or -errno from socket(2)
+ * or setsockopt(2). On error notifications stay off. */
 int pst_notify_init(void);
 
 /* Nonzero when a manager listens (pst_notify_init found NOTIFY_SOCKET). */
@@ -32,7 +36,9 @@ int pst_notify_enabled(void);
  * one-line text (pst_notify_status does the cleaning).
  * Returns 0 (also when notifications are off), -EMSGSIZE when the message
  * does not fit in 4 KiB, or -errno from sendto(2) (-EAGAIN when the
- * manager's queue is full). */
+ * manager's queue is full: at once for a STATUS-only message, after 100 ms
+ * for READY=1, RELOADING=1 or STOPPING=1, and a failed READY=1 is logged
+ * here). */
 int pst_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Sends "<state>STATUS=<text>" with text cut to one line (newlines and

@@ -20,22 +20,31 @@
 #include <sys/types.h>
 
 /* Becomes user (uid) with primary group gid and the user's supplementary
- * groups (getgrouplist(3), as login does), in this order: the bounding set
+ * groups (getgrouplist(3), as login does, less gid 0, which is dropped and
+ * then checked absent with getgroups(2)), in this order: the bounding set
  * is reduced to CAP_NET_BIND_SERVICE, then setgroups(2), setgid(2),
  * setuid(2), each checked; then the effective and permitted sets hold
  * CAP_NET_BIND_SERVICE only (PR_SET_KEEPCAPS kept them across setuid),
- * inheritable and ambient are empty, and setuid(0) must fail. Must be
- * called by root, before any other thread exists.
+ * inheritable and ambient are empty, and setuid(0) must fail; each of
+ * these is checked afterwards (the bounding set with PR_CAPBSET_READ, the
+ * ambient set with PR_CAP_AMBIENT_IS_SET). Outside the ASan build the
+ * process is made non-dumpable (PR_SET_DUMPABLE 0, checked), whatever
+ * fs.suid_dumpable says. Must be called by root, before any other thread
+ * exists; the count comes from /proc/self/status, and when it cannot be
+ * read the drop fails.
  * Returns 0, or a negative errno code with the step that failed written to
- * err (errlen bytes): -EBUSY when other threads exist, -EPERM when not
- * root, or the failing call's -errno. A failure leaves the process in an
- * unknown state: the caller must exit. */
+ * err (errlen bytes): -EBUSY when other threads exist, -ENOENT (or
+ * open's -errno) when /proc/self/status has no Threads: line, -EPERM when
+ * not root, when gid is 0 or when a check after the drop fails, or the failing call's -errno. A
+ * failure leaves the process in an unknown state: the caller must exit. */
 int pst_priv_drop(const char *user, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* What a reload will be able to open, asked before it happens (`postern
  * -t` run as root): a child process becomes user (pst_priv_drop) and opens
  * each of the n paths, for reading, or for appending where writable[i] is
- * nonzero (a missing file to write is fine: it is created). Each failure is
+ * nonzero (a missing file to write is fine when the user may write and
+ * search its directory: it is created then; nothing is created here). Each
+ * failure is
  * one line on out: "error: PATH: not readable by user NAME: CAUSE ...".
  * Returns how many failed (0..255), or -errno when the child could not be
  * made or did not finish (a failed drop counts as one failure, printed). */

@@ -167,3 +167,24 @@ def test_logrotate_with_the_shipped_file(pki, start_postern, tmp_path):
     new = access.read_text().splitlines()
     assert len(old) == 3 and all("/before" in line for line in old), old
     assert len(new) == 2 and all("/after" in line for line in new), new
+
+
+def test_sigusr1_during_shutdown_is_harmless(pki, start_postern, tmp_path):
+    """logrotate's SIGUSR1 can come at any time, also while postern stops:
+    after the signal handle is closed it must be ignored, not kill postern
+    (SIGUSR1's default action)."""
+    import os
+    port = free_port()
+    p = start_postern(config([http_listener("pub", port, "builtin:info", pki,
+                                            access_log=str(tmp_path / "access.log"))]), [port])
+    p.signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while p.proc.poll() is None and time.monotonic() < deadline:
+        try:
+            os.kill(p.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            break
+        time.sleep(0.0005)
+    assert p.wait(5) is not None, "postern did not exit" + p.context()
+    assert p.returncode == 0, f"exit {p.returncode} (-10 is SIGUSR1)" + p.context()
+    p.check_exit()

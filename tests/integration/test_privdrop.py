@@ -198,3 +198,185 @@ def test_bad_user_group_keys(postern_bin, tmp_path, pki, top, want):
     assert r.returncode == 1
     line = r.stderr.strip()
     assert re.match(want.format(path=re.escape(str(cfg))), line), line
+
+
+@pytest.fixture
+def temp_user():
+    """Makes system users for one test (useradd), removed afterwards: the
+    shapes of user this machine has none of, such as RHEL's operator (primary
+    group gid 0). Ask for it before start_world, so that postern has
+    stopped when the user is removed."""
+    import subprocess
+    made = []
+
+    def make(name, *args):
+        subprocess.run(["userdel", name], capture_output=True)  # left by an interrupted run
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        *args, name], check=True, capture_output=True)
+        made.append(name)
+        return name
+    yield make
+    for name in made:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_user_with_gid0_primary_group_refused(postern_bin, tmp_path, pki, temp_user):
+    import re
+    name = temp_user("pst-gid0-test", "--gid", "0")
+    cfg = tmp_path / "gid0.yaml"
+    cfg.write_text(config([listener("one", free_port(), "127.0.0.1:9", pki)], user=name))
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 1, r.stdout + r.stderr
+    want = (rf'^{re.escape(str(cfg))}:\d+:7: user: user "{name}" has gid 0 as its primary '
+            r"group: .*add group: .*$")
+    assert re.match(want, r.stderr.strip()), r.stderr
+    # With group: naming another group, the same user is fine.
+    cfg.write_text(config([listener("one", free_port(), "127.0.0.1:9", pki)], user=name,
+                          group="nogroup"))
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert "has gid 0" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.deadline(60)
+def test_root_group_membership_not_kept(temp_user, pki, world, start_world, backend):
+    """A user listed in /etc/group as a member of root's group: postern
+    runs without gid 0 among its supplementary groups."""
+    name = temp_user("pst-rootgrp-test", "--gid", "nogroup", "--groups", "root")
+    echo = backend.echo()
+    port = free_port()
+    p = start_world(config([listener("one", port, echo.addr, tls=tls(world))], user=name), [port])
+    Log(p).wait(rf"running as user {name} \(uid \d+\)")
+    for t in os.listdir(f"/proc/{p.pid}/task"):
+        st = status(p.pid, t)
+        assert "0" not in st["Groups"], (t, st["Groups"])
+        assert st["Gid"] == [str(grp.getgrnam("nogroup").gr_gid)] * 4, (t, st["Gid"])
+    echo_roundtrip(port, pki)
+
+
+def test_drop_refused_without_thread_count(postern_bin, world, backend):
+    """/proc/self/status without its Threads: line (here /dev/null mounted
+    over it, in a mount namespace of its own): the drop cannot tell that it
+    is alone, and refuses rather than skipping the check."""
+    import subprocess
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1)")
+    echo = backend.echo()
+    cfg = world / "threads.yaml"
+    cfg.write_text(config([listener("one", free_port(), echo.addr, tls=tls(world))],
+                          user="nobody"))
+    os.chmod(cfg, 0o644)
+    # Not -t: its drop runs in a child, with a /proc/self of another pid.
+    script = 'mount --bind /dev/null /proc/$$/status && exec "$0" -c "$1"'
+    try:
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                            str(postern_bin), str(cfg)], capture_output=True, text=True,
+                           timeout=15)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"postern started without knowing its thread count: {e.stderr}")
+    if r.returncode != 0 and "mount" in r.stderr and "postern" not in r.stderr:
+        pytest.skip(f"cannot mount over /proc here: {r.stderr}")
+    assert r.returncode == 1, r.stderr
+    assert "cannot become user nobody" in r.stderr and "counting threads" in r.stderr, r.stderr
+
+
+def test_check_creates_no_access_log(postern_bin, world, backend):
+    """`postern -t` as root leaves no file behind (it used to create the
+    access log as root, then report it unwritable by the user), and says
+    when the user could not create it."""
+    echo = backend.echo()
+    logs = world / "logs"
+    logs.mkdir()
+    os.chmod(logs, 0o755)  # root's: nobody may not create a file in it
+    access = logs / "access.log"
+    cfg = world / "check.yaml"
+    cfg.write_text(config([listener("one", free_port(), echo.addr, tls=tls(world), mode="http",
+                                    access_log=str(access))], user="nobody"))
+    os.chmod(cfg, 0o644)
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert not access.exists(), "postern -t created the access log"
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (f"error: {access}: cannot be created by user nobody: directory {logs}: "
+            "Permission denied") in r.stdout, r.stdout
+
+    os.chown(logs, *nobody())
+    r = run_postern(postern_bin, "-t", "-c", cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not access.exists(), "postern -t created the access log"
+
+
+@pytest.mark.deadline(60)
+def test_access_log_created_as_root_belongs_to_user(pki, world, start_world, backend):
+    """Started as root with user:, the access log postern creates is the
+    user's, so that SIGUSR1 can reopen it after the drop."""
+    echo = backend.echo()
+    port = free_port()
+    access = world / "run" / "access.log"
+    p = start_world(config([listener("one", port, echo.addr, tls=tls(world), mode="http",
+                                     access_log=str(access))], user="nobody", group="nogroup"),
+                    [port])
+    log = Log(p)
+    log.wait(r"running as user nobody")
+    st = access.stat()
+    assert (st.st_uid, st.st_gid) == nobody(), (st.st_uid, st.st_gid)
+    mark = log.mark()
+    p.signal(signal.SIGUSR1)
+    m = log.wait(r"SIGUSR1: (1 access log file reopened|cannot reopen.*)$", mark)
+    assert m.group(1) == "1 access log file reopened", m.group(0)
+
+
+def test_group_with_a_long_entry(postern_bin, tmp_path, pki):
+    """A group whose /etc/group line is longer than getgrnam_r's usual
+    buffer (it lists many members): looked up, not "cannot look up"."""
+    import subprocess
+    name = "pst-biggrp-test"
+    subprocess.run(["groupdel", name], capture_output=True)
+    subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
+    try:
+        subprocess.run(["gpasswd", "-M", ",".join(["nobody"] * 2000), name], check=True,
+                       capture_output=True)
+        cfg = tmp_path / "big.yaml"
+        cfg.write_text(config([listener("one", free_port(), "127.0.0.1:9", pki)], user="nobody",
+                              group=name))
+        r = run_postern(postern_bin, "-t", "-c", cfg)
+        assert "cannot look up group" not in r.stderr, r.stderr
+        # Parsed (the files in tmp_path are root's alone: nobody's check fails).
+        assert r.stdout.startswith(f"configuration {cfg}: 1 listener"), r.stdout + r.stderr
+    finally:
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
+@pytest.mark.deadline(60)
+def test_started_as_user_with_another_group_warns(postern_bin, world, backend):
+    """Started as the user already (systemd's User=) but not with the
+    group group: names: postern cannot change it and says so, at the group
+    key's line, rather than serving silently without that group."""
+    import re
+    import subprocess
+    import time
+    if shutil.which("setpriv") is None:
+        pytest.skip("no setpriv(1)")
+    echo = backend.echo()
+    port = free_port()
+    cfg = world / "asuser.yaml"
+    cfg.write_text(config([listener("one", port, echo.addr, tls=tls(world))], user="nobody",
+                          group="users", workers=1))
+    os.chmod(cfg, 0o644)
+    err = world / "asuser.err"
+    uid, gid = nobody()
+    with open(err, "w") as f:
+        proc = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                                 str(postern_bin), "-c", str(cfg)], stdout=subprocess.DEVNULL,
+                                stderr=f, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while " ready: " not in err.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+        text = err.read_text()
+        assert proc.poll() is None, text
+        want = (rf"^\S+ WARN {re.escape(str(cfg))}:\d+:8: group: postern runs as gid {gid}, not "
+                rf"as group users \(gid {grp.getgrnam('users').gr_gid}\)")
+        assert re.search(want, text, re.M), text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, err.read_text()

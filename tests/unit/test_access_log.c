@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -147,6 +150,63 @@ static void test_json_line_escapes_hostile_fields(void **state) {
                          "\"authority\":null,\"path\":null,\"status\":400,"));
 }
 
+/* A JSON line carries every field whole (docs/config.md): a long target is
+ * written in full when the line fits in PST_ACCESS_LINE_MAX, and a line
+ * that does not fit is dropped and counted, never cut. */
+static void test_json_long_fields_whole_or_dropped(void **state) {
+  char path[] = "/tmp/postern-alog-json-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  pst_listener_conf_t lc = {.name = "pub"};
+  pst_host_t h = host_for(NULL, NULL);
+  h.lc = &lc;
+  static char target[6001];
+  memset(target, '"', 2000); /* 4000 bytes escaped */
+  target[2000] = '\0';
+  pst_http_request_t r = {.method = "GET", .target = target, .authority = "example.test"};
+  static char line[PST_ACCESS_LINE_MAX], want[5000];
+  int n = pst_access_log_format(line, sizeof(line), PST_LOG_JSON, &h, "h2", &r, 200, 1, 2, 3.25);
+  assert_true(n > 0);
+  size_t w = 0;
+  w += (size_t)snprintf(want, sizeof(want), "\"path\":\"");
+  for (int i = 0; i < 2000; i++) w += (size_t)snprintf(want + w, sizeof(want) - w, "\\\"");
+  snprintf(want + w, sizeof(want) - w, "\",\"status\":200,");
+  assert_non_null(strstr(line, want));
+  assert_ptr_equal(strchr(line, '\n'), line + n - 1);
+
+  memset(target, '"', 6000); /* 12000 bytes escaped: no room */
+  target[6000] = '\0';
+  assert_int_equal(
+      pst_access_log_format(line, sizeof(line), PST_LOG_JSON, &h, "h2", &r, 200, 1, 2, 3.25), -1);
+  /* Through the writer: dropped, counted. */
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  pst_access_file_t *f = NULL;
+  assert_int_equal(pst_access_file_open(path, &f), 0);
+  pst_access_log_t *al = pst_access_log_new(&loop);
+  h = host_for(f, al);
+  h.lc = &lc;
+  pst_log_set_format(PST_LOG_JSON);
+  pst_access_log(&h, "h2", &r, 200, 1, 2, uv_hrtime());
+  r.target = "/short";
+  pst_access_log(&h, "h2", &r, 200, 1, 2, uv_hrtime());
+  pst_log_set_format(PST_LOG_TEXT);
+  pst_access_log_flush(al);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  FILE *fp = fopen(path, "r");
+  assert_non_null(fp);
+  assert_non_null(fgets(line, sizeof(line), fp));
+  assert_non_null(strstr(line, "\"path\":\"/short\""));
+  assert_null(fgets(line, sizeof(line), fp)); /* the long one: not written at all */
+  fclose(fp);
+  assert_int_equal(pst_access_log_dropped(al), 1);
+  pst_access_file_unref(f);
+  pst_access_log_free(al);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  unlink(path);
+}
+
 /* A value too long is cut between escapes, never inside one. */
 static void test_json_escape_cuts_whole_escapes(void **state) {
   char out[8];
@@ -202,18 +262,39 @@ static void test_shared_and_reopened(void **state) {
   unlink(rotated);
 }
 
+/* The descriptor this process has open on path, or -1. */
+static int fd_of(const char *path) {
+  for (int fd = 3; fd < 1024; fd++) {
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n < 0) continue;
+    target[n] = '\0';
+    if (strcmp(target, path) == 0) return fd;
+  }
+  return -1;
+}
+
 static void test_bounded_when_the_file_stalls(void **state) {
   /* A pipe nobody reads stands for a file that does not keep up: the first
    * write blocks a file-system thread, never the loop, and the lines after
-   * it are bounded. */
+   * it are bounded. An access log must be a regular file, so the pipe is
+   * put under the open file's descriptor number afterwards, as a reopen
+   * would. */
   int p[2];
   assert_int_equal(pipe(p), 0);
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/fd/%d", p[1]);
+  char path[] = "/tmp/pst-alog-stall-XXXXXX";
+  int tmp = mkstemp(path);
+  assert_true(tmp >= 0);
+  close(tmp);
   uv_loop_t loop;
   assert_int_equal(uv_loop_init(&loop), 0);
   pst_access_file_t *f = NULL;
   assert_int_equal(pst_access_file_open(path, &f), 0);
+  int fd = fd_of(path);
+  assert_true(fd >= 0);
+  assert_int_equal(dup2(p[1], fd), fd);
+  unlink(path);
   pst_access_log_t *al = pst_access_log_new(&loop);
   pst_host_t h = host_for(f, al);
   pst_http_request_t r = request();
@@ -254,6 +335,38 @@ static void test_bounded_when_the_file_stalls(void **state) {
   close(p[0]);
 }
 
+static void on_alarm(int sig) {
+  (void)sig;
+  static const char msg[] = "pst_access_file_open blocked on a FIFO\n";
+  (void)!write(2, msg, sizeof(msg) - 1);
+  _exit(1);
+}
+
+/* An access_log path naming a FIFO: refused at once, with or without a
+ * reader, rather than blocking the start, a reload or postern -t in
+ * open(2) (or writing lines into a pipe). */
+static void test_fifo_refused_without_blocking(void **state) {
+  (void)state;
+  char dir[] = "/tmp/pst-alog-fifo-XXXXXX", path[64];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/fifo", dir);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  signal(SIGALRM, on_alarm);
+  alarm(5);
+  pst_access_file_t *f = (pst_access_file_t *)1;
+  assert_int_equal(pst_access_file_open(path, &f), PST_ENOTFILE); /* no reader */
+  assert_null(f);
+  int reader = open(path, O_RDONLY | O_NONBLOCK);
+  assert_true(reader >= 0);
+  assert_int_equal(pst_access_file_open(path, &f), PST_ENOTFILE); /* a reader */
+  assert_null(f);
+  alarm(0);
+  assert_string_equal(pst_strerror(PST_ENOTFILE), "not a regular file");
+  close(reader);
+  unlink(path);
+  rmdir(dir);
+}
+
 static void test_no_file_no_line(void **state) {
   uv_loop_t loop;
   assert_int_equal(uv_loop_init(&loop), 0);
@@ -278,8 +391,10 @@ int main(void) {
       cmocka_unit_test(test_client_fields_cannot_break_the_line),
       cmocka_unit_test(test_bounded_when_the_file_stalls),
       cmocka_unit_test(test_no_file_no_line),
+      cmocka_unit_test(test_fifo_refused_without_blocking),
       cmocka_unit_test(test_json_line_escapes_hostile_fields),
       cmocka_unit_test(test_json_escape_cuts_whole_escapes),
+      cmocka_unit_test(test_json_long_fields_whole_or_dropped),
       cmocka_unit_test(test_shared_and_reopened),
   };
   return cmocka_run_group_tests_name("access_log", tests, NULL, NULL);

@@ -364,6 +364,16 @@ static void test_log_format_user_group(void **state) {
   expect_error("user: nosuchuser-x\nlisteners:\n" LISTENER0,
                "t.yaml:1:7: user: no user \"nosuchuser-x\" on this system; ");
   expect_error("user: root\nlisteners:\n" LISTENER0, "t.yaml:1:7: user: user \"root\" is uid 0");
+  /* Names are quoted in messages: a newline or an escape byte cannot reach
+   * the terminal, also not in the suggested adduser command. */
+  expect_error("user: \"no\\nbody\\e\"\nlisteners:\n" LISTENER0,
+               "t.yaml:1:7: user: no user \"no\\x0abody\\x1b\" on this system; ");
+  char err[512] = "";
+  pst_config_t *bad = NULL;
+  assert_int_equal(parse("user: \"no\\nbody\\e\"\nlisteners:\n" LISTENER0, &bad, err, sizeof(err)),
+                   PST_ECONFIG);
+  assert_null(strchr(err, 0x1b));
+  assert_non_null(strstr(err, "--no-create-home \"no\\x0abody\\x1b\"`"));
   expect_error("user: nobody\ngroup: nosuchgroup-x\nlisteners:\n" LISTENER0,
                "t.yaml:2:8: group: no group \"nosuchgroup-x\" on this system; ");
   expect_error("listeners:\n" LISTENER0 "group: nogroup\n",
