@@ -490,7 +490,7 @@ static void jl_str(jline_t *j, const char *s, int nullable) {
 }
 
 /* The JSON line: one object, the fields of docs/config.md. Returns its
- * length, or -1 when it does not fit in size bytes. */
+ * length, or -ENOSPC when it does not fit in size bytes. */
 static int alog_json(char *line, size_t size, const pst_host_t *h, const char *proto,
                      const pst_http_request_t *req, int status, uint64_t bytes_in,
                      uint64_t bytes_out, double ms) {
@@ -513,7 +513,7 @@ static int alog_json(char *line, size_t size, const pst_host_t *h, const char *p
          status, (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms);
   jl_str(&j, h->backend != NULL ? h->backend->addr.text : "", 0);
   jl_raw(&j, "}\n");
-  return j.over || j.len > INT_MAX ? -1 : (int)j.len;
+  return j.over || j.len > INT_MAX ? -ENOSPC : (int)j.len;
 }
 
 int pst_access_log_format(char *line, size_t size, pst_log_format_t format, const pst_host_t *h,
@@ -522,8 +522,8 @@ int pst_access_log_format(char *line, size_t size, pst_log_format_t format, cons
   if (format == PST_LOG_JSON)
     return alog_json(line, size, h, proto, req, status, bytes_in, bytes_out, ms);
   int len = alog_text(line, size, h, proto, req, status, bytes_in, bytes_out, ms);
-  if (len < 0) return -1;
-  if ((size_t)len >= size) { /* cut, keeping the newline: its tokens stay tokens */
+  if (len < 0) return -EINVAL; /* snprintf failed */
+  if ((size_t)len >= size) {   /* cut, keeping the newline: its tokens stay tokens */
     len = (int)size - 1;
     line[len - 1] = '\n';
   }

@@ -310,7 +310,8 @@ static void log_ready(const app_t *app) {
 
 /* Gives up root once the listeners are bound and the keys read, before any
  * thread starts (priv.h: capabilities are per thread, and every thread
- * inherits the main thread's). Returns 0, or -1 when postern must not go on. */
+ * inherits the main thread's). Returns 0, or when postern must not go on
+ * -EPERM (not root, and not the user either) or pst_priv_drop's error. */
 static int drop_privileges(const pst_config_t *cfg) {
   if (cfg->user == NULL) {
     if (geteuid() == 0) {
@@ -340,14 +341,14 @@ static int drop_privileges(const pst_config_t *cfg) {
         "start it as root or as %s",
         cfg->path, cfg->user_mark.line, cfg->user_mark.column, (unsigned)geteuid(), cfg->user,
         cfg->user);
-    return -1;
+    return -EPERM;
   }
   char err[256];
   int rc = pst_priv_drop(cfg->user, cfg->uid, cfg->gid, err, sizeof(err));
   if (rc != 0) {
     pst_log_error("cannot become user %s (uid %u, gid %u): %s; not starting", cfg->user,
                   (unsigned)cfg->uid, (unsigned)cfg->gid, err);
-    return -1;
+    return rc;
   }
   pst_log_info("running as user %s (uid %u), group %s (gid %u), with CAP_NET_BIND_SERVICE only",
                cfg->user, (unsigned)cfg->uid, cfg->group != NULL ? cfg->group : "of the user",

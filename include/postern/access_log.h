@@ -83,8 +83,9 @@ void pst_access_log(const pst_host_t *h, const char *proto, const pst_http_reque
 
 /* Formats one access log line (as pst_access_log describes) into line
  * (size bytes), text or JSON (docs/config.md names the fields), ending with
- * a newline. ms is the request's duration. Returns the length, or -1 when a
- * JSON line does not fit (a text line is cut instead). Exposed for tests. */
+ * a newline. ms is the request's duration. Returns the length, -ENOSPC when
+ * a JSON line does not fit (a text line is cut instead), or -EINVAL when
+ * formatting failed. Exposed for tests. */
 int pst_access_log_format(char *line, size_t size, pst_log_format_t format, const pst_host_t *h,
                           const char *proto, const pst_http_request_t *req, int status,
                           uint64_t bytes_in, uint64_t bytes_out, double ms);

@@ -398,13 +398,18 @@ def test_second_sighup_during_reload_is_not_lost(pki, start_postern, tmp_path):
     queued = log.findall(r"SIGHUP: a reload is in progress: one more follows it", start)
     assert queued and start + queued[0].start() < first.start(), (
         "the later SIGHUPs must arrive while the first reload runs" + p.context())
-    second = log.wait(r"reload ok \(SIGHUP\): generation 3", start)
+    log.wait(r"reload ok \(SIGHUP\): generation 3", start)
     time.sleep(0.3)
     oks = log.findall(OK_RE, start)
     assert len(oks) == 2, f"three SIGHUPs during one reload: expected 2 reloads, got {len(oks)}" + p.context()
-    assert "max_connections 5000 (was 10000)" in line_at(log, second), (
+    # The queued reload reads the file as it is after the last SIGHUP. On a
+    # loaded machine the first reload may itself read the file only after
+    # the rewrite (then the second finds nothing changed): either way the
+    # change is live and no SIGHUP was lost.
+    lines = [log.text[start + m.start():].splitlines()[0] for m in oks]
+    assert any("max_connections 5000 (was 10000)" in line for line in lines), (
         "the queued reload must read the file as it was after the last SIGHUP: "
-        + line_at(log, second))
+        + " | ".join(lines))
 
 
 def test_sigterm_during_reload_still_drains(pki, start_postern, backend, tmp_path):
