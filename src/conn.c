@@ -561,8 +561,9 @@ static void conn_on_client_shutdown(uv_shutdown_t *req, int status) {
 }
 
 /* Ends the client's side: what is queued, then close_notify (RFC 8446 6.1),
- * then a TCP shutdown whose completion runs cb. Returns 0 or a negative
- * libuv error (cb will not run; the caller closes). */
+ * then a TCP shutdown whose completion runs cb. Returns 0, PST_ETLS when the
+ * queued answers cannot be encrypted (nothing sent yet), or a negative libuv
+ * error (cb will not run; the caller closes). */
 static int conn_shut_client(pst_conn_t *conn, uv_shutdown_cb cb) {
   /* What the application queued this loop turn goes before the close_notify. */
   if (conn_encrypt(conn) != 0) return PST_ETLS;

@@ -1021,7 +1021,9 @@ pst_app_t *pst_h2_app_new(pst_host_t *host) {
    * saved, measured on 1.52: 224 bytes per stream nghttp2 keeps, closed ones
    * up to the session's stream limit and idle ones (named by PRIORITY) up to
    * 100, all freed as new streams come; and about 90 ns of nghttp2's time
-   * per request. Bounded per connection, like the streams themselves. */
+   * per request. Bounded per connection, like the streams themselves; the
+   * PRIORITY frames that now cost work have their own budget
+   * (h2_count_priority). */
   /* The connection window (RFC 9113 6.9.2: 65,535 until raised) holds every
    * stream's window: each stream is bounded on its own, and one stalled
    * upload must not stall the others. */
