@@ -26,11 +26,6 @@
 #define CONN_LINGER_MS 1000
 
 static void conn_pump(pst_conn_t *conn);
-static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
-static void conn_client_failed(pst_conn_t *conn, int err, const char *reason);
-static void conn_end(pst_conn_t *conn);
-static void conn_close_handles(pst_conn_t *conn);
-static int conn_send_fin(pst_conn_t *conn, uv_shutdown_cb cb);
 
 /* ---- wolfSSL I/O: no sockets, only the connection's buffers ---- */
 
@@ -48,7 +43,7 @@ static int conn_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   return (int)n;
 }
 
-/* Everything wolfSSL sends is queued in cout and written by conn_flush_now,
+/* Everything wolfSSL sends is queued in cout and written by pst_conn_flush_now,
  * so one pump step makes one write(2). The queue is bounded by
  * backpressure: applications stop producing above PST_CLIENT_HIGH_WATER. */
 static int conn_tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
@@ -75,7 +70,7 @@ static void conn_on_write(uv_write_t *req, int status) {
   pst_conn_t *conn = pst_uv_write_done(req);
   if (conn->state == PST_CONN_CLOSING) return;
   if (status < 0) {
-    conn_client_failed(conn, status, "client write failed");
+    pst_conn_client_failed(conn, status, "client write failed");
     return;
   }
   conn_drained(conn);
@@ -84,7 +79,7 @@ static void conn_on_write(uv_write_t *req, int status) {
 /* Hands the ciphertext wolfSSL produced to the client socket now, and ends
  * a cork. Returns 0 or a negative libuv error (the caller closes). This and
  * the per-turn flush below are the only writes to the client. */
-static int conn_flush_now(pst_conn_t *conn) {
+int pst_conn_flush_now(pst_conn_t *conn) {
   conn->cork = 0;
   if (conn->cout.len == 0 || uv_is_closing((uv_handle_t *)&conn->client.tcp)) return 0;
   int rc = pst_uv_write((uv_stream_t *)&conn->client.tcp, pst_buf_head(&conn->cout), conn->cout.len,
@@ -95,7 +90,7 @@ static int conn_flush_now(pst_conn_t *conn) {
 
 /* Encrypts pout into cout. Returns 0 or PST_ETLS; pout is emptied either
  * way. */
-static int conn_encrypt(pst_conn_t *conn) {
+int pst_conn_encrypt(pst_conn_t *conn) {
   if (conn->pout.len == 0) return 0;
   /* One call: wolfSSL cuts it into records of at most 16 KiB, and the send
    * callback never blocks, so it takes everything or fails. */
@@ -114,7 +109,7 @@ static void conn_want_flush(pst_conn_t *conn) {
 
 /* Takes conn off the flush list (it is about to be freed). The list only
  * holds the connections with output due this loop turn: a short walk. */
-static void conn_flush_unlist(pst_conn_t *conn) {
+void pst_conn_flush_unlist(pst_conn_t *conn) {
   if (!conn->flush_queued) return;
   for (pst_conn_t **p = &conn->worker->flush_list; *p != NULL; p = &(*p)->flush_next) {
     if (*p == conn) {
@@ -131,14 +126,14 @@ static void conn_flush_unlist(pst_conn_t *conn) {
 static void conn_flush(pst_conn_t *conn) {
   if (conn->state == PST_CONN_CLOSING) return;
   size_t sent = conn->pout.len;
-  if (conn_encrypt(conn) != 0) {
+  if (pst_conn_encrypt(conn) != 0) {
     pst_conn_close(conn, PST_ETLS, "TLS write failed");
     return;
   }
   if (conn->cork && sent == 0) return; /* the session ticket waits for the answer */
-  int rc = conn_flush_now(conn);
+  int rc = pst_conn_flush_now(conn);
   if (rc != 0) {
-    conn_client_failed(conn, rc, "client write failed");
+    pst_conn_client_failed(conn, rc, "client write failed");
     return;
   }
   if (sent > 0) conn_drained(conn);
@@ -157,7 +152,7 @@ void pst_conn_flush_all(pst_worker_t *worker) {
 
 /* ---- the eviction order (max_connections) ---- */
 
-static void conn_evict_unlink(pst_conn_t *conn) {
+void pst_conn_evict_unlink(pst_conn_t *conn) {
   if (!conn->evict_listed) return;
   pst_wlistener_t *wl = conn->wl;
   if (conn->evict_prev != NULL)
@@ -176,7 +171,7 @@ static void conn_evict_unlink(pst_conn_t *conn) {
  * eviction list (conn_int.h), or leaves it while a request waits for its
  * response or once it is closing. */
 static void conn_evict_requeue(pst_conn_t *conn) {
-  conn_evict_unlink(conn);
+  pst_conn_evict_unlink(conn);
   if (conn->state == PST_CONN_CLOSING || conn->waiting > 0) return;
   pst_wlistener_t *wl = conn->wl;
   conn->evict_prev = wl->evict_last;
@@ -245,8 +240,8 @@ static int conn_send(pst_host_t *h, const char *data, size_t len) {
     return PST_ETLS;
   }
   conn->bytes_out += len;
-  int rc = conn_flush_now(conn);
-  if (rc != 0) conn_client_failed(conn, rc, "client write failed");
+  int rc = pst_conn_flush_now(conn);
+  if (rc != 0) pst_conn_client_failed(conn, rc, "client write failed");
   return rc;
 }
 
@@ -266,14 +261,14 @@ static void conn_pause(pst_host_t *h, int pause) {
   }
   int rc = conn_read_client(conn, 1);
   if (rc != 0) {
-    conn_client_failed(conn, rc, "client read failed");
+    pst_conn_client_failed(conn, rc, "client read failed");
     return;
   }
   conn_pump(conn); /* decrypted bytes wolfSSL holds, and kept ciphertext */
 }
 
 /* host->ops->end. */
-static void conn_host_end(pst_host_t *h) { conn_end(conn_of(h)); }
+static void conn_host_end(pst_host_t *h) { pst_conn_end(conn_of(h)); }
 
 /* host->ops->close. */
 static void conn_host_close(pst_host_t *h, int err, const char *reason) {
@@ -320,7 +315,7 @@ static void conn_waiting(pst_host_t *h, int delta) {
   if (conn->waiting == 0) {
     conn_activity(conn);
   } else {
-    conn_evict_unlink(conn); /* timeouts.backend_response governs */
+    pst_conn_evict_unlink(conn); /* timeouts.backend_response governs */
   }
 }
 
@@ -410,7 +405,7 @@ static void conn_record_alpn(pst_conn_t *conn) {
  * closing. */
 static int conn_app_start(pst_conn_t *conn, pst_conn_state_t state) {
   assert(conn->app == NULL && (state == PST_CONN_EARLY || state == PST_CONN_OPEN));
-  conn_set_state(conn, state);
+  pst_conn_set_state(conn, state);
   int err;
   conn->app = conn_app_new(conn, &err);
   if (conn->app == NULL) {
@@ -479,7 +474,7 @@ static void conn_open(pst_conn_t *conn) {
     if (conn_app_start(conn, PST_CONN_OPEN) == 0) conn_open_draining(conn);
     return;
   }
-  conn_set_state(conn, PST_CONN_OPEN);
+  pst_conn_set_state(conn, PST_CONN_OPEN);
   pst_buf_t out = conn->early_out;
   memset(&conn->early_out, 0, sizeof(conn->early_out));
   int rc = conn_send(&conn->host, pst_buf_head(&out), out.len);
@@ -490,7 +485,7 @@ static void conn_open(pst_conn_t *conn) {
   conn_drained(conn);
   if (conn->state != PST_CONN_OPEN) return;
   if (conn->app->ops->handshake_done != NULL) conn->app->ops->handshake_done(conn->app);
-  if (conn->end_after_handshake && conn->state == PST_CONN_OPEN) conn_end(conn);
+  if (conn->end_after_handshake && conn->state == PST_CONN_OPEN) pst_conn_end(conn);
   conn_open_draining(conn);
 }
 
@@ -535,68 +530,6 @@ static void conn_from_client(pst_conn_t *conn) {
     pst_conn_close(conn, PST_ETLS, pst_conn_why(conn, "TLS read failed: %s", msg));
     return;
   }
-}
-
-/* ---- ending the client's side ---- */
-
-/* For a shutdown callback: the connection, and the request freed. The
- * request is allocated when the end comes, not carried by every idle
- * connection; libuv runs the callback (UV_ECANCELED at worst) before the
- * handle's close callback, so the connection is still there. */
-static pst_conn_t *conn_shutdown_done(uv_shutdown_t *req) {
-  pst_conn_t *conn = req->data;
-  free(req);
-  return conn;
-}
-
-static void conn_on_client_shutdown(uv_shutdown_t *req, int status) {
-  pst_conn_t *conn = conn_shutdown_done(req);
-  if (conn->state == PST_CONN_CLOSING) return;
-  conn->client.shut_done = 1;
-  if (conn->app != NULL && conn->app->ops->client_shut != NULL) {
-    conn->app->ops->client_shut(conn->app);
-    return;
-  }
-  pst_conn_close(conn, 0, "done");
-}
-
-/* Ends the client's side: what is queued, then close_notify (RFC 8446 6.1),
- * then a TCP shutdown whose completion runs cb. Returns 0, PST_ETLS when the
- * queued answers cannot be encrypted (nothing sent yet), or a negative libuv
- * error (cb will not run; the caller closes). */
-static int conn_shut_client(pst_conn_t *conn, uv_shutdown_cb cb) {
-  /* What the application queued this loop turn goes before the close_notify. */
-  if (conn_encrypt(conn) != 0) return PST_ETLS;
-  wolfSSL_shutdown(conn->ssl);
-  return conn_send_fin(conn, cb);
-}
-
-/* Writes what is in cout, then a TCP shutdown whose completion runs cb.
- * Returns 0 or a negative libuv error (cb will not run; the caller closes). */
-static int conn_send_fin(pst_conn_t *conn, uv_shutdown_cb cb) {
-  conn->client.shut = 1;
-  int rc = conn_flush_now(conn);
-  if (rc != 0) return rc;
-  uv_shutdown_t *req = malloc(sizeof(*req));
-  if (req == NULL) return -ENOMEM;
-  req->data = conn;
-  rc = uv_shutdown(req, (uv_stream_t *)&conn->client.tcp, cb);
-  if (rc != 0) free(req);
-  return rc;
-}
-
-/* host->ops->end, and the end asked during the handshake. */
-static void conn_end(pst_conn_t *conn) {
-  if (conn->state == PST_CONN_HANDSHAKE || conn->state == PST_CONN_EARLY) {
-    conn->end_after_handshake = 1;
-    return;
-  }
-  if (conn->state != PST_CONN_OPEN || conn->client.shut) return;
-  int rc = conn_shut_client(conn, conn_on_client_shutdown);
-  if (rc == PST_ETLS)
-    pst_conn_close(conn, rc, "TLS write failed");
-  else if (rc != 0)
-    conn_client_failed(conn, rc, "client shutdown failed");
 }
 
 /* ---- reading the client ---- */
@@ -662,7 +595,7 @@ static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b
    * a record it never completes is idle. */
   if (nread < 0) {
     if (nread != UV_EOF) {
-      conn_client_failed(conn, (int)nread, "client read failed");
+      pst_conn_client_failed(conn, (int)nread, "client read failed");
       return;
     }
     /* TCP FIN: the application hears of it once the bytes already received
@@ -834,7 +767,7 @@ static void conn_on_timer(uv_timer_t *t) {
     }
     case PST_CONN_CLOSING:
       /* The close_notify flush took too long: close without it. */
-      conn_close_handles(conn);
+      pst_conn_close_handles(conn);
       return;
   }
 }
@@ -846,7 +779,7 @@ static void conn_arm_timer(pst_conn_t *conn, uint64_t ms) {
 /* The one place the state changes: legal moves only, HANDSHAKE -> EARLY ->
  * OPEN -> CLOSING, where EARLY may be skipped and CLOSING comes from any
  * state; arms the state's timer (the handshake's was armed at accept). */
-static void conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
+void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
   const pst_listener_conf_t *lc = conn->gl->conf;
   if (state <= conn->state) {
     pst_log_error("conn %llu: illegal state change %d -> %d", (unsigned long long)conn->host.id,
@@ -964,102 +897,4 @@ void pst_conn_close_all(pst_worker_t *worker, int err, const char *reason) {
     next = c->next;
     pst_conn_close(c, err, reason);
   }
-}
-
-/* ---- close ---- */
-
-static void conn_free(pst_conn_t *conn) {
-  pst_worker_t *worker = conn->worker;
-  assert(conn->state == PST_CONN_CLOSING && conn->handles == 0);
-  if (conn->prev != NULL)
-    conn->prev->next = conn->next;
-  else
-    worker->conns = conn->next;
-  if (conn->next != NULL) conn->next->prev = conn->prev;
-  /* The application goes last: its streams could still hear from their
-   * backends until now, and host services refuse work once CLOSING. */
-  if (conn->app != NULL) conn->app->ops->destroy(conn->app);
-  conn_flush_unlist(conn);
-  if (conn->ssl != NULL) wolfSSL_free(conn->ssl);
-  pst_early_free(&conn->early);
-  pst_buf_free(&conn->cin);
-  pst_buf_free(&conn->early_out);
-  pst_buf_free(&conn->cout);
-  pst_buf_free(&conn->pout);
-  pst_gen_unref(conn->gen);
-  free(conn->peer_buf);
-  free(conn->sni_buf);
-  free(conn->why);
-  pst_wlistener_t *wl = conn->wl;
-  free(conn);
-  worker->conn_gone(worker, wl);
-}
-
-static void conn_on_handle_close(uv_handle_t *h) {
-  pst_conn_t *conn = h->data;
-  assert(conn->handles > 0);
-  if (--conn->handles == 0) conn_free(conn);
-}
-
-static void conn_close_handle(pst_conn_t *conn, uv_handle_t *h) {
-  if (uv_is_closing(h)) return;
-  h->data = conn;
-  uv_close(h, conn_on_handle_close);
-}
-
-/* Closes every handle now (the last close callback frees conn). */
-static void conn_close_handles(pst_conn_t *conn) {
-  conn_close_handle(conn, (uv_handle_t *)&conn->client.tcp);
-  conn_close_handle(conn, (uv_handle_t *)&conn->timer);
-}
-
-/* After our FIN: what the client still sends is read and dropped. */
-static void conn_on_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  if (nread < 0) conn_close_handles(PST_CONTAINER_OF(s, pst_conn_t, client.tcp));
-}
-
-/* Our FIN is out. Closing a socket that holds unread bytes sends a reset,
- * and a reset can make the client's stack drop the alert or close_notify
- * it has not read yet: so the client's bytes are read and dropped until its
- * own FIN, an error, or the linger timer, and only then is it closed. */
-static void conn_on_final_shutdown(uv_shutdown_t *req, int status) {
-  pst_conn_t *conn = conn_shutdown_done(req);
-  uv_stream_t *s = (uv_stream_t *)&conn->client.tcp;
-  if (status == 0 && !conn->client.eof && !conn->client.failed &&
-      uv_read_start(s, pst_uv_alloc_slab, conn_on_linger_read) == 0) {
-    return; /* the linger timer bounds the wait */
-  }
-  conn_close_handles(conn);
-}
-
-/* Like pst_conn_close, for a failure of the client socket itself: nothing
- * is flushed to it. */
-static void conn_client_failed(pst_conn_t *conn, int err, const char *reason) {
-  conn->client.failed = 1;
-  pst_conn_close(conn, err, reason);
-}
-
-void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
-  if (conn->state == PST_CONN_CLOSING) return;
-  assert(err <= 0);
-  int hears = conn->ssl != NULL && !conn->client.failed && !conn->client.shut;
-  int healthy = hears && conn->handshake_ms > 0 && err != PST_ETLS;
-  conn->err = err;
-  pst_conn_log(conn, reason != NULL ? reason : "");
-  conn_set_state(conn, PST_CONN_CLOSING);
-  conn_evict_unlink(conn);
-  if (conn->app != NULL && conn->app->ops->closing != NULL) conn->app->ops->closing(conn->app);
-  uv_read_stop((uv_stream_t *)&conn->client.tcp);
-  /* RFC 8446 6.1: end with close_notify when the client can still hear it;
-   * the shutdown callback runs once queued bytes are written. Answers
-   * queued this loop turn go before the close_notify. */
-  int rc = healthy ? conn_shut_client(conn, conn_on_final_shutdown) : PST_ETLS;
-  /* RFC 8446 6.2: a failed TLS connection ends with the fatal alert wolfSSL
-   * queued, sent before the close, whether the handshake, a later record or
-   * the close_notify itself failed; a FIN after it, not a reset, so the
-   * client reads it. Every TLS failure comes here: the alert goes once. */
-  if (rc == PST_ETLS && hears && (healthy || err == PST_ETLS) && conn->cout.len > 0) {
-    rc = conn_send_fin(conn, conn_on_final_shutdown);
-  }
-  if (rc != 0) conn_close_handles(conn); /* else the linger timer bounds the wait */
 }

@@ -142,4 +142,38 @@ void pst_conn_log(pst_conn_t *conn, const char *reason);
  * Pointers stay valid while conn lives. */
 void pst_conn_facts(pst_conn_t *conn, pst_info_facts_t *f);
 
+/* ---- conn.c: the output path and the state, for conn_close.c ---- */
+
+/* Hands the ciphertext in cout to the client socket now and ends a cork.
+ * Returns 0 or a negative libuv error (the caller closes). */
+int pst_conn_flush_now(pst_conn_t *conn);
+
+/* Encrypts pout into cout. Returns 0 or PST_ETLS; pout is emptied either
+ * way. */
+int pst_conn_encrypt(pst_conn_t *conn);
+
+/* Takes conn off the worker's flush list (it is about to be freed). */
+void pst_conn_flush_unlist(pst_conn_t *conn);
+
+/* Takes conn out of its listener's eviction order. */
+void pst_conn_evict_unlink(pst_conn_t *conn);
+
+/* Moves conn to state (the one place states change; asserts the move is
+ * allowed) and arms the state's timer. */
+void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
+
+/* ---- conn_close.c: how a connection ends ---- */
+
+/* host->ops->end, and the end asked during the handshake: what is queued,
+ * close_notify, then FIN; the application hears client_shut once it is
+ * out. */
+void pst_conn_end(pst_conn_t *conn);
+
+/* Closes every handle now (the last close callback frees conn). */
+void pst_conn_close_handles(pst_conn_t *conn);
+
+/* Like pst_conn_close, for a failure of the client socket itself: nothing
+ * is flushed to it. */
+void pst_conn_client_failed(pst_conn_t *conn, int err, const char *reason);
+
 #endif
