@@ -77,15 +77,7 @@ void pst_access_file_set_owner(uid_t uid, gid_t gid) {
  * (write and search). Returns 0 or -errno. */
 static int alog_can_create(const char *path) {
   char dir[PATH_MAX];
-  snprintf(dir, sizeof(dir), "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (slash == dir) {
-    dir[1] = '\0';
-  } else if (slash != NULL) {
-    *slash = '\0';
-  } else {
-    snprintf(dir, sizeof(dir), ".");
-  }
+  pst_priv_dir_of(path, dir, sizeof(dir));
   return faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) == 0 ? 0 : -errno;
 }
 

@@ -204,15 +204,7 @@ static int check_one(FILE *out, const char *user, const char *path, int writable
      * directory (a reopen after logrotate's rename creates it as the
      * user). */
     char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) {
-      dir[1] = '\0';
-    } else if (slash != NULL) {
-      *slash = '\0';
-    } else {
-      snprintf(dir, sizeof(dir), ".");
-    }
+    pst_priv_dir_of(path, dir, sizeof(dir));
     if (access(dir, W_OK | X_OK) == 0) return 0;
     fprintf(out,
             "error: %s: cannot be created by user %s: directory %s: %s (a reopen after "
@@ -269,4 +261,16 @@ int pst_priv_caps(unsigned long long *eff, unsigned long long *prm) {
   *eff = (unsigned long long)d[1].effective << 32 | d[0].effective;
   *prm = (unsigned long long)d[1].permitted << 32 | d[0].permitted;
   return 0;
+}
+
+void pst_priv_dir_of(const char *path, char *dir, size_t len) {
+  snprintf(dir, len, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir) {
+    dir[1] = '\0';
+  } else if (slash != NULL) {
+    *slash = '\0';
+  } else {
+    snprintf(dir, len, ".");
+  }
 }

@@ -66,4 +66,9 @@ const char *pst_priv_hint(int err, const char *what);
  * (bit n = capability n). Returns 0 or -errno. For checks and tests. */
 int pst_priv_caps(unsigned long long *eff, unsigned long long *prm);
 
+/* The directory of path into dir (len bytes, at least 2): "/" for a file at
+ * the root, "." for a bare name; where a file is created, and so what a
+ * user needs write and search permission on. */
+void pst_priv_dir_of(const char *path, char *dir, size_t len);
+
 #endif
