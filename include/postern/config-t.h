@@ -66,6 +66,23 @@ typedef struct {
   char text[128];
 } pst_addr_t;
 
+/* The PROXY protocol (HAProxy's proxy-protocol.txt): the header version a
+ * listener accepts first from its clients (listeners[].accept_proxy) or one
+ * backend's servers receive on each new connection (proxy_protocol). */
+typedef enum {
+  PST_PROXY_NONE = 0,
+  PST_PROXY_V1 = 1,  /* the text header */
+  PST_PROXY_V2 = 2,  /* the binary header, with TLVs */
+  PST_PROXY_ANY = 3, /* accept_proxy only: either, told apart by the first bytes */
+} pst_proxy_t;
+
+/* One address block of listeners[].trusted_proxies ("10.0.0.0/8"). */
+typedef struct {
+  int family;             /* AF_INET or AF_INET6 */
+  unsigned char addr[16]; /* network byte order; bits past prefix are zero */
+  unsigned prefix;        /* 0..32 or 0..128 */
+} pst_cidr_t;
+
 typedef enum {
   PST_BACKEND_ADDR = 0,        /* a TCP address */
   PST_BACKEND_BUILTIN_INFO = 1 /* "builtin:info": postern answers itself */
@@ -81,6 +98,7 @@ typedef struct {
    * speaks there. Points into the listener's alpn_wire or at a constant. */
   const unsigned char *alpn_wire;
   size_t alpn_wire_len;
+  pst_proxy_t proxy_protocol; /* a PROXY header first on each new server connection */
 } pst_backend_conf_t;
 
 typedef struct {
@@ -129,6 +147,13 @@ typedef struct {
   pst_early_data_t early_data;    /* tls.early_data; default reject */
   unsigned max_early_data;        /* tls.max_early_data, bytes; default 16384 */
   pst_tcp_early_t tcp_early_data; /* tls.tcp_early_data; default hold */
+
+  /* PROXY protocol from L4 balancers in front (proxy.h): the header every
+   * client connection must start with, from an address in trusted_proxies. */
+  pst_proxy_t accept_proxy; /* default none */
+  pst_mark_t accept_proxy_mark;
+  pst_cidr_t *trusted_proxies;
+  size_t n_trusted_proxies;
 
   pst_backend_conf_t backend;
   pst_route_conf_t *routes;

@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "postern/buf.h"
+
 /* X(name, "log key", "what it counts"). To add a counter, add a line here:
  * the enum, the names and the shutdown line follow. */
 #define PST_METRICS(X)                                                                 \
@@ -49,6 +51,23 @@ const char *pst_metric_name(pst_metric_t m);
 /* Resets every counter to 0 (tests only: counters are never reset while
  * postern runs). */
 void pst_metrics_reset(void);
+
+/* The Prometheus text exposition (format 0.0.4) of every counter family,
+ * summed over the workers, appended to out. Families other modules render
+ * themselves (the admin endpoint's gauges, the backends' health) use the two
+ * writers below, so that every family is written the same way. Returns 0 or
+ * -ENOMEM (out may hold part of the text). */
+int pst_metrics_render(pst_buf_t *out);
+
+/* Appends a family's "# HELP name help" and "# TYPE name type" lines
+ * (type: "counter", "gauge" or "histogram"); help is escaped as the format
+ * asks (backslash, newline). Returns 0 or -ENOMEM. */
+int pst_metrics_head(pst_buf_t *out, const char *name, const char *type, const char *help);
+
+/* Appends value as a label value: the characters between the quotes of
+ * name="value", with backslash, double quote and newline escaped. Returns 0
+ * or -ENOMEM. */
+int pst_metrics_label(pst_buf_t *out, const char *value);
 
 /* Logs every counter on one info line: "counters: handshakes=N resumed=N ...". */
 void pst_metrics_log(void);
