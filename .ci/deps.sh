@@ -17,7 +17,7 @@ PACKAGES=(
   libuv1-dev libnghttp2-dev libyaml-dev node-llhttp libcmocka-dev
   python3 python3-pytest python3-h2 curl openssl nghttp2-client
   procps psmisc patch clang-format clang libfuzzer-14-dev
-  python3-cryptography prometheus groff-base logrotate
+  python3-cryptography prometheus libhiredis-dev redis-server groff-base logrotate
 )
 
 as_root() {
