@@ -2,7 +2,9 @@
 # Installs what postern needs to build, test and run on Debian 12, and builds
 # wolfSSL from Debian's source package into deps/ with postern's flags.
 #
-# Usage: .ci/deps.sh [packages|wolfssl|all] [extra Debian packages...]
+# Usage: .ci/deps.sh [packages|wolfssl|all|build] [extra Debian packages...]
+#   build: only what building postern needs (no test tools): the container
+#   image's build stage (deploy/kubernetes/Containerfile).
 # Idempotent: packages already installed are not reinstalled, and the wolfSSL
 # build is skipped when deps/ holds one made with the same flags.
 set -euo pipefail
@@ -12,12 +14,15 @@ what=${1:-all}
 shift || true
 extra=("$@")
 
+BUILD_PACKAGES=(
+  build-essential pkg-config autoconf automake libtool dpkg-dev patch ca-certificates
+  libuv1-dev libnghttp2-dev libyaml-dev node-llhttp libhiredis-dev
+)
 PACKAGES=(
-  build-essential pkg-config autoconf automake libtool dpkg-dev
-  libuv1-dev libnghttp2-dev libyaml-dev node-llhttp libcmocka-dev
+  "${BUILD_PACKAGES[@]}" libcmocka-dev
   python3 python3-pytest python3-h2 curl openssl nghttp2-client
-  procps psmisc patch clang-format clang libfuzzer-14-dev
-  python3-cryptography prometheus libhiredis-dev redis-server groff-base logrotate
+  procps psmisc clang-format clang libfuzzer-14-dev
+  python3-cryptography prometheus redis-server groff-base logrotate
 )
 
 as_root() {
@@ -123,5 +128,6 @@ case "$what" in
   packages) install_packages "${PACKAGES[@]}" "${extra[@]}" ;;
   wolfssl) build_wolfssl ;;
   all) install_packages "${PACKAGES[@]}" "${extra[@]}"; build_wolfssl ;;
-  *) echo "usage: $0 [packages|wolfssl|all] [extra packages...]" >&2; exit 2 ;;
+  build) install_packages "${BUILD_PACKAGES[@]}" "${extra[@]}"; build_wolfssl ;;
+  *) echo "usage: $0 [packages|wolfssl|all|build] [extra packages...]" >&2; exit 2 ;;
 esac

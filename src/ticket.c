@@ -324,9 +324,15 @@ static void src_free(pst_ticket_src_t *src) {
   free(src);
 }
 
+/* The file holds secrets: warns when someone other than postern may read
+ * it: others, or the members of a group postern does not run as. A group of
+ * its own is fine: that is how Kubernetes gives a non-root pod a Secret
+ * (group fsGroup, mode 0440). */
 static void warn_if_readable(const char *path) {
   struct stat st;
-  if (stat(path, &st) == 0 && (st.st_mode & 077) != 0) {
+  if (stat(path, &st) != 0) return;
+  int own_group = st.st_gid == getegid() || st.st_gid == getgid();
+  if ((st.st_mode & 007) != 0 || ((st.st_mode & 070) != 0 && !own_group)) {
     pst_log_warn(
         "%s: the ticket key file can be read by group or others (mode %03o): anyone "
         "who reads it can decrypt recorded sessions; chmod 600 it",

@@ -215,7 +215,8 @@ class Postern:
         return self.proc.pid
 
     def stderr(self):
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def context(self):
