@@ -46,7 +46,10 @@
  *
  * Usage: loadgen --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]
  *          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]
- *          [--delay-ms D]
+ *          [--delay-ms D] [--sni-count N]
+ * With --sni-count N, NAME holds one "%u" and each connection sends it with
+ * a random number below N (the many-certificates scenario: a random name of
+ * N per handshake).
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -130,6 +133,7 @@ static struct {
   double duration, warmup, timeout;
   int count;
   uint64_t delay_ns; /* --delay-ms: emulated round trip, 0 for none */
+  unsigned sni_count; /* --sni-count: names "sni" % [0, sni_count); 0: sni as it is */
 } opt = {.sni = "localhost", .mode = MODE_FULL, .conc = 16, .duration = 5, .warmup = 1,
          .timeout = 10, .count = 1000};
 
@@ -510,7 +514,18 @@ static void slot_connected(slot_t *s) {
     return;
   }
   wolfSSL_set_fd(s->ssl, s->fd);
-  wolfSSL_UseSNI(s->ssl, WOLFSSL_SNI_HOST_NAME, opt.sni, (unsigned short)strlen(opt.sni));
+  const char *sni = opt.sni;
+  char name[256];
+  if (opt.sni_count > 0) {
+    /* xorshift64: cheap, and the same sequence every run. */
+    static uint64_t x = 88172645463325252ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    snprintf(name, sizeof(name), opt.sni, (unsigned)(x % opt.sni_count));
+    sni = name;
+  }
+  wolfSSL_UseSNI(s->ssl, WOLFSSL_SNI_HOST_NAME, sni, (unsigned short)strlen(sni));
   /* One key share, X25519: the group every server in the bench prefers. */
   wolfSSL_UseKeyShare(s->ssl, WOLFSSL_ECC_X25519);
   if (opt.delay_ns) wolfSSL_SetIOWriteCtx(s->ssl, s);
@@ -666,7 +681,7 @@ static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]\n"
           "          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]\n"
-          "          [--delay-ms D]\n",
+          "          [--delay-ms D] [--sni-count N]\n",
           argv0);
   exit(2);
 }
@@ -704,6 +719,8 @@ static void parse_args(int argc, char **argv) {
       opt.count = atoi(v);
     } else if (strcmp(a, "--timeout") == 0) {
       opt.timeout = atof(v);
+    } else if (strcmp(a, "--sni-count") == 0) {
+      opt.sni_count = (unsigned)atoi(v);
     } else if (strcmp(a, "--delay-ms") == 0) {
       double d = atof(v);
       if (d < 0 || d > 10000) usage(argv[0]);
@@ -713,6 +730,13 @@ static void parse_args(int argc, char **argv) {
     }
   }
   if (!have_addr || opt.conc < 1 || opt.duration <= 0 || opt.count < 1) usage(argv[0]);
+  if (opt.sni_count > 0) {
+    /* The name is a format: exactly one conversion, and it must be %u. */
+    const char *pct = strchr(opt.sni, '%');
+    if (pct == NULL || pct[1] != 'u' || strchr(pct + 2, '%') != NULL || strlen(opt.sni) > 200) {
+      usage(argv[0]);
+    }
+  }
 }
 
 #ifdef HAVE_PK_CALLBACKS

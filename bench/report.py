@@ -481,6 +481,9 @@ def markdown(doc):
                     _f(r.get("ratio_rss"), "{:.2f}")]
 
         _table(L, head, sel, cells)
+    if doc.get("certs"):
+        import certs  # bench/certs.py: its own table (no kinds, no ratios by concurrency)
+        L.extend(certs.markdown(doc["certs"]))
     nm = doc.get("not_measured") or []
     if nm:
         L.append("### Not measured")

@@ -31,12 +31,13 @@ sys.path.insert(0, str(HERE))
 
 import procs  # noqa: E402
 import report  # noqa: E402
+import certs as certs_scenario  # noqa: E402
 import scenarios  # noqa: E402
 import servers  # noqa: E402
 
 REPO = HERE.parent
 
-ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle")
+ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle", "certs")
 
 
 class Env:
@@ -84,6 +85,9 @@ def parse_args(argv):
     ap.add_argument("--idle", type=int, help="idle TLS connections for RSS (default 5000)")
     ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
                     help=f"which measurements, from {','.join(ALL_SCENARIOS)} (default all)")
+    ap.add_argument("--cert-counts",
+                    help="numbers of certificates of the certs scenario (default 1,1000,10000; "
+                         "quick: 1,200)")
     ap.add_argument("--certs", help="certificate variants (default ecdsa,rsa; quick: ecdsa)")
     ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
     ap.add_argument("--readme", action="store_true",
@@ -104,6 +108,7 @@ def parse_args(argv):
     a.conc = [int(c) for c in (a.conc or ("16" if q else "1,16,64")).split(",")]
     a.early_conc = [int(c) for c in (a.early_conc or ("16" if q else "1,16")).split(",")]
     a.idle = a.idle or (500 if q else 5000)
+    a.cert_counts = [int(c) for c in (a.cert_counts or ("1,200" if q else "1,1000,10000")).split(",")]
     a.scenarios = [s for s in a.scenarios.split(",") if s]
     a.certs = [c for c in (a.certs or ("ecdsa" if q else "ecdsa,rsa")).split(",") if c]
     a.kinds = [k for k in a.kinds.split(",") if k]
@@ -394,6 +399,7 @@ def rebuild(args):
         notes = [n for n in old.get("notes", []) if not n.startswith(derived)]
     doc = report.build(old["runs"], old["settings"], old["machine"], notes,
                        old.get("server_log_problems", {}), old["elapsed_s"], old["when"])
+    doc["certs"] = old.get("certs", [])
     write_outputs(args, doc)
     return 1 if doc["total_errors"] else 0
 
@@ -429,6 +435,12 @@ def main(argv=None):
             f"load generator and backend on CPU {procs.cpu_list(env.client_cpus)}; "
             f"work directory {workdir}")
         runs, problems = run_all(args, env, names, certs, workdir)
+        cert_rows = []
+        if "certs" in args.scenarios:
+            cert_rows = certs_scenario.run(env, args.cert_counts, workdir,
+                                           duration=args.duration, warmup=args.warmup, say=say,
+                                           servers_=("postern", "haproxy") if env.haproxy
+                                           else ("postern",))
     finally:
         if backend is not None:
             procs.stop(backend)
@@ -442,11 +454,13 @@ def main(argv=None):
         "certs": args.certs, "resumed_certs": args.resumed_certs, "servers": names,
         "kinds": args.kinds, "early_conc": args.early_conc, "rtt_ms": args.rtt_ms,
         "rtt_conc": args.rtt_conc, "rtt_duration_s": args.rtt_duration,
+        "cert_counts": args.cert_counts,
     }
     machine = machine_info(env)
     machine["loadavg"] = [load_start, loadavg()]
     doc = report.build(runs, settings, machine, notes, problems, elapsed,
                        datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    doc["certs"] = cert_rows
     write_outputs(args, doc)
     say(f"done in {elapsed:.0f} s")
     return 1 if doc["total_errors"] else 0

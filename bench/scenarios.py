@@ -65,12 +65,15 @@ def _base(server, scenario, conc):
 SCENARIO_OF_MODE = {"full": "full", "resume": "resumed", "early": "early"}
 
 
-def handshakes(env, server, mode, conc, duration, warmup, log, delay_ms=0.0):
+def handshakes(env, server, mode, conc, duration, warmup, log, delay_ms=0.0, extra_args=(),
+               on_measure=None):
     """Handshake throughput and cost: loadgen in full, resume or early
     (0-RTT) mode, one request per connection. With delay_ms, the load
     generator holds everything it sends that long (an emulated round trip;
     scenario "rtt-resumed" or "rtt-early"): the response time then counts the
-    round trips the client waited for. Returns a run dict (errors > 0 and
+    round trips the client waited for. extra_args go to the load generator
+    as they are (the certs scenario's --sni-count); on_measure() runs when
+    the measured window starts. Returns a run dict (errors > 0 and
     "failure" set when it went wrong)."""
     scenario = SCENARIO_OF_MODE[mode]
     if delay_ms:
@@ -80,6 +83,7 @@ def handshakes(env, server, mode, conc, duration, warmup, log, delay_ms=0.0):
            "--mode", mode, "--conc", conc, "--duration", duration, "--warmup", warmup]
     if delay_ms:
         cmd += ["--delay-ms", delay_ms]
+    cmd += list(extra_args)
     p = procs.spawn(cmd, env.client_cpus, log, stdout=subprocess.PIPE)
     dog = _watchdog(p, warmup + duration + 40)
     s0 = c0 = t0 = None
@@ -89,6 +93,8 @@ def handshakes(env, server, mode, conc, duration, warmup, log, delay_ms=0.0):
             if ev.get("event") == "measure":
                 s0, c0, t0 = server.cpu_seconds(), procs.cpus_busy(env.client_cpus), time.monotonic()
                 b0 = procs.cpus_busy(env.server_cpus)
+                if on_measure is not None:
+                    on_measure()
             elif ev.get("event") == "result":
                 s1, c1, t1 = server.cpu_seconds(), procs.cpus_busy(env.client_cpus), time.monotonic()
                 b1 = procs.cpus_busy(env.server_cpus)
