@@ -46,13 +46,22 @@
  *
  * Usage: loadgen --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]
  *          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]
- *          [--delay-ms D] [--sni-count N]
+ *          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]
+ * With --rate R the load is open-loop (the overload scenario): R connections
+ * are started per second whatever becomes of the earlier ones, at most
+ * --conc in flight (a start that finds none free counts as "client_full");
+ * without it, each of --conc slots starts its next connection when the last
+ * one ends. --fixed-key-share 1 makes every ClientHello carry the same X25519
+ * key share, generated once (the server still makes its own, fresh): it halves
+ * the client's cost per handshake, so that one client core can offer several
+ * times what one server core sustains.
  * With --sni-count N, NAME holds one "%u" and each connection sends it with
  * a random number below N (the many-certificates scenario: a random name of
  * N per handshake).
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/curve25519.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -134,6 +143,8 @@ static struct {
   int count;
   uint64_t delay_ns; /* --delay-ms: emulated round trip, 0 for none */
   unsigned sni_count; /* --sni-count: names "sni" % [0, sni_count); 0: sni as it is */
+  double rate;        /* --rate: connections started per second (open loop); 0: closed loop */
+  int fixed_key;      /* --fixed-key-share */
 } opt = {.sni = "localhost", .mode = MODE_FULL, .conc = 16, .duration = 5, .warmup = 1,
          .timeout = 10, .count = 1000};
 
@@ -150,8 +161,9 @@ typedef enum {
   SL_CLOSING,     /* uv_close called on the poll handle */
 } slot_state_t;
 
-typedef enum { E_CONNECT, E_HANDSHAKE, E_IO, E_RESPONSE, E_TIMEOUT, E_KINDS } err_kind_t;
-static const char *err_names[E_KINDS] = {"connect", "handshake", "io", "response", "timeout"};
+typedef enum { E_CONNECT, E_HANDSHAKE, E_IO, E_RESPONSE, E_TIMEOUT, E_FULL, E_KINDS } err_kind_t;
+static const char *err_names[E_KINDS] = {"connect", "handshake", "io",
+                                         "response", "timeout", "client_full"};
 
 /* --delay-ms: bytes wolfSSL sent, held until due. */
 typedef struct chunk {
@@ -205,6 +217,10 @@ static int idle_next, idle_up, idle_reported; /* idle mode: slots started, up */
 static uint64_t t_measure;
 static double cpu_measure;
 static uv_timer_t phase_timer, tick_timer, drain_timer;
+/* --rate: the slots without a connection, and the starts due so far. */
+static int *free_slots, n_free;
+static uint64_t t_rate0, launched;
+static uv_timer_t rate_timer;
 static uv_signal_t sig_term, sig_int;
 
 static const char request[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
@@ -296,6 +312,11 @@ static void slot_on_closed(uv_handle_t *h) {
   active--;
   if (stopping) {
     maybe_exit();
+    return;
+  }
+  if (opt.rate > 0) {
+    /* Open loop: the rate timer decides when the next connection starts. */
+    free_slots[n_free++] = (int)(s - slots);
     return;
   }
   if (opt.mode == MODE_IDLE && total_errors() > (uint64_t)opt.count) {
@@ -600,6 +621,10 @@ static void print_result(void) {
          (double)stats.ok / window, hist_quantile(&stats.lat, 0.50) / 1000,
          hist_quantile(&stats.lat, 0.99) / 1000,
          stats.lat.n ? stats.lat.sum / (double)stats.lat.n / 1000 : 0.0, cpu, cpu / window);
+  printf("\"offered\":%llu,\"offered_rate\":%.2f,\"hs_p99_ms\":%.4f,",
+         (unsigned long long)(stats.started + stats.err[E_FULL]),
+         (double)(stats.started + stats.err[E_FULL]) / window,
+         hist_quantile(&stats.hs, 0.99) / 1000);
   printf("\"hs_p50_ms\":%.4f,\"resp_p50_ms\":%.4f,\"resp_p99_ms\":%.4f,\"delay_ms\":%.3f,"
          "\"early_sent\":%llu,\"early_accepted\":%llu,\"before_fin\":%llu,\"errors_by_kind\":{",
          hist_quantile(&stats.hs, 0.50) / 1000, hist_quantile(&stats.resp, 0.50) / 1000,
@@ -660,6 +685,21 @@ static void on_phase(uv_timer_t *t) {
   maybe_exit();
 }
 
+/* --rate: starts the connections due since the last turn (libuv timers tick
+ * by the millisecond, so several may be due at once). */
+static void on_rate(uv_timer_t *t) {
+  if (stopping) return;
+  uint64_t due = (uint64_t)((double)(uv_hrtime() - t_rate0) / 1e9 * opt.rate);
+  while (launched < due) {
+    launched++;
+    if (n_free == 0) {
+      if (measuring) stats.err[E_FULL]++;
+      continue;
+    }
+    slot_start(&slots[free_slots[--n_free]]);
+  }
+}
+
 /* Aborts connections that have taken longer than the timeout. */
 static void on_tick(uv_timer_t *t) {
   uint64_t now = uv_hrtime();
@@ -681,7 +721,7 @@ static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]\n"
           "          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]\n"
-          "          [--delay-ms D] [--sni-count N]\n",
+          "          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]\n",
           argv0);
   exit(2);
 }
@@ -719,6 +759,11 @@ static void parse_args(int argc, char **argv) {
       opt.count = atoi(v);
     } else if (strcmp(a, "--timeout") == 0) {
       opt.timeout = atof(v);
+    } else if (strcmp(a, "--rate") == 0) {
+      opt.rate = atof(v);
+      if (opt.rate < 0 || opt.rate > 1e6) usage(argv[0]);
+    } else if (strcmp(a, "--fixed-key-share") == 0) {
+      opt.fixed_key = atoi(v) != 0;
     } else if (strcmp(a, "--sni-count") == 0) {
       opt.sni_count = (unsigned)atoi(v);
     } else if (strcmp(a, "--delay-ms") == 0) {
@@ -755,6 +800,29 @@ static int skip_ecc_verify(WOLFSSL *ssl, const unsigned char *sig, unsigned int 
 }
 #endif
 
+/* --fixed-key-share: the one X25519 key every ClientHello offers. */
+static unsigned char fixed_priv[CURVE25519_KEYSIZE], fixed_pub[CURVE25519_KEYSIZE];
+
+static int fixed_key_gen(WOLFSSL *ssl, struct curve25519_key *key, unsigned int size, void *arg) {
+  (void)ssl, (void)size, (void)arg;
+  return wc_curve25519_import_private_raw_ex(fixed_priv, sizeof(fixed_priv), fixed_pub,
+                                             sizeof(fixed_pub), key, EC25519_LITTLE_ENDIAN);
+}
+
+static void make_fixed_key(void) {
+  WC_RNG rng;
+  curve25519_key key;
+  word32 priv_len = sizeof(fixed_priv), pub_len = sizeof(fixed_pub);
+  if (wc_InitRng(&rng) != 0 || wc_curve25519_init(&key) != 0 ||
+      wc_curve25519_make_key(&rng, CURVE25519_KEYSIZE, &key) != 0 ||
+      wc_curve25519_export_key_raw_ex(&key, fixed_priv, &priv_len, fixed_pub, &pub_len,
+                                      EC25519_LITTLE_ENDIAN) != 0) {
+    abort();
+  }
+  wc_curve25519_free(&key);
+  wc_FreeRng(&rng);
+}
+
 static void make_ctx(void) {
   if (wolfSSL_Init() != WOLFSSL_SUCCESS) abort();
   ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
@@ -770,6 +838,15 @@ static void make_ctx(void) {
   /* Sessions are kept per slot, by reference: no client cache. */
   wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
   if (opt.delay_ns) wolfSSL_CTX_SetIOSend(ctx, io_send_delayed);
+  if (opt.fixed_key) {
+#ifdef HAVE_PK_CALLBACKS
+    make_fixed_key();
+    wolfSSL_CTX_SetX25519KeyGenCb(ctx, fixed_key_gen);
+#else
+    fprintf(stderr, "loadgen: --fixed-key-share needs wolfSSL's PK callbacks\n");
+    exit(2);
+#endif
+  }
 }
 
 static void raise_nofile(void) {
@@ -809,6 +886,14 @@ int main(int argc, char **argv) {
   t_measure = uv_hrtime();
   if (opt.mode == MODE_IDLE) {
     while (idle_next < opt.conc && idle_next < opt.count) slot_start(&slots[idle_next++]);
+  } else if (opt.rate > 0) {
+    free_slots = malloc((size_t)n_slots * sizeof(*free_slots));
+    if (free_slots == NULL) abort();
+    for (int i = n_slots - 1; i >= 0; i--) free_slots[n_free++] = i;
+    uv_timer_init(loop, &rate_timer);
+    t_rate0 = uv_hrtime();
+    uv_timer_start(&rate_timer, on_rate, 1, 1);
+    uv_timer_start(&phase_timer, on_phase, (uint64_t)(opt.warmup * 1000), 0);
   } else {
     for (int i = 0; i < n_slots; i++) slot_start(&slots[i]);
     uv_timer_start(&phase_timer, on_phase, (uint64_t)(opt.warmup * 1000), 0);
