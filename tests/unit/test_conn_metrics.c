@@ -3,7 +3,7 @@
  * loop, the listeners "relay" (tcp mode) and "web" (http mode), wolfSSL
  * clients): the listener label, the handshake's labels as wolfSSL names
  * them (none may fall to "other"), the close reasons (done, handshake
- * timeout, handshake failed with its alert, client reset, idle timeout,
+ * timeout, handshake failed without and with its alert, client reset, idle timeout,
  * backend refused), the HTTP request's status class and the backend connect
  * failure. The counters are the process's: each test resets them. */
 #include <setjmp.h>
@@ -134,6 +134,25 @@ static void test_handshake_failure_counted(void **state) {
   free(text);
 }
 
+/* A server name that is no DNS host name: the handshake fails with the
+ * illegal_parameter alert (tls.h), counted by its RFC 8446 6 name. */
+static void test_alert_counted(void **state) {
+  client_t *c = client_start(LN_HTTP, 1, "bad..name", NULL);
+  WAIT_FOR(c->hs_done || c->hs_err);
+  WAIT_FOR(gone == 1);
+  char *text = render();
+  assert_int_equal(sample(text,
+                          "postern_tls_handshake_failures_total{listener=\"web\","
+                          "alert=\"illegal_parameter\"}"),
+                   1);
+  assert_int_equal(sample(text,
+                          "postern_connections_closed_total{listener=\"web\","
+                          "reason=\"handshake_failed\"}"),
+                   1);
+  assert_int_equal(sample(text, "postern_connections_open{listener=\"web\"}"), 0);
+  free(text);
+}
+
 /* A client's reset: client_closed. */
 static void test_client_reset_counted(void **state) {
   client_t *c = client_start(LN_TCP, 1, SNI, NULL);
@@ -184,6 +203,7 @@ int main(void) {
       T(test_http_request_counted, &long_timeouts),
       T(test_handshake_timeout_counted, &short_handshake),
       T(test_handshake_failure_counted, &long_timeouts),
+      T(test_alert_counted, &long_timeouts),
       T(test_client_reset_counted, &long_timeouts),
       T(test_backend_refused_counted, &long_timeouts),
       T(test_idle_timeout_counted, &short_idle),
