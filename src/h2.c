@@ -262,8 +262,10 @@ static void h2_respond_error(h2_front_t *h2, h2_stream_t *st, int status) {
                           what ? what : "");
   if (rc == 0) rc = h2_respond(h2, st, status, "text/plain; charset=utf-8", &body);
   pst_buf_free(&body);
-  if (rc == 0) pst_metrics_http_generated(h2->base.host->lc->metrics_slot, status);
-  if (rc != 0) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
+  if (rc == 0)
+    pst_metrics_http_generated(h2->base.host->lc->metrics_slot, status);
+  else
+    h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
 }
 
 /* Response fields that must not cross to HTTP/2 (RFC 9113 8.2.2), and the
