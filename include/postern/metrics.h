@@ -20,6 +20,10 @@
     "early data offered and rejected: policy, not resumed, or strike register full")   \
   X(EARLY_REPLAYED, "early_data_replayed",                                             \
     "early data rejected because the ClientHello was seen before (a replay)")          \
+  X(EARLY_REDIS_REPLAYED, "early_data_redis_replayed",                                 \
+    "early data rejected as a replay by the shared strike register (Redis)")           \
+  X(EARLY_REDIS_UNAVAILABLE, "early_data_redis_unavailable",                           \
+    "early data rejected because Redis did not answer in time (fail closed)")          \
   X(RELOADS, "reloads", "reloads that switched to a new generation")                   \
   X(RELOADS_FAILED, "reloads_failed",                                                  \
     "reloads refused (bad file, certificate, port): the old generation kept serving")  \
