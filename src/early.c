@@ -10,6 +10,7 @@
 #include "postern/log.h"
 #include "postern/metrics.h"
 #include "postern/replay.h"
+#include "postern/replay_redis.h"
 #include "postern/ticket.h"
 #include "postern/tls.h"
 
@@ -40,8 +41,58 @@ static void early_settle(pst_early_t *e, pst_early_status_t status) {
   }
 }
 
-int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc, const char *in,
-                    size_t len, int eof, uint64_t conn_id, const char *peer) {
+/* Gives back the local register's claim of a ClientHello whose early data
+ * is not accepted after all. */
+static void early_release(pst_early_t *e) {
+  if (!e->claimed) return;
+  pst_replay_release(pst_replay_global(), e->replay_key, pst_ticket_now_ms());
+  e->claimed = 0;
+}
+
+/* The shared register's answer (replay_redis.h), or its failure. */
+static void early_on_shared(void *arg, int result) {
+  pst_early_t *e = arg;
+  assert(e->phase == PST_EARLY_SHARED);
+  e->shared_req = NULL;
+  e->phase = PST_EARLY_DONE;
+  if (result == PST_REPLAY_REDIS_CLAIMED) {
+    e->phase = PST_EARLY_READING;
+  } else if (result == PST_REPLAY_SEEN) {
+    /* Claimed elsewhere first: a replay (to this instance too, perhaps, if
+     * the first one's claim had not landed). The local entry stays: a
+     * local duplicate is then caught without a round trip. */
+    e->claimed = 0;
+    early_settle(e, PST_EARLY_REPLAYED);
+    pst_log_debug("conn %llu: replayed ClientHello (shared strike register): early data rejected",
+                  (unsigned long long)e->conn_id);
+  } else {
+    /* Fail closed: never accepted unchecked (counted by replay_redis). */
+    early_release(e);
+    early_settle(e, PST_EARLY_REJECTED);
+  }
+  e->resume(e->resume_arg);
+}
+
+/* The local register let the ClientHello through: asks the shared one.
+ * Returns PST_EARLY_WAIT, or 0 when the claim failed at once (decided:
+ * rejected). */
+static int early_ask_shared(pst_early_t *e, const pst_early_shared_t *shared) {
+  e->resume = shared->resume;
+  e->resume_arg = shared->arg;
+  int rc = pst_replay_redis_claim(shared->client, shared->conf, e->replay_key, early_on_shared, e,
+                                  &e->shared_req);
+  if (rc != 0) {
+    early_release(e);
+    early_settle(e, PST_EARLY_REJECTED);
+    return 0;
+  }
+  e->phase = PST_EARLY_SHARED;
+  return PST_EARLY_WAIT;
+}
+
+int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
+                    const pst_early_shared_t *shared, const char *in, size_t len, int eof,
+                    uint64_t conn_id, const char *peer) {
   assert(e->phase == PST_EARLY_HELLO);
   pst_hello_t h;
   int rc = pst_hello_scan((const uint8_t *)in, len, &h);
@@ -90,6 +141,10 @@ int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
     return 0;
   }
   e->claimed = 1;
+  e->conn_id = conn_id;
+  if (shared != NULL && shared->client != NULL && shared->conf->store == PST_REPLAY_STORE_REDIS) {
+    return early_ask_shared(e, shared);
+  }
   e->phase = PST_EARLY_READING;
   return 0;
 }
@@ -103,11 +158,10 @@ static void early_decide(pst_early_t *e, WOLFSSL *ssl) {
     early_settle(e, PST_EARLY_ACCEPTED);
     return;
   }
+  /* A claim in the shared register stays until it expires: the early
+   * data of a ClientHello whose PSK was refused is never accepted anyway. */
   early_settle(e, PST_EARLY_REJECTED);
-  if (e->claimed) {
-    pst_replay_release(pst_replay_global(), e->replay_key, pst_ticket_now_ms());
-    e->claimed = 0;
-  }
+  early_release(e);
 }
 
 int pst_early_read(pst_early_t *e, WOLFSSL *ssl, char *plain, const pst_buf_t *flight) {
@@ -140,7 +194,11 @@ void pst_early_take(pst_early_t *e, pst_buf_t *out) {
   memset(&e->data, 0, sizeof(e->data));
 }
 
-void pst_early_free(pst_early_t *e) { pst_buf_free(&e->data); }
+void pst_early_free(pst_early_t *e) {
+  pst_replay_redis_cancel(e->shared_req);
+  e->shared_req = NULL;
+  pst_buf_free(&e->data);
+}
 
 int pst_early_finish(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc) {
   if (e->claimed && !e->decided) early_decide(e, ssl);
