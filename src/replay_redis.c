@@ -420,7 +420,9 @@ int pst_replay_redis_claim(pst_replay_redis_t *r, const pst_replay_store_conf_t 
     return -ENOTCONN;
   }
   r->tail++;
-  if (!uv_is_active((uv_handle_t *)&r->timer)) rr_arm(r);
+  /* Always: the timer may be armed for the oldest claim's stuck limit,
+   * later than this one's deadline. */
+  rr_arm(r);
   *req = q;
   return 0;
 }

@@ -122,7 +122,11 @@ class DelayProxy:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, c):
-        u = socket.create_connection((HOST, self.upstream))
+        try:
+            u = socket.create_connection((HOST, self.upstream))
+        except OSError:
+            c.close()
+            return
 
         def s2c():
             try:
