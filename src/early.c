@@ -2,7 +2,9 @@
 #include "postern/early.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "postern/common.h"
@@ -49,11 +51,20 @@ static void early_release(pst_early_t *e) {
   e->claimed = 0;
 }
 
+/* A ClientHello waiting for the shared register (early.h: wait). */
+struct pst_early_wait_s {
+  pst_replay_redis_req_t *req;
+  void (*resume)(void *arg);
+  void *arg;
+  uint64_t conn_id; /* for logs */
+};
+
 /* The shared register's answer (replay_redis.h), or its failure. */
 static void early_on_shared(void *arg, int result) {
   pst_early_t *e = arg;
-  assert(e->phase == PST_EARLY_SHARED);
-  e->shared_req = NULL;
+  struct pst_early_wait_s *w = e->wait;
+  assert(e->phase == PST_EARLY_SHARED && w != NULL);
+  e->wait = NULL;
   e->phase = PST_EARLY_DONE;
   if (result == PST_REPLAY_REDIS_CLAIMED) {
     e->phase = PST_EARLY_READING;
@@ -64,28 +75,36 @@ static void early_on_shared(void *arg, int result) {
     e->claimed = 0;
     early_settle(e, PST_EARLY_REPLAYED);
     pst_log_debug("conn %llu: replayed ClientHello (shared strike register): early data rejected",
-                  (unsigned long long)e->conn_id);
+                  (unsigned long long)w->conn_id);
   } else {
     /* Fail closed: never accepted unchecked (counted by replay_redis). */
     early_release(e);
     early_settle(e, PST_EARLY_REJECTED);
   }
-  e->resume(e->resume_arg);
+  void (*resume)(void *) = w->resume;
+  void *resume_arg = w->arg;
+  free(w);
+  resume(resume_arg);
 }
 
 /* The local register let the ClientHello through: asks the shared one.
  * Returns PST_EARLY_WAIT, or 0 when the claim failed at once (decided:
  * rejected). */
-static int early_ask_shared(pst_early_t *e, const pst_early_shared_t *shared) {
-  e->resume = shared->resume;
-  e->resume_arg = shared->arg;
-  int rc = pst_replay_redis_claim(shared->client, shared->conf, e->replay_key, early_on_shared, e,
-                                  &e->shared_req);
+static int early_ask_shared(pst_early_t *e, const pst_early_shared_t *shared, uint64_t conn_id) {
+  struct pst_early_wait_s *w = calloc(1, sizeof(*w));
+  int rc = w == NULL ? -ENOMEM
+                     : pst_replay_redis_claim(shared->client, shared->conf, e->replay_key,
+                                              early_on_shared, e, &w->req);
   if (rc != 0) {
+    free(w);
     early_release(e);
     early_settle(e, PST_EARLY_REJECTED);
     return 0;
   }
+  w->resume = shared->resume;
+  w->arg = shared->arg;
+  w->conn_id = conn_id;
+  e->wait = w;
   e->phase = PST_EARLY_SHARED;
   return PST_EARLY_WAIT;
 }
@@ -141,9 +160,8 @@ int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
     return 0;
   }
   e->claimed = 1;
-  e->conn_id = conn_id;
   if (shared != NULL && shared->client != NULL && shared->conf->store == PST_REPLAY_STORE_REDIS) {
-    return early_ask_shared(e, shared);
+    return early_ask_shared(e, shared, conn_id);
   }
   e->phase = PST_EARLY_READING;
   return 0;
@@ -195,8 +213,11 @@ void pst_early_take(pst_early_t *e, pst_buf_t *out) {
 }
 
 void pst_early_free(pst_early_t *e) {
-  pst_replay_redis_cancel(e->shared_req);
-  e->shared_req = NULL;
+  if (e->wait != NULL) {
+    pst_replay_redis_cancel(e->wait->req);
+    free(e->wait);
+    e->wait = NULL;
+  }
   pst_buf_free(&e->data);
 }
 

@@ -73,13 +73,11 @@ typedef struct {
   unsigned decided : 1;   /* wolfSSL has processed the ClientHello: accepted or not */
   unsigned claimed : 1;   /* replay_key is claimed in the strike register */
   uint8_t replay_key[16]; /* PST_REPLAY_KEY_LEN */
-  /* While phase is PST_EARLY_SHARED: the claim in flight (cancelled by
-   * pst_early_free, so that an answer after the connection is gone finds
-   * nothing freed) and who to tell. */
-  pst_replay_redis_req_t *shared_req;
-  void (*resume)(void *arg);
-  void *resume_arg;
-  uint64_t conn_id; /* for logs */
+  /* While phase is PST_EARLY_SHARED: the claim in flight and who to tell,
+   * allocated only then (every connection carries this structure); its
+   * claim is cancelled by pst_early_free, so that an answer after the
+   * connection is gone finds nothing freed. */
+  struct pst_early_wait_s *wait;
 } pst_early_t;
 
 /* Before wolfSSL sees any byte: given the client's input so far (in, len;
