@@ -166,10 +166,8 @@ static int set_max_in_flight(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 }
 
 static const pst_cfg_key_t redis_keys[] = {
-    {"address", set_address, address_expected},
-    {"password_file", set_password_file, NULL},
-    {"key_prefix", set_key_prefix, NULL},
-    {"timeout", set_timeout, NULL},
+    {"address", set_address, address_expected}, {"password_file", set_password_file, NULL},
+    {"key_prefix", set_key_prefix, NULL},       {"timeout", set_timeout, NULL},
     {"max_in_flight", set_max_in_flight, NULL},
 };
 

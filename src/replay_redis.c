@@ -42,8 +42,8 @@ struct pst_replay_redis_s {
   uv_loop_t *loop;
   unsigned worker_id;
   rr_state_t state;
-  redisAsyncContext *ac; /* the connection, NULL when none */
-  int configured;        /* conf holds a store: redis */
+  redisAsyncContext *ac;        /* the connection, NULL when none */
+  int configured;               /* conf holds a store: redis */
   pst_replay_store_conf_t conf; /* a copy of the live generation's (strings owned) */
   /* The claims in flight, oldest first, in the order Redis answers them:
    * records [head, tail) of ring (indices modulo cap) are sent and not
@@ -55,8 +55,8 @@ struct pst_replay_redis_s {
   uv_timer_t timer; /* the next claim's deadline, or the oldest one's stuck limit */
   uv_timer_t retry; /* the backoff before a connect, or the connect's deadline */
   uint64_t backoff_ms;
-  uint64_t rand; /* xorshift state for the backoff's jitter */
-  char window[24]; /* PST_REPLAY_REDIS_WINDOW_MS in decimal, for PX */
+  uint64_t rand;       /* xorshift state for the backoff's jitter */
+  char window[24];     /* PST_REPLAY_REDIS_WINDOW_MS in decimal, for PX */
   uint64_t warned_ms;  /* loop time of the last warning, 0 for none */
   uint64_t unwarned;   /* failures since then */
   int closing_handles; /* handles whose close callback has not run */
@@ -217,9 +217,8 @@ static void rr_on_disconnect(const redisAsyncContext *cac, int status) {
  * PST_REPLAY_REDIS_CONNECT_MS (rr_on_retry), or it is retried. */
 static void rr_connect(pst_replay_redis_t *r) {
   assert(r->ac == NULL && r->configured);
-  redisAsyncContext *ac = r->conf.unix_path != NULL
-                              ? redisAsyncConnectUnix(r->conf.unix_path)
-                              : redisAsyncConnect(r->conf.host, r->conf.port);
+  redisAsyncContext *ac = r->conf.unix_path != NULL ? redisAsyncConnectUnix(r->conf.unix_path)
+                                                    : redisAsyncConnect(r->conf.host, r->conf.port);
   if (ac == NULL || ac->err != 0 || redisLibuvAttach(ac, r->loop) != REDIS_OK) {
     if (ac != NULL && r->backoff_ms == PST_REPLAY_REDIS_BACKOFF_MIN_MS) {
       pst_log_warn("worker %u: cannot connect to Redis %s: %s; retrying", r->worker_id, rr_where(r),

@@ -247,9 +247,10 @@ static void worker_drain(pst_worker_t *worker) {
  * early data rejected (replay_redis.h: pst_replay_redis_claim). */
 static void worker_replay_store(pst_worker_t *worker) {
   if (pst_replay_redis_configure(worker->replay_redis, &worker->gen->cfg->early_data_replay) != 0) {
-    pst_log_error("worker %u: out of memory for the 0-RTT shared strike register: early data "
-                  "is rejected",
-                  worker->id);
+    pst_log_error(
+        "worker %u: out of memory for the 0-RTT shared strike register: early data "
+        "is rejected",
+        worker->id);
   }
 }
 

@@ -70,15 +70,15 @@ typedef enum {
 /* early_data_replay (config_replay.c). Strings are owned by the config. */
 typedef struct {
   pst_replay_store_t store;
-  char *address;      /* redis.address as written ("127.0.0.1:6379", "unix:/path"); NULL
-                       * without a redis mapping */
-  char *host;         /* TCP: the numeric address resolved at load; NULL for unix */
-  int port;           /* TCP port */
-  char *unix_path;    /* unix: the socket path; NULL for TCP */
-  char *password;     /* redis.password_file's contents (AUTH), read at load; NULL: no AUTH */
+  char *address;   /* redis.address as written ("127.0.0.1:6379", "unix:/path"); NULL
+                    * without a redis mapping */
+  char *host;      /* TCP: the numeric address resolved at load; NULL for unix */
+  int port;        /* TCP port */
+  char *unix_path; /* unix: the socket path; NULL for TCP */
+  char *password;  /* redis.password_file's contents (AUTH), read at load; NULL: no AUTH */
   size_t password_len;
-  char *key_prefix;   /* redis.key_prefix; default "postern:0rtt:" */
-  uint64_t timeout_ms; /* redis.timeout: the answer's budget; default 5ms */
+  char *key_prefix;       /* redis.key_prefix; default "postern:0rtt:" */
+  uint64_t timeout_ms;    /* redis.timeout: the answer's budget; default 5ms */
   unsigned max_in_flight; /* redis.max_in_flight: commands per worker; default 1024 */
   pst_mark_t mark;        /* the early_data_replay mapping */
 } pst_replay_store_conf_t;

@@ -174,8 +174,9 @@ static void hs_free(hs_t *h) {
  * it waits for the client, 0 once complete. */
 static int server_step(hs_t *h) {
   pst_early_t *e = &h->e;
-  if (e->phase == PST_EARLY_HELLO && pst_early_hello(e, h->s, &lc, NULL, pst_buf_head(&h->to_server),
-                                                     h->to_server.len, 0, 1, "127.0.0.1:1") > 0) {
+  if (e->phase == PST_EARLY_HELLO &&
+      pst_early_hello(e, h->s, &lc, NULL, pst_buf_head(&h->to_server), h->to_server.len, 0, 1,
+                      "127.0.0.1:1") > 0) {
     return 1;
   }
   if (e->phase == PST_EARLY_READING) {
@@ -252,8 +253,8 @@ static void test_no_early_data(void **state) {
   hs_init(&h, &srv, NULL);
   assert_int_equal(wolfSSL_connect(h.c), WOLFSSL_FATAL_ERROR); /* the ClientHello is out */
   assert_true(h.to_server.len > 0);
-  assert_int_equal(pst_early_hello(&h.e, h.s, &lc, NULL, pst_buf_head(&h.to_server), h.to_server.len, 0,
-                                   1, "127.0.0.1:1"),
+  assert_int_equal(pst_early_hello(&h.e, h.s, &lc, NULL, pst_buf_head(&h.to_server),
+                                   h.to_server.len, 0, 1, "127.0.0.1:1"),
                    0);
   assert_int_equal(h.e.phase, PST_EARLY_DONE);
   assert_int_equal(h.e.status, PST_EARLY_NOT_SENT);
@@ -415,7 +416,8 @@ static void test_tls12_listener(void **state) {
   hs_start_early(&h, &srv, sess, "x");
   lc.versions = PST_TLS12;
   assert_int_equal(
-      pst_early_hello(&h.e, h.s, &lc, NULL, pst_buf_head(&h.to_server), h.to_server.len, 0, 1, "p"), 0);
+      pst_early_hello(&h.e, h.s, &lc, NULL, pst_buf_head(&h.to_server), h.to_server.len, 0, 1, "p"),
+      0);
   assert_int_equal(h.e.status, PST_EARLY_NOT_SENT);
   hs_free(&h);
   wolfSSL_SESSION_free(sess);

@@ -38,7 +38,8 @@ static int free_port(void) {
 
 static int redis_up(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)redis_port),
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)redis_port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
   close(fd);
