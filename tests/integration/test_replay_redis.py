@@ -57,10 +57,11 @@ class Redis:
     need any: a restarted Redis forgets claims whose ClientHellos are about
     to expire anyway). stop() and start() keep the port."""
 
-    def __init__(self, workdir, password=None):
+    def __init__(self, workdir, password=None, unixsocket=None):
         self.port = free_port()
         self.workdir = workdir
         self.password = password
+        self.unixsocket = unixsocket
         self.proc = None
         self.start()
 
@@ -69,6 +70,8 @@ class Redis:
                "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no"]
         if self.password:
             cmd += ["--requirepass", self.password]
+        if self.unixsocket:
+            cmd += ["--unixsocket", str(self.unixsocket), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_for(self._up, 10), "redis-server did not start"
 
@@ -373,6 +376,26 @@ def test_auth_and_reload_changes_store(pki, start_postern, tmp_path, postern_bin
         assert wait_for(lambda: "refused AUTH" in p.stderr(), 10), p.context()
         out = zero_rtt(port, pki, tmp_path, "wrong")
         assert early_status(out) == "rejected", out + p.context()
+    finally:
+        red.stop()
+        back.close()
+
+
+def test_unix_socket(pki, start_postern, tmp_path, postern_bin):
+    """address: unix:/path talks to Redis over its unix socket."""
+    keys = key_file(tmp_path / "tickets.keys", [new_key(postern_bin)])
+    sock = tmp_path / "redis.sock"
+    red = Redis(tmp_path, unixsocket=sock)
+    back = line_server()
+    try:
+        port = free_port()
+        store = {"store": "redis", "redis": {"address": f"unix:{sock}", "timeout": "200ms"}}
+        p = start_postern(config([listener("l", port, back.addr, tls=replay_tls(pki, keys))],
+                                 workers=1, early_data_replay=store), [port])
+        assert wait_for(lambda: "connected to Redis" in p.stderr(), 5), p.context()
+        out = zero_rtt(port, pki, tmp_path)
+        assert early_status(out) == "accepted", out + p.context()
+        assert len(red.keys()) == 1
     finally:
         red.stop()
         back.close()
