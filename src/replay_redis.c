@@ -408,6 +408,9 @@ int pst_replay_redis_claim(pst_replay_redis_t *r, const pst_replay_store_conf_t 
     name[n++] = hex[key[i] & 15];
   }
   pst_replay_redis_req_t *q = rr_at(r, r->tail);
+  /* The loop's time is that of the start of this turn, which may have
+   * handled many handshakes since: the deadline counts from now. */
+  uv_update_time(r->loop);
   uint64_t now = uv_now(r->loop);
   *q = (pst_replay_redis_req_t){r, cb, arg, now, now + r->conf.timeout_ms};
   /* One atomic command: set only if absent (NX), expiring on Redis' own
