@@ -174,21 +174,23 @@ static void rr_on_auth(redisAsyncContext *ac, void *reply, void *privdata) {
     rr_ready(r);
     return;
   }
-  pst_log_error("worker %u: Redis %s refused AUTH: %s: check redis.password_file", r->worker_id,
-                rr_where(r), rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+  if (r->backoff_ms == PST_REPLAY_REDIS_BACKOFF_MIN_MS) { /* the first of a streak */
+    pst_log_error("worker %u: Redis %s refused AUTH: %s: check redis.password_file", r->worker_id,
+                  rr_where(r), rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+  }
   rr_backoff(r);
 }
 
 static void rr_on_connect(const redisAsyncContext *cac, int status) {
   pst_replay_redis_t *r = cac->data;
-  redisAsyncContext *ac = (redisAsyncContext *)cac;
-  if (r == NULL || r->ac != ac) return;
+  if (r == NULL || r->ac != cac) return;
   if (status != REDIS_OK) {
-    /* hiredis frees ac once this returns. */
+    /* hiredis frees the context once this returns. Only the first failure
+     * of a streak is logged: claims meanwhile warn (rr_unavailable). */
     r->ac = NULL;
     if (r->backoff_ms == PST_REPLAY_REDIS_BACKOFF_MIN_MS) {
       pst_log_warn("worker %u: cannot connect to Redis %s: %s; retrying", r->worker_id, rr_where(r),
-                   ac->errstr);
+                   cac->errstr);
     }
     rr_backoff(r);
     return;
@@ -197,8 +199,8 @@ static void rr_on_connect(const redisAsyncContext *cac, int status) {
     rr_ready(r);
     return;
   }
-  if (redisAsyncCommand(ac, rr_on_auth, NULL, "AUTH %b", r->conf.password, r->conf.password_len) !=
-      REDIS_OK) {
+  if (redisAsyncCommand(r->ac, rr_on_auth, NULL, "AUTH %b", r->conf.password,
+                        r->conf.password_len) != REDIS_OK) {
     rr_backoff(r);
   }
 }
