@@ -25,7 +25,7 @@ CPPFLAGS := -D_GNU_SOURCE -Iinclude -I$(WOLFSSL)/include -I$(LLHTTP_INC)
 BASE_CFLAGS := -std=c11 -g -pthread -fno-strict-aliasing
 OPT_CFLAGS := -O2
 SAN_CFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDLIBS := $(WOLFSSL_LIB) -luv -lnghttp2 -lyaml -lm -lpthread
+LDLIBS := $(WOLFSSL_LIB) -luv -lnghttp2 -lyaml -lhiredis -lm -lpthread
 
 SRCS := $(wildcard src/*.c)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))

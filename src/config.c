@@ -763,6 +763,7 @@ static const pst_cfg_key_t top_keys[] = {
     {"log_format", set_log_format, NULL},
     {"user", set_user, NULL},
     {"group", set_group, NULL},
+    {"early_data_replay", pst_cfg_set_early_data_replay, NULL},
 };
 
 /* ---- Entry points --------------------------------------------------- */
@@ -805,6 +806,7 @@ static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   cfg->shutdown_timeout_ms = SEC(10);
   cfg->expiry_warn_days = 21;
   cfg->watch_debounce_ms = SEC(1);
+  pst_cfg_replay_defaults(&cfg->early_data_replay);
   int rc = pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
   if (rc == 0 && cfg->group != NULL && cfg->user == NULL) return group_without_user(p, root, cfg);
   if (rc == 0 && cfg->user != NULL && cfg->group == NULL && cfg->gid == 0) {
@@ -924,6 +926,7 @@ void pst_config_free(pst_config_t *cfg) {
   free(cfg->listeners);
   free(cfg->user);
   free(cfg->group);
+  pst_cfg_replay_free(&cfg->early_data_replay);
   free(cfg->path);
   free(cfg);
 }

@@ -159,4 +159,13 @@ int pst_cfg_set_tcp_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj);
  * ticket_rotation too short for ticket_lifetime. Returns 0 or PST_ECONFIG. */
 int pst_cfg_tls_resume_check(pst_cfg_t *p, yaml_node_t *tls, pst_listener_conf_t *l);
 
+/* ---- early_data_replay (config_replay.c) ---- */
+
+/* Sets the defaults of early_data_replay (store: local). */
+void pst_cfg_replay_defaults(pst_replay_store_conf_t *r);
+/* Setter of the top-level key early_data_replay (obj: pst_config_t). */
+int pst_cfg_set_early_data_replay(pst_cfg_t *p, yaml_node_t *v, void *obj);
+/* Frees what r owns (the password is wiped first). */
+void pst_cfg_replay_free(pst_replay_store_conf_t *r);
+
 #endif

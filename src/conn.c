@@ -647,13 +647,30 @@ static void conn_handshake_wait(pst_conn_t *conn) {
   if (conn->client.eof) pst_conn_close(conn, PST_EPROTO, "client closed during handshake");
 }
 
+/* The shared strike register answered (early.h: pst_early_shared_t): the
+ * handshake goes on with what the client sent meanwhile (kept in cin). */
+static void conn_on_early_decided(void *arg) {
+  pst_conn_t *conn = arg;
+  if (conn->state == PST_CONN_CLOSING) return;
+  int rc = conn_read_client(conn, 1);
+  if (rc != 0) {
+    pst_conn_close(conn, rc, "client read failed");
+    return;
+  }
+  conn_pump(conn);
+}
+
 /* The 0-RTT part of the handshake (early.h). Returns 1 when the handshake
  * waits or conn is closing, 0 to go on with wolfSSL_accept. */
 static int conn_handshake_early(pst_conn_t *conn) {
   pst_early_t *e = &conn->early;
   if (e->phase == PST_EARLY_HELLO) {
-    if (pst_early_hello(e, conn->ssl, conn->gl->conf, conn->in_ptr, conn->in_len, conn->client.eof,
-                        conn->host.id, conn->host.peer) > 0) {
+    const pst_early_shared_t shared = {conn->worker->replay_redis,
+                                       &conn->gen->cfg->early_data_replay, conn_on_early_decided,
+                                       conn};
+    int rc = pst_early_hello(e, conn->ssl, conn->gl->conf, &shared, conn->in_ptr, conn->in_len,
+                             conn->client.eof, conn->host.id, conn->host.peer);
+    if (rc == 1) {
       conn_handshake_wait(conn);
       return 1;
     }
@@ -664,7 +681,11 @@ static int conn_handshake_early(pst_conn_t *conn) {
     if (pst_tls_sni_precheck(conn->ssl, conn->in_ptr, conn->in_len, name, &n) > 0) {
       pst_conn_keep_sni(conn, name, n);
     }
+    /* Waiting for the shared register (at most its timeout): the client
+     * is not read meanwhile, so what it can make postern hold is bounded. */
+    if (rc == PST_EARLY_WAIT) conn_read_client(conn, 0);
   }
+  if (e->phase == PST_EARLY_SHARED) return 1;
   if (e->phase != PST_EARLY_READING) return 0;
   uint64_t before = e->bytes;
   int rc = pst_early_read(e, conn->ssl, conn->worker->plain, &conn->cout);

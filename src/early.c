@@ -2,7 +2,9 @@
 #include "postern/early.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "postern/common.h"
@@ -10,6 +12,7 @@
 #include "postern/log.h"
 #include "postern/metrics.h"
 #include "postern/replay.h"
+#include "postern/replay_redis.h"
 #include "postern/ticket.h"
 #include "postern/tls.h"
 
@@ -40,8 +43,75 @@ static void early_settle(pst_early_t *e, pst_early_status_t status) {
   }
 }
 
-int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc, const char *in,
-                    size_t len, int eof, uint64_t conn_id, const char *peer) {
+/* Gives back the local register's claim of a ClientHello whose early data
+ * is not accepted after all. */
+static void early_release(pst_early_t *e) {
+  if (!e->claimed) return;
+  pst_replay_release(pst_replay_global(), e->replay_key, pst_ticket_now_ms());
+  e->claimed = 0;
+}
+
+/* A ClientHello waiting for the shared register (early.h: wait). */
+struct pst_early_wait_s {
+  pst_replay_redis_req_t *req;
+  void (*resume)(void *arg);
+  void *arg;
+  uint64_t conn_id; /* for logs */
+};
+
+/* The shared register's answer (replay_redis.h), or its failure. */
+static void early_on_shared(void *arg, int result) {
+  pst_early_t *e = arg;
+  struct pst_early_wait_s *w = e->wait;
+  assert(e->phase == PST_EARLY_SHARED && w != NULL);
+  e->wait = NULL;
+  e->phase = PST_EARLY_DONE;
+  if (result == PST_REPLAY_REDIS_CLAIMED) {
+    e->phase = PST_EARLY_READING;
+  } else if (result == PST_REPLAY_SEEN) {
+    /* Claimed elsewhere first: a replay (to this instance too, perhaps, if
+     * the first one's claim had not landed). The local entry stays: a
+     * local duplicate is then caught without a round trip. */
+    e->claimed = 0;
+    early_settle(e, PST_EARLY_REPLAYED);
+    pst_log_debug("conn %llu: replayed ClientHello (shared strike register): early data rejected",
+                  (unsigned long long)w->conn_id);
+  } else {
+    /* Fail closed: never accepted unchecked (counted by replay_redis). */
+    early_release(e);
+    early_settle(e, PST_EARLY_REJECTED);
+  }
+  void (*resume)(void *) = w->resume;
+  void *resume_arg = w->arg;
+  free(w);
+  resume(resume_arg);
+}
+
+/* The local register let the ClientHello through: asks the shared one.
+ * Returns PST_EARLY_WAIT, or 0 when the claim failed at once (decided:
+ * rejected). */
+static int early_ask_shared(pst_early_t *e, const pst_early_shared_t *shared, uint64_t conn_id) {
+  struct pst_early_wait_s *w = calloc(1, sizeof(*w));
+  int rc = w == NULL ? -ENOMEM
+                     : pst_replay_redis_claim(shared->client, shared->conf, e->replay_key,
+                                              early_on_shared, e, &w->req);
+  if (rc != 0) {
+    free(w);
+    early_release(e);
+    early_settle(e, PST_EARLY_REJECTED);
+    return 0;
+  }
+  w->resume = shared->resume;
+  w->arg = shared->arg;
+  w->conn_id = conn_id;
+  e->wait = w;
+  e->phase = PST_EARLY_SHARED;
+  return PST_EARLY_WAIT;
+}
+
+int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
+                    const pst_early_shared_t *shared, const char *in, size_t len, int eof,
+                    uint64_t conn_id, const char *peer) {
   assert(e->phase == PST_EARLY_HELLO);
   pst_hello_t h;
   int rc = pst_hello_scan((const uint8_t *)in, len, &h);
@@ -91,6 +161,9 @@ int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
     return 0;
   }
   e->claimed = 1;
+  if (shared != NULL && shared->client != NULL && shared->conf->store == PST_REPLAY_STORE_REDIS) {
+    return early_ask_shared(e, shared, conn_id);
+  }
   e->phase = PST_EARLY_READING;
   return 0;
 }
@@ -104,11 +177,10 @@ static void early_decide(pst_early_t *e, WOLFSSL *ssl) {
     early_settle(e, PST_EARLY_ACCEPTED);
     return;
   }
+  /* A claim in the shared register stays until it expires: the early
+   * data of a ClientHello whose PSK was refused is never accepted anyway. */
   early_settle(e, PST_EARLY_REJECTED);
-  if (e->claimed) {
-    pst_replay_release(pst_replay_global(), e->replay_key, pst_ticket_now_ms());
-    e->claimed = 0;
-  }
+  early_release(e);
 }
 
 int pst_early_read(pst_early_t *e, WOLFSSL *ssl, char *plain, const pst_buf_t *flight) {
@@ -141,7 +213,14 @@ void pst_early_take(pst_early_t *e, pst_buf_t *out) {
   memset(&e->data, 0, sizeof(e->data));
 }
 
-void pst_early_free(pst_early_t *e) { pst_buf_free(&e->data); }
+void pst_early_free(pst_early_t *e) {
+  if (e->wait != NULL) {
+    pst_replay_redis_cancel(e->wait->req);
+    free(e->wait);
+    e->wait = NULL;
+  }
+  pst_buf_free(&e->data);
+}
 
 int pst_early_finish(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc) {
   if (e->claimed && !e->decided) early_decide(e, ssl);

@@ -20,6 +20,7 @@
 #include "postern/log.h"
 #include "postern/metrics.h"
 #include "postern/pool.h"
+#include "postern/replay_redis.h"
 #include "postern/tls.h"
 
 #define LISTEN_BACKLOG 511
@@ -189,6 +190,7 @@ static void worker_finish(pst_worker_t *worker) {
   worker->state = PST_WORKER_STOPPED;
   pst_pools_shutdown(worker->pools);        /* pools made by the last connections' streams */
   pst_access_log_flush(worker->access_log); /* the last lines; the loop waits for them */
+  pst_replay_redis_close(worker->replay_redis);
   uv_close((uv_handle_t *)&worker->wakeup, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->drain_timer, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->trim_timer, worker_on_handle_close);
@@ -242,6 +244,18 @@ static void worker_drain(pst_worker_t *worker) {
 
 /* ---- switching generations (reload) ---- */
 
+/* The shared strike register's client follows the live generation;
+ * connections accepted under an older one with another store get their
+ * early data rejected (replay_redis.h: pst_replay_redis_claim). */
+static void worker_replay_store(pst_worker_t *worker) {
+  if (pst_replay_redis_configure(worker->replay_redis, &worker->gen->cfg->early_data_replay) != 0) {
+    pst_log_error(
+        "worker %u: out of memory for the 0-RTT shared strike register: early data "
+        "is rejected",
+        worker->id);
+  }
+}
+
 /* Puts sw->gen in place on the worker's thread. Listeners that the new
  * generation keeps go on accepting on the same socket without a pause, under
  * their new index and settings; new ones start accepting; removed ones stop
@@ -269,6 +283,7 @@ static void worker_apply_switch(pst_worker_t *worker, pst_worker_switch_t *sw) {
   worker->listeners = list;
   worker->n_listeners = sw->n_listeners;
   sw->list = NULL;
+  worker_replay_store(worker);
   for (size_t i = 0; i < worker->n_listeners; i++) {
     pst_wlistener_t *wl = list[i];
     wl->listed = 1;
@@ -390,6 +405,7 @@ static void worker_run(void *arg) {
   if (pst_metrics_thread_attach() != 0) {
     pst_log_warn("worker %u: no memory for counters of its own: using the shared ones", worker->id);
   }
+  worker_replay_store(worker);
   uv_run(&worker->loop, UV_RUN_DEFAULT);
   /* The loop ends when every handle is closed, so every connection (and its
    * WOLFSSL) of this thread is freed: the shared generator can go. */
@@ -446,7 +462,8 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   if (rc != 0) goto fail;
   worker->pools = pst_pools_new(&worker->loop);
   worker->access_log = pst_access_log_new(&worker->loop);
-  if (worker->pools == NULL || worker->access_log == NULL) {
+  worker->replay_redis = pst_replay_redis_new(&worker->loop, id);
+  if (worker->pools == NULL || worker->access_log == NULL || worker->replay_redis == NULL) {
     rc = -ENOMEM;
     goto fail_loop;
   }
@@ -470,6 +487,7 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   uv_close((uv_handle_t *)&worker->drain_timer, NULL);
   uv_close((uv_handle_t *)&worker->trim_timer, NULL);
   uv_close((uv_handle_t *)&worker->flush_prepare, NULL);
+  pst_replay_redis_close(worker->replay_redis);
   uv_run(&worker->loop, UV_RUN_DEFAULT);
   pst_gen_unref(worker->gen);
   worker->gen = NULL;
@@ -477,8 +495,14 @@ fail_loop:
   pst_pools_shutdown(worker->pools);
   pst_pools_free(worker->pools);
   pst_access_log_free(worker->access_log);
+  if (worker->replay_redis != NULL) {
+    pst_replay_redis_close(worker->replay_redis);
+    uv_run(&worker->loop, UV_RUN_DEFAULT);
+  }
+  pst_replay_redis_free(worker->replay_redis);
   worker->pools = NULL;
   worker->access_log = NULL;
+  worker->replay_redis = NULL;
   uv_loop_close(&worker->loop);
 fail:
   worker_unlist(worker);
@@ -513,8 +537,10 @@ void pst_worker_join(pst_worker_t *worker) {
   worker_unlist(worker);
   pst_pools_free(worker->pools);
   pst_access_log_free(worker->access_log);
+  pst_replay_redis_free(worker->replay_redis);
   worker->pools = NULL;
   worker->access_log = NULL;
+  worker->replay_redis = NULL;
   uv_loop_close(&worker->loop);
   pst_gen_unref(worker->gen);
   free(worker->slab);

@@ -59,6 +59,30 @@ typedef struct {
   int column;
 } pst_mark_t;
 
+/* Where the 0-RTT strike register lives (early_data_replay.store): RFC
+ * 8446 8 asks a fleet sharing ticket keys to share anti-replay state too. */
+typedef enum {
+  PST_REPLAY_STORE_LOCAL = 0, /* this process's register only (replay.h); default */
+  PST_REPLAY_STORE_REDIS = 1, /* the local register, then a claim in Redis shared by a
+                               * fleet (replay_redis.h) */
+} pst_replay_store_t;
+
+/* early_data_replay (config_replay.c). Strings are owned by the config. */
+typedef struct {
+  pst_replay_store_t store;
+  char *address;   /* redis.address as written ("127.0.0.1:6379", "unix:/path"); NULL
+                    * without a redis mapping */
+  char *host;      /* TCP: the numeric address resolved at load; NULL for unix */
+  int port;        /* TCP port */
+  char *unix_path; /* unix: the socket path; NULL for TCP */
+  char *password;  /* redis.password_file's contents (AUTH), read at load; NULL: no AUTH */
+  size_t password_len;
+  char *key_prefix;       /* redis.key_prefix; default "postern:0rtt:" */
+  uint64_t timeout_ms;    /* redis.timeout: the answer's budget; default 5ms */
+  unsigned max_in_flight; /* redis.max_in_flight: commands per worker; default 1024 */
+  pst_mark_t mark;        /* the early_data_replay mapping */
+} pst_replay_store_conf_t;
+
 /* A resolved socket address plus the text the user wrote ("127.0.0.1:8443"). */
 typedef struct {
   struct sockaddr_storage ss;
@@ -198,6 +222,7 @@ typedef struct {
   unsigned expiry_warn_days;    /* warn about leaves expiring within this; default 21 */
   int watch;                    /* reload when a file changes (inotify); default 0 */
   uint64_t watch_debounce_ms;   /* quiet time before a watch reload; default 1s */
+  pst_replay_store_conf_t early_data_replay; /* the 0-RTT strike register's store */
   pst_listener_conf_t *listeners;
   size_t n_listeners;
 } pst_config_t;

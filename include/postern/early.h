@@ -28,6 +28,7 @@
 
 #include "postern/buf.h"
 #include "postern/config-t.h"
+#include "postern/replay_redis.h"
 
 /* What became of the client's 0-RTT early data (RFC 8446 2.3, 4.2.10). */
 typedef enum {
@@ -47,7 +48,21 @@ typedef enum {
   PST_EARLY_READING = 1, /* accepted for reading: the handshake runs through
                           * wolfSSL_read_early_data */
   PST_EARLY_DONE = 2,    /* decided, and the early data phase (if any) is over */
+  PST_EARLY_SHARED = 3,  /* the local register let it through: waiting for the shared
+                          * register's answer (replay_redis.h), at most its timeout */
 } pst_early_phase_t;
+
+/* pst_early_hello's answer while the shared register is asked. */
+#define PST_EARLY_WAIT 2
+
+/* The shared strike register a connection uses (its generation's
+ * early_data_replay), and who hears when its answer came. */
+typedef struct {
+  pst_replay_redis_t *client;          /* the worker's client; NULL: local register only */
+  const pst_replay_store_conf_t *conf; /* the connection's generation's store */
+  void (*resume)(void *arg);           /* the decision is made: run the handshake again */
+  void *arg;
+} pst_early_shared_t;
 
 typedef struct {
   pst_early_phase_t phase;
@@ -59,6 +74,11 @@ typedef struct {
   unsigned claimed : 1;   /* replay_key is claimed in the strike register */
   uint8_t replay_key[16]; /* PST_REPLAY_KEY_LEN */
   unsigned metrics_slot;  /* the listener's (metrics.h), for the outcome's counter */
+  /* While phase is PST_EARLY_SHARED: the claim in flight and who to tell,
+   * allocated only then (every connection carries this structure); its
+   * claim is cancelled by pst_early_free, so that an answer after the
+   * connection is gone finds nothing freed. */
+  struct pst_early_wait_s *wait;
 } pst_early_t;
 
 /* Before wolfSSL sees any byte: given the client's input so far (in, len;
@@ -66,12 +86,20 @@ typedef struct {
  * there, scans it, and decides: early data not offered, offered and refused
  * (policy, replay, more than one PSK, strike register full), or offered and
  * to be read (phase PST_EARLY_READING). With early_data: reject, a
- * connection offered early data skips up to max_early_data of it. conn_id
- * and peer are for logs. Returns 1 while the ClientHello is incomplete (and
- * the client has not closed), 0 once decided (also for bytes that are no
- * ClientHello: wolfSSL then says what is wrong with them). */
-int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc, const char *in,
-                    size_t len, int eof, uint64_t conn_id, const char *peer);
+ * connection offered early data skips up to max_early_data of it. With a
+ * shared register (shared->client, and store: redis in shared->conf), a
+ * ClientHello the local register let through is claimed there too, and the
+ * decision waits for its answer (phase PST_EARLY_SHARED): shared->resume
+ * is called once it is made (accepted, replayed, or rejected because the
+ * register failed: fail closed), never from inside this call. conn_id and
+ * peer are for logs (peer must live as long as e). Returns 1 while the
+ * ClientHello is incomplete (and the client has not closed),
+ * PST_EARLY_WAIT while the shared register is asked, 0 once decided (also
+ * for bytes that are no ClientHello: wolfSSL then says what is wrong with
+ * them). */
+int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
+                    const pst_early_shared_t *shared, const char *in, size_t len, int eof,
+                    uint64_t conn_id, const char *peer);
 
 /* In phase PST_EARLY_READING: advances the handshake with
  * wolfSSL_read_early_data, appending early data to e->data; plain is a
@@ -97,7 +125,8 @@ int pst_early_finish(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc
  * leaves e->data empty: the caller owns it. */
 void pst_early_take(pst_early_t *e, pst_buf_t *out);
 
-/* Frees what e holds. */
+/* Frees what e holds, and cancels a claim in flight in the shared
+ * register (its answer then goes nowhere). */
 void pst_early_free(pst_early_t *e);
 
 /* "not sent", "rejected" or "accepted", for logs and the info page. */

@@ -39,7 +39,11 @@
     "accept(2) failures on a listening socket (EMFILE and the like): the connection waits " \
     "in the kernel's backlog or is dropped")                                                \
   X(METRICS_DROPPED, "metrics_dropped",                                                     \
-    "counter bumps lost because a worker could not allocate a listener's counters")
+    "counter bumps lost because a worker could not allocate a listener's counters")         \
+  X(EARLY_REDIS_REPLAYED, "early_data_redis_replayed",                                      \
+    "early data rejected as a replay by the shared strike register (Redis)")                \
+  X(EARLY_REDIS_UNAVAILABLE, "early_data_redis_unavailable",                                \
+    "early data rejected because Redis did not answer in time (fail closed)")
 
 typedef enum {
 #define PST_METRIC_ENUM(id, key, help) PST_M_##id,

@@ -80,6 +80,9 @@ struct pst_worker_s {
   uint64_t next_conn_id;
   struct pst_pools_s *pools;           /* backend connections, kept-alive ones pooled (pool.h) */
   struct pst_access_log_s *access_log; /* the access log writer (access_log.h) */
+  /* The shared 0-RTT strike register's client (replay_redis.h): follows
+   * the live generation's early_data_replay. */
+  struct pst_replay_redis_s *replay_redis;
   /* Called by a connection when it is freed (conn.c calls no worker
    * function: the worker is above it): updates counts, resumes a paused
    * listener, and finishes a drain when it was the last one. */

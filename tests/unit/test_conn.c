@@ -35,9 +35,12 @@
  * and 944 with the request head deadline's start (8 bytes) and the link in
  * the listener's eviction list (16 bytes), which make max_connections fair
  * to new clients (conn.c: pst_conn_evict): the list is what finds the
- * connection to close in constant time. A field added inline should be a
- * deliberate choice: raise this bound then, and say why. */
-#define CONN_SIZE_BOUND 944
+ * connection to close in constant time. Then 952 with the pointer to the
+ * record of a 0-RTT ClientHello waiting for the fleet's shared strike
+ * register (early.h: wait; the record itself is allocated only while it
+ * waits). A field added inline should be a deliberate choice: raise this
+ * bound then, and say why. */
+#define CONN_SIZE_BOUND 952
 
 static void test_size(void **state) {
   printf("sizeof(pst_conn_t) = %zu\n", sizeof(pst_conn_t));

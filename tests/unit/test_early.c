@@ -174,8 +174,9 @@ static void hs_free(hs_t *h) {
  * it waits for the client, 0 once complete. */
 static int server_step(hs_t *h) {
   pst_early_t *e = &h->e;
-  if (e->phase == PST_EARLY_HELLO && pst_early_hello(e, h->s, &lc, pst_buf_head(&h->to_server),
-                                                     h->to_server.len, 0, 1, "127.0.0.1:1") > 0) {
+  if (e->phase == PST_EARLY_HELLO &&
+      pst_early_hello(e, h->s, &lc, NULL, pst_buf_head(&h->to_server), h->to_server.len, 0, 1,
+                      "127.0.0.1:1") > 0) {
     return 1;
   }
   if (e->phase == PST_EARLY_READING) {
@@ -259,8 +260,8 @@ static void test_no_early_data(void **state) {
   hs_init(&h, &srv, NULL);
   assert_int_equal(wolfSSL_connect(h.c), WOLFSSL_FATAL_ERROR); /* the ClientHello is out */
   assert_true(h.to_server.len > 0);
-  assert_int_equal(pst_early_hello(&h.e, h.s, &lc, pst_buf_head(&h.to_server), h.to_server.len, 0,
-                                   1, "127.0.0.1:1"),
+  assert_int_equal(pst_early_hello(&h.e, h.s, &lc, NULL, pst_buf_head(&h.to_server),
+                                   h.to_server.len, 0, 1, "127.0.0.1:1"),
                    0);
   assert_int_equal(h.e.phase, PST_EARLY_DONE);
   assert_int_equal(h.e.status, PST_EARLY_NOT_SENT);
@@ -285,15 +286,15 @@ static void test_incomplete_hello(void **state) {
   size_t cuts[] = {1, 5, 10, len / 2, len - 1};
   for (size_t i = 0; i < PST_ARRAY_SIZE(cuts); i++) {
     pst_early_t e = {0};
-    assert_int_equal(pst_early_hello(&e, h.s, &lc, ch, cuts[i], 0, 1, "p"), 1);
+    assert_int_equal(pst_early_hello(&e, h.s, &lc, NULL, ch, cuts[i], 0, 1, "p"), 1);
     assert_int_equal(e.phase, PST_EARLY_HELLO);
-    assert_int_equal(pst_early_hello(&e, h.s, &lc, ch, cuts[i], 1, 1, "p"), 0);
+    assert_int_equal(pst_early_hello(&e, h.s, &lc, NULL, ch, cuts[i], 1, 1, "p"), 0);
     assert_int_equal(e.phase, PST_EARLY_DONE);
     assert_int_equal(e.status, PST_EARLY_NOT_SENT);
   }
   pst_early_t e = {0};
-  assert_int_equal(pst_early_hello(&e, h.s, &lc, ch, 0, 0, 1, "p"), 1);
-  assert_int_equal(pst_early_hello(&e, h.s, &lc, ch, len, 0, 1, "p"), 0);
+  assert_int_equal(pst_early_hello(&e, h.s, &lc, NULL, ch, 0, 0, 1, "p"), 1);
+  assert_int_equal(pst_early_hello(&e, h.s, &lc, NULL, ch, len, 0, 1, "p"), 0);
   assert_int_equal(e.status, PST_EARLY_NOT_SENT);
   hs_free(&h);
 }
@@ -303,7 +304,7 @@ static void test_incomplete_hello(void **state) {
 static void test_not_a_hello(void **state) {
   static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   pst_early_t e = {0};
-  assert_int_equal(pst_early_hello(&e, NULL, &lc, http, sizeof(http) - 1, 0, 1, "p"), 0);
+  assert_int_equal(pst_early_hello(&e, NULL, &lc, NULL, http, sizeof(http) - 1, 0, 1, "p"), 0);
   assert_int_equal(e.phase, PST_EARLY_DONE);
   assert_int_equal(e.status, PST_EARLY_NOT_SENT);
 }
@@ -422,7 +423,8 @@ static void test_tls12_listener(void **state) {
   hs_start_early(&h, &srv, sess, "x");
   lc.versions = PST_TLS12;
   assert_int_equal(
-      pst_early_hello(&h.e, h.s, &lc, pst_buf_head(&h.to_server), h.to_server.len, 0, 1, "p"), 0);
+      pst_early_hello(&h.e, h.s, &lc, NULL, pst_buf_head(&h.to_server), h.to_server.len, 0, 1, "p"),
+      0);
   assert_int_equal(h.e.status, PST_EARLY_NOT_SENT);
   hs_free(&h);
   wolfSSL_SESSION_free(sess);
