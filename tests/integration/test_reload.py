@@ -266,6 +266,7 @@ def _run_under_load(pki, leaf_b, start_postern, tmp_path, mode, h2load_args):
                               "-n", "2000", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sets = [a, leaf_b]
     wrong = []
+    under_load = 0  # reloads that completed while the kept-alive load still ran
     t0 = time.monotonic()
     try:
         for i in range(1, 51):
@@ -273,6 +274,7 @@ def _run_under_load(pki, leaf_b, start_postern, tmp_path, mode, h2load_args):
             new = sets[i % 2]
             install(new.chain, new.key, chain, key)
             m = sighup(p, log)
+            under_load += keep.poll() is None
             got = served_serial(port)
             if norm(got) != norm(new.serial):
                 wrong.append(f"reload {i} (generation {m.group('gen')}): served {got}, "
@@ -292,10 +294,15 @@ def _run_under_load(pki, leaf_b, start_postern, tmp_path, mode, h2load_args):
             f"{name} h2load: every request must succeed across 50 reloads: {s}\n{out[-1500:]}"
             + p.context())
         assert re.search(rf"status codes: {s['total']} 2xx", out), f"{name}: non-2xx answers\n{out}"
-    assert reloads_done < 25, f"50 reloads took {reloads_done:.1f}s"
+    # What matters is that the reloads met kept-alive connections, not how
+    # fast a loaded machine made them (no timing assertions: the bench
+    # measures speed). 0.33 s apart, about 58 would fit in the 20 s of load.
+    assert under_load >= 25, (
+        f"only {under_load} of 50 reloads completed while the kept-alive load ran "
+        f"({reloads_done:.1f} s for 50)")
     n_ok = len(log.findall(OK_RE))
     assert n_ok == 50, f"expected 50 reload ok lines, got {n_ok}" + p.context()
-    print(f"50 reloads in {reloads_done:.1f}s; kept-alive {h2load_summary(out_keep)['total']} "
+    print(f"50 reloads in {reloads_done:.1f}s ({under_load} under kept-alive load); kept-alive {h2load_summary(out_keep)['total']} "
           f"requests, new connections {h2load_summary(out_fresh)['total']} requests")
 
 
