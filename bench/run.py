@@ -32,12 +32,13 @@ sys.path.insert(0, str(HERE))
 import procs  # noqa: E402
 import report  # noqa: E402
 import certs as certs_scenario  # noqa: E402
+import replay as replay_scenario  # noqa: E402
 import scenarios  # noqa: E402
 import servers  # noqa: E402
 
 REPO = HERE.parent
 
-ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle", "certs")
+ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle", "certs", "replay")
 
 
 class Env:
@@ -400,6 +401,7 @@ def rebuild(args):
     doc = report.build(old["runs"], old["settings"], old["machine"], notes,
                        old.get("server_log_problems", {}), old["elapsed_s"], old["when"])
     doc["certs"] = old.get("certs", [])
+    doc["replay"] = old.get("replay", [])
     write_outputs(args, doc)
     return 1 if doc["total_errors"] else 0
 
@@ -441,6 +443,11 @@ def main(argv=None):
                                            duration=args.duration, warmup=args.warmup, say=say,
                                            servers_=("postern", "haproxy") if env.haproxy
                                            else ("postern",))
+        replay_rows = []
+        if "replay" in args.scenarios and "http" in args.kinds:
+            replay_rows = replay_scenario.run(env, certs[args.certs[0]], workdir,
+                                              reps=args.reps, duration=args.duration,
+                                              warmup=args.warmup, say=say)
     finally:
         if backend is not None:
             procs.stop(backend)
@@ -461,6 +468,7 @@ def main(argv=None):
     doc = report.build(runs, settings, machine, notes, problems, elapsed,
                        datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     doc["certs"] = cert_rows
+    doc["replay"] = replay_rows
     write_outputs(args, doc)
     say(f"done in {elapsed:.0f} s")
     return 1 if doc["total_errors"] else 0
