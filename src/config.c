@@ -512,6 +512,8 @@ static const pst_cfg_key_t listener_keys[] = {
     {"limits", pst_cfg_set_limits, NULL},
     {"h2", pst_cfg_set_h2, NULL},
     {"backend_pool", pst_cfg_set_backend_pool, NULL},
+    {"accept_proxy", pst_cfg_set_accept_proxy, NULL},
+    {"trusted_proxies", pst_cfg_set_trusted_proxies, NULL},
 };
 
 static void listener_defaults(pst_listener_conf_t *l) {
@@ -550,6 +552,7 @@ static int listener_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
   l->mark = pst_cfg_mark(item);
   state_of(p)->listener = l;
   int rc = pst_cfg_map(p, item, listener_keys, PST_ARRAY_SIZE(listener_keys), l);
+  if (rc == 0) rc = pst_cfg_proxy_check(p, item, l);
   if (rc == 0) {
     route_alpn(l, &l->backend);
     for (size_t r = 0; r < l->n_routes; r++) route_alpn(l, &l->routes[r].backend);
@@ -902,6 +905,7 @@ static void free_listener(pst_listener_conf_t *l) {
   for (size_t i = 0; i < l->n_alpn; i++) free(l->alpn[i]);
   free(l->alpn);
   free(l->alpn_wire);
+  free(l->trusted_proxies);
   for (size_t i = 0; i < l->n_certs; i++) {
     free(l->certs[i].cert);
     free(l->certs[i].key);

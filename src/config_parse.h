@@ -159,4 +159,14 @@ int pst_cfg_set_tcp_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj);
  * ticket_rotation too short for ticket_lifetime. Returns 0 or PST_ECONFIG. */
 int pst_cfg_tls_resume_check(pst_cfg_t *p, yaml_node_t *tls, pst_listener_conf_t *l);
 
+/* ---- PROXY protocol keys of a listener (config_proxy.c) ---- */
+
+/* Setters of accept_proxy and trusted_proxies (obj: pst_listener_conf_t). */
+int pst_cfg_set_accept_proxy(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_trusted_proxies(pst_cfg_t *p, yaml_node_t *v, void *obj);
+/* Checks the two together once the listener (node item) is read:
+ * accept_proxy needs trusted_proxies, and trusted_proxies alone does
+ * nothing. Returns 0 or PST_ECONFIG. */
+int pst_cfg_proxy_check(pst_cfg_t *p, yaml_node_t *item, const pst_listener_conf_t *l);
+
 #endif

@@ -691,6 +691,59 @@ static void test_error_bad_enum(void **state) {
                "t.yaml:8:10: listeners[0].h2.max_concurent_streams: unknown key");
 }
 
+/* accept_proxy and trusted_proxies (config_proxy.c): parsed, and every
+ * mistake an error at its line with the fix. */
+static void test_accept_proxy(void **state) {
+  pst_config_t *cfg = parse_ok("listeners:\n" LISTENER0
+                               "    accept_proxy: v2\n"
+                               "    trusted_proxies: [\"10.0.0.0/8\", \"127.0.0.1\", \"2001:db8::/32\"]\n");
+  const pst_listener_conf_t *l = &cfg->listeners[0];
+  assert_int_equal(l->accept_proxy, PST_PROXY_V2);
+  assert_int_equal(l->accept_proxy_mark.line, 8);
+  assert_int_equal(l->n_trusted_proxies, 3);
+  assert_int_equal(l->trusted_proxies[0].family, AF_INET);
+  assert_int_equal(l->trusted_proxies[0].prefix, 8);
+  assert_int_equal(l->trusted_proxies[1].prefix, 32);
+  assert_int_equal(l->trusted_proxies[2].family, AF_INET6);
+  pst_config_free(cfg);
+  cfg = parse_ok("listeners:\n" LISTENER0);
+  assert_int_equal(cfg->listeners[0].accept_proxy, PST_PROXY_NONE);
+  pst_config_free(cfg);
+  const char *names[] = {"none", "v1", "v2", "any"};
+  for (size_t i = 1; i < 4; i++) {
+    char text[512];
+    snprintf(text, sizeof(text),
+             "listeners:\n" LISTENER0 "    accept_proxy: %s\n    trusted_proxies: [\"::/0\"]\n",
+             names[i]);
+    cfg = parse_ok(text);
+    assert_int_equal(cfg->listeners[0].accept_proxy, (pst_proxy_t)i);
+    pst_config_free(cfg);
+  }
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: v3\n",
+               "t.yaml:8:19: listeners[0].accept_proxy: unknown PROXY protocol version \"v3\"");
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: v2\n",
+               "t.yaml:8:19: listeners[0].accept_proxy: accept_proxy needs trusted_proxies, the "
+               "address blocks of the balancers allowed to send PROXY headers; add e.g. "
+               "trusted_proxies: [\"10.0.0.0/8\"]");
+  expect_error("listeners:\n" LISTENER0 "    trusted_proxies: [\"10.0.0.0/8\"]\n",
+               "t.yaml:8:22: listeners[0].trusted_proxies: trusted_proxies without accept_proxy "
+               "does nothing; set accept_proxy (v1, v2 or any) or remove trusted_proxies");
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: v1\n    trusted_proxies: []\n",
+               "t.yaml:9:22: listeners[0].trusted_proxies: empty list");
+  expect_error("listeners:\n" LISTENER0
+               "    accept_proxy: v1\n    trusted_proxies: [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n",
+               "t.yaml:9:37: listeners[0].trusted_proxies[1]: \"10.1.2.3/8\" has bits set past "
+               "its prefix length; write its first address: 10.0.0.0/8");
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: any\n    trusted_proxies: [\"10.0.0.0/33\"]\n",
+               "t.yaml:9:23: listeners[0].trusted_proxies[0]: \"10.0.0.0/33\": prefix length over 32 "
+               "for an IPv4 block; expected an address block");
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: any\n    trusted_proxies: [lb.example]\n",
+               "t.yaml:9:23: listeners[0].trusted_proxies[0]: \"lb.example\": not an IPv4 or IPv6 "
+               "address; expected");
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: any\n    trusted_proxies: \"10.0.0.0/8\"\n",
+               "t.yaml:9:22: listeners[0].trusted_proxies:");
+}
+
 static void test_error_bad_integer(void **state) {
   expect_error("workers: 0\n",
                "t.yaml:1:10: workers: invalid integer \"0\"; expected a decimal "
@@ -937,6 +990,7 @@ int main(void) {
       cmocka_unit_test(test_error_duplicate_key),
       cmocka_unit_test(test_error_wrong_type),
       cmocka_unit_test(test_error_bad_enum),
+      cmocka_unit_test(test_accept_proxy),
       cmocka_unit_test(test_error_bad_integer),
       cmocka_unit_test(test_error_bad_duration),
       cmocka_unit_test(test_error_bad_address),
