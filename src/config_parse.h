@@ -142,6 +142,19 @@ int pst_cfg_set_h2(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_backend_pool(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_backend_response(pst_cfg_t *p, yaml_node_t *v, void *obj);
 
+/* ---- backends: and the backend key (config_backend.c) ---- */
+
+/* Reads the top-level backends: mapping (v) into cfg->backends. */
+int pst_cfg_backends_parse(pst_cfg_t *p, yaml_node_t *v, pst_config_t *cfg);
+/* Reads a listener's or route's backend key: a name from backends: (which
+ * must be read already), "host:port" (an inline set of one server, shared
+ * by every key writing the same text) or builtin:info. */
+int pst_cfg_read_backend(pst_cfg_t *p, yaml_node_t *v, pst_config_t *cfg, pst_backend_conf_t *b);
+/* Fills what depends on several keys of a set, once everything is read. */
+int pst_cfg_backends_finish(pst_cfg_t *p, pst_config_t *cfg);
+/* Frees cfg->backends (for pst_config_free). */
+void pst_cfg_backends_free(pst_config_t *cfg);
+
 /* ---- session resumption and 0-RTT keys of tls (config_tls.c) ---- */
 
 /* Sets the defaults of session_tickets, ticket_*, early_data,
