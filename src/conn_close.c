@@ -15,6 +15,7 @@
 #include "postern/conn.h"
 #include "postern/early.h"
 #include "postern/gen.h"
+#include "postern/pool.h"
 #include "postern/uvio.h"
 
 static int conn_send_fin(pst_conn_t *conn, uv_shutdown_cb cb);
@@ -105,6 +106,7 @@ static void conn_free(pst_conn_t *conn) {
   free(conn->peer_buf);
   free(conn->sni_buf);
   free(conn->why);
+  free(conn->proxied);
   pst_wlistener_t *wl = conn->wl;
   free(conn);
   worker->conn_gone(worker, wl);
@@ -164,6 +166,11 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   pst_conn_set_state(conn, PST_CONN_CLOSING);
   pst_conn_evict_unlink(conn);
   if (conn->app != NULL && conn->app->ops->closing != NULL) conn->app->ops->closing(conn->app);
+  /* Kept-alive server connections that carry this client's PROXY header
+   * (stream.c) serve nobody else: closed with it. */
+  if (conn->host.backend != NULL && conn->host.backend->proxy_protocol != PST_PROXY_NONE) {
+    pst_pools_drop_owner(conn->host.pools, conn->host.id);
+  }
   uv_read_stop((uv_stream_t *)&conn->client.tcp);
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;
    * the shutdown callback runs once queued bytes are written. Answers
