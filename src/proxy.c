@@ -395,6 +395,10 @@ static int write_v2(const pst_proxy_info_t *info, pst_buf_t *out) {
     h[n++] = (unsigned char)port[0];
     h[n++] = (unsigned char)(port[1] >> 8);
     h[n++] = (unsigned char)port[1];
+  } else {
+    /* LOCAL: 2.2 says the receiver discards the block, TLVs included. */
+    h[14] = h[15] = 0;
+    return pst_buf_append(out, h, 16);
   }
   n += put_str_tlv(h + n, PST_PP2_TYPE_ALPN, info->alpn);
   n += put_str_tlv(h + n, PST_PP2_TYPE_AUTHORITY, info->authority);
