@@ -50,7 +50,8 @@ static int cidr_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
   if (pst_proxy_cidr_parse(s, &l->trusted_proxies[i], &why) == 0) return 0;
   network_of(s, net, sizeof(net));
   if (net[0] != '\0' && strstr(why, "past the prefix") != NULL) {
-    return pst_cfg_error(p, item, "%s has bits set past its prefix length; write its first address: %s",
+    return pst_cfg_error(p, item,
+                         "%s has bits set past its prefix length; write its first address: %s",
                          pst_cfg_quote(s, q, sizeof(q)), net);
   }
   return pst_cfg_error(p, item,

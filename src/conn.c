@@ -864,7 +864,8 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   conn->gen = pst_gen_ref(worker->gen);
   conn->gl = &conn->gen->listeners[wl->index];
   /* The first state: the PROXY header's, or straight to the handshake. */
-  conn->state = conn->gl->conf->accept_proxy != PST_PROXY_NONE ? PST_CONN_PROXY : PST_CONN_HANDSHAKE;
+  conn->state =
+      conn->gl->conf->accept_proxy != PST_PROXY_NONE ? PST_CONN_PROXY : PST_CONN_HANDSHAKE;
   conn->t_start_ns = uv_hrtime();
   conn_host_init(conn, worker);
   uv_tcp_init(&worker->loop, &conn->client.tcp);

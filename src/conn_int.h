@@ -116,9 +116,9 @@ struct pst_conn_s {
   const char *version; /* static strings from wolfSSL, set at handshake end */
   const char *cipher;
   pst_conn_proxied_t *proxied; /* from a PROXY header, or NULL: the socket's own */
-  char *why;         /* storage for a reason built at run time (pst_conn_why):
-                      * PST_CONN_WHY_LEN bytes, allocated on first use */
-  pst_early_t early; /* 0-RTT: early.c's */
+  char *why;                   /* storage for a reason built at run time (pst_conn_why):
+                                * PST_CONN_WHY_LEN bytes, allocated on first use */
+  pst_early_t early;           /* 0-RTT: early.c's */
 };
 
 /* ---- conn_text.c: what a connection says about itself ---- */

@@ -30,9 +30,8 @@ static atomic_uint log_count;           /* refusals seen in that second */
  * many of the last one were not. Atomics only: workers share it. */
 static int proxy_log_allowed(uint64_t now_s) {
   uint64_t w = atomic_load_explicit(&log_window, memory_order_relaxed);
-  if (w != now_s &&
-      atomic_compare_exchange_strong_explicit(&log_window, &w, now_s, memory_order_relaxed,
-                                              memory_order_relaxed)) {
+  if (w != now_s && atomic_compare_exchange_strong_explicit(
+                        &log_window, &w, now_s, memory_order_relaxed, memory_order_relaxed)) {
     unsigned before = atomic_exchange_explicit(&log_count, 0, memory_order_relaxed);
     if (before > PROXY_LOG_PER_SEC) {
       pst_log_warn("PROXY protocol: %u more refused connections not logged",
@@ -47,8 +46,8 @@ static int proxy_log_allowed(uint64_t now_s) {
 static void proxy_refuse(pst_conn_t *conn, pst_metric_t m, int err, const char *why) {
   pst_metric_inc(m);
   if (proxy_log_allowed(uv_hrtime() / 1000000000u)) {
-    pst_log_warn("conn %llu: client %s on listener %s refused: %s", (unsigned long long)conn->host.id,
-                 conn->host.peer, conn->gl->conf->name, why);
+    pst_log_warn("conn %llu: client %s on listener %s refused: %s",
+                 (unsigned long long)conn->host.id, conn->host.peer, conn->gl->conf->name, why);
   }
   pst_conn_close(conn, err, why);
 }
@@ -103,7 +102,8 @@ int pst_conn_proxy_input(pst_conn_t *conn, const char *data, size_t n) {
   pst_proxy_hdr_t h;
   int hlen = pst_proxy_parse(p, len, lc->accept_proxy, &h, &why);
   if (hlen < 0) {
-    proxy_refuse(conn, PST_M_PROXY_REFUSED, PST_EPROTO, pst_conn_why(conn, "bad PROXY header: %s", why));
+    proxy_refuse(conn, PST_M_PROXY_REFUSED, PST_EPROTO,
+                 pst_conn_why(conn, "bad PROXY header: %s", why));
     return hlen;
   }
   if (hlen == 0) {

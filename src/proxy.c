@@ -203,10 +203,13 @@ int pst_proxy_tlv_next(const unsigned char **p, size_t *len, unsigned *type,
  * spec does not define (2.2: receivers must reject those). */
 static int v2_block(unsigned fam) {
   switch (fam) {
-    case 0x00: return 0;                /* UNSPEC */
-    case 0x11: case 0x12: return 12;    /* TCP and UDP over IPv4 */
-    case 0x21: case 0x22: return 36;    /* TCP and UDP over IPv6 */
-    case 0x31: case 0x32: return 216;   /* UNIX stream and datagram */
+    case 0x00: return 0; /* UNSPEC */
+    case 0x11:
+    case 0x12: return 12; /* TCP and UDP over IPv4 */
+    case 0x21:
+    case 0x22: return 36; /* TCP and UDP over IPv6 */
+    case 0x31:
+    case 0x32: return 216; /* UNIX stream and datagram */
     default: return -1;
   }
 }
@@ -254,7 +257,8 @@ static int parse_v2(const unsigned char *d, size_t len, pst_proxy_hdr_t *out, co
     return refuse(why, "PROXY v2: bad signature");
   }
   if (len > 12 && (d[12] >> 4) != 2) return refuse(why, "PROXY v2: version is not 2");
-  if (len > 12 && (d[12] & 0xF) > 1) return refuse(why, "PROXY v2: command neither LOCAL nor PROXY");
+  if (len > 12 && (d[12] & 0xF) > 1)
+    return refuse(why, "PROXY v2: command neither LOCAL nor PROXY");
   if (len > 13 && v2_block(d[13]) < 0) {
     return refuse(why, "PROXY v2: undefined address family or transport protocol");
   }
@@ -307,7 +311,8 @@ int pst_proxy_parse(const void *data, size_t len, pst_proxy_t accept, pst_proxy_
     return parse_v1(d, len, out, why);
   }
   if (d[0] == 0x16) return refuse(why, "no PROXY header: the client's TLS handshake came first");
-  return refuse(why, "no PROXY header: the first bytes are neither \"PROXY \" nor the v2 signature");
+  return refuse(why,
+                "no PROXY header: the first bytes are neither \"PROXY \" nor the v2 signature");
 }
 
 /* ---- writing ---- */
@@ -315,8 +320,8 @@ int pst_proxy_parse(const void *data, size_t len, pst_proxy_t accept, pst_proxy_
 /* src and dst as two addresses of one family (AF_INET or AF_INET6, an
  * IPv4 one mapped when the other is IPv6), with ports. Returns the family,
  * or 0 when they cannot be written. */
-static int same_family(const struct sockaddr *src, const struct sockaddr *dst, unsigned char a[2][16],
-                       uint16_t port[2]) {
+static int same_family(const struct sockaddr *src, const struct sockaddr *dst,
+                       unsigned char a[2][16], uint16_t port[2]) {
   if (src == NULL || dst == NULL) return 0;
   const struct sockaddr *sa[2] = {src, dst};
   int v6 = 0;

@@ -27,7 +27,7 @@
   X(HTTP_400, "http_400", "requests refused as malformed or smuggling-prone (400)")    \
   X(HTTP_431, "http_431", "requests refused for a head over max_header_bytes (431)")   \
   X(HTTP_502, "http_502", "requests answered 502: backend unreachable or broken")      \
-  X(HTTP_504, "http_504", "requests answered 504: no response head in time")            \
+  X(HTTP_504, "http_504", "requests answered 504: no response head in time")           \
   X(PROXY_UNTRUSTED, "proxy_untrusted",                                                \
     "connections to an accept_proxy listener from outside trusted_proxies, closed")    \
   X(PROXY_REFUSED, "proxy_refused",                                                    \

@@ -97,9 +97,9 @@ typedef struct {
    * written as IPv4-mapped IPv6 (RFC 4291 2.5.5.2). */
   const struct sockaddr *src, *dst;
   /* Version 2 TLVs, each left out when NULL (or empty). */
-  const char *alpn;       /* PP2_TYPE_ALPN: the protocol ALPN selected */
-  const char *authority;  /* PP2_TYPE_AUTHORITY: the server name (SNI) */
-  int ssl;                /* nonzero: PP2_TYPE_SSL, client PP2_CLIENT_SSL */
+  const char *alpn;        /* PP2_TYPE_ALPN: the protocol ALPN selected */
+  const char *authority;   /* PP2_TYPE_AUTHORITY: the server name (SNI) */
+  int ssl;                 /* nonzero: PP2_TYPE_SSL, client PP2_CLIENT_SSL */
   const char *ssl_version; /* PP2_SUBTYPE_SSL_VERSION ("TLSv1.3") */
   const char *ssl_cipher;  /* PP2_SUBTYPE_SSL_CIPHER */
   const char *ssl_sig_alg; /* PP2_SUBTYPE_SSL_SIG_ALG */

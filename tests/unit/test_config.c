@@ -805,9 +805,10 @@ static void test_error_bad_enum(void **state) {
 /* accept_proxy and trusted_proxies (config_proxy.c): parsed, and every
  * mistake an error at its line with the fix. */
 static void test_accept_proxy(void **state) {
-  pst_config_t *cfg = parse_ok("listeners:\n" LISTENER0
-                               "    accept_proxy: v2\n"
-                               "    trusted_proxies: [\"10.0.0.0/8\", \"127.0.0.1\", \"2001:db8::/32\"]\n");
+  pst_config_t *cfg =
+      parse_ok("listeners:\n" LISTENER0
+               "    accept_proxy: v2\n"
+               "    trusted_proxies: [\"10.0.0.0/8\", \"127.0.0.1\", \"2001:db8::/32\"]\n");
   const pst_listener_conf_t *l = &cfg->listeners[0];
   assert_int_equal(l->accept_proxy, PST_PROXY_V2);
   assert_int_equal(l->accept_proxy_mark.line, 8);
@@ -845,13 +846,16 @@ static void test_accept_proxy(void **state) {
                "    accept_proxy: v1\n    trusted_proxies: [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n",
                "t.yaml:9:37: listeners[0].trusted_proxies[1]: \"10.1.2.3/8\" has bits set past "
                "its prefix length; write its first address: 10.0.0.0/8");
-  expect_error("listeners:\n" LISTENER0 "    accept_proxy: any\n    trusted_proxies: [\"10.0.0.0/33\"]\n",
-               "t.yaml:9:23: listeners[0].trusted_proxies[0]: \"10.0.0.0/33\": prefix length over 32 "
-               "for an IPv4 block; expected an address block");
-  expect_error("listeners:\n" LISTENER0 "    accept_proxy: any\n    trusted_proxies: [lb.example]\n",
+  expect_error(
+      "listeners:\n" LISTENER0 "    accept_proxy: any\n    trusted_proxies: [\"10.0.0.0/33\"]\n",
+      "t.yaml:9:23: listeners[0].trusted_proxies[0]: \"10.0.0.0/33\": prefix length over 32 "
+      "for an IPv4 block; expected an address block");
+  expect_error("listeners:\n" LISTENER0
+               "    accept_proxy: any\n    trusted_proxies: [lb.example]\n",
                "t.yaml:9:23: listeners[0].trusted_proxies[0]: \"lb.example\": not an IPv4 or IPv6 "
                "address; expected");
-  expect_error("listeners:\n" LISTENER0 "    accept_proxy: any\n    trusted_proxies: \"10.0.0.0/8\"\n",
+  expect_error("listeners:\n" LISTENER0
+               "    accept_proxy: any\n    trusted_proxies: \"10.0.0.0/8\"\n",
                "t.yaml:9:22: listeners[0].trusted_proxies:");
 }
 

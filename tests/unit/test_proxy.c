@@ -100,32 +100,32 @@ static void test_v1_good(void **state) {
 
 static void test_v1_refused(void **state) {
   const char *bad[] = {
-      "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\n",   /* LF alone */
-      "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\rX",  /* CR alone */
-      "PROXY TCP5 1.2.3.4 1.2.3.4 1 1\r\n",                /* protocol */
-      "PROXY tcp4 1.2.3.4 1.2.3.4 1 1\r\n",                /* case */
-      "PROXY  TCP4 1.2.3.4 1.2.3.4 1 1\r\n",               /* two spaces */
-      "PROXY TCP4 1.2.3.4  1.2.3.4 1 1\r\n",               /* two spaces */
-      "PROXY TCP4 1.2.3.4 1.2.3.4 1 1 \r\n",               /* trailing space */
-      "PROXY TCP4 1.2.3.4 1.2.3.4 1\r\n",                  /* a field missing */
-      "PROXY TCP4 1.2.3.4 1.2.3.4 1 2 3\r\n",              /* a field too many */
-      "PROXY TCP4 1.2.3.04 1.2.3.4 1 1\r\n",               /* heading zero */
-      "PROXY TCP4 1.2.3.256 1.2.3.4 1 1\r\n",              /* octet range */
-      "PROXY TCP4 1.2.3 1.2.3.4 1 1\r\n",                  /* three octets */
-      "PROXY TCP4 ::1 1.2.3.4 1 1\r\n",                    /* family mismatch */
-      "PROXY TCP6 1.2.3.4 ::1 1 1\r\n",                    /* family mismatch */
-      "PROXY TCP6 ::1 :::1 1 1\r\n",                       /* bad IPv6 */
-      "PROXY TCP6 ::1 ::g 1 1\r\n",                        /* bad IPv6 */
-      "PROXY TCP4 1.2.3.4 1.2.3.4 65536 1\r\n",            /* port range */
-      "PROXY TCP4 1.2.3.4 1.2.3.4 01 1\r\n",               /* port heading zero */
-      "PROXY TCP4 1.2.3.4 1.2.3.4 1 -1\r\n",               /* sign */
-      "PROXY TCP4 1.2.3.4 1.2.3.4 1 1x\r\n",               /* junk */
-      "PROXY UNKNOWNX\r\n",                                /* not UNKNOWN */
-      "PROXY \r\n",                                        /* no protocol */
-      "PROXY",                                             /* fine so far: see below */
-      "PROXX TCP4 1.2.3.4 1.2.3.4 1 1\r\n",                /* magic */
-      "GET / HTTP/1.1\r\n",                                /* no header */
-      "\x16\x03\x01\x02\x00",                              /* TLS first */
+      "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\n",  /* LF alone */
+      "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\rX", /* CR alone */
+      "PROXY TCP5 1.2.3.4 1.2.3.4 1 1\r\n",               /* protocol */
+      "PROXY tcp4 1.2.3.4 1.2.3.4 1 1\r\n",               /* case */
+      "PROXY  TCP4 1.2.3.4 1.2.3.4 1 1\r\n",              /* two spaces */
+      "PROXY TCP4 1.2.3.4  1.2.3.4 1 1\r\n",              /* two spaces */
+      "PROXY TCP4 1.2.3.4 1.2.3.4 1 1 \r\n",              /* trailing space */
+      "PROXY TCP4 1.2.3.4 1.2.3.4 1\r\n",                 /* a field missing */
+      "PROXY TCP4 1.2.3.4 1.2.3.4 1 2 3\r\n",             /* a field too many */
+      "PROXY TCP4 1.2.3.04 1.2.3.4 1 1\r\n",              /* heading zero */
+      "PROXY TCP4 1.2.3.256 1.2.3.4 1 1\r\n",             /* octet range */
+      "PROXY TCP4 1.2.3 1.2.3.4 1 1\r\n",                 /* three octets */
+      "PROXY TCP4 ::1 1.2.3.4 1 1\r\n",                   /* family mismatch */
+      "PROXY TCP6 1.2.3.4 ::1 1 1\r\n",                   /* family mismatch */
+      "PROXY TCP6 ::1 :::1 1 1\r\n",                      /* bad IPv6 */
+      "PROXY TCP6 ::1 ::g 1 1\r\n",                       /* bad IPv6 */
+      "PROXY TCP4 1.2.3.4 1.2.3.4 65536 1\r\n",           /* port range */
+      "PROXY TCP4 1.2.3.4 1.2.3.4 01 1\r\n",              /* port heading zero */
+      "PROXY TCP4 1.2.3.4 1.2.3.4 1 -1\r\n",              /* sign */
+      "PROXY TCP4 1.2.3.4 1.2.3.4 1 1x\r\n",              /* junk */
+      "PROXY UNKNOWNX\r\n",                               /* not UNKNOWN */
+      "PROXY \r\n",                                       /* no protocol */
+      "PROXY",                                            /* fine so far: see below */
+      "PROXX TCP4 1.2.3.4 1.2.3.4 1 1\r\n",               /* magic */
+      "GET / HTTP/1.1\r\n",                               /* no header */
+      "\x16\x03\x01\x02\x00",                             /* TLS first */
   };
   for (size_t i = 0; i < PST_ARRAY_SIZE(bad); i++) {
     if (strcmp(bad[i], "PROXY") == 0) continue;
@@ -149,7 +149,8 @@ static void test_v1_refused(void **state) {
                    PST_EPROTO);
   assert_int_equal(pst_proxy_parse("PROXY FOO", 9, PST_PROXY_ANY, &h, &why), PST_EPROTO);
   assert_int_equal(pst_proxy_parse("G", 1, PST_PROXY_ANY, &h, &why), PST_EPROTO);
-  assert_string_equal(why, "no PROXY header: the first bytes are neither \"PROXY \" nor the v2 signature");
+  assert_string_equal(
+      why, "no PROXY header: the first bytes are neither \"PROXY \" nor the v2 signature");
   assert_int_equal(pst_proxy_parse("\x16", 1, PST_PROXY_ANY, &h, &why), PST_EPROTO);
   assert_string_equal(why, "no PROXY header: the client's TLS handshake came first");
   /* A version the listener does not take. */
@@ -194,7 +195,11 @@ static void test_v2_good(void **state) {
   body[0] = 0x20, body[1] = 0x01, body[2] = 0x0d, body[3] = 0xb8, body[15] = 0x05;
   body[31] = 0x01;
   body[32] = 0x30, body[33] = 0x39, body[34] = 0, body[35] = 80;
-  memcpy(body + 36, "\x04\x00\x02" "xx\xE0\x00\x01" "z", 9);
+  memcpy(body + 36,
+         "\x04\x00\x02"
+         "xx\xE0\x00\x01"
+         "z",
+         9);
   n = v2_make(buf, 0x21, 0x21, body, 45);
   assert_int_equal(v2(buf, n, &h, &why), 61);
   check_sa6(&h.src, "2001:db8::5", 12345);
@@ -277,7 +282,10 @@ static void test_v2_refused(void **state) {
   assert_int_equal(pst_proxy_parse(buf, 16, PST_PROXY_V2, &h, &why), PST_EPROTO);
   /* TLVs that do not fit. */
   memcpy(body, ADDR4, 12);
-  memcpy(body + 12, "\x01\x00\x05" "abc", 6); /* says 5, has 3 */
+  memcpy(body + 12,
+         "\x01\x00\x05"
+         "abc",
+         6); /* says 5, has 3 */
   n = v2_make(buf, 0x21, 0x11, body, 18);
   v2_refused(buf, n, "PROXY v2: a TLV does not fit in the header");
   memcpy(body + 12, "\x01\x00", 2); /* a TLV head cut */
@@ -295,11 +303,17 @@ static void test_v2_refused(void **state) {
   memcpy(body + 12, "\x20\x00\x04\x01\x00\x00\x00", 7);
   n = v2_make(buf, 0x21, 0x11, body, 12 + 7);
   v2_refused(buf, n, "PROXY v2: an SSL TLV shorter than its 5 fixed bytes");
-  memcpy(body + 12, "\x20\x00\x09\x01\x00\x00\x00\x00\x21\x00\x05" "x", 12);
+  memcpy(body + 12,
+         "\x20\x00\x09\x01\x00\x00\x00\x00\x21\x00\x05"
+         "x",
+         12);
   n = v2_make(buf, 0x21, 0x11, body, 12 + 12);
   v2_refused(buf, n, "PROXY v2: an SSL sub-TLV does not fit in its TLV");
   /* CRC32C: size, two of them, mismatch. */
-  memcpy(body + 12, "\x03\x00\x03" "abc", 6);
+  memcpy(body + 12,
+         "\x03\x00\x03"
+         "abc",
+         6);
   n = v2_make(buf, 0x21, 0x11, body, 18);
   v2_refused(buf, n, "PROXY v2: a CRC32C TLV not of 4 bytes");
   memcpy(body + 12, "\x03\x00\x04\x00\x00\x00\x00\x03\x00\x04\x00\x00\x00\x00", 14);
@@ -333,12 +347,14 @@ static void test_byte_by_byte(void **state) {
   memcpy(buf + n, "\x16\x03\x01", 3);
   pst_proxy_hdr_t h;
   const char *why;
-  for (size_t i = 0; i < n; i++) assert_int_equal(pst_proxy_parse(buf, i, PST_PROXY_V2, &h, &why), 0);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(pst_proxy_parse(buf, i, PST_PROXY_V2, &h, &why), 0);
   for (size_t i = n; i <= n + 3; i++) {
     assert_int_equal(pst_proxy_parse(buf, i, PST_PROXY_V2, &h, &why), (int)n);
   }
   const char *l = "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nX";
-  for (size_t i = 0; i < 32; i++) assert_int_equal(pst_proxy_parse(l, i, PST_PROXY_V1, &h, &why), 0);
+  for (size_t i = 0; i < 32; i++)
+    assert_int_equal(pst_proxy_parse(l, i, PST_PROXY_V1, &h, &why), 0);
   assert_int_equal(pst_proxy_parse(l, 33, PST_PROXY_V1, &h, &why), 32);
 }
 
@@ -366,7 +382,8 @@ static void test_write_v1(void **state) {
   pst_proxy_info_t info = {.src = (struct sockaddr *)&a, .dst = (struct sockaddr *)&b};
   assert_int_equal(pst_proxy_write(PST_PROXY_V1, &info, &out), 0);
   assert_int_equal(out.len, strlen("PROXY TCP4 198.51.100.7 127.0.0.1 40000 8443\r\n"));
-  assert_memory_equal(pst_buf_head(&out), "PROXY TCP4 198.51.100.7 127.0.0.1 40000 8443\r\n", out.len);
+  assert_memory_equal(pst_buf_head(&out), "PROXY TCP4 198.51.100.7 127.0.0.1 40000 8443\r\n",
+                      out.len);
   pst_buf_free(&out);
   /* Mixed families: the IPv4 one mapped. */
   info.src = (struct sockaddr *)&c;
@@ -389,7 +406,8 @@ static void test_write_v1(void **state) {
 }
 
 /* Finds the TLV of type in t (n bytes); returns its value or NULL. */
-static const unsigned char *find_tlv(const unsigned char *t, size_t n, unsigned type, size_t *vlen) {
+static const unsigned char *find_tlv(const unsigned char *t, size_t n, unsigned type,
+                                     size_t *vlen) {
   unsigned ty;
   const unsigned char *v;
   while (pst_proxy_tlv_next(&t, &n, &ty, &v, vlen) == 1) {
@@ -474,9 +492,17 @@ static void test_write_v2_round_trip(void **state) {
   char longs[400];
   memset(longs, 'x', sizeof(longs) - 1);
   longs[sizeof(longs) - 1] = '\0';
-  pst_proxy_info_t lng = {.src = (struct sockaddr *)&c, .dst = (struct sockaddr *)&e, .alpn = longs, .authority = longs, .unique_id = longs, .ssl = 1,
-                          .ssl_version = longs, .ssl_cipher = longs, .ssl_sig_alg = longs,
-                          .ssl_key_alg = longs, .crc32c = 1};
+  pst_proxy_info_t lng = {.src = (struct sockaddr *)&c,
+                          .dst = (struct sockaddr *)&e,
+                          .alpn = longs,
+                          .authority = longs,
+                          .unique_id = longs,
+                          .ssl = 1,
+                          .ssl_version = longs,
+                          .ssl_cipher = longs,
+                          .ssl_sig_alg = longs,
+                          .ssl_key_alg = longs,
+                          .crc32c = 1};
   assert_int_equal(pst_proxy_write(PST_PROXY_V2, &lng, &out), 0);
   assert_int_equal(pst_proxy_parse(pst_buf_head(&out), out.len, PST_PROXY_V2, &h, &why),
                    (int)out.len);
@@ -495,7 +521,7 @@ static void test_cidr(void **state) {
   assert_int_equal(pst_proxy_cidr_parse("2001:db8::/32", &c[1], &why), 0);
   assert_int_equal(pst_proxy_cidr_parse("127.0.0.1", &c[2], &why), 0);
   assert_int_equal(c[2].prefix, 32);
-  const char *bad[] = {"10.0.0.1/8", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/08",
+  const char *bad[] = {"10.0.0.1/8", "10.0.0.0/33", "::/129", "10.0.0.0/",   "10.0.0.0/08",
                        "10.0.0.0/x", "/8",          "host",   "10.0.0.0/8 ", "2001:db8::1/32"};
   for (size_t i = 0; i < PST_ARRAY_SIZE(bad); i++) {
     pst_cidr_t x;
@@ -528,14 +554,10 @@ static void test_cidr(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_v1_good),
-      cmocka_unit_test(test_v1_refused),
-      cmocka_unit_test(test_v2_good),
-      cmocka_unit_test(test_v2_refused),
-      cmocka_unit_test(test_crc32c),
-      cmocka_unit_test(test_byte_by_byte),
-      cmocka_unit_test(test_write_v1),
-      cmocka_unit_test(test_write_v2_round_trip),
+      cmocka_unit_test(test_v1_good),  cmocka_unit_test(test_v1_refused),
+      cmocka_unit_test(test_v2_good),  cmocka_unit_test(test_v2_refused),
+      cmocka_unit_test(test_crc32c),   cmocka_unit_test(test_byte_by_byte),
+      cmocka_unit_test(test_write_v1), cmocka_unit_test(test_write_v2_round_trip),
       cmocka_unit_test(test_cidr),
   };
   return cmocka_run_group_tests_name("proxy", tests, NULL, NULL);
