@@ -45,6 +45,7 @@ static int proxy_log_allowed(uint64_t now_s) {
  * with the peer and the reason (rate-limited), then the usual close. */
 static void proxy_refuse(pst_conn_t *conn, pst_metric_t m, int err, const char *why) {
   pst_metric_inc(m);
+  conn->proxy_logged = 1;
   if (proxy_log_allowed(uv_hrtime() / 1000000000u)) {
     pst_log_warn("conn %llu: client %s on listener %s refused: %s",
                  (unsigned long long)conn->host.id, conn->host.peer, conn->gl->conf->name, why);

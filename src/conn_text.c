@@ -97,9 +97,9 @@ const char *pst_conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap) {
 }
 
 void pst_conn_log(pst_conn_t *conn, const char *reason) {
-  /* A connection closed while waiting for its PROXY header was logged by
-   * conn_proxy.c, rate-limited: a flood of them must not flood the log. */
-  if (!pst_log_enabled(PST_LOG_INFO) || conn->state == PST_CONN_PROXY) return;
+  /* A connection refused for its PROXY header was logged by conn_proxy.c,
+   * rate-limited: a flood of them must not flood the log. */
+  if (!pst_log_enabled(PST_LOG_INFO) || conn->proxy_logged) return;
   const char *alpn = conn->alpn != NULL ? conn->alpn : "-";
   const char *version = conn->version, *cipher = conn->cipher;
   const pst_early_status_t early = conn->early.status;
