@@ -501,6 +501,25 @@ def test_accept_v1_v2_and_local(pki, accept_site):
     assert "198.51.100.9:5555" in p.stderr(), p.context()   # the access log's client
 
 
+def test_builtin_info_shows_proxy_source(pki, start_postern):
+    port = free_port()
+    lst = listener("info", port, "builtin:info", pki, mode="http", alpn=["http/1.1"],
+                   accept_proxy="v1", trusted_proxies=["127.0.0.0/8"])
+    p = start_postern(config([lst]), [port])
+    with tls_client(port, client_context(pki, alpn=["http/1.1"]),
+                    b"PROXY TCP6 2001:db8::99 2001:db8::1 7777 443\r\n") as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: example.test\r\nAccept: application/json\r\n"
+                  b"Connection: close\r\n\r\n")
+        resp = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            resp += d
+    info = json.loads(resp.split(b"\r\n\r\n", 1)[1])
+    assert info["client"] == "[2001:db8::99]:7777", f"{info}{p.context()}"
+
+
 BAD = {
     "garbage": (b"GET / HTTP/1.1\r\n\r\n", "no PROXY header"),
     "tls-first": (None, "the client's TLS handshake came first"),
