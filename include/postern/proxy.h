@@ -66,7 +66,11 @@ typedef struct {
 } pst_proxy_hdr_t;
 
 /* Parses the header at the start of data (len bytes: everything received so
- * far; the caller keeps the bytes and calls again with more). accept says
+ * far; the caller keeps the bytes and calls again with more, one byte at a
+ * time if that is how they come). Each call is cheap before the header is
+ * whole: a v1 line is scanned for its CRLF (at most 107 bytes), a v2
+ * header is only looked at once its 16 fixed bytes and then its whole
+ * length are there. accept says
  * which versions are allowed (PST_PROXY_V1, _V2 or _ANY). Decides as early as
  * the bytes allow: a first byte that starts neither allowed version is
  * refused at once, not after waiting for more.
