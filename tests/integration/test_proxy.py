@@ -663,10 +663,11 @@ frontend fe
     bind {HOST}:{hport}
     default_backend be
 backend be
-    server postern {HOST}:{port} send-proxy-v2
+    server postern {HOST}:{port} send-proxy-v2 check check-send-proxy inter 200 rise 1 fall 1
 """)
     try:
         _wait_port(hport, hp)
+        time.sleep(1)   # a few health checks: each a v2 LOCAL header, then a close
         with tls_client(hport, client_context(pki, alpn=["http/1.1"]), src="127.0.0.5") as s:
             r = http_get(s, "/via-haproxy")
             cport = s.getsockname()[1]
@@ -675,7 +676,10 @@ backend be
         while f"127.0.0.5:{cport}" not in p.stderr() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert f"127.0.0.5:{cport}" in p.stderr(), p.context()
-        # HAProxy's health checks would come as LOCAL: a LOCAL header is served.
+        # HAProxy's health checks came as LOCAL headers (then a reset): none
+        # was a bad header, and the server stayed up for the request above.
+        assert "bad PROXY header" not in p.stderr(), p.context()
+        assert "not in trusted_proxies" not in p.stderr(), p.context()
     finally:
         hp.terminate()
         hp.wait(10)
