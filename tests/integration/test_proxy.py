@@ -414,6 +414,43 @@ def test_http_mode_server_connection_per_client(pki, start_postern, pbackend):
     assert (r["conn"], r["sport"]) == (2, cport), r
 
 
+def _json_seq(text):
+    """The JSON objects written one after the other in text."""
+    dec, out, i = json.JSONDecoder(), [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        obj, i = dec.raw_decode(text, i)
+        out.append(obj)
+    return out
+
+
+def test_h2_streams_share_only_their_clients_server_connections(pki, start_postern, pbackend):
+    """HTTP/2: the concurrent streams of one client connection each may open
+    a server connection, every one with that client's header; a second client
+    connection's streams never land on them."""
+    port = free_port()
+    lst = listener("pp", port, "pp", pki, mode="http", alpn=["h2", "http/1.1"])
+    p = start_postern(config([lst], backends=pp_backend_conf(pbackend, "v2")), [port])
+    runs = []
+    for _ in range(2):
+        url = f"https://example.test:{port}/h2"
+        cmd = ["curl", "-sS", "--http2", "-Z", "--max-time", "10",
+               "--cacert", str(pki.root), "--resolve", f"example.test:{port}:{HOST}",
+               *[url] * 6]
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+        assert r.returncode == 0, f"{r.stderr}{p.context()}"
+        runs.append(_json_seq(r.stdout.decode()))
+    assert [len(x) for x in runs] == [6, 6], runs
+    ports = [{(b["src"], b["sport"]) for b in run} for run in runs]
+    assert len(ports[0]) == 1 and len(ports[1]) == 1 and ports[0] != ports[1], ports
+    conns = [{b["conn"] for b in run} for run in runs]
+    assert not conns[0] & conns[1], conns
+    assert all(b["line"].startswith("GET /h2 ") and b["xff"] == HOST for run in runs for b in run)
+    assert not pbackend.errors, pbackend.errors
+
+
 def test_http_mode_v1_and_ipv6_client_via_accept_proxy(pki, start_postern, pbackend):
     """A v2 header from a trusted balancer carries an IPv6 client: postern
     says so in X-Forwarded-For, the access log and the v1 line to the server
