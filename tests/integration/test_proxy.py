@@ -488,29 +488,21 @@ def accept_site(pki, start_postern):
     be.close()
 
 
-def test_accept_v1_v2_and_local(pki, accept_site):
-    p, port, be = accept_site
-    ctx = client_context(pki, alpn=["http/1.1"])
-    with tls_client(port, ctx, b"PROXY TCP4 198.51.100.9 203.0.113.1 5555 443\r\n") as s:
-        assert http_get(s)["xff"] == "198.51.100.9"
-    with tls_client(port, ctx, v2_header("192.0.2.44", "10.0.0.1", 6000, 443)) as s:
-        assert http_get(s)["xff"] == "192.0.2.44"
-    # LOCAL (a balancer's health check) and v1 UNKNOWN: the socket's own.
-    with tls_client(port, ctx, v2_header("", "", 0, 0, cmd=0)) as s:
-        assert http_get(s)["xff"] == "127.0.0.1"
-    with tls_client(port, ctx, b"PROXY UNKNOWN\r\n") as s:
-        assert http_get(s)["xff"] == "127.0.0.1"
-    # The header and the ClientHello in one segment: the TLS bytes after the
-    # header are not lost.
+def _get_after(port, ctx, pieces, pause=0.05):
+    """Sends pieces one by one (pause apart), the last one together with the
+    ClientHello, completes the handshake and a GET; returns its
+    X-Forwarded-For."""
     raw = socket.create_connection((HOST, port), timeout=10)
-    hdr = b"PROXY TCP4 198.51.100.10 203.0.113.1 5556 443\r\n"
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(inc, out, server_hostname="example.test")
     try:
         obj.do_handshake()
     except ssl.SSLWantReadError:
         pass
-    raw.sendall(hdr + out.read())  # one write: header and ClientHello together
+    for piece in pieces[:-1]:
+        raw.sendall(piece)
+        time.sleep(pause)
+    raw.sendall(pieces[-1] + out.read())  # one write: the end of the header and the ClientHello
     while True:
         try:
             obj.do_handshake()
@@ -526,7 +518,7 @@ def test_accept_v1_v2_and_local(pki, accept_site):
     obj.write(b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n")
     raw.sendall(out.read())
     resp = b""
-    while b"198.51.100.10" not in resp:
+    while b"}" not in resp:
         d = raw.recv(65536)
         assert d, resp
         inc.write(d)
@@ -535,6 +527,39 @@ def test_accept_v1_v2_and_local(pki, accept_site):
         except ssl.SSLWantReadError:
             pass
     raw.close()
+    return json.loads(resp.split(b"\r\n\r\n", 1)[1])["xff"]
+
+
+def test_header_in_pieces(pki, accept_site):
+    """A header that comes in pieces (kept by postern until whole) and whose
+    last piece shares a segment with the ClientHello: v1 and v2 (IPv6)."""
+    p, port, be = accept_site
+    ctx = client_context(pki, alpn=["http/1.1"])
+    line = b"PROXY TCP4 198.51.100.11 203.0.113.1 5557 443\r\n"
+    assert _get_after(port, ctx, [line[:3], line[3:20], line[20:-1], line[-1:]]) == \
+        "198.51.100.11"
+    hdr = v2_header("2001:db8::beef", "2001:db8::1", 9, 443, tlvs=b"\x04\x00\x10" + bytes(16))
+    assert _get_after(port, ctx, [hdr[:1], hdr[1:13], hdr[13:16], hdr[16:40], hdr[40:]]) == \
+        "2001:db8::beef"
+    assert "bad PROXY header" not in p.stderr(), p.context()
+
+
+def test_accept_v1_v2_and_local(pki, accept_site):
+    p, port, be = accept_site
+    ctx = client_context(pki, alpn=["http/1.1"])
+    with tls_client(port, ctx, b"PROXY TCP4 198.51.100.9 203.0.113.1 5555 443\r\n") as s:
+        assert http_get(s)["xff"] == "198.51.100.9"
+    with tls_client(port, ctx, v2_header("192.0.2.44", "10.0.0.1", 6000, 443)) as s:
+        assert http_get(s)["xff"] == "192.0.2.44"
+    # LOCAL (a balancer's health check) and v1 UNKNOWN: the socket's own.
+    with tls_client(port, ctx, v2_header("", "", 0, 0, cmd=0)) as s:
+        assert http_get(s)["xff"] == "127.0.0.1"
+    with tls_client(port, ctx, b"PROXY UNKNOWN\r\n") as s:
+        assert http_get(s)["xff"] == "127.0.0.1"
+    # The header and the ClientHello in one segment: the TLS bytes after the
+    # header are not lost.
+    assert _get_after(port, ctx, [b"PROXY TCP4 198.51.100.10 203.0.113.1 5556 443\r\n"]) \
+        == "198.51.100.10"
     assert "198.51.100.9:5555" in p.stderr(), p.context()   # the access log's client
 
 
