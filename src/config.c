@@ -29,7 +29,7 @@
 #define MIN(n) (SEC(n) * 60)
 #define HOUR(n) (MIN(n) * 60)
 
-#define BACKEND_EXPECTED "host:port, [ipv6]:port or builtin:info"
+#define BACKEND_EXPECTED "a name from backends:, host:port, [ipv6]:port or builtin:info"
 #define HOSTNAME_EXPECTED "a host name like example.test or a wildcard like *.example.test"
 
 /* What the setters of one walk share: the config being built and the
@@ -116,30 +116,6 @@ static int alloc_items(pst_cfg_t *p, size_t n, size_t size, void **arr, size_t *
   *arr = calloc(n, size);
   if (*arr == NULL) return pst_cfg_nomem(p);
   *count = n;
-  return 0;
-}
-
-/* "host:port" or "builtin:NAME" into b. */
-static int read_backend(pst_cfg_t *p, yaml_node_t *v, pst_backend_conf_t *b) {
-  static const char *const builtins[] = {"builtin:info"};
-  char q[QBUF], why[256];
-  const char *s;
-  int rc = pst_cfg_str(p, v, BACKEND_EXPECTED, &s);
-  if (rc != 0) return rc;
-  b->mark = pst_cfg_mark(v);
-  if (strncmp(s, "builtin:", 8) == 0) {
-    if (strcmp(s, builtins[0]) != 0) {
-      return pst_cfg_error(p, v, "unknown built-in backend %s; expected one of: builtin:info",
-                           pst_cfg_quote(s, q, sizeof(q)));
-    }
-    b->kind = PST_BACKEND_BUILTIN_INFO;
-    snprintf(b->addr.text, sizeof(b->addr.text), "%s", s);
-    return 0;
-  }
-  b->kind = PST_BACKEND_ADDR;
-  if (pst_parse_addr(s, &b->addr, why, sizeof(why)) != 0) {
-    return pst_cfg_error(p, v, "invalid address %s: %s", pst_cfg_quote(s, q, sizeof(q)), why);
-  }
   return 0;
 }
 
@@ -311,7 +287,7 @@ static int set_route_names(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 
 static int set_route_backend(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   pst_route_conf_t *r = obj;
-  return read_backend(p, v, &r->backend);
+  return pst_cfg_read_backend(p, v, state_of(p)->cfg, &r->backend);
 }
 
 static const pst_cfg_key_t route_keys[] = {
@@ -487,7 +463,8 @@ static int set_alpn(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 }
 
 static int set_backend(pst_cfg_t *p, yaml_node_t *v, void *obj) {
-  return read_backend(p, v, &((pst_listener_conf_t *)obj)->backend);
+  pst_listener_conf_t *l = obj;
+  return pst_cfg_read_backend(p, v, state_of(p)->cfg, &l->backend);
 }
 
 static int set_max_connections(pst_cfg_t *p, yaml_node_t *v, void *obj) {
@@ -512,6 +489,8 @@ static const pst_cfg_key_t listener_keys[] = {
     {"limits", pst_cfg_set_limits, NULL},
     {"h2", pst_cfg_set_h2, NULL},
     {"backend_pool", pst_cfg_set_backend_pool, NULL},
+    {"accept_proxy", pst_cfg_set_accept_proxy, NULL},
+    {"trusted_proxies", pst_cfg_set_trusted_proxies, NULL},
 };
 
 static void listener_defaults(pst_listener_conf_t *l) {
@@ -550,6 +529,7 @@ static int listener_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
   l->mark = pst_cfg_mark(item);
   state_of(p)->listener = l;
   int rc = pst_cfg_map(p, item, listener_keys, PST_ARRAY_SIZE(listener_keys), l);
+  if (rc == 0) rc = pst_cfg_proxy_check(p, item, l);
   if (rc == 0) {
     route_alpn(l, &l->backend);
     for (size_t r = 0; r < l->n_routes; r++) route_alpn(l, &l->routes[r].backend);
@@ -752,6 +732,10 @@ static int set_watch_debounce(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return pst_cfg_duration(p, v, 0, MIN(1), &((pst_config_t *)obj)->watch_debounce_ms);
 }
 
+/* backends: is read before the rest (parse_root), wherever it is written,
+ * so that a backend key may name a set defined further down. */
+static int set_backends_done(pst_cfg_t *p, yaml_node_t *v, void *obj) { return 0; }
+
 static const pst_cfg_key_t top_keys[] = {
     {"workers", set_workers, NULL},
     {"log_level", set_log_level, NULL},
@@ -764,6 +748,7 @@ static const pst_cfg_key_t top_keys[] = {
     {"user", set_user, NULL},
     {"group", set_group, NULL},
     {"early_data_replay", pst_cfg_set_early_data_replay, NULL},
+    {"backends", set_backends_done, NULL},
 };
 
 /* ---- Entry points --------------------------------------------------- */
@@ -794,6 +779,24 @@ static int group_without_user(pst_cfg_t *p, yaml_node_t *root, const pst_config_
                        pst_cfg_quote(cfg->group, q, sizeof(q)));
 }
 
+/* The first backends: key of the root mapping, read ahead of the others. */
+static int parse_backends_first(pst_cfg_t *p, yaml_node_t *root, pst_config_t *cfg) {
+  if (root->type != YAML_MAPPING_NODE) return 0; /* pst_cfg_map says what is wrong */
+  for (yaml_node_pair_t *pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top;
+       pair++) {
+    yaml_node_t *k = yaml_document_get_node(p->doc, pair->key);
+    if (k == NULL || k->type != YAML_SCALAR_NODE ||
+        strcmp((const char *)k->data.scalar.value, "backends") != 0) {
+      continue;
+    }
+    size_t len = pst_cfg_path_key(p, "backends");
+    int rc = pst_cfg_backends_parse(p, yaml_document_get_node(p->doc, pair->value), cfg);
+    pst_cfg_path_pop(p, len);
+    return rc;
+  }
+  return 0;
+}
+
 static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   yaml_node_t *root = yaml_document_get_root_node(p->doc);
   if (root == NULL || (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0)) {
@@ -807,7 +810,9 @@ static int parse_root(pst_cfg_t *p, pst_config_t *cfg) {
   cfg->expiry_warn_days = 21;
   cfg->watch_debounce_ms = SEC(1);
   pst_cfg_replay_defaults(&cfg->early_data_replay);
-  int rc = pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
+  int rc = parse_backends_first(p, root, cfg);
+  if (rc == 0) rc = pst_cfg_map(p, root, top_keys, PST_ARRAY_SIZE(top_keys), cfg);
+  if (rc == 0) rc = pst_cfg_backends_finish(p, cfg);
   if (rc == 0 && cfg->group != NULL && cfg->user == NULL) return group_without_user(p, root, cfg);
   if (rc == 0 && cfg->user != NULL && cfg->group == NULL && cfg->gid == 0) {
     /* A user whose primary group is root's (RHEL's operator and sync are):
@@ -904,6 +909,7 @@ static void free_listener(pst_listener_conf_t *l) {
   for (size_t i = 0; i < l->n_alpn; i++) free(l->alpn[i]);
   free(l->alpn);
   free(l->alpn_wire);
+  free(l->trusted_proxies);
   for (size_t i = 0; i < l->n_certs; i++) {
     free(l->certs[i].cert);
     free(l->certs[i].key);
@@ -924,6 +930,7 @@ void pst_config_free(pst_config_t *cfg) {
   if (cfg == NULL) return;
   for (size_t i = 0; i < cfg->n_listeners; i++) free_listener(&cfg->listeners[i]);
   free(cfg->listeners);
+  pst_cfg_backends_free(cfg);
   free(cfg->user);
   free(cfg->group);
   pst_cfg_replay_free(&cfg->early_data_replay);

@@ -142,6 +142,19 @@ int pst_cfg_set_h2(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_backend_pool(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_backend_response(pst_cfg_t *p, yaml_node_t *v, void *obj);
 
+/* ---- backends: and the backend key (config_backend.c) ---- */
+
+/* Reads the top-level backends: mapping (v) into cfg->backends. */
+int pst_cfg_backends_parse(pst_cfg_t *p, yaml_node_t *v, pst_config_t *cfg);
+/* Reads a listener's or route's backend key: a name from backends: (which
+ * must be read already), "host:port" (an inline set of one server, shared
+ * by every key writing the same text) or builtin:info. */
+int pst_cfg_read_backend(pst_cfg_t *p, yaml_node_t *v, pst_config_t *cfg, pst_backend_conf_t *b);
+/* Fills what depends on several keys of a set, once everything is read. */
+int pst_cfg_backends_finish(pst_cfg_t *p, pst_config_t *cfg);
+/* Frees cfg->backends (for pst_config_free). */
+void pst_cfg_backends_free(pst_config_t *cfg);
+
 /* ---- session resumption and 0-RTT keys of tls (config_tls.c) ---- */
 
 /* Sets the defaults of session_tickets, ticket_*, early_data,
@@ -167,5 +180,15 @@ void pst_cfg_replay_defaults(pst_replay_store_conf_t *r);
 int pst_cfg_set_early_data_replay(pst_cfg_t *p, yaml_node_t *v, void *obj);
 /* Frees what r owns (the password is wiped first). */
 void pst_cfg_replay_free(pst_replay_store_conf_t *r);
+
+/* ---- PROXY protocol keys of a listener (config_proxy.c) ---- */
+
+/* Setters of accept_proxy and trusted_proxies (obj: pst_listener_conf_t). */
+int pst_cfg_set_accept_proxy(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_trusted_proxies(pst_cfg_t *p, yaml_node_t *v, void *obj);
+/* Checks the two together once the listener (node item) is read:
+ * accept_proxy needs trusted_proxies, and trusted_proxies alone does
+ * nothing. Returns 0 or PST_ECONFIG. */
+int pst_cfg_proxy_check(pst_cfg_t *p, yaml_node_t *item, const pst_listener_conf_t *l);
 
 #endif

@@ -296,6 +296,7 @@ static const char *conn_host_why(pst_host_t *h, const char *fmt, ...) {
 /* host->ops->phase. */
 static pst_host_phase_t conn_phase(const pst_host_t *h) {
   switch (conn_of(h)->state) {
+    case PST_CONN_PROXY:
     case PST_CONN_HANDSHAKE:
     case PST_CONN_EARLY: return PST_HOST_EARLY;
     case PST_CONN_OPEN: return PST_HOST_OPEN;
@@ -345,6 +346,11 @@ static void conn_head(pst_host_t *h, int started) {
 /* host->ops->facts. */
 static void conn_facts(pst_host_t *h, pst_info_facts_t *f) { pst_conn_facts(conn_of(h), f); }
 
+/* host->ops->proxy_header. */
+static int conn_proxy_header(pst_host_t *h, pst_proxy_t version, pst_buf_t *out) {
+  return pst_conn_proxy_header(conn_of(h), version, out);
+}
+
 static const pst_host_ops_t conn_host_ops = {
     .send = conn_send,
     .queued = conn_host_queued,
@@ -357,6 +363,7 @@ static const pst_host_ops_t conn_host_ops = {
     .waiting = conn_waiting,
     .facts = conn_facts,
     .head = conn_head,
+    .proxy_header = conn_proxy_header,
 };
 
 /* ---- the application ---- */
@@ -591,6 +598,18 @@ static void conn_pump(pst_conn_t *conn) {
 static void conn_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   pst_conn_t *conn = PST_CONTAINER_OF(s, pst_conn_t, client.tcp);
   if (nread == 0 || conn->state == PST_CONN_CLOSING) return;
+  if (conn->state == PST_CONN_PROXY) {
+    /* accept_proxy: the header first (conn_proxy.c), then the TLS bytes
+     * that came after it in the same read. */
+    if (nread == UV_EOF) {
+      pst_conn_proxy_fail(conn, PST_EPROTO);
+    } else if (nread < 0) {
+      pst_conn_client_failed(conn, (int)nread, "client read failed");
+    } else if (pst_conn_proxy_input(conn, buf->base, (size_t)nread) > 0) {
+      conn_pump(conn);
+    }
+    return;
+  }
   /* Bytes read are not yet traffic for the idle timeout: only a whole
    * record that decrypts is (conn_from_client), so that a client dripping
    * a record it never completes is idle. */
@@ -765,6 +784,7 @@ static void conn_on_timer(uv_timer_t *t) {
   pst_conn_t *conn = PST_CONTAINER_OF(t, pst_conn_t, timer);
   const pst_listener_conf_t *lc = conn->gl->conf;
   switch (conn->state) {
+    case PST_CONN_PROXY: pst_conn_proxy_fail(conn, PST_ETIMEDOUT); return;
     case PST_CONN_HANDSHAKE:
     case PST_CONN_EARLY:
       conn->timer_closed = 1;
@@ -806,9 +826,11 @@ static void conn_arm_timer(pst_conn_t *conn, uint64_t ms) {
   uv_timer_start(&conn->timer, conn_on_timer, ms, 0);
 }
 
-/* The one place the state changes: legal moves only, HANDSHAKE -> EARLY ->
- * OPEN -> CLOSING, where EARLY may be skipped and CLOSING comes from any
- * state; arms the state's timer (the handshake's was armed at accept). */
+/* The one place the state changes: legal moves only, PROXY -> HANDSHAKE ->
+ * EARLY -> OPEN -> CLOSING, where PROXY (a listener without accept_proxy
+ * starts in HANDSHAKE) and EARLY may be skipped and CLOSING comes from any
+ * state; arms the state's timer (the handshake's was armed at accept, and
+ * covers the PROXY header too). */
 void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
   const pst_listener_conf_t *lc = conn->gl->conf;
   if (state <= conn->state) {
@@ -826,6 +848,7 @@ void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
       break;
     }
     case PST_CONN_CLOSING: conn_arm_timer(conn, CONN_LINGER_MS); break;
+    case PST_CONN_PROXY:
     case PST_CONN_HANDSHAKE:
     case PST_CONN_EARLY: break;
   }
@@ -870,6 +893,9 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   conn->wl = wl;
   conn->gen = pst_gen_ref(worker->gen);
   conn->gl = &conn->gen->listeners[wl->index];
+  /* The first state: the PROXY header's, or straight to the handshake. */
+  conn->state =
+      conn->gl->conf->accept_proxy != PST_PROXY_NONE ? PST_CONN_PROXY : PST_CONN_HANDSHAKE;
   conn->t_start_ns = uv_hrtime();
   conn_host_init(conn, worker);
   uv_tcp_init(&worker->loop, &conn->client.tcp);
@@ -893,6 +919,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
     pst_conn_close(conn, -ENOMEM, "out of memory");
     return -ENOMEM;
   }
+  if (conn->state == PST_CONN_PROXY && (rc = pst_conn_proxy_start(conn)) != 0) return rc;
   conn->ssl = wolfSSL_new(conn->gl->ctx);
   if (conn->ssl == NULL) {
     pst_conn_close(conn, -ENOMEM, "cannot create TLS session");

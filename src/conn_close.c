@@ -16,6 +16,7 @@
 #include "postern/early.h"
 #include "postern/gen.h"
 #include "postern/metrics.h"
+#include "postern/pool.h"
 #include "postern/uvio.h"
 
 static int conn_send_fin(pst_conn_t *conn, uv_shutdown_cb cb);
@@ -106,6 +107,7 @@ static void conn_free(pst_conn_t *conn) {
   free(conn->peer_buf);
   free(conn->sni_buf);
   free(conn->why);
+  free(conn->proxied);
   pst_wlistener_t *wl = conn->wl;
   free(conn);
   worker->conn_gone(worker, wl);
@@ -153,6 +155,9 @@ static void conn_on_final_shutdown(uv_shutdown_t *req, int status) {
 static pst_mclose_t conn_close_why(const pst_conn_t *conn, int err) {
   int handshake = conn->state == PST_CONN_HANDSHAKE || conn->state == PST_CONN_EARLY;
   if (err == 0) return PST_MCLOSE_DONE;
+  /* Before any TLS byte: the PROXY header's fault, or the peer's address
+   * (proxy.h); its timeout too, since the header never came. */
+  if (conn->state == PST_CONN_PROXY) return PST_MCLOSE_PROXY_REFUSED;
   if (conn->timer_closed) {
     if (handshake) return PST_MCLOSE_HANDSHAKE_TIMEOUT;
     return conn->head ? PST_MCLOSE_REQUEST_HEAD_TIMEOUT : PST_MCLOSE_IDLE_TIMEOUT;
@@ -204,6 +209,11 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   pst_conn_set_state(conn, PST_CONN_CLOSING);
   pst_conn_evict_unlink(conn);
   if (conn->app != NULL && conn->app->ops->closing != NULL) conn->app->ops->closing(conn->app);
+  /* Kept-alive server connections that carry this client's PROXY header
+   * (stream.c) serve nobody else: closed with it. */
+  if (conn->host.backend != NULL && conn->host.backend->proxy_protocol != PST_PROXY_NONE) {
+    pst_pools_drop_owner(conn->host.pools, conn->host.id);
+  }
   uv_read_stop((uv_stream_t *)&conn->client.tcp);
   /* RFC 8446 6.1: end with close_notify when the client can still hear it;
    * the shutdown callback runs once queued bytes are written. Answers

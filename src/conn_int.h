@@ -21,14 +21,24 @@
 /* The connection's life. The 0-RTT sub-phases of the handshake are early.c's
  * (pst_early_phase_t); what the backend is doing is the application's. */
 typedef enum {
-  PST_CONN_HANDSHAKE = 0, /* TLS handshake running, no application yet: early data
+  PST_CONN_PROXY = 0,     /* accept_proxy: waiting for the PROXY header (conn_proxy.c),
+                           * its bytes kept in cin (at most PST_PROXY_MAX); nothing
+                           * has gone to wolfSSL yet */
+  PST_CONN_HANDSHAKE = 1, /* TLS handshake running, no application yet: early data
                            * accepted meanwhile waits in early.data */
-  PST_CONN_EARLY = 1,     /* handshake still running, and the application already runs
+  PST_CONN_EARLY = 2,     /* handshake still running, and the application already runs
                            * on accepted 0-RTT data (RFC 8470; tcp_early_data: forward) */
-  PST_CONN_OPEN = 2,      /* handshake complete: the application runs */
-  PST_CONN_CLOSING = 3,   /* pst_conn_close ran: flushing close_notify, then waiting
+  PST_CONN_OPEN = 3,      /* handshake complete: the application runs */
+  PST_CONN_CLOSING = 4,   /* pst_conn_close ran: flushing close_notify, then waiting
                            * for close callbacks */
 } pst_conn_state_t;
+
+/* The addresses a PROXY header gave (accept_proxy), allocated only for a
+ * connection that had one: the client and the address it reached the
+ * balancer at. */
+typedef struct {
+  struct sockaddr_storage src, dst;
+} pst_conn_proxied_t;
 
 /* The client's TCP side. */
 typedef struct {
@@ -82,6 +92,7 @@ struct pst_conn_s {
   unsigned head : 1;                /* a request head is being received (host head) */
   unsigned evict_listed : 1;        /* in wl's eviction list */
   unsigned timer_closed : 1;        /* the timer closed it (metrics: which timeout) */
+  unsigned proxy_logged : 1;        /* refused for its PROXY header: logged (rate-limited) */
   unsigned waiting;                 /* the application's requests waiting for a response head */
   uint64_t head_start_ms;           /* loop time its first bytes came, while head is set */
   uint64_t t_start_ns;              /* accept time (uv_hrtime) */
@@ -106,9 +117,10 @@ struct pst_conn_s {
   const char *alpn;    /* negotiated protocol (the listener's string), NULL for none */
   const char *version; /* static strings from wolfSSL, set at handshake end */
   const char *cipher;
-  char *why;         /* storage for a reason built at run time (pst_conn_why):
-                      * PST_CONN_WHY_LEN bytes, allocated on first use */
-  pst_early_t early; /* 0-RTT: early.c's */
+  pst_conn_proxied_t *proxied; /* from a PROXY header, or NULL: the socket's own */
+  char *why;                   /* storage for a reason built at run time (pst_conn_why):
+                                * PST_CONN_WHY_LEN bytes, allocated on first use */
+  pst_early_t early;           /* 0-RTT: early.c's */
 };
 
 /* ---- conn_text.c: what a connection says about itself ---- */
@@ -117,6 +129,11 @@ struct pst_conn_s {
  * host.peer_ip (without port), both in one allocation sized to them.
  * Returns 0 or -ENOMEM (host.peer stays "?"). */
 int pst_conn_peer_name(pst_conn_t *conn);
+
+/* Records sa (the source a PROXY header gave) as host.peer and
+ * host.peer_ip in place of the socket's peer. Returns 0 or -ENOMEM (the
+ * old names stay). */
+int pst_conn_peer_set(pst_conn_t *conn, const struct sockaddr *sa);
 
 /* Keeps the server name the client asked for (n bytes, borrowed),
  * lower-cased, for routes and logs (also after a failed handshake, to say
@@ -162,6 +179,30 @@ void pst_conn_evict_unlink(pst_conn_t *conn);
 /* Moves conn to state (the one place states change; asserts the move is
  * allowed) and arms the state's timer. */
 void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
+
+/* ---- conn_proxy.c: the PROXY protocol (accept_proxy, proxy_protocol) ---- */
+
+/* At accept, on a listener with accept_proxy (conn in PST_CONN_PROXY):
+ * checks the peer against trusted_proxies. Returns 0, or a negative error
+ * after which conn is closing (untrusted: counted and logged). */
+int pst_conn_proxy_start(pst_conn_t *conn);
+
+/* n bytes read (data: the read slab) while in PST_CONN_PROXY. Returns 0
+ * when the header is not whole yet (what came is kept in cin, which never
+ * holds more than PST_PROXY_MAX bytes); 1 when it is: its source is now the
+ * connection's peer, the state is PST_CONN_HANDSHAKE and in_ptr/in_len hold
+ * the bytes after it (the TLS stream) for conn_pump; or a negative error
+ * after which conn is closing (a bad header: counted, logged with the
+ * reason). */
+int pst_conn_proxy_input(pst_conn_t *conn, const char *data, size_t n);
+
+/* No whole header: the client closed (err PST_EPROTO) or the handshake
+ * timeout fired (PST_ETIMEDOUT). Counts, logs and closes conn. */
+void pst_conn_proxy_fail(pst_conn_t *conn, int err);
+
+/* host->ops->proxy_header: appends the header of version (v1, v2) that
+ * describes conn to out. Returns 0, -EINVAL or -ENOMEM. */
+int pst_conn_proxy_header(pst_conn_t *conn, pst_proxy_t version, pst_buf_t *out);
 
 /* ---- conn_close.c: how a connection ends ---- */
 

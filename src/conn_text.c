@@ -20,19 +20,26 @@
 int pst_conn_peer_name(pst_conn_t *conn) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
+  if (uv_tcp_getpeername(&conn->client.tcp, (struct sockaddr *)&ss, &len) != 0) {
+    ss.ss_family = AF_UNSPEC;
+  }
+  return pst_conn_peer_set(conn, (struct sockaddr *)&ss);
+}
+
+int pst_conn_peer_set(pst_conn_t *conn, const struct sockaddr *sa) {
   char host[48] = "?";
   char peer[80];
   int port = 0;
   const char *fmt = "%s:%d";
-  if (uv_tcp_getpeername(&conn->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-      fmt = "[%s]:%d";
-    } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(sin6, host, sizeof(host));
+    port = ntohs(sin6->sin6_port);
+    fmt = "[%s]:%d";
+  } else if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    uv_ip4_name(sin, host, sizeof(host));
+    port = ntohs(sin->sin_port);
   }
   int n = snprintf(peer, sizeof(peer), fmt, host, port);
   if (n < 0 || (size_t)n >= sizeof(peer)) n = (int)strlen(peer);
@@ -41,6 +48,7 @@ int pst_conn_peer_name(pst_conn_t *conn) {
   if (buf == NULL) return -ENOMEM;
   memcpy(buf, peer, (size_t)n + 1);
   memcpy(buf + n + 1, host, hlen + 1);
+  free(conn->peer_buf);
   conn->peer_buf = buf;
   conn->host.peer = buf;
   conn->host.peer_ip = buf + n + 1;
@@ -89,7 +97,9 @@ const char *pst_conn_vwhy(pst_conn_t *conn, const char *fmt, va_list ap) {
 }
 
 void pst_conn_log(pst_conn_t *conn, const char *reason) {
-  if (!pst_log_enabled(PST_LOG_INFO)) return;
+  /* A connection refused for its PROXY header was logged by conn_proxy.c,
+   * rate-limited: a flood of them must not flood the log. */
+  if (!pst_log_enabled(PST_LOG_INFO) || conn->proxy_logged) return;
   const char *alpn = conn->alpn != NULL ? conn->alpn : "-";
   const char *version = conn->version, *cipher = conn->cipher;
   const pst_early_status_t early = conn->early.status;

@@ -99,6 +99,7 @@ static const char *const close_reasons[PST_MCLOSE__COUNT] = {
     [PST_MCLOSE_IDLE_TIMEOUT] = "idle_timeout",
     [PST_MCLOSE_REQUEST_HEAD_TIMEOUT] = "request_head_timeout",
     [PST_MCLOSE_EVICTED] = "evicted",
+    [PST_MCLOSE_PROXY_REFUSED] = "proxy_refused",
     [PST_MCLOSE_SHUTDOWN] = "shutdown",
     [PST_MCLOSE_TLS_ERROR] = "tls_error",
     [PST_MCLOSE_PROTOCOL_ERROR] = "protocol_error",

@@ -53,6 +53,7 @@ struct pst_bconn_s {
   uv_timer_t *timer;        /* made when first armed (data: this), or NULL */
   pst_buf_t *answer;        /* in-process: the response still to deliver, or NULL */
   uint64_t idle_ms;
+  uint64_t owner; /* pst_pool_lease_owned: the one client connection it serves, or 0 */
   unsigned max_idle;
   bconn_state_t state;
   pst_lease_t how;
@@ -320,6 +321,29 @@ static pst_bconn_t *bconn_new(pst_pools_t *pools, int local) {
 pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
                             const pst_backend_conf_t *bc, pst_lease_t how,
                             const pst_bconn_events_t *ev, void *arg, int *reused, int *err) {
+  return pst_pool_lease_owned(pools, lc, bc, how, 0, ev, arg, reused, err);
+}
+
+/* The newest idle connection of pool that belongs to owner (0: to nobody).
+ * The idle list is at most backend_pool.max_idle long. */
+static pst_bconn_t *idle_of(const pool_t *pool, uint64_t owner) {
+  for (pst_bconn_t *b = pool->idle; b != NULL; b = b->next) {
+    if (b->owner == owner) return b;
+  }
+  return NULL;
+}
+
+void pst_pools_drop_owner(pst_pools_t *pools, uint64_t owner) {
+  if (owner == 0) return;
+  for (pool_t *p = pools->list; p != NULL; p = p->next) {
+    pst_bconn_t *b;
+    while ((b = idle_of(p, owner)) != NULL) bconn_close(b);
+  }
+}
+
+pst_bconn_t *pst_pool_lease_owned(pst_pools_t *pools, const pst_listener_conf_t *lc,
+                                  const pst_backend_conf_t *bc, pst_lease_t how, uint64_t owner,
+                                  const pst_bconn_events_t *ev, void *arg, int *reused, int *err) {
   *reused = 0;
   *err = -ENOMEM;
   if (bc->kind == PST_BACKEND_BUILTIN_INFO) {
@@ -335,8 +359,9 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
   }
   pool_t *pool = pool_find(pools, &bc->addr);
   if (pool == NULL) return NULL;
-  if (how == PST_LEASE_POOLED && pool->idle != NULL) {
-    pst_bconn_t *b = pool->idle;
+  pst_bconn_t *idle = how == PST_LEASE_POOLED ? idle_of(pool, owner) : NULL;
+  if (idle != NULL) {
+    pst_bconn_t *b = idle;
     idle_unlink(b);
     bconn_timer_stop(b);
     bconn_set_state(b, BCONN_LEASED);
@@ -350,6 +375,7 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
   pst_bconn_t *b = bconn_new(pools, 0);
   if (b == NULL) return NULL;
   b->pool = pool;
+  b->owner = owner;
   bconn_lease_to(b, lc, how, ev, arg);
   int rc = bconn_timer_start(b, lc->backend_connect_timeout_ms);
   if (rc == 0) {

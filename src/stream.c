@@ -237,16 +237,38 @@ static int stream_send_head(stream_t *st) {
   return 0;
 }
 
+/* A backend with proxy_protocol: each new server connection starts with a
+ * PROXY header saying who the client is, so it serves this client
+ * connection only (pool.h: owner, the connection's id) and goes to no other
+ * client through the pool. Returns the owner, 0 for a shared connection. */
+static uint64_t stream_owner(const pst_stream_t *s, const pst_backend_conf_t *bc) {
+  return bc->kind == PST_BACKEND_ADDR && bc->proxy_protocol != PST_PROXY_NONE ? s->host->id : 0;
+}
+
+/* Writes the PROXY header first on a new connection (queued behind the
+ * connect). Returns 0 or a negative error. */
+static int stream_send_proxy(pst_stream_t *s, const pst_backend_conf_t *bc) {
+  pst_buf_t hdr = {0};
+  int rc = s->host->ops->proxy_header(s->host, bc->proxy_protocol, &hdr);
+  if (rc == 0) rc = pst_bconn_write(s->bconn, pst_buf_head(&hdr), hdr.len);
+  pst_buf_free(&hdr);
+  return rc;
+}
+
 static int stream_lease(stream_t *st, int fresh) {
   pst_stream_t *s = &st->pub;
   int err = 0;
   const pst_backend_conf_t *bc = st->misdirected ? &stream_local_backend : s->host->backend;
-  s->bconn =
-      pst_pool_lease(s->host->pools, stream_conf(s), bc, fresh ? PST_LEASE_FRESH : PST_LEASE_POOLED,
-                     &stream_bconn_events, st, &st->reused, &err);
+  uint64_t owner = stream_owner(s, bc);
+  s->bconn = pst_pool_lease_owned(s->host->pools, stream_conf(s), bc,
+                                  fresh ? PST_LEASE_FRESH : PST_LEASE_POOLED, owner,
+                                  &stream_bconn_events, st, &st->reused, &err);
   if (s->bconn == NULL) return err;
   st->got_bytes = 0;
-  if (!st->reused) return 0; /* stream_bconn_on_connect goes on */
+  if (!st->reused) {
+    /* stream_bconn_on_connect goes on */
+    return owner != 0 ? stream_send_proxy(s, bc) : 0;
+  }
   int rc = stream_send_head(st);
   if (rc != 0 && !fresh) {
     /* The pooled connection died before taking a byte: nothing was sent,

@@ -217,5 +217,19 @@ pst_app_t *pst_tcp_app_new(pst_host_t *host, int *err) {
   /* The backend is read from the start: stopping and starting it around
    * the connect would cost epoll_ctl calls on every connection. */
   pst_bconn_read(t->b, 1);
+  /* proxy_protocol: the header is the first bytes the server gets, queued
+   * behind the connect, before anything the client sends. */
+  if (host->backend->proxy_protocol != PST_PROXY_NONE) {
+    pst_buf_t hdr = {0};
+    int rc = host->ops->proxy_header(host, host->backend->proxy_protocol, &hdr);
+    if (rc == 0) rc = pst_bconn_write(t->b, pst_buf_head(&hdr), hdr.len);
+    pst_buf_free(&hdr);
+    if (rc != 0) {
+      pst_bconn_release(t->b, 0);
+      free(t);
+      *err = rc;
+      return NULL;
+    }
+  }
   return &t->base;
 }

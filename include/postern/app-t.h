@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "postern/buf.h"
 #include "postern/config-t.h"
 #include "postern/info.h"
 
@@ -89,6 +90,12 @@ typedef struct {
    * head is incomplete the connection is among the first to give way when
    * its listener is at max_connections. */
   void (*head)(pst_host_t *h, int started);
+  /* Appends the PROXY protocol header (proxy.h) of version (PST_PROXY_V1
+   * or _V2) that tells a server about this client connection: the client
+   * (the source a PROXY header from a balancer gave, else the socket's
+   * peer) and the address it reached, and in v2 the ALPN, server name, TLS
+   * facts and the connection's unique id. Returns 0, -EINVAL or -ENOMEM. */
+  int (*proxy_header)(pst_host_t *h, pst_proxy_t version, pst_buf_t *out);
 } pst_host_ops_t;
 
 /* The connection as its application sees it. Filled by the connection

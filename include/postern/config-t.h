@@ -112,9 +112,64 @@ typedef enum {
   PST_BACKEND_BUILTIN_INFO = 1 /* "builtin:info": postern answers itself */
 } pst_backend_kind_t;
 
+/* backends.<name>.balance: how a set's servers share the requests. */
+typedef enum {
+  PST_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round robin (nginx's): no bursts (default) */
+  PST_BALANCE_LEAST_CONN = 1,  /* fewest connections in use per weight, per worker */
+  PST_BALANCE_CLIENT_IP = 2,   /* consistent hash of the client address (a ring) */
+} pst_balance_t;
+
+/* backends.<name>.health.check: how a server's health is probed. */
+typedef enum {
+  PST_CHECK_NONE = 0, /* no active check: servers are up unless ejected passively (default) */
+  PST_CHECK_TCP = 1,  /* a TCP connect */
+  PST_CHECK_HTTP = 2, /* GET health.path over HTTP/1.1: 2xx or 3xx is healthy */
+} pst_check_t;
+
+/* One server of a backend set. */
+typedef struct {
+  pst_addr_t addr; /* resolved at load (and so on every reload); text as written */
+  unsigned weight; /* 1..1000; default 1 */
+  pst_mark_t mark; /* the list item */
+} pst_server_conf_t;
+
+/* A backend set (top-level backends:, config_backend.c): servers, how they
+ * share the load, how their health is known, and how failures are retried.
+ * A backend written as "host:port" is a set of its own with one server and
+ * the defaults (inline), so that one code path serves both. */
+typedef struct pst_backend_set_s {
+  char *name;     /* the key under backends:, or the host:port text of an inline set */
+  int inline_set; /* written as host:port at a backend key */
+  pst_server_conf_t *servers;
+  size_t n_servers; /* 1..PST_MAX_SERVERS */
+  pst_balance_t balance;
+  pst_check_t check;
+  char *check_path;             /* health.path; default "/" */
+  uint64_t check_interval_ms;   /* health.interval; default 2s */
+  uint64_t check_timeout_ms;    /* health.timeout; default 1s, at most the interval */
+  unsigned rise;                /* consecutive successes to come back; default 2 */
+  unsigned fall;                /* consecutive failures to go out; default 3 */
+  unsigned passive_failures;    /* passive.failures; 0: off; default 5 */
+  uint64_t passive_cooldown_ms; /* passive.cooldown; default 10s */
+  unsigned retries;             /* other servers tried after a failure; default 1 */
+  pst_proxy_t proxy_protocol;   /* a PROXY header on each new server connection */
+  pst_mark_t mark;
+  /* What the balancer built for this set (balance.h): attached by the
+   * generation before any worker sees the config, never changed after. */
+  struct pst_bset_s *rt;
+} pst_backend_set_conf_t;
+
+/* Servers a set may have. */
+#define PST_MAX_SERVERS 256
+
 typedef struct {
   pst_backend_kind_t kind;
-  pst_addr_t addr; /* PST_BACKEND_ADDR only; addr.text holds the text either way */
+  /* PST_BACKEND_ADDR: the set it names (a named set, or the inline set of a
+   * "host:port"), and addr its first server's address. addr.text holds the
+   * text as written either way. NULL for builtin:info, and for a backend
+   * made by hand (tests) that is one address. */
+  const pst_backend_set_conf_t *set;
+  pst_addr_t addr;
   pst_mark_t mark;
   /* The ALPN protocols (RFC 7301 3.1 wire format) a connection routed here
    * may negotiate: the listener's list, except that a tcp-mode route to
@@ -225,6 +280,11 @@ typedef struct {
   pst_replay_store_conf_t early_data_replay; /* the 0-RTT strike register's store */
   pst_listener_conf_t *listeners;
   size_t n_listeners;
+  /* Backend sets: the named ones of backends: in file order, then the
+   * inline sets of "host:port" backends (one per distinct text). Pointers,
+   * so that a set's address never moves. */
+  pst_backend_set_conf_t **backends;
+  size_t n_backends;
 } pst_config_t;
 
 #endif

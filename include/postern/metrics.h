@@ -43,7 +43,11 @@
   X(EARLY_REDIS_REPLAYED, "early_data_redis_replayed",                                      \
     "early data rejected as a replay by the shared strike register (Redis)")                \
   X(EARLY_REDIS_UNAVAILABLE, "early_data_redis_unavailable",                                \
-    "early data rejected because Redis did not answer in time (fail closed)")
+    "early data rejected because Redis did not answer in time (fail closed)")               \
+  X(PROXY_UNTRUSTED, "proxy_untrusted",                                                     \
+    "connections to an accept_proxy listener from outside trusted_proxies, closed")         \
+  X(PROXY_REFUSED, "proxy_refused",                                                         \
+    "connections closed for their PROXY header: missing, malformed, oversized, late")
 
 typedef enum {
 #define PST_METRIC_ENUM(id, key, help) PST_M_##id,
@@ -64,6 +68,7 @@ typedef enum {
   PST_MCLOSE_IDLE_TIMEOUT,         /* idle_timeout */
   PST_MCLOSE_REQUEST_HEAD_TIMEOUT, /* timeouts.request_head */
   PST_MCLOSE_EVICTED,              /* closed for a new client at max_connections */
+  PST_MCLOSE_PROXY_REFUSED,        /* accept_proxy: untrusted peer, bad or late PROXY header */
   PST_MCLOSE_SHUTDOWN,             /* postern shut down (shutdown_timeout) */
   PST_MCLOSE_TLS_ERROR,            /* a TLS record failed after the handshake */
   PST_MCLOSE_PROTOCOL_ERROR,       /* the client broke HTTP/2 (a connection error) */

@@ -12,6 +12,7 @@
 #define POSTERN_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -79,6 +80,20 @@ unsigned pst_pools_open(const pst_pools_t *pools);
 pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
                             const pst_backend_conf_t *bc, pst_lease_t how,
                             const pst_bconn_events_t *ev, void *arg, int *reused, int *err);
+
+/* pst_pool_lease for a connection that belongs to one client connection:
+ * owner (nonzero; the client connection's id, unique within the worker,
+ * whose pools these are) tags a new connection, and a pooled one is taken
+ * only from those with the same tag. A connection whose first bytes told
+ * the server who the client is (a PROXY header, proxy.h) thus never
+ * carries another client's requests. owner 0 is pst_pool_lease. */
+pst_bconn_t *pst_pool_lease_owned(pst_pools_t *pools, const pst_listener_conf_t *lc,
+                                  const pst_backend_conf_t *bc, pst_lease_t how, uint64_t owner,
+                                  const pst_bconn_events_t *ev, void *arg, int *reused, int *err);
+
+/* Closes the idle connections tagged with owner (its client connection is
+ * closing: nobody else may use them). */
+void pst_pools_drop_owner(pst_pools_t *pools, uint64_t owner);
 
 /* Nonzero for an in-process (builtin:info) connection. */
 int pst_bconn_is_local(const pst_bconn_t *b);

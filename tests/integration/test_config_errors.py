@@ -39,6 +39,13 @@ CASES = {
     "bad-address-no-port": ({"backend": "127.0.0.1"}, "backend", None),
     "wrong-type-sequence": ({"max_connections": "[10, 20]"}, "max_connections", None),
     "wrong-type-word": ({"max_connections": "lots"}, "max_connections", None),
+    "accept-proxy-bad-version": (
+        {"max_connections": '100\n    accept_proxy: v3\n    trusted_proxies: ["10.0.0.0/8"]'},
+        "accept_proxy", None),
+    "accept-proxy-without-trusted": ({"max_connections": "100\n    accept_proxy: v2"},
+                                     "accept_proxy", None),
+    "trusted-proxies-without-accept": ({"max_connections": '100\n    trusted_proxies: ["::1"]'},
+                                       "trusted_proxies", None),
 }
 
 

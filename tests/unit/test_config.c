@@ -264,6 +264,117 @@ static void test_full_example_backends(void **state) {
 
 /* ---- Defaults and other valid values --------------------------------- */
 
+/* ---- backends: ---- */
+
+#define BACKENDS_APP                                                                               \
+  "backends:\n"                                                                                    \
+  "  app:\n"                                                                                       \
+  "    servers:\n"                                                                                 \
+  "      - address: 127.0.0.1:8081\n"                                                              \
+  "        weight: 3\n"                                                                            \
+  "      - address: 127.0.0.1:8082\n"                                                              \
+  "      - 127.0.0.1:8083\n"                                                                       \
+  "    balance: least_connections\n"                                                               \
+  "    health: {check: http, path: /healthz, interval: 500ms, timeout: 200ms, rise: 1, fall: 2}\n" \
+  "    passive: {failures: 2, cooldown: 3s}\n"                                                     \
+  "    retries: 2\n"                                                                               \
+  "    proxy_protocol: v2\n"
+
+static void test_backends_named(void **state) {
+  /* The listener comes first and names a set defined below it. */
+  pst_config_t *cfg = parse_ok(
+      "listeners:\n"
+      "  - listen: 127.0.0.1:8443\n"
+      "    backend: app\n" CERT_LINES
+      "    routes:\n"
+      "      - names: [a.example.test]\n"
+      "        backend: 127.0.0.1:9000\n"
+      "      - names: [b.example.test]\n"
+      "        backend: 127.0.0.1:9000\n" BACKENDS_APP);
+  const pst_listener_conf_t *l = &cfg->listeners[0];
+  const pst_backend_set_conf_t *b = l->backend.set;
+  assert_non_null(b);
+  assert_string_equal(b->name, "app");
+  assert_int_equal(b->inline_set, 0);
+  assert_int_equal(b->n_servers, 3);
+  assert_int_equal(b->servers[0].weight, 3);
+  assert_int_equal(b->servers[1].weight, 1);
+  assert_ipv4(&b->servers[2].addr, "127.0.0.1", 8083);
+  assert_int_equal(b->balance, PST_BALANCE_LEAST_CONN);
+  assert_int_equal(b->check, PST_CHECK_HTTP);
+  assert_string_equal(b->check_path, "/healthz");
+  assert_int_equal(b->check_interval_ms, 500);
+  assert_int_equal(b->check_timeout_ms, 200);
+  assert_int_equal(b->rise, 1);
+  assert_int_equal(b->fall, 2);
+  assert_int_equal(b->passive_failures, 2);
+  assert_int_equal(b->passive_cooldown_ms, 3000);
+  assert_int_equal(b->retries, 2);
+  assert_int_equal(b->proxy_protocol, PST_PROXY_V2);
+  assert_int_equal(l->backend.proxy_protocol, PST_PROXY_V2);
+  assert_string_equal(l->backend.addr.text, "app");
+  /* One inline set for the two routes writing the same address. */
+  assert_ptr_equal(l->routes[0].backend.set, l->routes[1].backend.set);
+  assert_int_equal(l->routes[0].backend.set->inline_set, 1);
+  assert_int_equal(cfg->n_backends, 2);
+  pst_config_free(cfg);
+}
+
+static void test_backends_inline_defaults(void **state) {
+  pst_config_t *cfg = parse_ok("listeners:\n" LISTENER0);
+  const pst_backend_set_conf_t *b = cfg->listeners[0].backend.set;
+  assert_non_null(b);
+  assert_int_equal(b->inline_set, 1);
+  assert_int_equal(b->n_servers, 1);
+  assert_ipv4(&b->servers[0].addr, "127.0.0.1", 8080);
+  assert_int_equal(b->balance, PST_BALANCE_ROUND_ROBIN);
+  assert_int_equal(b->check, PST_CHECK_NONE);
+  assert_int_equal(b->rise, 2);
+  assert_int_equal(b->fall, 3);
+  assert_int_equal(b->passive_failures, 5);
+  assert_int_equal(b->passive_cooldown_ms, 10000);
+  assert_int_equal(b->retries, 1);
+  assert_int_equal(b->proxy_protocol, PST_PROXY_NONE);
+  pst_config_free(cfg);
+}
+
+#define LISTENER_APP             \
+  "listeners:\n"                 \
+  "  - listen: 127.0.0.1:8443\n" \
+  "    backend: app\n" CERT_LINES
+
+static void test_backends_errors(void **state) {
+  expect_error(
+      LISTENER_APP "backends:\n  apq:\n    servers: [127.0.0.1:1]\n",
+      "t.yaml:3:14: listeners[0].backend: unknown backend \"app\" (did you mean \"apq\"?)");
+  expect_error(LISTENER_APP,
+               "t.yaml:3:14: listeners[0].backend: unknown backend \"app\": there is no backends:");
+  expect_error("backends:\n  app:\n    servers:\n      - {address: 127.0.0.1:1, weight: 0}\n",
+               "t.yaml:4:40: backends.app.servers[0].weight: weight 0 would send the server "
+               "nothing");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1, 127.0.0.1:1]\n",
+               "t.yaml:3:28: backends.app.servers[1]: server \"127.0.0.1:1\" is listed twice");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    health: {rise: 0}\n",
+               "t.yaml:4:20: backends.app.health.rise: rise 0 would never be reached");
+  expect_error(
+      "backends:\n  app:\n    servers: [127.0.0.1:1]\n"
+      "    health: {interval: 1s, timeout: 2s}\n",
+      "t.yaml:4:13: backends.app.health: timeout (2000 ms) is longer than interval");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    tls: {verify: true}\n",
+               "t.yaml:4:10: backends.app.tls: TLS to the servers is not supported yet");
+  expect_error("backends:\n  app:\n    balance: random\n    servers: [127.0.0.1:1]\n",
+               "t.yaml:3:14: backends.app.balance: ");
+  expect_error("backends:\n  app:\n    servers: []\n", "t.yaml:3:14: backends.app.servers: ");
+  expect_error("backends:\n  app:\n    balance: client_ip\n",
+               "t.yaml:3:5: backends.app: missing key \"servers\"");
+  expect_error("backends:\n  a/b:\n    servers: [127.0.0.1:1]\n",
+               "t.yaml:2:3: backends.a/b: invalid backend name \"a/b\"");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    health: {path: healthz}\n",
+               "t.yaml:4:20: backends.app.health.path: invalid health check path");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    proxy_protocol: any\n",
+               "t.yaml:4:21: backends.app.proxy_protocol: ");
+}
+
 static void test_defaults(void **state) {
   pst_config_t *cfg = parse_ok("listeners:\n" LISTENER0);
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -691,6 +802,63 @@ static void test_error_bad_enum(void **state) {
                "t.yaml:8:10: listeners[0].h2.max_concurent_streams: unknown key");
 }
 
+/* accept_proxy and trusted_proxies (config_proxy.c): parsed, and every
+ * mistake an error at its line with the fix. */
+static void test_accept_proxy(void **state) {
+  pst_config_t *cfg =
+      parse_ok("listeners:\n" LISTENER0
+               "    accept_proxy: v2\n"
+               "    trusted_proxies: [\"10.0.0.0/8\", \"127.0.0.1\", \"2001:db8::/32\"]\n");
+  const pst_listener_conf_t *l = &cfg->listeners[0];
+  assert_int_equal(l->accept_proxy, PST_PROXY_V2);
+  assert_int_equal(l->accept_proxy_mark.line, 8);
+  assert_int_equal(l->n_trusted_proxies, 3);
+  assert_int_equal(l->trusted_proxies[0].family, AF_INET);
+  assert_int_equal(l->trusted_proxies[0].prefix, 8);
+  assert_int_equal(l->trusted_proxies[1].prefix, 32);
+  assert_int_equal(l->trusted_proxies[2].family, AF_INET6);
+  pst_config_free(cfg);
+  cfg = parse_ok("listeners:\n" LISTENER0);
+  assert_int_equal(cfg->listeners[0].accept_proxy, PST_PROXY_NONE);
+  pst_config_free(cfg);
+  const char *names[] = {"none", "v1", "v2", "any"};
+  for (size_t i = 1; i < 4; i++) {
+    char text[512];
+    snprintf(text, sizeof(text),
+             "listeners:\n" LISTENER0 "    accept_proxy: %s\n    trusted_proxies: [\"::/0\"]\n",
+             names[i]);
+    cfg = parse_ok(text);
+    assert_int_equal(cfg->listeners[0].accept_proxy, (pst_proxy_t)i);
+    pst_config_free(cfg);
+  }
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: v3\n",
+               "t.yaml:8:19: listeners[0].accept_proxy: unknown PROXY protocol version \"v3\"");
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: v2\n",
+               "t.yaml:8:19: listeners[0].accept_proxy: accept_proxy needs trusted_proxies, the "
+               "address blocks of the balancers allowed to send PROXY headers; add e.g. "
+               "trusted_proxies: [\"10.0.0.0/8\"]");
+  expect_error("listeners:\n" LISTENER0 "    trusted_proxies: [\"10.0.0.0/8\"]\n",
+               "t.yaml:8:22: listeners[0].trusted_proxies: trusted_proxies without accept_proxy "
+               "does nothing; set accept_proxy (v1, v2 or any) or remove trusted_proxies");
+  expect_error("listeners:\n" LISTENER0 "    accept_proxy: v1\n    trusted_proxies: []\n",
+               "t.yaml:9:22: listeners[0].trusted_proxies: empty list");
+  expect_error("listeners:\n" LISTENER0
+               "    accept_proxy: v1\n    trusted_proxies: [\"10.0.0.0/8\", \"10.1.2.3/8\"]\n",
+               "t.yaml:9:37: listeners[0].trusted_proxies[1]: \"10.1.2.3/8\" has bits set past "
+               "its prefix length; write its first address: 10.0.0.0/8");
+  expect_error(
+      "listeners:\n" LISTENER0 "    accept_proxy: any\n    trusted_proxies: [\"10.0.0.0/33\"]\n",
+      "t.yaml:9:23: listeners[0].trusted_proxies[0]: \"10.0.0.0/33\": prefix length over 32 "
+      "for an IPv4 block; expected an address block");
+  expect_error("listeners:\n" LISTENER0
+               "    accept_proxy: any\n    trusted_proxies: [lb.example]\n",
+               "t.yaml:9:23: listeners[0].trusted_proxies[0]: \"lb.example\": not an IPv4 or IPv6 "
+               "address; expected");
+  expect_error("listeners:\n" LISTENER0
+               "    accept_proxy: any\n    trusted_proxies: \"10.0.0.0/8\"\n",
+               "t.yaml:9:22: listeners[0].trusted_proxies:");
+}
+
 static void test_error_bad_integer(void **state) {
   expect_error("workers: 0\n",
                "t.yaml:1:10: workers: invalid integer \"0\"; expected a decimal "
@@ -932,11 +1100,15 @@ int main(void) {
       cmocka_unit_test(test_error_nesting_depth),
       cmocka_unit_test(test_error_through_alias),
       cmocka_unit_test(test_error_document_shape),
+      cmocka_unit_test(test_backends_named),
+      cmocka_unit_test(test_backends_inline_defaults),
+      cmocka_unit_test(test_backends_errors),
       cmocka_unit_test(test_error_unknown_key_top),
       cmocka_unit_test(test_error_unknown_key_nested),
       cmocka_unit_test(test_error_duplicate_key),
       cmocka_unit_test(test_error_wrong_type),
       cmocka_unit_test(test_error_bad_enum),
+      cmocka_unit_test(test_accept_proxy),
       cmocka_unit_test(test_error_bad_integer),
       cmocka_unit_test(test_error_bad_duration),
       cmocka_unit_test(test_error_bad_address),

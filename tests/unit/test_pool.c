@@ -361,6 +361,62 @@ static void test_pooled_reuse(void **state) {
   tb_stop(&tb);
 }
 
+/* A connection leased with an owner (a client connection whose PROXY header
+ * it carries, stream.c) goes back to the pool for that owner only: another
+ * owner and the shared leases (owner 0) never get it, and dropping the
+ * owner closes it. */
+static void test_owned_connections(void **state) {
+  tb_start(&tb);
+  tb.on_data = echo;
+  pst_backend_conf_t bc;
+  backend_at(&bc, tb.port);
+  int reused, err;
+  L1.b = pst_pool_lease_owned(pools, &lc, &bc, PST_LEASE_POOLED, 7, &events, &L1, &reused, &err);
+  assert_non_null(L1.b);
+  track(L1.b);
+  assert_int_equal(reused, 0);
+  pst_bconn_read(L1.b, 1);
+  WAIT_FOR(L1.connects == 1 && tb.n_conns == 1);
+  pst_bconn_t *owned = L1.b;
+  release(owned, 1);
+  assert_int_equal(pst_pools_open(pools), 1); /* idle, pooled for owner 7 */
+
+  /* Owner 0 (shared) and owner 8 get new connections, not owner 7's. */
+  pst_bconn_t *shared = lease(&bc, PST_LEASE_POOLED, &L2, &reused);
+  assert_int_equal(reused, 0);
+  assert_ptr_not_equal(shared, owned);
+  WAIT_FOR(L2.connects == 1 && tb.n_conns == 2);
+  release(shared, 1);
+  lessee_reset(&L2);
+  L2.b = pst_pool_lease_owned(pools, &lc, &bc, PST_LEASE_POOLED, 8, &events, &L2, &reused, &err);
+  assert_non_null(L2.b);
+  track(L2.b);
+  assert_int_equal(reused, 0);
+  assert_ptr_not_equal(L2.b, owned);
+  assert_ptr_not_equal(L2.b, shared);
+  WAIT_FOR(L2.connects == 1 && tb.n_conns == 3);
+  release(L2.b, 0);
+
+  /* Owner 7 gets its own back; the shared one stays for owner 0. */
+  lessee_reset(&L1);
+  L1.b = pst_pool_lease_owned(pools, &lc, &bc, PST_LEASE_POOLED, 7, &events, &L1, &reused, &err);
+  assert_int_equal(reused, 1);
+  assert_ptr_equal(L1.b, owned);
+  release(L1.b, 1);
+  WAIT_FOR(pst_pools_open(pools) == 2);
+
+  /* Its client connection closes: owner 7's idle connection closes, the
+   * shared one stays. */
+  pst_pools_drop_owner(pools, 7);
+  WAIT_FOR(pst_pools_open(pools) == 1);
+  lessee_reset(&L2);
+  assert_ptr_equal(lease(&bc, PST_LEASE_POOLED, &L2, &reused), shared);
+  assert_int_equal(reused, 1);
+  release(shared, 0);
+  WAIT_FOR(pst_pools_open(pools) == 0);
+  tb_stop(&tb);
+}
+
 /* Connections to another address are another pool. */
 static void test_pools_per_address(void **state) {
   tb_t *tb2 = calloc(1, sizeof(*tb2));
@@ -713,6 +769,7 @@ int main(void) {
       T(test_write_backpressure),
       T(test_release_with_queued_bytes_closes),
       T(test_pooled_reuse),
+      T(test_owned_connections),
       T(test_pools_per_address),
       T(test_once_never_pooled),
       T(test_max_idle),
