@@ -195,6 +195,11 @@ typedef struct {
   unsigned expiry_warn_days;    /* warn about leaves expiring within this; default 21 */
   int watch;                    /* reload when a file changes (inotify); default 0 */
   uint64_t watch_debounce_ms;   /* quiet time before a watch reload; default 1s */
+  /* admin: (admin.h): the plain HTTP/1.1 endpoint for /metrics, /healthz and
+   * /readyz, on its own socket. Off when the key is absent. */
+  int admin_on;                 /* admin.listen was given */
+  pst_addr_t admin_listen;      /* admin.listen */
+  pst_mark_t admin_listen_mark; /* where admin.listen was written */
   pst_listener_conf_t *listeners;
   size_t n_listeners;
 } pst_config_t;
