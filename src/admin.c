@@ -27,10 +27,10 @@
 #include "postern/metrics.h"
 #include "postern/reload.h"
 
-#define ADMIN_MAX_HEAD 8192         /* request line and fields, up to the blank line */
-#define ADMIN_IN_SIZE 16384         /* bytes read and not yet parsed (pipelined requests) */
-#define ADMIN_IDLE_MS 30000         /* between requests */
-#define ADMIN_REQUEST_MS 10000      /* a request's first byte to its answer's last */
+#define ADMIN_MAX_HEAD 8192          /* request line and fields, up to the blank line */
+#define ADMIN_IN_SIZE 16384          /* bytes read and not yet parsed (pipelined requests) */
+#define ADMIN_IDLE_MS 30000          /* between requests */
+#define ADMIN_REQUEST_MS 10000       /* a request's first byte to its answer's last */
 #define ADMIN_HIGH_WATER (256 << 10) /* answers not yet written: stop reading past it */
 #define ADMIN_BACKLOG 64
 #define ADMIN_FULL_LOG_MS 60000 /* "too many admin connections" at most once a minute */
@@ -52,15 +52,15 @@ typedef struct aconn_s {
   uv_shutdown_t shutdown;
   pst_h1_req_parser_t *parser;
   aconn_state_t state;
-  int handles;     /* handles not yet closed back: freed at 0 */
-  int writes;      /* uv_write requests in flight */
-  int reading;     /* uv_read_start in effect */
-  int in_request;  /* part of a request has arrived, its answer not made yet */
-  int busy;        /* the timer runs ADMIN_REQUEST_MS (else ADMIN_IDLE_MS); -1 unarmed */
-  int ended;       /* the parser's on_end ran during this feed */
-  int close_after; /* the answer just made ends the connection */
-  int eof;         /* the client ended its side */
-  int shut;        /* our FIN is out (the shutdown's callback ran) */
+  int handles;         /* handles not yet closed back: freed at 0 */
+  int writes;          /* uv_write requests in flight */
+  int reading;         /* uv_read_start in effect */
+  int in_request;      /* part of a request has arrived, its answer not made yet */
+  int busy;            /* the timer runs ADMIN_REQUEST_MS (else ADMIN_IDLE_MS); -1 unarmed */
+  int ended;           /* the parser's on_end ran during this feed */
+  int close_after;     /* the answer just made ends the connection */
+  int eof;             /* the client ended its side */
+  int shut;            /* our FIN is out (the shutdown's callback ran) */
   uint64_t idle_since; /* loop time it last became idle */
   size_t in_len;
   char in[ADMIN_IN_SIZE];
@@ -80,10 +80,10 @@ typedef struct {
 } alistener_t;
 
 struct pst_admin_s {
-  uv_loop_t *loop;     /* NULL until pst_admin_start */
-  int fd;              /* bound, listening, not yet in a handle; or -1 */
-  int on;              /* an admin.listen is served (or about to be) */
-  pst_addr_t addr;     /* its address, when on */
+  uv_loop_t *loop; /* NULL until pst_admin_start */
+  int fd;          /* bound, listening, not yet in a handle; or -1 */
+  int on;          /* an admin.listen is served (or about to be) */
+  pst_addr_t addr; /* its address, when on */
   alistener_t *listener;
   aconn_t *conns, *conns_last;
   unsigned n_conns;
@@ -117,12 +117,11 @@ static int admin_socket(const pst_addr_t *addr) {
 }
 
 static void admin_bind_error(const pst_config_t *cfg, int err, const char *after) {
-  pst_log_error("%s:%d:%d: admin.listen: cannot listen on %s: %s%s%s", cfg->path,
-                cfg->admin_listen_mark.line, cfg->admin_listen_mark.column, cfg->admin_listen.text,
-                pst_strerror(err),
-                err == -EADDRINUSE ? " (another process listens there: is postern already running?)"
-                                   : "",
-                after);
+  pst_log_error(
+      "%s:%d:%d: admin.listen: cannot listen on %s: %s%s%s", cfg->path, cfg->admin_listen_mark.line,
+      cfg->admin_listen_mark.column, cfg->admin_listen.text, pst_strerror(err),
+      err == -EADDRINUSE ? " (another process listens there: is postern already running?)" : "",
+      after);
 }
 
 static void aconn_on_connection(uv_stream_t *server, int status);
@@ -319,12 +318,13 @@ static int admin_resource(const pst_admin_t *a, const char *target, pst_buf_t *b
   if (n == 7 && memcmp(target, "/readyz", 7) == 0) {
     if (a->ready) return pst_buf_printf(body, "ready\n");
     *status = 503;
-    return pst_buf_printf(body, a->closed || a->reload == NULL ? "not ready\n"
-                                                               : "not ready: shutting down\n");
+    return pst_buf_printf(
+        body, a->closed || a->reload == NULL ? "not ready\n" : "not ready: shutting down\n");
   }
   *status = 404;
-  return pst_buf_printf(body, "404 Not Found: the admin endpoint serves /metrics, /healthz and "
-                              "/readyz\n");
+  return pst_buf_printf(body,
+                        "404 Not Found: the admin endpoint serves /metrics, /healthz and "
+                        "/readyz\n");
 }
 
 /* Makes and queues the answer to req. Returns 0 or a negative error (the
@@ -352,7 +352,7 @@ static int aconn_answer(aconn_t *c, const pst_http_request_t *req) {
     }
     return aconn_write(c, &out);
   }
-  const char *conn = c->close_after      ? "Connection: close\r\n"
+  const char *conn = c->close_after         ? "Connection: close\r\n"
                      : req->http_minor == 0 ? "Connection: keep-alive\r\n"
                                             : "";
   /* HEAD: the fields GET would have, Content-Length included, no body
@@ -579,7 +579,8 @@ int pst_admin_start(pst_admin_t *a, uv_loop_t *loop, pst_gen_t *gen, unsigned n_
   a->n_workers = n_workers;
   if (!a->on) return 0;
   int rc = admin_listen(a);
-  if (rc == 0) pst_log_info("admin endpoint on http://%s/ (/metrics, /healthz, /readyz)", a->addr.text);
+  if (rc == 0)
+    pst_log_info("admin endpoint on http://%s/ (/metrics, /healthz, /readyz)", a->addr.text);
   return rc;
 }
 
@@ -608,8 +609,7 @@ void pst_admin_on_reload(void *arg, const pst_gen_t *gen) {
   /* The new socket first: when it cannot be bound the old one serves on. */
   int fd = admin_socket(&cfg->admin_listen);
   if (fd < 0) {
-    admin_bind_error(cfg, fd,
-                     a->on ? "; the admin endpoint stays where it was" : "; it stays off");
+    admin_bind_error(cfg, fd, a->on ? "; the admin endpoint stays where it was" : "; it stays off");
     return;
   }
   char was[sizeof(a->addr.text)];

@@ -13,14 +13,14 @@
 /* What a scrape shows besides the counters, gathered on the main loop at
  * the moment of the request. Everything borrowed for the call. */
 typedef struct {
-  const pst_gen_t *gen;   /* the running generation */
-  uint64_t generation;    /* its number */
-  time_t last_reload;     /* when the last reload attempt ended (start-up before any) */
-  int last_reload_ok;     /* whether it succeeded */
-  unsigned n_workers;     /* worker threads serving */
-  int ready;              /* what /readyz answers (1: 200) */
-  double start_time;      /* process_start_time_seconds */
-  time_t now;             /* the time of the scrape */
+  const pst_gen_t *gen; /* the running generation */
+  uint64_t generation;  /* its number */
+  time_t last_reload;   /* when the last reload attempt ended (start-up before any) */
+  int last_reload_ok;   /* whether it succeeded */
+  unsigned n_workers;   /* worker threads serving */
+  int ready;            /* what /readyz answers (1: 200) */
+  double start_time;    /* process_start_time_seconds */
+  time_t now;           /* the time of the scrape */
 } pst_admin_view_t;
 
 /* Appends the admin endpoint's gauge families (docs/metrics.md, "Admin

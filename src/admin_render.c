@@ -20,8 +20,8 @@
 
 /* Every write below fails only for memory: one macro keeps the renderers
  * readable. */
-#define TRY(expr)                     \
-  do {                                \
+#define TRY(expr)                    \
+  do {                               \
     if ((expr) != 0) return -ENOMEM; \
   } while (0)
 
@@ -231,8 +231,8 @@ static int render_process(pst_buf_t *out, const pst_admin_view_t *v) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
     double max = rl.rlim_cur == RLIM_INFINITY ? 1.8446744073709552e19 : (double)rl.rlim_cur;
-    TRY(sample(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
-               "%.0f", max));
+    TRY(sample(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.", "%.0f",
+               max));
   }
   return sample(out, "process_start_time_seconds", "gauge",
                 "Start time of the process since unix epoch in seconds.", "%.2f", v->start_time);

@@ -73,9 +73,9 @@ struct pst_reload_s {
   reload_state_t state;
   int again; /* a request came while busy: one more reload after this one */
   char again_why[256];
-  uint64_t failed;     /* failed reloads since start */
-  time_t last_time;    /* when the last attempt ended (start-up before any) */
-  int last_ok;         /* whether it succeeded */
+  uint64_t failed;  /* failed reloads since start */
+  time_t last_time; /* when the last attempt ended (start-up before any) */
+  int last_ok;      /* whether it succeeded */
   void (*on_switched)(void *arg, const pst_gen_t *gen); /* pst_reload_on_switched */
   void *on_switched_arg;
   reload_job_t *job;   /* in flight while BUILDING or SWITCHING */
