@@ -17,6 +17,7 @@
 #include "postern/h1.h"
 #include "postern/h2.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/sni.h"
 #include "postern/tcp.h"
 #include "postern/tls.h"
@@ -723,6 +724,9 @@ static void conn_handshake(pst_conn_t *conn) {
   conn_record_alpn(conn);
   conn->version = wolfSSL_get_version(conn->ssl);
   conn->cipher = pst_tls_cipher_name(conn->ssl);
+  pst_metrics_handshake(conn->gl->conf->metrics_slot, conn->version,
+                        pst_tls_group_name(conn->ssl), conn->cipher, conn->alpn,
+                        wolfSSL_session_reused(conn->ssl), uv_hrtime() - conn->t_start_ns);
   conn_open(conn);
 }
 
@@ -741,7 +745,10 @@ static void conn_on_timer(uv_timer_t *t) {
   const pst_listener_conf_t *lc = conn->gl->conf;
   switch (conn->state) {
     case PST_CONN_HANDSHAKE:
-    case PST_CONN_EARLY: pst_conn_close(conn, PST_ETIMEDOUT, "handshake timeout"); return;
+    case PST_CONN_EARLY:
+      conn->timer_closed = 1;
+      pst_conn_close(conn, PST_ETIMEDOUT, "handshake timeout");
+      return;
     case PST_CONN_OPEN: {
       /* The idle deadline moves with every read; re-arm for what is left
        * rather than restarting the timer on each read. */
@@ -753,12 +760,14 @@ static void conn_on_timer(uv_timer_t *t) {
        * hold the connection forever. */
       if (conn->waiting > 0) idle = 0;
       if (idle >= lc->idle_timeout_ms) {
+        conn->timer_closed = 1;
         pst_conn_close(conn, PST_ETIMEDOUT, "idle timeout");
         return;
       }
       /* A request head has a total deadline, however often bytes come. */
       uint64_t next = lc->idle_timeout_ms - idle, head = conn_head_left(conn, now);
       if (head == 0) {
+        conn->timer_closed = 1;
         pst_conn_close(conn, PST_ETIMEDOUT, "request head timeout (timeouts.request_head)");
         return;
       }
@@ -852,6 +861,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   worker->n_conns++;
   wl->n_conns++;
   conn_evict_requeue(conn);
+  pst_metrics_conn_accepted(conn->gl->conf->metrics_slot); /* pst_conn_close counts it closed */
 
   int rc = uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)&conn->client.tcp);
   if (rc != 0) {

@@ -15,6 +15,7 @@
 #include "postern/conn.h"
 #include "postern/early.h"
 #include "postern/gen.h"
+#include "postern/metrics.h"
 #include "postern/uvio.h"
 
 static int conn_send_fin(pst_conn_t *conn, uv_shutdown_cb cb);
@@ -147,6 +148,41 @@ static void conn_on_final_shutdown(uv_shutdown_t *req, int status) {
   pst_conn_close_handles(conn);
 }
 
+/* Why conn closes, for postern_connections_closed_total: what err says,
+ * read with the state it closes in (metrics.h: pst_mclose_t). */
+static pst_mclose_t conn_close_why(const pst_conn_t *conn, int err) {
+  int handshake = conn->state == PST_CONN_HANDSHAKE || conn->state == PST_CONN_EARLY;
+  if (err == 0) return PST_MCLOSE_DONE;
+  if (conn->timer_closed) {
+    if (handshake) return PST_MCLOSE_HANDSHAKE_TIMEOUT;
+    return conn->head ? PST_MCLOSE_REQUEST_HEAD_TIMEOUT : PST_MCLOSE_IDLE_TIMEOUT;
+  }
+  if (conn->client.failed) return PST_MCLOSE_CLIENT_CLOSED; /* reset, EPIPE */
+  switch (err) {
+    case PST_ESHUTDOWN: return PST_MCLOSE_SHUTDOWN;
+    case PST_ELIMIT: return PST_MCLOSE_EVICTED;
+    case PST_ETLS: return handshake ? PST_MCLOSE_HANDSHAKE_FAILED : PST_MCLOSE_TLS_ERROR;
+    /* In the handshake: the client's FIN (conn_handshake_wait). */
+    case PST_EPROTO: return handshake ? PST_MCLOSE_CLIENT_CLOSED : PST_MCLOSE_PROTOCOL_ERROR;
+    case PST_EBACKEND:
+    case PST_ETIMEDOUT: return PST_MCLOSE_BACKEND_ERROR; /* the tcp relay's connect timeout */
+    default: return PST_MCLOSE_ERROR;
+  }
+}
+
+/* Counts conn's close, and a handshake that did not complete with the
+ * fatal alert wolfSSL sent (RFC 8446 6.2), if any. */
+static void conn_count_close(const pst_conn_t *conn, int err) {
+  unsigned slot = conn->gl->conf->metrics_slot;
+  pst_metrics_conn_closed(slot, conn_close_why(conn, err));
+  if (conn->ssl == NULL || (conn->state != PST_CONN_HANDSHAKE && conn->state != PST_CONN_EARLY)) {
+    return;
+  }
+  WOLFSSL_ALERT_HISTORY h = {.last_tx = {.code = -1, .level = -1}};
+  wolfSSL_get_alert_history(conn->ssl, &h);
+  pst_metrics_handshake_failed(slot, h.last_tx.level == alert_fatal ? h.last_tx.code : -1);
+}
+
 /* Like pst_conn_close, for a failure of the client socket itself: nothing
  * is flushed to it. */
 void pst_conn_client_failed(pst_conn_t *conn, int err, const char *reason) {
@@ -161,6 +197,7 @@ void pst_conn_close(pst_conn_t *conn, int err, const char *reason) {
   int healthy = hears && conn->handshake_ms > 0 && err != PST_ETLS;
   conn->err = err;
   pst_conn_log(conn, reason != NULL ? reason : "");
+  conn_count_close(conn, err);
   pst_conn_set_state(conn, PST_CONN_CLOSING);
   pst_conn_evict_unlink(conn);
   if (conn->app != NULL && conn->app->ops->closing != NULL) conn->app->ops->closing(conn->app);

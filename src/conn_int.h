@@ -81,6 +81,7 @@ struct pst_conn_s {
   unsigned end_after_handshake : 1; /* end() was asked during the handshake */
   unsigned head : 1;                /* a request head is being received (host head) */
   unsigned evict_listed : 1;        /* in wl's eviction list */
+  unsigned timer_closed : 1;        /* the timer closed it (metrics: which timeout) */
   unsigned waiting;                 /* the application's requests waiting for a response head */
   uint64_t head_start_ms;           /* loop time its first bytes came, while head is set */
   uint64_t t_start_ns;              /* accept time (uv_hrtime) */

@@ -33,9 +33,9 @@ static void early_warn_full(const pst_listener_conf_t *lc, uint64_t now) {
 static void early_settle(pst_early_t *e, pst_early_status_t status) {
   e->status = status;
   switch (status) {
-    case PST_EARLY_ACCEPTED: pst_metric_inc(PST_M_EARLY_ACCEPTED); break;
-    case PST_EARLY_REJECTED: pst_metric_inc(PST_M_EARLY_REJECTED); break;
-    case PST_EARLY_REPLAYED: pst_metric_inc(PST_M_EARLY_REPLAYED); break;
+    case PST_EARLY_ACCEPTED: pst_metrics_early(e->metrics_slot, PST_MEARLY_ACCEPTED); break;
+    case PST_EARLY_REJECTED: pst_metrics_early(e->metrics_slot, PST_MEARLY_REJECTED); break;
+    case PST_EARLY_REPLAYED: pst_metrics_early(e->metrics_slot, PST_MEARLY_REPLAYED); break;
     case PST_EARLY_NOT_SENT: break;
   }
 }
@@ -48,6 +48,7 @@ int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
   if (rc == PST_HELLO_NEED_MORE && !eof) return 1;
   e->phase = PST_EARLY_DONE;
   e->status = PST_EARLY_NOT_SENT;
+  e->metrics_slot = lc->metrics_slot;
   if (rc != 0 || !h.early_data || !(lc->versions & PST_TLS13)) return 0;
   if (lc->early_data != PST_EARLY_DATA_ACCEPT) {
     early_settle(e, PST_EARLY_REJECTED);
@@ -145,8 +146,6 @@ void pst_early_free(pst_early_t *e) { pst_buf_free(&e->data); }
 int pst_early_finish(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc) {
   if (e->claimed && !e->decided) early_decide(e, ssl);
   e->phase = PST_EARLY_DONE;
-  pst_metric_inc(PST_M_HANDSHAKES);
-  if (wolfSSL_session_reused(ssl)) pst_metric_inc(PST_M_RESUMED);
   if (!lc->session_tickets || wolfSSL_GetVersion(ssl) != WOLFSSL_TLSV1_3) return 0;
   /* RFC 8446 4.6.1: the ticket's max_early_data_size is the policy's. A
    * resumed connection carries the value of the ticket it resumed with

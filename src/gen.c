@@ -16,6 +16,7 @@
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/priv.h"
 #include "postern/ticket.h"
 #include "postern/tls.h"
@@ -285,6 +286,7 @@ int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, 
   gen_check_admin(&g, cfg);
   int rc = 0;
   for (size_t i = 0; i < cfg->n_listeners && rc == 0; i++) {
+    cfg->listeners[i].metrics_slot = pst_metrics_listener_slot(cfg->listeners[i].name);
     gen->listeners[i].conf = &cfg->listeners[i];
     rc = gen_build_listener(&g, &gen->listeners[i], now);
   }

@@ -87,6 +87,7 @@ static void h1_resume(h1_front_t *f) {
  * connection after it. */
 static void h1_error(h1_front_t *f, int status, const char *body, int close) {
   pst_buf_t out = {0};
+  pst_metrics_http_generated(f->base.host->lc->metrics_slot, status);
   if (pst_http_error_write(&out, status, body, close) == 0) {
     h1_send(f, pst_buf_head(&out), out.len);
   }
@@ -97,13 +98,21 @@ static void h1_error(h1_front_t *f, int status, const char *body, int close) {
   }
 }
 
+/* One request ended with status sent to the client: its access log line
+ * and its count (metrics.h), once per request. */
+static void h1_log(const pst_host_t *h, const pst_http_request_t *req, int status,
+                   uint64_t bytes_in, uint64_t bytes_out, uint64_t t_start_ns) {
+  pst_metrics_http_request(h->lc->metrics_slot, PST_MPROTO_H1, status);
+  pst_access_log(h, "http/1.1", req, status, bytes_in, bytes_out, t_start_ns);
+}
+
 /* The exchange is over: log it, free it, and go on with the next request
  * or end the connection. */
 static void h1_finish(h1_front_t *f) {
   pst_stream_t *s = f->stream;
   f->stream = NULL;
   if (s != NULL) {
-    pst_access_log(f->base.host, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
+    h1_log(f->base.host, s->req, s->status, s->bytes_in, s->bytes_out,
                    s->t_start_ns);
     pst_stream_free(s);
   }
@@ -182,13 +191,12 @@ static void h1_on_error(pst_stream_t *s, int status, const char *why) {
   if (status == 0) {
     /* The response was under way: closing without the rest is how an
      * HTTP/1.1 client learns it was cut (RFC 9112 8). */
-    pst_access_log(f->base.host, "http/1.1", s->req, s->status, s->bytes_in, s->bytes_out,
+    h1_log(f->base.host, s->req, s->status, s->bytes_in, s->bytes_out,
                    s->t_start_ns);
     pst_host_t *h = f->base.host;
     h->ops->close(h, PST_EBACKEND, h->ops->why(h, "backend failed mid-response: %s", why));
     return; /* the stream is freed with the front end */
   }
-  pst_metric_inc(status == 504 ? PST_M_HTTP_504 : PST_M_HTTP_502);
   char body[160];
   snprintf(body, sizeof(body), "%d %s: %s\n", status, pst_http_reason(status), why);
   s->status = status;
@@ -228,7 +236,6 @@ static int h1_start(h1_front_t *f, pst_http_request_t *req);
 static int h1_req_head(void *arg, pst_http_request_t *req) {
   h1_front_t *f = arg;
   f->base.host->ops->head(f->base.host, 0); /* the head is complete */
-  pst_metric_inc(PST_M_HTTP_REQUESTS);
   if (f->base.host->ops->phase(f->base.host) == PST_HOST_EARLY && !h1_early_safe(req)) {
     f->held = req; /* h1_handshake_done starts it */
     return 1;      /* pause the parser here */
@@ -264,7 +271,7 @@ static int h1_start(h1_front_t *f, pst_http_request_t *req) {
   if (h1_default_authority(f, req) != 0) {
     pst_http_request_free(req);
     free(req);
-    pst_access_log(f->base.host, "http/1.1", NULL, 500, 0, 0, uv_hrtime());
+    h1_log(f->base.host, NULL, 500, 0, 0, uv_hrtime());
     h1_error(f, 500, NULL, 1);
     return PST_EBACKEND; /* answered; the feed stops as after a 502 */
   }
@@ -276,8 +283,7 @@ static int h1_start(h1_front_t *f, pst_http_request_t *req) {
   uint64_t t0 = uv_hrtime();
   f->stream = pst_stream_start(f->base.host, &h1_stream_ops, f, 0, req);
   if (f->stream == NULL) {
-    pst_metric_inc(PST_M_HTTP_502);
-    pst_access_log(f->base.host, "http/1.1", NULL, 502, 0, 0, t0);
+    h1_log(f->base.host, NULL, 502, 0, 0, t0);
     h1_error(f, 502, "502 Bad Gateway: the backend cannot be reached\n", 1);
     return PST_EBACKEND;
   }
@@ -347,10 +353,7 @@ static void h1_process_once(h1_front_t *f) {
     int rc = pst_h1_req_feed(f->parser, pst_buf_head(&f->in), f->in.len, &used, &status);
     pst_buf_consume(&f->in, used);
     if (rc < 0 && rc != PST_EBACKEND) {
-      if (status == 431 || status == 400) {
-        pst_metric_inc(status == 431 ? PST_M_HTTP_431 : PST_M_HTTP_400);
-      }
-      pst_access_log(h, "http/1.1", f->stream ? f->stream->req : NULL, status, 0, 0,
+      h1_log(h, f->stream ? f->stream->req : NULL, status, 0, 0,
                      f->stream ? f->stream->t_start_ns : uv_hrtime());
       if (f->stream != NULL) {
         pst_stream_free(f->stream);

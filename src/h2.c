@@ -118,6 +118,7 @@ static void h2_rst(h2_front_t *h2, h2_stream_t *st, uint32_t code) {
 static void h2_log(h2_front_t *h2, h2_stream_t *st) {
   if (!st->head_done) return;
   pst_http_request_t r = {.method = st->method, .target = st->path, .authority = st->authority};
+  pst_metrics_http_request(h2->base.host->lc->metrics_slot, PST_MPROTO_H2, st->status);
   pst_access_log(h2->base.host, "h2", &r, st->status, st->bytes_in, st->bytes_out, st->t_start_ns);
 }
 
@@ -261,11 +262,7 @@ static void h2_respond_error(h2_front_t *h2, h2_stream_t *st, int status) {
                           what ? what : "");
   if (rc == 0) rc = h2_respond(h2, st, status, "text/plain; charset=utf-8", &body);
   pst_buf_free(&body);
-  if (status == 431 || status == 502 || status == 504) {
-    pst_metric_inc(status == 431   ? PST_M_HTTP_431
-                   : status == 502 ? PST_M_HTTP_502
-                                   : PST_M_HTTP_504);
-  }
+  if (rc == 0) pst_metrics_http_generated(h2->base.host->lc->metrics_slot, status);
   if (rc != 0) h2_rst(h2, st, NGHTTP2_INTERNAL_ERROR);
 }
 
@@ -462,7 +459,6 @@ static void h2_start_pending(h2_front_t *h2) {
 static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
   st->head_done = 1;
   st->req_done = end_stream;
-  pst_metric_inc(PST_M_HTTP_REQUESTS);
   if (st->error == H2_REQ_TOO_LARGE) {
     h2_respond_error(h2, st, 431);
     return;
@@ -479,7 +475,6 @@ static void h2_request_head(h2_front_t *h2, h2_stream_t *st, int end_stream) {
      * becomes the request-target of an HTTP/1.1 request line, so it must
      * be one the HTTP/1.1 front end would take (RFC 9113 8.3.1: origin-form,
      * or "*" for OPTIONS); nghttp2's own check of it is looser. */
-    pst_metric_inc(PST_M_HTTP_400);
     h2_rst(h2, st, NGHTTP2_PROTOCOL_ERROR);
     return;
   }

@@ -12,6 +12,7 @@
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/uvio.h"
 
 typedef enum {
@@ -55,6 +56,7 @@ struct pst_bconn_s {
   unsigned max_idle;
   bconn_state_t state;
   pst_lease_t how;
+  unsigned metrics_slot;     /* the lessee's listener (metrics.h) */
   unsigned handles : 2;      /* handles whose close callback has not run (closing) */
   unsigned reading : 1;      /* uv_read_start is in effect */
   unsigned want_read : 1;    /* the lessee asked to read */
@@ -84,6 +86,14 @@ static void bconn_timer_stop(pst_bconn_t *b) {
   if (b->timer != NULL) uv_timer_stop(b->timer);
 }
 
+/* postern_backend_connections{state} (metrics.h): this worker's part,
+ * moved with each state change; in-process connections are no backend's. */
+static void bconn_gauge(const pst_bconn_t *b, bconn_state_t state, int delta) {
+  if (b->local || state == BCONN_CLOSING) return;
+  pst_metrics_gauge_add(state == BCONN_IDLE ? PST_MGAUGE_BACKEND_IDLE : PST_MGAUGE_BACKEND_ACTIVE,
+                        delta);
+}
+
 /* The one place a connection changes state: CONNECTING -> LEASED <-> IDLE,
  * and CLOSING from any state, once. */
 static void bconn_set_state(pst_bconn_t *b, bconn_state_t state) {
@@ -91,6 +101,8 @@ static void bconn_set_state(pst_bconn_t *b, bconn_state_t state) {
   assert(state == BCONN_CLOSING || (b->state == BCONN_CONNECTING && state == BCONN_LEASED) ||
          (b->state == BCONN_LEASED && state == BCONN_IDLE) ||
          (b->state == BCONN_IDLE && state == BCONN_LEASED));
+  bconn_gauge(b, b->state, -1);
+  bconn_gauge(b, state, 1);
   b->state = state;
 }
 
@@ -242,6 +254,10 @@ static void bconn_on_timer(uv_timer_t *t) {
     bconn_local_step(b);
     return;
   }
+  if (b->state == BCONN_CONNECTING) { /* backend_connect_timeout */
+    pst_metrics_backend_timeout(b->metrics_slot, PST_MPHASE_CONNECT);
+    pst_metrics_backend_connect_failed(b->metrics_slot);
+  }
   b->ev->on_timer(b->arg);
 }
 
@@ -252,6 +268,7 @@ static void bconn_on_connect(uv_connect_t *req, int status) {
   if (b->state != BCONN_CONNECTING) return; /* released while connecting */
   bconn_timer_stop(b);
   if (b->how == PST_LEASE_ONCE) bconn_timer_drop(b); /* the tcp relay arms no other */
+  if (status != 0) pst_metrics_backend_connect_failed(b->metrics_slot);
   if (status == 0) {
     bconn_set_state(b, BCONN_LEASED);
     uv_tcp_nodelay(&b->tcp, 1);
@@ -282,6 +299,7 @@ static void bconn_lease_to(pst_bconn_t *b, const pst_listener_conf_t *lc, pst_le
   b->want_read = 0;
   b->max_idle = lc->pool_max_idle;
   b->idle_ms = lc->pool_idle_ms;
+  b->metrics_slot = lc->metrics_slot;
 }
 
 static pst_bconn_t *bconn_new(pst_pools_t *pools, int local) {
@@ -290,6 +308,7 @@ static pst_bconn_t *bconn_new(pst_pools_t *pools, int local) {
   b->pools = pools;
   b->local = !!local;
   b->state = BCONN_CONNECTING;
+  bconn_gauge(b, b->state, 1);
   if (!local) {
     uv_tcp_init(pools->loop, &b->tcp);
     b->tcp.data = b;
@@ -338,6 +357,7 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
                         bconn_on_connect);
   }
   if (rc != 0) {
+    pst_metrics_backend_connect_failed(lc->metrics_slot);
     *err = rc;
     bconn_close(b);
     return NULL;

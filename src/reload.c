@@ -407,7 +407,7 @@ static void reload_fail(pst_reload_t *r, reload_job_t *job, const char *cause) {
   r->failed++;
   r->last_time = time(NULL);
   r->last_ok = 0;
-  pst_metric_inc(PST_M_RELOADS_FAILED);
+  pst_metrics_reload(0);
   pst_log_error("reload failed (%s): %s; still serving generation %llu (failed reloads: %llu)",
                 job->why, cause, (unsigned long long)r->gen->number, (unsigned long long)r->failed);
   /* The running generation never stopped serving: the manager hears the
@@ -437,7 +437,7 @@ static void reload_on_switched_async(uv_async_t *a) {
   if (r->state != RELOAD_SWITCHING || n < r->n_workers) return;
   reload_job_t *job = r->job;
   size_t n_certs = pst_gen_n_certs(r->gen);
-  pst_metric_inc(PST_M_RELOADS);
+  pst_metrics_reload(1);
   pst_log_info(
       "reload ok (%s): generation %llu, %zu certificate%s, built in %.1f ms, "
       "switched in %.1f ms; %s",
@@ -595,7 +595,7 @@ static void reload_begin(pst_reload_t *r, const char *why) {
     r->failed++;
     r->last_time = time(NULL);
     r->last_ok = 0;
-    pst_metric_inc(PST_M_RELOADS_FAILED);
+    pst_metrics_reload(0);
     pst_log_error("reload failed (%s): out of memory; still serving generation %llu", why,
                   (unsigned long long)r->gen->number);
     return;

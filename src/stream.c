@@ -13,6 +13,7 @@
 #include "postern/http.h"
 #include "postern/info.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/pool.h"
 #include "postern/sni.h"
 
@@ -210,6 +211,7 @@ static int stream_answer_misdirected(stream_t *st) {
                                 "elsewhere; use a connection for this host\n",
                                 0);
   if (rc == 0) rc = pst_bconn_local_answer(s->bconn, &answer);
+  if (rc == 0) pst_metrics_http_generated(s->host->lc->metrics_slot, 421);
   pst_buf_free(&answer);
   pst_buf_free(&s->pending);
   return rc;
@@ -376,6 +378,7 @@ static void stream_bconn_on_timer(void *arg) {
   if (s->state == PST_STREAM_CONNECTING) {
     stream_fail(st, 502, "backend connect timeout");
   } else {
+    pst_metrics_backend_timeout(s->host->lc->metrics_slot, PST_MPHASE_RESPONSE);
     stream_fail(st, 504, "no response head within timeouts.backend_response");
   }
   stream_settle(st);

@@ -18,6 +18,7 @@
 #include "postern/gen.h"
 #include "postern/access_log.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/pool.h"
 #include "postern/tls.h"
 
@@ -146,6 +147,7 @@ static void worker_on_connection(uv_stream_t *server, int status) {
   if (status < 0) {
     /* EMFILE and friends: libuv already dropped the connection; go on. */
     pst_log_warn("listener %s: accept failed: %s", lc->name, uv_strerror(status));
+    pst_metric_inc(PST_M_ACCEPT_ERRORS);
     return;
   }
   if (worker->state != PST_WORKER_RUNNING) return;
@@ -384,6 +386,11 @@ static void worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl) {
 
 static void worker_run(void *arg) {
   pst_worker_t *worker = arg;
+  /* Its own counters, before anything is counted (metrics.h). */
+  if (pst_metrics_thread_attach() != 0) {
+    pst_log_warn("worker %u: no memory for counters of its own: using the shared ones",
+                 worker->id);
+  }
   uv_run(&worker->loop, UV_RUN_DEFAULT);
   /* The loop ends when every handle is closed, so every connection (and its
    * WOLFSSL) of this thread is freed: the shared generator can go. */

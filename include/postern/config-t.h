@@ -118,6 +118,9 @@ typedef struct {
 
 typedef struct {
   char *name;
+  /* The listener's counters (metrics.h): set by pst_gen_build from name; 0
+   * (the overflow slot) in a configuration no generation was built from. */
+  unsigned metrics_slot;
   pst_addr_t listen;
   pst_mark_t listen_mark;
   pst_mode_t mode;

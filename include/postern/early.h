@@ -1,7 +1,7 @@
 /* postern: 0-RTT early data on one connection (RFC 8446 2.3, 4.2.10, 8;
  * RFC 8470): the policy decision, reading early data while the handshake
  * runs, the strike register check, and what the handshake leaves behind
- * (status, counters, the session ticket). The connection's handshake
+ * (status, the outcome's counter, the session ticket). The connection's handshake
  * (conn.c) drives it.
  *
  * How wolfSSL 5.5.4 is steered (tls13.c, tls.c):
@@ -58,6 +58,7 @@ typedef struct {
   unsigned decided : 1;   /* wolfSSL has processed the ClientHello: accepted or not */
   unsigned claimed : 1;   /* replay_key is claimed in the strike register */
   uint8_t replay_key[16]; /* PST_REPLAY_KEY_LEN */
+  unsigned metrics_slot;  /* the listener's (metrics.h), for the outcome's counter */
 } pst_early_t;
 
 /* Before wolfSSL sees any byte: given the client's input so far (in, len;
@@ -84,8 +85,8 @@ int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
 int pst_early_read(pst_early_t *e, WOLFSSL *ssl, char *plain, const pst_buf_t *flight);
 
 /* After a successful handshake: settles e->status, gives back the strike
- * register claim of early data that was not accepted, counts the handshake
- * (metrics.h), and sends the TLS 1.3 session ticket unless session_tickets
+ * register claim of early data that was not accepted (the connection
+ * counts the handshake: metrics.h), and sends the TLS 1.3 session ticket unless session_tickets
  * is off, advertising the policy's max_early_data (RFC 8446 4.6.1), not the
  * one of the ticket the client resumed with.
  * Returns 0, or PST_ETLS when the ticket could not be made (the connection

@@ -1,8 +1,25 @@
-/* postern: process-wide counters. Each is one relaxed atomic, bumped from
- * any thread; they are read only for the summary logged at shutdown (and a
- * scrape endpoint, later). Per-worker counters would avoid sharing a cache
- * line, but every counter here is bumped at most once or twice per
- * connection, next to a TLS handshake that costs ~1000 times more. */
+/* postern: counters, per worker, summed when scraped (docs/metrics.md).
+ *
+ * Why a bump costs a few instructions and shares nothing: every worker
+ * thread attaches a block of its own (pst_metrics_thread_attach, in its
+ * thread's entry), cache-line aligned and found through a _Thread_local
+ * pointer. A bump is a relaxed atomic load and a relaxed atomic store by
+ * the block's only writer: on x86-64 a plain load, add and store to a line
+ * no other thread writes, no lock prefix, no read-modify-write; being
+ * atomic accesses, they are also race-free for the scrape that reads them
+ * from another thread (relaxed loads) and for TSan. Threads that are no
+ * worker (main, the reload on libuv's thread pool, unit tests) share one
+ * block, bumped with atomic adds: they bump rarely. Blocks stay registered
+ * once their thread ends, so a counter never goes back.
+ *
+ * Counters by listener live in one array per listener slot per block,
+ * allocated by the block's thread on its first bump for that slot and
+ * published with a release store (the scrape loads it with acquire). A
+ * slot is a listener's name, given a number when a generation is built
+ * (pst_metrics_listener_slot, in gen.c; kept in pst_listener_conf_t's
+ * metrics_slot): a reload that keeps a name keeps its counts. Slot 0 is the
+ * overflow ("(other)"): names past PST_METRICS_LISTENERS, and listener
+ * configurations not built into a generation (unit tests). */
 #ifndef POSTERN_METRICS_H
 #define POSTERN_METRICS_H
 
@@ -10,24 +27,15 @@
 
 #include "postern/buf.h"
 
-/* X(name, "log key", "what it counts"). To add a counter, add a line here:
- * the enum, the names and the shutdown line follow. */
-#define PST_METRICS(X)                                                                 \
-  X(HANDSHAKES, "handshakes", "TLS handshakes completed")                              \
-  X(RESUMED, "resumed", "handshakes that resumed a session (ticket, RFC 8446 2.2)")    \
-  X(EARLY_ACCEPTED, "early_data_accepted", "0-RTT early data accepted (RFC 8446 2.3)") \
-  X(EARLY_REJECTED, "early_data_rejected",                                             \
-    "early data offered and rejected: policy, not resumed, or strike register full")   \
-  X(EARLY_REPLAYED, "early_data_replayed",                                             \
-    "early data rejected because the ClientHello was seen before (a replay)")          \
-  X(RELOADS, "reloads", "reloads that switched to a new generation")                   \
-  X(RELOADS_FAILED, "reloads_failed",                                                  \
-    "reloads refused (bad file, certificate, port): the old generation kept serving")  \
-  X(HTTP_REQUESTS, "http_requests", "http mode requests received")                     \
-  X(HTTP_400, "http_400", "requests refused as malformed or smuggling-prone (400)")    \
-  X(HTTP_431, "http_431", "requests refused for a head over max_header_bytes (431)")   \
-  X(HTTP_502, "http_502", "requests answered 502: backend unreachable or broken")      \
-  X(HTTP_504, "http_504", "requests answered 504: no response head in time")
+/* X(name, "log key", "what it counts"): process-wide counters without
+ * labels, rendered as postern_<key>_total. To add a counter, add a line
+ * here: the enum, the names, the exposition and the shutdown line follow. */
+#define PST_METRICS(X)                                                                       \
+  X(ACCEPT_ERRORS, "accept_errors",                                                          \
+    "accept(2) failures on a listening socket (EMFILE and the like): the connection waits " \
+    "in the kernel's backlog or is dropped")                                                 \
+  X(METRICS_DROPPED, "metrics_dropped",                                                      \
+    "counter bumps lost because a worker could not allocate a listener's counters")
 
 typedef enum {
 #define PST_METRIC_ENUM(id, key, help) PST_M_##id,
@@ -36,27 +44,144 @@ typedef enum {
       PST_M__COUNT
 } pst_metric_t;
 
-/* Adds 1 to counter m. Thread-safe, lock-free. */
-void pst_metric_inc(pst_metric_t m);
+/* Listener slots, slot 0 (the overflow) included. */
+#define PST_METRICS_LISTENERS 64
 
-/* Adds n to counter m. Thread-safe, lock-free. */
+/* Why a connection closed: postern_connections_closed_total's reason. */
+typedef enum {
+  PST_MCLOSE_DONE = 0,             /* ended normally (close_notify, FIN, the exchange done) */
+  PST_MCLOSE_CLIENT_CLOSED,        /* the client went away: FIN in the handshake, reset, EPIPE */
+  PST_MCLOSE_HANDSHAKE_FAILED,     /* the TLS handshake failed (an alert was sent) */
+  PST_MCLOSE_HANDSHAKE_TIMEOUT,    /* handshake_timeout */
+  PST_MCLOSE_IDLE_TIMEOUT,         /* idle_timeout */
+  PST_MCLOSE_REQUEST_HEAD_TIMEOUT, /* timeouts.request_head */
+  PST_MCLOSE_EVICTED,              /* closed for a new client at max_connections */
+  PST_MCLOSE_SHUTDOWN,             /* postern shut down (shutdown_timeout) */
+  PST_MCLOSE_TLS_ERROR,            /* a TLS record failed after the handshake */
+  PST_MCLOSE_PROTOCOL_ERROR,       /* the client broke HTTP/2 (a connection error) */
+  PST_MCLOSE_BACKEND_ERROR,        /* the backend failed (mid-response, tunnel, relay) */
+  PST_MCLOSE_ERROR,                /* anything else: out of memory, a socket call */
+  PST_MCLOSE__COUNT
+} pst_mclose_t;
+
+/* postern_tls_early_data_total's outcome (RFC 8446 2.3, 4.2.10). */
+typedef enum {
+  PST_MEARLY_ACCEPTED = 0,
+  PST_MEARLY_REJECTED = 1,
+  PST_MEARLY_REPLAYED = 2,
+  PST_MEARLY__COUNT
+} pst_mearly_t;
+
+/* The front end protocol of an HTTP request. */
+typedef enum { PST_MPROTO_H1 = 0, PST_MPROTO_H2 = 1, PST_MPROTO__COUNT } pst_mproto_t;
+
+/* postern_backend_timeouts_total's phase. */
+typedef enum {
+  PST_MPHASE_CONNECT = 0,  /* backend_connect_timeout */
+  PST_MPHASE_RESPONSE = 1, /* timeouts.backend_response (answered 504) */
+  PST_MPHASE__COUNT
+} pst_mphase_t;
+
+/* Gauges kept per worker as deltas and summed. */
+typedef enum {
+  PST_MGAUGE_BACKEND_IDLE = 0,   /* pooled backend connections, idle */
+  PST_MGAUGE_BACKEND_ACTIVE = 1, /* backend connections connecting or leased */
+  PST_MGAUGE__COUNT
+} pst_mgauge_t;
+
+/* The totals pst_metrics_log writes, summed over workers and listeners. */
+typedef struct {
+  uint64_t handshakes, resumed;
+  uint64_t early[PST_MEARLY__COUNT];
+  uint64_t reloads, reloads_failed;
+  uint64_t http_requests;
+  uint64_t http_400, http_431, http_502, http_504; /* responses postern generated */
+} pst_metrics_summary_t;
+
+/* ---- setup ---- */
+
+/* Gives the calling thread a block of its own (a worker, at its start).
+ * Idempotent. Returns 0, or -ENOMEM (the thread then bumps the shared
+ * block: slower, still counted). The block outlives the thread. */
+int pst_metrics_thread_attach(void);
+
+/* The slot of the listener named name, given one on first sight (when a
+ * generation is built; thread-safe). Returns 1..PST_METRICS_LISTENERS-1,
+ * or 0 (the overflow) once every slot is taken or for a NULL name. */
+unsigned pst_metrics_listener_slot(const char *name);
+
+/* ---- bumps (any thread; a few instructions on a worker) ---- */
+
+/* Adds 1 (n) to the unlabelled counter m. */
+void pst_metric_inc(pst_metric_t m);
 void pst_metric_add(pst_metric_t m, uint64_t n);
 
-/* The current value of counter m. */
+/* A connection was accepted on the listener in slot. */
+void pst_metrics_conn_accepted(unsigned slot);
+
+/* A connection of that listener closed, for why. */
+void pst_metrics_conn_closed(unsigned slot, pst_mclose_t why);
+
+/* A TLS handshake completed: version "TLSv1.3"/"TLSv1.2", group as
+ * wolfSSL or pst_tls_group_name names it ("X25519", "P-256",
+ * "SECP384R1"...), cipher by IANA name, alpn the protocol (NULL: none),
+ * resumed nonzero for a resumption; duration_ns from accept. Unknown
+ * values count as "other". NULL strings are allowed. */
+void pst_metrics_handshake(unsigned slot, const char *version, const char *group,
+                           const char *cipher, const char *alpn, int resumed,
+                           uint64_t duration_ns);
+
+/* A handshake ended without completing; alert: the fatal alert postern
+ * sent (RFC 8446 6, AlertDescription), or -1 for none (the client went
+ * away, timed out, or was evicted). */
+void pst_metrics_handshake_failed(unsigned slot, int alert);
+
+/* What became of a connection's 0-RTT early data. */
+void pst_metrics_early(unsigned slot, pst_mearly_t outcome);
+
+/* An HTTP request ended: status is what was sent to the client (its class
+ * is the label), 0 when no response was sent (an h2 stream reset). */
+void pst_metrics_http_request(unsigned slot, pst_mproto_t proto, int status);
+
+/* postern itself answered a request with status (400, 421, 502...). */
+void pst_metrics_http_generated(unsigned slot, int status);
+
+/* A backend connection could not be made (refused, unreachable, timed
+ * out). */
+void pst_metrics_backend_connect_failed(unsigned slot);
+
+/* A backend timeout fired in phase. */
+void pst_metrics_backend_timeout(unsigned slot, pst_mphase_t phase);
+
+/* Adds delta to gauge g (the thread's own part of it). */
+void pst_metrics_gauge_add(pst_mgauge_t g, int64_t delta);
+
+/* A reload ended: ok nonzero when the new generation went live. */
+void pst_metrics_reload(int ok);
+
+/* ---- reading ---- */
+
+/* The current value of counter m, summed over threads. */
 uint64_t pst_metric_get(pst_metric_t m);
 
-/* The log key of counter m ("resumed"), a static string. */
+/* The log key of counter m ("accept_errors"), a static string. */
 const char *pst_metric_name(pst_metric_t m);
 
-/* Resets every counter to 0 (tests only: counters are never reset while
- * postern runs). */
+/* Fills s with the totals of the shutdown line. */
+void pst_metrics_summary(pst_metrics_summary_t *s);
+
+/* Resets every counter of every block to 0 (tests only: counters are never
+ * reset while postern runs; racy against concurrent bumps). Listener slots
+ * stay assigned. */
 void pst_metrics_reset(void);
 
-/* The Prometheus text exposition (format 0.0.4) of every counter family,
- * summed over the workers, appended to out. Families other modules render
- * themselves (the admin endpoint's gauges, the backends' health) use the two
- * writers below, so that every family is written the same way. Returns 0 or
- * -ENOMEM (out may hold part of the text). */
+/* The Prometheus text exposition (format 0.0.4) of every family above,
+ * summed over the workers, appended to out (docs/metrics.md says which
+ * series appear). Families other modules render themselves (the admin
+ * endpoint's gauges, the backends' health) use the two writers below, so
+ * that every family is written the same way. Thread-safe: the scrape runs
+ * while workers bump. Returns 0 or -ENOMEM (out may hold part of the
+ * text). */
 int pst_metrics_render(pst_buf_t *out);
 
 /* Appends a family's "# HELP name help" and "# TYPE name type" lines
@@ -69,7 +194,7 @@ int pst_metrics_head(pst_buf_t *out, const char *name, const char *type, const c
  * or -ENOMEM. */
 int pst_metrics_label(pst_buf_t *out, const char *value);
 
-/* Logs every counter on one info line: "counters: handshakes=N resumed=N ...". */
+/* Logs the totals on one info line: "counters: handshakes=N resumed=N ...". */
 void pst_metrics_log(void);
 
 #endif
