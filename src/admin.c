@@ -377,6 +377,7 @@ static int aconn_on_head(void *arg, pst_http_request_t *req) {
   pst_http_request_free(req);
   free(req);
   c->in_request = 0;
+  c->busy = -1; /* each answer gets ADMIN_REQUEST_MS to be read */
   /* Nonzero stops the parser: nothing after this request is read. */
   return rc != 0 || c->close_after ? 1 : 0;
 }

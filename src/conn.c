@@ -724,9 +724,9 @@ static void conn_handshake(pst_conn_t *conn) {
   conn_record_alpn(conn);
   conn->version = wolfSSL_get_version(conn->ssl);
   conn->cipher = pst_tls_cipher_name(conn->ssl);
-  pst_metrics_handshake(conn->gl->conf->metrics_slot, conn->version,
-                        pst_tls_group_name(conn->ssl), conn->cipher, conn->alpn,
-                        wolfSSL_session_reused(conn->ssl), uv_hrtime() - conn->t_start_ns);
+  pst_metrics_handshake(conn->gl->conf->metrics_slot, conn->version, pst_tls_group_name(conn->ssl),
+                        conn->cipher, conn->alpn, wolfSSL_session_reused(conn->ssl),
+                        uv_hrtime() - conn->t_start_ns);
   conn_open(conn);
 }
 

@@ -112,8 +112,7 @@ static void h1_finish(h1_front_t *f) {
   pst_stream_t *s = f->stream;
   f->stream = NULL;
   if (s != NULL) {
-    h1_log(f->base.host, s->req, s->status, s->bytes_in, s->bytes_out,
-                   s->t_start_ns);
+    h1_log(f->base.host, s->req, s->status, s->bytes_in, s->bytes_out, s->t_start_ns);
     pst_stream_free(s);
   }
   f->tunnel = 0;
@@ -191,8 +190,7 @@ static void h1_on_error(pst_stream_t *s, int status, const char *why) {
   if (status == 0) {
     /* The response was under way: closing without the rest is how an
      * HTTP/1.1 client learns it was cut (RFC 9112 8). */
-    h1_log(f->base.host, s->req, s->status, s->bytes_in, s->bytes_out,
-                   s->t_start_ns);
+    h1_log(f->base.host, s->req, s->status, s->bytes_in, s->bytes_out, s->t_start_ns);
     pst_host_t *h = f->base.host;
     h->ops->close(h, PST_EBACKEND, h->ops->why(h, "backend failed mid-response: %s", why));
     return; /* the stream is freed with the front end */
@@ -354,7 +352,7 @@ static void h1_process_once(h1_front_t *f) {
     pst_buf_consume(&f->in, used);
     if (rc < 0 && rc != PST_EBACKEND) {
       h1_log(h, f->stream ? f->stream->req : NULL, status, 0, 0,
-                     f->stream ? f->stream->t_start_ns : uv_hrtime());
+             f->stream ? f->stream->t_start_ns : uv_hrtime());
       if (f->stream != NULL) {
         pst_stream_free(f->stream);
         f->stream = NULL;

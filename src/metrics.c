@@ -29,8 +29,8 @@ static const char *const hs_versions[] = {"TLSv1.3", "TLSv1.2", "other"};
 static const struct {
   const char *name, *alias;
 } hs_groups[] = {
-    {"x25519", NULL},         {"secp256r1", "P-256"}, {"secp384r1", "P-384"},
-    {"secp521r1", "P-521"},   {"x448", NULL},         {"other", NULL},
+    {"x25519", NULL},       {"secp256r1", "P-256"}, {"secp384r1", "P-384"},
+    {"secp521r1", "P-521"}, {"x448", NULL},         {"other", NULL},
 };
 #define N_GROUPS PST_ARRAY_SIZE(hs_groups)
 
@@ -106,8 +106,7 @@ static const char *const close_reasons[PST_MCLOSE__COUNT] = {
     [PST_MCLOSE_ERROR] = "error",
 };
 
-static const char *const early_outcomes[PST_MEARLY__COUNT] = {"accepted", "rejected",
-                                                               "replayed"};
+static const char *const early_outcomes[PST_MEARLY__COUNT] = {"accepted", "rejected", "replayed"};
 static const char *const protos[PST_MPROTO__COUNT] = {"h1", "h2"};
 /* Status classes; "none": no response was sent. */
 static const char *const codes[] = {"1xx", "2xx", "3xx", "4xx", "5xx", "none"};
@@ -119,8 +118,8 @@ static const char *const phases[PST_MPHASE__COUNT] = {"connect", "response"};
 static const char *const gauge_states[PST_MGAUGE__COUNT] = {"idle", "active"};
 
 /* Handshake duration buckets (upper bounds, ns): 0.5 ms to 5 s. */
-static const uint64_t hs_bounds_ns[] = {500000,    1000000,   2500000,    5000000,   10000000,
-                                        25000000,  50000000,  100000000,  250000000, 500000000,
+static const uint64_t hs_bounds_ns[] = {500000,     1000000,    2500000,   5000000,   10000000,
+                                        25000000,   50000000,   100000000, 250000000, 500000000,
                                         1000000000, 2500000000, 5000000000};
 #define N_BOUNDS PST_ARRAY_SIZE(hs_bounds_ns)
 
@@ -219,8 +218,7 @@ static inline void bump(const mblock_t *b, mctr_t *c, uint64_t n) {
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
     return;
   }
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                        memory_order_relaxed);
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
 /* Allocates block b's counters for slot. The shared block may race with
@@ -249,11 +247,11 @@ static inline mlistener_t *ml(mblock_t *b, unsigned slot) {
 
 /* Bumps the listener counter that expr (with l the listener's counters)
  * designates. */
-#define ML_BUMP(slot, expr)                  \
-  do {                                       \
-    mblock_t *b_ = block();                  \
-    mlistener_t *l = ml(b_, (slot));         \
-    if (l != NULL) bump(b_, &(expr), 1);     \
+#define ML_BUMP(slot, expr)              \
+  do {                                   \
+    mblock_t *b_ = block();              \
+    mlistener_t *l = ml(b_, (slot));     \
+    if (l != NULL) bump(b_, &(expr), 1); \
   } while (0)
 
 void pst_metric_inc(pst_metric_t m) { pst_metric_add(m, 1); }
@@ -456,19 +454,19 @@ void pst_metrics_log(void) {
   pst_metrics_summary_t s;
   pst_metrics_summary(&s);
   char line[1024];
-  int off = snprintf(line, sizeof(line),
-                     "handshakes=%llu resumed=%llu early_data_accepted=%llu "
-                     "early_data_rejected=%llu early_data_replayed=%llu reloads=%llu "
-                     "reloads_failed=%llu http_requests=%llu http_400=%llu http_431=%llu "
-                     "http_502=%llu http_504=%llu",
-                     (unsigned long long)s.handshakes, (unsigned long long)s.resumed,
-                     (unsigned long long)s.early[PST_MEARLY_ACCEPTED],
-                     (unsigned long long)s.early[PST_MEARLY_REJECTED],
-                     (unsigned long long)s.early[PST_MEARLY_REPLAYED],
-                     (unsigned long long)s.reloads, (unsigned long long)s.reloads_failed,
-                     (unsigned long long)s.http_requests, (unsigned long long)s.http_400,
-                     (unsigned long long)s.http_431, (unsigned long long)s.http_502,
-                     (unsigned long long)s.http_504);
+  int off =
+      snprintf(line, sizeof(line),
+               "handshakes=%llu resumed=%llu early_data_accepted=%llu "
+               "early_data_rejected=%llu early_data_replayed=%llu reloads=%llu "
+               "reloads_failed=%llu http_requests=%llu http_400=%llu http_431=%llu "
+               "http_502=%llu http_504=%llu",
+               (unsigned long long)s.handshakes, (unsigned long long)s.resumed,
+               (unsigned long long)s.early[PST_MEARLY_ACCEPTED],
+               (unsigned long long)s.early[PST_MEARLY_REJECTED],
+               (unsigned long long)s.early[PST_MEARLY_REPLAYED], (unsigned long long)s.reloads,
+               (unsigned long long)s.reloads_failed, (unsigned long long)s.http_requests,
+               (unsigned long long)s.http_400, (unsigned long long)s.http_431,
+               (unsigned long long)s.http_502, (unsigned long long)s.http_504);
   for (size_t i = 0; i < PST_M__COUNT && off > 0 && (size_t)off < sizeof(line); i++) {
     int n = snprintf(line + off, sizeof(line) - (size_t)off, " %s=%llu", metric_names[i],
                      (unsigned long long)pst_metric_get((pst_metric_t)i));
@@ -507,9 +505,9 @@ int pst_metrics_label(pst_buf_t *out, const char *value) {
 /* What the renderer of one family sees: every listener's sums. */
 typedef struct {
   pst_buf_t *out;
-  unsigned n;         /* listener slots */
-  uint64_t **sums;    /* sums[slot], ML_N entries, NULL for a slot nobody bumped */
-  const uint64_t *p;  /* process sums, MP_N entries */
+  unsigned n;        /* listener slots */
+  uint64_t **sums;   /* sums[slot], ML_N entries, NULL for a slot nobody bumped */
+  const uint64_t *p; /* process sums, MP_N entries */
 } render_t;
 
 /* Appends name{listener="L",k1="v1",...} value. labels: pairs of label
@@ -560,8 +558,8 @@ static int fam_listener(render_t *r, const char *name, const char *type, const c
 
 /* A family with one more label, whose values are values[0..n): the
  * nonzero series only. */
-static int fam_label(render_t *r, const char *name, const char *help, size_t at,
-                     const char *label, const char *const *values, size_t n) {
+static int fam_label(render_t *r, const char *name, const char *help, size_t at, const char *label,
+                     const char *const *values, size_t n) {
   if (pst_metrics_head(r->out, name, "counter", help) != 0) return -ENOMEM;
   for (unsigned s = 0; s < r->n; s++) {
     const uint64_t *l = sums_of(r, s);
@@ -579,8 +577,8 @@ static int render_connections(render_t *r) {
                         "client connections accepted", ML_AT(accepted));
   if (rc == 0) {
     rc = fam_label(r, "postern_connections_closed_total",
-                   "client connections closed, by the reason they closed", ML_AT(closed),
-                   "reason", close_reasons, PST_MCLOSE__COUNT);
+                   "client connections closed, by the reason they closed", ML_AT(closed), "reason",
+                   close_reasons, PST_MCLOSE__COUNT);
   }
   if (rc != 0) return rc;
   const char *name = "postern_connections_open";
@@ -615,8 +613,8 @@ static int render_handshakes(render_t *r) {
           for (size_t a = 0; a < N_ALPNS; a++) {
             for (size_t res = 0; res < 2; res++, i++) {
               if (hs[i] == 0) continue;
-              const char *labels[] = {"version", hs_versions[v], "group", hs_groups[g].name,
-                                      "cipher", hs_ciphers[c],   "alpn",  hs_alpns[a],
+              const char *labels[] = {"version", hs_versions[v],         "group", hs_groups[g].name,
+                                      "cipher",  hs_ciphers[c],          "alpn",  hs_alpns[a],
                                       "resumed", res ? "true" : "false", NULL};
               if (series_u64(r, name, s, labels, hs[i]) != 0) return -ENOMEM;
             }

@@ -388,8 +388,7 @@ static void worker_run(void *arg) {
   pst_worker_t *worker = arg;
   /* Its own counters, before anything is counted (metrics.h). */
   if (pst_metrics_thread_attach() != 0) {
-    pst_log_warn("worker %u: no memory for counters of its own: using the shared ones",
-                 worker->id);
+    pst_log_warn("worker %u: no memory for counters of its own: using the shared ones", worker->id);
   }
   uv_run(&worker->loop, UV_RUN_DEFAULT);
   /* The loop ends when every handle is closed, so every connection (and its

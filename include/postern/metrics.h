@@ -30,11 +30,11 @@
 /* X(name, "log key", "what it counts"): process-wide counters without
  * labels, rendered as postern_<key>_total. To add a counter, add a line
  * here: the enum, the names, the exposition and the shutdown line follow. */
-#define PST_METRICS(X)                                                                       \
-  X(ACCEPT_ERRORS, "accept_errors",                                                          \
+#define PST_METRICS(X)                                                                      \
+  X(ACCEPT_ERRORS, "accept_errors",                                                         \
     "accept(2) failures on a listening socket (EMFILE and the like): the connection waits " \
-    "in the kernel's backlog or is dropped")                                                 \
-  X(METRICS_DROPPED, "metrics_dropped",                                                      \
+    "in the kernel's backlog or is dropped")                                                \
+  X(METRICS_DROPPED, "metrics_dropped",                                                     \
     "counter bumps lost because a worker could not allocate a listener's counters")
 
 typedef enum {
@@ -128,8 +128,7 @@ void pst_metrics_conn_closed(unsigned slot, pst_mclose_t why);
  * resumed nonzero for a resumption; duration_ns from accept. Unknown
  * values count as "other". NULL strings are allowed. */
 void pst_metrics_handshake(unsigned slot, const char *version, const char *group,
-                           const char *cipher, const char *alpn, int resumed,
-                           uint64_t duration_ns);
+                           const char *cipher, const char *alpn, int resumed, uint64_t duration_ns);
 
 /* A handshake ended without completing; alert: the fatal alert postern
  * sent (RFC 8446 6, AlertDescription), or -1 for none (the client went

@@ -129,7 +129,8 @@ static void test_families_declared_once(void **state) {
   assert_int_equal(sample(text, "postern_connections_accepted_total{listener=\"fam\"}"), 1);
   assert_int_equal(sample(text, "postern_connections_open{listener=\"fam\"}"), 1);
   assert_int_equal(
-      sample(text, "postern_http_requests_total{listener=\"fam\",protocol=\"h1\",code=\"2xx\"}"), 1);
+      sample(text, "postern_http_requests_total{listener=\"fam\",protocol=\"h1\",code=\"2xx\"}"),
+      1);
   free(text);
 }
 
@@ -188,8 +189,8 @@ static void test_handshake_labels(void **state) {
   unsigned slot = pst_metrics_listener_slot("hs");
   pst_metrics_handshake(slot, "TLSv1.3", "X25519", "TLS_AES_128_GCM_SHA256", "h2", 1, 1);
   pst_metrics_handshake(slot, "TLSv1.3", "X25519", "TLS_AES_128_GCM_SHA256", "h2", 1, 1);
-  pst_metrics_handshake(slot, "TLSv1.2", "P-256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-                        NULL, 0, 1);
+  pst_metrics_handshake(slot, "TLSv1.2", "P-256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", NULL, 0,
+                        1);
   pst_metrics_handshake(slot, "SSLv3", "brainpool", "TLS_WEIRD", "spdy/3", 0, 1);
   pst_metrics_handshake_failed(slot, 112);
   pst_metrics_handshake_failed(slot, -1);
@@ -200,23 +201,27 @@ static void test_handshake_labels(void **state) {
   pst_metrics_http_request(slot, PST_MPROTO_H2, 0);
   pst_metrics_backend_timeout(slot, PST_MPHASE_RESPONSE);
   char *text = render();
-  assert_int_equal(sample(text, "postern_tls_handshakes_total{listener=\"hs\",version=\"TLSv1.3\","
-                                "group=\"x25519\",cipher=\"TLS_AES_128_GCM_SHA256\",alpn=\"h2\","
-                                "resumed=\"true\"}"),
+  assert_int_equal(sample(text,
+                          "postern_tls_handshakes_total{listener=\"hs\",version=\"TLSv1.3\","
+                          "group=\"x25519\",cipher=\"TLS_AES_128_GCM_SHA256\",alpn=\"h2\","
+                          "resumed=\"true\"}"),
                    2);
-  assert_int_equal(sample(text, "postern_tls_handshakes_total{listener=\"hs\",version=\"TLSv1.2\","
-                                "group=\"secp256r1\",cipher="
-                                "\"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\",alpn=\"none\","
-                                "resumed=\"false\"}"),
+  assert_int_equal(sample(text,
+                          "postern_tls_handshakes_total{listener=\"hs\",version=\"TLSv1.2\","
+                          "group=\"secp256r1\",cipher="
+                          "\"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\",alpn=\"none\","
+                          "resumed=\"false\"}"),
                    1);
-  assert_int_equal(sample(text, "postern_tls_handshakes_total{listener=\"hs\",version=\"other\","
-                                "group=\"other\",cipher=\"other\",alpn=\"other\","
-                                "resumed=\"false\"}"),
+  assert_int_equal(sample(text,
+                          "postern_tls_handshakes_total{listener=\"hs\",version=\"other\","
+                          "group=\"other\",cipher=\"other\",alpn=\"other\","
+                          "resumed=\"false\"}"),
                    1);
   /* Only nonzero combinations are written. */
   assert_int_equal(count_lines_starting(text, "postern_tls_handshakes_total{listener=\"hs\""), 3);
-  assert_int_equal(sample(text, "postern_tls_handshake_failures_total{listener=\"hs\","
-                                "alert=\"unrecognized_name\"}"),
+  assert_int_equal(sample(text,
+                          "postern_tls_handshake_failures_total{listener=\"hs\","
+                          "alert=\"unrecognized_name\"}"),
                    1);
   assert_int_equal(
       sample(text, "postern_tls_handshake_failures_total{listener=\"hs\",alert=\"none\"}"), 1);
@@ -252,15 +257,15 @@ static void test_histogram(void **state) {
   struct {
     const char *le;
     int count;
-  } want[] = {{"0.0005", 2}, {"0.001", 2}, {"0.0025", 2}, {"0.005", 3}, {"1", 3},
-              {"2.5", 3},    {"5", 3},     {"+Inf", 4}};
+  } want[] = {{"0.0005", 2}, {"0.001", 2}, {"0.0025", 2}, {"0.005", 3},
+              {"1", 3},      {"2.5", 3},   {"5", 3},      {"+Inf", 4}};
   for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
     snprintf(s, sizeof(s), "%s\"%s\"}", b, want[i].le);
     assert_int_equal(sample(text, s), want[i].count);
   }
   assert_int_equal(count_lines_starting(text, b), 14);
-  assert_int_equal(
-      sample(text, "postern_tls_handshake_duration_seconds_count{listener=\"hist\"}"), 4);
+  assert_int_equal(sample(text, "postern_tls_handshake_duration_seconds_count{listener=\"hist\"}"),
+                   4);
   double sum = sample(text, "postern_tls_handshake_duration_seconds_sum{listener=\"hist\"}");
   assert_true(sum > 6.0037 && sum < 6.0039);
   /* The +Inf bucket is the last of the listener's, before _sum. */
@@ -349,10 +354,14 @@ static void test_overflow_slot(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_label_and_help_escapes), cmocka_unit_test(test_families_declared_once),
-      cmocka_unit_test(test_threads_summed),         cmocka_unit_test(test_handshake_labels),
-      cmocka_unit_test(test_histogram),              cmocka_unit_test(test_slots_across_reload),
-      cmocka_unit_test(test_summary_and_log),        cmocka_unit_test(test_overflow_slot),
+      cmocka_unit_test(test_label_and_help_escapes),
+      cmocka_unit_test(test_families_declared_once),
+      cmocka_unit_test(test_threads_summed),
+      cmocka_unit_test(test_handshake_labels),
+      cmocka_unit_test(test_histogram),
+      cmocka_unit_test(test_slots_across_reload),
+      cmocka_unit_test(test_summary_and_log),
+      cmocka_unit_test(test_overflow_slot),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
