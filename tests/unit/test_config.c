@@ -401,7 +401,7 @@ static void test_admin(void **state) {
                "t.yaml:4:13: listeners[0].listen: address \"127.0.0.1:8443\" is already used by "
                "admin.listen (line 2)");
   expect_error("listeners:\n" LISTENER0 "admin:\n  listen: 127.0.0.1:8443\n",
-               "t.yaml:8:11: admin.listen: address \"127.0.0.1:8443\" is already used by listener "
+               "t.yaml:9:11: admin.listen: address \"127.0.0.1:8443\" is already used by listener "
                "\"listener0\" (line 2)");
 }
 
