@@ -116,6 +116,8 @@ static int check_config(pst_config_t *cfg) {
   unsigned errors = 0;
   printf("configuration %s: %zu listener%s\n\n", path, cfg->n_listeners,
          cfg->n_listeners == 1 ? "" : "s");
+  /* Parsed, not bound: the running postern may own the address. */
+  if (cfg->admin_on) printf("admin endpoint on http://%s/\n\n", cfg->admin_listen.text);
   pst_access_file_check_mode(); /* a check leaves no file behind */
   int rc = pst_gen_build(cfg, 1, time(NULL), stdout, &gen, &errors);
   if (rc == 0) {
