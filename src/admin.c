@@ -52,16 +52,16 @@ typedef struct aconn_s {
   uv_shutdown_t shutdown;
   pst_h1_req_parser_t *parser;
   aconn_state_t state;
-  int handles;         /* handles not yet closed back: freed at 0 */
-  int writes;          /* uv_write requests in flight */
-  int reading;         /* uv_read_start in effect */
-  int in_request;      /* part of a request has arrived, its answer not made yet */
-  int busy;            /* the timer runs ADMIN_REQUEST_MS (else ADMIN_IDLE_MS); -1 unarmed */
-  int ended;           /* the parser's on_end ran during this feed */
-  int close_after;     /* the answer just made ends the connection */
-  int eof;             /* the client ended its side */
-  int shut;            /* our FIN is out (the shutdown's callback ran) */
-  uint64_t idle_since; /* loop time it last became idle */
+  int handles;     /* handles not yet closed back: freed at 0 */
+  int writes;      /* uv_write requests in flight */
+  int reading;     /* uv_read_start in effect */
+  int in_request;  /* part of a request has arrived, its answer not made yet */
+  int busy;        /* the timer runs ADMIN_REQUEST_MS (else ADMIN_IDLE_MS); -1 unarmed */
+  int ended;       /* the parser's on_end ran during this feed */
+  int close_after; /* the answer just made ends the connection */
+  int eof;         /* the client ended its side */
+  int shut;        /* our FIN is out (the shutdown's callback ran) */
+  uint64_t since;  /* loop time it became idle, or its request or answer began */
   size_t in_len;
   char in[ADMIN_IN_SIZE];
 } aconn_t;
@@ -202,9 +202,10 @@ static void aconn_arm(aconn_t *c) {
   int busy = c->in_request || c->writes > 0;
   if (busy && c->busy != 1) {
     uv_timer_start(&c->timer, aconn_on_timeout, ADMIN_REQUEST_MS, 0);
+    c->since = uv_now(c->admin->loop);
   } else if (!busy && c->busy != 0) {
     uv_timer_start(&c->timer, aconn_on_timeout, ADMIN_IDLE_MS, 0);
-    c->idle_since = uv_now(c->admin->loop);
+    c->since = uv_now(c->admin->loop);
   }
   c->busy = busy;
 }
@@ -488,21 +489,25 @@ static void aconn_read_start(aconn_t *c) {
   c->reading = 1;
 }
 
-/* At PST_ADMIN_MAX_CONNS: the connection idle longest (or one already
- * closing) makes room. Returns 0, or -EBUSY when every one is in the
- * middle of a request. */
+/* At PST_ADMIN_MAX_CONNS a connection makes room for the new one: one
+ * already closing, else the one idle longest, else the one whose request
+ * (or answer) has taken longest. Never refusing the newcomer keeps a probe
+ * (a kubelet's /readyz, a scrape: each done in milliseconds) from being
+ * locked out by 64 connections that trickle their heads: the trickler is
+ * the one that waited longest. Returns 1 when the one closed was busy. */
 static int admin_make_room(pst_admin_t *a) {
-  aconn_t *victim = NULL;
+  aconn_t *idle = NULL, *busy = NULL;
   for (aconn_t *c = a->conns; c != NULL; c = c->next) {
     if (c->state != ACONN_OPEN) {
-      victim = c;
-      break;
+      aconn_close(c);
+      return 0;
     }
-    if (!c->busy && (victim == NULL || c->idle_since < victim->idle_since)) victim = c;
+    aconn_t **pick = c->busy == 1 ? &busy : &idle;
+    if (*pick == NULL || c->since < (*pick)->since) *pick = c;
   }
-  if (victim == NULL) return -EBUSY;
-  aconn_close(victim);
-  return 0;
+  assert(idle != NULL || busy != NULL);
+  aconn_close(idle != NULL ? idle : busy);
+  return idle == NULL;
 }
 
 static void aconn_on_refused_close(uv_handle_t *h) { free(h->data); }
@@ -520,17 +525,19 @@ static void aconn_on_connection(uv_stream_t *server, int status) {
     return; /* the connection waits in the kernel's queue for the next try */
   }
   c->tcp.data = c;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-      (a->n_conns >= PST_ADMIN_MAX_CONNS && admin_make_room(a) != 0)) {
-    uint64_t now = uv_now(a->loop);
-    if (a->n_conns >= PST_ADMIN_MAX_CONNS &&
-        (a->full_logged_ms == 0 || now - a->full_logged_ms >= ADMIN_FULL_LOG_MS)) {
-      a->full_logged_ms = now;
-      pst_log_warn("admin endpoint: %u connections, each in a request: a new one is refused",
-                   a->n_conns);
-    }
-    uv_close((uv_handle_t *)&c->tcp, aconn_on_refused_close); /* c starts with tcp */
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    uv_close((uv_handle_t *)&c->tcp, aconn_on_refused_close);
     return;
+  }
+  if (a->n_conns >= PST_ADMIN_MAX_CONNS && admin_make_room(a) == 1) {
+    uint64_t now = uv_now(a->loop);
+    if (a->full_logged_ms == 0 || now - a->full_logged_ms >= ADMIN_FULL_LOG_MS) {
+      a->full_logged_ms = now;
+      pst_log_warn(
+          "admin endpoint: %d connections, each in a request: the slowest was closed "
+          "for a new one (logged once a minute)",
+          PST_ADMIN_MAX_CONNS);
+    }
   }
   c->admin = a;
   c->handles = 2;

@@ -14,9 +14,10 @@
  * Requests are parsed by postern's strict HTTP/1.1 request parser (http.h)
  * with an 8 KiB head limit (431, or 414 for the request line, then close);
  * keep-alive and pipelining are supported, answers in order; at most
- * PST_ADMIN_MAX_CONNS connections (the one idle longest makes room, else the
- * new one is closed); an idle connection closes after 30 s, and a request
- * must arrive whole and its answer be read within 10 s. */
+ * PST_ADMIN_MAX_CONNS connections (the one idle longest makes room for a
+ * new one, else the one whose request has taken longest); an idle
+ * connection closes after 30 s, and a request must arrive whole and its
+ * answer be read within 10 s. */
 #ifndef POSTERN_ADMIN_H
 #define POSTERN_ADMIN_H
 
