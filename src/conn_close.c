@@ -166,7 +166,10 @@ static pst_mclose_t conn_close_why(const pst_conn_t *conn, int err) {
     case PST_EPROTO: return handshake ? PST_MCLOSE_CLIENT_CLOSED : PST_MCLOSE_PROTOCOL_ERROR;
     case PST_EBACKEND:
     case PST_ETIMEDOUT: return PST_MCLOSE_BACKEND_ERROR; /* the tcp relay's connect timeout */
-    default: return PST_MCLOSE_ERROR;
+    case -ENOMEM: return PST_MCLOSE_ERROR;
+    /* After the handshake, a system error that is not the client socket's
+     * (client.failed) is the backend's: the tcp relay passes them on. */
+    default: return handshake ? PST_MCLOSE_ERROR : PST_MCLOSE_BACKEND_ERROR;
   }
 }
 

@@ -10,7 +10,10 @@
  * from another thread (relaxed loads) and for TSan. Threads that are no
  * worker (main, the reload on libuv's thread pool, unit tests) share one
  * block, bumped with atomic adds: they bump rarely. Blocks stay registered
- * once their thread ends, so a counter never goes back.
+ * once their thread ends, so a counter never goes back. Measured with
+ * callgrind (h2load, HTTP/2 requests to a pooled backend, one worker): every
+ * count and gauge of a request together cost ~100 instructions of the
+ * ~35,000 the request takes.
  *
  * Counters by listener live in one array per listener slot per block,
  * allocated by the block's thread on its first bump for that slot and
@@ -19,7 +22,8 @@
  * (pst_metrics_listener_slot, in gen.c; kept in pst_listener_conf_t's
  * metrics_slot): a reload that keeps a name keeps its counts. Slot 0 is the
  * overflow ("(other)"): names past PST_METRICS_LISTENERS, and listener
- * configurations not built into a generation (unit tests). */
+ * configurations not built into a generation (unit tests). A listener's
+ * counters take ~12 KiB per worker (the handshake labels' dense array). */
 #ifndef POSTERN_METRICS_H
 #define POSTERN_METRICS_H
 
