@@ -88,7 +88,8 @@ struct pst_admin_s {
   aconn_t *conns, *conns_last;
   unsigned n_conns;
   int ready;
-  int closed; /* pst_admin_close ran */
+  int was_ready; /* ready was set once: not ready now means shutting down */
+  int closed;    /* pst_admin_close ran */
   unsigned n_workers;
   pst_gen_t *gen;       /* one reference, until the reload takes over */
   pst_reload_t *reload; /* NULL until pst_admin_set_reload */
@@ -319,8 +320,7 @@ static int admin_resource(const pst_admin_t *a, const char *target, pst_buf_t *b
   if (n == 7 && memcmp(target, "/readyz", 7) == 0) {
     if (a->ready) return pst_buf_printf(body, "ready\n");
     *status = 503;
-    return pst_buf_printf(
-        body, a->closed || a->reload == NULL ? "not ready\n" : "not ready: shutting down\n");
+    return pst_buf_printf(body, a->was_ready ? "not ready: shutting down\n" : "not ready\n");
   }
   *status = 404;
   return pst_buf_printf(body,
@@ -601,6 +601,7 @@ void pst_admin_set_reload(pst_admin_t *a, pst_reload_t *r) {
 void pst_admin_set_ready(pst_admin_t *a, int ready) {
   if (a->closed) return;
   a->ready = ready;
+  if (ready) a->was_ready = 1;
 }
 
 void pst_admin_on_reload(void *arg, const pst_gen_t *gen) {

@@ -383,11 +383,10 @@ static int run(pst_config_t *cfg) {
   size_t nl = cfg->n_listeners;
   int *fds = malloc(sizeof(int) * app.n_workers * nl);
   app.workers = calloc(app.n_workers, sizeof(*app.workers));
-  int bound = fds != NULL && app.workers != NULL && open_listeners(cfg, app.n_workers, fds) == 0;
-  if (bound && pst_admin_new(cfg, &app.admin) != 0) {
-    close_fds(fds, (size_t)app.n_workers * nl);
-    bound = 0;
-  }
+  /* The admin socket first: once the listeners listen, a client (or a test
+   * waiting for the port) may act before the signal handlers are set. */
+  int bound = fds != NULL && app.workers != NULL && pst_admin_new(cfg, &app.admin) == 0 &&
+              open_listeners(cfg, app.n_workers, fds) == 0;
   if (!bound || drop_privileges(cfg) != 0) {
     if (bound) close_fds(fds, (size_t)app.n_workers * nl);
     pst_admin_free(app.admin);
