@@ -22,6 +22,7 @@ import pytest
 
 from conftest import run_postern
 from clients import HOST, config, curl, free_port, listener, tls_block
+from test_privdrop import start_world, world  # noqa: F401 (fixtures)
 
 PROMTOOL = "/usr/bin/promtool"
 PROMETHEUS = "/usr/bin/prometheus"
@@ -648,3 +649,31 @@ def test_prometheus_server_scrapes(pki, start_postern, tmp_path):
             prom.kill()
             prom.wait()
         log.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@pytest.mark.deadline(90)
+def test_admin_below_1024_with_privilege_drop(pki, world, start_world, backend):
+    """Bound as root before the drop, on a port below 1024; after the drop
+    a reload still moves it to another such port (the main thread keeps
+    CAP_NET_BIND_SERVICE)."""
+    from test_privdrop import check_dropped, free_low_port, tls as world_tls
+    echo = backend.echo()
+    port, low = free_port(), free_low_port()
+    listeners = [listener("one", port, echo.addr, tls=world_tls(world))]
+    p = start_world(config(listeners, user="nobody", group="nogroup",
+                           admin={"listen": f"{HOST}:{low}"}), [port, low])
+    wait_log(p, r"running as user nobody")
+    check_dropped(p)
+    assert get(low, "/healthz").status == 200
+    s = parse(scrape(low))
+    assert value(s, "postern_ready") == 1
+    other = free_low_port()  # postern holds low: another one
+    assert other != low
+    p.config_path.write_text(config(listeners, user="nobody", group="nogroup",
+                                    admin={"listen": f"{HOST}:{other}"}))
+    p.signal(signal.SIGHUP)
+    wait_log(p, rf"admin endpoint moved to http://{HOST}:{other}/")
+    assert get(other, "/readyz").status == 200
+    assert refused(low)
+    check_dropped(p)
