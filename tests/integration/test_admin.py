@@ -197,7 +197,7 @@ def refused(port):
 
 def test_health_ready_and_metrics(pki, start_postern):
     p, tls_port, admin_port = start(pki, start_postern)
-    assert "admin endpoint on http://127.0.0.1:" in p.stderr()
+    wait_log(p, rf"admin endpoint on http://127.0.0.1:{admin_port}/ \(/metrics, /healthz, /readyz\)")
     r = get(admin_port, "/healthz")
     assert (r.status, r.body) == (200, b"ok\n")
     r = get(admin_port, "/readyz")
