@@ -61,7 +61,7 @@ typedef struct aconn_s {
   int close_after; /* the answer just made ends the connection */
   int eof;         /* the client ended its side */
   int shut;        /* our FIN is out (the shutdown's callback ran) */
-  uint64_t since;  /* loop time it became idle, or its request or answer began */
+  uint64_t since;  /* uv_hrtime() when it became idle, or its request or answer began */
   size_t in_len;
   char in[ADMIN_IN_SIZE];
 } aconn_t;
@@ -203,10 +203,10 @@ static void aconn_arm(aconn_t *c) {
   int busy = c->in_request || c->writes > 0;
   if (busy && c->busy != 1) {
     uv_timer_start(&c->timer, aconn_on_timeout, ADMIN_REQUEST_MS, 0);
-    c->since = uv_now(c->admin->loop);
+    c->since = uv_hrtime();
   } else if (!busy && c->busy != 0) {
     uv_timer_start(&c->timer, aconn_on_timeout, ADMIN_IDLE_MS, 0);
-    c->since = uv_now(c->admin->loop);
+    c->since = uv_hrtime();
   }
   c->busy = busy;
 }
