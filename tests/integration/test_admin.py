@@ -13,7 +13,6 @@ import resource
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -588,10 +587,6 @@ def test_counters_match(pki, start_postern, tmp_path):
     # Plus conftest's start-up probe, a connection without a handshake.
     accepted = total(s, "postern_connections_accepted_total", listener="web")
     assert accepted is None or accepted == hs + 1, (accepted, hs)
-
-
-def free_port_pair():
-    return free_port(), free_port()
 
 
 @pytest.mark.deadline(120)
