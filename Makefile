@@ -128,11 +128,13 @@ unit: $(UNIT_BINS)
 integration: $(SAN_DIR)/postern build/postern
 	POSTERN_BIN=$(CURDIR)/$(SAN_DIR)/postern POSTERN_OPT_BIN=$(CURDIR)/build/postern $(PYTHON) -m pytest -p no:cacheprovider -q -ra $(PYTEST_ARGS) tests/integration
 
-# The reload and shutdown tests on the TSan build: a generation is built off
-# the loops and swapped in while the workers run; shutdown stops every loop.
+# The reload, shutdown and admin tests on the TSan build: a generation is
+# built off the loops and swapped in while the workers run; shutdown stops
+# every loop; a scrape reads the workers' counters from the main thread.
 # halt_on_error=0: postern runs on and exits with 66 after a report, which
 # the tests' exit check catches along with the report in its stderr.
-TSAN_TESTS := tests/integration/test_reload.py tests/integration/test_shutdown.py
+TSAN_TESTS := tests/integration/test_reload.py tests/integration/test_shutdown.py \
+              tests/integration/test_admin.py
 tsan: $(TSAN_DIR)/postern
 	TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp $(TSAN_OPTIONS)" \
 	  POSTERN_BIN=$(CURDIR)/$(TSAN_DIR)/postern $(PYTHON) -m pytest -p no:cacheprovider -q -ra \

@@ -56,6 +56,8 @@ class Env:
         self.server_cpus = [args.server_cpu]
         self.client_cpus = [c for c in range(ncpu) if c != args.server_cpu] or [args.server_cpu]
         self.backend_port = None
+        self.admin = args.admin  # postern with admin: on, scraped every second
+        self.scrapes = {"ok": 0, "failed": 0}
 
 
 def parse_args(argv):
@@ -99,6 +101,9 @@ def parse_args(argv):
     ap.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
     ap.add_argument("--keep-workdir", action="store_true", help="keep configs, PKI and logs")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--admin", action="store_true",
+                    help="run postern with its admin endpoint on (admin: listen:) and scrape "
+                         "/metrics every second while each postern runs, as Prometheus would")
     ap.add_argument("--from-json", metavar="FILE",
                     help="measure nothing: rebuild the report from a latest.json")
     a = ap.parse_args(argv)
@@ -448,6 +453,9 @@ def main(argv=None):
             replay_rows = replay_scenario.run(env, certs[args.certs[0]], workdir,
                                               reps=args.reps, duration=args.duration,
                                               warmup=args.warmup, say=say)
+        if args.admin:
+            notes.append(f"postern ran with admin: on and /metrics scraped every second: "
+                         f"{env.scrapes['ok']} scrapes, {env.scrapes['failed']} failed")
     finally:
         if backend is not None:
             procs.stop(backend)
@@ -460,7 +468,7 @@ def main(argv=None):
         "h2_streams": args.h2_streams, "idle": args.idle, "scenarios": args.scenarios,
         "certs": args.certs, "resumed_certs": args.resumed_certs, "servers": names,
         "kinds": args.kinds, "early_conc": args.early_conc, "rtt_ms": args.rtt_ms,
-        "rtt_conc": args.rtt_conc, "rtt_duration_s": args.rtt_duration,
+        "rtt_conc": args.rtt_conc, "rtt_duration_s": args.rtt_duration, "admin": args.admin,
         "cert_counts": args.cert_counts,
     }
     machine = machine_info(env)

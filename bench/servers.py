@@ -20,6 +20,8 @@ import os
 import pwd
 import shutil
 import subprocess
+import threading
+import urllib.request
 from pathlib import Path
 
 import procs
@@ -102,6 +104,33 @@ class Server:
         return [line for line in text.splitlines() if any(m in line for m in marks)]
 
 
+class Scraper:
+    """What Prometheus does to postern's admin endpoint: GET /metrics every
+    second, on a thread of the driver (which runs on the client CPUs), for
+    as long as the server runs. counts gets "ok" and "failed" added."""
+
+    def __init__(self, port, counts, interval=1.0):
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.counts = counts
+        self.interval = interval
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.wait(self.interval):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                self.counts["ok"] += 1
+            except OSError:
+                self.counts["failed"] += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(10)
+
+
 class Postern(Server):
     """postern in tcp mode."""
     name = "postern-tcp"
@@ -118,6 +147,26 @@ class Postern(Server):
             keys += "      tcp_early_data: forward\n"
         return keys
 
+    def admin_keys(self):
+        """With --admin, the admin endpoint on a port of its own."""
+        if not self.env.admin:
+            return ""
+        self.admin_port = procs.free_port()
+        return f'admin:\n  listen: "127.0.0.1:{self.admin_port}"\n'
+
+    def start(self):
+        super().start()
+        if self.env.admin:
+            self._scraper = Scraper(self.admin_port, self.env.scrapes)
+        return self
+
+    def stop(self):
+        scraper = getattr(self, "_scraper", None)
+        if scraper is not None:
+            scraper.stop()
+            self._scraper = None
+        super().stop()
+
     def command(self):
         cfg = self.workdir / f"{self.stem}.yaml"
         # http mode: the default backend pool (max_idle 128) holds the
@@ -126,7 +175,7 @@ class Postern(Server):
 workers: 1
 log_level: warn
 shutdown_timeout: 1s
-listeners:
+{self.admin_keys()}listeners:
   - name: bench
     listen: "127.0.0.1:{self.port}"
     mode: {self.mode}

@@ -390,6 +390,12 @@ static int set_listen(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   if (pst_parse_addr(s, &l->listen, why, sizeof(why)) != 0) {
     return pst_cfg_error(p, v, "invalid address %s: %s", pst_cfg_quote(s, q, sizeof(q)), why);
   }
+  if (cfg->admin_on && pst_addr_equal(&cfg->admin_listen, &l->listen)) {
+    return pst_cfg_error(p, v,
+                         "address %s is already used by admin.listen (line %d); expected a "
+                         "different host:port (the admin endpoint has a socket of its own)",
+                         pst_cfg_quote(s, q, sizeof(q)), cfg->admin_listen_mark.line);
+  }
   for (const pst_listener_conf_t *o = cfg->listeners; o < l; o++) {
     if (pst_addr_equal(&o->listen, &l->listen)) {
       return pst_cfg_error(p, v,
@@ -749,6 +755,7 @@ static const pst_cfg_key_t top_keys[] = {
     {"group", set_group, NULL},
     {"early_data_replay", pst_cfg_set_early_data_replay, NULL},
     {"backends", set_backends_done, NULL},
+    {"admin", pst_cfg_set_admin, NULL}, /* config_admin.c */
 };
 
 /* ---- Entry points --------------------------------------------------- */

@@ -191,4 +191,13 @@ int pst_cfg_set_trusted_proxies(pst_cfg_t *p, yaml_node_t *v, void *obj);
  * nothing. Returns 0 or PST_ECONFIG. */
 int pst_cfg_proxy_check(pst_cfg_t *p, yaml_node_t *item, const pst_listener_conf_t *l);
 
+/* ---- the top-level admin: mapping (config_admin.c) ---- */
+
+/* Setter of the top-level key admin (obj: pst_config_t): a mapping with
+ * listen, whose address may not be a listener's. Returns 0, PST_ECONFIG or
+ * -ENOMEM. */
+int pst_cfg_set_admin(pst_cfg_t *p, yaml_node_t *v, void *obj);
+/* The listener of cfg (read so far) listening on addr, or NULL. */
+const pst_listener_conf_t *pst_cfg_listener_at(const pst_config_t *cfg, const pst_addr_t *addr);
+
 #endif

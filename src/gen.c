@@ -3,7 +3,9 @@
  * uses it, so a broken configuration is refused before it serves anyone. */
 #include "postern/gen.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +235,34 @@ static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) 
   return 0;
 }
 
+/* Whether addr is a loopback address (127.0.0.0/8, ::1, or ::ffff:127.x). */
+static int gen_loopback(const pst_addr_t *addr) {
+  if (addr->ss.ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const void *)&addr->ss;
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (addr->ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const void *)&addr->ss;
+    return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+           (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+  }
+  return 0;
+}
+
+/* The admin endpoint (admin.h) answers anyone who reaches it, in plain
+ * HTTP: what it tells (listener names, certificate files and subjects,
+ * traffic) is for the operator, so an address others can reach is worth a
+ * warning at every load. */
+static void gen_check_admin(gen_ctx_t *g, const pst_config_t *cfg) {
+  if (!cfg->admin_on || gen_loopback(&cfg->admin_listen)) return;
+  gen_problem(g, PST_PROBLEM_WARNING,
+              "%s:%d:%d: admin.listen: %s is not a loopback address: anyone who can reach it "
+              "reads the metrics (listener names, certificate files and subjects) over plain "
+              "HTTP; use 127.0.0.1 or [::1], or restrict it with a firewall",
+              cfg->path, cfg->admin_listen_mark.line, cfg->admin_listen_mark.column,
+              cfg->admin_listen.text);
+}
+
 int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, pst_gen_t **out,
                   unsigned *n_errors) {
   gen_ctx_t g = {.report = report,
@@ -253,6 +283,7 @@ int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, 
     gen_free(gen);
     return -ENOMEM;
   }
+  gen_check_admin(&g, cfg);
   int rc = 0;
   for (size_t i = 0; i < cfg->n_listeners && rc == 0; i++) {
     cfg->listeners[i].metrics_slot = pst_metrics_listener_slot(cfg->listeners[i].name);

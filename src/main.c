@@ -14,6 +14,7 @@
 #include <wolfssl/version.h>
 
 #include "postern/access_log.h"
+#include "postern/admin.h"
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/gen.h"
@@ -31,6 +32,7 @@ typedef struct {
   uv_loop_t *loop;
   pst_gen_t *gen;       /* generation 1 until the reload machinery takes it over */
   pst_reload_t *reload; /* SIGHUP and `watch: true`; NULL before the workers run */
+  pst_admin_t *admin;   /* the admin endpoint (admin.h), off without admin.listen */
   pst_worker_t *workers;
   unsigned n_workers;
   unsigned n_exited;
@@ -114,6 +116,8 @@ static int check_config(pst_config_t *cfg) {
   unsigned errors = 0;
   printf("configuration %s: %zu listener%s\n\n", path, cfg->n_listeners,
          cfg->n_listeners == 1 ? "" : "s");
+  /* Parsed, not bound: the running postern may own the address. */
+  if (cfg->admin_on) printf("admin endpoint on http://%s/\n\n", cfg->admin_listen.text);
   pst_access_file_check_mode(); /* a check leaves no file behind */
   int rc = pst_gen_build(cfg, 1, time(NULL), stdout, &gen, &errors);
   if (rc == 0) {
@@ -152,6 +156,7 @@ static void app_on_exited(uv_async_t *a) {
   uv_mutex_unlock(&app->lock);
   if (n < app->n_workers) return;
   pst_reload_stop(app->reload);
+  pst_admin_close(app->admin); /* served while the connections drained */
   uv_close((uv_handle_t *)&app->exited, on_handle_close);
   uv_signal_t *sigs[] = {&app->sig_term, &app->sig_int, &app->sig_hup, &app->sig_usr1};
   for (int i = 0; i < 4; i++) {
@@ -238,6 +243,9 @@ static void app_on_signal(uv_signal_t *s, int signum) {
     return;
   }
   app->stopping = 1;
+  /* /readyz says 503 before anything stops, so that a balancer stops
+   * sending while the listeners still accept. */
+  pst_admin_set_ready(app->admin, 0);
   unsigned open = app_open_conns(app);
   pst_notify("STOPPING=1\nSTATUS=draining %u connection%s", open, open == 1 ? "" : "s");
   if (pst_notify_enabled()) uv_timer_start(&app->drain_status, app_on_drain_status, 1000, 1000);
@@ -375,9 +383,13 @@ static int run(pst_config_t *cfg) {
   size_t nl = cfg->n_listeners;
   int *fds = malloc(sizeof(int) * app.n_workers * nl);
   app.workers = calloc(app.n_workers, sizeof(*app.workers));
-  int bound = fds != NULL && app.workers != NULL && open_listeners(cfg, app.n_workers, fds) == 0;
+  /* The admin socket first: once the listeners listen, a client (or a test
+   * waiting for the port) may act before the signal handlers are set. */
+  int bound = fds != NULL && app.workers != NULL && pst_admin_new(cfg, &app.admin) == 0 &&
+              open_listeners(cfg, app.n_workers, fds) == 0;
   if (!bound || drop_privileges(cfg) != 0) {
     if (bound) close_fds(fds, (size_t)app.n_workers * nl);
+    pst_admin_free(app.admin);
     free(fds);
     free(app.workers);
     pst_gen_unref(app.gen);
@@ -410,11 +422,15 @@ static int run(pst_config_t *cfg) {
   app.n_workers = started;
   if (rc == 0) {
     log_ready(&app);
+    pst_admin_start(app.admin, app.loop, app.gen, app.n_workers);
     /* From here the reload machinery owns the running generation. */
     int rrc =
         pst_reload_start(app.loop, cfg->path, app.gen, app.workers, app.n_workers, &app.reload);
+    pst_admin_set_ready(app.admin, 1);
     if (rrc == 0) {
       app.gen = NULL;
+      pst_admin_set_reload(app.admin, app.reload);
+      pst_reload_on_switched(app.reload, pst_admin_on_reload, app.admin);
       pst_reload_notify_ready(app.reload);
     } else {
       pst_log_error("cannot set up reloads: %s; SIGHUP will be ignored", pst_strerror(rrc));
@@ -429,6 +445,7 @@ static int run(pst_config_t *cfg) {
   for (unsigned i = 0; i < started; i++) pst_worker_join(&app.workers[i]);
   uv_loop_close(app.loop);
   uv_mutex_destroy(&app.lock);
+  pst_admin_free(app.admin);
   free(app.workers);
   pst_reload_free(app.reload);
   pst_gen_unref(app.gen);

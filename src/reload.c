@@ -73,7 +73,11 @@ struct pst_reload_s {
   reload_state_t state;
   int again; /* a request came while busy: one more reload after this one */
   char again_why[256];
-  uint64_t failed;     /* failed reloads since start */
+  uint64_t failed;  /* failed reloads since start */
+  time_t last_time; /* when the last attempt ended (start-up before any) */
+  int last_ok;      /* whether it succeeded */
+  void (*on_switched)(void *arg, const pst_gen_t *gen); /* pst_reload_on_switched */
+  void *on_switched_arg;
   reload_job_t *job;   /* in flight while BUILDING or SWITCHING */
   uv_async_t switched; /* a worker took the new generation */
   uv_mutex_t lock;     /* n_switched and switched_closed, shared with workers */
@@ -401,6 +405,8 @@ static void reload_next(pst_reload_t *r) {
 
 static void reload_fail(pst_reload_t *r, reload_job_t *job, const char *cause) {
   r->failed++;
+  r->last_time = time(NULL);
+  r->last_ok = 0;
   pst_metrics_reload(0);
   pst_log_error("reload failed (%s): %s; still serving generation %llu (failed reloads: %llu)",
                 job->why, cause, (unsigned long long)r->gen->number, (unsigned long long)r->failed);
@@ -438,8 +444,11 @@ static void reload_on_switched_async(uv_async_t *a) {
       job->why, (unsigned long long)r->gen->number, n_certs, n_certs == 1 ? "" : "s", job->build_ms,
       job_ms(job) - job->build_ms, job->changes);
   pst_reload_notify_ready(r);
+  r->last_time = time(NULL);
+  r->last_ok = 1;
   job_free(job);
   r->job = NULL;
+  if (r->on_switched != NULL) r->on_switched(r->on_switched_arg, r->gen);
   reload_next(r);
 }
 
@@ -584,6 +593,8 @@ static void reload_begin(pst_reload_t *r, const char *why) {
   reload_job_t *job = calloc(1, sizeof(*job));
   if (job == NULL) {
     r->failed++;
+    r->last_time = time(NULL);
+    r->last_ok = 0;
     pst_metrics_reload(0);
     pst_log_error("reload failed (%s): out of memory; still serving generation %llu", why,
                   (unsigned long long)r->gen->number);
@@ -655,6 +666,8 @@ int pst_reload_start(uv_loop_t *loop, const char *config_path, pst_gen_t *gen,
   r->workers = workers;
   r->n_workers = n_workers;
   r->state = RELOAD_IDLE;
+  r->last_time = time(NULL);
+  r->last_ok = 1;
   uv_mutex_init(&r->lock);
   uv_async_init(loop, &r->switched, reload_on_switched_async);
   uv_timer_init(loop, &r->daily);
@@ -665,6 +678,18 @@ int pst_reload_start(uv_loop_t *loop, const char *config_path, pst_gen_t *gen,
 }
 
 pst_gen_t *pst_reload_gen(const pst_reload_t *r) { return r->gen; }
+
+uint64_t pst_reload_generation(const pst_reload_t *r) { return r->gen->number; }
+
+time_t pst_reload_last_time(const pst_reload_t *r) { return r->last_time; }
+
+int pst_reload_last_ok(const pst_reload_t *r) { return r->last_ok; }
+
+void pst_reload_on_switched(pst_reload_t *r, void (*fn)(void *arg, const pst_gen_t *gen),
+                            void *arg) {
+  r->on_switched = fn;
+  r->on_switched_arg = arg;
+}
 
 void pst_reload_notify_ready(const pst_reload_t *r) {
   size_t n = r->gen->cfg->n_listeners;

@@ -35,6 +35,7 @@ struct pst_ticket_src_s {
   pthread_mutex_t lock;                       /* guards everything below */
   pst_ticket_key_t keys[PST_TICKET_MAX_KEYS]; /* newest last */
   uint64_t retired_ms[PST_TICKET_MAX_KEYS];   /* ring: when each stopped sealing */
+  time_t born[PST_TICKET_MAX_KEYS];           /* see pst_ticket_src_ages */
   size_t n;
   uint64_t current_since_ms; /* ring: when the newest key started sealing */
 };
@@ -192,6 +193,8 @@ int pst_ticket_keys_load(const char *path, pst_ticket_keyset_t *out, char *err, 
              pst_priv_hint(-e, "readable"));
     return PST_ECONFIG;
   }
+  struct stat st;
+  out->mtime = fstat(fd, &st) == 0 ? st.st_mtime : time(NULL);
   size_t len = 0;
   int rc = 0;
   while (len < sizeof(buf)) {
@@ -282,11 +285,13 @@ static void ring_expire(pst_ticket_src_t *src, uint64_t now) {
     uint64_t age = now > src->retired_ms[i] ? now - src->retired_ms[i] : 0;
     if (age < src->lifetime_ms) {
       src->keys[keep] = src->keys[i];
+      src->born[keep] = src->born[i];
       src->retired_ms[keep++] = src->retired_ms[i];
     }
   }
   if (keep == src->n - 1) return;
   src->keys[keep] = src->keys[src->n - 1];
+  src->born[keep] = src->born[src->n - 1];
   src->retired_ms[keep] = 0;
   explicit_bzero(&src->keys[keep + 1], (src->n - keep - 1) * sizeof(src->keys[0]));
   src->n = keep + 1;
@@ -304,6 +309,7 @@ static int ring_rotate(pst_ticket_src_t *src, uint64_t now) {
   if (src->n == PST_TICKET_MAX_KEYS) { /* cannot happen with a checked rotation */
     memmove(&src->keys[0], &src->keys[1], (src->n - 1) * sizeof(src->keys[0]));
     memmove(&src->retired_ms[0], &src->retired_ms[1], (src->n - 1) * sizeof(src->retired_ms[0]));
+    memmove(&src->born[0], &src->born[1], (src->n - 1) * sizeof(src->born[0]));
     src->n--;
   }
   pst_ticket_key_t key;
@@ -311,6 +317,7 @@ static int ring_rotate(pst_ticket_src_t *src, uint64_t now) {
   if (src->n > 0) src->retired_ms[src->n - 1] = now;
   src->keys[src->n] = key;
   src->retired_ms[src->n] = 0;
+  src->born[src->n] = time(NULL);
   src->n++;
   src->current_since_ms = now;
   explicit_bzero(&key, sizeof(key));
@@ -378,6 +385,7 @@ static int src_new(const char *path, uint64_t rotation_ms, uint64_t lifetime_ms,
     if (rc == 0) {
       memcpy(src->keys, ks->keys, ks->n * sizeof(ks->keys[0]));
       src->n = ks->n;
+      for (size_t i = 0; i < ks->n; i++) src->born[i] = ks->mtime;
     }
     if (ks != NULL) explicit_bzero(ks, sizeof(*ks));
     free(ks);
@@ -450,12 +458,33 @@ void pst_ticket_src_put(pst_ticket_src_t *src) {
   src_free(src);
 }
 
+/* A key the source already had keeps its birth (pst_ticket_src_ages); a
+ * new one is dated by the file. Lock held. */
+static time_t src_born(const pst_ticket_src_t *src, const pst_ticket_key_t *key, time_t mtime) {
+  for (size_t i = 0; i < src->n; i++) {
+    if (memcmp(src->keys[i].name, key->name, PST_TICKET_NAME_LEN) == 0) return src->born[i];
+  }
+  return mtime;
+}
+
 static void src_set_keys(pst_ticket_src_t *src, const pst_ticket_keyset_t *ks) {
+  time_t born[PST_TICKET_MAX_KEYS];
   pthread_mutex_lock(&src->lock);
+  for (size_t i = 0; i < ks->n; i++) born[i] = src_born(src, &ks->keys[i], ks->mtime);
   explicit_bzero(src->keys, sizeof(src->keys));
   memcpy(src->keys, ks->keys, ks->n * sizeof(ks->keys[0]));
+  memcpy(src->born, born, ks->n * sizeof(born[0]));
   src->n = ks->n;
   pthread_mutex_unlock(&src->lock);
+}
+
+size_t pst_ticket_src_ages(pst_ticket_src_t *src, time_t now, double *ages, size_t max) {
+  size_t n = 0;
+  pthread_mutex_lock(&src->lock);
+  ring_expire(src, pst_ticket_now_ms()); /* a key no ticket can use any more is not shown */
+  for (size_t i = src->n; i-- > 0 && n < max;) ages[n++] = difftime(now, src->born[i]);
+  pthread_mutex_unlock(&src->lock);
+  return n;
 }
 
 /* The file sources in use (path NULL: all of them, else the one for path),

@@ -278,6 +278,11 @@ typedef struct {
   int watch;                    /* reload when a file changes (inotify); default 0 */
   uint64_t watch_debounce_ms;   /* quiet time before a watch reload; default 1s */
   pst_replay_store_conf_t early_data_replay; /* the 0-RTT strike register's store */
+  /* admin: (admin.h): the plain HTTP/1.1 endpoint for /metrics, /healthz and
+   * /readyz, on its own socket. Off when the key is absent. */
+  int admin_on;                 /* admin.listen was given */
+  pst_addr_t admin_listen;      /* admin.listen */
+  pst_mark_t admin_listen_mark; /* where admin.listen was written */
   pst_listener_conf_t *listeners;
   size_t n_listeners;
   /* Backend sets: the named ones of backends: in file order, then the

@@ -13,6 +13,8 @@
 #define POSTERN_RELOAD_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 #include <uv.h>
 
 #include "postern/gen-t.h"
@@ -38,6 +40,24 @@ void pst_reload_request(pst_reload_t *r, const char *why);
 /* The running generation (borrowed: valid until the next reload commits).
  * Main loop only. */
 pst_gen_t *pst_reload_gen(const pst_reload_t *r);
+
+/* The number of the running generation (1 at start, +1 per reload that
+ * commits). Main loop only. */
+uint64_t pst_reload_generation(const pst_reload_t *r);
+
+/* When the last reload attempt ended (wall clock; the start-up load's time
+ * before any reload), and whether it succeeded (1, also before any reload;
+ * 0 after a refused one). Main loop only. */
+time_t pst_reload_last_time(const pst_reload_t *r);
+int pst_reload_last_ok(const pst_reload_t *r);
+
+/* Sets the function called on the main loop once every worker serves a
+ * newly committed generation (after each reload that succeeds), with arg
+ * and that generation (borrowed, valid until the next reload commits): the
+ * admin endpoint follows its admin: key there. NULL fn: none. Main loop
+ * only. */
+void pst_reload_on_switched(pst_reload_t *r, void (*fn)(void *arg, const pst_gen_t *gen),
+                            void *arg);
 
 /* Tells the service manager (notify.h) that postern is ready, with the
  * running generation in the status line ("serving 2 listeners, generation

@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -53,6 +54,7 @@ typedef struct {
 typedef struct {
   pst_ticket_key_t keys[PST_TICKET_MAX_KEYS];
   size_t n;
+  time_t mtime; /* the file's modification time (pst_ticket_keys_load), else 0 */
 } pst_ticket_keyset_t;
 
 /* A process-wide key source (see above). Opaque. */
@@ -130,6 +132,15 @@ int pst_ticket_src_seal_key(pst_ticket_src_t *src, uint64_t now_ms, pst_ticket_k
  * that name (it left the file, or aged out of the ring). Thread-safe. */
 int pst_ticket_src_open_key(pst_ticket_src_t *src, const uint8_t name[PST_TICKET_NAME_LEN],
                             uint64_t now_ms, pst_ticket_key_t *key, int *newest);
+
+/* The ages of src's keys in seconds at now (wall clock), the key that
+ * seals tickets first, then the others newest first, into ages (room for
+ * max; PST_TICKET_MAX_KEYS is enough). A key's birth is when an in-memory
+ * ring made it, or for a key file the file's modification time when postern
+ * first read that key (appending a key line dates it; a key kept across
+ * re-reads keeps its date). For the admin endpoint's gauge: takes the
+ * source's lock for a copy. Returns how many were written. Thread-safe. */
+size_t pst_ticket_src_ages(pst_ticket_src_t *src, time_t now, double *ages, size_t max);
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t pst_ticket_now_ms(void);

@@ -172,10 +172,14 @@ def kubelet_volume(directory, files, mode=0o440):
         shutil.rmtree(directory / old)
 
 
-def mounted_config(objs, root, redis_port, backend_port, https_port=8443, admin_port=9090):
+def mounted_config(objs, root, pki, redis_port, backend_port, https_port=8443, admin_port=9090):
     """The ConfigMap's configuration with its mount paths under root and its
-    Services replaced by local ones (the Kubernetes names do not resolve here)."""
+    Services replaced by local ones (the Kubernetes names do not resolve here).
+    The test PKI's root is private: the chain is checked against it (a real
+    certificate against the image's system store)."""
     text = postern_config(objs).replace("/etc/postern/", f"{root}/")
+    text = re.sub(r"(?m)^( *)versions: \[tls1\.3\]\n",
+                  lambda m: f"{m.group(0)}{m.group(1)}ca_file: {pki.root}\n", text, count=1)
     text = text.replace('"postern-redis:6379"', f'"127.0.0.1:{redis_port}"')
     text = text.replace('"app:8080"', f'"localhost:{backend_port}"')
     text = text.replace('"0.0.0.0:8443"', f'"127.0.0.1:{https_port}"')
@@ -195,7 +199,8 @@ def test_configmap_passes_check_with_kubelet_mounts(postern_bin, pki, tmp_path):
     root = tmp_path / "etc-postern"
     lay_out_secrets(root, pki, postern_bin)
     kubelet_volume(root / "config", {"postern.yaml": mounted_config(
-        objs, root, redis_port=clients.free_port(), backend_port=clients.free_port()).encode()})
+        objs, root, pki, redis_port=clients.free_port(),
+        backend_port=clients.free_port()).encode()})
     p = run_postern(postern_bin, "-t", "-c", root / "config" / "postern.yaml")
     assert p.returncode == 0, p.stdout + p.stderr
     # Mode 0440 with the pod's own group (fsGroup) is how a non-root pod
@@ -232,7 +237,7 @@ def test_secret_update_reloads_the_running_pod(postern_bin, pki, tmp_path, start
         https, admin = clients.free_port(), clients.free_port()
         root = tmp_path / "etc-postern"
         lay_out_secrets(root, pki, postern_bin)
-        config = mounted_config(objs, root, redis_port, backend.port, https, admin)
+        config = mounted_config(objs, root, pki, redis_port, backend.port, https, admin)
         p = start_postern(config, [https, admin])
         assert get(f"http://127.0.0.1:{admin}/healthz") == 200
         deadline = time.monotonic() + 10

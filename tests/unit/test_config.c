@@ -491,6 +491,31 @@ static void test_log_format_user_group(void **state) {
                "t.yaml:8:8: group: group \"nogroup\" without user: ");
 }
 
+/* admin: one key, listen; never a listener's address, whichever comes
+ * first. */
+static void test_admin(void **state) {
+  pst_config_t *cfg = parse_ok("listeners:\n" LISTENER0);
+  assert_int_equal(cfg->admin_on, 0);
+  pst_config_free(cfg);
+  cfg = parse_ok("admin:\n  listen: 127.0.0.1:9090\nlisteners:\n" LISTENER0);
+  assert_int_equal(cfg->admin_on, 1);
+  assert_ipv4(&cfg->admin_listen, "127.0.0.1", 9090);
+  assert_mark(cfg->admin_listen_mark, 2, 11);
+  pst_config_free(cfg);
+  expect_error("admin:\n  lissen: 127.0.0.1:9090\nlisteners:\n" LISTENER0,
+               "t.yaml:2:3: admin.lissen: unknown key (did you mean \"listen\"?)");
+  expect_error("admin: {}\nlisteners:\n" LISTENER0, "t.yaml:1:8: admin: missing key \"listen\"");
+  expect_error("admin: 127.0.0.1:9090\nlisteners:\n" LISTENER0, "t.yaml:1:8: admin: ");
+  expect_error("admin:\n  listen: 127.0.0.1\nlisteners:\n" LISTENER0,
+               "t.yaml:2:11: admin.listen: invalid address \"127.0.0.1\"");
+  expect_error("admin:\n  listen: 127.0.0.1:8443\nlisteners:\n" LISTENER0,
+               "t.yaml:4:13: listeners[0].listen: address \"127.0.0.1:8443\" is already used by "
+               "admin.listen (line 2)");
+  expect_error("listeners:\n" LISTENER0 "admin:\n  listen: 127.0.0.1:8443\n",
+               "t.yaml:9:11: admin.listen: address \"127.0.0.1:8443\" is already used by listener "
+               "\"listener0\" (line 2)");
+}
+
 static void test_two_listeners_default_names(void **state) {
   pst_config_t *cfg = parse_ok("listeners:\n" LISTENER0
                                "  - listen: \"*:9443\"\n"
@@ -1084,6 +1109,7 @@ int main(void) {
       cmocka_unit_test(test_non_default_values),
       cmocka_unit_test(test_log_levels),
       cmocka_unit_test(test_log_format_user_group),
+      cmocka_unit_test(test_admin),
       cmocka_unit_test(test_two_listeners_default_names),
       cmocka_unit_test(test_route_names_lowercased),
       cmocka_unit_test(test_load_from_file),

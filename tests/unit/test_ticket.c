@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <utime.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -316,6 +318,43 @@ static void test_memory_ring(void **state) {
   assert_int_equal(pst_ticket_src_get(NULL, 0, 1000, &src, err, sizeof(err)), PST_ECONFIG);
 }
 
+/* The admin endpoint's ages: a file's keys are dated by the file's mtime
+ * when first read; a key kept across a re-read keeps its date. */
+static void test_key_ages(void **state) {
+  char path[128], a[PST_TICKET_KEY_B64_LEN + 1], b[PST_TICKET_KEY_B64_LEN + 1],
+      c[PST_TICKET_KEY_B64_LEN + 1], text[512], err[256];
+  double ages[PST_TICKET_MAX_KEYS];
+  snprintf(path, sizeof(path), "%s/ages.keys", tmpdir);
+  new_line(a);
+  new_line(b);
+  new_line(c);
+  snprintf(text, sizeof(text), "%s\n%s\n", a, b);
+  write_file(path, text);
+  time_t now = time(NULL);
+  struct utimbuf old = {now - 1000, now - 1000};
+  assert_int_equal(utime(path, &old), 0);
+  pst_ticket_src_t *src = NULL;
+  assert_int_equal(pst_ticket_src_get(path, 0, 0, &src, err, sizeof(err)), 0);
+  assert_int_equal(pst_ticket_src_ages(src, now, ages, PST_TICKET_MAX_KEYS), 2);
+  assert_true(ages[0] == 1000 && ages[1] == 1000);
+  /* c appended 10 s ago: the newest (sealing) key is 10 s old, a and b
+   * keep their date. */
+  snprintf(text, sizeof(text), "%s\n%s\n%s\n", a, b, c);
+  write_file(path, text);
+  struct utimbuf recent = {now - 10, now - 10};
+  assert_int_equal(utime(path, &recent), 0);
+  assert_int_equal(pst_ticket_keys_reload(path, err, sizeof(err)), 0);
+  assert_int_equal(pst_ticket_src_ages(src, now, ages, PST_TICKET_MAX_KEYS), 3);
+  assert_true(ages[0] == 10 && ages[1] == 1000 && ages[2] == 1000);
+  assert_int_equal(pst_ticket_src_ages(src, now, ages, 1), 1);
+  pst_ticket_src_put(src);
+  /* An in-memory ring: its first key was just made. */
+  assert_int_equal(pst_ticket_src_get(NULL, 5000, 10000, &src, err, sizeof(err)), 0);
+  assert_int_equal(pst_ticket_src_ages(src, time(NULL), ages, PST_TICKET_MAX_KEYS), 1);
+  assert_true(ages[0] >= 0 && ages[0] < 5);
+  pst_ticket_src_put(src);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_key_parse),
@@ -324,6 +363,7 @@ int main(void) {
       cmocka_unit_test(test_seal_open),
       cmocka_unit_test_setup_teardown(test_file_source_and_callback, setup_dir, teardown_dir),
       cmocka_unit_test(test_memory_ring),
+      cmocka_unit_test_setup_teardown(test_key_ages, setup_dir, teardown_dir),
   };
   return cmocka_run_group_tests_name("ticket", tests, NULL, NULL);
 }
