@@ -27,7 +27,11 @@
   X(HTTP_400, "http_400", "requests refused as malformed or smuggling-prone (400)")    \
   X(HTTP_431, "http_431", "requests refused for a head over max_header_bytes (431)")   \
   X(HTTP_502, "http_502", "requests answered 502: backend unreachable or broken")      \
-  X(HTTP_504, "http_504", "requests answered 504: no response head in time")
+  X(HTTP_504, "http_504", "requests answered 504: no response head in time")           \
+  X(BACKEND_RETRIES, "backend_retries",                                                \
+    "requests or connections retried on another server (or a fresh connection)")       \
+  X(BACKEND_EJECTIONS, "backend_ejections",                                            \
+    "servers ejected for passive.cooldown after live failures in a row")
 
 typedef enum {
 #define PST_METRIC_ENUM(id, key, help) PST_M_##id,
