@@ -53,6 +53,8 @@ struct pst_srv_s {
   atomic_uint fails[2];               /* consecutive live failures by pst_fail_t (passive) */
   atomic_uint_least64_t out_until_ms; /* passive ejection ends (uv_hrtime ms) */
   atomic_uint_least64_t changes;      /* up/down changes and ejections */
+  uint64_t epoch;                     /* lock: the newest generation naming it */
+  atomic_int retired;                 /* the newest generation does not name it */
 };
 
 typedef struct {
@@ -70,6 +72,7 @@ typedef struct {
 
 struct pst_bset_s {
   const pst_backend_set_conf_t *conf;
+  uint64_t epoch; /* of the config it belongs to */
   size_t n;
   bserver_t *servers;
   uint64_t *ring; /* sorted points: hash << 16 | server index */
@@ -79,6 +82,14 @@ struct pst_bset_s {
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static pst_srv_t *reg_list;
+/* lock: the epochs of the configs attached now (one per generation), and
+ * the last one given. A server that the newest of them does not name is
+ * retired: requests of older generations (kept-alive client connections)
+ * go to it only when no other server is usable, so that a reload that
+ * removes a server takes it out at once. */
+static uint64_t *live_epochs;
+static size_t n_live, cap_live;
+static uint64_t last_epoch;
 
 static atomic_uint next_slot;
 static _Thread_local int tl_slot = -1;
@@ -171,6 +182,10 @@ void pst_balance_set_up(pst_srv_t *srv, int up, const char *backend, const char 
   if (old == !!up) return;
   atomic_fetch_add_explicit(&srv->changes, 1, memory_order_relaxed);
   if (up) {
+    /* Back by its checks: a passive ejection of the outage ends too. */
+    atomic_store_explicit(&srv->out_until_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&srv->fails[0], 0, memory_order_relaxed);
+    atomic_store_explicit(&srv->fails[1], 0, memory_order_relaxed);
     pst_log_info("backend %s: server %s is up: %s", backend, server, cause);
   } else {
     pst_log_warn("backend %s: server %s is down: %s", backend, server, cause);
@@ -179,6 +194,7 @@ void pst_balance_set_up(pst_srv_t *srv, int up, const char *backend, const char 
 
 static int srv_usable(pst_srv_t *s, uint64_t now) {
   return atomic_load_explicit(&s->up, memory_order_relaxed) &&
+         !atomic_load_explicit(&s->retired, memory_order_relaxed) &&
          atomic_load_explicit(&s->out_until_ms, memory_order_relaxed) <= now;
 }
 
@@ -262,10 +278,11 @@ static void bset_free(pst_bset_t *b) {
 
 /* Builds set c's runtime; takes a registry reference per server (under
  * reg_lock). */
-static int bset_build(pst_backend_set_conf_t *c) {
+static int bset_build(pst_backend_set_conf_t *c, uint64_t epoch) {
   pst_bset_t *b = calloc(1, sizeof(*b));
   if (b == NULL) return -ENOMEM;
   b->conf = c;
+  b->epoch = epoch;
   b->servers = calloc(c->n_servers, sizeof(*b->servers));
   if (b->servers == NULL) {
     free(b);
@@ -279,6 +296,7 @@ static int bset_build(pst_backend_set_conf_t *c) {
       return -ENOMEM;
     }
     s->srv->refs++;
+    s->srv->epoch = epoch;
     b->n++;
     reg_configure(s->srv, c, &c->servers[i]);
     s->weight = c->servers[i].weight;
@@ -297,9 +315,36 @@ static int bset_build(pst_backend_set_conf_t *c) {
   return 0;
 }
 
+/* Marks retired the servers the newest attached config does not name
+ * (under reg_lock). */
+static void reg_retire(void) {
+  uint64_t newest = 0;
+  for (size_t i = 0; i < n_live; i++) {
+    if (live_epochs[i] > newest) newest = live_epochs[i];
+  }
+  for (pst_srv_t *s = reg_list; s != NULL; s = s->next) {
+    atomic_store_explicit(&s->retired, s->refs > 0 && s->epoch < newest, memory_order_relaxed);
+  }
+}
+
+static void epoch_drop(uint64_t epoch) {
+  for (size_t i = 0; i < n_live; i++) {
+    if (live_epochs[i] == epoch) {
+      live_epochs[i] = live_epochs[--n_live];
+      break;
+    }
+  }
+  if (n_live == 0) {
+    free(live_epochs);
+    live_epochs = NULL;
+    cap_live = 0;
+  }
+}
+
 void pst_balance_detach(pst_config_t *cfg) {
   if (cfg == NULL) return;
   pthread_mutex_lock(&reg_lock);
+  uint64_t epoch = 0;
   for (size_t i = 0; i < cfg->n_backends; i++) {
     pst_bset_t *b = cfg->backends[i]->rt;
     if (b == NULL) continue;
@@ -307,8 +352,13 @@ void pst_balance_detach(pst_config_t *cfg) {
       assert(b->servers[k].srv->refs > 0);
       b->servers[k].srv->refs--;
     }
+    epoch = b->epoch;
     bset_free(b);
     cfg->backends[i]->rt = NULL;
+  }
+  if (epoch != 0) {
+    epoch_drop(epoch);
+    reg_retire();
   }
   pthread_mutex_unlock(&reg_lock);
 }
@@ -316,7 +366,18 @@ void pst_balance_detach(pst_config_t *cfg) {
 int pst_balance_attach(pst_config_t *cfg) {
   int rc = 0;
   pthread_mutex_lock(&reg_lock);
-  for (size_t i = 0; i < cfg->n_backends && rc == 0; i++) rc = bset_build(cfg->backends[i]);
+  if (cfg->n_backends > 0 && n_live == cap_live) {
+    size_t cap = cap_live ? cap_live * 2 : 8;
+    uint64_t *e = realloc(live_epochs, cap * sizeof(*e));
+    if (e == NULL) rc = -ENOMEM;
+    if (e != NULL) live_epochs = e, cap_live = cap;
+  }
+  uint64_t epoch = ++last_epoch;
+  for (size_t i = 0; i < cfg->n_backends && rc == 0; i++) rc = bset_build(cfg->backends[i], epoch);
+  if (rc == 0 && cfg->n_backends > 0) {
+    live_epochs[n_live++] = epoch;
+    reg_retire();
+  }
   pthread_mutex_unlock(&reg_lock);
   if (rc != 0) pst_balance_detach(cfg);
   return rc;

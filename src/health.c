@@ -52,6 +52,7 @@ static struct {
   chk_t *list;
   unsigned seed;
   int started;
+  int stopping; /* checker thread only: handles are being closed */
 } H;
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
@@ -72,6 +73,9 @@ static void chk_on_close(uv_handle_t *h) {
 
 /* The check in flight ended: ok, or a failure with its cause. */
 static void chk_result(chk_t *k, int ok, const char *cause) {
+  /* Stopping: the close of every handle cancels requests in flight, whose
+   * callbacks land here; the socket is closing already. */
+  if (H.stopping) return;
   assert(k->state == CHK_CONNECTING || k->state == CHK_WAITING);
   k->state = CHK_CLOSING;
   uv_close((uv_handle_t *)&k->tcp, chk_on_close);
@@ -177,8 +181,8 @@ static void chk_start(chk_t *k) {
   k->connect.data = k;
   k->state = CHK_CONNECTING;
   k->deadline_ms = now_ms() + k->c.timeout_ms;
-  int rc = uv_tcp_connect(&k->connect, &k->tcp, (const struct sockaddr *)&k->c.addr.ss,
-                          chk_on_connect);
+  int rc =
+      uv_tcp_connect(&k->connect, &k->tcp, (const struct sockaddr *)&k->c.addr.ss, chk_on_connect);
   if (rc != 0) chk_result(k, 0, uv_strerror(rc));
 }
 
@@ -227,7 +231,10 @@ static void health_close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static void health_on_stop(uv_async_t *a) { uv_walk(&H.loop, health_close_walk, NULL); }
+static void health_on_stop(uv_async_t *a) {
+  H.stopping = 1;
+  uv_walk(&H.loop, health_close_walk, NULL);
+}
 
 static void health_main(void *arg) {
   uv_run(&H.loop, UV_RUN_DEFAULT);
@@ -259,6 +266,7 @@ void pst_health_stop(void) {
   uv_async_send(&H.stop);
   uv_thread_join(&H.thread);
   H.started = 0;
+  H.stopping = 0;
   while (H.list != NULL) {
     chk_t *k = H.list;
     H.list = k->next;

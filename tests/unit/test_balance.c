@@ -123,39 +123,51 @@ static void test_least_connections(void **state) {
   free_cfg(cfg);
 }
 
+static void client_ip(int i, char *ip, size_t len) {
+  snprintf(ip, len, "10.%d.%d.%d", i % 7, (i / 7) % 250, i % 250);
+}
+
 static void test_client_ip_consistent(void **state) {
   static const unsigned w[] = {1, 1, 1};
+  static int before[3000];
   pst_config_t *cfg = make_cfg("ch", PST_BALANCE_CLIENT_IP, w, 3, 9200);
-  /* Server 1 removed: the same backend name, servers 0 and 2. */
+  pst_backend_conf_t bc = backend_of(cfg);
+  int counts[3] = {0};
+  char ip[32];
+  for (int i = 0; i < 3000; i++) {
+    pst_pick_t p, again;
+    client_ip(i, ip, sizeof(ip));
+    before[i] = pick_index(&bc, ip, &p, 9200);
+    assert_int_equal(pick_index(&bc, ip, &again, 9200), before[i]); /* stable */
+    counts[before[i]]++;
+    pst_balance_done(&p);
+    pst_balance_done(&again);
+  }
+  for (int i = 0; i < 3; i++) {
+    assert_true(counts[i] > 3000 / 3 * 7 / 10);
+    assert_true(counts[i] < 3000 / 3 * 13 / 10);
+  }
+  /* The next generation removes server 1: only its clients move. */
   pst_config_t *cfg2 = make_cfg("ch", PST_BALANCE_CLIENT_IP, w, 3, 9200);
   pst_balance_detach(cfg2);
   pst_backend_set_conf_t *b2 = cfg2->backends[0];
   b2->servers[1] = b2->servers[2];
   b2->n_servers = 2;
   assert_int_equal(pst_balance_attach(cfg2), 0);
-  pst_backend_conf_t bc = backend_of(cfg), bc2 = backend_of(cfg2);
-  int counts[3] = {0}, moved = 0, n1 = 0;
-  for (int i = 0; i < 3000; i++) {
-    char ip[32];
-    snprintf(ip, sizeof(ip), "10.%d.%d.%d", i % 7, (i / 7) % 250, i % 250);
-    pst_pick_t p, p2, again;
-    int k = pick_index(&bc, ip, &p, 9200);
-    assert_int_equal(pick_index(&bc, ip, &again, 9200), k); /* stable */
-    int k2 = pick_index(&bc2, ip, &p2, 9200);
-    counts[k]++;
-    if (k == 1) n1++;
-    if (k != k2) moved++;
-    assert_true(k == 1 || k == k2); /* only the removed server's clients move */
-    pst_balance_done(&p);
-    pst_balance_done(&again);
-    pst_balance_done(&p2);
-  }
-  assert_int_equal(moved, n1);
-  for (int i = 0; i < 3; i++) {
-    assert_true(counts[i] > 3000 / 3 * 7 / 10);
-    assert_true(counts[i] < 3000 / 3 * 13 / 10);
-  }
+  /* The old generation no longer sends anyone to the removed server. */
+  assert_false(pst_balance_usable(cfg->backends[0], 1));
   free_cfg(cfg);
+  pst_backend_conf_t bc2 = backend_of(cfg2);
+  int moved = 0;
+  for (int i = 0; i < 3000; i++) {
+    pst_pick_t p;
+    client_ip(i, ip, sizeof(ip));
+    int k = pick_index(&bc2, ip, &p, 9200);
+    if (k != before[i]) moved++;
+    assert_true(before[i] == 1 || k == before[i]);
+    pst_balance_done(&p);
+  }
+  assert_int_equal(moved, counts[1]);
   free_cfg(cfg2);
 }
 
