@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "postern/common.h"
+#include "postern/config.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
 
@@ -605,4 +606,15 @@ void pst_balance_response(pst_pick_t *pick, int status) {
 const char *pst_balance_server(const pst_pick_t *pick) {
   if (pick->set == NULL || pick->idx < 0) return "";
   return pick->set->servers[pick->idx].bc.addr.text;
+}
+
+int pst_balance_addr_used(const pst_addr_t *addr, void *arg) {
+  const pst_config_t *cfg = arg;
+  for (size_t i = 0; i < cfg->n_backends; i++) {
+    const pst_backend_set_conf_t *b = cfg->backends[i];
+    for (size_t k = 0; k < b->n_servers; k++) {
+      if (pst_addr_equal(&b->servers[k].addr, addr)) return 1;
+    }
+  }
+  return 0;
 }

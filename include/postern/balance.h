@@ -96,6 +96,11 @@ void pst_balance_done(pst_pick_t *pick);
  * the pick has none. For log lines. */
 const char *pst_balance_server(const pst_pick_t *pick);
 
+/* Whether addr is a server of a set of cfg (a pst_config_t *): for
+ * pst_pools_sweep, which closes idle connections to servers a reload
+ * removed. */
+int pst_balance_addr_used(const pst_addr_t *addr, void *cfg);
+
 /* ---- the registry, for the health checker and the metrics ---- */
 
 /* What the health checker needs of one server, copied under the registry's

@@ -545,6 +545,11 @@ def test_reload_adds_and_removes_under_load(pki, start_postern, whos):
     ok, failed = load.finish()
     assert not failed, f"{len(failed)} failed: {failed[:3]}" + p.context()
     assert a.take() == 0, "the removed server still got requests"
+    # Its idle pooled connections were closed by the reload.
+    deadline = time.monotonic() + 3
+    while a.conns and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not a.conns, f"{len(a.conns)} connections to the removed server still open"
     assert c.take() > 0 and 25 <= counts.get("s2", 0) <= 75, counts
 
 
