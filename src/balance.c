@@ -603,6 +603,11 @@ void pst_balance_response(pst_pick_t *pick, int status) {
   }
 }
 
+int pst_balance_keep(const pst_pick_t *pick) {
+  if (pick->set == NULL || pick->idx < 0) return 1;
+  return !atomic_load_explicit(&pick->set->servers[pick->idx].srv->retired, memory_order_relaxed);
+}
+
 const char *pst_balance_server(const pst_pick_t *pick) {
   if (pick->set == NULL || pick->idx < 0) return "";
   return pick->set->servers[pick->idx].bc.addr.text;

@@ -99,7 +99,8 @@ static void stream_complete(stream_t *st) {
   stream_set_state(s, PST_STREAM_DONE);
   if (s->bconn != NULL) {
     /* Reusable only when both messages are complete (RFC 9112 9.3). */
-    pst_bconn_release(s->bconn, st->resp_keep_alive && s->req_done && s->pending.len == 0);
+    pst_bconn_release(s->bconn, st->resp_keep_alive && s->req_done && s->pending.len == 0 &&
+                                    pst_balance_keep(&st->pick));
     s->bconn = NULL;
   }
   pst_balance_done(&st->pick);

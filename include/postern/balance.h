@@ -92,6 +92,11 @@ void pst_balance_response(pst_pick_t *pick, int status);
  * longer). Idempotent. */
 void pst_balance_done(pst_pick_t *pick);
 
+/* Whether the current server's connection may go back to the pool: 0 when
+ * the newest generation no longer names the server (a reload removed it:
+ * its connections close once their exchange is done). 1 without a set. */
+int pst_balance_keep(const pst_pick_t *pick);
+
 /* The text of the current server's address ("10.0.0.11:8080"), or "" when
  * the pick has none. For log lines. */
 const char *pst_balance_server(const pst_pick_t *pick);

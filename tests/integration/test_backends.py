@@ -535,6 +535,8 @@ def test_reload_adds_and_removes_under_load(pki, start_postern, whos):
     while "reload ok" not in p.stderr()[mark:]:
         assert time.monotonic() < deadline, p.context()
         time.sleep(0.05)
+    assert re.search(rf"reload ok .*backend app: server {re.escape(c.addr)} added, "
+                     rf"server {re.escape(a.addr)} removed", p.stderr()), p.context()
     time.sleep(0.5)
     a.take()
     c.take()
