@@ -575,3 +575,37 @@ def test_config_errors(pki, postern_bin, tmp_path):
         out = r.stdout + r.stderr if hasattr(r, "stdout") else str(r)
         assert r.returncode == 1, out
         assert re.search(pattern, out), out
+
+
+def test_server_killed_under_h2load(pki, start_postern, whos):
+    """h2load over h2 (4 streams per connection) while a server dies and
+    comes back: every request succeeds (refused connects and requests cut
+    short with no response byte go to another server), and the server takes
+    requests again once its checks pass."""
+    import subprocess
+    a, b, c = whos(3)
+    port = free_port()
+    item = listener("web", port, "app", pki, ["example.test"], mode="http",
+                    alpn=["h2", "http/1.1"])
+    p = start_postern(config([item], backends={"app": {"servers": servers(a, b, c),
+                                                       "health": health()}}), [port])
+    h2 = subprocess.Popen(["h2load", "-D", "5", "-c", "8", "-m", "4", "-T", "10",
+                           f"https://{HOST}:{port}/"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.0)
+        b.stop()
+        wait_log(p, rf"server {re.escape(b.addr)} is down")
+        b2 = Who("s1-again", port=b.port)
+        wait_log(p, rf"server {re.escape(b.addr)} is up")
+        out, _ = h2.communicate(timeout=30)
+    finally:
+        if h2.poll() is None:
+            h2.kill()
+    b2.stop()
+    from clients import h2load_counts
+    req, codes = h2load_counts(out)
+    assert req and req["succeeded"] == req["done"] > 500 and req["failed"] == 0 \
+        and req["errored"] == 0 and req["timeout"] == 0, out[-1500:] + p.context()
+    assert codes["5xx"] == 0, out[-1500:]
+    assert b2.take() > 0, "the server took no request once back up"
