@@ -170,13 +170,6 @@ void pst_balance_each(void (*fn)(const pst_srv_check_t *c, void *arg), void *arg
   pthread_mutex_unlock(&reg_lock);
 }
 
-int pst_balance_in_use(const pst_srv_t *srv) {
-  pthread_mutex_lock(&reg_lock);
-  int used = srv->refs > 0 && srv->check != PST_CHECK_NONE;
-  pthread_mutex_unlock(&reg_lock);
-  return used;
-}
-
 void pst_balance_set_up(pst_srv_t *srv, int up, const char *backend, const char *server,
                         const char *cause) {
   int old = atomic_exchange_explicit(&srv->up, !!up, memory_order_relaxed);

@@ -125,10 +125,6 @@ typedef struct {
  * registry's lock (fn must not call back into this module). */
 void pst_balance_each(void (*fn)(const pst_srv_check_t *c, void *arg), void *arg);
 
-/* Whether srv is still in use by a generation (the checker drops those no
- * longer in use). Takes the registry's lock. */
-int pst_balance_in_use(const pst_srv_t *srv);
-
 /* The health checker's verdict on srv: up (1) or down (0). Logs the change
  * with cause and counts it when it is one. */
 void pst_balance_set_up(pst_srv_t *srv, int up, const char *backend, const char *server,
