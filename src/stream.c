@@ -265,11 +265,21 @@ static int stream_lease_to(stream_t *st, const pst_backend_conf_t *bc, int fresh
   return rc;
 }
 
-/* The first lease: the balancer picks the server (balance.h). */
+/* The first lease: the balancer picks the server (balance.h); a connect
+ * refused at once (no route, say) goes on to another within retries. */
 static int stream_lease(stream_t *st) {
   pst_stream_t *s = &st->pub;
   if (st->misdirected) return stream_lease_to(st, &stream_local_backend, 0);
-  return stream_lease_to(st, pst_balance_pick(s->host->backend, s->host->peer_ip, &st->pick), 0);
+  const pst_backend_conf_t *bc = pst_balance_pick(s->host->backend, s->host->peer_ip, &st->pick);
+  int rc = stream_lease_to(st, bc, 0);
+  while (rc != 0 && rc != -ENOMEM) {
+    assert(s->bconn == NULL);
+    pst_balance_connected(&st->pick, rc);
+    bc = pst_balance_next(&st->pick, 1, stream_conf(s)->backend_connect_timeout_ms);
+    if (bc == NULL) break;
+    rc = stream_lease_to(st, bc, 1);
+  }
+  return rc;
 }
 
 /* The one retry mechanism: after a connect failure (avoid_current: another
