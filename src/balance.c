@@ -596,6 +596,19 @@ void pst_balance_response(pst_pick_t *pick, int status) {
   }
 }
 
+uint64_t pst_balance_connect_ms(const pst_pick_t *pick, uint64_t budget_ms) {
+  if (pick->set == NULL || pick->idx < 0) return budget_ms;
+  uint64_t spent = now_ms() - pick->start_ms;
+  uint64_t left = spent < budget_ms ? budget_ms - spent : 1;
+  /* This attempt and those that may follow it: retries left, and servers
+   * not tried yet besides this one. */
+  uint64_t retries_left = pick->set->conf->retries + 1 - pick->attempts;
+  uint64_t others = pick->set->n - pick->n_tried - 1;
+  uint64_t attempts = 1 + (retries_left < others ? retries_left : others);
+  uint64_t ms = left / attempts;
+  return ms > 0 ? ms : 1;
+}
+
 int pst_balance_keep(const pst_pick_t *pick) {
   if (pick->set == NULL || pick->idx < 0) return 1;
   return !atomic_load_explicit(&pick->set->servers[pick->idx].srv->retired, memory_order_relaxed);

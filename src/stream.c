@@ -253,7 +253,12 @@ static int stream_lease_to(stream_t *st, const pst_backend_conf_t *bc, int fresh
                      &stream_bconn_events, st, &st->reused, &err);
   if (s->bconn == NULL) return err;
   st->got_bytes = 0;
-  if (!st->reused) return 0; /* stream_bconn_on_connect goes on */
+  if (!st->reused) {
+    /* The connect's share of timeouts.backend_connect (balance.h). */
+    pst_bconn_timer(s->bconn,
+                    pst_balance_connect_ms(&st->pick, stream_conf(s)->backend_connect_timeout_ms));
+    return 0; /* stream_bconn_on_connect goes on */
+  }
   int rc = stream_send_head(st);
   if (rc != 0 && !fresh) {
     /* The pooled connection died before taking a byte: nothing was sent,

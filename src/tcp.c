@@ -65,6 +65,8 @@ static int tcp_lease(tcp_app_t *t, const pst_backend_conf_t *bc) {
   int reused, err = 0;
   t->b = pst_pool_lease(h->pools, h->lc, bc, PST_LEASE_ONCE, &tcp_events, t, &reused, &err);
   if (t->b == NULL) return err;
+  /* The connect's share of timeouts.backend_connect (balance.h). */
+  pst_bconn_timer(t->b, pst_balance_connect_ms(&t->pick, h->lc->backend_connect_timeout_ms));
   pst_bconn_read(t->b, 1);
   return 0;
 }

@@ -80,6 +80,13 @@ const pst_backend_conf_t *pst_balance_pick(const pst_backend_conf_t *bc, const c
  * NULL when no retry is left (budget, retries, or every server tried). */
 const pst_backend_conf_t *pst_balance_next(pst_pick_t *pick, int avoid_current, uint64_t budget_ms);
 
+/* The connect timeout of the connection just leased to the current server:
+ * what is left of budget_ms (timeouts.backend_connect, counted from the
+ * first pick) shared among the attempts still possible, so that a server
+ * that does not answer (a black hole) leaves time to try another. A set of
+ * one server, or a lease without a set, gets the whole budget. */
+uint64_t pst_balance_connect_ms(const pst_pick_t *pick, uint64_t budget_ms);
+
 /* The current server's connect completed (status 0) or failed (negative):
  * consecutive failures seen by any worker eject it for passive.cooldown. */
 void pst_balance_connected(pst_pick_t *pick, int status);

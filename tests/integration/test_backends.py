@@ -609,3 +609,24 @@ def test_server_killed_under_h2load(pki, start_postern, whos):
         and req["errored"] == 0 and req["timeout"] == 0, out[-1500:] + p.context()
     assert codes["5xx"] == 0, out[-1500:]
     assert b2.take() > 0, "the server took no request once back up"
+
+
+def test_black_hole_server_shares_the_connect_budget(pki, start_postern, backend, whos):
+    """A server whose connect hangs gets its share of timeouts.backend_connect
+    (2 s over 2 possible attempts: 1 s), then the request goes to the other."""
+    hole = backend.black_hole()
+    (a,) = whos(1)
+    port = free_port()
+    item = listener("web", port, "app", pki, ["example.test"], mode="http", alpn=["http/1.1"],
+                    timeouts={"backend_connect": "2s"})
+    p = start_postern(config([item], workers=1, backends={
+        "app": {"servers": [{"address": hole.addr}, {"address": a.addr}],
+                "passive": {"failures": 0}}}), [port])
+    times = []
+    for _ in range(2):
+        t0 = time.monotonic()
+        assert SniClient(pki, port).request() == (200, "s0"), p.context()
+        times.append(time.monotonic() - t0)
+    slow = max(times)
+    assert 0.8 < slow < 1.8, f"{times}: expected one request to wait about 1 s" + p.context()
+    assert min(times) < 0.5, times
