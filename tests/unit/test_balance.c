@@ -226,6 +226,9 @@ static void test_retries_and_passive(void **state) {
   pst_pick_t p;
   int seen[4] = {0};
   seen[pick_index(&bc, NULL, &p, 9400)] = 1;
+  /* retries 2: three attempts share the connect budget. */
+  uint64_t ms = pst_balance_connect_ms(&p, 3000);
+  assert_true(ms > 900 && ms <= 1000);
   /* retries: 2 -> two more servers, each a new one, then no more. */
   for (int r = 0; r < 2; r++) {
     const pst_backend_conf_t *s = pst_balance_next(&p, 1, 60000);
@@ -234,6 +237,7 @@ static void test_retries_and_passive(void **state) {
     assert_int_equal(seen[k], 0);
     seen[k] = 1;
   }
+  assert_true(pst_balance_connect_ms(&p, 60000) > 59000); /* the last one: the rest */
   assert_null(pst_balance_next(&p, 1, 60000));
   pst_balance_done(&p);
   /* A stale pooled connection: the same server again, no retry used. */
