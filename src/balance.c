@@ -172,7 +172,13 @@ void pst_balance_each(void (*fn)(const pst_srv_check_t *c, void *arg), void *arg
 
 void pst_balance_set_up(pst_srv_t *srv, int up, const char *backend, const char *server,
                         const char *cause) {
-  int old = atomic_exchange_explicit(&srv->up, !!up, memory_order_relaxed);
+  /* Under the lock: a reload may have turned the check off meanwhile
+   * (reg_configure), and then the server stays up. */
+  pthread_mutex_lock(&reg_lock);
+  int old = srv->check == PST_CHECK_NONE
+                ? !!up
+                : atomic_exchange_explicit(&srv->up, !!up, memory_order_relaxed);
+  pthread_mutex_unlock(&reg_lock);
   if (old == !!up) return;
   atomic_fetch_add_explicit(&srv->changes, 1, memory_order_relaxed);
   if (up) {

@@ -133,7 +133,8 @@ typedef struct {
 void pst_balance_each(void (*fn)(const pst_srv_check_t *c, void *arg), void *arg);
 
 /* The health checker's verdict on srv: up (1) or down (0). Logs the change
- * with cause and counts it when it is one. */
+ * with cause and counts it when it is one; ignored when the newest
+ * generation no longer checks srv (it is up then). */
 void pst_balance_set_up(pst_srv_t *srv, int up, const char *backend, const char *server,
                         const char *cause);
 

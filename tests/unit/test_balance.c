@@ -31,6 +31,7 @@ static pst_config_t *make_cfg(const char *name, pst_balance_t policy, const unsi
   cfg->n_backends = 1;
   b->name = strdup(name);
   b->balance = policy;
+  b->check = PST_CHECK_TCP; /* a verdict counts only for a checked server */
   b->retries = 2;
   b->passive_failures = 3;
   b->passive_cooldown_ms = 60000;
