@@ -499,6 +499,12 @@ static const pst_backend_conf_t *choose(pst_pick_t *p) {
   int i = pick_policy(b, t, p, 0, now);
   if (i < 0) i = pick_policy(b, t, p, 1, now);
   if (i < 0) return NULL;
+  pst_srv_t *srv = b->servers[i].srv;
+  uint64_t until = atomic_load_explicit(&srv->out_until_ms, memory_order_relaxed);
+  if (until != 0 && until <= now && atomic_compare_exchange_strong(&srv->out_until_ms, &until, 0)) {
+    /* The first pick after an ejection's end says so, once. */
+    pst_log_info("backend %s: server %s back after passive.cooldown", b->conf->name, srv->server);
+  }
   p->idx = i;
   p->attempts++;
   if (t != NULL) {

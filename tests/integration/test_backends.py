@@ -412,6 +412,7 @@ def test_passive_ejection(pki, start_postern, whos):
     b.status = 200
     run_requests(pki, port, 50)
     assert b.take() > 0, "the server did not come back after the cooldown"
+    wait_log(p, rf"backend app: server {re.escape(b.addr)} back after passive.cooldown")
 
 
 def closer(port):
