@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "admin_int.h"
+#include "postern/balance.h"
 #include "postern/common.h"
 #include "postern/metrics.h"
 #include "postern/ticket.h"
@@ -256,5 +257,8 @@ int pst_admin_render(pst_buf_t *out, const pst_admin_view_t *v) {
   TRY(render_certs(out, v));
   TRY(render_tickets(out, v));
   TRY(render_process(out, v));
+  /* The servers of every backend set: up or down, and how often that
+   * changed (balance.h: the health registry, read with atomics). */
+  TRY(pst_health_render(out));
   return render_self(out, v);
 }

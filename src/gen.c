@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "postern/access_log.h"
+#include "postern/balance.h"
 #include "postern/cert.h"
 #include "postern/common.h"
 #include "postern/config.h"
@@ -187,6 +188,7 @@ static void gen_free(pst_gen_t *gen) {
     }
     free(gen->listeners);
   }
+  pst_balance_detach(gen->cfg);
   pst_config_free(gen->cfg);
   free(gen);
 }
@@ -290,6 +292,7 @@ int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, 
     gen->listeners[i].conf = &cfg->listeners[i];
     rc = gen_build_listener(&g, &gen->listeners[i], now);
   }
+  if (rc == 0) rc = pst_balance_attach(cfg); /* the backend sets' servers and shared health */
   if (n_errors != NULL) *n_errors = g.errors;
   if (rc == 0 && g.errors > 0) rc = PST_ECERT;
   if (rc != 0) {

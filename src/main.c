@@ -18,6 +18,7 @@
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/gen.h"
+#include "postern/health.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
 #include "postern/notify.h"
@@ -396,6 +397,8 @@ static int run(pst_config_t *cfg) {
     return 1;
   }
   app.loop = uv_default_loop();
+  /* After the drop: the checker thread inherits the capability sets. */
+  if (pst_health_start() != 0) pst_log_warn("no health checker thread: servers stay up");
   uv_mutex_init(&app.lock);
   uv_async_init(app.loop, &app.exited, app_on_exited);
   uv_timer_init(app.loop, &app.drain_status);
@@ -443,6 +446,7 @@ static int run(pst_config_t *cfg) {
   if (started == 0) uv_async_send(&app.exited);
   uv_run(app.loop, UV_RUN_DEFAULT);
   for (unsigned i = 0; i < started; i++) pst_worker_join(&app.workers[i]);
+  pst_health_stop();
   uv_loop_close(app.loop);
   uv_mutex_destroy(&app.lock);
   pst_admin_free(app.admin);

@@ -495,3 +495,11 @@ void pst_bconn_release(pst_bconn_t *b, int reusable) {
   if (!b->reading) bconn_start_read(b); /* notice the backend closing it */
   if (bconn_timer_start(b, b->idle_ms) != 0) bconn_close(b);
 }
+
+void pst_pools_sweep(pst_pools_t *pools, int (*keep)(const pst_addr_t *addr, void *arg),
+                     void *arg) {
+  for (pool_t *p = pools->list; p != NULL; p = p->next) {
+    if (p->idle == NULL || keep(&p->addr, arg)) continue;
+    while (p->idle != NULL) bconn_close(p->idle);
+  }
+}

@@ -235,6 +235,71 @@ static void describe_certs(out_t *o, const pst_gen_listener_t *a, const pst_gen_
   }
 }
 
+static const pst_backend_set_conf_t *set_named(const pst_config_t *c, const char *name) {
+  for (size_t i = 0; i < c->n_backends; i++) {
+    if (!c->backends[i]->inline_set && strcmp(c->backends[i]->name, name) == 0) {
+      return c->backends[i];
+    }
+  }
+  return NULL;
+}
+
+static const pst_server_conf_t *server_in(const pst_backend_set_conf_t *s, const char *text) {
+  for (size_t i = 0; i < s->n_servers; i++) {
+    if (strcmp(s->servers[i].addr.text, text) == 0) return &s->servers[i];
+  }
+  return NULL;
+}
+
+/* One named backend set kept by the reload: its servers added, removed,
+ * re-weighted, and whether anything else of it changed. */
+static void describe_set(out_t *o, const pst_backend_set_conf_t *x,
+                         const pst_backend_set_conf_t *y) {
+  char buf[768];
+  out_t one = {buf, sizeof(buf), 0, 0};
+  buf[0] = '\0';
+  for (size_t i = 0; i < y->n_servers; i++) {
+    const pst_server_conf_t *was = server_in(x, y->servers[i].addr.text);
+    if (was == NULL) {
+      out_add(&one, ", ", "server %s added", y->servers[i].addr.text);
+    } else if (was->weight != y->servers[i].weight) {
+      out_add(&one, ", ", "server %s weight %u (was %u)", y->servers[i].addr.text,
+              y->servers[i].weight, was->weight);
+    }
+  }
+  for (size_t i = 0; i < x->n_servers; i++) {
+    if (server_in(y, x->servers[i].addr.text) == NULL) {
+      out_add(&one, ", ", "server %s removed", x->servers[i].addr.text);
+    }
+  }
+  if (x->balance != y->balance || x->check != y->check || !str_same(x->check_path, y->check_path) ||
+      x->check_interval_ms != y->check_interval_ms || x->check_timeout_ms != y->check_timeout_ms ||
+      x->rise != y->rise || x->fall != y->fall || x->passive_failures != y->passive_failures ||
+      x->passive_cooldown_ms != y->passive_cooldown_ms || x->retries != y->retries ||
+      x->proxy_protocol != y->proxy_protocol) {
+    out_add(&one, ", ", "settings changed");
+  }
+  if (one.items > 0) out_add(o, "; ", "backend %s: %s", y->name, buf);
+}
+
+static void describe_backends(out_t *o, const pst_config_t *a, const pst_config_t *b) {
+  for (size_t i = 0; i < b->n_backends; i++) {
+    const pst_backend_set_conf_t *y = b->backends[i], *x;
+    if (y->inline_set) continue; /* a listener's backend key says it */
+    x = set_named(a, y->name);
+    if (x == NULL) {
+      out_add(o, "; ", "backend %s added", y->name);
+    } else {
+      describe_set(o, x, y);
+    }
+  }
+  for (size_t i = 0; i < a->n_backends; i++) {
+    if (!a->backends[i]->inline_set && set_named(b, a->backends[i]->name) == NULL) {
+      out_add(o, "; ", "backend %s removed", a->backends[i]->name);
+    }
+  }
+}
+
 static void describe_top(out_t *o, const pst_config_t *a, const pst_config_t *b,
                          unsigned running_workers) {
   static const char *const levels[] = {"error", "warn", "info", "debug"};
@@ -296,6 +361,7 @@ const char *pst_reload_describe(const pst_gen_t *old_gen, const pst_gen_t *new_g
               a->listeners[j].listen.text);
     }
   }
+  describe_backends(&o, a, b);
   describe_top(&o, a, b, a->workers);
   if (o.items == 0) snprintf(buf, len, "nothing changed");
   return buf;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "postern/balance.h"
 #include "postern/common.h"
 #include "postern/http.h"
 #include "postern/info.h"
@@ -30,6 +31,7 @@ typedef struct {
   int resp_keep_alive;
   int front_err;   /* what the front end's on_head or on_body refused with */
   int misdirected; /* answered 421 by postern itself (stream_misdirected) */
+  pst_pick_t pick; /* the backend set's server leased now (balance.h) */
 } stream_t;
 
 /* Where a request postern answers itself goes: an in-process connection
@@ -63,6 +65,7 @@ static void stream_destroy(stream_t *st) {
   assert(s->state != PST_STREAM_WAITING); /* the connection's count stays right */
   s->host->ops->touch(s->host);           /* idle from the end of the exchange */
   if (s->bconn != NULL) pst_bconn_release(s->bconn, 0);
+  pst_balance_done(&st->pick);
   pst_h1_resp_parser_free(st->parser);
   pst_buf_free(&st->head);
   pst_buf_free(&s->pending);
@@ -83,6 +86,7 @@ static void stream_fail(stream_t *st, int status, const char *why) {
     pst_bconn_release(s->bconn, 0);
     s->bconn = NULL;
   }
+  pst_balance_done(&st->pick);
   pst_log_debug("conn %llu: stream %d: %s", (unsigned long long)s->host->id, s->h2_id, why);
   st->busy++;
   s->ops->on_error(s, s->head_sent ? 0 : status, why);
@@ -95,9 +99,11 @@ static void stream_complete(stream_t *st) {
   stream_set_state(s, PST_STREAM_DONE);
   if (s->bconn != NULL) {
     /* Reusable only when both messages are complete (RFC 9112 9.3). */
-    pst_bconn_release(s->bconn, st->resp_keep_alive && s->req_done && s->pending.len == 0);
+    pst_bconn_release(s->bconn, st->resp_keep_alive && s->req_done && s->pending.len == 0 &&
+                                    pst_balance_keep(&st->pick));
     s->bconn = NULL;
   }
+  pst_balance_done(&st->pick);
   st->busy++;
   s->ops->on_end(s);
   st->busy--;
@@ -129,7 +135,8 @@ static int stream_on_head(void *arg, pst_http_response_t *resp) {
     if (rc != 0) st->front_err = rc;
     return rc;
   }
-  pst_bconn_timer(s->bconn, 0); /* the head came within backend_response */
+  pst_bconn_timer(s->bconn, 0);                  /* the head came within backend_response */
+  pst_balance_response(&st->pick, resp->status); /* a 5xx counts toward passive ejection */
   if (resp->status == 101) {
     if (!s->req->upgrade) {
       pst_http_response_free(resp);
@@ -255,10 +262,11 @@ static int stream_send_proxy(pst_stream_t *s, const pst_backend_conf_t *bc) {
   return rc;
 }
 
-static int stream_lease(stream_t *st, int fresh) {
+/* Leases a connection to bc (a server of the backend set, builtin:info or
+ * the in-process 421). Returns 0 or a negative error. */
+static int stream_lease_to(stream_t *st, const pst_backend_conf_t *bc, int fresh) {
   pst_stream_t *s = &st->pub;
   int err = 0;
-  const pst_backend_conf_t *bc = st->misdirected ? &stream_local_backend : s->host->backend;
   uint64_t owner = stream_owner(s, bc);
   s->bconn = pst_pool_lease_owned(s->host->pools, stream_conf(s), bc,
                                   fresh ? PST_LEASE_FRESH : PST_LEASE_POOLED, owner,
@@ -266,6 +274,9 @@ static int stream_lease(stream_t *st, int fresh) {
   if (s->bconn == NULL) return err;
   st->got_bytes = 0;
   if (!st->reused) {
+    /* The connect's share of timeouts.backend_connect (balance.h). */
+    pst_bconn_timer(s->bconn,
+                    pst_balance_connect_ms(&st->pick, stream_conf(s)->backend_connect_timeout_ms));
     /* stream_bconn_on_connect goes on */
     return owner != 0 ? stream_send_proxy(s, bc) : 0;
   }
@@ -275,20 +286,64 @@ static int stream_lease(stream_t *st, int fresh) {
      * so any request may go on a fresh one. */
     pst_bconn_release(s->bconn, 0);
     s->bconn = NULL;
-    return stream_lease(st, 1);
+    return stream_lease_to(st, bc, 1);
   }
   return rc;
+}
+
+/* The first lease: the balancer picks the server (balance.h); a connect
+ * refused at once (no route, say) goes on to another within retries. */
+static int stream_lease(stream_t *st) {
+  pst_stream_t *s = &st->pub;
+  if (st->misdirected) return stream_lease_to(st, &stream_local_backend, 0);
+  const pst_backend_conf_t *bc = pst_balance_pick(s->host->backend, s->host->peer_ip, &st->pick);
+  int rc = stream_lease_to(st, bc, 0);
+  while (rc != 0 && rc != -ENOMEM) {
+    assert(s->bconn == NULL);
+    pst_balance_connected(&st->pick, rc);
+    bc = pst_balance_next(&st->pick, 1, stream_conf(s)->backend_connect_timeout_ms);
+    if (bc == NULL) break;
+    rc = stream_lease_to(st, bc, 1);
+  }
+  return rc;
+}
+
+/* The one retry mechanism: after a connect failure (avoid_current: another
+ * server, within backends' retries and the connect timeout), or after a
+ * connection that closed without a response byte (stream_retryable). The
+ * request head is kept and sent again; body bytes that waited for the
+ * connect are still pending. Returns 1 when a new lease is under way, 0
+ * when no retry is left (the caller fails the stream). */
+static int stream_retry(stream_t *st, int avoid_current, const char *why) {
+  pst_stream_t *s = &st->pub;
+  const pst_backend_conf_t *bc =
+      pst_balance_next(&st->pick, avoid_current, stream_conf(s)->backend_connect_timeout_ms);
+  if (bc == NULL && !avoid_current && st->pick.set == NULL && !st->misdirected) {
+    bc = s->host->backend; /* a backend without a set: the same address again */
+  }
+  if (bc == NULL) return 0;
+  if (s->bconn != NULL) {
+    pst_bconn_release(s->bconn, 0);
+    s->bconn = NULL;
+  }
+  pst_metric_inc(PST_M_BACKEND_RETRIES);
+  pst_log_debug("conn %llu: stream %d: %s: retrying on %s", (unsigned long long)s->host->id,
+                s->h2_id, why, bc->addr.text);
+  stream_set_state(s, PST_STREAM_CONNECTING); /* a fresh connection, connecting */
+  if (stream_lease_to(st, bc, 1) == 0) return 1;
+  return stream_retry(st, 1, "lease failed");
 }
 
 static void stream_bconn_on_connect(void *arg, int status) {
   stream_t *st = arg;
   pst_stream_t *s = &st->pub;
+  pst_balance_connected(&st->pick, status);
   if (status < 0) {
-    char why[160];
-    snprintf(why, sizeof(why), "backend %s: connect failed: %s", s->host->backend->addr.text,
-             uv_strerror(status));
+    char why[300];
+    snprintf(why, sizeof(why), "backend %s: server %s: connect failed: %s",
+             s->host->backend->addr.text, pst_balance_server(&st->pick), pst_strerror(status));
     pst_log_warn("conn %llu: %s", (unsigned long long)s->host->id, why);
-    stream_fail(st, 502, "backend connect failed");
+    if (!stream_retry(st, 1, "connect failed")) stream_fail(st, 502, "backend connect failed");
     stream_settle(st);
     return;
   }
@@ -309,26 +364,29 @@ static void stream_bconn_on_connect(void *arg, int status) {
   }
 }
 
-/* RFC 9110 9.2.2: a request that is safe to send twice, because it was
- * not seen by the backend (the pooled connection was already dead). */
-static int stream_retryable(const stream_t *st) {
+/* Whether the request may be sent again: no response byte came back, it
+ * has no body (only the head is kept), and either the pooled connection
+ * was stale (it says nothing of the request: once) or the method is safe
+ * (RFC 9110 9.2.1: GET, HEAD, OPTIONS, TRACE), so that a server that saw
+ * it and died cannot have acted on it. */
+static int stream_retryable(const stream_t *st, int *stale) {
   const pst_http_request_t *r = st->pub.req;
   int no_body = r->body == PST_BODY_NONE || (r->body == PST_BODY_LENGTH && r->content_length == 0);
-  if (st->pub.retried || !st->reused || st->got_bytes || !no_body) return 0;
-  return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
-         strcmp(r->method, "OPTIONS") == 0;
+  if (st->got_bytes || !no_body || st->misdirected) return 0;
+  int safe = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
+             strcmp(r->method, "OPTIONS") == 0 || strcmp(r->method, "TRACE") == 0;
+  *stale = st->reused && !st->pub.retried;
+  return safe;
 }
 
 static void stream_backend_closed(stream_t *st, ssize_t n) {
   pst_stream_t *s = &st->pub;
-  if (stream_retryable(st)) {
-    pst_bconn_release(s->bconn, 0);
-    s->bconn = NULL;
-    s->retried = 1;
-    stream_set_state(s, PST_STREAM_CONNECTING); /* a fresh connection, connecting */
-    if (stream_lease(st, 1) == 0) return;
-    stream_fail(st, 502, "backend connect failed");
-    return;
+  int stale = 0;
+  if (stream_retryable(st, &stale)) {
+    /* A stale pooled connection: the same server, fresh; a server that
+     * closed a fresh one on the request: another server. */
+    s->retried = s->retried || stale;
+    if (stream_retry(st, !stale, "backend closed without a response")) return;
   }
   if (n == UV_EOF && pst_h1_resp_finish(st->parser) == 0) {
     if (st->resp_done || s->state == PST_STREAM_TUNNEL) {
@@ -398,7 +456,11 @@ static void stream_bconn_on_timer(void *arg) {
   stream_t *st = arg;
   pst_stream_t *s = &st->pub;
   if (s->state == PST_STREAM_CONNECTING) {
-    stream_fail(st, 502, "backend connect timeout");
+    pst_balance_connected(&st->pick, UV_ETIMEDOUT);
+    pst_log_warn("conn %llu: backend %s: server %s: connect timeout",
+                 (unsigned long long)s->host->id, s->host->backend->addr.text,
+                 pst_balance_server(&st->pick));
+    if (!stream_retry(st, 1, "connect timeout")) stream_fail(st, 502, "backend connect timeout");
   } else {
     pst_metrics_backend_timeout(s->host->lc->metrics_slot, PST_MPHASE_RESPONSE);
     stream_fail(st, 504, "no response head within timeouts.backend_response");
@@ -427,6 +489,9 @@ static int same_backend(const pst_backend_conf_t *a, const pst_backend_conf_t *b
   if (a == b) return 1;
   if (a->kind != b->kind) return 0;
   if (a->kind == PST_BACKEND_BUILTIN_INFO) return 1;
+  if (a->set != NULL && b->set != NULL && (!a->set->inline_set || !b->set->inline_set)) {
+    return a->set == b->set;
+  }
   return a->addr.len == b->addr.len && memcmp(&a->addr.ss, &b->addr.ss, a->addr.len) == 0;
 }
 
@@ -485,7 +550,7 @@ pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, vo
         "connection's server name: 421",
         (unsigned long long)host->id, h2_id);
   }
-  if (stream_lease(st, 0) != 0) goto nomem;
+  if (stream_lease(st) != 0) goto nomem;
   return s;
 nomem:
   if (st != NULL) {
@@ -568,6 +633,7 @@ void pst_stream_free(pst_stream_t *s) {
     pst_bconn_release(s->bconn, 0);
     s->bconn = NULL;
   }
+  pst_balance_done(&st->pick);
   if (st->busy > 0) {
     st->freed = 1; /* freed when the callback returns */
     return;

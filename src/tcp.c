@@ -4,8 +4,10 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "postern/balance.h"
 #include "postern/common.h"
 #include "postern/log.h"
+#include "postern/metrics.h"
 #include "postern/pool.h"
 
 /* Where the backend connection stands. Each direction's end is tracked by
@@ -20,6 +22,8 @@ typedef enum {
 typedef struct {
   pst_app_t base;
   pst_bconn_t *b;
+  pst_pick_t pick;   /* the backend set's server leased (balance.h) */
+  pst_buf_t pending; /* client bytes that wait for the connect (kept for a retry) */
   tcp_state_t state;
   unsigned client_eof : 1;        /* the client finished sending */
   unsigned backend_eof : 1;       /* the backend finished sending */
@@ -51,16 +55,77 @@ static void tcp_check_done(tcp_app_t *t) {
 
 /* ---- backend events ---- */
 
+static const pst_bconn_events_t tcp_events;
+
+/* Leases a connection to bc and reads it from the start: stopping and
+ * starting it around the connect would cost epoll_ctl calls on every
+ * connection. Returns 0 or a negative error. */
+static int tcp_lease(tcp_app_t *t, const pst_backend_conf_t *bc) {
+  pst_host_t *h = t->base.host;
+  int reused, err = 0;
+  t->b = pst_pool_lease(h->pools, h->lc, bc, PST_LEASE_ONCE, &tcp_events, t, &reused, &err);
+  if (t->b == NULL) return err;
+  /* The connect's share of timeouts.backend_connect (balance.h). */
+  pst_bconn_timer(t->b, pst_balance_connect_ms(&t->pick, h->lc->backend_connect_timeout_ms));
+  /* The backend is read from the start: stopping and starting it around
+   * the connect would cost epoll_ctl calls on every connection. */
+  pst_bconn_read(t->b, 1);
+  /* proxy_protocol: the header is the first bytes each server tried gets,
+   * queued behind the connect, before anything the client sends. */
+  if (bc->proxy_protocol == PST_PROXY_NONE) return 0;
+  pst_buf_t hdr = {0};
+  int rc = h->ops->proxy_header(h, bc->proxy_protocol, &hdr);
+  if (rc == 0) rc = pst_bconn_write(t->b, pst_buf_head(&hdr), hdr.len);
+  pst_buf_free(&hdr);
+  if (rc != 0) {
+    pst_bconn_release(t->b, 0);
+    t->b = NULL;
+  }
+  return rc;
+}
+
+/* The connect to the current server failed (status): another server of the
+ * set, within its retries and the connect timeout; else the connection
+ * closes. */
+static void tcp_connect_failed(tcp_app_t *t, int status) {
+  pst_host_t *h = t->base.host;
+  pst_balance_connected(&t->pick, status);
+  pst_log_warn("conn %llu: backend %s: server %s: connect failed: %s", (unsigned long long)h->id,
+               h->backend->addr.text, pst_balance_server(&t->pick), pst_strerror(status));
+  pst_bconn_release(t->b, 0);
+  t->b = NULL;
+  const pst_backend_conf_t *bc;
+  while ((bc = pst_balance_next(&t->pick, 1, h->lc->backend_connect_timeout_ms)) != NULL) {
+    pst_metric_inc(PST_M_BACKEND_RETRIES);
+    if (tcp_lease(t, bc) == 0) return;
+  }
+  tcp_set_state(t, TCP_GONE);
+  tcp_close(t, status,
+            status == PST_ETIMEDOUT ? "backend connect timeout" : "backend connect failed");
+}
+
 static void tcp_on_connect(void *arg, int status) {
   tcp_app_t *t = arg;
-  pst_host_t *h = t->base.host;
   if (status < 0) {
-    pst_log_warn("conn %llu: backend %s: connect failed: %s", (unsigned long long)h->id,
-                 h->backend->addr.text, uv_strerror(status));
-    tcp_close(t, status, "backend connect failed");
+    tcp_connect_failed(t, status);
     return;
   }
+  pst_balance_connected(&t->pick, 0);
   tcp_set_state(t, TCP_RELAYING);
+  int rc = 0;
+  if (t->pending.len > 0) {
+    rc = pst_bconn_write(t->b, pst_buf_head(&t->pending), t->pending.len);
+    pst_buf_free(&t->pending);
+  }
+  if (rc == 0 && t->client_eof) rc = pst_bconn_shutdown(t->b);
+  if (rc != 0) {
+    tcp_close(t, rc, "backend write failed");
+    return;
+  }
+  if (t->client_paused && pst_bconn_queued(t->b) < PST_BACKEND_LOW_WATER) {
+    t->client_paused = 0;
+    t->base.host->ops->pause(t->base.host, 0);
+  }
 }
 
 static void tcp_on_read(void *arg, const char *data, ssize_t n) {
@@ -95,7 +160,7 @@ static void tcp_on_drain(void *arg) {
 static void tcp_on_timer(void *arg) {
   tcp_app_t *t = arg;
   /* The only timer the relay arms is the connect timeout. */
-  tcp_close(t, PST_ETIMEDOUT, "backend connect timeout");
+  tcp_connect_failed(t, PST_ETIMEDOUT);
 }
 
 static void tcp_on_write_error(void *arg, int status) {
@@ -126,6 +191,19 @@ static const pst_bconn_events_t tcp_events = {
 static int tcp_feed(pst_app_t *a, const char *data, size_t len) {
   tcp_app_t *t = T(a);
   if (t->state == TCP_GONE) return 0;
+  if (t->state == TCP_CONNECTING) {
+    /* Kept until the connect succeeds, so that a retry on another server
+     * sends them too. */
+    if (pst_buf_append(&t->pending, data, len) != 0) {
+      tcp_close(t, -ENOMEM, "out of memory");
+      return -ENOMEM;
+    }
+    if (!t->client_paused && t->pending.len > PST_BACKEND_HIGH_WATER) {
+      t->client_paused = 1; /* tcp_on_connect resumes */
+      a->host->ops->pause(a->host, 1);
+    }
+    return 0;
+  }
   int rc = pst_bconn_write(t->b, data, len);
   if (rc != 0) {
     tcp_close(t, rc, "backend write failed");
@@ -141,7 +219,7 @@ static int tcp_feed(pst_app_t *a, const char *data, size_t len) {
 static void tcp_client_eof(pst_app_t *a) {
   tcp_app_t *t = T(a);
   t->client_eof = 1;
-  if (t->state == TCP_GONE) return;
+  if (t->state != TCP_RELAYING) return; /* tcp_on_connect shuts the backend's side */
   if (t->backend_eof && pst_bconn_queued(t->b) == 0) {
     /* Both directions are over and nothing waits for the backend: the close
      * that follows ends its side; a shutdown(2) first would only cost a
@@ -175,6 +253,8 @@ static void tcp_shutdown(pst_app_t *a) {
 static void tcp_release(tcp_app_t *t) {
   pst_bconn_release(t->b, 0);
   t->b = NULL;
+  pst_balance_done(&t->pick);
+  pst_buf_free(&t->pending);
   tcp_set_state(t, TCP_GONE);
 }
 
@@ -203,33 +283,21 @@ pst_app_t *pst_tcp_app_new(pst_host_t *host, int *err) {
   }
   t->base.ops = &tcp_ops;
   t->base.host = host;
-  int reused;
-  t->b = pst_pool_lease(host->pools, host->lc, host->backend, PST_LEASE_ONCE, &tcp_events, t,
-                        &reused, err);
-  if (t->b == NULL) {
-    if (*err != -ENOMEM) {
-      pst_log_warn("conn %llu: backend %s: connect failed: %s", (unsigned long long)host->id,
-                   host->backend->addr.text, uv_strerror(*err));
-    }
+  const pst_backend_conf_t *bc = pst_balance_pick(host->backend, host->peer_ip, &t->pick);
+  *err = tcp_lease(t, bc);
+  while (*err != 0 && *err != -ENOMEM) {
+    pst_log_warn("conn %llu: backend %s: server %s: connect failed: %s",
+                 (unsigned long long)host->id, host->backend->addr.text,
+                 pst_balance_server(&t->pick), pst_strerror(*err));
+    pst_balance_connected(&t->pick, *err);
+    bc = pst_balance_next(&t->pick, 1, host->lc->backend_connect_timeout_ms);
+    if (bc == NULL) break;
+    *err = tcp_lease(t, bc);
+  }
+  if (*err != 0) {
+    pst_balance_done(&t->pick);
     free(t);
     return NULL;
-  }
-  /* The backend is read from the start: stopping and starting it around
-   * the connect would cost epoll_ctl calls on every connection. */
-  pst_bconn_read(t->b, 1);
-  /* proxy_protocol: the header is the first bytes the server gets, queued
-   * behind the connect, before anything the client sends. */
-  if (host->backend->proxy_protocol != PST_PROXY_NONE) {
-    pst_buf_t hdr = {0};
-    int rc = host->ops->proxy_header(host, host->backend->proxy_protocol, &hdr);
-    if (rc == 0) rc = pst_bconn_write(t->b, pst_buf_head(&hdr), hdr.len);
-    pst_buf_free(&hdr);
-    if (rc != 0) {
-      pst_bconn_release(t->b, 0);
-      free(t);
-      *err = rc;
-      return NULL;
-    }
   }
   return &t->base;
 }

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "postern/balance.h"
 #include "postern/common.h"
 #include "postern/conn.h"
 #include "postern/gen.h"
@@ -280,6 +281,8 @@ static void worker_apply_switch(pst_worker_t *worker, pst_worker_switch_t *sw) {
   pst_gen_unref(worker->gen);
   worker->gen = sw->gen;
   sw->gen = NULL;
+  /* Idle connections to servers the new generation dropped: closed now. */
+  pst_pools_sweep(worker->pools, pst_balance_addr_used, worker->gen->cfg);
   worker->listeners = list;
   worker->n_listeners = sw->n_listeners;
   sw->list = NULL;

@@ -47,7 +47,11 @@
   X(PROXY_UNTRUSTED, "proxy_untrusted",                                                     \
     "connections to an accept_proxy listener from outside trusted_proxies, closed")         \
   X(PROXY_REFUSED, "proxy_refused",                                                         \
-    "connections closed for their PROXY header: missing, malformed, oversized, late")
+    "connections closed for their PROXY header: missing, malformed, oversized, late")       \
+  X(BACKEND_RETRIES, "backend_retries",                                                     \
+    "requests or connections retried on another server (or a fresh connection)")            \
+  X(BACKEND_EJECTIONS, "backend_ejections",                                                 \
+    "servers ejected for passive.cooldown after live failures in a row")
 
 typedef enum {
 #define PST_METRIC_ENUM(id, key, help) PST_M_##id,

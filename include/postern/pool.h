@@ -61,6 +61,11 @@ pst_pools_t *pst_pools_new(uv_loop_t *loop);
  * pooling: for a worker that is shutting down. Leased connections go on. */
 void pst_pools_shutdown(pst_pools_t *pools);
 
+/* Closes the idle connections of every pool whose server address keep
+ * refuses (returns 0 for): a reload removed that server. Leased connections
+ * finish their exchange and close at release like any other. */
+void pst_pools_sweep(pst_pools_t *pools, int (*keep)(const pst_addr_t *addr, void *arg), void *arg);
+
 /* Frees the pool set once pst_pools_shutdown ran and every connection it
  * made has closed (pst_pools_open() == 0). NULL allowed. */
 void pst_pools_free(pst_pools_t *pools);

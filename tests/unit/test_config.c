@@ -280,6 +280,11 @@ static void test_full_example_backends(void **state) {
   "    retries: 2\n"                                                                               \
   "    proxy_protocol: v2\n"
 
+#define LISTENER_APP_FIRST       \
+  "listeners:\n"                 \
+  "  - listen: 127.0.0.1:8443\n" \
+  "    backend: app\n" CERT_LINES
+
 static void test_backends_named(void **state) {
   /* The listener comes first and names a set defined below it. */
   pst_config_t *cfg = parse_ok(
@@ -317,6 +322,17 @@ static void test_backends_named(void **state) {
   assert_ptr_equal(l->routes[0].backend.set, l->routes[1].backend.set);
   assert_int_equal(l->routes[0].backend.set->inline_set, 1);
   assert_int_equal(cfg->n_backends, 2);
+  pst_config_free(cfg);
+}
+
+static void test_backends_host_name(void **state) {
+  /* A host name is resolved when the file is loaded (and so on reload). */
+  pst_config_t *cfg =
+      parse_ok(LISTENER_APP_FIRST "backends:\n  app:\n    servers: [localhost:8081]\n");
+  const pst_backend_set_conf_t *b = cfg->listeners[0].backend.set;
+  assert_string_equal(b->servers[0].addr.text, "localhost:8081");
+  assert_true(b->servers[0].addr.ss.ss_family == AF_INET ||
+              b->servers[0].addr.ss.ss_family == AF_INET6);
   pst_config_free(cfg);
 }
 
@@ -1128,6 +1144,7 @@ int main(void) {
       cmocka_unit_test(test_error_document_shape),
       cmocka_unit_test(test_backends_named),
       cmocka_unit_test(test_backends_inline_defaults),
+      cmocka_unit_test(test_backends_host_name),
       cmocka_unit_test(test_backends_errors),
       cmocka_unit_test(test_error_unknown_key_top),
       cmocka_unit_test(test_error_unknown_key_nested),
