@@ -243,6 +243,7 @@ static const pst_cfg_key_t tls_keys[] = {
     {"default_certificate", set_default_certificate, NULL},
     {"unknown_sni", set_unknown_sni, NULL},
     {"ca_file", set_ca_file, NULL},
+    {"groups", pst_cfg_set_groups, NULL}, /* config_tls.c */
     /* Session resumption and 0-RTT: config_tls.c. */
     {"session_tickets", pst_cfg_set_session_tickets, NULL},
     {"ticket_keys", pst_cfg_set_ticket_keys, NULL},

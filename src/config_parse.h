@@ -144,10 +144,11 @@ int pst_cfg_set_backend_response(pst_cfg_t *p, yaml_node_t *v, void *obj);
 
 /* ---- session resumption and 0-RTT keys of tls (config_tls.c) ---- */
 
-/* Sets the defaults of session_tickets, ticket_*, early_data,
+/* Sets the defaults of groups, session_tickets, ticket_*, early_data,
  * max_early_data and tcp_early_data. */
 void pst_cfg_tls_resume_defaults(pst_listener_conf_t *l);
-/* Setters of those keys (obj: pst_listener_conf_t). */
+/* Setters of those keys, and of tls.groups (obj: pst_listener_conf_t). */
+int pst_cfg_set_groups(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_session_tickets(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_ticket_keys(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_ticket_rotation(pst_cfg_t *p, yaml_node_t *v, void *obj);

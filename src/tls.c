@@ -2,6 +2,7 @@
  * that run inside the handshake. */
 #include "postern/tls.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,9 +27,17 @@ static const char tls_ciphers[] =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
-/* X25519 first: the cheapest exchange; P-256 for clients without it. */
-static const int tls_groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
-static const char tls_groups_list[] = "X25519:P-256";
+/* wolfSSL's names of the groups tls.groups may hold (config_tls.c), by
+ * IANA code (RFC 8446 4.2.7). */
+static const char *tls_group_wolf_name(unsigned code) {
+  switch (code) {
+    case WOLFSSL_ECC_X25519: return "X25519";
+    case WOLFSSL_ECC_SECP256R1: return "P-256";
+    case WOLFSSL_ECC_SECP384R1: return "P-384";
+    case WOLFSSL_ECC_SECP521R1: return "P-521";
+    default: return NULL;
+  }
+}
 
 /* ex_data slot holding the index of the certificate served (+1, so that 0
  * means "the default"). */
@@ -215,10 +224,20 @@ static int tls_listener_settings(pst_gen_listener_t *gl, char *err, size_t errle
     return PST_ETLS;
   }
   /* set1_curves_list also disables every other curve: without it TLS 1.2's
-   * ECDHE would take P-384 or P-521 because a client listed them. For TLS
-   * 1.3 it sets the same groups in this preference order. */
-  if (wolfSSL_CTX_set1_curves_list(ctx, tls_groups_list) != WOLFSSL_SUCCESS) {
-    snprintf(err, errlen, "cannot set the key-exchange groups to %s", tls_groups_list);
+   * ECDHE would take P-521 because a client listed it. For TLS 1.3 it sets
+   * the same groups in this preference order (tls.groups). A client with
+   * no group in common gets handshake_failure
+   * (wolfssl-no-common-group.patch). */
+  char groups[64] = "";
+  assert(lc->n_groups > 0 && lc->n_groups <= PST_TLS_MAX_GROUPS);
+  for (unsigned i = 0; i < lc->n_groups; i++) {
+    const char *name = tls_group_wolf_name(lc->groups[i]);
+    assert(name != NULL);
+    if (i > 0) strcat(groups, ":");
+    strcat(groups, name);
+  }
+  if (wolfSSL_CTX_set1_curves_list(ctx, groups) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot set the key-exchange groups to %s", groups);
     return PST_ETLS;
   }
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
@@ -291,6 +310,8 @@ const char *pst_tls_group_name(WOLFSSL *ssl) {
   const char *name = wolfSSL_get_curve_name(ssl);
   if (name == NULL) return "";
   if (strcmp(name, "SECP256R1") == 0) return "P-256";
+  if (strcmp(name, "SECP384R1") == 0) return "P-384";
+  if (strcmp(name, "SECP521R1") == 0) return "P-521";
   return name;
 }
 
@@ -300,9 +321,9 @@ const char *pst_tls_cipher_name(WOLFSSL *ssl) {
   return name != NULL ? name : "";
 }
 
-int pst_tls_group_offered(unsigned group) {
-  for (size_t i = 0; i < PST_ARRAY_SIZE(tls_groups); i++) {
-    if ((unsigned)tls_groups[i] == group) return 1;
+int pst_tls_group_offered(const pst_listener_conf_t *lc, unsigned group) {
+  for (unsigned i = 0; i < lc->n_groups; i++) {
+    if (lc->groups[i] == group) return 1;
   }
   return 0;
 }

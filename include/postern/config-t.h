@@ -49,6 +49,9 @@ typedef enum {
   PST_TCP_EARLY_FORWARD = 1 /* send it to the backend at once: its protocol is replay-safe */
 } pst_tcp_early_t;
 
+/* tls.groups holds at most this many groups (config_tls.c names them). */
+#define PST_TLS_MAX_GROUPS 4
+
 /* Bit set of accepted TLS versions. */
 #define PST_TLS12 0x1u
 #define PST_TLS13 0x2u
@@ -137,6 +140,10 @@ typedef struct {
   pst_unknown_sni_t unknown_sni;
   char *ca_file; /* NULL: the system store */
   pst_mark_t ca_file_mark;
+  /* tls.groups: key-exchange groups in preference order, as IANA
+   * NamedGroup codes (RFC 8446 4.2.7); default x25519, p256, p384. */
+  uint16_t groups[PST_TLS_MAX_GROUPS];
+  unsigned n_groups;
 
   /* Session resumption and 0-RTT (config_tls.c, ticket.h, replay.h). */
   int session_tickets; /* tls.session_tickets; default 1 */

@@ -40,9 +40,10 @@ const char *pst_tls_group_name(WOLFSSL *ssl);
 const char *pst_tls_cipher_name(WOLFSSL *ssl);
 
 /* Nonzero when group (a TLS NamedGroup, RFC 8446 4.2.7) is one postern
- * offers for key exchange: a ClientHello with a key share for such a group
+ * offers for key exchange on listener lc (tls.groups): a ClientHello with a
+ * key share for such a group
  * gets no HelloRetryRequest. */
-int pst_tls_group_offered(unsigned group);
+int pst_tls_group_offered(const pst_listener_conf_t *lc, unsigned group);
 
 /* Why the SNI callback refused the server name, if it did. */
 #define PST_TLS_SNI_UNKNOWN                            \
