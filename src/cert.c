@@ -438,6 +438,29 @@ int pst_cert_covers(const pst_cert_t *cert, const char *name) {
   return 0;
 }
 
+/* See include/postern/cert.h. */
+pst_cert_kind_t pst_cert_kind(const pst_cert_t *cert) {
+  if (cert->chain_len == 0) return PST_CERT_KIND_OTHER;
+  const pst_cert_info_t *leaf = &cert->chain[0];
+  switch (leaf->key_type) {
+    case PST_KEY_RSA: return PST_CERT_KIND_RSA;
+    case PST_KEY_ED25519: return PST_CERT_KIND_ED25519;
+    case PST_KEY_ECDSA:
+      if (leaf->key_bits == 256) return PST_CERT_KIND_ECDSA_P256;
+      if (leaf->key_bits == 384) return PST_CERT_KIND_ECDSA_P384;
+      if (leaf->key_bits == 521) return PST_CERT_KIND_ECDSA_P521;
+      return PST_CERT_KIND_OTHER;
+    case PST_KEY_OTHER: break;
+  }
+  return PST_CERT_KIND_OTHER;
+}
+
+/* See include/postern/cert.h. */
+const char *pst_cert_key_desc(const pst_cert_t *cert) {
+  if (cert->chain_len == 0 || cert->chain[0].key_desc == NULL) return "?";
+  return cert->chain[0].key_desc;
+}
+
 /* ---- `postern -t` ---- */
 
 /* See include/postern/cert.h. Only reads cert. */

@@ -631,6 +631,8 @@ static void conn_handshake_failed(pst_conn_t *conn, int rc) {
     why = "handshake refused: no certificate for this server name (unknown_sni: reject)";
   } else if (sni == PST_TLS_SNI_MALFORMED) {
     why = "handshake refused: the server name is not a DNS host name (RFC 6066 3)";
+  } else if (sni == PST_TLS_NO_CERT) {
+    why = "handshake refused: no certificate whose signature the client accepts";
   } else {
     wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(conn->ssl, rc), msg, sizeof(msg));
     why = pst_conn_why(conn, "handshake failed: %s", msg);

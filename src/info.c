@@ -197,6 +197,9 @@ static int build_json(pst_buf_t *b, const pst_info_facts_t *f) {
     if (rc == 0) rc = json_str(b, c->issuer);
     if (rc == 0) rc = APPEND_LIT(b, ",\"serial\":");
     if (rc == 0) rc = json_str(b, c->serial_hex);
+    /* The leaf's says which of a name's certificates served (ECDSA, RSA). */
+    if (rc == 0) rc = APPEND_LIT(b, ",\"key\":");
+    if (rc == 0) rc = json_str(b, c->key_desc);
     if (rc == 0) rc = APPEND_LIT(b, ",\"not_after\":");
     if (rc == 0) rc = json_str(b, fmt_utc(c->not_after, when) == 0 ? when : NULL);
     if (rc == 0) rc = APPEND_LIT(b, "}");
@@ -266,19 +269,20 @@ static int html_chain(pst_buf_t *b, const pst_info_facts_t *f) {
   int rc = pst_buf_printf(b,
                           "<h2>Certificate chain</h2>\n<table>\n<thead><tr>"
                           "<th scope=\"col\">#</th><th scope=\"col\">Subject</th>"
-                          "<th scope=\"col\">Issuer</th>"
+                          "<th scope=\"col\">Issuer</th><th scope=\"col\">Key</th>"
                           "<th scope=\"col\">Not after</th></tr></thead>\n"
                           "<tbody>\n");
   size_t n = f->chain != NULL ? f->chain_len : 0;
   if (rc == 0 && n == 0) {
     rc = pst_buf_printf(b,
-                        "<tr><td colspan=\"4\"><span class=\"none\">"
+                        "<tr><td colspan=\"5\"><span class=\"none\">"
                         "no certificate</span></td></tr>\n");
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const pst_cert_info_t *c = &f->chain[i];
     char when[32];
-    const char *cells[3] = {c->subject, c->issuer, fmt_utc(c->not_after, when) == 0 ? when : NULL};
+    const char *cells[4] = {c->subject, c->issuer, c->key_desc,
+                            fmt_utc(c->not_after, when) == 0 ? when : NULL};
     rc = pst_buf_printf(b, "<tr><td>%zu%s</td>", i, i == 0 ? " (leaf)" : "");
     for (size_t j = 0; rc == 0 && j < PST_ARRAY_SIZE(cells); j++) {
       rc = APPEND_LIT(b, "<td>");

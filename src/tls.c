@@ -15,6 +15,7 @@
 
 #include "postern/common.h"
 #include "postern/gen-t.h"
+#include "postern/hello.h"
 #include "postern/sni.h"
 #include "postern/ticket.h"
 
@@ -43,8 +44,20 @@ static const char *tls_group_wolf_name(unsigned code) {
  * means "the default"). */
 #define TLS_EX_CERT 1
 /* ex_data slot set when the SNI callback refused the name: why
- * (PST_TLS_SNI_UNKNOWN or PST_TLS_SNI_MALFORMED). */
+ * (PST_TLS_SNI_UNKNOWN, PST_TLS_SNI_MALFORMED or PST_TLS_NO_CERT). */
 #define TLS_EX_REJECTED 2
+/* ex_data slot holding what the ClientHello accepts for the server's
+ * signature (TLS_CAPS_* bits), set by pst_tls_sni_precheck before wolfSSL
+ * reads the ClientHello; 0 when unknown. An ex_data slot rather than a
+ * connection field: no connection grows for it. */
+#define TLS_EX_CAPS 3
+
+/* TLS_EX_CAPS bits: PST_HELLO_SIG_* in the low byte, PST_HELLO_SUITE_*
+ * in the next, then these. */
+#define TLS_CAPS_SUITE_SHIFT 8
+#define TLS_CAPS_HAS_SIGALGS (1u << 16)
+#define TLS_CAPS_TLS13 (1u << 17)
+#define TLS_CAPS_KNOWN (1u << 18)
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_init_rc;
@@ -97,8 +110,81 @@ static int tls_sni_well_formed(const unsigned char *s, size_t len) {
   return label > 0; /* no trailing dot */
 }
 
-/* RFC 6066 3: pick the certificate by server name. Runs inside the
- * ClientHello, before ticket decryption and ALPN. */
+/* Whether a certificate of kind k can sign this handshake, from what the
+ * ClientHello offered (caps, TLS_CAPS_*) and the version it will get. */
+static int tls_kind_usable(pst_cert_kind_t k, unsigned caps, int tls13) {
+  unsigned sig = caps & 0xffu;
+  unsigned suites = (caps >> TLS_CAPS_SUITE_SHIFT) & 0xffu;
+  if (tls13) {
+    /* RFC 8446 4.2.3: TLS 1.3 ECDSA schemes name the curve; RSA keys sign
+     * with RSASSA-PSS (rsa_pss_rsae_*), never PKCS#1 v1.5. */
+    switch (k) {
+      case PST_CERT_KIND_ECDSA_P256: return (sig & PST_HELLO_SIG_ECDSA_P256) != 0;
+      case PST_CERT_KIND_ECDSA_P384: return (sig & PST_HELLO_SIG_ECDSA_P384) != 0;
+      case PST_CERT_KIND_ECDSA_P521: return (sig & PST_HELLO_SIG_ECDSA_P521) != 0;
+      case PST_CERT_KIND_RSA: return (sig & PST_HELLO_SIG_RSA_PSS) != 0;
+      case PST_CERT_KIND_ED25519: return (sig & PST_HELLO_SIG_ED25519) != 0;
+      case PST_CERT_KIND_OTHER: return 0;
+    }
+    return 0;
+  }
+  /* TLS 1.2: the cipher suite names the authentication (RFC 5289 3.2), and
+   * signature_algorithms, when sent, the schemes (RFC 5246 7.4.1.4.1; a
+   * client without it accepts SHA-1 with the suite's algorithm, and
+   * wolfSSL then uses its defaults). ECDSA in TLS 1.2 takes any hash with
+   * any curve; RSA may be PSS or PKCS#1 v1.5, which wolfSSL picks. */
+  int any = !(caps & TLS_CAPS_HAS_SIGALGS);
+  unsigned ecdsa = PST_HELLO_SIG_ECDSA_P256 | PST_HELLO_SIG_ECDSA_P384 | PST_HELLO_SIG_ECDSA_P521;
+  switch (k) {
+    case PST_CERT_KIND_ECDSA_P256:
+    case PST_CERT_KIND_ECDSA_P384:
+    case PST_CERT_KIND_ECDSA_P521:
+      return (suites & PST_HELLO_SUITE_ECDSA) && (any || (sig & ecdsa));
+    case PST_CERT_KIND_RSA:
+      return (suites & PST_HELLO_SUITE_RSA) &&
+             (any || (sig & (PST_HELLO_SIG_RSA_PSS | PST_HELLO_SIG_RSA_PKCS1)));
+    case PST_CERT_KIND_ED25519:
+      return (suites & PST_HELLO_SUITE_ECDSA) && (sig & PST_HELLO_SIG_ED25519);
+    case PST_CERT_KIND_OTHER: return 0;
+  }
+  return 0;
+}
+
+/* The certificate of set to serve: the first (set order: exact names, then
+ * wildcard, each ECDSA before RSA) whose signature the client accepts.
+ * Returns its index into gl->certs, or -1 when none is usable. Without
+ * caps (a ClientHello the scanner did not read), the first: wolfSSL then
+ * judges. */
+static int tls_pick_cert(const pst_gen_listener_t *gl, const pst_cert_set_t *set, unsigned caps) {
+  assert(set->n > 0);
+  if (!(caps & TLS_CAPS_KNOWN)) return set->cert[0];
+  /* The version wolfSSL will negotiate: TLS 1.3 when both offer it. A
+   * client offering neither version the listener takes is refused by
+   * wolfSSL before this callback runs. */
+  int tls13 = (gl->conf->versions & PST_TLS13) && (caps & TLS_CAPS_TLS13);
+  if (!tls13 && !(gl->conf->versions & PST_TLS12)) return set->cert[0];
+  for (unsigned i = 0; i < set->n; i++) {
+    if (tls_kind_usable((pst_cert_kind_t)set->kind[i], caps, tls13)) return set->cert[i];
+  }
+  return -1;
+}
+
+/* RFC 6066 3: pick the certificate by server name, then by what the client
+ * can verify (RFC 8446 4.2.3). Runs inside the ClientHello, before ticket
+ * decryption, ALPN, the cipher suite and the signature scheme are chosen
+ * (wolfSSL 5.5.4: SNI_Callback in DoTls13ClientHello and DoClientHello
+ * comes before MatchSuite and PickHashSigAlgo).
+ *
+ * The chosen certificate is installed with wolfSSL_set_SSL_CTX on one
+ * context per certificate, built at load: it swaps certificate, chain,
+ * key, key type and size and the haveRSA/haveECDSAsig flags that
+ * MatchSuite (TLS 1.2 suite authentication) and PickHashSigAlgo (the
+ * scheme, from the key type) read, and nothing else; the connection keeps
+ * the listener context's suites, groups and callbacks. wolfSSL_use_
+ * PrivateKey_buffer on the WOLFSSL object would instead decode and copy
+ * the key and chain into every connection that is not served the default
+ * (a few KiB each, and a DER decode per handshake), where the context
+ * shares them. */
 static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
   const pst_gen_listener_t *gl = arg;
   void *name = NULL;
@@ -114,11 +200,20 @@ static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
     *ad = illegal_parameter;
     return fatal_return;
   }
-  int idx = pst_sni_select(gl->sni, name, len, gl->default_cert,
-                           gl->conf->unknown_sni == PST_UNKNOWN_SNI_REJECT);
-  if (idx == PST_SNI_REJECT) {
+  int s = pst_sni_select(gl->sni, name, len, gl->default_set,
+                         gl->conf->unknown_sni == PST_UNKNOWN_SNI_REJECT);
+  if (s == PST_SNI_REJECT) {
     wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)(intptr_t)PST_TLS_SNI_UNKNOWN);
     *ad = unrecognized_name;
+    return fatal_return;
+  }
+  assert(s >= 0 && (size_t)s < gl->n_sets);
+  unsigned caps = (unsigned)(uintptr_t)wolfSSL_get_ex_data(ssl, TLS_EX_CAPS);
+  int idx = tls_pick_cert(gl, &gl->sets[s], caps);
+  if (idx < 0) {
+    /* RFC 8446 4.2.3 (and 4.1.1): no certificate the client can verify. */
+    wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)(intptr_t)PST_TLS_NO_CERT);
+    *ad = handshake_failure;
     return fatal_return;
   }
   if (idx == gl->default_cert) return 0; /* the listener context holds it */
@@ -130,10 +225,24 @@ static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
   return 0;
 }
 
+/* Reads what the ClientHello accepts for the server's signature into the
+ * TLS_EX_CAPS slot (0 when the scanner cannot read it). */
+static void tls_note_caps(WOLFSSL *ssl, const char *hello, size_t len) {
+  pst_hello_t h;
+  unsigned caps = 0;
+  if (pst_hello_scan((const uint8_t *)hello, len, &h) == 0) {
+    caps = TLS_CAPS_KNOWN | (h.sigalgs & 0xffu) | (h.suites & 0xffu) << TLS_CAPS_SUITE_SHIFT;
+    if (h.has_sigalgs) caps |= TLS_CAPS_HAS_SIGALGS;
+    if (h.tls13) caps |= TLS_CAPS_TLS13;
+  }
+  wolfSSL_set_ex_data(ssl, TLS_EX_CAPS, (void *)(uintptr_t)caps);
+}
+
 int pst_tls_sni_precheck(WOLFSSL *ssl, const char *hello, size_t len,
                          unsigned char name[PST_TLS_SNI_BUF], size_t *name_len) {
   unsigned int n = PST_TLS_SNI_BUF;
   if (len > UINT32_MAX) return 0;
+  tls_note_caps(ssl, hello, len);
   int rc = wolfSSL_SNI_GetFromBuffer((const unsigned char *)hello, (unsigned int)len,
                                      WOLFSSL_SNI_HOST_NAME, name, &n);
   if (rc != WOLFSSL_SUCCESS || n == 0) return 0; /* no name, or unread: the callback decides */

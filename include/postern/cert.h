@@ -35,6 +35,14 @@ void pst_cert_free(pst_cert_t *cert);
  * the certificate's names, with wildcard matching of exactly one label. */
 int pst_cert_covers(const pst_cert_t *cert, const char *name);
 
+/* The kind of the leaf's key (cert-t.h); PST_CERT_KIND_OTHER for a
+ * certificate without a readable leaf. */
+pst_cert_kind_t pst_cert_kind(const pst_cert_t *cert);
+
+/* The leaf's key as shown to operators ("ECDSA P-256", "RSA 2048"), or "?"
+ * without a readable leaf. Owned by cert. */
+const char *pst_cert_key_desc(const pst_cert_t *cert);
+
 /* Prints the `postern -t` summary of one certificate: names (SANs), issuer,
  * key type and size, not-after with days left, chain length, then each
  * problem on its own line prefixed "error:" or "warning:". */

@@ -55,6 +55,10 @@ int pst_tls_group_offered(const pst_listener_conf_t *lc, unsigned group);
      * empty label, a trailing dot, too long (alert     \
      * illegal_parameter) */
 
+#define PST_TLS_NO_CERT                                \
+  3 /* no certificate for the name whose signature the \
+     * client accepts (alert handshake_failure) */
+
 /* Size of the buffer pst_tls_sni_precheck copies a name into: one byte more
  * than the longest DNS name (RFC 1035 2.3.4: 253 bytes without the final
  * dot), so that a longer name shows as too long. */
@@ -68,12 +72,16 @@ int pst_tls_group_offered(const pst_listener_conf_t *lc, unsigned group);
  * Returns 1 with the name's bytes in name (*name_len of them, at most
  * PST_TLS_SNI_BUF: a longer one is cut) for the connection to keep, or 0
  * when the ClientHello has no name or cannot be read here (spread over
- * several records), which leaves it to the callback's own check. */
+ * several records), which leaves it to the callback's own check.
+ * Also notes, in ssl, what the ClientHello accepts for the server's
+ * signature (signature_algorithms, TLS 1.2 suites, TLS 1.3): the callback
+ * chooses among the name's certificates by key type with it. Call it once
+ * the whole ClientHello is in hello, before wolfSSL reads it. */
 int pst_tls_sni_precheck(WOLFSSL *ssl, const char *hello, size_t len,
                          unsigned char name[PST_TLS_SNI_BUF], size_t *name_len);
 
 /* 0 when the SNI callback accepted the server name (or has not run), else
- * PST_TLS_SNI_UNKNOWN or PST_TLS_SNI_MALFORMED. */
+ * PST_TLS_SNI_UNKNOWN, PST_TLS_SNI_MALFORMED or PST_TLS_NO_CERT. */
 int pst_tls_sni_rejected(WOLFSSL *ssl);
 
 #endif
