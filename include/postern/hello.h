@@ -5,6 +5,8 @@
  * connection waits until the whole ClientHello has arrived, and this scanner
  * reads it from the raw bytes, without consuming them, for what the decision
  * needs: does it offer early data, and what is its replay key (replay.h).
+ * The choice among a name's certificates by key type (tls.c) reads the
+ * signature schemes, TLS 1.2 suites and versions offered from the same scan.
  *
  * The scanner is strict but never authoritative: anything it does not
  * understand makes it answer PST_EPROTO, and the connection then goes on
