@@ -439,6 +439,11 @@ int pst_cert_covers(const pst_cert_t *cert, const char *name) {
 }
 
 /* See include/postern/cert.h. */
+int pst_cert_read_pem(const char *path, unsigned char **buf, size_t *len) {
+  return read_file(path, TRUST_FILE_MAX, buf, len);
+}
+
+/* See include/postern/cert.h. */
 pst_cert_kind_t pst_cert_kind(const pst_cert_t *cert) {
   if (cert->chain_len == 0) return PST_CERT_KIND_OTHER;
   const pst_cert_info_t *leaf = &cert->chain[0];

@@ -149,6 +149,7 @@ int pst_cfg_set_backend_response(pst_cfg_t *p, yaml_node_t *v, void *obj);
 void pst_cfg_tls_resume_defaults(pst_listener_conf_t *l);
 /* Setters of those keys, and of tls.groups (obj: pst_listener_conf_t). */
 int pst_cfg_set_groups(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_client_auth(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_session_tickets(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_ticket_keys(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_ticket_rotation(pst_cfg_t *p, yaml_node_t *v, void *obj);
@@ -157,7 +158,8 @@ int pst_cfg_set_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_max_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_tcp_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj);
 /* Checks the keys together once the tls mapping (node tls) is read: a
- * ticket_rotation too short for ticket_lifetime. Returns 0 or PST_ECONFIG. */
+ * ticket_rotation too short for ticket_lifetime; client_auth, which turns
+ * resumption off, with early_data: accept. Returns 0 or PST_ECONFIG. */
 int pst_cfg_tls_resume_check(pst_cfg_t *p, yaml_node_t *tls, pst_listener_conf_t *l);
 
 #endif

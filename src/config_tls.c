@@ -72,6 +72,47 @@ int pst_cfg_set_groups(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return pst_cfg_each(p, v, group_item, l);
 }
 
+static int set_client_auth_mode(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"none", "optional", "required"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "client_auth mode", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->client_auth = (pst_client_auth_t)i;
+  return rc;
+}
+
+static int set_client_auth_ca_file(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  return pst_cfg_file(p, v, &l->client_ca_file, &l->client_ca_file_mark);
+}
+
+static int set_client_auth_forward(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"none", "headers"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "client certificate forwarding", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->client_cert_forward = i;
+  return rc;
+}
+
+int pst_cfg_set_client_auth(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const pst_cfg_key_t keys[] = {
+      {"mode", set_client_auth_mode, NULL},
+      {"ca_file", set_client_auth_ca_file, NULL},
+      {"forward", set_client_auth_forward, NULL},
+  };
+  pst_listener_conf_t *l = obj;
+  l->client_auth_mark = pst_cfg_mark(v);
+  int rc = pst_cfg_map(p, v, keys, PST_ARRAY_SIZE(keys), l);
+  if (rc != 0) return rc;
+  /* Verified against ca_file only: the system store would let any public
+   * CA's customer in. */
+  if (l->client_auth != PST_CLIENT_AUTH_NONE && l->client_ca_file == NULL) {
+    return pst_cfg_error(p, v,
+                         "client_auth needs ca_file: the CA certificates client certificates "
+                         "must chain to (the system store is never used for clients)");
+  }
+  return 0;
+}
+
 int pst_cfg_set_session_tickets(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   static const char *const names[] = {"false", "true"};
   int i;
@@ -121,6 +162,17 @@ int pst_cfg_set_tcp_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 }
 
 int pst_cfg_tls_resume_check(pst_cfg_t *p, yaml_node_t *tls, pst_listener_conf_t *l) {
+  if (l->client_auth != PST_CLIENT_AUTH_NONE) {
+    /* A resumed session (RFC 8446 2.2) carries no certificate to verify or
+     * forward: with client certificates every handshake is a full one. */
+    if (l->early_data == PST_EARLY_DATA_ACCEPT) {
+      return pst_cfg_error(p, tls,
+                           "early_data: accept cannot go with client_auth: 0-RTT needs a "
+                           "resumed session, and client_auth turns resumption off; expected "
+                           "early_data: reject");
+    }
+    l->session_tickets = 0;
+  }
   /* In-memory keys: a key is kept ticket_lifetime after it stops sealing,
    * so the ring holds lifetime / rotation + 2 keys at most. */
   if (l->ticket_keys == NULL &&

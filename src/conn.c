@@ -725,6 +725,7 @@ static void conn_handshake(pst_conn_t *conn) {
   conn_record_alpn(conn);
   conn->version = wolfSSL_get_version(conn->ssl);
   conn->cipher = pst_tls_cipher_name(conn->ssl);
+  conn->host.client_cert = pst_tls_client_cert(conn->ssl); /* tls.client_auth */
   conn_open(conn);
 }
 

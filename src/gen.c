@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -310,6 +311,7 @@ static void gen_free(pst_gen_t *gen) {
       free(gl->certs);
       pst_sni_map_free(gl->sni);
       free(gl->sets);
+      free(gl->client_ca_pem);
       pst_sni_map_free(gl->routes);
       pst_access_file_unref(gl->access_file);
       pst_ticket_src_put(gl->tickets); /* after the contexts that point to it */
@@ -338,6 +340,29 @@ static int gen_tickets(gen_ctx_t *g, pst_gen_listener_t *gl) {
   return 0;
 }
 
+/* tls.client_auth.ca_file: read once, checked whole (every block a
+ * certificate wolfSSL can parse), kept for the contexts (tls.c). A broken
+ * file is an error, so a reload keeps the generation that works. */
+static int gen_client_ca(gen_ctx_t *g, pst_gen_listener_t *gl) {
+  const pst_listener_conf_t *lc = gl->conf;
+  if (lc->client_auth == PST_CLIENT_AUTH_NONE) return 0;
+  char err[512];
+  pst_trust_t *trust = NULL;
+  int rc = pst_trust_load(lc->client_ca_file, &trust, err, sizeof(err));
+  pst_trust_free(trust);
+  if (rc == -ENOMEM) return rc;
+  if (rc == 0) {
+    rc = pst_cert_read_pem(lc->client_ca_file, &gl->client_ca_pem, &gl->client_ca_pem_len);
+    if (rc == -ENOMEM) return rc;
+    if (rc != 0) snprintf(err, sizeof(err), "%s: cannot read: %s", lc->client_ca_file, strerror(-rc));
+  }
+  if (rc != 0) {
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls.client_auth.ca_file: %s",
+                GEN_AT(g, lc, lc->client_ca_file_mark), err);
+  }
+  return 0;
+}
+
 static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
   const pst_listener_conf_t *lc = gl->conf;
   int rc = pst_access_file_open(lc->access_log, &gl->access_file);
@@ -352,6 +377,7 @@ static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) 
   if ((rc = gen_sni_map(g, gl)) != 0) return rc;
   if ((rc = gen_routes(g, gl)) != 0) return rc;
   if ((rc = gen_tickets(g, gl)) != 0) return rc;
+  if ((rc = gen_client_ca(g, gl)) != 0) return rc;
   if (g->errors > 0) return 0; /* no contexts from certificates that failed checks */
   char err[512];
   rc = pst_tls_listener_init(gl, err, sizeof(err));

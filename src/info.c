@@ -186,6 +186,18 @@ static int build_json(pst_buf_t *b, const pst_info_facts_t *f) {
   } else if (rc == 0) {
     rc = pst_buf_printf(b, ",\"handshake_ms\":null");
   }
+  /* The verified client certificate (tls.client_auth), or null. */
+  if (rc == 0 && f->client_subject != NULL) {
+    rc = APPEND_LIT(b, ",\"client_cert\":{\"subject\":");
+    if (rc == 0) rc = json_str(b, f->client_subject);
+    if (rc == 0) rc = APPEND_LIT(b, ",\"issuer\":");
+    if (rc == 0) rc = json_str(b, f->client_issuer);
+    if (rc == 0) rc = APPEND_LIT(b, ",\"not_after\":");
+    if (rc == 0) rc = json_str(b, f->client_not_after);
+    if (rc == 0) rc = APPEND_LIT(b, "}");
+  } else if (rc == 0) {
+    rc = APPEND_LIT(b, ",\"client_cert\":null");
+  }
   if (rc == 0) rc = APPEND_LIT(b, ",\"chain\":[");
   for (size_t i = 0; rc == 0 && f->chain != NULL && i < f->chain_len; i++) {
     const pst_cert_info_t *c = &f->chain[i];
@@ -313,6 +325,9 @@ static int build_html(pst_buf_t *b, const pst_info_facts_t *f) {
       {"Session resumed", f->resumed ? "yes" : "no"},
       {"Early data (0-RTT)", f->early_data},
       {"Handshake time", isfinite(f->handshake_ms) ? ms : NULL},
+      {"Client certificate", f->client_subject},
+      {"Client certificate issuer", f->client_issuer},
+      {"Client certificate expires", f->client_not_after},
   };
   int rc = pst_buf_append(b, html_top, sizeof(html_top) - 1);
   for (size_t i = 0; rc == 0 && i < PST_ARRAY_SIZE(rows); i++) {

@@ -18,6 +18,7 @@
 #include "postern/hello.h"
 #include "postern/sni.h"
 #include "postern/ticket.h"
+#include "postern/tls-t.h"
 
 /* AEAD suites only (TLS 1.3 has nothing else; for TLS 1.2, ECDHE with
  * AES-GCM or ChaCha20-Poly1305), in server preference order: AES-128-GCM
@@ -51,6 +52,9 @@ static const char *tls_group_wolf_name(unsigned code) {
  * reads the ClientHello; 0 when unknown. An ex_data slot rather than a
  * connection field: no connection grows for it. */
 #define TLS_EX_CAPS 3
+/* ex_data slot holding the connection's pst_client_cert_t (tls-t.h), made
+ * by tls_on_client_cert; NULL without a verified client certificate. */
+#define TLS_EX_CLIENT_CERT 4
 
 /* TLS_EX_CAPS bits: PST_HELLO_SIG_* in the low byte, PST_HELLO_SUITE_*
  * in the next, then these. */
@@ -281,6 +285,144 @@ static int tls_on_alpn(WOLFSSL *ssl, const unsigned char **out, unsigned char *o
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* ---- client certificates (tls.client_auth) ---- */
+
+/* ":<base64 of n bytes>:" (RFC 9440 2.1: a Byte Sequence, RFC 8941 3.3.5,
+ * base64 with padding, RFC 4648 4), appended to out at *len; out has room
+ * (tls_b64_size). */
+static void tls_b64_field(const unsigned char *p, size_t n, char *out, size_t *len) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *o = out + *len;
+  *o++ = ':';
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16;
+    if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
+    if (i + 2 < n) v |= p[i + 2];
+    *o++ = abc[v >> 18 & 63];
+    *o++ = abc[v >> 12 & 63];
+    *o++ = i + 1 < n ? abc[v >> 6 & 63] : '=';
+    *o++ = i + 2 < n ? abc[v & 63] : '=';
+  }
+  *o++ = ':';
+  *o = '\0';
+  *len = (size_t)(o - out);
+}
+
+static size_t tls_b64_size(size_t n) { return (n + 2) / 3 * 4 + 2; }
+
+/* "2027-03-03 15:29:24 UTC" from an X.509 time (RFC 5280 4.1.2.5:
+ * UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ). */
+static char *tls_time_text(const WOLFSSL_ASN1_TIME *t) {
+  char out[32] = "?";
+  if (t != NULL && (t->length == 13 || t->length == 15) && t->data[t->length - 1] == 'Z') {
+    const char *d = (const char *)t->data;
+    char year[5];
+    if (t->length == 13) {
+      snprintf(year, sizeof(year), "%s%.2s", d[0] >= '5' ? "19" : "20", d);
+    } else {
+      snprintf(year, sizeof(year), "%.4s", d);
+    }
+    d += t->length - 11;
+    snprintf(out, sizeof(out), "%s-%.2s-%.2s %.2s:%.2s:%.2s UTC", year, d, d + 2, d + 4, d + 6,
+             d + 8);
+  }
+  return strdup(out);
+}
+
+static void tls_client_cert_free(pst_client_cert_t *cc) {
+  if (cc == NULL) return;
+  free(cc->subject);
+  free(cc->issuer);
+  free(cc->not_after);
+  free(cc->header);
+  free(cc->chain_header);
+  free(cc);
+}
+
+/* The RFC 9440 field values from the certificates the client sent (leaf
+ * first). Returns 0 or -ENOMEM. */
+static int tls_client_cert_headers(pst_client_cert_t *cc, const WOLFSSL_BUFFER_INFO *certs,
+                                   int n) {
+  size_t len = 0;
+  cc->header = malloc(tls_b64_size(certs[0].length) + 1);
+  if (cc->header == NULL) return -ENOMEM;
+  tls_b64_field(certs[0].buffer, certs[0].length, cc->header, &len);
+  if (n < 2) return 0;
+  size_t size = 1;
+  for (int i = 1; i < n; i++) size += tls_b64_size(certs[i].length) + 2;
+  cc->chain_header = malloc(size);
+  if (cc->chain_header == NULL) return -ENOMEM;
+  len = 0;
+  for (int i = 1; i < n; i++) {
+    if (i > 1) {
+      memcpy(cc->chain_header + len, ", ", 2);
+      len += 2;
+    }
+    tls_b64_field(certs[i].buffer, certs[i].length, cc->chain_header, &len);
+  }
+  return 0;
+}
+
+/* wolfSSL's verify callback. With WOLFSSL_ALWAYS_VERIFY_CB (set by
+ * opensslextra) it runs for the client's leaf whether or not the chain
+ * verified, and for any other certificate that failed. The leaf's verdict
+ * (preverify) is returned unchanged: wolfSSL alone decides (signatures up to
+ * ca_file's anchors, dates), and sends bad_certificate, unknown_ca or
+ * certificate_expired (DoCertFatalAlert).
+ *
+ * postern's wolfSSL has no KEEP_PEER_CERT (.ci/wolfssl-no-peer-cert.patch:
+ * 3.8 KiB in every connection), so wolfSSL_get_peer_certificate does not
+ * exist: what the connection keeps of the certificate is taken here, from
+ * the chain the client sent (store->certs, leaf first), and only for a
+ * certificate that verified. */
+static int tls_on_client_cert(int preverify, WOLFSSL_X509_STORE_CTX *store) {
+  if (!preverify || store->error_depth != 0 || store->totalCerts < 1) return preverify;
+  WOLFSSL *ssl = wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
+  const pst_gen_listener_t *gl = store->userCtx;
+  WOLFSSL_X509 *leaf = wolfSSL_X509_STORE_CTX_get_current_cert(store);
+  if (ssl == NULL || gl == NULL || leaf == NULL) return 0;
+  /* Called once per handshake; a second call (never seen) replaces. */
+  tls_client_cert_free(wolfSSL_get_ex_data(ssl, TLS_EX_CLIENT_CERT));
+  wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, NULL);
+  pst_client_cert_t *cc = calloc(1, sizeof(*cc));
+  if (cc == NULL) return 0;
+  cc->subject = wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(leaf), NULL, 0);
+  cc->issuer = wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(leaf), NULL, 0);
+  cc->not_after = tls_time_text(wolfSSL_X509_get_notAfter(leaf));
+  int ok = cc->subject != NULL && cc->issuer != NULL && cc->not_after != NULL;
+  if (ok && gl->conf->client_cert_forward) {
+    ok = tls_client_cert_headers(cc, store->certs, store->totalCerts) == 0;
+  }
+  if (!ok || wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, cc) != WOLFSSL_SUCCESS) {
+    tls_client_cert_free(cc);
+    return 0; /* out of memory: fail the handshake rather than lose the identity */
+  }
+  return preverify;
+}
+
+/* Client certificates on one context: the CA certificates to verify them
+ * against, on every context (wolfSSL verifies with the certificate store
+ * of the context the SNI callback switched to), and the listener as the
+ * verify callback's argument. */
+static int tls_client_ca(WOLFSSL_CTX *ctx, const pst_gen_listener_t *gl) {
+  if (gl->conf->client_auth == PST_CLIENT_AUTH_NONE) return 0;
+  if (wolfSSL_CTX_load_verify_buffer(ctx, gl->client_ca_pem, (long)gl->client_ca_pem_len,
+                                     WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+    return PST_ETLS;
+  }
+  wolfSSL_CTX_SetCertCbCtx(ctx, (void *)gl);
+  return 0;
+}
+
+const pst_client_cert_t *pst_tls_client_cert(WOLFSSL *ssl) {
+  return wolfSSL_get_ex_data(ssl, TLS_EX_CLIENT_CERT);
+}
+
+void pst_tls_conn_release(WOLFSSL *ssl) {
+  tls_client_cert_free(wolfSSL_get_ex_data(ssl, TLS_EX_CLIENT_CERT));
+  wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, NULL);
+}
+
 static WOLFSSL_CTX *tls_ctx_new(const pst_listener_conf_t *lc, const pst_cert_t *cert, char *err,
                                 size_t errlen) {
   WOLFSSL_CTX *ctx = wolfSSL_CTX_new(tls_method(lc->versions));
@@ -349,7 +491,27 @@ static int tls_listener_settings(pst_gen_listener_t *gl, char *err, size_t errle
     snprintf(err, errlen, "cannot set the key-exchange groups to %s", groups);
     return PST_ETLS;
   }
-  wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+  /* The verify mode and callback are the listener context's: wolfSSL_new
+   * copies them into the connection and the SNI callback's context switch
+   * keeps them. */
+  switch (lc->client_auth) {
+    case PST_CLIENT_AUTH_NONE: wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL); break;
+    case PST_CLIENT_AUTH_OPTIONAL:
+      wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, tls_on_client_cert);
+      break;
+    case PST_CLIENT_AUTH_REQUIRED:
+      /* RFC 8446 4.4.2.4: no certificate: certificate_required, which
+       * wolfSSL 5.5.4 sends in TLS 1.3 (handshake_failure in TLS 1.2). */
+      wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                             tls_on_client_cert);
+      break;
+  }
+  /* TLS 1.2 session-id resumption would skip the client certificate too. */
+  if (lc->client_auth != PST_CLIENT_AUTH_NONE &&
+      wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot turn the session cache off");
+    return PST_ETLS;
+  }
   /* Pack the server's flight into as few records and writes as possible. */
   wolfSSL_CTX_set_group_messages(ctx);
   /* Connections share their worker thread's random generator: wolfSSL_new
@@ -386,15 +548,30 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
     if (gl->cert_ctx[i] == NULL) return PST_ETLS;
     /* After the SNI callback switches context, wolfSSL takes the ticket
      * callback, its key source and the lifetime hint from this one. */
-    if (pst_ticket_install(gl->cert_ctx[i], gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
+    if (gl->conf->client_auth == PST_CLIENT_AUTH_NONE &&
+        pst_ticket_install(gl->cert_ctx[i], gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
       snprintf(err, errlen, "cannot install the session ticket callback");
+      return PST_ETLS;
+    }
+    if (tls_client_ca(gl->cert_ctx[i], gl) != 0) {
+      snprintf(err, errlen, "%s: wolfSSL rejected the client CA certificates",
+               gl->conf->client_ca_file);
       return PST_ETLS;
     }
   }
   gl->ctx = tls_ctx_new(gl->conf, gl->certs[gl->default_cert], err, errlen);
   if (gl->ctx == NULL) return PST_ETLS;
-  if (pst_ticket_install(gl->ctx, gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
+  /* With client certificates, no resumption (config_tls.c): no ticket is
+   * issued, and one made elsewhere with the same keys is not accepted
+   * either, since wolfSSL's own key cannot open it. */
+  if (gl->conf->client_auth == PST_CLIENT_AUTH_NONE &&
+      pst_ticket_install(gl->ctx, gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
     snprintf(err, errlen, "cannot install the session ticket callback");
+    return PST_ETLS;
+  }
+  if (tls_client_ca(gl->ctx, gl) != 0) {
+    snprintf(err, errlen, "%s: wolfSSL rejected the client CA certificates",
+             gl->conf->client_ca_file);
     return PST_ETLS;
   }
   return tls_listener_settings(gl, err, errlen);

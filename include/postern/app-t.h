@@ -14,6 +14,7 @@
 
 #include "postern/config-t.h"
 #include "postern/info.h"
+#include "postern/tls-t.h"
 
 /* Client output queued by the connection (plaintext not yet encrypted,
  * ciphertext not yet written, and libuv's write queue) above which an
@@ -112,6 +113,8 @@ struct pst_host_s {
   const char *sni;                       /* lower-cased server name, "" for none; printable
                                           * ASCII only (a name the handshake accepted is a
                                           * DNS host name, RFC 6066 3) */
+  const pst_client_cert_t *client_cert;  /* the verified client certificate (tls-t.h), NULL
+                                          * when none was asked for or sent */
 };
 
 /* What a connection asks of its application. */

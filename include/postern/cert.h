@@ -35,6 +35,11 @@ void pst_cert_free(pst_cert_t *cert);
  * the certificate's names, with wildcard matching of exactly one label. */
 int pst_cert_covers(const pst_cert_t *cert, const char *name);
 
+/* Reads a whole PEM file of at most 32 MiB (a CA bundle) into a new
+ * NUL-terminated buffer (*buf, owned by the caller, *len bytes without the
+ * NUL). Returns 0 or a negative errno (-EFBIG for a bigger file). */
+int pst_cert_read_pem(const char *path, unsigned char **buf, size_t *len);
+
 /* The kind of the leaf's key (cert-t.h); PST_CERT_KIND_OTHER for a
  * certificate without a readable leaf. */
 pst_cert_kind_t pst_cert_kind(const pst_cert_t *cert);

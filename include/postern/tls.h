@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "postern/gen-t.h"
+#include "postern/tls-t.h"
 
 /* Initialises wolfSSL once per process. Returns 0 or PST_ETLS. */
 int pst_tls_global_init(void);
@@ -83,5 +84,13 @@ int pst_tls_sni_precheck(WOLFSSL *ssl, const char *hello, size_t len,
 /* 0 when the SNI callback accepted the server name (or has not run), else
  * PST_TLS_SNI_UNKNOWN, PST_TLS_SNI_MALFORMED or PST_TLS_NO_CERT. */
 int pst_tls_sni_rejected(WOLFSSL *ssl);
+
+/* The client certificate of a connection whose handshake verified one
+ * (tls.client_auth), or NULL. Owned by ssl until pst_tls_conn_release. */
+const pst_client_cert_t *pst_tls_client_cert(WOLFSSL *ssl);
+
+/* Frees what the TLS layer attached to a connection (its client
+ * certificate). Call it before wolfSSL_free(ssl); ssl stays usable. */
+void pst_tls_conn_release(WOLFSSL *ssl);
 
 #endif
