@@ -430,16 +430,15 @@ static int alog_text(char *line, size_t size, const pst_host_t *h, const char *p
   /* The verified client certificate's subject (tls.client_auth), last and
    * only when there is one, so that other lines keep their tokens. */
   const char *cc = h->client_cert != NULL ? h->client_cert->subject : NULL;
-  return snprintf(line, size,
-                  "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s%s%s\n",
-                  pst_log_time(ts, sizeof(ts)), token(h->peer, peer, sizeof(peer)),
-                  token(h->sni, sni, sizeof(sni)), proto,
-                  token(req ? req->method : NULL, method, sizeof(method)),
-                  token(req ? req->authority : NULL, authority, sizeof(authority)),
-                  token(req ? req->target : NULL, path, sizeof(path)), status,
-                  (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms,
-                  h->backend != NULL ? h->backend->addr.text : "-", cc ? " client_cert=" : "",
-                  cc ? token(cc, subject, sizeof(subject)) : "");
+  return snprintf(
+      line, size, "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s%s%s\n",
+      pst_log_time(ts, sizeof(ts)), token(h->peer, peer, sizeof(peer)),
+      token(h->sni, sni, sizeof(sni)), proto,
+      token(req ? req->method : NULL, method, sizeof(method)),
+      token(req ? req->authority : NULL, authority, sizeof(authority)),
+      token(req ? req->target : NULL, path, sizeof(path)), status, (unsigned long long)bytes_in,
+      (unsigned long long)bytes_out, ms, h->backend != NULL ? h->backend->addr.text : "-",
+      cc ? " client_cert=" : "", cc ? token(cc, subject, sizeof(subject)) : "");
 }
 
 /* A JSON line being written into a fixed buffer: every field goes in whole

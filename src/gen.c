@@ -354,7 +354,8 @@ static int gen_client_ca(gen_ctx_t *g, pst_gen_listener_t *gl) {
   if (rc == 0) {
     rc = pst_cert_read_pem(lc->client_ca_file, &gl->client_ca_pem, &gl->client_ca_pem_len);
     if (rc == -ENOMEM) return rc;
-    if (rc != 0) snprintf(err, sizeof(err), "%s: cannot read: %s", lc->client_ca_file, strerror(-rc));
+    if (rc != 0)
+      snprintf(err, sizeof(err), "%s: cannot read: %s", lc->client_ca_file, strerror(-rc));
   }
   if (rc != 0) {
     gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls.client_auth.ca_file: %s",

@@ -448,8 +448,8 @@ static int request_skips(const pst_header_t *f, pst_forwarded_t mode) {
   /* Client-Cert and Client-Cert-Chain: only postern may say what
    * certificate the client presented (RFC 9440 4: a proxy removes them
    * from requests before adding its own). */
-  static const char *const always[] = {"host",        "content-length",   "expect",
-                                       "early-data", "client-cert", "client-cert-chain"};
+  static const char *const always[] = {"host",       "content-length", "expect",
+                                       "early-data", "client-cert",    "client-cert-chain"};
   for (size_t i = 0; i < PST_ARRAY_SIZE(always); i++) {
     if (name_is(f, always[i])) return 1;
   }

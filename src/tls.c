@@ -341,8 +341,7 @@ static void tls_client_cert_free(pst_client_cert_t *cc) {
 
 /* The RFC 9440 field values from the certificates the client sent (leaf
  * first). Returns 0 or -ENOMEM. */
-static int tls_client_cert_headers(pst_client_cert_t *cc, const WOLFSSL_BUFFER_INFO *certs,
-                                   int n) {
+static int tls_client_cert_headers(pst_client_cert_t *cc, const WOLFSSL_BUFFER_INFO *certs, int n) {
   size_t len = 0;
   cc->header = malloc(tls_b64_size(certs[0].length) + 1);
   if (cc->header == NULL) return -ENOMEM;
@@ -377,7 +376,8 @@ static int tls_client_cert_headers(pst_client_cert_t *cc, const WOLFSSL_BUFFER_I
  * certificate that verified. */
 static int tls_on_client_cert(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   if (!preverify || store->error_depth != 0 || store->totalCerts < 1) return preverify;
-  WOLFSSL *ssl = wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
+  WOLFSSL *ssl =
+      wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
   const pst_gen_listener_t *gl = store->userCtx;
   WOLFSSL_X509 *leaf = wolfSSL_X509_STORE_CTX_get_current_cert(store);
   if (ssl == NULL || gl == NULL || leaf == NULL) return 0;

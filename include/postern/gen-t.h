@@ -41,12 +41,12 @@ typedef struct {
   pst_sni_map_t *sni;   /* server name -> index into sets */
   pst_cert_set_t *sets; /* candidates per server name (above) */
   size_t n_sets;
-  int default_set;       /* for no server name, or an unknown one (unknown_sni: default) */
+  int default_set; /* for no server name, or an unknown one (unknown_sni: default) */
   /* tls.client_auth.ca_file's bytes (PEM), checked at load; NULL without
    * client_auth. Every context verifies client certificates against it. */
   unsigned char *client_ca_pem;
   size_t client_ca_pem_len;
-  pst_sni_map_t *routes; /* server name -> route index; NULL without routes */
+  pst_sni_map_t *routes;                 /* server name -> route index; NULL without routes */
   struct pst_access_file_s *access_file; /* the access log (one reference), NULL when off */
   /* Ticket keys (one reference): process-wide, shared with the listeners of
    * other generations that name the same keys, so tickets survive reloads. */
