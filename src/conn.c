@@ -341,6 +341,12 @@ static void conn_head(pst_host_t *h, int started) {
   }
 }
 
+/* host->ops->client_cert: tls.c keeps it with the WOLFSSL object. */
+static const pst_client_cert_t *conn_client_cert(const pst_host_t *h) {
+  const pst_conn_t *conn = conn_of(h);
+  return conn->ssl != NULL ? pst_tls_client_cert(conn->ssl) : NULL;
+}
+
 /* host->ops->facts. */
 static void conn_facts(pst_host_t *h, pst_info_facts_t *f) { pst_conn_facts(conn_of(h), f); }
 
@@ -356,6 +362,7 @@ static const pst_host_ops_t conn_host_ops = {
     .waiting = conn_waiting,
     .facts = conn_facts,
     .head = conn_head,
+    .client_cert = conn_client_cert,
 };
 
 /* ---- the application ---- */
@@ -725,7 +732,6 @@ static void conn_handshake(pst_conn_t *conn) {
   conn_record_alpn(conn);
   conn->version = wolfSSL_get_version(conn->ssl);
   conn->cipher = pst_tls_cipher_name(conn->ssl);
-  conn->host.client_cert = pst_tls_client_cert(conn->ssl); /* tls.client_auth */
   conn_open(conn);
 }
 

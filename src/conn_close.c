@@ -97,7 +97,6 @@ static void conn_free(pst_conn_t *conn) {
   if (conn->app != NULL) conn->app->ops->destroy(conn->app);
   pst_conn_flush_unlist(conn);
   if (conn->ssl != NULL) {
-    conn->host.client_cert = NULL;
     pst_tls_conn_release(conn->ssl); /* its client certificate, if any */
     wolfSSL_free(conn->ssl);
   }

@@ -90,6 +90,10 @@ typedef struct {
    * head is incomplete the connection is among the first to give way when
    * its listener is at max_connections. */
   void (*head)(pst_host_t *h, int started);
+  /* The verified client certificate (tls.client_auth, tls-t.h), or NULL
+   * when none was asked for or sent; valid while the connection lives. An
+   * op rather than a field: connections without one carry nothing for it. */
+  const pst_client_cert_t *(*client_cert)(const pst_host_t *h);
 } pst_host_ops_t;
 
 /* The connection as its application sees it. Filled by the connection
@@ -113,8 +117,6 @@ struct pst_host_s {
   const char *sni;                       /* lower-cased server name, "" for none; printable
                                           * ASCII only (a name the handshake accepted is a
                                           * DNS host name, RFC 6066 3) */
-  const pst_client_cert_t *client_cert;  /* the verified client certificate (tls-t.h), NULL
-                                          * when none was asked for or sent */
 };
 
 /* What a connection asks of its application. */
