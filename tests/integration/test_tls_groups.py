@@ -63,8 +63,9 @@ def test_p521_refused_by_default(pki, module_postern, module_backend, version):
     module_postern(config([listener("nop521", port, echo.addr, tls=tls)], workers=1), [port])
     r = s_client(port, version, "-groups", "P-521", servername="example.test")
     assert not r.handshake_done, str(r)
-    # wolfSSL answers a ClientHello without a common group with a fatal
-    # handshake_failure alert, for TLS 1.3 and TLS 1.2 alike.
+    # A ClientHello without a common group gets a fatal handshake_failure
+    # alert, in TLS 1.3 (wolfssl-no-common-group.patch) and TLS 1.2
+    # (wolfssl-tls12-common-group.patch) alike.
     assert f"alert number {ALERT_HANDSHAKE_FAILURE}" in r.out, str(r)
 
 
