@@ -113,6 +113,11 @@ int pst_cfg_set_client_auth(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return 0;
 }
 
+int pst_cfg_set_intermediates(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  return pst_cfg_file(p, v, &l->intermediates, &l->intermediates_mark);
+}
+
 int pst_cfg_set_session_tickets(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   static const char *const names[] = {"false", "true"};
   int i;

@@ -83,20 +83,34 @@ static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
                 GEN_AT(g, lc, lc->ca_file_mark), err);
     return 0;
   }
+  /* tls.intermediates: where incomplete chains are completed from. */
+  pst_trust_t *bundle = NULL;
+  if (lc->intermediates != NULL) {
+    rc = pst_trust_load(lc->intermediates, &bundle, err, sizeof(err));
+    if (rc != 0) pst_trust_free(trust);
+    if (rc == -ENOMEM) return rc;
+    if (rc != 0) {
+      gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls.intermediates: %s",
+                  GEN_AT(g, lc, lc->intermediates_mark), err);
+      return 0;
+    }
+  }
   gl->certs = calloc(lc->n_certs, sizeof(*gl->certs));
   if (gl->certs == NULL) {
     pst_trust_free(trust);
+    pst_trust_free(bundle);
     return -ENOMEM;
   }
   for (size_t i = 0; i < lc->n_certs; i++) {
-    rc =
-        pst_cert_load(lc->certs[i].cert, lc->certs[i].key, trust, now, g->warn_days, &gl->certs[i]);
+    rc = pst_cert_load_completing(lc->certs[i].cert, lc->certs[i].key, trust, bundle, now,
+                                  g->warn_days, &gl->certs[i]);
     if (rc == -ENOMEM) break;
     gl->n_certs++;
     gen_report_cert(g, lc, i, gl->certs[i], now);
     rc = 0;
   }
   pst_trust_free(trust);
+  pst_trust_free(bundle);
   return rc;
 }
 

@@ -57,6 +57,7 @@ typedef enum {
   PST_PROBLEM_UNTRUSTED,        /* chain complete but its root is not trusted */
   PST_PROBLEM_EXPIRES_SOON,     /* warning: leaf expires within the warn window */
   PST_PROBLEM_NO_NAMES,         /* the leaf has no DNS SAN and no CN */
+  PST_PROBLEM_CHAIN_COMPLETED,  /* warning: tls.intermediates supplied a missing issuer */
 } pst_problem_kind_t;
 
 typedef struct {

@@ -29,6 +29,15 @@ void pst_trust_free(pst_trust_t *trust);
 int pst_cert_load(const char *cert_path, const char *key_path, const pst_trust_t *trust, time_t now,
                   unsigned expiry_warn_days, pst_cert_t **out);
 
+/* pst_cert_load, and when the chain does not reach trust, completes it
+ * from intermediates (tls.intermediates, NULL for none): each missing
+ * issuer found there, signature checked, is appended to the chain served,
+ * with a warning naming it (PST_PROBLEM_CHAIN_COMPLETED). Without a
+ * complete chain the incomplete-chain error stays. Same returns. */
+int pst_cert_load_completing(const char *cert_path, const char *key_path, const pst_trust_t *trust,
+                             const pst_trust_t *intermediates, time_t now,
+                             unsigned expiry_warn_days, pst_cert_t **out);
+
 void pst_cert_free(pst_cert_t *cert);
 
 /* Returns nonzero when name (any case, no trailing dot) is covered by one of

@@ -147,6 +147,8 @@ typedef struct {
   pst_unknown_sni_t unknown_sni;
   char *ca_file; /* NULL: the system store */
   pst_mark_t ca_file_mark;
+  char *intermediates; /* tls.intermediates: CA bundle completing chains; NULL: none */
+  pst_mark_t intermediates_mark;
   /* tls.groups: key-exchange groups in preference order, as IANA
    * NamedGroup codes (RFC 8446 4.2.7); default x25519, p256, p384. */
   uint16_t groups[PST_TLS_MAX_GROUPS];
