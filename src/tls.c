@@ -386,8 +386,15 @@ static int tls_on_client_cert(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, NULL);
   pst_client_cert_t *cc = calloc(1, sizeof(*cc));
   if (cc == NULL) return 0;
-  cc->subject = wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(leaf), NULL, 0);
-  cc->issuer = wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(leaf), NULL, 0);
+  /* Into a buffer of ours, then copied: the strings are freed with free(),
+   * whatever allocator wolfSSL was built with. A longer name is cut. */
+  char dn[512];
+  if (wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(leaf), dn, sizeof(dn)) != NULL) {
+    cc->subject = strdup(dn);
+  }
+  if (wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(leaf), dn, sizeof(dn)) != NULL) {
+    cc->issuer = strdup(dn);
+  }
   cc->not_after = tls_time_text(wolfSSL_X509_get_notAfter(leaf));
   int ok = cc->subject != NULL && cc->issuer != NULL && cc->not_after != NULL;
   if (ok && gl->conf->client_cert_forward) {
