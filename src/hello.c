@@ -14,6 +14,7 @@
 #define REC_MAX_PLAIN (1 << 14) /* RFC 8446 5.1: plaintext fragments are at most 2^14 bytes */
 #define HS_HEADER 4
 #define HS_CLIENT_HELLO 1
+#define EXT_SUPPORTED_GROUPS 10
 #define EXT_SIGNATURE_ALGORITHMS 13
 #define EXT_SUPPORTED_VERSIONS 43
 #define EXT_PRE_SHARED_KEY 41
@@ -128,6 +129,25 @@ static int parse_sigalgs(const uint8_t *p, size_t len, pst_hello_t *h) {
   return 0;
 }
 
+/* RFC 8446 4.2.7: a list of 2-byte NamedGroups; only the curves an ECDSA
+ * certificate may be on are recorded (in TLS 1.2 the certificate's curve
+ * must be one the client lists, RFC 8422 5.1). */
+static int parse_groups(const uint8_t *p, size_t len, pst_hello_t *h) {
+  cur_t c = {p, p + len, 0};
+  size_t list = take(&c, 2);
+  if (c.bad || list != (size_t)(c.end - c.p) || list < 2 || list % 2 != 0) return PST_EPROTO;
+  while (c.p < c.end) {
+    switch (take(&c, 2)) {
+      case 23: h->groups |= PST_HELLO_GROUP_P256; break;
+      case 24: h->groups |= PST_HELLO_GROUP_P384; break;
+      case 25: h->groups |= PST_HELLO_GROUP_P521; break;
+      default: break;
+    }
+  }
+  h->has_groups = 1;
+  return 0;
+}
+
 /* RFC 8446 4.2.1: a list of 2-byte versions, with a 1-byte length. */
 static int parse_versions(const uint8_t *p, size_t len, pst_hello_t *h) {
   cur_t c = {p, p + len, 0};
@@ -186,6 +206,8 @@ static int parse_hello(const uint8_t *body, size_t len, pst_hello_t *h) {
       h->early_data = 1;
     } else if (type == EXT_KEY_SHARE) {
       if (h->n_share_groups > 0 || parse_key_share(data, n, h) != 0) return PST_EPROTO;
+    } else if (type == EXT_SUPPORTED_GROUPS) {
+      if (h->has_groups || parse_groups(data, n, h) != 0) return PST_EPROTO;
     } else if (type == EXT_SIGNATURE_ALGORITHMS) {
       if (h->has_sigalgs || parse_sigalgs(data, n, h) != 0) return PST_EPROTO;
     } else if (type == EXT_SUPPORTED_VERSIONS) {

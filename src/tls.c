@@ -62,6 +62,8 @@ static const char *tls_group_wolf_name(unsigned code) {
 #define TLS_CAPS_HAS_SIGALGS (1u << 16)
 #define TLS_CAPS_TLS13 (1u << 17)
 #define TLS_CAPS_KNOWN (1u << 18)
+#define TLS_CAPS_HAS_GROUPS (1u << 19)
+#define TLS_CAPS_GROUP_SHIFT 20 /* PST_HELLO_GROUP_* from here */
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_init_rc;
@@ -139,11 +141,20 @@ static int tls_kind_usable(pst_cert_kind_t k, unsigned caps, int tls13) {
    * any curve; RSA may be PSS or PKCS#1 v1.5, which wolfSSL picks. */
   int any = !(caps & TLS_CAPS_HAS_SIGALGS);
   unsigned ecdsa = PST_HELLO_SIG_ECDSA_P256 | PST_HELLO_SIG_ECDSA_P384 | PST_HELLO_SIG_ECDSA_P521;
+  /* RFC 8422 5.1, 5.3: an ECDSA certificate's curve must be one of the
+   * client's supported_groups, when it sent them. */
+  unsigned groups = (caps >> TLS_CAPS_GROUP_SHIFT) & 0x7u;
+  int any_curve = !(caps & TLS_CAPS_HAS_GROUPS);
   switch (k) {
     case PST_CERT_KIND_ECDSA_P256:
     case PST_CERT_KIND_ECDSA_P384:
-    case PST_CERT_KIND_ECDSA_P521:
-      return (suites & PST_HELLO_SUITE_ECDSA) && (any || (sig & ecdsa));
+    case PST_CERT_KIND_ECDSA_P521: {
+      unsigned curve = k == PST_CERT_KIND_ECDSA_P256   ? PST_HELLO_GROUP_P256
+                       : k == PST_CERT_KIND_ECDSA_P384 ? PST_HELLO_GROUP_P384
+                                                       : PST_HELLO_GROUP_P521;
+      return (suites & PST_HELLO_SUITE_ECDSA) && (any || (sig & ecdsa)) &&
+             (any_curve || (groups & curve));
+    }
     case PST_CERT_KIND_RSA:
       return (suites & PST_HELLO_SUITE_RSA) &&
              (any || (sig & (PST_HELLO_SIG_RSA_PSS | PST_HELLO_SIG_RSA_PKCS1)));
@@ -238,6 +249,7 @@ static void tls_note_caps(WOLFSSL *ssl, const char *hello, size_t len) {
     caps = TLS_CAPS_KNOWN | (h.sigalgs & 0xffu) | (h.suites & 0xffu) << TLS_CAPS_SUITE_SHIFT;
     if (h.has_sigalgs) caps |= TLS_CAPS_HAS_SIGALGS;
     if (h.tls13) caps |= TLS_CAPS_TLS13;
+    if (h.has_groups) caps |= TLS_CAPS_HAS_GROUPS | (h.groups & 0x7u) << TLS_CAPS_GROUP_SHIFT;
   }
   wolfSSL_set_ex_data(ssl, TLS_EX_CAPS, (void *)(uintptr_t)caps);
 }

@@ -36,6 +36,12 @@
 #define PST_HELLO_SUITE_ECDSA 0x01u /* ECDHE-ECDSA with AES-GCM or ChaCha20-Poly1305 */
 #define PST_HELLO_SUITE_RSA 0x02u   /* ECDHE-RSA with AES-GCM or ChaCha20-Poly1305 */
 
+/* Curves of supported_groups (RFC 8446 4.2.7, RFC 8422 5.1.1) an ECDSA
+ * certificate may be on, as bits of pst_hello_t.groups. */
+#define PST_HELLO_GROUP_P256 0x01u /* secp256r1 (23) */
+#define PST_HELLO_GROUP_P384 0x02u /* secp384r1 (24) */
+#define PST_HELLO_GROUP_P521 0x04u /* secp521r1 (25) */
+
 /* pst_hello_scan's answer when the ClientHello is not complete yet. */
 #define PST_HELLO_NEED_MORE 1
 
@@ -54,6 +60,8 @@ typedef struct {
   unsigned sigalgs; /* PST_HELLO_SIG_* bits of the schemes it lists */
   unsigned suites;  /* PST_HELLO_SUITE_* bits of the TLS 1.2 suites offered */
   int tls13;        /* supported_versions lists TLS 1.3 (RFC 8446 4.2.1) */
+  int has_groups;   /* the supported_groups extension is present */
+  unsigned groups;  /* PST_HELLO_GROUP_* bits of the groups it lists */
 } pst_hello_t;
 
 /* Scans data (len bytes: the first bytes the client sent) for a TLS

@@ -90,6 +90,21 @@ def test_tls12_by_sigalgs(srv, pki, sigalgs, leaf):
     assert _leaf(r) == first_pem(pki.cert(leaf)), f"expected the {leaf} leaf\n{r}"
 
 
+def test_tls12_curve_of_the_certificate(srv, pki):
+    """TLS 1.2: an ECDSA certificate's curve must be among the client's
+    supported_groups (RFC 8422 5.1): a client listing X25519 alone gets the
+    RSA certificate, which it can verify."""
+    p, ports = srv
+    r = s_client(ports["tcp"], "-tls1_2", "-showcerts", "-groups", "X25519",
+                 servername="example.test")
+    assert r.handshake_done, f"{r}{p.context()}"
+    assert _leaf(r) == first_pem(pki.cert("example.test-rsa")), str(r)
+    # TLS 1.3 names the curve in the signature scheme instead: ECDSA.
+    r = s_client(ports["tcp"], "-tls1_3", "-showcerts", "-groups", "X25519",
+                 servername="example.test")
+    assert r.handshake_done and _leaf(r) == first_pem(pki.cert("example.test")), str(r)
+
+
 def test_tls13_pkcs1_only_refused(srv):
     # RSA keys sign with PSS in TLS 1.3 (RFC 8446 4.2.3): a client offering
     # PKCS#1 v1.5 alone can verify no certificate.

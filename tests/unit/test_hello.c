@@ -166,6 +166,7 @@ static void test_certificate_choice(void **state) {
                                   PST_HELLO_SIG_RSA_PKCS1 | PST_HELLO_SIG_ED25519);
   assert_int_equal(h.suites, PST_HELLO_SUITE_RSA);
   assert_true(h.tls13);
+  assert_false(h.has_groups); /* this builder sends no supported_groups */
 
   static const uint16_t p384[] = {0x0503, 0x0603, 0};
   static const uint16_t ecdsa12[] = {0xc02b, 0xcca9, 0};
