@@ -422,19 +422,30 @@ static const char *token(const char *s, char *out, size_t len) {
   return out;
 }
 
+/* The connection's verified client certificate, or NULL (also for hosts
+ * without the op, as tests make them). */
+static const pst_client_cert_t *alog_client_cert(const pst_host_t *h) {
+  return h->ops != NULL && h->ops->client_cert != NULL ? h->ops->client_cert(h) : NULL;
+}
+
 /* The text line: space-separated tokens. */
 static int alog_text(char *line, size_t size, const pst_host_t *h, const char *proto,
                      const pst_http_request_t *req, int status, uint64_t bytes_in,
                      uint64_t bytes_out, double ms) {
-  char ts[40], peer[64], sni[256], method[32], authority[256], path[1024];
-  return snprintf(line, size, "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s\n",
-                  pst_log_time(ts, sizeof(ts)), token(h->peer, peer, sizeof(peer)),
-                  token(h->sni, sni, sizeof(sni)), proto,
-                  token(req ? req->method : NULL, method, sizeof(method)),
-                  token(req ? req->authority : NULL, authority, sizeof(authority)),
-                  token(req ? req->target : NULL, path, sizeof(path)), status,
-                  (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms,
-                  h->backend != NULL ? h->backend->addr.text : "-");
+  char ts[40], peer[64], sni[256], method[32], authority[256], path[1024], subject[256];
+  /* The verified client certificate's subject (tls.client_auth), last and
+   * only when there is one, so that other lines keep their tokens. */
+  const pst_client_cert_t *c = alog_client_cert(h);
+  const char *cc = c != NULL ? c->subject : NULL;
+  return snprintf(
+      line, size, "%s %s sni=%s %s %s %s %s %d in=%llu out=%llu ms=%.1f backend=%s%s%s\n",
+      pst_log_time(ts, sizeof(ts)), token(h->peer, peer, sizeof(peer)),
+      token(h->sni, sni, sizeof(sni)), proto,
+      token(req ? req->method : NULL, method, sizeof(method)),
+      token(req ? req->authority : NULL, authority, sizeof(authority)),
+      token(req ? req->target : NULL, path, sizeof(path)), status, (unsigned long long)bytes_in,
+      (unsigned long long)bytes_out, ms, h->backend != NULL ? h->backend->addr.text : "-",
+      cc ? " client_cert=" : "", cc ? token(cc, subject, sizeof(subject)) : "");
 }
 
 /* A JSON line being written into a fixed buffer: every field goes in whole
@@ -504,6 +515,11 @@ static int alog_json(char *line, size_t size, const pst_host_t *h, const char *p
          ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.1f,\"backend\":",
          status, (unsigned long long)bytes_in, (unsigned long long)bytes_out, ms);
   jl_str(&j, h->backend != NULL ? h->backend->addr.text : "", 0);
+  const pst_client_cert_t *cc = alog_client_cert(h);
+  if (cc != NULL) {
+    jl_raw(&j, ",\"client_cert\":");
+    jl_str(&j, cc->subject, 0);
+  }
   jl_raw(&j, "}\n");
   return j.over || j.len > INT_MAX ? -ENOSPC : (int)j.len;
 }

@@ -223,6 +223,38 @@ static int load_chain(load_t *ld, const unsigned char *file, size_t len) {
   return 0;
 }
 
+/* See src/cert_int.h. The copy is made from the DER, so that the chain
+ * owns it like the certificates read from the file. */
+int pst_cert_append(load_t *ld, WOLFSSL_X509 *x) {
+  pst_cert_t *cert = ld->cert;
+  int der_len = 0;
+  const unsigned char *der = wolfSSL_X509_get_der(x, &der_len);
+  if (der == NULL || der_len <= 0) return -ENOMEM;
+  size_t n = cert->chain_len;
+  WOLFSSL_X509 **xs = realloc(ld->x509, (n + 1) * sizeof(*xs));
+  if (xs == NULL) return -ENOMEM;
+  ld->x509 = xs;
+  pst_cert_info_t *infos = realloc(cert->chain, (n + 1) * sizeof(*infos));
+  if (infos == NULL) return -ENOMEM;
+  cert->chain = infos;
+  /* PEM: 64 base64 characters a line (RFC 7468 2), BEGIN and END lines. */
+  size_t pem_max = (size_t)der_len * 4 / 3 + (size_t)der_len / 48 + 128;
+  unsigned char *pem = realloc(cert->chain_pem, cert->chain_pem_len + pem_max + 1);
+  if (pem == NULL) return -ENOMEM;
+  cert->chain_pem = pem;
+  int pem_len =
+      wc_DerToPem(der, (word32)der_len, pem + cert->chain_pem_len, (word32)pem_max, CERT_TYPE);
+  const unsigned char *p = der;
+  WOLFSSL_X509 *copy = pem_len > 0 ? wolfSSL_d2i_X509(NULL, &p, der_len) : NULL;
+  if (copy == NULL) return -ENOMEM;
+  cert->chain_pem_len += (size_t)pem_len;
+  pem[cert->chain_pem_len] = '\0';
+  ld->x509[n] = copy;
+  memset(&cert->chain[n], 0, sizeof(cert->chain[n]));
+  cert->chain_len = n + 1;
+  return pst_cert_info_fill(copy, &cert->chain[n]);
+}
+
 /* Finds the private key block of a key file and keeps it as key_pem.
  * Returns 0, 1 when a problem was recorded, -ENOMEM. */
 static int load_key(load_t *ld, const unsigned char *file, size_t len) {
@@ -374,10 +406,17 @@ static int cert_load(load_t *ld) {
  * chain file; cert->key_path is then a copy of cert_path. */
 int pst_cert_load(const char *cert_path, const char *key_path, const pst_trust_t *trust, time_t now,
                   unsigned expiry_warn_days, pst_cert_t **out) {
+  return pst_cert_load_completing(cert_path, key_path, trust, NULL, now, expiry_warn_days, out);
+}
+
+/* See include/postern/cert.h. */
+int pst_cert_load_completing(const char *cert_path, const char *key_path, const pst_trust_t *trust,
+                             const pst_trust_t *intermediates, time_t now,
+                             unsigned expiry_warn_days, pst_cert_t **out) {
   *out = NULL;
   pst_cert_t *cert = calloc(1, sizeof(*cert));
   if (cert == NULL) return -ENOMEM;
-  load_t ld = {cert, trust, now, expiry_warn_days, NULL, 0};
+  load_t ld = {cert, trust, intermediates, now, expiry_warn_days, NULL, 0};
   cert->cert_path = strdup(cert_path);
   cert->key_path = strdup(key_path != NULL ? key_path : cert_path);
   int rc = (cert->cert_path == NULL || cert->key_path == NULL) ? -ENOMEM : cert_load(&ld);
@@ -436,6 +475,34 @@ int pst_cert_covers(const pst_cert_t *cert, const char *name) {
       return 1;
   }
   return 0;
+}
+
+/* See include/postern/cert.h. */
+int pst_cert_read_pem(const char *path, unsigned char **buf, size_t *len) {
+  return read_file(path, TRUST_FILE_MAX, buf, len);
+}
+
+/* See include/postern/cert.h. */
+pst_cert_kind_t pst_cert_kind(const pst_cert_t *cert) {
+  if (cert->chain_len == 0) return PST_CERT_KIND_OTHER;
+  const pst_cert_info_t *leaf = &cert->chain[0];
+  switch (leaf->key_type) {
+    case PST_KEY_RSA: return PST_CERT_KIND_RSA;
+    case PST_KEY_ED25519: return PST_CERT_KIND_ED25519;
+    case PST_KEY_ECDSA:
+      if (leaf->key_bits == 256) return PST_CERT_KIND_ECDSA_P256;
+      if (leaf->key_bits == 384) return PST_CERT_KIND_ECDSA_P384;
+      if (leaf->key_bits == 521) return PST_CERT_KIND_ECDSA_P521;
+      return PST_CERT_KIND_OTHER;
+    case PST_KEY_OTHER: break;
+  }
+  return PST_CERT_KIND_OTHER;
+}
+
+/* See include/postern/cert.h. */
+const char *pst_cert_key_desc(const pst_cert_t *cert) {
+  if (cert->chain_len == 0 || cert->chain[0].key_desc == NULL) return "?";
+  return cert->chain[0].key_desc;
 }
 
 /* ---- `postern -t` ---- */

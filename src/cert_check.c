@@ -380,6 +380,40 @@ static void check_link(load_t *ld, size_t i) {
 /* The self-signed leaf, then each link from the leaf up, then the top of
  * the file against the anchors. Stops at the first structural problem, as
  * the ones after it would only repeat it. */
+/* tls.intermediates: appends to the chain the bundle's certificates that
+ * issued its top, one after the other, until the top is a trust anchor or
+ * signed by one. Returns 1 when that happened (each added certificate is
+ * reported, loudly: HAProxy's issuers-chain-path does it silently), 0
+ * otherwise (what was added stays; the caller reports the gap). */
+static int complete_chain(load_t *ld) {
+  const pst_trust_t *bundle = ld->bundle;
+  if (bundle == NULL) return 0;
+  /* A chain is a handful of certificates: a longer one is a loop. */
+  for (int round = 0; round < 8; round++) {
+    pst_cert_t *cert = ld->cert;
+    WOLFSSL_X509 *top = ld->x509[cert->chain_len - 1];
+    WOLFSSL_X509 *found = NULL;
+    for (size_t i = 0; i < bundle->n_anchors && found == NULL; i++) {
+      if (issued_by(top, bundle->anchors[i]) && !is_anchor(bundle, top)) found = bundle->anchors[i];
+    }
+    if (found == NULL) return 0;
+    if (pst_cert_append(ld, found) != 0) {
+      ld->oom = 1;
+      return 0;
+    }
+    const pst_cert_info_t *added = &cert->chain[cert->chain_len - 1];
+    pst_cert_problem(ld, PST_PROBLEM_WARNING, PST_PROBLEM_CHAIN_COMPLETED,
+                     "%s: incomplete chain completed from %s: added \"%s\" (issuer of %s); "
+                     "append it to %s to make the file whole",
+                     cert->cert_path, bundle->path, added->subject,
+                     cert->chain[cert->chain_len - 2].subject, cert->cert_path);
+    WOLFSSL_X509 *now_top = ld->x509[cert->chain_len - 1];
+    if (is_anchor(ld->trust, now_top) || anchor_issued(ld->trust, now_top)) return 1;
+    if (added->self_signed) return 0; /* a root, not trusted: the caller says so */
+  }
+  return 0;
+}
+
 void pst_cert_check_chain(load_t *ld) {
   const pst_cert_t *cert = ld->cert;
   const pst_trust_t *trust = ld->trust;
@@ -420,8 +454,10 @@ void pst_cert_check_chain(load_t *ld) {
   /* The top of the file: a trust anchor itself (a root sent along is
    * tolerated) or signed by one. */
   WOLFSSL_X509 *top = ld->x509[n - 1];
-  const pst_cert_info_t *ti = &cert->chain[n - 1];
   if (is_anchor(trust, top) || anchor_issued(trust, top)) return;
+  if (complete_chain(ld)) return;
+  n = cert->chain_len; /* what complete_chain added stays, reported */
+  const pst_cert_info_t *ti = &cert->chain[n - 1];
   if (ti->self_signed) {
     pst_cert_problem(
         ld, PST_PROBLEM_ERROR, PST_PROBLEM_UNTRUSTED,

@@ -25,7 +25,8 @@ struct pst_trust_s {
 /* State of one pst_cert_load() call. */
 typedef struct {
   pst_cert_t *cert;
-  const pst_trust_t *trust; /* NULL: chain completeness is not checked */
+  const pst_trust_t *trust;  /* NULL: chain completeness is not checked */
+  const pst_trust_t *bundle; /* tls.intermediates, NULL for none */
   time_t now;
   unsigned warn_days;
   WOLFSSL_X509 **x509; /* cert->chain_len parsed certificates, owned */
@@ -37,6 +38,11 @@ typedef struct {
  * ld->oom instead. */
 void pst_cert_problem(pst_cert_load_t *ld, pst_problem_severity_t sev, pst_problem_kind_t kind,
                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Appends a copy of x (a certificate from tls.intermediates) to the chain
+ * being loaded: ld->x509, cert->chain and the PEM given to wolfSSL.
+ * Returns 0 or -ENOMEM. x is borrowed. */
+int pst_cert_append(pst_cert_load_t *ld, WOLFSSL_X509 *x);
 
 /* Fills info from x: DNs, serial, dates, key, self_signed, is_ca. Returns 0
  * or -ENOMEM; the strings set so far belong to info either way (freed by

@@ -219,6 +219,9 @@ static const pst_cfg_key_t tls_keys[] = {
     {"default_certificate", set_default_certificate, NULL},
     {"unknown_sni", set_unknown_sni, NULL},
     {"ca_file", set_ca_file, NULL},
+    {"groups", pst_cfg_set_groups, NULL},           /* config_tls.c */
+    {"client_auth", pst_cfg_set_client_auth, NULL}, /* config_tls.c */
+    {"intermediates", pst_cfg_set_intermediates, NULL},
     /* Session resumption and 0-RTT: config_tls.c. */
     {"session_tickets", pst_cfg_set_session_tickets, NULL},
     {"ticket_keys", pst_cfg_set_ticket_keys, NULL},
@@ -924,6 +927,8 @@ static void free_listener(pst_listener_conf_t *l) {
   free(l->certs);
   free(l->default_certificate);
   free(l->ca_file);
+  free(l->client_ca_file);
+  free(l->intermediates);
   free(l->ticket_keys);
   for (size_t i = 0; i < l->n_routes; i++) {
     for (size_t k = 0; k < l->routes[i].n_names; k++) free(l->routes[i].names[k]);

@@ -157,10 +157,13 @@ void pst_cfg_backends_free(pst_config_t *cfg);
 
 /* ---- session resumption and 0-RTT keys of tls (config_tls.c) ---- */
 
-/* Sets the defaults of session_tickets, ticket_*, early_data,
+/* Sets the defaults of groups, session_tickets, ticket_*, early_data,
  * max_early_data and tcp_early_data. */
 void pst_cfg_tls_resume_defaults(pst_listener_conf_t *l);
-/* Setters of those keys (obj: pst_listener_conf_t). */
+/* Setters of those keys, and of tls.groups (obj: pst_listener_conf_t). */
+int pst_cfg_set_groups(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_client_auth(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_intermediates(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_session_tickets(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_ticket_keys(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_ticket_rotation(pst_cfg_t *p, yaml_node_t *v, void *obj);
@@ -169,7 +172,8 @@ int pst_cfg_set_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_max_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_tcp_early_data(pst_cfg_t *p, yaml_node_t *v, void *obj);
 /* Checks the keys together once the tls mapping (node tls) is read: a
- * ticket_rotation too short for ticket_lifetime. Returns 0 or PST_ECONFIG. */
+ * ticket_rotation too short for ticket_lifetime; client_auth, which turns
+ * resumption off, with early_data: accept. Returns 0 or PST_ECONFIG. */
 int pst_cfg_tls_resume_check(pst_cfg_t *p, yaml_node_t *tls, pst_listener_conf_t *l);
 
 /* ---- early_data_replay (config_replay.c) ---- */

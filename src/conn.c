@@ -343,6 +343,12 @@ static void conn_head(pst_host_t *h, int started) {
   }
 }
 
+/* host->ops->client_cert: tls.c keeps it with the WOLFSSL object. */
+static const pst_client_cert_t *conn_client_cert(const pst_host_t *h) {
+  const pst_conn_t *conn = conn_of(h);
+  return conn->ssl != NULL ? pst_tls_client_cert(conn->ssl) : NULL;
+}
+
 /* host->ops->facts. */
 static void conn_facts(pst_host_t *h, pst_info_facts_t *f) { pst_conn_facts(conn_of(h), f); }
 
@@ -364,6 +370,7 @@ static const pst_host_ops_t conn_host_ops = {
     .facts = conn_facts,
     .head = conn_head,
     .proxy_header = conn_proxy_header,
+    .client_cert = conn_client_cert,
 };
 
 /* ---- the application ---- */
@@ -651,6 +658,8 @@ static void conn_handshake_failed(pst_conn_t *conn, int rc) {
     why = "handshake refused: no certificate for this server name (unknown_sni: reject)";
   } else if (sni == PST_TLS_SNI_MALFORMED) {
     why = "handshake refused: the server name is not a DNS host name (RFC 6066 3)";
+  } else if (sni == PST_TLS_NO_CERT) {
+    why = "handshake refused: no certificate whose signature the client accepts";
   } else {
     wolfSSL_ERR_error_string_n((unsigned long)wolfSSL_get_error(conn->ssl, rc), msg, sizeof(msg));
     why = pst_conn_why(conn, "handshake failed: %s", msg);

@@ -17,6 +17,7 @@
 #include "postern/gen.h"
 #include "postern/metrics.h"
 #include "postern/pool.h"
+#include "postern/tls.h"
 #include "postern/uvio.h"
 
 static int conn_send_fin(pst_conn_t *conn, uv_shutdown_cb cb);
@@ -97,7 +98,10 @@ static void conn_free(pst_conn_t *conn) {
    * backends until now, and host services refuse work once CLOSING. */
   if (conn->app != NULL) conn->app->ops->destroy(conn->app);
   pst_conn_flush_unlist(conn);
-  if (conn->ssl != NULL) wolfSSL_free(conn->ssl);
+  if (conn->ssl != NULL) {
+    pst_tls_conn_release(conn->ssl); /* its client certificate, if any */
+    wolfSSL_free(conn->ssl);
+  }
   pst_early_free(&conn->early);
   pst_buf_free(&conn->cin);
   pst_buf_free(&conn->early_out);

@@ -137,4 +137,10 @@ void pst_conn_facts(pst_conn_t *conn, pst_info_facts_t *f) {
   const pst_cert_t *cert = conn->gl->certs[pst_tls_cert_index(conn->gl, ssl)];
   f->chain = cert->chain;
   f->chain_len = cert->chain_len;
+  const pst_client_cert_t *cc = ssl != NULL ? pst_tls_client_cert(ssl) : NULL;
+  if (cc != NULL) {
+    f->client_subject = cc->subject;
+    f->client_issuer = cc->issuer;
+    f->client_not_after = cc->not_after;
+  }
 }

@@ -139,7 +139,7 @@ int pst_early_hello(pst_early_t *e, WOLFSSL *ssl, const pst_listener_conf_t *lc,
    * can use (tls.c) is not given the chance. */
   int share_ok = 0;
   for (unsigned i = 0; i < h.n_share_groups; i++) {
-    share_ok |= pst_tls_group_offered(h.share_groups[i]);
+    share_ok |= pst_tls_group_offered(lc, h.share_groups[i]);
   }
   pst_replay_t *reg = pst_replay_global();
   if (!h.psk || h.identities != 1 || !share_ok || reg == NULL) {

@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,53 +87,198 @@ static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
                 GEN_AT(g, lc, lc->ca_file_mark), err);
     return 0;
   }
+  /* tls.intermediates: where incomplete chains are completed from. */
+  pst_trust_t *bundle = NULL;
+  if (lc->intermediates != NULL) {
+    rc = pst_trust_load(lc->intermediates, &bundle, err, sizeof(err));
+    if (rc != 0) pst_trust_free(trust);
+    if (rc == -ENOMEM) return rc;
+    if (rc != 0) {
+      gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls.intermediates: %s",
+                  GEN_AT(g, lc, lc->intermediates_mark), err);
+      return 0;
+    }
+  }
   gl->certs = calloc(lc->n_certs, sizeof(*gl->certs));
   if (gl->certs == NULL) {
     pst_trust_free(trust);
+    pst_trust_free(bundle);
     return -ENOMEM;
   }
   for (size_t i = 0; i < lc->n_certs; i++) {
-    rc =
-        pst_cert_load(lc->certs[i].cert, lc->certs[i].key, trust, now, g->warn_days, &gl->certs[i]);
+    rc = pst_cert_load_completing(lc->certs[i].cert, lc->certs[i].key, trust, bundle, now,
+                                  g->warn_days, &gl->certs[i]);
     if (rc == -ENOMEM) break;
     gl->n_certs++;
     gen_report_cert(g, lc, i, gl->certs[i], now);
     rc = 0;
   }
   pst_trust_free(trust);
+  pst_trust_free(bundle);
   return rc;
 }
 
-/* Certificate selection: every name of every certificate, first one wins. */
+/* A new empty candidate set; its index in *out. Returns 0 or -ENOMEM. */
+static int gen_set_new(pst_gen_listener_t *gl, size_t *cap, int *out) {
+  if (gl->n_sets == *cap) {
+    size_t n = *cap ? *cap * 2 : 8;
+    pst_cert_set_t *sets = realloc(gl->sets, n * sizeof(*sets));
+    if (sets == NULL) return -ENOMEM;
+    gl->sets = sets;
+    *cap = n;
+  }
+  memset(&gl->sets[gl->n_sets], 0, sizeof(gl->sets[0]));
+  *out = (int)gl->n_sets++;
+  return 0;
+}
+
+/* Puts certificate i of kind k among the exact-name candidates of set, in
+ * kind order. Returns the index of the certificate of the same kind already
+ * there (left as it is), or -1 when i was added. */
+static int gen_set_add(pst_cert_set_t *set, int i, pst_cert_kind_t k) {
+  size_t at = 0;
+  while (at < set->n && set->kind[at] < k) at++;
+  if (at < set->n && set->kind[at] == k) return set->cert[at];
+  assert(set->n < PST_CERT_KIND_OTHER); /* one per kind */
+  memmove(&set->cert[at + 1], &set->cert[at], (set->n - at) * sizeof(set->cert[0]));
+  memmove(&set->kind[at + 1], &set->kind[at], (set->n - at) * sizeof(set->kind[0]));
+  set->cert[at] = (int16_t)i;
+  set->kind[at] = (uint8_t)k;
+  set->n++;
+  return -1;
+}
+
+/* Each exact name's candidates are followed by those of the wildcard that
+ * covers it, if any ("exact, then wildcard"): the handshake then makes one
+ * lookup whatever matched. names[s] is the name set s was made for. */
+static void gen_sets_wildcards(pst_gen_listener_t *gl, const char *const *names) {
+  for (size_t s = 0; s < gl->n_sets; s++) {
+    const char *dot = strchr(names[s], '.');
+    if (names[s][0] == '*' || dot == NULL) continue;
+    char wild[300];
+    if ((size_t)snprintf(wild, sizeof(wild), "*%s", dot) >= sizeof(wild)) continue;
+    int w = pst_sni_map_get(gl->sni, wild);
+    if (w < 0) continue;
+    pst_cert_set_t *set = &gl->sets[s];
+    const pst_cert_set_t *ws = &gl->sets[w];
+    for (size_t k = 0; k < ws->n; k++) {
+      assert(set->n < PST_CERT_SET_MAX);
+      set->cert[set->n] = ws->cert[k];
+      set->kind[set->n++] = ws->kind[k];
+    }
+  }
+}
+
+/* Certificate selection: each name maps to the set of certificates that
+ * may serve it, one per key type (RFC 8446 4.2.3: the handshake picks the
+ * first whose signature the client accepts, tls.c). Two certificates of
+ * one key type for one name are an error: which one a client got would
+ * depend on the order of the list. */
+static int gen_sni_sets(gen_ctx_t *g, pst_gen_listener_t *gl, const char ***names, size_t *cap) {
+  const pst_listener_conf_t *lc = gl->conf;
+  for (size_t i = 0; i < gl->n_certs; i++) {
+    const pst_cert_t *c = gl->certs[i];
+    pst_cert_kind_t kind = pst_cert_kind(c);
+    if (kind == PST_CERT_KIND_OTHER) continue; /* its load reported why */
+    for (size_t j = 0; j < c->n_names; j++) {
+      int s = pst_sni_map_get(gl->sni, c->names[j]);
+      if (s < 0) {
+        size_t old_cap = *cap;
+        int rc = gen_set_new(gl, cap, &s);
+        if (rc == 0 && *cap != old_cap) {
+          const char **n = realloc(*names, *cap * sizeof(*n));
+          if (n == NULL) return -ENOMEM;
+          *names = n;
+        }
+        if (rc == 0) rc = pst_sni_map_add(gl->sni, c->names[j], s);
+        if (rc == -ENOMEM) return rc;
+        if (rc != 0) { /* not a name the tables take: never served */
+          gl->n_sets--;
+          continue;
+        }
+        (*names)[s] = c->names[j];
+      }
+      int other = gen_set_add(&gl->sets[s], (int)i, kind);
+      if (other >= 0) {
+        gen_problem(g, PST_PROBLEM_ERROR,
+                    "%s:%d:%d: listeners[%zu].tls.certificates[%zu]: name %s is also in "
+                    "certificates[%d], whose key is of the same type (%s): which one clients get "
+                    "would depend on the order; remove the name from one of them, or use "
+                    "certificates of different key types (ECDSA and RSA) for it",
+                    GEN_AT(g, lc, lc->certs[i].mark), i, c->names[j], other, pst_cert_key_desc(c));
+      }
+    }
+  }
+  return 0;
+}
+
+/* Says which certificate serves which client, for the names that have
+ * more than one: in `postern -t`, one line per name; in the log (start
+ * and reload), one line per listener naming the first few. */
+static void gen_report_sets(gen_ctx_t *g, const pst_gen_listener_t *gl, const char *const *names) {
+  char line[1024];
+  size_t shown = 0, multi = 0, len = 0;
+  for (size_t s = 0; s < gl->n_sets; s++) {
+    const pst_cert_set_t *set = &gl->sets[s];
+    if (set->n < 2) continue;
+    multi++;
+    if (g->report != NULL) {
+      fprintf(g->report, "listener %s: %s: ", gl->conf->name, names[s]);
+      for (size_t k = 0; k < set->n; k++) {
+        const pst_cert_t *c = gl->certs[set->cert[k]];
+        fprintf(g->report, "%s%s (%s)", k > 0 ? ", then " : "", pst_cert_key_desc(c), c->cert_path);
+      }
+      fprintf(g->report, "\n");
+    } else if (shown < 4 && len < sizeof(line)) {
+      shown++;
+      len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s (", shown > 1 ? "; " : "",
+                              names[s]);
+      for (size_t k = 0; k < set->n && len < sizeof(line); k++) {
+        len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s", k > 0 ? ", then " : "",
+                                pst_cert_key_desc(gl->certs[set->cert[k]]));
+      }
+      if (len < sizeof(line)) len += (size_t)snprintf(line + len, sizeof(line) - len, ")");
+    }
+  }
+  if (g->report == NULL && multi > 0) {
+    pst_log_info(
+        "listener %s: %zu server name%s with certificates of several key types, chosen "
+        "per handshake by what the client accepts: %s%s",
+        gl->conf->name, multi, multi == 1 ? "" : "s", line, multi > shown ? "; ..." : "");
+  }
+}
+
 static int gen_sni_map(gen_ctx_t *g, pst_gen_listener_t *gl) {
   const pst_listener_conf_t *lc = gl->conf;
   gl->sni = pst_sni_map_new();
   if (gl->sni == NULL) return -ENOMEM;
-  for (size_t i = 0; i < gl->n_certs; i++) {
-    const pst_cert_t *c = gl->certs[i];
-    for (size_t j = 0; j < c->n_names; j++) {
-      int rc = pst_sni_map_add(gl->sni, c->names[j], (int)i);
-      if (rc == -ENOMEM) return rc;
-      if (rc == 1) {
-        gen_problem(g, PST_PROBLEM_WARNING,
-                    "%s:%d:%d: listeners[%zu].tls.certificates[%zu]: name %s is also in an "
-                    "earlier certificate, which is the one served for it",
-                    GEN_AT(g, lc, lc->certs[i].mark), i, c->names[j]);
-      }
+  const char **names = NULL;
+  size_t cap = 0;
+  int rc = gen_sni_sets(g, gl, &names, &cap);
+  if (rc == 0) gen_sets_wildcards(gl, names);
+  if (rc == 0) gen_report_sets(g, gl, names);
+  free(names);
+  if (rc != 0) return rc;
+  gl->default_set = -1;
+  if (lc->default_certificate != NULL) {
+    gl->default_set =
+        pst_sni_map_lookup(gl->sni, lc->default_certificate, strlen(lc->default_certificate));
+    if (gl->default_set < 0) {
+      gen_problem(g, PST_PROBLEM_ERROR,
+                  "%s:%d:%d: listeners[%zu].tls.default_certificate: no certificate covers "
+                  "\"%s\"; expected a name of one of the listed certificates",
+                  GEN_AT(g, lc, lc->default_certificate_mark), lc->default_certificate);
     }
+  } else if (gl->certs[0]->n_names > 0) {
+    /* The first certificate's names, with the other key types for them. */
+    gl->default_set = pst_sni_map_get(gl->sni, gl->certs[0]->names[0]);
   }
-  gl->default_cert = 0;
-  if (lc->default_certificate == NULL) return 0;
-  for (size_t i = 0; i < gl->n_certs; i++) {
-    if (pst_cert_covers(gl->certs[i], lc->default_certificate)) {
-      gl->default_cert = (int)i;
-      return 0;
-    }
+  if (gl->default_set < 0 || gl->sets[gl->default_set].n == 0) {
+    /* Only after an error was reported: keep the generation consistent. */
+    if ((rc = gen_set_new(gl, &cap, &gl->default_set)) != 0) return rc;
+    gen_set_add(&gl->sets[gl->default_set], 0, PST_CERT_KIND_ECDSA_P256);
   }
-  gen_problem(g, PST_PROBLEM_ERROR,
-              "%s:%d:%d: listeners[%zu].tls.default_certificate: no certificate covers \"%s\"; "
-              "expected a name of one of the listed certificates",
-              GEN_AT(g, lc, lc->default_certificate_mark), lc->default_certificate);
+  gl->default_cert = gl->sets[gl->default_set].cert[0];
   return 0;
 }
 
@@ -182,6 +328,8 @@ static void gen_free(pst_gen_t *gen) {
       for (size_t j = 0; j < gl->n_certs; j++) pst_cert_free(gl->certs[j]);
       free(gl->certs);
       pst_sni_map_free(gl->sni);
+      free(gl->sets);
+      free(gl->client_ca_pem);
       pst_sni_map_free(gl->routes);
       pst_access_file_unref(gl->access_file);
       pst_ticket_src_put(gl->tickets); /* after the contexts that point to it */
@@ -211,6 +359,30 @@ static int gen_tickets(gen_ctx_t *g, pst_gen_listener_t *gl) {
   return 0;
 }
 
+/* tls.client_auth.ca_file: read once, checked whole (every block a
+ * certificate wolfSSL can parse), kept for the contexts (tls.c). A broken
+ * file is an error, so a reload keeps the generation that works. */
+static int gen_client_ca(gen_ctx_t *g, pst_gen_listener_t *gl) {
+  const pst_listener_conf_t *lc = gl->conf;
+  if (lc->client_auth == PST_CLIENT_AUTH_NONE) return 0;
+  char err[512];
+  pst_trust_t *trust = NULL;
+  int rc = pst_trust_load(lc->client_ca_file, &trust, err, sizeof(err));
+  pst_trust_free(trust);
+  if (rc == -ENOMEM) return rc;
+  if (rc == 0) {
+    rc = pst_cert_read_pem(lc->client_ca_file, &gl->client_ca_pem, &gl->client_ca_pem_len);
+    if (rc == -ENOMEM) return rc;
+    if (rc != 0)
+      snprintf(err, sizeof(err), "%s: cannot read: %s", lc->client_ca_file, strerror(-rc));
+  }
+  if (rc != 0) {
+    gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: listeners[%zu].tls.client_auth.ca_file: %s",
+                GEN_AT(g, lc, lc->client_ca_file_mark), err);
+  }
+  return 0;
+}
+
 static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
   const pst_listener_conf_t *lc = gl->conf;
   int rc = pst_access_file_open(lc->access_log, &gl->access_file);
@@ -225,6 +397,7 @@ static int gen_build_listener(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) 
   if ((rc = gen_sni_map(g, gl)) != 0) return rc;
   if ((rc = gen_routes(g, gl)) != 0) return rc;
   if ((rc = gen_tickets(g, gl)) != 0) return rc;
+  if ((rc = gen_client_ca(g, gl)) != 0) return rc;
   if (g->errors > 0) return 0; /* no contexts from certificates that failed checks */
   char err[512];
   rc = pst_tls_listener_init(gl, err, sizeof(err));

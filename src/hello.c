@@ -14,6 +14,9 @@
 #define REC_MAX_PLAIN (1 << 14) /* RFC 8446 5.1: plaintext fragments are at most 2^14 bytes */
 #define HS_HEADER 4
 #define HS_CLIENT_HELLO 1
+#define EXT_SUPPORTED_GROUPS 10
+#define EXT_SIGNATURE_ALGORITHMS 13
+#define EXT_SUPPORTED_VERSIONS 43
 #define EXT_PRE_SHARED_KEY 41
 #define EXT_EARLY_DATA 42
 #define EXT_KEY_SHARE 51
@@ -100,6 +103,82 @@ static int parse_key_share(const uint8_t *p, size_t len, pst_hello_t *h) {
   return 0;
 }
 
+/* RFC 8446 4.2.3: a list of 2-byte SignatureSchemes. Only the schemes
+ * postern's certificates can sign with are recorded; others are skipped
+ * (RFC 8446 9.3: unknown values are ignored). */
+static int parse_sigalgs(const uint8_t *p, size_t len, pst_hello_t *h) {
+  cur_t c = {p, p + len, 0};
+  size_t list = take(&c, 2);
+  if (c.bad || list != (size_t)(c.end - c.p) || list < 2 || list % 2 != 0) return PST_EPROTO;
+  while (c.p < c.end) {
+    switch (take(&c, 2)) {
+      case 0x0403: h->sigalgs |= PST_HELLO_SIG_ECDSA_P256; break;
+      case 0x0503: h->sigalgs |= PST_HELLO_SIG_ECDSA_P384; break;
+      case 0x0603: h->sigalgs |= PST_HELLO_SIG_ECDSA_P521; break;
+      case 0x0804:
+      case 0x0805:
+      case 0x0806: h->sigalgs |= PST_HELLO_SIG_RSA_PSS; break;
+      case 0x0401:
+      case 0x0501:
+      case 0x0601: h->sigalgs |= PST_HELLO_SIG_RSA_PKCS1; break;
+      case 0x0807: h->sigalgs |= PST_HELLO_SIG_ED25519; break;
+      default: break;
+    }
+  }
+  h->has_sigalgs = 1;
+  return 0;
+}
+
+/* RFC 8446 4.2.7: a list of 2-byte NamedGroups; only the curves an ECDSA
+ * certificate may be on are recorded (in TLS 1.2 the certificate's curve
+ * must be one the client lists, RFC 8422 5.1). */
+static int parse_groups(const uint8_t *p, size_t len, pst_hello_t *h) {
+  cur_t c = {p, p + len, 0};
+  size_t list = take(&c, 2);
+  if (c.bad || list != (size_t)(c.end - c.p) || list < 2 || list % 2 != 0) return PST_EPROTO;
+  while (c.p < c.end) {
+    switch (take(&c, 2)) {
+      case 23: h->groups |= PST_HELLO_GROUP_P256; break;
+      case 24: h->groups |= PST_HELLO_GROUP_P384; break;
+      case 25: h->groups |= PST_HELLO_GROUP_P521; break;
+      default: break;
+    }
+  }
+  h->has_groups = 1;
+  return 0;
+}
+
+/* RFC 8446 4.2.1: a list of 2-byte versions, with a 1-byte length. */
+static int parse_versions(const uint8_t *p, size_t len, pst_hello_t *h) {
+  cur_t c = {p, p + len, 0};
+  size_t list = take(&c, 1);
+  if (c.bad || list != (size_t)(c.end - c.p) || list < 2 || list % 2 != 0) return PST_EPROTO;
+  while (c.p < c.end) {
+    if (take(&c, 2) == 0x0304) h->tls13 = 1;
+  }
+  return 0;
+}
+
+/* The TLS 1.2 suites of postern's list (tls.c: tls_ciphers), by the
+ * authentication they need (RFC 5289 3.2, RFC 7905 2). */
+static void note_suites(const uint8_t *p, size_t len, pst_hello_t *h) {
+  for (size_t i = 0; i + 1 < len; i += 2) {
+    switch (be16(p + i)) {
+      case 0xC02B: /* ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 */
+      case 0xC02C: /* ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 */
+      case 0xCCA9: /* ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 */
+        h->suites |= PST_HELLO_SUITE_ECDSA;
+        break;
+      case 0xC02F: /* ECDHE_RSA_WITH_AES_128_GCM_SHA256 */
+      case 0xC030: /* ECDHE_RSA_WITH_AES_256_GCM_SHA384 */
+      case 0xCCA8: /* ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 */
+        h->suites |= PST_HELLO_SUITE_RSA;
+        break;
+      default: break;
+    }
+  }
+}
+
 static int parse_hello(const uint8_t *body, size_t len, pst_hello_t *h) {
   cur_t c = {body, body + len, 0};
   skip(&c, 2 + 32); /* legacy_version, random */
@@ -108,7 +187,8 @@ static int parse_hello(const uint8_t *body, size_t len, pst_hello_t *h) {
   skip(&c, sid);
   size_t suites = take(&c, 2);
   if (suites < 2 || suites % 2 != 0) return PST_EPROTO;
-  skip(&c, suites);
+  const uint8_t *suite_list = skip(&c, suites);
+  if (suite_list != NULL) note_suites(suite_list, suites, h);
   size_t comp = take(&c, 1);
   if (comp < 1) return PST_EPROTO;
   skip(&c, comp);
@@ -126,6 +206,12 @@ static int parse_hello(const uint8_t *body, size_t len, pst_hello_t *h) {
       h->early_data = 1;
     } else if (type == EXT_KEY_SHARE) {
       if (h->n_share_groups > 0 || parse_key_share(data, n, h) != 0) return PST_EPROTO;
+    } else if (type == EXT_SUPPORTED_GROUPS) {
+      if (h->has_groups || parse_groups(data, n, h) != 0) return PST_EPROTO;
+    } else if (type == EXT_SIGNATURE_ALGORITHMS) {
+      if (h->has_sigalgs || parse_sigalgs(data, n, h) != 0) return PST_EPROTO;
+    } else if (type == EXT_SUPPORTED_VERSIONS) {
+      if (h->tls13 || parse_versions(data, n, h) != 0) return PST_EPROTO;
     } else if (type == EXT_PRE_SHARED_KEY) {
       /* It must be the last extension (RFC 8446 4.2.11). */
       if (c.p != c.end || parse_psk(data, n, h) != 0) return PST_EPROTO;

@@ -445,7 +445,11 @@ static int forwarded(pst_buf_t *out, const pst_headers_t *h, const char *ip,
 
 /* Whether the request writer replaces or drops a received field. */
 static int request_skips(const pst_header_t *f, pst_forwarded_t mode) {
-  static const char *const always[] = {"host", "content-length", "expect", "early-data"};
+  /* Client-Cert and Client-Cert-Chain: only postern may say what
+   * certificate the client presented (RFC 9440 4: a proxy removes them
+   * from requests before adding its own). */
+  static const char *const always[] = {"host",       "content-length", "expect",
+                                       "early-data", "client-cert",    "client-cert-chain"};
   for (size_t i = 0; i < PST_ARRAY_SIZE(always); i++) {
     if (name_is(f, always[i])) return 1;
   }
@@ -495,7 +499,10 @@ int pst_http_request_write(const pst_http_request_t *req, const pst_forward_info
   if (authority == NULL) authority = pst_headers_get(&req->headers, "host");
   if (authority == NULL) authority = "";
   int rc = request_check(req, authority);
-  if (rc != 0 || (fwd->client_ip != NULL && !word_ok(fwd->client_ip))) return PST_EPROTO;
+  if (rc != 0 || (fwd->client_ip != NULL && !word_ok(fwd->client_ip)) ||
+      !str_ok(fwd->client_cert) || !str_ok(fwd->client_cert_chain)) {
+    return PST_EPROTO;
+  }
   size_t saved = out->len;
   rc = append_all(out, req->method, " ", req->target, " HTTP/1.1\r\nHost: ", authority, "\r\n",
                   NULL);
@@ -515,6 +522,12 @@ int pst_http_request_write(const pst_http_request_t *req, const pst_forward_info
       rc = append_all(out, "X-Forwarded-Host: ", authority, "\r\n", NULL);
   }
   if (rc == 0 && fwd->early_data) rc = APPEND_LIT(out, "Early-Data: 1\r\n");
+  if (rc == 0 && fwd->client_cert != NULL) {
+    rc = append_all(out, "Client-Cert: ", fwd->client_cert, "\r\n", NULL);
+  }
+  if (rc == 0 && fwd->client_cert_chain != NULL) {
+    rc = append_all(out, "Client-Cert-Chain: ", fwd->client_cert_chain, "\r\n", NULL);
+  }
   if (rc == 0) rc = request_framing(out, req);
   if (rc == 0 && req->upgrade) {
     rc = append_all(out, "Connection: upgrade\r\nUpgrade: ", req->upgrade_proto, "\r\n", NULL);

@@ -186,6 +186,18 @@ static int build_json(pst_buf_t *b, const pst_info_facts_t *f) {
   } else if (rc == 0) {
     rc = pst_buf_printf(b, ",\"handshake_ms\":null");
   }
+  /* The verified client certificate (tls.client_auth), or null. */
+  if (rc == 0 && f->client_subject != NULL) {
+    rc = APPEND_LIT(b, ",\"client_cert\":{\"subject\":");
+    if (rc == 0) rc = json_str(b, f->client_subject);
+    if (rc == 0) rc = APPEND_LIT(b, ",\"issuer\":");
+    if (rc == 0) rc = json_str(b, f->client_issuer);
+    if (rc == 0) rc = APPEND_LIT(b, ",\"not_after\":");
+    if (rc == 0) rc = json_str(b, f->client_not_after);
+    if (rc == 0) rc = APPEND_LIT(b, "}");
+  } else if (rc == 0) {
+    rc = APPEND_LIT(b, ",\"client_cert\":null");
+  }
   if (rc == 0) rc = APPEND_LIT(b, ",\"chain\":[");
   for (size_t i = 0; rc == 0 && f->chain != NULL && i < f->chain_len; i++) {
     const pst_cert_info_t *c = &f->chain[i];
@@ -197,6 +209,9 @@ static int build_json(pst_buf_t *b, const pst_info_facts_t *f) {
     if (rc == 0) rc = json_str(b, c->issuer);
     if (rc == 0) rc = APPEND_LIT(b, ",\"serial\":");
     if (rc == 0) rc = json_str(b, c->serial_hex);
+    /* The leaf's says which of a name's certificates served (ECDSA, RSA). */
+    if (rc == 0) rc = APPEND_LIT(b, ",\"key\":");
+    if (rc == 0) rc = json_str(b, c->key_desc);
     if (rc == 0) rc = APPEND_LIT(b, ",\"not_after\":");
     if (rc == 0) rc = json_str(b, fmt_utc(c->not_after, when) == 0 ? when : NULL);
     if (rc == 0) rc = APPEND_LIT(b, "}");
@@ -266,19 +281,20 @@ static int html_chain(pst_buf_t *b, const pst_info_facts_t *f) {
   int rc = pst_buf_printf(b,
                           "<h2>Certificate chain</h2>\n<table>\n<thead><tr>"
                           "<th scope=\"col\">#</th><th scope=\"col\">Subject</th>"
-                          "<th scope=\"col\">Issuer</th>"
+                          "<th scope=\"col\">Issuer</th><th scope=\"col\">Key</th>"
                           "<th scope=\"col\">Not after</th></tr></thead>\n"
                           "<tbody>\n");
   size_t n = f->chain != NULL ? f->chain_len : 0;
   if (rc == 0 && n == 0) {
     rc = pst_buf_printf(b,
-                        "<tr><td colspan=\"4\"><span class=\"none\">"
+                        "<tr><td colspan=\"5\"><span class=\"none\">"
                         "no certificate</span></td></tr>\n");
   }
   for (size_t i = 0; rc == 0 && i < n; i++) {
     const pst_cert_info_t *c = &f->chain[i];
     char when[32];
-    const char *cells[3] = {c->subject, c->issuer, fmt_utc(c->not_after, when) == 0 ? when : NULL};
+    const char *cells[4] = {c->subject, c->issuer, c->key_desc,
+                            fmt_utc(c->not_after, when) == 0 ? when : NULL};
     rc = pst_buf_printf(b, "<tr><td>%zu%s</td>", i, i == 0 ? " (leaf)" : "");
     for (size_t j = 0; rc == 0 && j < PST_ARRAY_SIZE(cells); j++) {
       rc = APPEND_LIT(b, "<td>");
@@ -309,6 +325,9 @@ static int build_html(pst_buf_t *b, const pst_info_facts_t *f) {
       {"Session resumed", f->resumed ? "yes" : "no"},
       {"Early data (0-RTT)", f->early_data},
       {"Handshake time", isfinite(f->handshake_ms) ? ms : NULL},
+      {"Client certificate", f->client_subject},
+      {"Client certificate issuer", f->client_issuer},
+      {"Client certificate expires", f->client_not_after},
   };
   int rc = pst_buf_append(b, html_top, sizeof(html_top) - 1);
   for (size_t i = 0; rc == 0 && i < PST_ARRAY_SIZE(rows); i++) {

@@ -188,6 +188,13 @@ static void describe_settings(out_t *o, const pst_listener_conf_t *a,
     out_add(&keys, ", ", "tls.default_certificate");
   if (a->unknown_sni != b->unknown_sni) out_add(&keys, ", ", "tls.unknown_sni");
   if (!str_same(a->ca_file, b->ca_file)) out_add(&keys, ", ", "tls.ca_file");
+  if (!str_same(a->intermediates, b->intermediates)) out_add(&keys, ", ", "tls.intermediates");
+  if (a->n_groups != b->n_groups ||
+      memcmp(a->groups, b->groups, a->n_groups * sizeof(a->groups[0])) != 0)
+    out_add(&keys, ", ", "tls.groups");
+  if (a->client_auth != b->client_auth || !str_same(a->client_ca_file, b->client_ca_file) ||
+      a->client_cert_forward != b->client_cert_forward)
+    out_add(&keys, ", ", "tls.client_auth");
   if (a->session_tickets != b->session_tickets || !str_same(a->ticket_keys, b->ticket_keys) ||
       a->ticket_rotation_ms != b->ticket_rotation_ms ||
       a->ticket_lifetime_ms != b->ticket_lifetime_ms)

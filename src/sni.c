@@ -183,6 +183,19 @@ int pst_sni_map_lookup(const pst_sni_map_t *map, const char *name, size_t len) {
   return e != NULL ? e->value : -1;
 }
 
+int pst_sni_map_get(const pst_sni_map_t *map, const char *name) {
+  size_t len = strlen(name);
+  if (len > 0 && name[len - 1] == '.') len--;
+  const sni_table_t *t = &map->exact;
+  if (len >= 2 && name[0] == '*' && name[1] == '.') {
+    t = &map->wild;
+    name += 2;
+    len -= 2;
+  }
+  const sni_entry_t *e = table_find(t, name, len, hash_name(name, len));
+  return e != NULL ? e->value : -1;
+}
+
 void pst_sni_map_free(pst_sni_map_t *map) {
   if (map == NULL) return;
   table_free(&map->exact);

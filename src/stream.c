@@ -542,6 +542,12 @@ pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, vo
        * early data and may be a replay (RFC 8470 5.1). */
       .early_data = s->early_data,
   };
+  const pst_client_cert_t *cc =
+      host->ops->client_cert != NULL ? host->ops->client_cert(host) : NULL;
+  if (cc != NULL) { /* tls.client_auth.forward: headers, RFC 9440 */
+    fwd.client_cert = cc->header;
+    fwd.client_cert_chain = cc->chain_header;
+  }
   if (pst_http_request_write(req, &fwd, &st->head) != 0) goto nomem;
   st->misdirected = stream_misdirected(host, req);
   if (st->misdirected) {

@@ -2,6 +2,7 @@
  * that run inside the handshake. */
 #include "postern/tls.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,8 +15,10 @@
 
 #include "postern/common.h"
 #include "postern/gen-t.h"
+#include "postern/hello.h"
 #include "postern/sni.h"
 #include "postern/ticket.h"
+#include "postern/tls-t.h"
 
 /* AEAD suites only (TLS 1.3 has nothing else; for TLS 1.2, ECDHE with
  * AES-GCM or ChaCha20-Poly1305), in server preference order: AES-128-GCM
@@ -26,16 +29,41 @@ static const char tls_ciphers[] =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
-/* X25519 first: the cheapest exchange; P-256 for clients without it. */
-static const int tls_groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
-static const char tls_groups_list[] = "X25519:P-256";
+/* wolfSSL's names of the groups tls.groups may hold (config_tls.c), by
+ * IANA code (RFC 8446 4.2.7). */
+static const char *tls_group_wolf_name(unsigned code) {
+  switch (code) {
+    case WOLFSSL_ECC_X25519: return "X25519";
+    case WOLFSSL_ECC_SECP256R1: return "P-256";
+    case WOLFSSL_ECC_SECP384R1: return "P-384";
+    case WOLFSSL_ECC_SECP521R1: return "P-521";
+    default: return NULL;
+  }
+}
 
 /* ex_data slot holding the index of the certificate served (+1, so that 0
  * means "the default"). */
 #define TLS_EX_CERT 1
 /* ex_data slot set when the SNI callback refused the name: why
- * (PST_TLS_SNI_UNKNOWN or PST_TLS_SNI_MALFORMED). */
+ * (PST_TLS_SNI_UNKNOWN, PST_TLS_SNI_MALFORMED or PST_TLS_NO_CERT). */
 #define TLS_EX_REJECTED 2
+/* ex_data slot holding what the ClientHello accepts for the server's
+ * signature (TLS_CAPS_* bits), set by pst_tls_sni_precheck before wolfSSL
+ * reads the ClientHello; 0 when unknown. An ex_data slot rather than a
+ * connection field: no connection grows for it. */
+#define TLS_EX_CAPS 3
+/* ex_data slot holding the connection's pst_client_cert_t (tls-t.h), made
+ * by tls_on_client_cert; NULL without a verified client certificate. */
+#define TLS_EX_CLIENT_CERT 4
+
+/* TLS_EX_CAPS bits: PST_HELLO_SIG_* in the low byte, PST_HELLO_SUITE_*
+ * in the next, then these. */
+#define TLS_CAPS_SUITE_SHIFT 8
+#define TLS_CAPS_HAS_SIGALGS (1u << 16)
+#define TLS_CAPS_TLS13 (1u << 17)
+#define TLS_CAPS_KNOWN (1u << 18)
+#define TLS_CAPS_HAS_GROUPS (1u << 19)
+#define TLS_CAPS_GROUP_SHIFT 20 /* PST_HELLO_GROUP_* from here */
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_init_rc;
@@ -88,8 +116,90 @@ static int tls_sni_well_formed(const unsigned char *s, size_t len) {
   return label > 0; /* no trailing dot */
 }
 
-/* RFC 6066 3: pick the certificate by server name. Runs inside the
- * ClientHello, before ticket decryption and ALPN. */
+/* Whether a certificate of kind k can sign this handshake, from what the
+ * ClientHello offered (caps, TLS_CAPS_*) and the version it will get. */
+static int tls_kind_usable(pst_cert_kind_t k, unsigned caps, int tls13) {
+  unsigned sig = caps & 0xffu;
+  unsigned suites = (caps >> TLS_CAPS_SUITE_SHIFT) & 0xffu;
+  if (tls13) {
+    /* RFC 8446 4.2.3: TLS 1.3 ECDSA schemes name the curve; RSA keys sign
+     * with RSASSA-PSS (rsa_pss_rsae_*), never PKCS#1 v1.5. */
+    switch (k) {
+      case PST_CERT_KIND_ECDSA_P256: return (sig & PST_HELLO_SIG_ECDSA_P256) != 0;
+      case PST_CERT_KIND_ECDSA_P384: return (sig & PST_HELLO_SIG_ECDSA_P384) != 0;
+      case PST_CERT_KIND_ECDSA_P521: return (sig & PST_HELLO_SIG_ECDSA_P521) != 0;
+      case PST_CERT_KIND_RSA: return (sig & PST_HELLO_SIG_RSA_PSS) != 0;
+      case PST_CERT_KIND_ED25519: return (sig & PST_HELLO_SIG_ED25519) != 0;
+      case PST_CERT_KIND_OTHER: return 0;
+    }
+    return 0;
+  }
+  /* TLS 1.2: the cipher suite names the authentication (RFC 5289 3.2), and
+   * signature_algorithms, when sent, the schemes (RFC 5246 7.4.1.4.1; a
+   * client without it accepts SHA-1 with the suite's algorithm, and
+   * wolfSSL then uses its defaults). ECDSA in TLS 1.2 takes any hash with
+   * any curve; RSA may be PSS or PKCS#1 v1.5, which wolfSSL picks. */
+  int any = !(caps & TLS_CAPS_HAS_SIGALGS);
+  unsigned ecdsa = PST_HELLO_SIG_ECDSA_P256 | PST_HELLO_SIG_ECDSA_P384 | PST_HELLO_SIG_ECDSA_P521;
+  /* RFC 8422 5.1, 5.3: an ECDSA certificate's curve must be one of the
+   * client's supported_groups, when it sent them. */
+  unsigned groups = (caps >> TLS_CAPS_GROUP_SHIFT) & 0x7u;
+  int any_curve = !(caps & TLS_CAPS_HAS_GROUPS);
+  switch (k) {
+    case PST_CERT_KIND_ECDSA_P256:
+    case PST_CERT_KIND_ECDSA_P384:
+    case PST_CERT_KIND_ECDSA_P521: {
+      unsigned curve = k == PST_CERT_KIND_ECDSA_P256   ? PST_HELLO_GROUP_P256
+                       : k == PST_CERT_KIND_ECDSA_P384 ? PST_HELLO_GROUP_P384
+                                                       : PST_HELLO_GROUP_P521;
+      return (suites & PST_HELLO_SUITE_ECDSA) && (any || (sig & ecdsa)) &&
+             (any_curve || (groups & curve));
+    }
+    case PST_CERT_KIND_RSA:
+      return (suites & PST_HELLO_SUITE_RSA) &&
+             (any || (sig & (PST_HELLO_SIG_RSA_PSS | PST_HELLO_SIG_RSA_PKCS1)));
+    case PST_CERT_KIND_ED25519:
+      return (suites & PST_HELLO_SUITE_ECDSA) && (sig & PST_HELLO_SIG_ED25519);
+    case PST_CERT_KIND_OTHER: return 0;
+  }
+  return 0;
+}
+
+/* The certificate of set to serve: the first (set order: exact names, then
+ * wildcard, each ECDSA before RSA) whose signature the client accepts.
+ * Returns its index into gl->certs, or -1 when none is usable. Without
+ * caps (a ClientHello the scanner did not read), the first: wolfSSL then
+ * judges. */
+static int tls_pick_cert(const pst_gen_listener_t *gl, const pst_cert_set_t *set, unsigned caps) {
+  assert(set->n > 0);
+  if (!(caps & TLS_CAPS_KNOWN)) return set->cert[0];
+  /* The version wolfSSL will negotiate: TLS 1.3 when both offer it. A
+   * client offering neither version the listener takes is refused by
+   * wolfSSL before this callback runs. */
+  int tls13 = (gl->conf->versions & PST_TLS13) && (caps & TLS_CAPS_TLS13);
+  if (!tls13 && !(gl->conf->versions & PST_TLS12)) return set->cert[0];
+  for (unsigned i = 0; i < set->n; i++) {
+    if (tls_kind_usable((pst_cert_kind_t)set->kind[i], caps, tls13)) return set->cert[i];
+  }
+  return -1;
+}
+
+/* RFC 6066 3: pick the certificate by server name, then by what the client
+ * can verify (RFC 8446 4.2.3). Runs inside the ClientHello, before ticket
+ * decryption, ALPN, the cipher suite and the signature scheme are chosen
+ * (wolfSSL 5.5.4: SNI_Callback in DoTls13ClientHello and DoClientHello
+ * comes before MatchSuite and PickHashSigAlgo).
+ *
+ * The chosen certificate is installed with wolfSSL_set_SSL_CTX on one
+ * context per certificate, built at load: it swaps certificate, chain,
+ * key, key type and size and the haveRSA/haveECDSAsig flags that
+ * MatchSuite (TLS 1.2 suite authentication) and PickHashSigAlgo (the
+ * scheme, from the key type) read, and nothing else; the connection keeps
+ * the listener context's suites, groups and callbacks. wolfSSL_use_
+ * PrivateKey_buffer on the WOLFSSL object would instead decode and copy
+ * the key and chain into every connection that is not served the default
+ * (a few KiB each, and a DER decode per handshake), where the context
+ * shares them. */
 static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
   const pst_gen_listener_t *gl = arg;
   void *name = NULL;
@@ -105,11 +215,20 @@ static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
     *ad = illegal_parameter;
     return fatal_return;
   }
-  int idx = pst_sni_select(gl->sni, name, len, gl->default_cert,
-                           gl->conf->unknown_sni == PST_UNKNOWN_SNI_REJECT);
-  if (idx == PST_SNI_REJECT) {
+  int s = pst_sni_select(gl->sni, name, len, gl->default_set,
+                         gl->conf->unknown_sni == PST_UNKNOWN_SNI_REJECT);
+  if (s == PST_SNI_REJECT) {
     wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)(intptr_t)PST_TLS_SNI_UNKNOWN);
     *ad = unrecognized_name;
+    return fatal_return;
+  }
+  assert(s >= 0 && (size_t)s < gl->n_sets);
+  unsigned caps = (unsigned)(uintptr_t)wolfSSL_get_ex_data(ssl, TLS_EX_CAPS);
+  int idx = tls_pick_cert(gl, &gl->sets[s], caps);
+  if (idx < 0) {
+    /* RFC 8446 4.2.3 (and 4.1.1): no certificate the client can verify. */
+    wolfSSL_set_ex_data(ssl, TLS_EX_REJECTED, (void *)(intptr_t)PST_TLS_NO_CERT);
+    *ad = handshake_failure;
     return fatal_return;
   }
   if (idx == gl->default_cert) return 0; /* the listener context holds it */
@@ -121,10 +240,25 @@ static int tls_on_sni(WOLFSSL *ssl, int *ad, void *arg) {
   return 0;
 }
 
+/* Reads what the ClientHello accepts for the server's signature into the
+ * TLS_EX_CAPS slot (0 when the scanner cannot read it). */
+static void tls_note_caps(WOLFSSL *ssl, const char *hello, size_t len) {
+  pst_hello_t h;
+  unsigned caps = 0;
+  if (pst_hello_scan((const uint8_t *)hello, len, &h) == 0) {
+    caps = TLS_CAPS_KNOWN | (h.sigalgs & 0xffu) | (h.suites & 0xffu) << TLS_CAPS_SUITE_SHIFT;
+    if (h.has_sigalgs) caps |= TLS_CAPS_HAS_SIGALGS;
+    if (h.tls13) caps |= TLS_CAPS_TLS13;
+    if (h.has_groups) caps |= TLS_CAPS_HAS_GROUPS | (h.groups & 0x7u) << TLS_CAPS_GROUP_SHIFT;
+  }
+  wolfSSL_set_ex_data(ssl, TLS_EX_CAPS, (void *)(uintptr_t)caps);
+}
+
 int pst_tls_sni_precheck(WOLFSSL *ssl, const char *hello, size_t len,
                          unsigned char name[PST_TLS_SNI_BUF], size_t *name_len) {
   unsigned int n = PST_TLS_SNI_BUF;
   if (len > UINT32_MAX) return 0;
+  tls_note_caps(ssl, hello, len);
   int rc = wolfSSL_SNI_GetFromBuffer((const unsigned char *)hello, (unsigned int)len,
                                      WOLFSSL_SNI_HOST_NAME, name, &n);
   if (rc != WOLFSSL_SUCCESS || n == 0) return 0; /* no name, or unread: the callback decides */
@@ -161,6 +295,151 @@ static int tls_on_alpn(WOLFSSL *ssl, const unsigned char **out, unsigned char *o
     }
   }
   return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* ---- client certificates (tls.client_auth) ---- */
+
+/* ":<base64 of n bytes>:" (RFC 9440 2.1: a Byte Sequence, RFC 8941 3.3.5,
+ * base64 with padding, RFC 4648 4), appended to out at *len; out has room
+ * (tls_b64_size). */
+static void tls_b64_field(const unsigned char *p, size_t n, char *out, size_t *len) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *o = out + *len;
+  *o++ = ':';
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16;
+    if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
+    if (i + 2 < n) v |= p[i + 2];
+    *o++ = abc[v >> 18 & 63];
+    *o++ = abc[v >> 12 & 63];
+    *o++ = i + 1 < n ? abc[v >> 6 & 63] : '=';
+    *o++ = i + 2 < n ? abc[v & 63] : '=';
+  }
+  *o++ = ':';
+  *o = '\0';
+  *len = (size_t)(o - out);
+}
+
+static size_t tls_b64_size(size_t n) { return (n + 2) / 3 * 4 + 2; }
+
+/* "2027-03-03 15:29:24 UTC" from an X.509 time (RFC 5280 4.1.2.5:
+ * UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ). */
+static char *tls_time_text(const WOLFSSL_ASN1_TIME *t) {
+  char out[32] = "?";
+  if (t != NULL && (t->length == 13 || t->length == 15) && t->data[t->length - 1] == 'Z') {
+    const char *d = (const char *)t->data;
+    char year[5];
+    if (t->length == 13) {
+      snprintf(year, sizeof(year), "%s%.2s", d[0] >= '5' ? "19" : "20", d);
+    } else {
+      snprintf(year, sizeof(year), "%.4s", d);
+    }
+    d += t->length - 11;
+    snprintf(out, sizeof(out), "%s-%.2s-%.2s %.2s:%.2s:%.2s UTC", year, d, d + 2, d + 4, d + 6,
+             d + 8);
+  }
+  return strdup(out);
+}
+
+static void tls_client_cert_free(pst_client_cert_t *cc) {
+  if (cc == NULL) return;
+  free(cc->subject);
+  free(cc->issuer);
+  free(cc->not_after);
+  free(cc->header);
+  free(cc->chain_header);
+  free(cc);
+}
+
+/* The RFC 9440 field values from the certificates the client sent (leaf
+ * first). Returns 0 or -ENOMEM. */
+static int tls_client_cert_headers(pst_client_cert_t *cc, const WOLFSSL_BUFFER_INFO *certs, int n) {
+  size_t len = 0;
+  cc->header = malloc(tls_b64_size(certs[0].length) + 1);
+  if (cc->header == NULL) return -ENOMEM;
+  tls_b64_field(certs[0].buffer, certs[0].length, cc->header, &len);
+  if (n < 2) return 0;
+  size_t size = 1;
+  for (int i = 1; i < n; i++) size += tls_b64_size(certs[i].length) + 2;
+  cc->chain_header = malloc(size);
+  if (cc->chain_header == NULL) return -ENOMEM;
+  len = 0;
+  for (int i = 1; i < n; i++) {
+    if (i > 1) {
+      memcpy(cc->chain_header + len, ", ", 2);
+      len += 2;
+    }
+    tls_b64_field(certs[i].buffer, certs[i].length, cc->chain_header, &len);
+  }
+  return 0;
+}
+
+/* wolfSSL's verify callback. With WOLFSSL_ALWAYS_VERIFY_CB (set by
+ * opensslextra) it runs for the client's leaf whether or not the chain
+ * verified, and for any other certificate that failed. The leaf's verdict
+ * (preverify) is returned unchanged: wolfSSL alone decides (signatures up to
+ * ca_file's anchors, dates), and sends bad_certificate, unknown_ca or
+ * certificate_expired (DoCertFatalAlert).
+ *
+ * postern's wolfSSL has no KEEP_PEER_CERT (.ci/wolfssl-no-peer-cert.patch:
+ * 3.8 KiB in every connection), so wolfSSL_get_peer_certificate does not
+ * exist: what the connection keeps of the certificate is taken here, from
+ * the chain the client sent (store->certs, leaf first), and only for a
+ * certificate that verified. */
+static int tls_on_client_cert(int preverify, WOLFSSL_X509_STORE_CTX *store) {
+  if (!preverify || store->error_depth != 0 || store->totalCerts < 1) return preverify;
+  WOLFSSL *ssl =
+      wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
+  const pst_gen_listener_t *gl = store->userCtx;
+  WOLFSSL_X509 *leaf = wolfSSL_X509_STORE_CTX_get_current_cert(store);
+  if (ssl == NULL || gl == NULL || leaf == NULL) return 0;
+  /* Called once per handshake; a second call (never seen) replaces. */
+  tls_client_cert_free(wolfSSL_get_ex_data(ssl, TLS_EX_CLIENT_CERT));
+  wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, NULL);
+  pst_client_cert_t *cc = calloc(1, sizeof(*cc));
+  if (cc == NULL) return 0;
+  /* Into a buffer of ours, then copied: the strings are freed with free(),
+   * whatever allocator wolfSSL was built with. A longer name is cut. */
+  char dn[512];
+  if (wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(leaf), dn, sizeof(dn)) != NULL) {
+    cc->subject = strdup(dn);
+  }
+  if (wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(leaf), dn, sizeof(dn)) != NULL) {
+    cc->issuer = strdup(dn);
+  }
+  cc->not_after = tls_time_text(wolfSSL_X509_get_notAfter(leaf));
+  int ok = cc->subject != NULL && cc->issuer != NULL && cc->not_after != NULL;
+  if (ok && gl->conf->client_cert_forward) {
+    ok = tls_client_cert_headers(cc, store->certs, store->totalCerts) == 0;
+  }
+  if (!ok || wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, cc) != WOLFSSL_SUCCESS) {
+    tls_client_cert_free(cc);
+    return 0; /* out of memory: fail the handshake rather than lose the identity */
+  }
+  return preverify;
+}
+
+/* Client certificates on one context: the CA certificates to verify them
+ * against, on every context (wolfSSL verifies with the certificate store
+ * of the context the SNI callback switched to), and the listener as the
+ * verify callback's argument. */
+static int tls_client_ca(WOLFSSL_CTX *ctx, const pst_gen_listener_t *gl) {
+  if (gl->conf->client_auth == PST_CLIENT_AUTH_NONE) return 0;
+  if (wolfSSL_CTX_load_verify_buffer(ctx, gl->client_ca_pem, (long)gl->client_ca_pem_len,
+                                     WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+    return PST_ETLS;
+  }
+  wolfSSL_CTX_SetCertCbCtx(ctx, (void *)gl);
+  return 0;
+}
+
+const pst_client_cert_t *pst_tls_client_cert(WOLFSSL *ssl) {
+  return wolfSSL_get_ex_data(ssl, TLS_EX_CLIENT_CERT);
+}
+
+void pst_tls_conn_release(WOLFSSL *ssl) {
+  tls_client_cert_free(wolfSSL_get_ex_data(ssl, TLS_EX_CLIENT_CERT));
+  wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, NULL);
 }
 
 static WOLFSSL_CTX *tls_ctx_new(const pst_listener_conf_t *lc, const pst_cert_t *cert, char *err,
@@ -215,13 +494,43 @@ static int tls_listener_settings(pst_gen_listener_t *gl, char *err, size_t errle
     return PST_ETLS;
   }
   /* set1_curves_list also disables every other curve: without it TLS 1.2's
-   * ECDHE would take P-384 or P-521 because a client listed them. For TLS
-   * 1.3 it sets the same groups in this preference order. */
-  if (wolfSSL_CTX_set1_curves_list(ctx, tls_groups_list) != WOLFSSL_SUCCESS) {
-    snprintf(err, errlen, "cannot set the key-exchange groups to %s", tls_groups_list);
+   * ECDHE would take P-521 because a client listed it. For TLS 1.3 it sets
+   * the same groups in this preference order (tls.groups). A client with
+   * no group in common gets handshake_failure
+   * (wolfssl-no-common-group.patch). */
+  char groups[64] = "";
+  assert(lc->n_groups > 0 && lc->n_groups <= PST_TLS_MAX_GROUPS);
+  for (unsigned i = 0; i < lc->n_groups; i++) {
+    const char *name = tls_group_wolf_name(lc->groups[i]);
+    assert(name != NULL);
+    if (i > 0) strcat(groups, ":");
+    strcat(groups, name);
+  }
+  if (wolfSSL_CTX_set1_curves_list(ctx, groups) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot set the key-exchange groups to %s", groups);
     return PST_ETLS;
   }
-  wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+  /* The verify mode and callback are the listener context's: wolfSSL_new
+   * copies them into the connection and the SNI callback's context switch
+   * keeps them. */
+  switch (lc->client_auth) {
+    case PST_CLIENT_AUTH_NONE: wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL); break;
+    case PST_CLIENT_AUTH_OPTIONAL:
+      wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, tls_on_client_cert);
+      break;
+    case PST_CLIENT_AUTH_REQUIRED:
+      /* RFC 8446 4.4.2.4: no certificate: certificate_required, which
+       * wolfSSL 5.5.4 sends in TLS 1.3 (handshake_failure in TLS 1.2). */
+      wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                             tls_on_client_cert);
+      break;
+  }
+  /* TLS 1.2 session-id resumption would skip the client certificate too. */
+  if (lc->client_auth != PST_CLIENT_AUTH_NONE &&
+      wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF) != WOLFSSL_SUCCESS) {
+    snprintf(err, errlen, "cannot turn the session cache off");
+    return PST_ETLS;
+  }
   /* Pack the server's flight into as few records and writes as possible. */
   wolfSSL_CTX_set_group_messages(ctx);
   /* Connections share their worker thread's random generator: wolfSSL_new
@@ -258,15 +567,30 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
     if (gl->cert_ctx[i] == NULL) return PST_ETLS;
     /* After the SNI callback switches context, wolfSSL takes the ticket
      * callback, its key source and the lifetime hint from this one. */
-    if (pst_ticket_install(gl->cert_ctx[i], gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
+    if (gl->conf->client_auth == PST_CLIENT_AUTH_NONE &&
+        pst_ticket_install(gl->cert_ctx[i], gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
       snprintf(err, errlen, "cannot install the session ticket callback");
+      return PST_ETLS;
+    }
+    if (tls_client_ca(gl->cert_ctx[i], gl) != 0) {
+      snprintf(err, errlen, "%s: wolfSSL rejected the client CA certificates",
+               gl->conf->client_ca_file);
       return PST_ETLS;
     }
   }
   gl->ctx = tls_ctx_new(gl->conf, gl->certs[gl->default_cert], err, errlen);
   if (gl->ctx == NULL) return PST_ETLS;
-  if (pst_ticket_install(gl->ctx, gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
+  /* With client certificates, no resumption (config_tls.c): no ticket is
+   * issued, and one made elsewhere with the same keys is not accepted
+   * either, since wolfSSL's own key cannot open it. */
+  if (gl->conf->client_auth == PST_CLIENT_AUTH_NONE &&
+      pst_ticket_install(gl->ctx, gl->tickets, gl->conf->ticket_lifetime_ms) != 0) {
     snprintf(err, errlen, "cannot install the session ticket callback");
+    return PST_ETLS;
+  }
+  if (tls_client_ca(gl->ctx, gl) != 0) {
+    snprintf(err, errlen, "%s: wolfSSL rejected the client CA certificates",
+             gl->conf->client_ca_file);
     return PST_ETLS;
   }
   return tls_listener_settings(gl, err, errlen);
@@ -291,6 +615,8 @@ const char *pst_tls_group_name(WOLFSSL *ssl) {
   const char *name = wolfSSL_get_curve_name(ssl);
   if (name == NULL) return "";
   if (strcmp(name, "SECP256R1") == 0) return "P-256";
+  if (strcmp(name, "SECP384R1") == 0) return "P-384";
+  if (strcmp(name, "SECP521R1") == 0) return "P-521";
   return name;
 }
 
@@ -300,9 +626,9 @@ const char *pst_tls_cipher_name(WOLFSSL *ssl) {
   return name != NULL ? name : "";
 }
 
-int pst_tls_group_offered(unsigned group) {
-  for (size_t i = 0; i < PST_ARRAY_SIZE(tls_groups); i++) {
-    if ((unsigned)tls_groups[i] == group) return 1;
+int pst_tls_group_offered(const pst_listener_conf_t *lc, unsigned group) {
+  for (unsigned i = 0; i < lc->n_groups; i++) {
+    if (lc->groups[i] == group) return 1;
   }
   return 0;
 }

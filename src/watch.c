@@ -83,7 +83,7 @@ int pst_watch_files_add_config(pst_watch_files_t *f, const pst_config_t *cfg) {
       if (rc == 0) rc = pst_watch_files_add(f, lc->certs[j].key, NULL);
       if (rc != 0) return rc;
     }
-    const char *more[] = {lc->ca_file, lc->ticket_keys};
+    const char *more[] = {lc->ca_file, lc->ticket_keys, lc->client_ca_file, lc->intermediates};
     for (size_t k = 0; k < PST_ARRAY_SIZE(more); k++) {
       int rc = more[k] != NULL ? pst_watch_files_add(f, more[k], NULL) : 0;
       if (rc != 0) return rc;

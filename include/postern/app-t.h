@@ -15,6 +15,7 @@
 #include "postern/buf.h"
 #include "postern/config-t.h"
 #include "postern/info.h"
+#include "postern/tls-t.h"
 
 /* Client output queued by the connection (plaintext not yet encrypted,
  * ciphertext not yet written, and libuv's write queue) above which an
@@ -96,6 +97,10 @@ typedef struct {
    * peer) and the address it reached, and in v2 the ALPN, server name, TLS
    * facts and the connection's unique id. Returns 0, -EINVAL or -ENOMEM. */
   int (*proxy_header)(pst_host_t *h, pst_proxy_t version, pst_buf_t *out);
+  /* The verified client certificate (tls.client_auth, tls-t.h), or NULL
+   * when none was asked for or sent; valid while the connection lives. An
+   * op rather than a field: connections without one carry nothing for it. */
+  const pst_client_cert_t *(*client_cert)(const pst_host_t *h);
 } pst_host_ops_t;
 
 /* The connection as its application sees it. Filled by the connection

@@ -13,6 +13,19 @@ typedef enum {
   PST_KEY_ED25519 = 3,
 } pst_key_type_t;
 
+/* A certificate's key as the choice among certificates for one name sees
+ * it (tls.c): the signature schemes it can make (RFC 8446 4.2.3). The
+ * order is the preference: ECDSA before RSA (cheaper signatures, smaller
+ * handshakes), the smaller curve first. */
+typedef enum {
+  PST_CERT_KIND_ECDSA_P256 = 0,
+  PST_CERT_KIND_ECDSA_P384 = 1,
+  PST_CERT_KIND_ECDSA_P521 = 2,
+  PST_CERT_KIND_RSA = 3,
+  PST_CERT_KIND_ED25519 = 4,
+  PST_CERT_KIND_OTHER = 5, /* not servable: its load reported an error */
+} pst_cert_kind_t;
+
 /* What one certificate of a chain says, for `postern -t`, logs and the
  * builtin:info page. */
 typedef struct {
@@ -44,6 +57,7 @@ typedef enum {
   PST_PROBLEM_UNTRUSTED,        /* chain complete but its root is not trusted */
   PST_PROBLEM_EXPIRES_SOON,     /* warning: leaf expires within the warn window */
   PST_PROBLEM_NO_NAMES,         /* the leaf has no DNS SAN and no CN */
+  PST_PROBLEM_CHAIN_COMPLETED,  /* warning: tls.intermediates supplied a missing issuer */
 } pst_problem_kind_t;
 
 typedef struct {

@@ -29,11 +29,33 @@ void pst_trust_free(pst_trust_t *trust);
 int pst_cert_load(const char *cert_path, const char *key_path, const pst_trust_t *trust, time_t now,
                   unsigned expiry_warn_days, pst_cert_t **out);
 
+/* pst_cert_load, and when the chain does not reach trust, completes it
+ * from intermediates (tls.intermediates, NULL for none): each missing
+ * issuer found there, signature checked, is appended to the chain served,
+ * with a warning naming it (PST_PROBLEM_CHAIN_COMPLETED). Without a
+ * complete chain the incomplete-chain error stays. Same returns. */
+int pst_cert_load_completing(const char *cert_path, const char *key_path, const pst_trust_t *trust,
+                             const pst_trust_t *intermediates, time_t now,
+                             unsigned expiry_warn_days, pst_cert_t **out);
+
 void pst_cert_free(pst_cert_t *cert);
 
 /* Returns nonzero when name (any case, no trailing dot) is covered by one of
  * the certificate's names, with wildcard matching of exactly one label. */
 int pst_cert_covers(const pst_cert_t *cert, const char *name);
+
+/* Reads a whole PEM file of at most 32 MiB (a CA bundle) into a new
+ * NUL-terminated buffer (*buf, owned by the caller, *len bytes without the
+ * NUL). Returns 0 or a negative errno (-EFBIG for a bigger file). */
+int pst_cert_read_pem(const char *path, unsigned char **buf, size_t *len);
+
+/* The kind of the leaf's key (cert-t.h); PST_CERT_KIND_OTHER for a
+ * certificate without a readable leaf. */
+pst_cert_kind_t pst_cert_kind(const pst_cert_t *cert);
+
+/* The leaf's key as shown to operators ("ECDSA P-256", "RSA 2048"), or "?"
+ * without a readable leaf. Owned by cert. */
+const char *pst_cert_key_desc(const pst_cert_t *cert);
 
 /* Prints the `postern -t` summary of one certificate: names (SANs), issuer,
  * key type and size, not-after with days left, chain length, then each

@@ -49,6 +49,16 @@ typedef enum {
   PST_TCP_EARLY_FORWARD = 1 /* send it to the backend at once: its protocol is replay-safe */
 } pst_tcp_early_t;
 
+/* Client certificates (tls.client_auth.mode; RFC 8446 4.3.2, 4.4.2). */
+typedef enum {
+  PST_CLIENT_AUTH_NONE = 0,     /* no CertificateRequest (default) */
+  PST_CLIENT_AUTH_OPTIONAL = 1, /* asked for; a client without one goes on, a bad one fails */
+  PST_CLIENT_AUTH_REQUIRED = 2  /* none: certificate_required alert (TLS 1.3) */
+} pst_client_auth_t;
+
+/* tls.groups holds at most this many groups (config_tls.c names them). */
+#define PST_TLS_MAX_GROUPS 4
+
 /* Bit set of accepted TLS versions. */
 #define PST_TLS12 0x1u
 #define PST_TLS13 0x2u
@@ -219,6 +229,20 @@ typedef struct {
   pst_unknown_sni_t unknown_sni;
   char *ca_file; /* NULL: the system store */
   pst_mark_t ca_file_mark;
+  char *intermediates; /* tls.intermediates: CA bundle completing chains; NULL: none */
+  pst_mark_t intermediates_mark;
+  /* tls.groups: key-exchange groups in preference order, as IANA
+   * NamedGroup codes (RFC 8446 4.2.7); default x25519, p256, p384. */
+  uint16_t groups[PST_TLS_MAX_GROUPS];
+  unsigned n_groups;
+  /* tls.client_auth (config_tls.c): mode, the CA file client certificates
+   * are verified against (never the system store), and forward: headers
+   * (RFC 9440 Client-Cert and Client-Cert-Chain to http backends). */
+  pst_client_auth_t client_auth;
+  char *client_ca_file; /* required unless mode is none */
+  pst_mark_t client_ca_file_mark;
+  pst_mark_t client_auth_mark;
+  int client_cert_forward; /* forward: headers */
 
   /* Session resumption and 0-RTT (config_tls.c, ticket.h, replay.h). */
   int session_tickets; /* tls.session_tickets; default 1 */

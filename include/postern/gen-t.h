@@ -15,6 +15,18 @@
 #include "postern/config-t.h"
 #include "postern/sni.h"
 
+/* The certificates that may serve one server name, in the order the
+ * handshake tries them (tls.c): those naming it exactly, then those whose
+ * wildcard covers it, each group ordered by pst_cert_kind_t (ECDSA P-256,
+ * P-384, P-521, RSA, Ed25519). Two certificates of one kind never share a
+ * name (a config error), so a group holds one certificate per kind. */
+#define PST_CERT_SET_MAX (2 * PST_CERT_KIND_OTHER)
+typedef struct {
+  int16_t cert[PST_CERT_SET_MAX]; /* indexes into pst_gen_listener_t.certs */
+  uint8_t kind[PST_CERT_SET_MAX]; /* pst_cert_kind_t of each */
+  uint8_t n;
+} pst_cert_set_t;
+
 typedef struct {
   const pst_listener_conf_t *conf;
   /* The context every connection of this listener is created from: versions,
@@ -25,8 +37,15 @@ typedef struct {
   WOLFSSL_CTX **cert_ctx;
   pst_cert_t **certs;
   size_t n_certs;
-  int default_cert;                      /* index into certs */
-  pst_sni_map_t *sni;                    /* server name -> certificate index */
+  int default_cert;     /* index into certs: what ctx holds */
+  pst_sni_map_t *sni;   /* server name -> index into sets */
+  pst_cert_set_t *sets; /* candidates per server name (above) */
+  size_t n_sets;
+  int default_set; /* for no server name, or an unknown one (unknown_sni: default) */
+  /* tls.client_auth.ca_file's bytes (PEM), checked at load; NULL without
+   * client_auth. Every context verifies client certificates against it. */
+  unsigned char *client_ca_pem;
+  size_t client_ca_pem_len;
   pst_sni_map_t *routes;                 /* server name -> route index; NULL without routes */
   struct pst_access_file_s *access_file; /* the access log (one reference), NULL when off */
   /* Ticket keys (one reference): process-wide, shared with the listeners of

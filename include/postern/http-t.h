@@ -68,6 +68,11 @@ typedef struct {
   const char *client_ip; /* "192.0.2.1" or "2001:db8::1" (no port, no brackets) */
   pst_forwarded_t mode;
   int early_data; /* add Early-Data: 1 (RFC 8470 5.1) */
+  /* RFC 9440 2: Client-Cert and Client-Cert-Chain field values of the
+   * verified client certificate (tls-t.h), NULL for none. Whatever the
+   * client sent in these fields is always dropped. */
+  const char *client_cert;
+  const char *client_cert_chain;
 } pst_forward_info_t;
 
 /* State of pst_h1_head_scan() over one HTTP/1.1 message head. Zero it with

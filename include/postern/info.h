@@ -23,6 +23,10 @@ typedef struct {
   const pst_cert_info_t *chain; /* the chain served, leaf first */
   size_t chain_len;
   const char *listener; /* listener name */
+  /* The verified client certificate (tls.client_auth), NULL for none. */
+  const char *client_subject;
+  const char *client_issuer;
+  const char *client_not_after;
 } pst_info_facts_t;
 
 /* Appends to out the complete HTTP/1.1 response builtin:info gives to a

@@ -25,6 +25,10 @@ int pst_sni_map_add(pst_sni_map_t *map, const char *name, int value);
  * to call from many threads at once once the map is no longer modified. */
 int pst_sni_map_lookup(const pst_sni_map_t *map, const char *name, size_t len);
 
+/* The value added for name exactly as written ("*.a.b" finds the wildcard
+ * entry only, "x.a.b" the exact entry only), or -1. For building maps. */
+int pst_sni_map_get(const pst_sni_map_t *map, const char *name);
+
 /* pst_sni_select's answer for a name that must be refused. */
 #define PST_SNI_REJECT (-1)
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "postern/gen-t.h"
+#include "postern/tls-t.h"
 
 /* Initialises wolfSSL once per process. Returns 0 or PST_ETLS. */
 int pst_tls_global_init(void);
@@ -40,9 +41,10 @@ const char *pst_tls_group_name(WOLFSSL *ssl);
 const char *pst_tls_cipher_name(WOLFSSL *ssl);
 
 /* Nonzero when group (a TLS NamedGroup, RFC 8446 4.2.7) is one postern
- * offers for key exchange: a ClientHello with a key share for such a group
+ * offers for key exchange on listener lc (tls.groups): a ClientHello with a
+ * key share for such a group
  * gets no HelloRetryRequest. */
-int pst_tls_group_offered(unsigned group);
+int pst_tls_group_offered(const pst_listener_conf_t *lc, unsigned group);
 
 /* Why the SNI callback refused the server name, if it did. */
 #define PST_TLS_SNI_UNKNOWN                            \
@@ -53,6 +55,10 @@ int pst_tls_group_offered(unsigned group);
      * other than letters, digits, '-', '_' and '.', an \
      * empty label, a trailing dot, too long (alert     \
      * illegal_parameter) */
+
+#define PST_TLS_NO_CERT                                \
+  3 /* no certificate for the name whose signature the \
+     * client accepts (alert handshake_failure) */
 
 /* Size of the buffer pst_tls_sni_precheck copies a name into: one byte more
  * than the longest DNS name (RFC 1035 2.3.4: 253 bytes without the final
@@ -67,12 +73,24 @@ int pst_tls_group_offered(unsigned group);
  * Returns 1 with the name's bytes in name (*name_len of them, at most
  * PST_TLS_SNI_BUF: a longer one is cut) for the connection to keep, or 0
  * when the ClientHello has no name or cannot be read here (spread over
- * several records), which leaves it to the callback's own check. */
+ * several records), which leaves it to the callback's own check.
+ * Also notes, in ssl, what the ClientHello accepts for the server's
+ * signature (signature_algorithms, TLS 1.2 suites, TLS 1.3): the callback
+ * chooses among the name's certificates by key type with it. Call it once
+ * the whole ClientHello is in hello, before wolfSSL reads it. */
 int pst_tls_sni_precheck(WOLFSSL *ssl, const char *hello, size_t len,
                          unsigned char name[PST_TLS_SNI_BUF], size_t *name_len);
 
 /* 0 when the SNI callback accepted the server name (or has not run), else
- * PST_TLS_SNI_UNKNOWN or PST_TLS_SNI_MALFORMED. */
+ * PST_TLS_SNI_UNKNOWN, PST_TLS_SNI_MALFORMED or PST_TLS_NO_CERT. */
 int pst_tls_sni_rejected(WOLFSSL *ssl);
+
+/* The client certificate of a connection whose handshake verified one
+ * (tls.client_auth), or NULL. Owned by ssl until pst_tls_conn_release. */
+const pst_client_cert_t *pst_tls_client_cert(WOLFSSL *ssl);
+
+/* Frees what the TLS layer attached to a connection (its client
+ * certificate). Call it before wolfSSL_free(ssl); ssl stays usable. */
+void pst_tls_conn_release(WOLFSSL *ssl);
 
 #endif

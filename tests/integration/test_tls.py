@@ -101,8 +101,9 @@ def test_tls12_accepted_when_listed(srv, pki, kind, leaf, bits):
         assert s.version() == "TLSv1.2"
 
 
-def test_groups_x25519_and_p256_only(srv):
-    """Key exchange uses X25519 (preferred) or P-256. A TLS 1.3 client whose
+def test_groups_default(srv):
+    """Key exchange uses X25519 (preferred), P-256 or P-384 (the default
+    tls.groups; test_tls_groups.py has the rest). A TLS 1.3 client whose
     key share is for another group it also lists gets a HelloRetryRequest
     for one of ours (RFC 8446 4.1.4); a client with no group in common gets a
     handshake_failure alert, not a HelloRetryRequest naming no group (RFC 8446
@@ -116,19 +117,19 @@ def test_groups_x25519_and_p256_only(srv):
     r = s_client(port, "-tls1_3", "-groups", "X448:X25519", servername="example.test")
     assert "TLSv1.3" in r.out and "Server Temp Key: X25519" in r.out, \
         f"a HelloRetryRequest for X25519 expected\n{r}{p.context()}"
-    r = s_client(port, "-tls1_3", "-groups", "X448:P-384", servername="example.test")
+    r = s_client(port, "-tls1_3", "-groups", "X448:P-521", servername="example.test")
     assert "alert number 40" in r.out, f"handshake_failure expected\n{r}{p.context()}"
     assert "no change following hrr" not in r.out, f"an empty HelloRetryRequest\n{r}"
 
 
-def test_tls12_groups_x25519_and_p256_only(srv):
-    """TLS 1.2's ECDHE is held to the same groups: a client listing P-384
-    first still gets P-256, and one offering only P-384 is refused."""
+def test_tls12_groups_default(srv):
+    """TLS 1.2's ECDHE is held to the same groups: a client listing P-521
+    first still gets P-256, and one offering only P-521 is refused."""
     p, ports = srv
     port = ports["both"]
-    r = s_client(port, "-tls1_2", "-groups", "P-384:P-256", servername="example.test")
+    r = s_client(port, "-tls1_2", "-groups", "P-521:P-256", servername="example.test")
     assert "Server Temp Key: ECDH, prime256v1" in r.out, f"P-256 expected\n{r}{p.context()}"
     r = s_client(port, "-tls1_2", "-groups", "X25519:P-256", servername="example.test")
     assert "Server Temp Key: X25519" in r.out, f"X25519 expected\n{r}{p.context()}"
-    r = s_client(port, "-tls1_2", "-groups", "P-384", servername="example.test")
-    assert not r.handshake_done, f"P-384 alone must be refused\n{r}{p.context()}"
+    r = s_client(port, "-tls1_2", "-groups", "P-521", servername="example.test")
+    assert not r.handshake_done, f"P-521 alone must be refused\n{r}{p.context()}"

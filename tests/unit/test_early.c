@@ -132,6 +132,10 @@ static int setup(void **state) {
   memset(&lc, 0, sizeof(lc));
   lc.name = "test";
   lc.versions = PST_TLS13;
+  lc.groups[0] = WOLFSSL_ECC_X25519; /* tls.groups' default */
+  lc.groups[1] = WOLFSSL_ECC_SECP256R1;
+  lc.groups[2] = WOLFSSL_ECC_SECP384R1;
+  lc.n_groups = 3;
   lc.session_tickets = 1;
   lc.early_data = PST_EARLY_DATA_ACCEPT;
   lc.max_early_data = 16384;

@@ -43,11 +43,13 @@ static void ext(bytes_t *o, unsigned type, const bytes_t *data) {
 }
 
 typedef struct {
-  int early;        /* add early_data */
-  int identities;   /* 0: no pre_shared_key */
-  int psk_not_last; /* put an extension after pre_shared_key */
-  int no_exts;      /* no extensions block at all */
-  size_t padding;   /* a padding extension of this size (RFC 7685) */
+  int early;               /* add early_data */
+  int identities;          /* 0: no pre_shared_key */
+  int psk_not_last;        /* put an extension after pre_shared_key */
+  int no_exts;             /* no extensions block at all */
+  size_t padding;          /* a padding extension of this size (RFC 7685) */
+  const uint16_t *sigalgs; /* signature_algorithms to list, 0-terminated; NULL: none */
+  const uint16_t *suites;  /* cipher suites, 0-terminated; NULL: TLS 1.3's two */
   uint8_t binder_fill;
 } hello_opts_t;
 
@@ -59,9 +61,16 @@ static void build_hello(bytes_t *msg, const hello_opts_t *o) {
   for (int i = 0; i < 32; i++) put8(&body, (unsigned)i);
   put8(&body, 32);
   for (int i = 0; i < 32; i++) put8(&body, 0xaa);
-  put16(&body, 4);
-  put16(&body, 0x1301);
-  put16(&body, 0x1302);
+  if (o->suites != NULL) {
+    size_t n = 0;
+    while (o->suites[n] != 0) n++;
+    put16(&body, (unsigned)(2 * n));
+    for (size_t i = 0; i < n; i++) put16(&body, o->suites[i]);
+  } else {
+    put16(&body, 4);
+    put16(&body, 0x1301);
+    put16(&body, 0x1302);
+  }
   put8(&body, 1);
   put8(&body, 0);
   if (!o->no_exts) {
@@ -78,6 +87,14 @@ static void build_hello(bytes_t *msg, const hello_opts_t *o) {
     put16(&e, 32);
     for (int i = 0; i < 32; i++) put8(&e, 0x22);
     ext(&exts, 51, &e);
+    if (o->sigalgs != NULL) {
+      size_t n = 0;
+      while (o->sigalgs[n] != 0) n++;
+      e.n = 0;
+      put16(&e, (unsigned)(2 * n));
+      for (size_t i = 0; i < n; i++) put16(&e, o->sigalgs[i]);
+      ext(&exts, 13, &e);
+    }
     if (o->padding > 0) {
       e.n = 0;
       memset(e.b, 0, o->padding);
@@ -132,6 +149,49 @@ static void records(bytes_t *out, const bytes_t *msg, size_t frag) {
 }
 
 static bytes_t msg, wire;
+
+/* What the certificate choice reads (tls.c): signature schemes, by kind,
+ * unknown ones skipped; TLS 1.2 suites by authentication; TLS 1.3 offered. */
+static void test_certificate_choice(void **state) {
+  (void)state;
+  static const uint16_t sigalgs[] = {0x0403, 0xfe00, 0x0804, 0x0401, 0x0807, 0};
+  static const uint16_t suites[] = {0x1301, 0xc02f, 0x00ff, 0};
+  hello_opts_t o = {.sigalgs = sigalgs, .suites = suites};
+  pst_hello_t h;
+  build_hello(&msg, &o);
+  records(&wire, &msg, 16384);
+  assert_int_equal(pst_hello_scan(wire.b, wire.n, &h), 0);
+  assert_true(h.has_sigalgs);
+  assert_int_equal(h.sigalgs, PST_HELLO_SIG_ECDSA_P256 | PST_HELLO_SIG_RSA_PSS |
+                                  PST_HELLO_SIG_RSA_PKCS1 | PST_HELLO_SIG_ED25519);
+  assert_int_equal(h.suites, PST_HELLO_SUITE_RSA);
+  assert_true(h.tls13);
+  assert_false(h.has_groups); /* this builder sends no supported_groups */
+
+  static const uint16_t p384[] = {0x0503, 0x0603, 0};
+  static const uint16_t ecdsa12[] = {0xc02b, 0xcca9, 0};
+  hello_opts_t o2 = {.sigalgs = p384, .suites = ecdsa12};
+  build_hello(&msg, &o2);
+  records(&wire, &msg, 100); /* over several records */
+  assert_int_equal(pst_hello_scan(wire.b, wire.n, &h), 0);
+  assert_int_equal(h.sigalgs, PST_HELLO_SIG_ECDSA_P384 | PST_HELLO_SIG_ECDSA_P521);
+  assert_int_equal(h.suites, PST_HELLO_SUITE_ECDSA);
+
+  hello_opts_t none = {0};
+  build_hello(&msg, &none);
+  records(&wire, &msg, 16384);
+  assert_int_equal(pst_hello_scan(wire.b, wire.n, &h), 0);
+  assert_false(h.has_sigalgs);
+  assert_int_equal(h.sigalgs, 0);
+
+  /* An odd-length list is malformed: the scanner gives up (wolfSSL judges). */
+  static const uint16_t one[] = {0x0403, 0};
+  hello_opts_t odd = {.sigalgs = one};
+  build_hello(&msg, &odd);
+  msg.b[msg.n - 3] = 3; /* the list length inside the last extension */
+  records(&wire, &msg, 16384);
+  assert_int_equal(pst_hello_scan(wire.b, wire.n, &h), PST_EPROTO);
+}
 
 static void test_full_hello(void **state) {
   hello_opts_t o = {.early = 1, .identities = 1, .binder_fill = 0x40};
@@ -260,7 +320,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full_hello), cmocka_unit_test(test_every_prefix_needs_more),
       cmocka_unit_test(test_fragmented), cmocka_unit_test(test_no_early_data),
-      cmocka_unit_test(test_refused),
+      cmocka_unit_test(test_refused),    cmocka_unit_test(test_certificate_choice),
   };
   return cmocka_run_group_tests_name("hello", tests, NULL, NULL);
 }

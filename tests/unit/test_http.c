@@ -154,6 +154,32 @@ static void test_request_xff(void **state) {
   pst_http_request_free(&r);
 }
 
+/* RFC 9440: a client's own Client-Cert fields never pass; postern's do. */
+static void test_request_client_cert(void **state) {
+  pst_http_request_t r = request("GET", "/", "example.com");
+  add(&r.headers, "client-cert", ":Zm9v:");
+  add(&r.headers, "Client-Cert-Chain", ":YmFy:");
+  pst_forward_info_t fwd = {.client_ip = "192.0.2.1"};
+  pst_buf_t out = {0};
+  assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
+  assert_null(strstr(buf_str(&out), "Zm9v"));
+  assert_null(strstr(buf_str(&out), "YmFy"));
+  pst_buf_free(&out);
+  fwd.client_cert = ":AAEC:";
+  fwd.client_cert_chain = ":AwQF:, :BgcI:";
+  assert_int_equal(pst_http_request_write(&r, &fwd, &out), 0);
+  assert_non_null(strstr(buf_str(&out), "\r\nClient-Cert: :AAEC:\r\n"));
+  assert_non_null(strstr(buf_str(&out), "\r\nClient-Cert-Chain: :AwQF:, :BgcI:\r\n"));
+  assert_null(strstr(buf_str(&out), "Zm9v"));
+  pst_buf_free(&out);
+  /* A value that could end the field is refused, never written. */
+  fwd.client_cert = ":AA\r\nX: y:";
+  assert_int_equal(pst_http_request_write(&r, &fwd, &out), PST_EPROTO);
+  assert_int_equal(out.len, 0);
+  pst_buf_free(&out);
+  pst_http_request_free(&r);
+}
+
 static void test_request_rfc7239(void **state) {
   pst_http_request_t r = request("GET", "/", "example.com:8443");
   add(&r.headers, "Forwarded", "for=198.51.100.17;proto=http");
@@ -586,6 +612,7 @@ int main(void) {
       cmocka_unit_test(test_headers),
       cmocka_unit_test(test_tables),
       cmocka_unit_test(test_request_xff),
+      cmocka_unit_test(test_request_client_cert),
       cmocka_unit_test(test_request_rfc7239),
       cmocka_unit_test(test_request_framing),
       cmocka_unit_test(test_request_expect_upgrade),

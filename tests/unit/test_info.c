@@ -31,6 +31,7 @@ static pst_info_facts_t facts_default(void) {
   chain[0] = (pst_cert_info_t){.subject = "CN=info.test",
                                .issuer = "CN=Test CA",
                                .serial_hex = "0A1B2C",
+                               .key_desc = "ECDSA P-256",
                                .not_after = T_LEAF};
   chain[1] = (pst_cert_info_t){
       .subject = "CN=Test CA", .issuer = "CN=Test CA", .serial_hex = "01", .not_after = T_CA};
@@ -173,7 +174,7 @@ static void test_get_json(void **state) {
   assert_true(body_has(&r, "\"handshake_ms\":12.35,"));
   assert_true(body_has(&r,
                        "\"chain\":[{\"subject\":\"CN=info.test\",\"issuer\":"
-                       "\"CN=Test CA\",\"serial\":\"0A1B2C\",\"not_after\":"
+                       "\"CN=Test CA\",\"serial\":\"0A1B2C\",\"key\":\"ECDSA P-256\",\"not_after\":"
                        "\"2026-01-01 00:00:00 UTC\"},{\"subject\":\"CN=Test CA\","));
   assert_true(body_has(&r, "\"not_after\":\"2030-06-15 12:30:45 UTC\"}]}"));
   pst_buf_free(&out);

@@ -70,6 +70,20 @@ static void test_exact_over_wildcard(void **state) {
   assert_int_equal(lookup(map, "example.test"), 3);
 }
 
+/* pst_sni_map_get finds a name as written: the wildcard entry for "*.b",
+ * never the exact one, and the other way round. */
+static void test_get_as_written(void **state) {
+  pst_sni_map_t *m = *state;
+  assert_int_equal(pst_sni_map_add(m, "*.example.test", 1), 0);
+  assert_int_equal(pst_sni_map_add(m, "a.example.test", 2), 0);
+  assert_int_equal(pst_sni_map_get(m, "*.example.test"), 1);
+  assert_int_equal(pst_sni_map_get(m, "*.EXAMPLE.test."), 1);
+  assert_int_equal(pst_sni_map_get(m, "a.example.test"), 2);
+  assert_int_equal(pst_sni_map_get(m, "b.example.test"), -1);
+  assert_int_equal(pst_sni_map_get(m, "example.test"), -1);
+  assert_int_equal(pst_sni_map_get(m, "*.a.example.test"), -1);
+}
+
 static void test_case(void **state) {
   pst_sni_map_t *map = *state;
   assert_int_equal(pst_sni_map_add(map, "Example.TEST", 1), 0);
@@ -249,6 +263,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_wildcard, setup_map, teardown_map),
       cmocka_unit_test_setup_teardown(test_exact_over_wildcard, setup_map, teardown_map),
       cmocka_unit_test_setup_teardown(test_case, setup_map, teardown_map),
+      cmocka_unit_test_setup_teardown(test_get_as_written, setup_map, teardown_map),
       cmocka_unit_test_setup_teardown(test_trailing_dot, setup_map, teardown_map),
       cmocka_unit_test_setup_teardown(test_no_match, setup_map, teardown_map),
       cmocka_unit_test_setup_teardown(test_duplicate_keeps_first, setup_map, teardown_map),
