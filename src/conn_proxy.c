@@ -178,6 +178,7 @@ int pst_conn_proxy_header(pst_conn_t *conn, pst_proxy_t version, pst_buf_t *out)
   const pst_cert_t *cert = conn->gl->certs[pst_tls_cert_index(conn->gl, conn->ssl)];
   WOLFSSL_X509 *x = wolfSSL_get_certificate(conn->ssl);
   const char *sig = x != NULL ? wolfSSL_OBJ_nid2sn(wolfSSL_X509_get_signature_nid(x)) : NULL;
+  const pst_client_cert_t *cc = pst_tls_client_cert(conn->ssl); /* tls.client_auth */
   pst_proxy_info_t info = {
       .src = src,
       .dst = dst,
@@ -190,6 +191,8 @@ int pst_conn_proxy_header(pst_conn_t *conn, pst_proxy_t version, pst_buf_t *out)
       .ssl_cipher = pst_tls_cipher_name(conn->ssl),
       .ssl_sig_alg = sig,
       .ssl_key_alg = cert->chain_len > 0 ? key_alg(&cert->chain[0], kbuf, sizeof(kbuf)) : NULL,
+      .ssl_client_cert = cc != NULL,
+      .ssl_cn = cc != NULL ? cc->cn : NULL,
       .unique_id = uid,
   };
   return pst_proxy_write(version, &info, out);

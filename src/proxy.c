@@ -381,9 +381,9 @@ static size_t put_str_tlv(unsigned char *p, unsigned type, const char *s) {
 
 static int write_v2(const pst_proxy_info_t *info, pst_buf_t *out) {
   /* The largest header written: 16 + 36 of addresses, ALPN, AUTHORITY and
-   * four SSL strings of at most 3 + 255 each, the SSL TLV's 8 fixed bytes,
+   * five SSL strings of at most 3 + 255 each, the SSL TLV's 8 fixed bytes,
    * UNIQUE_ID (3 + 128) and CRC32C (7). */
-  unsigned char h[16 + 36 + 6 * 258 + 8 + 131 + 7];
+  unsigned char h[16 + 36 + 7 * 258 + 8 + 131 + 7];
   unsigned char a[2][16];
   uint16_t port[2];
   int family = same_family(info->src, info->dst, a, port);
@@ -408,14 +408,15 @@ static int write_v2(const pst_proxy_info_t *info, pst_buf_t *out) {
   n += put_str_tlv(h + n, PST_PP2_TYPE_ALPN, info->alpn);
   n += put_str_tlv(h + n, PST_PP2_TYPE_AUTHORITY, info->authority);
   if (info->ssl) {
-    /* 2.2.6: client flags, then verify (non-zero: no client certificate
-     * was verified, none being asked for), then the sub-TLVs. */
+    /* 2.2.6: client flags, then verify (zero only for a client
+     * certificate that was verified), then the sub-TLVs. */
     size_t at = n;
     h[n] = PST_PP2_TYPE_SSL;
     n += 3;
-    h[n++] = PST_PP2_CLIENT_SSL;
-    h[n++] = 0, h[n++] = 0, h[n++] = 0, h[n++] = 1;
+    h[n++] = PST_PP2_CLIENT_SSL | (info->ssl_client_cert ? PST_PP2_CLIENT_CERT_CONN : 0);
+    h[n++] = 0, h[n++] = 0, h[n++] = 0, h[n++] = info->ssl_client_cert ? 0 : 1;
     n += put_str_tlv(h + n, PST_PP2_SUBTYPE_SSL_VERSION, info->ssl_version);
+    if (info->ssl_client_cert) n += put_str_tlv(h + n, PST_PP2_SUBTYPE_SSL_CN, info->ssl_cn);
     n += put_str_tlv(h + n, PST_PP2_SUBTYPE_SSL_CIPHER, info->ssl_cipher);
     n += put_str_tlv(h + n, PST_PP2_SUBTYPE_SSL_SIG_ALG, info->ssl_sig_alg);
     n += put_str_tlv(h + n, PST_PP2_SUBTYPE_SSL_KEY_ALG, info->ssl_key_alg);

@@ -345,6 +345,7 @@ static void tls_client_cert_free(pst_client_cert_t *cc) {
   if (cc == NULL) return;
   free(cc->subject);
   free(cc->issuer);
+  free(cc->cn);
   free(cc->not_after);
   free(cc->header);
   free(cc->chain_header);
@@ -407,6 +408,9 @@ static int tls_on_client_cert(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   if (wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(leaf), dn, sizeof(dn)) != NULL) {
     cc->issuer = strdup(dn);
   }
+  int cn_len = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(leaf),
+                                                 NID_commonName, dn, (int)sizeof(dn));
+  if (cn_len > 0) cc->cn = strndup(dn, (size_t)cn_len); /* a subject may have none */
   cc->not_after = tls_time_text(wolfSSL_X509_get_notAfter(leaf));
   int ok = cc->subject != NULL && cc->issuer != NULL && cc->not_after != NULL;
   if (ok && gl->conf->client_cert_forward) {

@@ -45,6 +45,8 @@
 #define PST_PP2_SUBTYPE_SSL_SIG_ALG 0x24
 #define PST_PP2_SUBTYPE_SSL_KEY_ALG 0x25
 #define PST_PP2_CLIENT_SSL 0x01
+#define PST_PP2_CLIENT_CERT_CONN 0x02 /* the client sent a certificate on this connection */
+#define PST_PP2_CLIENT_CERT_SESS 0x04 /* ... or on the session it resumed */
 #define PST_PP2_UNIQUE_ID_MAX 128
 
 /* A header that was parsed whole. */
@@ -108,8 +110,14 @@ typedef struct {
   const char *ssl_cipher;  /* PP2_SUBTYPE_SSL_CIPHER */
   const char *ssl_sig_alg; /* PP2_SUBTYPE_SSL_SIG_ALG */
   const char *ssl_key_alg; /* PP2_SUBTYPE_SSL_KEY_ALG */
-  const char *unique_id;   /* PP2_TYPE_UNIQUE_ID, cut at PST_PP2_UNIQUE_ID_MAX bytes */
-  int crc32c;              /* nonzero: a PP2_TYPE_CRC32C TLV, computed */
+  /* A client certificate verified on this connection (tls.client_auth):
+   * PP2_CLIENT_CERT_CONN and verify 0, with its subject's common name as
+   * PP2_SUBTYPE_SSL_CN (NULL: none in the subject). Without one, verify is
+   * non-zero (2.2.6: "non-zero otherwise"). */
+  int ssl_client_cert;
+  const char *ssl_cn;
+  const char *unique_id; /* PP2_TYPE_UNIQUE_ID, cut at PST_PP2_UNIQUE_ID_MAX bytes */
+  int crc32c;            /* nonzero: a PP2_TYPE_CRC32C TLV, computed */
 } pst_proxy_info_t;
 
 /* Appends a header of version (PST_PROXY_V1 or _V2) describing info to out.

@@ -9,6 +9,8 @@
 typedef struct pst_client_cert_s {
   char *subject;   /* the leaf's subject, one line ("/O=Example/CN=alice") */
   char *issuer;    /* the leaf's issuer, one line */
+  char *cn;        /* the subject's common name; NULL when it has none (PROXY v2's
+                    * PP2_SUBTYPE_SSL_CN) */
   char *not_after; /* "2027-03-03 15:29:24 UTC" */
   /* RFC 9440 2: the Client-Cert field value, ":<base64 DER of the leaf>:",
    * and Client-Cert-Chain, the rest of the chain the client sent, each

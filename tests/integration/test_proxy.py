@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from clients import HOST, client_context, config, free_port, listener
+from clients import HOST, client_context, config, free_port, listener, tls_block
+from test_client_auth import ClientPki
 
 HAPROXY = "/usr/sbin/haproxy"
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -388,6 +389,26 @@ def test_tcp_v2_every_tlv(pki, start_postern, pbackend):
     assert 0x22 not in sub                      # no client certificate: no CN
     assert [t for t, _ in h["tlvs"]] == [0x01, 0x02, 0x20, 0x05], h["tlvs"]
     assert p.stderr().count("refused") == 0
+
+
+def test_tcp_v2_client_certificate(pki, start_postern, pbackend, tmp_path):
+    """tls.client_auth in tcp mode with proxy_protocol v2: the SSL TLV says a
+    certificate came on this connection and verified (PP2_CLIENT_CERT_CONN,
+    verify 0) and carries its subject's common name (PP2_SUBTYPE_SSL_CN)."""
+    cpki = ClientPki(tmp_path / "clients")
+    port = free_port()
+    tls = tls_block(pki, ["example.test"],
+                    client_auth={"mode": "required", "ca_file": str(cpki.ca)})
+    lst = listener("pp", port, "pp", tls=tls)
+    start_postern(config([lst], backends=pp_backend_conf(pbackend, "v2")), [port])
+    ctx = client_context(pki)
+    ctx.load_cert_chain(str(cpki.cert("alice")), str(cpki.key("alice")))
+    with tls_client(port, ctx) as s:
+        s.sendall(b"x")
+        s.makefile("rb").readline()
+    h = pbackend.headers[0]
+    assert h["ssl"]["client"] == 0x03 and h["ssl"]["verify"] == 0, h["ssl"]  # SSL | CERT_CONN
+    assert _ssl_sub(h)[0x22] == "alice"
 
 
 def test_http_mode_server_connection_per_client(pki, start_postern, pbackend):
