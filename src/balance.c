@@ -50,6 +50,7 @@ struct pst_srv_s {
   char path[1028];
   uint64_t interval_ms, timeout_ms;
   unsigned rise, fall;
+  pst_proxy_t proxy_protocol;         /* lock: the set's, which its checks send too */
   atomic_int up;                      /* the health checker's verdict (1 at first) */
   atomic_uint fails[2];               /* consecutive live failures by pst_fail_t (passive) */
   atomic_uint_least64_t out_until_ms; /* passive ejection ends (uv_hrtime ms) */
@@ -147,6 +148,7 @@ static void reg_configure(pst_srv_t *s, const pst_backend_set_conf_t *c,
   s->timeout_ms = c->check_timeout_ms;
   s->rise = c->rise;
   s->fall = c->fall;
+  s->proxy_protocol = c->proxy_protocol;
 }
 
 void pst_balance_each(void (*fn)(const pst_srv_check_t *c, void *arg), void *arg) {
@@ -165,6 +167,7 @@ void pst_balance_each(void (*fn)(const pst_srv_check_t *c, void *arg), void *arg
     c.timeout_ms = s->timeout_ms;
     c.rise = s->rise;
     c.fall = s->fall;
+    c.proxy_protocol = s->proxy_protocol;
     fn(&c, arg);
   }
   pthread_mutex_unlock(&reg_lock);

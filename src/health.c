@@ -6,6 +6,7 @@
 #include "postern/health.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "postern/balance.h"
 #include "postern/common.h"
 #include "postern/log.h"
+#include "postern/proxy.h"
 
 #define TICK_MS 50
 /* The status line of a health answer must come within this many bytes. */
@@ -149,6 +151,36 @@ static void chk_on_write(uv_write_t *req, int status) {
   if (k->state == CHK_WAITING && status < 0) chk_result(k, 0, uv_strerror(status));
 }
 
+/* A tcp check with a PROXY header: healthy once the header is written. */
+static void chk_on_header_written(uv_write_t *req, int status) {
+  chk_t *k = req->data;
+  if (k->state == CHK_WAITING) chk_result(k, status == 0, status == 0 ? NULL : uv_strerror(status));
+}
+
+/* The PROXY header a server with proxy_protocol expects first, written to
+ * out (size bytes): a check names its own connection, its local address as
+ * the source and the server as the destination (proxy-protocol.txt 2.1
+ * suggests this for health checks; a LOCAL header or "UNKNOWN" line some
+ * servers refuse). Sets *n; returns 0, -ENOSPC, -ENOMEM or a libuv error. */
+static int chk_proxy_header(chk_t *k, char *out, size_t size, size_t *n) {
+  struct sockaddr_storage self, peer;
+  int self_len = sizeof(self), peer_len = sizeof(peer);
+  int rc = uv_tcp_getsockname(&k->tcp, (struct sockaddr *)&self, &self_len);
+  if (rc == 0) rc = uv_tcp_getpeername(&k->tcp, (struct sockaddr *)&peer, &peer_len);
+  if (rc != 0) return rc;
+  pst_proxy_info_t info = {.src = (const struct sockaddr *)&self,
+                           .dst = (const struct sockaddr *)&peer};
+  pst_buf_t b = {0};
+  rc = pst_proxy_write(k->c.proxy_protocol, &info, &b);
+  if (rc == 0 && b.len > size) rc = -ENOSPC;
+  if (rc == 0) {
+    memcpy(out, pst_buf_head(&b), b.len);
+    *n = b.len;
+  }
+  pst_buf_free(&b);
+  return rc;
+}
+
 static void chk_on_connect(uv_connect_t *req, int status) {
   chk_t *k = req->data;
   if (k->state != CHK_CONNECTING) return; /* timed out meanwhile */
@@ -156,19 +188,34 @@ static void chk_on_connect(uv_connect_t *req, int status) {
     chk_result(k, 0, status == UV_ECONNREFUSED ? "connection refused" : uv_strerror(status));
     return;
   }
-  if (k->c.check == PST_CHECK_TCP) {
-    chk_result(k, 1, NULL);
-    return;
+  size_t n = 0;
+  if (k->c.proxy_protocol != PST_PROXY_NONE) {
+    int rc = chk_proxy_header(k, k->req, sizeof(k->req), &n);
+    if (rc != 0) {
+      chk_result(k, 0, "cannot make the PROXY header");
+      return;
+    }
   }
-  /* RFC 9112 3.2: Host is required; the server's address as written. */
-  int len = snprintf(k->req, sizeof(k->req),
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: postern-health-check\r\n"
-                     "Connection: close\r\n\r\n",
-                     k->c.path, k->c.server);
-  uv_buf_t b = uv_buf_init(k->req, (unsigned)(len < (int)sizeof(k->req) ? len : 0));
   k->state = CHK_WAITING;
   k->status_len = 0;
   k->write.data = k;
+  if (k->c.check == PST_CHECK_TCP) {
+    if (n == 0) {
+      chk_result(k, 1, NULL);
+      return;
+    }
+    uv_buf_t hb = uv_buf_init(k->req, (unsigned)n);
+    int rc = uv_write(&k->write, (uv_stream_t *)&k->tcp, &hb, 1, chk_on_header_written);
+    if (rc != 0) chk_result(k, 0, uv_strerror(rc));
+    return;
+  }
+  /* RFC 9112 3.2: Host is required; the server's address as written. */
+  int len = snprintf(k->req + n, sizeof(k->req) - n,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: postern-health-check\r\n"
+                     "Connection: close\r\n\r\n",
+                     k->c.path, k->c.server);
+  uv_buf_t b =
+      uv_buf_init(k->req, (unsigned)(len < (int)(sizeof(k->req) - n) ? n + (size_t)len : 0));
   int rc = uv_write(&k->write, (uv_stream_t *)&k->tcp, &b, 1, chk_on_write);
   if (rc == 0) rc = uv_read_start((uv_stream_t *)&k->tcp, chk_alloc, chk_on_read);
   if (rc != 0) chk_result(k, 0, uv_strerror(rc));

@@ -126,6 +126,7 @@ typedef struct {
   char path[1028];
   uint64_t interval_ms, timeout_ms;
   unsigned rise, fall;
+  pst_proxy_t proxy_protocol; /* the set's: a check starts with a PROXY header too */
 } pst_srv_check_t;
 
 /* Calls fn for every registry entry in use by a generation, under the

@@ -341,6 +341,28 @@ def pp_backend_conf(be, version):
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
+def test_health_checks_send_the_header(pki, start_postern, pbackend, version):
+    """A server that expects a PROXY header gets one on health checks too,
+    naming the check's own connection (proxy-protocol.txt 2.1), so that it
+    does not refuse them and get marked down."""
+    port = free_port()
+    backends = pp_backend_conf(pbackend, version)
+    backends["pp"]["health"] = {"check": "http", "path": "/healthz", "interval": "200ms",
+                                "timeout": "100ms", "rise": 1, "fall": 1}
+    p = start_postern(config([listener("pp", port, "pp", pki)], backends=backends), [port])
+    deadline = time.monotonic() + 10
+    while len(pbackend.requests) < 2:
+        assert time.monotonic() < deadline, f"no health check came: {pbackend.errors}"
+        time.sleep(0.05)
+    assert pbackend.errors == []
+    be_port = int(pbackend.addr.rsplit(":", 1)[1])
+    for r in pbackend.requests[:2]:
+        assert r["line"] == "GET /healthz HTTP/1.1", r
+        assert r["command"] == "PROXY" and (r["dst"], r["dport"]) == (HOST, be_port), r
+    assert "is down" not in p.stderr()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
 def test_tcp_mode_sends_header_first(pki, start_postern, pbackend, version):
     port = free_port()
     lst = listener("pp", port, "pp", pki, alpn=["x-test", "http/1.1"])
