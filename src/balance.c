@@ -74,7 +74,8 @@ typedef struct {
 
 struct pst_bset_s {
   const pst_backend_set_conf_t *conf;
-  uint64_t epoch; /* of the config it belongs to */
+  uint64_t epoch;               /* of the config it belongs to */
+  struct pst_bset_s *live_next; /* lock: in live_sets while attached */
   size_t n;
   bserver_t *servers;
   uint64_t *ring; /* sorted points: hash << 16 | server index */
@@ -92,6 +93,10 @@ static pst_srv_t *reg_list;
 static uint64_t *live_epochs;
 static size_t n_live, cap_live;
 static uint64_t last_epoch;
+/* lock: every attached set, so that a config dropped before it went live
+ * (a failed or superseded reload) gives each server back the check of the
+ * newest config still attached (reg_restore). */
+static pst_bset_t *live_sets;
 
 static atomic_uint next_slot;
 static _Thread_local int tl_slot = -1;
@@ -273,6 +278,12 @@ static int ring_build(pst_bset_t *b) {
 
 static void bset_free(pst_bset_t *b) {
   if (b == NULL) return;
+  for (pst_bset_t **pp = &live_sets; *pp != NULL; pp = &(*pp)->live_next) {
+    if (*pp == b) {
+      *pp = b->live_next;
+      break;
+    }
+  }
   for (size_t i = 0; i < MAX_SLOTS; i++) free(b->slots[i]);
   free(b->servers);
   free(b->ring);
@@ -315,7 +326,33 @@ static int bset_build(pst_backend_set_conf_t *c, uint64_t epoch) {
     return -ENOMEM;
   }
   c->rt = b;
+  b->live_next = live_sets;
+  live_sets = b;
   return 0;
+}
+
+/* After the config of epoch dropped is detached: each server it configured
+ * last gets the check (path, interval, address...) of the newest config
+ * still attached that names it, so that a config which never went live
+ * leaves nothing of itself in the registry (under reg_lock). */
+static void reg_restore(uint64_t dropped) {
+  for (pst_srv_t *s = reg_list; s != NULL; s = s->next) {
+    if (s->epoch != dropped || s->refs == 0) continue;
+    const pst_bset_t *best = NULL;
+    size_t at = 0;
+    for (const pst_bset_t *b = live_sets; b != NULL; b = b->live_next) {
+      if (best != NULL && b->epoch <= best->epoch) continue;
+      for (size_t k = 0; k < b->n; k++) {
+        if (b->servers[k].srv == s) {
+          best = b, at = k;
+          break;
+        }
+      }
+    }
+    assert(best != NULL); /* refs > 0: an attached set holds it */
+    s->epoch = best->epoch;
+    reg_configure(s, best->conf, &best->conf->servers[at]);
+  }
 }
 
 /* Marks retired the servers the newest attached config does not name
@@ -361,6 +398,7 @@ void pst_balance_detach(pst_config_t *cfg) {
   }
   if (epoch != 0) {
     epoch_drop(epoch);
+    reg_restore(epoch);
     reg_retire();
   }
   pthread_mutex_unlock(&reg_lock);

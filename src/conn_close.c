@@ -159,6 +159,8 @@ static void conn_on_final_shutdown(uv_shutdown_t *req, int status) {
 static pst_mclose_t conn_close_why(const pst_conn_t *conn, int err) {
   int handshake = conn->state == PST_CONN_HANDSHAKE || conn->state == PST_CONN_EARLY;
   if (err == 0) return PST_MCLOSE_DONE;
+  if (err == PST_ESHUTDOWN) return PST_MCLOSE_SHUTDOWN;
+  if (err == PST_ELIMIT) return PST_MCLOSE_EVICTED;
   /* Before any TLS byte: the PROXY header's fault, or the peer's address
    * (proxy.h); its timeout too, since the header never came. */
   if (conn->state == PST_CONN_PROXY) return PST_MCLOSE_PROXY_REFUSED;
@@ -168,8 +170,6 @@ static pst_mclose_t conn_close_why(const pst_conn_t *conn, int err) {
   }
   if (conn->client.failed) return PST_MCLOSE_CLIENT_CLOSED; /* reset, EPIPE */
   switch (err) {
-    case PST_ESHUTDOWN: return PST_MCLOSE_SHUTDOWN;
-    case PST_ELIMIT: return PST_MCLOSE_EVICTED;
     case PST_ETLS: return handshake ? PST_MCLOSE_HANDSHAKE_FAILED : PST_MCLOSE_TLS_ERROR;
     /* In the handshake: the client's FIN (conn_handshake_wait). */
     case PST_EPROTO: return handshake ? PST_MCLOSE_CLIENT_CLOSED : PST_MCLOSE_PROTOCOL_ERROR;

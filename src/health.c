@@ -112,13 +112,13 @@ static void chk_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 /* "HTTP/1.1 200 ..." (RFC 9112 4): 2xx and 3xx are healthy. Returns 1
- * healthy, 0 not (cause written), -1 when more bytes are needed. */
+ * healthy, 0 not (cause written), -EAGAIN when more bytes are needed. */
 static int chk_status(chk_t *k, char *cause, size_t len) {
   k->status[k->status_len] = '\0';
   char *eol = strstr(k->status, "\r\n");
   if (eol == NULL) eol = strchr(k->status, '\n');
   if (eol == NULL) {
-    if (k->status_len + 1 < sizeof(k->status)) return -1;
+    if (k->status_len + 1 < sizeof(k->status)) return -EAGAIN;
     snprintf(cause, len, "no status line in %d bytes", STATUS_MAX);
     return 0;
   }

@@ -420,6 +420,14 @@ int pst_bconn_write(pst_bconn_t *b, const char *data, size_t len) {
   return pst_uv_write((uv_stream_t *)&b->tcp, data, len, b, bconn_on_write);
 }
 
+int pst_bconn_write_proxy(pst_bconn_t *b, pst_host_t *host, pst_proxy_t version) {
+  pst_buf_t hdr = {0};
+  int rc = host->ops->proxy_header(host, version, &hdr);
+  if (rc == 0) rc = pst_bconn_write(b, pst_buf_head(&hdr), hdr.len);
+  pst_buf_free(&hdr);
+  return rc;
+}
+
 size_t pst_bconn_queued(const pst_bconn_t *b) {
   if (b->local) return 0;
   return uv_stream_get_write_queue_size((const uv_stream_t *)&b->tcp);

@@ -36,41 +36,41 @@ uint32_t pst_proxy_crc32c(const void *data, size_t len) {
 
 /* ---- version 1 (2.1) ---- */
 
-/* A port: decimal, 0..65535, no heading zero. Returns 0 or -1. */
+/* A port: decimal, 0..65535, no heading zero. Returns 0 or PST_EPROTO. */
 static int v1_port(const char *s, size_t n, uint16_t *out) {
-  if (n == 0 || n > 5 || (n > 1 && s[0] == '0')) return -1;
+  if (n == 0 || n > 5 || (n > 1 && s[0] == '0')) return PST_EPROTO;
   unsigned v = 0;
   for (size_t i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9') return -1;
+    if (s[i] < '0' || s[i] > '9') return PST_EPROTO;
     v = v * 10 + (unsigned)(s[i] - '0');
   }
-  if (v > 65535) return -1;
+  if (v > 65535) return PST_EPROTO;
   *out = (uint16_t)v;
   return 0;
 }
 
 /* An address of family in its canonical text (for IPv4: four decimal
  * numbers 0..255 without heading zeroes, which inet_pton would not all
- * refuse). Returns 0 or -1. */
+ * refuse). Returns 0 or PST_EPROTO. */
 static int v1_addr(int family, const char *s, size_t n, void *out) {
   char buf[INET6_ADDRSTRLEN];
-  if (n == 0 || n >= sizeof(buf)) return -1;
+  if (n == 0 || n >= sizeof(buf)) return PST_EPROTO;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
     int digit = c >= '0' && c <= '9';
     int ok = family == AF_INET ? digit || c == '.'
                                : digit || c == ':' || c == '.' || (c >= 'a' && c <= 'f') ||
                                      (c >= 'A' && c <= 'F');
-    if (!ok) return -1;
+    if (!ok) return PST_EPROTO;
     /* A heading zero: a '0' that starts a number followed by a digit. */
     if (family == AF_INET && c == '0' && (i == 0 || s[i - 1] == '.') && i + 1 < n &&
         s[i + 1] != '.') {
-      return -1;
+      return PST_EPROTO;
     }
   }
   memcpy(buf, s, n);
   buf[n] = '\0';
-  return inet_pton(family, buf, out) == 1 ? 0 : -1;
+  return inet_pton(family, buf, out) == 1 ? 0 : PST_EPROTO;
 }
 
 static void set_sa(struct sockaddr_storage *ss, int family, const void *addr, uint16_t port) {

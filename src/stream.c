@@ -252,16 +252,6 @@ static uint64_t stream_owner(const pst_stream_t *s, const pst_backend_conf_t *bc
   return bc->kind == PST_BACKEND_ADDR && bc->proxy_protocol != PST_PROXY_NONE ? s->host->id : 0;
 }
 
-/* Writes the PROXY header first on a new connection (queued behind the
- * connect). Returns 0 or a negative error. */
-static int stream_send_proxy(pst_stream_t *s, const pst_backend_conf_t *bc) {
-  pst_buf_t hdr = {0};
-  int rc = s->host->ops->proxy_header(s->host, bc->proxy_protocol, &hdr);
-  if (rc == 0) rc = pst_bconn_write(s->bconn, pst_buf_head(&hdr), hdr.len);
-  pst_buf_free(&hdr);
-  return rc;
-}
-
 /* Leases a connection to bc (a server of the backend set, builtin:info or
  * the in-process 421). Returns 0 or a negative error. */
 static int stream_lease_to(stream_t *st, const pst_backend_conf_t *bc, int fresh) {
@@ -278,7 +268,7 @@ static int stream_lease_to(stream_t *st, const pst_backend_conf_t *bc, int fresh
     pst_bconn_timer(s->bconn,
                     pst_balance_connect_ms(&st->pick, stream_conf(s)->backend_connect_timeout_ms));
     /* stream_bconn_on_connect goes on */
-    return owner != 0 ? stream_send_proxy(s, bc) : 0;
+    return owner != 0 ? pst_bconn_write_proxy(s->bconn, s->host, bc->proxy_protocol) : 0;
   }
   int rc = stream_send_head(st);
   if (rc != 0 && !fresh) {
@@ -330,7 +320,11 @@ static int stream_retry(stream_t *st, int avoid_current, const char *why) {
   pst_log_debug("conn %llu: stream %d: %s: retrying on %s", (unsigned long long)s->host->id,
                 s->h2_id, why, bc->addr.text);
   stream_set_state(s, PST_STREAM_CONNECTING); /* a fresh connection, connecting */
-  if (stream_lease_to(st, bc, 1) == 0) return 1;
+  int rc = stream_lease_to(st, bc, 1);
+  if (rc == 0) return 1;
+  /* Refused at once (no route, say): a connect failure like any other, for
+   * passive ejection, before the next server. */
+  pst_balance_connected(&st->pick, rc);
   return stream_retry(st, 1, "lease failed");
 }
 

@@ -73,10 +73,7 @@ static int tcp_lease(tcp_app_t *t, const pst_backend_conf_t *bc) {
   /* proxy_protocol: the header is the first bytes each server tried gets,
    * queued behind the connect, before anything the client sends. */
   if (bc->proxy_protocol == PST_PROXY_NONE) return 0;
-  pst_buf_t hdr = {0};
-  int rc = h->ops->proxy_header(h, bc->proxy_protocol, &hdr);
-  if (rc == 0) rc = pst_bconn_write(t->b, pst_buf_head(&hdr), hdr.len);
-  pst_buf_free(&hdr);
+  int rc = pst_bconn_write_proxy(t->b, h, bc->proxy_protocol);
   if (rc != 0) {
     pst_bconn_release(t->b, 0);
     t->b = NULL;

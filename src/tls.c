@@ -3,6 +3,8 @@
 #include "postern/tls.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <wolfssl/openssl/ssl.h>
 
 #include "postern/common.h"
+#include "postern/log.h"
 #include "postern/gen-t.h"
 #include "postern/hello.h"
 #include "postern/sni.h"
@@ -341,6 +344,9 @@ static char *tls_time_text(const WOLFSSL_ASN1_TIME *t) {
   return strdup(out);
 }
 
+/* The longest Client-Cert-Chain field value forwarded (RFC 9440 2). */
+#define TLS_CLIENT_CHAIN_MAX (16 * 1024)
+
 static void tls_client_cert_free(pst_client_cert_t *cc) {
   if (cc == NULL) return;
   free(cc->subject);
@@ -362,6 +368,18 @@ static int tls_client_cert_headers(pst_client_cert_t *cc, const WOLFSSL_BUFFER_I
   if (n < 2) return 0;
   size_t size = 1;
   for (int i = 1; i < n; i++) size += tls_b64_size(certs[i].length) + 2;
+  if (size > TLS_CLIENT_CHAIN_MAX) {
+    /* A long chain would make a request head backends refuse (nginx: 8 KiB
+     * per field): the chain is left out, the leaf still goes. */
+    static atomic_int warned;
+    if (atomic_exchange_explicit(&warned, 1, memory_order_relaxed) == 0) {
+      pst_log_warn(
+          "a client certificate chain of %zu bytes in Client-Cert-Chain is over %d: "
+          "left out (logged once)",
+          size, TLS_CLIENT_CHAIN_MAX);
+    }
+    return 0;
+  }
   cc->chain_header = malloc(size);
   if (cc->chain_header == NULL) return -ENOMEM;
   len = 0;

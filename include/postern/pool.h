@@ -16,6 +16,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "postern/app-t.h"
 #include "postern/buf.h"
 #include "postern/config-t.h"
 
@@ -113,6 +114,12 @@ int pst_bconn_local_answer(pst_bconn_t *b, pst_buf_t *response);
  * connecting they wait for the connection). Returns 0 or a negative libuv
  * error. Not for in-process connections. */
 int pst_bconn_write(pst_bconn_t *b, const char *data, size_t len);
+
+/* Writes host's PROXY header of version (app-t.h: proxy_header) as the
+ * first bytes of the new connection b: the one way the tcp relay and HTTP
+ * streams tell a server with proxy_protocol who the client is. Returns 0 or
+ * a negative error (the caller drops b). */
+int pst_bconn_write_proxy(pst_bconn_t *b, pst_host_t *host, pst_proxy_t version);
 
 /* Bytes written but not yet taken by the kernel. */
 size_t pst_bconn_queued(const pst_bconn_t *b);

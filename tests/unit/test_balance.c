@@ -310,6 +310,32 @@ static void test_reload_keeps_state_and_render(void **state) {
   pst_buf_free(&out);
 }
 
+static void collect_path(const pst_srv_check_t *c, void *arg) {
+  if (strcmp(c->backend, "drop") == 0) memcpy(arg, c->path, sizeof(c->path));
+}
+
+/* A config that never goes live (a refused or superseded reload) leaves
+ * nothing of itself: its servers get back the running config's check. */
+static void test_dropped_config_restores_check(void **state) {
+  static const unsigned w[] = {1};
+  pst_config_t *live = make_cfg("drop", PST_BALANCE_ROUND_ROBIN, w, 1, 9600);
+  /* The same server, checked elsewhere; attached, then dropped. */
+  pst_config_t *tmp = make_cfg("drop", PST_BALANCE_ROUND_ROBIN, w, 1, 9600);
+  char path[sizeof(((pst_srv_check_t *)0)->path)] = "";
+  pst_balance_each(collect_path, path);
+  assert_string_equal(path, "/");
+  free(tmp->backends[0]->check_path);
+  tmp->backends[0]->check_path = strdup("/elsewhere");
+  pst_balance_detach(tmp);
+  assert_int_equal(pst_balance_attach(tmp), 0);
+  pst_balance_each(collect_path, path);
+  assert_string_equal(path, "/elsewhere");
+  free_cfg(tmp);
+  pst_balance_each(collect_path, path);
+  assert_string_equal(path, "/");
+  free_cfg(live);
+}
+
 static void test_no_set(void **state) {
   pst_backend_conf_t info = {.kind = PST_BACKEND_BUILTIN_INFO};
   pst_pick_t p;
@@ -325,6 +351,7 @@ static void test_no_set(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_robin_smooth),
+      cmocka_unit_test(test_dropped_config_restores_check),
       cmocka_unit_test(test_least_connections),
       cmocka_unit_test(test_client_ip_consistent),
       cmocka_unit_test(test_skip_down_and_all_down),
