@@ -43,64 +43,6 @@ struct pst_ticket_src_s {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pst_ticket_src_t *registry;
 
-/* ---- base64 (RFC 4648 4), strict: padding required, no whitespace ---- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-/* Decodes len characters into out (room for cap bytes). Returns the number
- * of bytes, or -1 for anything that is not canonical padded base64. */
-static long b64_decode(const char *in, size_t len, uint8_t *out, size_t cap) {
-  size_t o = 0;
-  if (len % 4 != 0) return -1;
-  for (size_t i = 0; i < len; i += 4) {
-    int v[4], pad = 0;
-    for (int k = 0; k < 4; k++) {
-      char c = in[i + (size_t)k];
-      if (c == '=' && i + 4 == len && k >= 2) {
-        pad++;
-        v[k] = 0;
-        continue;
-      }
-      if (pad > 0) return -1; /* data after '=' */
-      v[k] = b64_value(c);
-      if (v[k] < 0) return -1;
-    }
-    uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-    /* Canonical form: the bits that padding drops must be zero. */
-    if ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0)) return -1;
-    uint8_t bytes[3] = {(uint8_t)(w >> 16), (uint8_t)(w >> 8), (uint8_t)w};
-    for (int k = 0; k < 3 - pad; k++) {
-      if (o == cap) return -1;
-      out[o++] = bytes[k];
-    }
-  }
-  return (long)o;
-}
-
-static void b64_encode(const uint8_t *in, size_t len, char *out) {
-  size_t o = 0;
-  for (size_t i = 0; i < len; i += 3) {
-    uint32_t w = (uint32_t)in[i] << 16;
-    if (i + 1 < len) w |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < len) w |= in[i + 2];
-    out[o++] = b64_alphabet[(w >> 18) & 63];
-    out[o++] = b64_alphabet[(w >> 12) & 63];
-    out[o++] = i + 1 < len ? b64_alphabet[(w >> 6) & 63] : '=';
-    out[o++] = i + 2 < len ? b64_alphabet[w & 63] : '=';
-  }
-  out[o] = '\0';
-}
-
 /* ---- key lines and files ---- */
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
@@ -113,7 +55,7 @@ int pst_ticket_key_parse(const char *line, size_t len, pst_ticket_key_t *key, ch
     len--;
   }
   while (len > 0 && is_space(line[len - 1])) len--;
-  long n = b64_decode(line, len, raw, sizeof(raw));
+  long n = pst_base64_decode(line, len, raw, sizeof(raw));
   if (n < 0) {
     snprintf(err, errlen,
              "not a base64 key; expected base64 of %d random bytes "
@@ -257,7 +199,7 @@ int pst_ticket_key_generate(char *line, size_t len) {
   uint8_t raw[PST_TICKET_KEY_LEN];
   if (len < PST_TICKET_KEY_B64_LEN + 1) return -EINVAL;
   int rc = random_bytes(raw, sizeof(raw));
-  if (rc == 0) b64_encode(raw, sizeof(raw), line);
+  if (rc == 0) pst_base64_encode(raw, sizeof(raw), line);
   explicit_bzero(raw, sizeof(raw));
   return rc;
 }

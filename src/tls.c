@@ -306,24 +306,15 @@ static int tls_on_alpn(WOLFSSL *ssl, const unsigned char **out, unsigned char *o
  * base64 with padding, RFC 4648 4), appended to out at *len; out has room
  * (tls_b64_size). */
 static void tls_b64_field(const unsigned char *p, size_t n, char *out, size_t *len) {
-  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   char *o = out + *len;
   *o++ = ':';
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16;
-    if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
-    if (i + 2 < n) v |= p[i + 2];
-    *o++ = abc[v >> 18 & 63];
-    *o++ = abc[v >> 12 & 63];
-    *o++ = i + 1 < n ? abc[v >> 6 & 63] : '=';
-    *o++ = i + 2 < n ? abc[v & 63] : '=';
-  }
+  o += pst_base64_encode(p, n, o);
   *o++ = ':';
   *o = '\0';
   *len = (size_t)(o - out);
 }
 
-static size_t tls_b64_size(size_t n) { return (n + 2) / 3 * 4 + 2; }
+static size_t tls_b64_size(size_t n) { return pst_base64_len(n) + 2; }
 
 /* "2027-03-03 15:29:24 UTC" from an X.509 time (RFC 5280 4.1.2.5:
  * UTCTime YYMMDDHHMMSSZ or GeneralizedTime YYYYMMDDHHMMSSZ). */

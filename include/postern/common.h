@@ -24,6 +24,20 @@ enum {
 /* Returns a static, human-readable description of err (0, -errno, PST_E*). */
 const char *pst_strerror(int err);
 
+/* Base64 (RFC 4648 4, padded; base64.c). pst_base64_len(n) is the length
+ * of the encoding of n bytes. */
+#define pst_base64_len(n) (((n) + 2) / 3 * 4)
+
+/* Writes the base64 of len bytes at out, which has room for
+ * pst_base64_len(len) + 1 bytes, NUL-terminated. Returns the characters
+ * written (the NUL not counted). */
+size_t pst_base64_encode(const void *in, size_t len, char *out);
+
+/* Decodes len characters of canonical padded base64 (no whitespace, zero
+ * bits where padding drops them) into out, room for cap bytes. Returns the
+ * number of bytes, -EINVAL for anything else, or -ENOSPC. */
+long pst_base64_decode(const char *in, size_t len, void *out, size_t cap);
+
 /* Largest TLS plaintext record (RFC 8446 5.1). */
 #define PST_RECORD_MAX (16 * 1024)
 
