@@ -1,6 +1,7 @@
 /* postern: command line, signals, and starting the workers. Wiring only. */
 #include <getopt.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,8 +385,16 @@ static int run(pst_config_t *cfg) {
   size_t nl = cfg->n_listeners;
   int *fds = malloc(sizeof(int) * app.n_workers * nl);
   app.workers = calloc(app.n_workers, sizeof(*app.workers));
-  /* The admin socket first: once the listeners listen, a client (or a test
-   * waiting for the port) may act before the signal handlers are set. */
+  /* The signals postern handles stay blocked from before anything listens
+   * until their handlers are in place: a SIGHUP sent as soon as a port
+   * answers (a test, a deploy script) must reload, not kill (its default
+   * action); SIGTERM then drains. Threads started meanwhile (the health
+   * checker) inherit the mask and leave them to the main thread. */
+  sigset_t handled;
+  sigemptyset(&handled);
+  int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+  for (int i = 0; i < 4; i++) sigaddset(&handled, signums[i]);
+  pthread_sigmask(SIG_BLOCK, &handled, NULL);
   int bound = fds != NULL && app.workers != NULL && pst_admin_new(cfg, &app.admin) == 0 &&
               open_listeners(cfg, app.n_workers, fds) == 0;
   if (!bound || drop_privileges(cfg) != 0) {
@@ -394,6 +403,7 @@ static int run(pst_config_t *cfg) {
     free(fds);
     free(app.workers);
     pst_gen_unref(app.gen);
+    pthread_sigmask(SIG_UNBLOCK, &handled, NULL);
     return 1;
   }
   app.loop = uv_default_loop();
@@ -403,12 +413,12 @@ static int run(pst_config_t *cfg) {
   uv_async_init(app.loop, &app.exited, app_on_exited);
   uv_timer_init(app.loop, &app.drain_status);
   uv_signal_t *sigs[] = {&app.sig_term, &app.sig_int, &app.sig_hup, &app.sig_usr1};
-  int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
   for (int i = 0; i < 4; i++) {
     uv_signal_init(app.loop, sigs[i]);
     sigs[i]->data = &app;
     uv_signal_start(sigs[i], app_on_signal, signums[i]);
   }
+  pthread_sigmask(SIG_UNBLOCK, &handled, NULL); /* one that came meanwhile is handled now */
   unsigned started = 0;
   for (; started < app.n_workers; started++) {
     pst_worker_t *w = &app.workers[started];

@@ -837,3 +837,42 @@ def test_expiry_warning_at_start_and_every_reload(pki, start_postern, tmp_path):
     m = sighup(p, log)
     assert "expiry_warn_days 21 (was 100)" in line_at(log, m)
     assert not log.findall(r" WARN .*expires on", start), p.context()
+
+
+@pytest.mark.deadline(90)
+def test_sighup_as_soon_as_the_port_answers(postern_bin, pki, tmp_path):
+    """A SIGHUP sent the moment a listener answers (a deploy script, a test)
+    reloads: the handled signals are blocked from before the listeners
+    listen until their handlers are set, instead of killing postern with
+    SIGHUP's default action. Ten starts, each signalled as early as it can
+    be; the window was a few hundred microseconds wide."""
+    for i in range(10):
+        port = free_port()
+        cfg = tmp_path / f"p{i}.yaml"
+        cfg.write_text(config([listener("r", port, "builtin:info", pki)], workers=1,
+                              log_level="info"))
+        err = tmp_path / f"p{i}.stderr"
+        with open(err, "wb") as f:
+            proc = subprocess.Popen([postern_bin, "-c", str(cfg)], stdout=f, stderr=f)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                assert proc.poll() is None, err.read_text()
+                try:
+                    socket.create_connection((HOST, port), timeout=0.5).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "postern never listened"
+                    time.sleep(0.0005)
+            proc.send_signal(signal.SIGHUP)
+            while "reload ok" not in err.read_text():
+                assert proc.poll() is None, f"killed by the SIGHUP: {proc.returncode}\n" + \
+                    err.read_text()
+                assert time.monotonic() < deadline, err.read_text()
+                time.sleep(0.01)
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(15)
+        assert rc == 0, err.read_text()
+        assert not sanitizer_report(err.read_text()), err.read_text()
