@@ -9,6 +9,7 @@ Run with `make integration` (POSTERN_BIN = the ASan+UBSan binary) or
 
 import datetime
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -218,6 +219,17 @@ class Postern:
         if not self._stderr.closed:
             self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
+
+    def wait_log(self, pattern, timeout=10):
+        """The first match of the regular expression pattern in the log,
+        waiting for it up to timeout seconds (AssertionError after)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.stderr())
+            if m:
+                return m
+            time.sleep(0.05)
+        raise AssertionError(f"no log line matching {pattern!r} within {timeout}s" + self.context())
 
     def context(self):
         """Config and output, for assertion messages."""

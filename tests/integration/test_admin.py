@@ -174,16 +174,6 @@ def s_client(port, *args, stdin=b"", timeout=20):
     return p.stdout.decode(errors="replace")
 
 
-def wait_log(p, pattern, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = re.search(pattern, p.stderr())
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"no {pattern!r} in the log" + p.context())
-
-
 def refused(port):
     try:
         socket.create_connection((HOST, port), timeout=1).close()
@@ -196,7 +186,7 @@ def refused(port):
 
 def test_health_ready_and_metrics(pki, start_postern):
     p, tls_port, admin_port = start(pki, start_postern)
-    wait_log(p, rf"admin endpoint on http://127.0.0.1:{admin_port}/ \(/metrics, /healthz, /readyz\)")
+    p.wait_log(rf"admin endpoint on http://127.0.0.1:{admin_port}/ \(/metrics, /healthz, /readyz\)")
     r = get(admin_port, "/healthz")
     assert (r.status, r.body) == (200, b"ok\n")
     r = get(admin_port, "/readyz")
@@ -321,7 +311,7 @@ def test_connection_limit(pki, start_postern):
     assert conns[0].closed(), "the connection waiting longest was not closed"
     conns[0].close()
     new.close()
-    wait_log(p, r"admin endpoint: 64 connections, each in a request: the slowest was closed")
+    p.wait_log(r"admin endpoint: 64 connections, each in a request: the slowest was closed")
     # The other busy ones finish their requests and are answered.
     for c in conns[1:]:
         c.send(b"\r\n")
@@ -464,7 +454,7 @@ def test_reload_moves_and_reports(pki, start_postern):
     port_b = free_port()
     p.config_path.write_text(admin_config(pki, tls_port, port_b))
     p.signal(signal.SIGHUP)
-    wait_log(p, rf"admin endpoint moved to http://{HOST}:{port_b}/ \(was {HOST}:{port_a}\)")
+    p.wait_log(rf"admin endpoint moved to http://{HOST}:{port_b}/ \(was {HOST}:{port_a}\)")
     assert refused(port_a), "the old admin address still accepts"
     s = parse(scrape(port_b))
     assert value(s, "postern_config_generation") == 2
@@ -473,7 +463,7 @@ def test_reload_moves_and_reports(pki, start_postern):
     # A refused reload: the gauges say so, the generation stays.
     p.config_path.write_text("listeners: [\n")
     p.signal(signal.SIGHUP)
-    wait_log(p, r"reload failed")
+    p.wait_log(r"reload failed")
     s = parse(scrape(port_b))
     assert value(s, "postern_config_generation") == 2
     assert value(s, "postern_config_last_reload_success") == 0
@@ -485,7 +475,7 @@ def test_reload_moves_and_reports(pki, start_postern):
     port_c = blocker.getsockname()[1]
     p.config_path.write_text(admin_config(pki, tls_port, port_c))
     p.signal(signal.SIGHUP)
-    wait_log(p, rf"admin.listen: cannot listen on {HOST}:{port_c}: .*the admin endpoint stays where it was")
+    p.wait_log(rf"admin.listen: cannot listen on {HOST}:{port_c}: .*the admin endpoint stays where it was")
     blocker.close()
     s = parse(scrape(port_b))
     assert value(s, "postern_config_generation") == 3
@@ -493,11 +483,11 @@ def test_reload_moves_and_reports(pki, start_postern):
     # Removed: it closes; back: it opens.
     p.config_path.write_text(admin_config(pki, tls_port, None))
     p.signal(signal.SIGHUP)
-    wait_log(p, rf"admin endpoint on {HOST}:{port_b} closed: admin.listen was removed")
+    p.wait_log(rf"admin endpoint on {HOST}:{port_b} closed: admin.listen was removed")
     assert refused(port_b)
     p.config_path.write_text(admin_config(pki, tls_port, port_a))
     p.signal(signal.SIGHUP)
-    wait_log(p, rf"admin endpoint moved to http://{HOST}:{port_a}/ \(was off\)")
+    p.wait_log(rf"admin endpoint moved to http://{HOST}:{port_a}/ \(was off\)")
     assert value(parse(scrape(port_a)), "postern_config_generation") == 5
 
 
@@ -566,10 +556,10 @@ def test_counters_match(pki, start_postern, tmp_path):
     # One reload that commits, one that fails.
     good = p.config_path.read_text()
     p.signal(signal.SIGHUP)
-    wait_log(p, r"reload ok")
+    p.wait_log(r"reload ok")
     p.config_path.write_text("listeners: [\n")
     p.signal(signal.SIGHUP)
-    wait_log(p, r"reload failed")
+    p.wait_log(r"reload failed")
     p.config_path.write_text(good)
     s = parse(scrape(admin_port))
     hs = n_full + 1 + 1
@@ -658,7 +648,7 @@ def test_admin_below_1024_with_privilege_drop(pki, world, start_world, backend):
     listeners = [listener("one", port, echo.addr, tls=world_tls(world))]
     p = start_world(config(listeners, user="nobody", group="nogroup",
                            admin={"listen": f"{HOST}:{low}"}), [port, low])
-    wait_log(p, r"running as user nobody")
+    p.wait_log(r"running as user nobody")
     check_dropped(p)
     assert get(low, "/healthz").status == 200
     s = parse(scrape(low))
@@ -668,7 +658,7 @@ def test_admin_below_1024_with_privilege_drop(pki, world, start_world, backend):
     p.config_path.write_text(config(listeners, user="nobody", group="nogroup",
                                     admin={"listen": f"{HOST}:{other}"}))
     p.signal(signal.SIGHUP)
-    wait_log(p, rf"admin endpoint moved to http://{HOST}:{other}/")
+    p.wait_log(rf"admin endpoint moved to http://{HOST}:{other}/")
     assert get(other, "/readyz").status == 200
     assert refused(low)
     check_dropped(p)

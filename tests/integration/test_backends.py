@@ -202,16 +202,6 @@ def run_requests(pki, port, n, clients=4, source=None):
     return counts
 
 
-def wait_log(p, pattern, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = re.search(pattern, p.stderr())
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"no log line matching {pattern!r} within {timeout}s" + p.context())
-
-
 class Load:
     """Threads sending GETs in a loop until stopped; counts failures."""
 
@@ -307,12 +297,12 @@ def test_health_500_out_then_back(pki, start_postern, whos):
     run_requests(pki, port, 30)
     assert b.take() > 0
     b.health_status = 500
-    wait_log(p, rf"backend app: server {re.escape(b.addr)} is down: status 500 \(2 checks")
+    p.wait_log(rf"backend app: server {re.escape(b.addr)} is down: status 500 \(2 checks")
     b.take()
     counts = run_requests(pki, port, 300)
     assert b.take() == 0 and "s1" not in counts, counts
     b.health_status = 200
-    wait_log(p, rf"backend app: server {re.escape(b.addr)} is up: 2 checks passed")
+    p.wait_log(rf"backend app: server {re.escape(b.addr)} is up: 2 checks passed")
     run_requests(pki, port, 60)
     assert b.take() > 0
     # One checker per process, not one per worker: about 1 check per interval.
@@ -329,8 +319,8 @@ def test_health_refused_and_timeout_out(pki, start_postern, whos):
     port = free_port()
     p = start_postern(http_conf(pki, port, {"app": {"servers": servers(a, slow, dead),
                                                     "health": health()}}), [port])
-    wait_log(p, rf"server {re.escape(dead.addr)} is down: connection refused")
-    wait_log(p, rf"server {re.escape(slow.addr)} is down: timeout after 200 ms")
+    p.wait_log(rf"server {re.escape(dead.addr)} is down: connection refused")
+    p.wait_log(rf"server {re.escape(slow.addr)} is down: timeout after 200 ms")
     slow.take()
     counts = run_requests(pki, port, 100)
     assert counts == {"s0": 100}, counts
@@ -343,7 +333,7 @@ def test_tcp_check(pki, start_postern, whos):
     port = free_port()
     p = start_postern(http_conf(pki, port, {"app": {"servers": servers(a, dead),
                                                     "health": health("tcp")}}), [port])
-    wait_log(p, rf"server {re.escape(dead.addr)} is down: connection refused")
+    p.wait_log(rf"server {re.escape(dead.addr)} is down: connection refused")
 
 
 def test_server_killed_under_load(pki, start_postern, whos):
@@ -356,10 +346,10 @@ def test_server_killed_under_load(pki, start_postern, whos):
     b.stop()
     # Refused connects may eject it passively first; back by its checks, it
     # takes requests again at once.
-    wait_log(p, rf"server {re.escape(b.addr)} is down")
+    p.wait_log(rf"server {re.escape(b.addr)} is down")
     time.sleep(0.5)
     b2 = Who("s1-again", port=b.port)
-    wait_log(p, rf"server {re.escape(b.addr)} is up")
+    p.wait_log(rf"server {re.escape(b.addr)} is up")
     time.sleep(0.5)
     ok, failed = load.finish()
     b2.stop()
@@ -376,8 +366,8 @@ def test_all_down_502_promptly(pki, start_postern):
     port = free_port()
     p = start_postern(http_conf(pki, port, {"app": {"servers": servers(d1, d2),
                                                     "health": health("tcp")}}), [port])
-    wait_log(p, rf"server {re.escape(d2.addr)} is down")
-    wait_log(p, rf"server {re.escape(d1.addr)} is down")
+    p.wait_log(rf"server {re.escape(d2.addr)} is down")
+    p.wait_log(rf"server {re.escape(d1.addr)} is down")
     c = SniClient(pki, port)
     t0 = time.monotonic()
     status, _ = c.request()
@@ -404,7 +394,7 @@ def test_passive_ejection(pki, start_postern, whos):
                                 workers=1), [port])
     codes = [SniClient(pki, port).request()[0] for _ in range(10)]
     assert codes.count(503) == 3, codes
-    wait_log(p, rf"backend app: server {re.escape(b.addr)} ejected for 2000 ms: 3 5xx responses")
+    p.wait_log(rf"backend app: server {re.escape(b.addr)} ejected for 2000 ms: 3 5xx responses")
     b.take()
     run_requests(pki, port, 50)
     assert b.take() == 0
@@ -412,7 +402,7 @@ def test_passive_ejection(pki, start_postern, whos):
     b.status = 200
     run_requests(pki, port, 50)
     assert b.take() > 0, "the server did not come back after the cooldown"
-    wait_log(p, rf"backend app: server {re.escape(b.addr)} back after passive.cooldown")
+    p.wait_log(rf"backend app: server {re.escape(b.addr)} back after passive.cooldown")
 
 
 def closer(port):
@@ -596,9 +586,9 @@ def test_server_killed_under_h2load(pki, start_postern, whos):
     try:
         time.sleep(1.0)
         b.stop()
-        wait_log(p, rf"server {re.escape(b.addr)} is down")
+        p.wait_log(rf"server {re.escape(b.addr)} is down")
         b2 = Who("s1-again", port=b.port)
-        wait_log(p, rf"server {re.escape(b.addr)} is up")
+        p.wait_log(rf"server {re.escape(b.addr)} is up")
         out, _ = h2.communicate(timeout=30)
     finally:
         if h2.poll() is None:

@@ -66,16 +66,6 @@ def first_record(port, name, timeout=10):
     return head[0], head[5:]
 
 
-def wait_for(p, pattern, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = re.search(pattern, p.stderr())
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"no log line matching {pattern!r}{p.context()}")
-
-
 BAD = [
     b"forged.test\r\n2026-01-01T00:00:00Z postern[1]: INFO: FORGED line",
     b"esc\x1b[31m.test",
@@ -104,7 +94,7 @@ def test_refused_name_logged_escaped(srv):
     name = b"Inject.test\r\nFORGED-LINE \x1b[2J\x00tail"
     kind, rest = first_record(port, name)
     assert kind == 21, f"expected an alert, got {kind} {rest!r}{p.context()}"
-    m = wait_for(p, r"conn \d+ client=\S+ listener=names sni=(inject\S*) .*close=handshake refused: "
+    m = p.wait_log(r"conn \d+ client=\S+ listener=names sni=(inject\S*) .*close=handshake refused: "
                  r"the server name is not a DNS host name")
     assert m.group(1) == r"inject.test\x0d\x0aforged-line\x20\x1b[2j\x00tail", m.group(0)
     raw = open(p.stderr_path, "rb").read()

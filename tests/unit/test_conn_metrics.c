@@ -20,30 +20,8 @@
 #include <cmocka.h>
 
 #include "conn_test_util.h"
+#include "metrics_test_util.h"
 #include "postern/metrics.h"
-
-/* The exposition, NUL-terminated; free() it. */
-static char *render(void) {
-  pst_buf_t b = {0};
-  assert_int_equal(pst_metrics_render(&b), 0);
-  char *s = malloc(b.len + 1);
-  assert_non_null(s);
-  memcpy(s, pst_buf_head(&b), b.len);
-  s[b.len] = '\0';
-  pst_buf_free(&b);
-  return s;
-}
-
-/* The value of the sample series ("name{labels}"), or -1. */
-static long sample(const char *text, const char *series) {
-  size_t n = strlen(series);
-  for (const char *p = text; p != NULL && *p != '\0';) {
-    if (strncmp(p, series, n) == 0 && p[n] == ' ') return strtol(p + n + 1, NULL, 10);
-    p = strchr(p, '\n');
-    if (p != NULL) p++;
-  }
-  return -1;
-}
 
 static int metrics_setup(void **state) {
   pst_metrics_reset();

@@ -20,31 +20,8 @@
 #include <cmocka.h>
 
 #include "postern/buf.h"
+#include "metrics_test_util.h"
 #include "postern/metrics.h"
-
-/* The exposition, NUL-terminated; free() it. */
-static char *render(void) {
-  pst_buf_t b = {0};
-  assert_int_equal(pst_metrics_render(&b), 0);
-  char *s = malloc(b.len + 1);
-  assert_non_null(s);
-  memcpy(s, pst_buf_head(&b), b.len);
-  s[b.len] = '\0';
-  pst_buf_free(&b);
-  return s;
-}
-
-/* The value of the sample line that starts with series followed by a space
- * ("name{labels}"), or -1 when there is none. */
-static double sample(const char *text, const char *series) {
-  size_t n = strlen(series);
-  for (const char *p = text; p != NULL && *p != '\0';) {
-    if (strncmp(p, series, n) == 0 && p[n] == ' ') return strtod(p + n + 1, NULL);
-    p = strchr(p, '\n');
-    if (p != NULL) p++;
-  }
-  return -1;
-}
 
 static int count_lines_starting(const char *text, const char *prefix) {
   int n = 0;
