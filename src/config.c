@@ -143,7 +143,7 @@ static int set_cert_ocsp(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 static const pst_cfg_key_t cert_keys[] = {
     {"cert", set_cert_cert, "the path of a PEM chain file (leaf first)"},
     {"key", set_cert_key, "the path of a PEM private key file"},
-    {"ocsp", set_cert_ocsp, "the path of a DER OCSP response file"},
+    {"ocsp", set_cert_ocsp, NULL},
 };
 
 static int cert_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
