@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -169,9 +170,18 @@ def test_check_shows_status_and_next_update(postern_bin, tmp_path, pki, ocsp):
 
 
 def test_staple_served_tls13_and_tls12(pki, ocsp, start_postern, backend):
-    port = free_port()
+    port, admin = free_port(), free_port()
     tls = _tls(pki, {"example.test": ocsp.good, "localhost": ocsp.localhost})
-    p = start_postern(config([listener("l", port, backend.echo().addr, tls=tls)]), [port])
+    p = start_postern(config([listener("l", port, backend.echo().addr, tls=tls)],
+                             admin={"listen": f"127.0.0.1:{admin}"}), [port, admin])
+    # /metrics: each staple's nextUpdate, about OCSP_DAYS ahead.
+    body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10).read().decode()
+    got = re.findall(r'^postern_certificate_ocsp_next_update_seconds\{listener="l",'
+                     r'cert_file="([^"]+)"\} (\d+)$', body, re.M)
+    assert sorted(os.path.basename(f) for f, _ in got) == [
+        "example.test.chain.pem", "localhost.chain.pem"], body
+    for _, t in got:
+        assert abs(int(t) - (time.time() + OCSP_DAYS * 86400)) < 600, body
     # The default certificate and the other one (chosen by the SNI
     # callback): each gets its own response, in both versions.
     for version in ("-tls1_3", "-tls1_2"):
