@@ -421,8 +421,8 @@ int pst_cert_load_completing(const char *cert_path, const char *key_path, const 
 /* See include/postern/cert.h. */
 int pst_cert_load_stapled(const char *cert_path, const char *key_path, const char *ocsp_path,
                           int ocsp_optional, const pst_trust_t *trust,
-                          const pst_trust_t *intermediates, time_t now,
-                          unsigned expiry_warn_days, pst_cert_t **out) {
+                          const pst_trust_t *intermediates, time_t now, unsigned expiry_warn_days,
+                          pst_cert_t **out) {
   *out = NULL;
   pst_cert_t *cert = calloc(1, sizeof(*cert));
   if (cert == NULL) return -ENOMEM;

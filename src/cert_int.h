@@ -32,7 +32,7 @@ typedef struct {
   const char *ocsp_path; /* the OCSP response file, NULL for none */
   int ocsp_optional;     /* a missing ocsp_path is no problem (tls.ocsp_dir) */
   WOLFSSL_X509 **x509;   /* cert->chain_len parsed certificates, owned */
-  int oom;             /* an allocation failed: the load returns -ENOMEM */
+  int oom;               /* an allocation failed: the load returns -ENOMEM */
 } pst_cert_load_t;
 
 /* Records one problem on ld->cert, its message formatted from fmt (one

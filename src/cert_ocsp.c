@@ -156,9 +156,9 @@ static int x509_parts(WOLFSSL_X509 *x, x509_parts_t *out) {
   memset(out, 0, sizeof(*out));
   der_optional(&d, CTX(0), &t); /* version */
   if (der_expect(&d, TAG_INT, &out->serial) != 0 || der_expect(&d, TAG_SEQ, &t) != 0 ||
-      der_expect(&d, TAG_SEQ, &t) != 0 ||              /* issuer */
-      der_expect(&d, TAG_SEQ, &t) != 0 ||              /* validity */
-      der_expect(&d, TAG_SEQ, &out->subject) != 0 ||   /* subject */
+      der_expect(&d, TAG_SEQ, &t) != 0 ||            /* issuer */
+      der_expect(&d, TAG_SEQ, &t) != 0 ||            /* validity */
+      der_expect(&d, TAG_SEQ, &out->subject) != 0 || /* subject */
       der_expect(&d, TAG_SEQ, &spki) != 0)
     return -1;
   der_t k = der_in(&spki);
@@ -285,7 +285,7 @@ static const WOLFSSL_EVP_MD *sig_md(const tlv_t *alg) {
   if (der_expect(&d, TAG_OID, &oid) != 0) return NULL;
   for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
     if (!oid_is(&oid, algs[i].oid, algs[i].len)) continue;
-    return algs[i].md == 1 ? wolfSSL_EVP_sha256()
+    return algs[i].md == 1   ? wolfSSL_EVP_sha256()
            : algs[i].md == 2 ? wolfSSL_EVP_sha384()
                              : wolfSSL_EVP_sha512();
   }
@@ -324,11 +324,13 @@ static WOLFSSL_EVP_PKEY *delegated_key(const tlv_t *certs, WOLFSSL_X509 *issuer,
     if (wolfSSL_X509_NAME_cmp(wolfSSL_X509_get_issuer_name(x),
                               wolfSSL_X509_get_subject_name(issuer)) != 0 ||
         wolfSSL_X509_verify(x, ikey) != WOLFSSL_SUCCESS) {
-      *why = "the response is signed by neither the certificate's issuer nor a responder "
-             "certificate the issuer signed";
+      *why =
+          "the response is signed by neither the certificate's issuer nor a responder "
+          "certificate the issuer signed";
     } else if ((wolfSSL_X509_get_extended_key_usage(x) & XKU_OCSP_SIGN) == 0) {
-      *why = "the responder certificate lacks the OCSP signing extended key usage "
-             "(id-kp-OCSPSigning, RFC 6960 4.2.2.2)";
+      *why =
+          "the responder certificate lacks the OCSP signing extended key usage "
+          "(id-kp-OCSPSigning, RFC 6960 4.2.2.2)";
     } else if (pst_cert_info_fill(x, &info) != 0 || difftime(now, info.not_after) > 0 ||
                difftime(info.not_before, now) > 0) {
       *why = "the responder certificate is expired or not yet valid";
@@ -353,12 +355,11 @@ typedef struct {
 
 /* Unwraps OCSPResponse down to the BasicOCSPResponse. Returns NULL, or
  * why it cannot be used. */
-static const char *basic_read(const uint8_t *der, size_t len, basic_t *b, char *msg,
-                              size_t cap) {
+static const char *basic_read(const uint8_t *der, size_t len, basic_t *b, char *msg, size_t cap) {
   static const uint8_t basic_oid[] = {0x2b, 6, 1, 5, 5, 7, 48, 1, 1};
-  static const char *const statuses[] = {"successful",    "malformedRequest", "internalError",
-                                         "tryLater",      "(4)",              "sigRequired",
-                                         "unauthorized"};
+  static const char *const statuses[] = {
+      "successful", "malformedRequest", "internalError", "tryLater",
+      "(4)",        "sigRequired",      "unauthorized"};
   der_t d = {der, len};
   tlv_t top, st, bytes, t, oct, basic;
   if (der_expect(&d, TAG_SEQ, &top) != 0 || d.len != 0) return "not a DER OCSP response";
@@ -444,8 +445,9 @@ static const char *response_check(pst_cert_load_t *ld, const uint8_t *der, size_
   int ok = sig_ok(key, md, &b.tbs, &b.sig);
   wolfSSL_EVP_PKEY_free(key);
   if (!ok) {
-    why = "the response is not signed by the certificate's issuer and carries no responder "
-          "certificate";
+    why =
+        "the response is not signed by the certificate's issuer and carries no responder "
+        "certificate";
     key = b.certs.tag != 0 ? delegated_key(&b.certs, issuer, ld->now, &why) : NULL;
     ok = sig_ok(key, md, &b.tbs, &b.sig);
     if (key != NULL && !ok) why = "the response's signature does not verify";

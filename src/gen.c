@@ -78,8 +78,7 @@ static void gen_report_cert(gen_ctx_t *g, const pst_listener_conf_t *lc, size_t 
 
 /* The OCSP response of certificate i: its own ocsp key, else
  * <tls.ocsp_dir>/<cert file name>.ocsp (in buf), else NULL. */
-static const char *gen_ocsp_path(const pst_listener_conf_t *lc, size_t i, char *buf,
-                                 size_t len) {
+static const char *gen_ocsp_path(const pst_listener_conf_t *lc, size_t i, char *buf, size_t len) {
   if (lc->certs[i].ocsp != NULL) return lc->certs[i].ocsp;
   if (lc->ocsp_dir == NULL) return NULL;
   const char *base = strrchr(lc->certs[i].cert, '/');
@@ -120,9 +119,8 @@ static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
   for (size_t i = 0; i < lc->n_certs; i++) {
     char ocsp[4096];
     const char *ocsp_path = gen_ocsp_path(lc, i, ocsp, sizeof(ocsp));
-    rc = pst_cert_load_stapled(lc->certs[i].cert, lc->certs[i].key, ocsp_path,
-                               ocsp_path == ocsp, trust, bundle, now, g->warn_days,
-                               &gl->certs[i]);
+    rc = pst_cert_load_stapled(lc->certs[i].cert, lc->certs[i].key, ocsp_path, ocsp_path == ocsp,
+                               trust, bundle, now, g->warn_days, &gl->certs[i]);
     if (rc == -ENOMEM) break;
     gl->n_certs++;
     gen_report_cert(g, lc, i, gl->certs[i], now);

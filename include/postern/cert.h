@@ -50,8 +50,8 @@ int pst_cert_load_completing(const char *cert_path, const char *key_path, const 
  * an error. Same returns as pst_cert_load. */
 int pst_cert_load_stapled(const char *cert_path, const char *key_path, const char *ocsp_path,
                           int ocsp_optional, const pst_trust_t *trust,
-                          const pst_trust_t *intermediates, time_t now,
-                          unsigned expiry_warn_days, pst_cert_t **out);
+                          const pst_trust_t *intermediates, time_t now, unsigned expiry_warn_days,
+                          pst_cert_t **out);
 
 /* "good", "not stapled", "revoked" or "none": the staple's state for
  * operators. A constant string. */
