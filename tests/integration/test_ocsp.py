@@ -298,3 +298,31 @@ def test_refreshed_file_picked_up_by_watch(pki, ocsp, start_postern, backend, tm
         time.sleep(0.1)
     assert _staple(port, "example.test", "-tls1_3") == ocsp.serial["example.test"], p.context()
     assert _staple(port, "example.test", "-tls1_2") == ocsp.serial["example.test"], p.context()
+
+
+def test_staple_after_hello_retry_request(pki, ocsp, start_postern, backend):
+    """A TLS 1.3 client whose key share is for a group the listener does not
+    take gets a HelloRetryRequest; the second ClientHello's status_request
+    still gets the staple (wolfssl-ocsp-static-staple.patch makes it when
+    the Certificate is written)."""
+    port = free_port()
+    tls = _tls(pki, {"example.test": ocsp.good}, groups=["p256"])
+    p = start_postern(config([listener("l", port, backend.echo().addr, tls=tls)]), [port])
+    r = s_client(port, "-status", "-tls1_3", "-groups", "X25519:P-256", "-msg",
+                 servername="example.test")
+    assert r.out.count("ServerHello") >= 2, "expected a HelloRetryRequest\n" + str(r)
+    assert "Cert Status: good" in r.out, str(r) + p.context()
+
+
+def test_garbage_and_truncated_responses(postern_bin, tmp_path, pki, ocsp):
+    """Whatever the file holds, a warning and no staple, never a crash."""
+    good = ocsp.good.read_bytes()
+    cases = [b"", b"not an OCSP response\n", os.urandom(300), good[:1], good[:2], good[:10],
+             good[:len(good) // 2], good[:-1], good + b"\0", b"\x30\x84\xff\xff\xff\xff"]
+    f = tmp_path / "bad.der"
+    for data in cases:
+        f.write_bytes(data)
+        r, out, _, _ = _check(postern_bin, tmp_path, _tls(pki, {"example.test": f}))
+        assert r.returncode == 0, f"{data[:16]!r}:\n{out}"
+        assert re.search(r"warning: \S*bad\.der: OCSP response not stapled: (not a DER OCSP "
+                         r"response|malformed)", out), f"{data[:16]!r}:\n{out}"
