@@ -11,6 +11,7 @@ refreshed file is picked up by `watch: true`.
 signed with Python's cryptography package (its nextUpdate a day ago)."""
 
 import datetime
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from clients import config, free_port, listener, s_client, tls_block
+from clients import config, curl, free_port, listener, s_client, tls_block
 from conftest import run_postern
 
 OCSP_DAYS = 1
@@ -326,3 +327,20 @@ def test_garbage_and_truncated_responses(postern_bin, tmp_path, pki, ocsp):
         assert r.returncode == 0, f"{data[:16]!r}:\n{out}"
         assert re.search(r"warning: \S*bad\.der: OCSP response not stapled: (not a DER OCSP "
                          r"response|malformed)", out), f"{data[:16]!r}:\n{out}"
+
+
+def test_builtin_info_shows_the_staple(pki, ocsp, start_postern):
+    port = free_port()
+    tls = _tls(pki, {"example.test": ocsp.good, "localhost": ocsp.stale})
+    start_postern(config([listener("l", port, "builtin:info", tls=tls, alpn=["http/1.1"])]),
+                  [port])
+    got = {}
+    for name in ("example.test", "localhost"):
+        rc, body, err = curl(f"https://{name}:{port}/", "--http1.1", "--cacert", str(pki.root),
+                             "--resolve", f"{name}:{port}:127.0.0.1", "-H",
+                             "Accept: application/json")
+        assert rc == 0, err
+        got[name] = json.loads(body)["ocsp"]
+    assert got["example.test"]["status"] == "good", got
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", got["example.test"]["next_update"])
+    assert got["localhost"] == {"status": "not stapled", "next_update": None}, got
