@@ -299,6 +299,17 @@ def test_refreshed_file_picked_up_by_watch(pki, ocsp, start_postern, backend, tm
         time.sleep(0.1)
     assert _staple(port, "example.test", "-tls1_3") == ocsp.serial["example.test"], p.context()
     assert _staple(port, "example.test", "-tls1_2") == ocsp.serial["example.test"], p.context()
+    assert re.search(r"reload ok \(watch: .*OCSP response of \S*example\.test\.chain\.pem: good",
+                     p.stderr()), p.context()
+    # A revoked response refuses the new generation: the old one, and its
+    # staple, stay.
+    shutil.copy(ocsp.revoked, tmp_path / "example.der.new")
+    os.rename(tmp_path / "example.der.new", f)
+    while "reload failed" not in p.stderr():
+        assert time.monotonic() < deadline + 15, "no failed reload" + p.context()
+        time.sleep(0.1)
+    assert "the responder says the certificate is revoked" in p.stderr(), p.context()
+    assert _staple(port, "example.test", "-tls1_3") == ocsp.serial["example.test"], p.context()
 
 
 def test_staple_after_hello_retry_request(pki, ocsp, start_postern, backend):
