@@ -37,7 +37,7 @@ def _serial(cert):
     return _run(["openssl", "x509", "-in", str(cert), "-noout", "-serial"]).strip().split("=")[1]
 
 
-def _respond(d, cert, out, status="V", rsigner=None, rkey=None):
+def _respond(d, cert, out, status="V", rsigner=None, rkey=None, digest=()):
     """A response for cert from `openssl ocsp` run as a responder over an
     index file (status V good, R revoked), signed by the intermediate or by
     rsigner."""
@@ -48,7 +48,8 @@ def _respond(d, cert, out, status="V", rsigner=None, rkey=None):
     revoked = "251201000000Z" if status == "R" else ""
     index.write_text(f"{status}\t301231235959Z\t{revoked}\t{serial}\tunknown\t{subject}\n")
     req = d / f"{out.name}.req"
-    _run(["openssl", "ocsp", "-issuer", str(d / "pki" / "intermediate.pem"), "-cert", str(cert),
+    _run(["openssl", "ocsp", *digest, "-issuer", str(d / "pki" / "intermediate.pem"),
+          "-cert", str(cert),
           "-no_nonce", "-reqout", str(req)])
     _run(["openssl", "ocsp", "-index", str(index), "-CA", str(d / "pki" / "intermediate.pem"),
           "-rsigner", str(rsigner or d / "pki" / "intermediate.pem"),
@@ -108,6 +109,9 @@ def ocsp(pki, tmp_path_factory):
     o.dir = d
     o.good = _respond(d, pki.cert("example.test"), d / "example.good.der")
     o.localhost = _respond(d, pki.cert("localhost"), d / "localhost.good.der")
+    # A CertID hashed with SHA-256 rather than openssl's default SHA-1.
+    o.sha256 = _respond(d, pki.cert("example.test"), d / "example.sha256.der",
+                        digest=("-sha256",))
     o.revoked = _respond(d, pki.cert("example.test"), d / "example.revoked.der", status="R")
     o.stale = _stale(d, pki.cert("example.test"), d / "example.stale.der")
     ocsp_ext = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
@@ -235,9 +239,10 @@ def test_unusable_response_warns_and_is_not_stapled(pki, ocsp, start_postern, ba
         assert _staple(port, "example.test", version) is None, p.context()
 
 
-def test_delegated_responder(pki, ocsp, start_postern, backend):
+@pytest.mark.parametrize("which", ["delegated", "sha256"])
+def test_delegated_responder_and_sha256_certid(pki, ocsp, start_postern, backend, which):
     port = free_port()
-    tls = _tls(pki, {"example.test": ocsp.delegated})
+    tls = _tls(pki, {"example.test": getattr(ocsp, which)})
     p = start_postern(config([listener("l", port, backend.echo().addr, tls=tls)]), [port])
     assert "not stapled" not in p.stderr(), p.context()
     assert _staple(port, "example.test", "-tls1_3") == ocsp.serial["example.test"]
