@@ -111,6 +111,29 @@ static int render_certs(pst_buf_t *out, const pst_admin_view_t *v) {
   return 0;
 }
 
+/* Each stapled OCSP response's nextUpdate (cert_ocsp.c), for the
+ * certificates with a good one that has a nextUpdate: an alert on it
+ * catches a refresh job that stopped. */
+static int render_staples(pst_buf_t *out, const pst_admin_view_t *v) {
+  static const char name[] = "postern_certificate_ocsp_next_update_seconds";
+  const pst_config_t *cfg = v->gen->cfg;
+  TRY(pst_metrics_head(out, name, "gauge",
+                       "When each stapled OCSP response (ocsp, ocsp_dir) stops being current: "
+                       "its nextUpdate, in seconds since the epoch."));
+  for (size_t i = 0; i < cfg->n_listeners; i++) {
+    const pst_gen_listener_t *gl = &v->gen->listeners[i];
+    for (size_t k = 0; k < gl->n_certs; k++) {
+      const pst_cert_t *c = gl->certs[k];
+      if (c->staple == NULL || c->staple_next_update == 0 || cert_repeated(gl, k)) continue;
+      TRY(pst_buf_printf(out, "%s{", name));
+      TRY(label(out, 1, "listener", gl->conf->name));
+      TRY(label(out, 0, "cert_file", c->cert_path));
+      TRY(pst_buf_printf(out, "} %lld\n", (long long)c->staple_next_update));
+    }
+  }
+  return 0;
+}
+
 /* key="encrypt" is the key that seals new tickets; "decrypt_1" the newest
  * of the others, which only open tickets, "decrypt_2" the next... */
 static int render_tickets(pst_buf_t *out, const pst_admin_view_t *v) {
@@ -255,6 +278,7 @@ static int render_self(pst_buf_t *out, const pst_admin_view_t *v) {
 int pst_admin_render(pst_buf_t *out, const pst_admin_view_t *v) {
   TRY(render_config(out, v));
   TRY(render_certs(out, v));
+  TRY(render_staples(out, v));
   TRY(render_tickets(out, v));
   TRY(render_process(out, v));
   /* The servers of every backend set: up or down, and how often that

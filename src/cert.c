@@ -390,6 +390,7 @@ static int cert_load(load_t *ld) {
       pst_cert_check_chain(ld);
       pst_cert_check_dates(ld);
       pst_cert_check_names(ld);
+      pst_cert_check_ocsp(ld);
     }
   }
   if (rc == 1) rc = 0;
@@ -413,13 +414,25 @@ int pst_cert_load(const char *cert_path, const char *key_path, const pst_trust_t
 int pst_cert_load_completing(const char *cert_path, const char *key_path, const pst_trust_t *trust,
                              const pst_trust_t *intermediates, time_t now,
                              unsigned expiry_warn_days, pst_cert_t **out) {
+  return pst_cert_load_stapled(cert_path, key_path, NULL, 0, trust, intermediates, now,
+                               expiry_warn_days, out);
+}
+
+/* See include/postern/cert.h. */
+int pst_cert_load_stapled(const char *cert_path, const char *key_path, const char *ocsp_path,
+                          int ocsp_optional, const pst_trust_t *trust,
+                          const pst_trust_t *intermediates, time_t now, unsigned expiry_warn_days,
+                          pst_cert_t **out) {
   *out = NULL;
   pst_cert_t *cert = calloc(1, sizeof(*cert));
   if (cert == NULL) return -ENOMEM;
-  load_t ld = {cert, trust, intermediates, now, expiry_warn_days, NULL, 0};
+  load_t ld = {cert,      trust,         intermediates, now, expiry_warn_days,
+               ocsp_path, ocsp_optional, NULL,          0};
   cert->cert_path = strdup(cert_path);
   cert->key_path = strdup(key_path != NULL ? key_path : cert_path);
-  int rc = (cert->cert_path == NULL || cert->key_path == NULL) ? -ENOMEM : cert_load(&ld);
+  int rc = (cert->cert_path == NULL || cert->key_path == NULL) ? -ENOMEM : 0;
+  if (rc == 0 && ocsp_path != NULL && (cert->ocsp_path = strdup(ocsp_path)) == NULL) rc = -ENOMEM;
+  if (rc == 0) rc = cert_load(&ld);
   for (size_t i = 0; ld.x509 != NULL && i < cert->chain_len; i++) wolfSSL_X509_free(ld.x509[i]);
   free(ld.x509);
   wolfSSL_ERR_clear_error();
@@ -437,6 +450,8 @@ void pst_cert_free(pst_cert_t *cert) {
   free(cert->cert_path);
   free(cert->key_path);
   free(cert->chain_pem);
+  free(cert->ocsp_path);
+  free(cert->staple);
   if (cert->key_pem != NULL) {
     explicit_bzero(cert->key_pem, cert->key_pem_len);
     free(cert->key_pem);
@@ -544,6 +559,19 @@ void pst_cert_print(const pst_cert_t *cert, time_t now, FILE *out) {
     if (inter > 0) fprintf(out, " + %zu intermediate%s", inter, inter == 1 ? "" : "s");
     if (roots > 0) fprintf(out, " + %s", roots == 1 ? "root" : "roots");
     fprintf(out, ")\n");
+    if (cert->ocsp_path != NULL || cert->must_staple) {
+      fprintf(out, "  ocsp:      %s", pst_cert_staple_desc(cert));
+      if (cert->staple_state == PST_STAPLE_GOOD && cert->staple_next_update != 0) {
+        char rel[48];
+        pst_cert_fmt_time(cert->staple_next_update, when);
+        pst_cert_fmt_rel(cert->staple_next_update, now, rel);
+        fprintf(out, ", next update %s (%s)", when, rel);
+      } else if (cert->staple_state == PST_STAPLE_GOOD) {
+        fprintf(out, ", no next update");
+      }
+      if (cert->ocsp_path != NULL) fprintf(out, " (%s)", cert->ocsp_path);
+      fprintf(out, "%s\n", cert->must_staple ? ", must-staple" : "");
+    }
   }
   for (size_t i = 0; i < cert->n_problems; i++) {
     const pst_problem_t *p = &cert->problems[i];

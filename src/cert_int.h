@@ -29,8 +29,10 @@ typedef struct {
   const pst_trust_t *bundle; /* tls.intermediates, NULL for none */
   time_t now;
   unsigned warn_days;
-  WOLFSSL_X509 **x509; /* cert->chain_len parsed certificates, owned */
-  int oom;             /* an allocation failed: the load returns -ENOMEM */
+  const char *ocsp_path; /* the OCSP response file, NULL for none */
+  int ocsp_optional;     /* a missing ocsp_path is no problem (tls.ocsp_dir) */
+  WOLFSSL_X509 **x509;   /* cert->chain_len parsed certificates, owned */
+  int oom;               /* an allocation failed: the load returns -ENOMEM */
 } pst_cert_load_t;
 
 /* Records one problem on ld->cert, its message formatted from fmt (one
@@ -60,6 +62,11 @@ int pst_cert_names_fill(pst_cert_t *cert, WOLFSSL_X509 *leaf);
 void pst_cert_check_chain(pst_cert_load_t *ld);
 void pst_cert_check_dates(pst_cert_load_t *ld);
 void pst_cert_check_names(pst_cert_load_t *ld);
+
+/* OCSP (src/cert_ocsp.c): reads the leaf's must-staple feature, then
+ * checks ld->ocsp_path's response and keeps it on ld->cert as the staple
+ * when it is good; records problems. Runs after the chain checks. */
+void pst_cert_check_ocsp(pst_cert_load_t *ld);
 
 /* "2025-01-01 00:00:00 UTC" into out. */
 void pst_cert_fmt_time(time_t t, char out[32]);

@@ -131,9 +131,19 @@ static int set_cert_key(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return pst_cfg_file(p, v, &c->key, &c->key_mark);
 }
 
+/* Not pst_cfg_file: a response file missing at load is a warning (the
+ * certificate is served without a staple), not a configuration error, so
+ * that a refresh that replaces the file never stops a reload. */
+static int set_cert_ocsp(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_cert_conf_t *c = obj;
+  c->ocsp_mark = pst_cfg_mark(v);
+  return pst_cfg_strdup(p, v, "the path of a DER OCSP response file", &c->ocsp);
+}
+
 static const pst_cfg_key_t cert_keys[] = {
     {"cert", set_cert_cert, "the path of a PEM chain file (leaf first)"},
     {"key", set_cert_key, "the path of a PEM private key file"},
+    {"ocsp", set_cert_ocsp, NULL},
 };
 
 static int cert_item(pst_cfg_t *p, yaml_node_t *item, size_t i, void *obj) {
@@ -222,6 +232,7 @@ static const pst_cfg_key_t tls_keys[] = {
     {"groups", pst_cfg_set_groups, NULL},           /* config_tls.c */
     {"client_auth", pst_cfg_set_client_auth, NULL}, /* config_tls.c */
     {"intermediates", pst_cfg_set_intermediates, NULL},
+    {"ocsp_dir", pst_cfg_set_ocsp_dir, NULL}, /* config_tls.c */
     /* Session resumption and 0-RTT: config_tls.c. */
     {"session_tickets", pst_cfg_set_session_tickets, NULL},
     {"ticket_keys", pst_cfg_set_ticket_keys, NULL},
@@ -923,12 +934,14 @@ static void free_listener(pst_listener_conf_t *l) {
   for (size_t i = 0; i < l->n_certs; i++) {
     free(l->certs[i].cert);
     free(l->certs[i].key);
+    free(l->certs[i].ocsp);
   }
   free(l->certs);
   free(l->default_certificate);
   free(l->ca_file);
   free(l->client_ca_file);
   free(l->intermediates);
+  free(l->ocsp_dir);
   free(l->ticket_keys);
   for (size_t i = 0; i < l->n_routes; i++) {
     for (size_t k = 0; k < l->routes[i].n_names; k++) free(l->routes[i].names[k]);

@@ -164,6 +164,7 @@ void pst_cfg_tls_resume_defaults(pst_listener_conf_t *l);
 int pst_cfg_set_groups(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_client_auth(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_intermediates(pst_cfg_t *p, yaml_node_t *v, void *obj);
+int pst_cfg_set_ocsp_dir(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_session_tickets(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_ticket_keys(pst_cfg_t *p, yaml_node_t *v, void *obj);
 int pst_cfg_set_ticket_rotation(pst_cfg_t *p, yaml_node_t *v, void *obj);

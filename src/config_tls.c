@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config_parse.h"
 #include "postern/common.h"
@@ -116,6 +117,25 @@ int pst_cfg_set_client_auth(pst_cfg_t *p, yaml_node_t *v, void *obj) {
 int pst_cfg_set_intermediates(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   pst_listener_conf_t *l = obj;
   return pst_cfg_file(p, v, &l->intermediates, &l->intermediates_mark);
+}
+
+/* tls.ocsp_dir: must name a directory now; the files in it are read (and
+ * may be missing) when certificates are loaded. */
+int pst_cfg_set_ocsp_dir(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_listener_conf_t *l = obj;
+  const char *s;
+  char q[128];
+  struct stat st;
+  int rc = pst_cfg_str(p, v, "a directory of OCSP responses", &s);
+  if (rc != 0) return rc;
+  if (stat(s, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return pst_cfg_error(p, v,
+                         "ocsp_dir %s is not a directory; expected the directory holding "
+                         "<certificate file name>.ocsp responses",
+                         pst_cfg_quote(s, q, sizeof(q)));
+  }
+  l->ocsp_dir_mark = pst_cfg_mark(v);
+  return pst_cfg_strdup(p, v, "a directory of OCSP responses", &l->ocsp_dir);
 }
 
 int pst_cfg_set_session_tickets(pst_cfg_t *p, yaml_node_t *v, void *obj) {

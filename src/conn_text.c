@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conn_int.h"
+#include "postern/cert.h"
 #include "postern/common.h"
 #include "postern/early.h"
 #include "postern/log.h"
@@ -137,6 +138,10 @@ void pst_conn_facts(pst_conn_t *conn, pst_info_facts_t *f) {
   const pst_cert_t *cert = conn->gl->certs[pst_tls_cert_index(conn->gl, ssl)];
   f->chain = cert->chain;
   f->chain_len = cert->chain_len;
+  if (cert->ocsp_path != NULL || cert->must_staple) {
+    f->ocsp = pst_cert_staple_desc(cert);
+    f->ocsp_next_update = cert->staple != NULL ? cert->staple_next_update : 0;
+  }
   const pst_client_cert_t *cc = ssl != NULL ? pst_tls_client_cert(ssl) : NULL;
   if (cc != NULL) {
     f->client_subject = cc->subject;

@@ -76,6 +76,17 @@ static void gen_report_cert(gen_ctx_t *g, const pst_listener_conf_t *lc, size_t 
   }
 }
 
+/* The OCSP response of certificate i: its own ocsp key, else
+ * <tls.ocsp_dir>/<cert file name>.ocsp (in buf), else NULL. */
+static const char *gen_ocsp_path(const pst_listener_conf_t *lc, size_t i, char *buf, size_t len) {
+  if (lc->certs[i].ocsp != NULL) return lc->certs[i].ocsp;
+  if (lc->ocsp_dir == NULL) return NULL;
+  const char *base = strrchr(lc->certs[i].cert, '/');
+  base = base != NULL ? base + 1 : lc->certs[i].cert;
+  if ((size_t)snprintf(buf, len, "%s/%s.ocsp", lc->ocsp_dir, base) >= len) return NULL;
+  return buf;
+}
+
 static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
   const pst_listener_conf_t *lc = gl->conf;
   char err[512];
@@ -106,8 +117,10 @@ static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
     return -ENOMEM;
   }
   for (size_t i = 0; i < lc->n_certs; i++) {
-    rc = pst_cert_load_completing(lc->certs[i].cert, lc->certs[i].key, trust, bundle, now,
-                                  g->warn_days, &gl->certs[i]);
+    char ocsp[4096];
+    const char *ocsp_path = gen_ocsp_path(lc, i, ocsp, sizeof(ocsp));
+    rc = pst_cert_load_stapled(lc->certs[i].cert, lc->certs[i].key, ocsp_path, ocsp_path == ocsp,
+                               trust, bundle, now, g->warn_days, &gl->certs[i]);
     if (rc == -ENOMEM) break;
     gl->n_certs++;
     gen_report_cert(g, lc, i, gl->certs[i], now);

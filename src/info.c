@@ -186,6 +186,20 @@ static int build_json(pst_buf_t *b, const pst_info_facts_t *f) {
   } else if (rc == 0) {
     rc = pst_buf_printf(b, ",\"handshake_ms\":null");
   }
+  /* The served certificate's OCSP response, or null without one. */
+  if (rc == 0 && f->ocsp != NULL) {
+    char when[32];
+    rc = APPEND_LIT(b, ",\"ocsp\":{\"status\":");
+    if (rc == 0) rc = json_str(b, f->ocsp);
+    if (rc == 0) rc = APPEND_LIT(b, ",\"next_update\":");
+    if (rc == 0) {
+      rc = json_str(
+          b, f->ocsp_next_update != 0 && fmt_utc(f->ocsp_next_update, when) == 0 ? when : NULL);
+    }
+    if (rc == 0) rc = APPEND_LIT(b, "}");
+  } else if (rc == 0) {
+    rc = APPEND_LIT(b, ",\"ocsp\":null");
+  }
   /* The verified client certificate (tls.client_auth), or null. */
   if (rc == 0 && f->client_subject != NULL) {
     rc = APPEND_LIT(b, ",\"client_cert\":{\"subject\":");
@@ -310,9 +324,14 @@ static int html_chain(pst_buf_t *b, const pst_info_facts_t *f) {
 
 /* Appends the HTML page describing the connection. */
 static int build_html(pst_buf_t *b, const pst_info_facts_t *f) {
-  char ms[32] = "";
+  char ms[32] = "", ocsp[96] = "", when[32];
   if (isfinite(f->handshake_ms)) {
     snprintf(ms, sizeof(ms), "%.2f ms", f->handshake_ms);
+  }
+  if (f->ocsp != NULL && f->ocsp_next_update != 0 && fmt_utc(f->ocsp_next_update, when) == 0) {
+    snprintf(ocsp, sizeof(ocsp), "%s, next update %s", f->ocsp, when);
+  } else if (f->ocsp != NULL) {
+    snprintf(ocsp, sizeof(ocsp), "%s", f->ocsp);
   }
   const char *rows[][2] = {
       {"Listener", f->listener},
@@ -325,6 +344,7 @@ static int build_html(pst_buf_t *b, const pst_info_facts_t *f) {
       {"Session resumed", f->resumed ? "yes" : "no"},
       {"Early data (0-RTT)", f->early_data},
       {"Handshake time", isfinite(f->handshake_ms) ? ms : NULL},
+      {"OCSP response", f->ocsp != NULL ? ocsp : NULL},
       {"Client certificate", f->client_subject},
       {"Client certificate issuer", f->client_issuer},
       {"Client certificate expires", f->client_not_after},

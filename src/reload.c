@@ -232,6 +232,11 @@ static void describe_certs(out_t *o, const pst_gen_listener_t *a, const pst_gen_
     } else if (!bytes_same(oc->key_pem, oc->key_pem_len, nc->key_pem, nc->key_pem_len)) {
       out_add(o, ", ", "key %s replaced", nc->key_path);
     }
+    if (oc != NULL && (oc->staple_state != nc->staple_state ||
+                       !bytes_same(oc->staple, oc->staple_len, nc->staple, nc->staple_len))) {
+      /* A refreshed OCSP response (cert_ocsp.c): what is stapled now. */
+      out_add(o, ", ", "OCSP response of %s: %s", nc->cert_path, pst_cert_staple_desc(nc));
+    }
   }
   for (size_t j = 0; j < a->n_certs; j++) {
     int found = 0;

@@ -455,6 +455,39 @@ void pst_tls_conn_release(WOLFSSL *ssl) {
   wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, NULL);
 }
 
+/* OCSP stapling (RFC 6066 8, RFC 8446 4.4.2.1): the response checked at
+ * load (src/cert_ocsp.c) for the certificate served, or none. wolfSSL
+ * calls this when it writes the CertificateStatus (TLS 1.2) or the
+ * Certificate (TLS 1.3), after the SNI callback chose the certificate,
+ * and sends the bytes as given (wolfssl-ocsp-static-staple.patch: without
+ * it, 5.5.4 re-verified them against the context's certificate store,
+ * which is also where client certificates are verified, and made the TLS
+ * 1.3 response before the SNI callback ran). The buffer is the
+ * generation's, which the connection holds; wolfSSL copies it. wolfSSL
+ * never fetches anything itself once a status callback is set. */
+static int tls_on_status(WOLFSSL *ssl, void *arg) {
+  const pst_gen_listener_t *gl = arg;
+  const pst_cert_t *cert = gl->certs[pst_tls_cert_index(gl, ssl)];
+  if (cert->staple == NULL || cert->staple_len == 0) return SSL_TLSEXT_ERR_NOACK;
+  if (wolfSSL_set_tlsext_status_ocsp_resp(ssl, cert->staple, (int)cert->staple_len) !=
+      WOLFSSL_SUCCESS)
+    return SSL_TLSEXT_ERR_NOACK;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* Stapling on one context, when a certificate of the listener has a
+ * response: the ClientHello's status_request is read with the listener
+ * context, the response made with the chosen certificate's. */
+static int tls_stapling(WOLFSSL_CTX *ctx, const pst_gen_listener_t *gl) {
+  int any = 0;
+  for (size_t i = 0; i < gl->n_certs; i++) any |= gl->certs[i]->staple != NULL;
+  if (!any) return 0;
+  if (wolfSSL_CTX_set_tlsext_status_cb(ctx, tls_on_status) != WOLFSSL_SUCCESS ||
+      wolfSSL_CTX_set_tlsext_status_arg(ctx, (void *)gl) != WOLFSSL_SUCCESS)
+    return PST_ETLS;
+  return 0;
+}
+
 static WOLFSSL_CTX *tls_ctx_new(const pst_listener_conf_t *lc, const pst_cert_t *cert, char *err,
                                 size_t errlen) {
   WOLFSSL_CTX *ctx = wolfSSL_CTX_new(tls_method(lc->versions));
@@ -590,6 +623,10 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
                gl->conf->client_ca_file);
       return PST_ETLS;
     }
+    if (tls_stapling(gl->cert_ctx[i], gl) != 0) {
+      snprintf(err, errlen, "cannot turn OCSP stapling on");
+      return PST_ETLS;
+    }
   }
   gl->ctx = tls_ctx_new(gl->conf, gl->certs[gl->default_cert], err, errlen);
   if (gl->ctx == NULL) return PST_ETLS;
@@ -604,6 +641,10 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
   if (tls_client_ca(gl->ctx, gl) != 0) {
     snprintf(err, errlen, "%s: wolfSSL rejected the client CA certificates",
              gl->conf->client_ca_file);
+    return PST_ETLS;
+  }
+  if (tls_stapling(gl->ctx, gl) != 0) {
+    snprintf(err, errlen, "cannot turn OCSP stapling on");
     return PST_ETLS;
   }
   return tls_listener_settings(gl, err, errlen);

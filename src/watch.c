@@ -81,6 +81,16 @@ int pst_watch_files_add_config(pst_watch_files_t *f, const pst_config_t *cfg) {
     for (size_t j = 0; j < lc->n_certs; j++) {
       int rc = pst_watch_files_add(f, lc->certs[j].cert, NULL);
       if (rc == 0) rc = pst_watch_files_add(f, lc->certs[j].key, NULL);
+      if (rc == 0 && lc->certs[j].ocsp != NULL)
+        rc = pst_watch_files_add(f, lc->certs[j].ocsp, NULL);
+      if (rc == 0 && lc->certs[j].ocsp == NULL && lc->ocsp_dir != NULL) {
+        /* <ocsp_dir>/<cert file name>.ocsp (gen.c), which may not exist yet. */
+        const char *base = strrchr(lc->certs[j].cert, '/');
+        base = base != NULL ? base + 1 : lc->certs[j].cert;
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s.ocsp", lc->ocsp_dir, base) < sizeof(path))
+          rc = pst_watch_files_add(f, path, NULL);
+      }
       if (rc != 0) return rc;
     }
     const char *more[] = {lc->ca_file, lc->ticket_keys, lc->client_ca_file, lc->intermediates};

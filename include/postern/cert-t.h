@@ -58,7 +58,18 @@ typedef enum {
   PST_PROBLEM_EXPIRES_SOON,     /* warning: leaf expires within the warn window */
   PST_PROBLEM_NO_NAMES,         /* the leaf has no DNS SAN and no CN */
   PST_PROBLEM_CHAIN_COMPLETED,  /* warning: tls.intermediates supplied a missing issuer */
+  PST_PROBLEM_OCSP,             /* the OCSP response: not stapled (warning), revoked or
+                                   must-staple without a valid one (error) */
 } pst_problem_kind_t;
+
+/* What became of a certificate's OCSP response (src/cert_ocsp.c). */
+typedef enum {
+  PST_STAPLE_NONE = 0,     /* no response configured (or none in tls.ocsp_dir) */
+  PST_STAPLE_GOOD = 1,     /* checked, status good: stapled */
+  PST_STAPLE_REJECTED = 2, /* unreadable, stale, for another certificate, badly signed,
+                              or status unknown: not stapled (a warning says why) */
+  PST_STAPLE_REVOKED = 3,  /* status revoked: an error */
+} pst_staple_state_t;
 
 typedef struct {
   pst_problem_severity_t severity;
@@ -86,6 +97,16 @@ typedef struct {
   pst_problem_t *problems;
   size_t n_problems;
   size_t n_errors; /* problems with severity PST_PROBLEM_ERROR */
+  /* OCSP stapling (RFC 6960, RFC 6066 8, RFC 8446 4.4.2.1): the response
+   * file, what its check found, and the DER response handed to wolfSSL in
+   * every handshake that asks for it (NULL unless state is GOOD). */
+  char *ocsp_path; /* NULL: none configured */
+  pst_staple_state_t staple_state;
+  unsigned char *staple;
+  size_t staple_len;
+  time_t staple_this_update;
+  time_t staple_next_update; /* 0: the response has no nextUpdate */
+  int must_staple;           /* the leaf has the TLS Feature status_request (RFC 7633) */
 } pst_cert_t;
 
 /* Trust anchors used to check that chains are complete. */

@@ -38,6 +38,25 @@ int pst_cert_load_completing(const char *cert_path, const char *key_path, const 
                              const pst_trust_t *intermediates, time_t now,
                              unsigned expiry_warn_days, pst_cert_t **out);
 
+/* pst_cert_load_completing, then the OCSP response in ocsp_path (DER,
+ * RFC 6960 4.2.1; NULL for none) checked for this certificate: it must
+ * answer for the leaf (CertID: issuer name and key hashes, serial), be
+ * signed by the issuer or by a responder the issuer authorised
+ * (id-kp-OCSPSigning), say good, and be current (thisUpdate at most 5
+ * minutes ahead of now, nextUpdate not past). A response that fails is not
+ * stapled, with a warning saying why (PST_PROBLEM_OCSP); revoked is an
+ * error. With ocsp_optional, a missing file is no problem (tls.ocsp_dir).
+ * A leaf with the must-staple feature (RFC 7633) and no valid response is
+ * an error. Same returns as pst_cert_load. */
+int pst_cert_load_stapled(const char *cert_path, const char *key_path, const char *ocsp_path,
+                          int ocsp_optional, const pst_trust_t *trust,
+                          const pst_trust_t *intermediates, time_t now, unsigned expiry_warn_days,
+                          pst_cert_t **out);
+
+/* "good", "not stapled", "revoked" or "none": the staple's state for
+ * operators. A constant string. */
+const char *pst_cert_staple_desc(const pst_cert_t *cert);
+
 void pst_cert_free(pst_cert_t *cert);
 
 /* Returns nonzero when name (any case, no trailing dot) is covered by one of

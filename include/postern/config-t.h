@@ -196,6 +196,8 @@ typedef struct {
   pst_mark_t mark; /* the list item */
   pst_mark_t cert_mark;
   pst_mark_t key_mark;
+  char *ocsp; /* the DER OCSP response to staple (cert_ocsp.c); NULL: none */
+  pst_mark_t ocsp_mark;
 } pst_cert_conf_t;
 
 typedef struct {
@@ -231,6 +233,10 @@ typedef struct {
   pst_mark_t ca_file_mark;
   char *intermediates; /* tls.intermediates: CA bundle completing chains; NULL: none */
   pst_mark_t intermediates_mark;
+  /* tls.ocsp_dir: a directory of OCSP responses, <cert file name>.ocsp for
+   * each certificate without an ocsp key of its own; NULL: none. */
+  char *ocsp_dir;
+  pst_mark_t ocsp_dir_mark;
   /* tls.groups: key-exchange groups in preference order, as IANA
    * NamedGroup codes (RFC 8446 4.2.7); default x25519, p256, p384. */
   uint16_t groups[PST_TLS_MAX_GROUPS];

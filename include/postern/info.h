@@ -22,6 +22,11 @@ typedef struct {
   double handshake_ms;
   const pst_cert_info_t *chain; /* the chain served, leaf first */
   size_t chain_len;
+  /* The served certificate's OCSP response (cert_ocsp.c): "good", "not
+   * stapled", "revoked", or NULL with none configured; its nextUpdate
+   * (0: none or unknown). */
+  const char *ocsp;
+  time_t ocsp_next_update;
   const char *listener; /* listener name */
   /* The verified client certificate (tls.client_auth), NULL for none. */
   const char *client_subject;
