@@ -468,8 +468,8 @@ int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, 
     gen->listeners[i].conf = &cfg->listeners[i];
     rc = gen_build_listener(&g, &gen->listeners[i], now);
   }
+  if (rc == 0) gen_backend_tls(&g, cfg);     /* before the registry takes the checks' contexts */
   if (rc == 0) rc = pst_balance_attach(cfg); /* the backend sets' servers and shared health */
-  if (rc == 0) gen_backend_tls(&g, cfg);
   if (n_errors != NULL) *n_errors = g.errors;
   if (rc == 0 && g.errors > 0) rc = PST_ECERT;
   if (rc != 0) {

@@ -15,7 +15,6 @@
  * consumed when the lessee pauses waits in held (at most one read), and is
  * delivered on the next loop turn after it resumes (the kick timer: no
  * event runs inside a pst_bconn_* call). */
-#include <arpa/inet.h>
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,28 +93,7 @@ const char *pst_pool_tls_key(const pst_backend_set_conf_t *set, char *buf, size_
   return buf;
 }
 
-/* The host part of "host:port" / "[v6]:port" into out. */
-static void host_of(const char *text, char *out, size_t len) {
-  const char *start = text, *end;
-  if (*text == '[') {
-    start = text + 1;
-    end = strchr(start, ']');
-  } else {
-    end = strrchr(text, ':');
-  }
-  size_t n = end != NULL ? (size_t)(end - start) : strlen(start);
-  if (n >= len) n = len - 1;
-  memcpy(out, start, n);
-  out[n] = '\0';
-}
-
-static int is_address(const char *host) {
-  unsigned char a[16];
-  return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
-}
-
 int pst_pool_tls_new(pst_bconn_t *b, const pst_backend_conf_t *bc, int once) {
-  static const char alpn[] = "http/1.1";
   const pst_backend_set_conf_t *set = bc->set;
   assert(set != NULL && set->tls && b->tls == NULL);
   if (set->tls_ctx == NULL) return PST_ETLS; /* a generation that failed to build it never serves */
@@ -128,26 +106,11 @@ int pst_pool_tls_new(pst_bconn_t *b, const pst_backend_conf_t *bc, int once) {
   wolfSSL_SSLSetIOSend(t->ssl, btls_send);
   wolfSSL_SetIOReadCtx(t->ssl, t);
   wolfSSL_SetIOWriteCtx(t->ssl, b);
-  if (set->tls_server_name != NULL) {
-    snprintf(t->name, sizeof(t->name), "%s", set->tls_server_name);
-  } else {
-    host_of(bc->addr.text, t->name, sizeof(t->name));
-  }
-  /* RFC 6066 3: no address literal in server_name; the name is still
-   * checked against the certificate. */
-  if (!is_address(t->name) && wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, t->name,
-                                             (unsigned short)strlen(t->name)) != WOLFSSL_SUCCESS) {
-    return PST_ETLS;
-  }
-  if (set->tls_verify && wolfSSL_check_domain_name(t->ssl, t->name) != WOLFSSL_SUCCESS) {
-    return PST_ETLS;
-  }
-  /* RFC 7301: http mode speaks HTTP/1.1 to the servers; the tcp relay's
+  pst_tls_backend_name(set, bc->addr.text, t->name, sizeof(t->name));
+  /* http mode speaks HTTP/1.1 to the servers (RFC 7301); the tcp relay's
    * protocol is the client's, which postern does not know: no ALPN. */
-  if (!once && wolfSSL_UseALPN(b->tls->ssl, (char *)alpn, sizeof(alpn) - 1,
-                               WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) != WOLFSSL_SUCCESS) {
-    return PST_ETLS;
-  }
+  int rc = pst_tls_backend_client(t->ssl, t->name, set->tls_verify, !once);
+  if (rc != 0) return rc;
   pool_t *pool = b->pool;
   if (pool->session != NULL && wolfSSL_set_session(t->ssl, pool->session) != WOLFSSL_SUCCESS) {
     wolfSSL_SESSION_free(pool->session); /* expired: a full handshake, and a new one kept */

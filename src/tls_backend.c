@@ -2,6 +2,7 @@
  * the servers), built with the generation off the loops, and the causes of
  * a failed backend handshake told in words. The connections themselves are
  * the pool's (pool_tls.c). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <wolfssl/options.h>
@@ -29,6 +30,11 @@ int pst_tls_backend_init(pst_backend_set_conf_t *set, char *err, size_t errlen) 
   /* Session tickets for TLS 1.2 (RFC 5077); TLS 1.3 resumes by the
    * NewSessionTicket of RFC 8446 4.6.1 in any case. */
   wolfSSL_CTX_UseSessionTicket(ctx);
+  /* Connections share their thread's random generator, as the listeners'
+   * do (tls.c): a worker's live and die on it, the health checker frees
+   * its checks' before it ends, and each thread frees its generator last
+   * (pst_tls_thread_cleanup). */
+  (void)wolfSSL_CTX_UseThreadRng(ctx);
   if (!set->tls_verify) {
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
     return 0;
@@ -92,4 +98,43 @@ const char *pst_tls_backend_why(int e, char *buf, size_t len) {
     snprintf(buf, len, "wolfSSL %d: %s", e, detail);
   }
   return buf;
+}
+
+void pst_tls_backend_name(const pst_backend_set_conf_t *set, const char *addr_text, char *out,
+                          size_t len) {
+  if (set->tls_server_name != NULL) {
+    snprintf(out, len, "%s", set->tls_server_name);
+    return;
+  }
+  /* The host of "host:port" or "[v6]:port". */
+  const char *start = addr_text, *end;
+  if (*addr_text == '[') {
+    start = addr_text + 1;
+    end = strchr(start, ']');
+  } else {
+    end = strrchr(addr_text, ':');
+  }
+  size_t n = end != NULL ? (size_t)(end - start) : strlen(start);
+  if (n >= len) n = len - 1;
+  memcpy(out, start, n);
+  out[n] = '\0';
+}
+
+int pst_tls_backend_client(WOLFSSL *ssl, const char *name, int verify, int alpn_http11) {
+  static const char alpn[] = "http/1.1";
+  unsigned char a[16];
+  int literal = inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+  /* RFC 6066 3: no address literal in server_name; the name is still
+   * checked against the certificate. */
+  if (!literal && wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name, (unsigned short)strlen(name)) !=
+                      WOLFSSL_SUCCESS) {
+    return PST_ETLS;
+  }
+  if (verify && wolfSSL_check_domain_name(ssl, name) != WOLFSSL_SUCCESS) return PST_ETLS;
+  /* RFC 7301 3.1: a client offers; a server that picks none still talks. */
+  if (alpn_http11 && wolfSSL_UseALPN(ssl, (char *)alpn, sizeof(alpn) - 1,
+                                     WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) != WOLFSSL_SUCCESS) {
+    return PST_ETLS;
+  }
+  return 0;
 }

@@ -45,6 +45,17 @@ void pst_tls_backend_free(pst_backend_set_conf_t *set);
  * issuer", "name mismatch", ...), written to buf. Returns buf. */
 const char *pst_tls_backend_why(int e, char *buf, size_t len);
 
+/* The name a connection to the server written addr_text of set checks
+ * (and sends as SNI): tls.server_name, else the host part of the address
+ * ("app.internal:8443" -> "app.internal", "[::1]:8443" -> "::1"). */
+void pst_tls_backend_name(const pst_backend_set_conf_t *set, const char *addr_text, char *out,
+                          size_t len);
+
+/* Sets up a backend client connection ssl: SNI name (none for an address
+ * literal, RFC 6066 3), the name checked when verify, ALPN http/1.1 when
+ * alpn_http11. Returns 0 or PST_ETLS. */
+int pst_tls_backend_client(WOLFSSL *ssl, const char *name, int verify, int alpn_http11);
+
 /* Index into gl->certs of the certificate the connection was served, read
  * from the WOLFSSL object (set by the SNI callback). */
 int pst_tls_cert_index(const pst_gen_listener_t *gl, WOLFSSL *ssl);

@@ -181,8 +181,9 @@ def wait_log(p, pattern, seconds=5):
 def test_http_mode_verified_and_resumed(pki, start_postern, servers):
     srv = servers(SServer, pki, "localhost")
     port = free_port()
+    # One worker: sessions are kept per server per worker.
     p = start_postern(http_conf(pki, port, tls_set(srv, ca_file=str(pki.root),
-                                                   server_name="localhost")), [port])
+                                                   server_name="localhost"), workers=1), [port])
     seen = []
     for _ in range(3):
         status, body = get(pki, port)
@@ -200,7 +201,8 @@ def test_tcp_mode_verified(pki, start_postern, servers):
     srv = servers(SServer, pki, "localhost")
     port = free_port()
     p = start_postern(http_conf(pki, port, tls_set(srv, ca_file=str(pki.root),
-                                                   server_name="localhost"), mode="tcp"), [port])
+                                                   server_name="localhost"), mode="tcp",
+                                workers=1), [port])
     for want in ("New", "Reused"):
         s = connect_tls(port, "example.test", client_context(pki))
         s.sendall(b"GET / HTTP/1.0\r\n\r\n")
@@ -268,6 +270,30 @@ def test_verify_false_warns_and_works(pki, start_postern, servers):
                      r"checked", p.stderr()), p.context()
     status, body = get(pki, port)
     assert status == 200 and "TLSv1.3" in body, body + p.context()
+
+
+def test_http_health_check_speaks_tls(pki, start_postern, servers):
+    """An http check of a tls set is a GET over TLS, verified like the
+    traffic: the server with an expired certificate goes down with the
+    cause, the good one stays up and serves everything."""
+    good = servers(SServer, pki, "localhost")
+    bad = servers(SServer, pki, "expired")
+    port = free_port()
+    backends = {"app": {"servers": [{"address": good.addr}, {"address": bad.addr}],
+                        "retries": 0, "passive": {"failures": 0},
+                        "health": {"check": "http", "path": "/healthz", "interval": "200ms",
+                                   "timeout": "150ms", "fall": 1, "rise": 1},
+                        "tls": {"ca_file": str(pki.root), "server_name": "localhost"}}}
+    p = start_postern(http_conf(pki, port, backends), [port])
+    wait_log(p, rf"backend app: server {re.escape(bad.addr)} is down: TLS \(server name "
+                rf"localhost\): certificate expired")
+    time.sleep(0.5)
+    assert not re.search(rf"server {re.escape(good.addr)} is down", p.stderr()), p.context()
+    for _ in range(4):
+        status, body = get(pki, port)
+        assert status == 200 and "TLSv1.3" in body, body + p.context()
+    # Never a plaintext request to the server that failed verification.
+    assert b"GET /healthz" not in open(bad.log.name, "rb").read()
 
 
 # ----------------------------------------------- nginx: pool, resume --
