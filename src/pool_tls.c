@@ -366,7 +366,10 @@ void pst_pool_tls_resume(pst_bconn_t *b) {
 
 int pst_pool_tls_reusable(const pst_bconn_t *b) {
   const pst_btls_t *t = b->tls;
-  return t->state == BTLS_OPEN && t->held.len == 0 && wolfSSL_pending(t->ssl) == 0;
+  /* Released from inside on_read, b may be feeding: what counts is what
+   * wolfSSL has not taken yet, not the buffer it is taken from. */
+  size_t unread = t->feeding ? t->in_len : t->held.len;
+  return t->state == BTLS_OPEN && unread == 0 && wolfSSL_pending(t->ssl) == 0;
 }
 
 int pst_pool_tls_write(pst_bconn_t *b, const char *data, size_t len) {

@@ -67,10 +67,15 @@ class Nginx:
     request's line in the access log: connection serial, requests on it,
     session reused ("r" or "."), protocol, SNI."""
 
-    def __init__(self, pki, name, tmp):
+    def __init__(self, pki, name, tmp, proxy_protocol=False):
         self.port = free_port()
         self.dir = tmp / f"nginx-{self.port}"
         self.dir.mkdir()
+        (self.dir / "www").mkdir()
+        # 3 MB of bytes that repeat only every 251: a body whose corruption shows.
+        self.big = bytes(i % 251 for i in range(3 * 1024 * 1024))
+        (self.dir / "www" / "big").write_bytes(self.big)
+        pp = " proxy_protocol" if proxy_protocol else ""
         self.access = self.dir / "access.log"
         conf = self.dir / "nginx.conf"
         d = self.dir
@@ -82,7 +87,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{ worker_connections 64; }}
 http {{
-  log_format tls '$connection $connection_requests $ssl_session_reused $ssl_protocol $ssl_server_name $request_uri';
+  log_format tls '$connection $connection_requests $ssl_session_reused $ssl_protocol $ssl_server_name $request_uri $proxy_protocol_addr';
   access_log {d}/access.log tls;
   client_body_temp_path {d}/body;
   proxy_temp_path {d}/proxy;
@@ -92,11 +97,12 @@ http {{
   keepalive_requests 1000;
   keepalive_timeout 60s;
   server {{
-    listen {HOST}:{self.port} ssl;
+    listen {HOST}:{self.port} ssl{pp};
     ssl_certificate {pki.chain(name)};
     ssl_certificate_key {pki.key(name)};
     ssl_protocols TLSv1.2 TLSv1.3;
     location / {{ return 200 "nginx says hello\\n"; }}
+    location /big {{ root {d}/www; }}
   }}
 }}
 """)
@@ -110,16 +116,17 @@ http {{
     def addr(self):
         return f"{HOST}:{self.port}"
 
-    def lines(self, path_prefix="/t"):
-        """[(connection, requests, reused, protocol, sni, uri)] of the
-        requests under path_prefix (the readiness probe made none)."""
+    def lines(self, path_prefix="/t", n=1):
+        """[(connection, requests, reused, protocol, sni, uri, proxy addr)] of the
+        requests under path_prefix (the readiness probe made none), once
+        there are n of them (nginx logs a request after answering it)."""
         deadline = time.monotonic() + 5
         out = []
         while time.monotonic() < deadline:
             text = self.access.read_text() if self.access.exists() else ""
             out = [tuple(line.split(" ")) for line in text.splitlines() if line]
-            out = [x for x in out if len(x) == 6 and x[5].startswith(path_prefix)]
-            if out:
+            out = [x for x in out if len(x) == 7 and x[5].startswith(path_prefix)]
+            if len(out) >= n:
                 break
             time.sleep(0.05)
         return out
@@ -309,7 +316,7 @@ def test_nginx_pooled_tls_connections_reused(pki, start_postern, servers):
     for i in range(5):
         status, body = get(pki, port, f"/t{i}")
         assert status == 200 and body == "nginx says hello\n", body + p.context()
-    lines = ng.lines()
+    lines = ng.lines(n=5)
     assert len(lines) == 5, lines
     # One TLS connection (one handshake) carried every request, in order.
     assert len({x[0] for x in lines}) == 1, lines
@@ -330,7 +337,7 @@ def test_nginx_session_resumed_on_new_connection(pki, start_postern, servers):
     for i in range(3):
         status, body = get(pki, port, f"/t{i}")
         assert status == 200 and body == "nginx says hello\n", body + p.context()
-    lines = ng.lines()
+    lines = ng.lines(n=3)
     assert len(lines) == 3, lines
     assert len({x[0] for x in lines}) == 3, lines  # three TLS connections
     assert [x[2] for x in lines] == [".", "r", "r"], lines
@@ -364,3 +371,51 @@ def test_config_errors_name_the_place(pki, postern_bin, tmp_path):
     assert r.returncode == 1 and re.search(
         rf"{re.escape(str(path))}:\d+:\d+: backends\.app\.tls: tls\.ca_file .*no CA certificate",
         out), out
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx not installed (.ci/deps.sh)")
+def test_nginx_big_bodies_with_a_slow_client(pki, start_postern, servers):
+    """3 MB responses read slowly: the backend connection is paused and
+    resumed many times (records held while paused, delivered after), and
+    the bytes arrive whole; then the same pooled TLS connection serves the
+    next request."""
+    ng = servers(Nginx, pki, "localhost")
+    port = free_port()
+    p = start_postern(http_conf(pki, port, tls_set(ng, ca_file=str(pki.root),
+                                                   server_name="localhost"), workers=1), [port])
+    for i in range(2):
+        s = connect_tls(port, "example.test", client_context(pki))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+        s.settimeout(20)
+        data = b""
+        while True:
+            d = s.recv(16384)
+            if not d:
+                break
+            data += d
+            if len(data) < 1024 * 1024:
+                time.sleep(0.002)  # slow at first: postern's output fills, the backend waits
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head + p.context().encode()
+        assert body == ng.big, (len(body), len(ng.big))
+    status, body = get(pki, port, "/t-after")
+    assert status == 200, body + p.context()
+    lines = ng.lines("/", n=3)
+    assert len({x[0] for x in lines}) == 1, lines  # one TLS connection for all
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx not installed (.ci/deps.sh)")
+def test_nginx_proxy_protocol_then_tls(pki, start_postern, servers):
+    """proxy_protocol with tls: the PROXY header goes in the clear before
+    the ClientHello, as nginx's `listen ... ssl proxy_protocol` expects."""
+    ng = servers(Nginx, pki, "localhost", proxy_protocol=True)
+    port = free_port()
+    backends = tls_set(ng, ca_file=str(pki.root), server_name="localhost")
+    backends["app"]["proxy_protocol"] = "v1"
+    p = start_postern(http_conf(pki, port, backends), [port])
+    for i in range(2):
+        status, body = get(pki, port, f"/t{i}")
+        assert status == 200 and body == "nginx says hello\n", body + p.context()
+    lines = ng.lines(n=2)
+    assert len(lines) == 2 and all(x[6] == "127.0.0.1" for x in lines), lines
