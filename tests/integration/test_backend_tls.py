@@ -419,3 +419,79 @@ def test_nginx_proxy_protocol_then_tls(pki, start_postern, servers):
         assert status == 200 and body == "nginx says hello\n", body + p.context()
     lines = ng.lines(n=2)
     assert len(lines) == 2 and all(x[6] == "127.0.0.1" for x in lines), lines
+
+
+class HalfCloseServer:
+    """A TLS server (Python's ssl, leaf localhost) that reads until the
+    client's close_notify, then answers how many bytes and how the client
+    ended, and closes with its own close_notify: TLS half-close both ways
+    (RFC 8446 6.1)."""
+
+    def __init__(self, pki, tmp):
+        import ssl as _ssl
+        import threading
+        self.ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(pki.chain("localhost")), str(pki.key("localhost")))
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((HOST, 0))
+        self.lsock.listen(8)
+        self.port = self.lsock.getsockname()[1]
+        self.ends = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def addr(self):
+        return f"{HOST}:{self.port}"
+
+    def _serve(self):
+        import ssl as _ssl
+        while True:
+            try:
+                raw, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                s = self.ctx.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
+                s.settimeout(10)
+                n, how = 0, "?"
+                try:
+                    while True:
+                        d = s.recv(65536)
+                        if not d:
+                            how = "close_notify"
+                            break
+                        n += len(d)
+                except _ssl.SSLEOFError:
+                    how = "eof"
+                self.ends.append(how)
+                s.sendall(f"got {n} bytes, then {how}\n".encode())
+                s.unwrap()
+            except (OSError, _ssl.SSLError) as e:
+                self.ends.append(f"error {e}")
+            finally:
+                raw.close()
+
+    def stop(self):
+        self.lsock.close()
+
+
+def test_tcp_mode_half_close_sends_close_notify(pki, start_postern, servers):
+    """The client's close_notify becomes postern's close_notify to the
+    server (pst_bconn_shutdown), whose answer still comes back; then the
+    server's close_notify ends the client's connection cleanly."""
+    from clients import MemTls
+    srv = servers(HalfCloseServer, pki)
+    port = free_port()
+    p = start_postern(http_conf(pki, port, tls_set(srv, ca_file=str(pki.root),
+                                                   server_name="localhost"), mode="tcp"), [port])
+    c = MemTls(port, "example.test", client_context(pki))
+    c.handshake()
+    c.send(b"x" * 5000)
+    c.send_close_notify()
+    data, how = c.read_until_close()
+    c.close()
+    assert data == b"got 5000 bytes, then close_notify\n", data + p.context().encode()
+    assert how == "close_notify", how
+    assert srv.ends == ["close_notify"], srv.ends
