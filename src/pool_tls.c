@@ -148,7 +148,7 @@ unsigned pst_pool_tls_close(pst_bconn_t *b, uv_close_cb cb) {
    * the kernel at once or dropped with the socket. */
   if (t->state == BTLS_OPEN) {
     wolfSSL_shutdown(t->ssl);
-    t->state = BTLS_SHUT;
+    btls_set_state(t, BTLS_SHUT);
   }
   if (!t->kick_init) return 0;
   uv_close((uv_handle_t *)&t->kick, cb);
@@ -264,13 +264,9 @@ static void btls_deliver(pst_bconn_t *b) {
  * keeps it; data, an alert or the server's close ends it. */
 static void btls_idle_read(pst_bconn_t *b) {
   char out[256];
-  for (;;) {
-    int r = wolfSSL_read(b->tls->ssl, out, sizeof(out));
-    int e = r > 0 ? 0 : wolfSSL_get_error(b->tls->ssl, r);
-    if (e == WOLFSSL_ERROR_WANT_READ) return;
-    pst_pool_close(b);
-    return;
-  }
+  int r = wolfSSL_read(b->tls->ssl, out, sizeof(out));
+  if (r <= 0 && wolfSSL_get_error(b->tls->ssl, r) == WOLFSSL_ERROR_WANT_READ) return;
+  pst_pool_close(b);
 }
 
 void pst_pool_tls_on_read(pst_bconn_t *b, const char *data, ssize_t n) {

@@ -185,8 +185,10 @@ def wait_log(p, pattern, seconds=5):
 # ------------------------------------------------------- verified, OK --
 
 
-def test_http_mode_verified_and_resumed(pki, start_postern, servers):
-    srv = servers(SServer, pki, "localhost")
+@pytest.mark.parametrize("version", ["TLSv1.3", "TLSv1.2"])
+def test_http_mode_verified_and_resumed(pki, start_postern, servers, version):
+    extra = ["-tls1_2"] if version == "TLSv1.2" else []
+    srv = servers(SServer, pki, "localhost", extra=extra)
     port = free_port()
     # One worker: sessions are kept per server per worker.
     p = start_postern(http_conf(pki, port, tls_set(srv, ca_file=str(pki.root),
@@ -200,7 +202,7 @@ def test_http_mode_verified_and_resumed(pki, start_postern, servers):
         seen.append(m.groups())
     # s_server -www closes after each answer: three TLS connections, the
     # first a full handshake, the next two resumed from its ticket.
-    assert seen[0] == ("New", "TLSv1.3"), seen
+    assert seen[0] == ("New", version), seen
     assert seen[1][0] == "Reused" and seen[2][0] == "Reused", seen
 
 
@@ -537,3 +539,23 @@ def test_nginx_reload(pki, start_postern, servers, tmp_path):
     # Sessions are kept per pool: one verified under other settings is not
     # offered (a full handshake, verified against the new ca_file).
     assert lines[2][2] == ".", lines
+
+
+@pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx not installed (.ci/deps.sh)")
+def test_nginx_through_http2(pki, start_postern, servers):
+    """HTTP/2 clients reach a tls set the same way (each stream an HTTP/1.1
+    exchange on a pooled TLS connection)."""
+    from clients import curl
+    ng = servers(Nginx, pki, "localhost")
+    port = free_port()
+    item = listener("web", port, "app", pki, ["example.test"], mode="http",
+                    alpn=["h2", "http/1.1"])
+    backends = tls_set(ng, ca_file=str(pki.root), server_name="localhost")
+    p = start_postern(config([item], backends=backends, workers=1), [port])
+    urls = [f"https://example.test:{port}/t{i}" for i in range(4)]
+    rc, out, err = curl(urls[0], *urls[1:], "--http2", "--cacert", str(pki.root), "--resolve",
+                        f"example.test:{port}:{HOST}", "-w", "%{http_version} %{http_code}\\n")
+    assert rc == 0, err + p.context()
+    assert out.count("nginx says hello") == 4 and out.count("2 200") == 4, out
+    lines = ng.lines(n=4)
+    assert len({x[0] for x in lines}) == 1, lines
