@@ -282,9 +282,16 @@ void pst_pool_tls_on_read(pst_bconn_t *b, const char *data, ssize_t n) {
       btls_failed(b, SOCKET_PEER_CLOSED_E);
       return;
     }
-    /* Records still held are delivered first, then the end. */
-    if (t->state != BTLS_DONE) btls_set_state(t, BTLS_DONE);
-    if (b->state == BCONN_LEASED && b->ev != NULL) b->ev->on_read(b->arg, NULL, n);
+    if (t->state == BTLS_DONE) return; /* the lessee has heard the end already */
+    /* Records still held (a resume's kick not yet run) go first, then the
+     * end, once. */
+    if (t->held.len > 0 && btls_feed(t, NULL, 0) == 0) {
+      btls_deliver(b);
+      btls_hold(t);
+    }
+    if (t->state == BTLS_DONE || b->state != BCONN_LEASED || b->ev == NULL) return;
+    btls_set_state(t, BTLS_DONE);
+    b->ev->on_read(b->arg, NULL, n);
     return;
   }
   if (t->state == BTLS_DONE) return;
