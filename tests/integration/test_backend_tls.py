@@ -559,3 +559,17 @@ def test_nginx_through_http2(pki, start_postern, servers):
     assert out.count("nginx says hello") == 4 and out.count("2 200") == 4, out
     lines = ng.lines(n=4)
     assert len({x[0] for x in lines}) == 1, lines
+
+
+def test_default_ca_is_the_system_store(pki, start_postern, servers):
+    """Without ca_file, tls: verifies against the system's store, which does
+    not hold the test root: the server is refused as an unknown issuer (and
+    the store loads: the generation builds)."""
+    srv = servers(SServer, pki, "localhost")
+    port = free_port()
+    backends = {"app": {"servers": [{"address": f"localhost:{srv.port}"}], "retries": 0,
+                        "passive": {"failures": 0}, "tls": {"verify": True}}}
+    p = start_postern(http_conf(pki, port, backends), [port])
+    status, body = get(pki, port)
+    assert status == 502, body + p.context()
+    wait_log(p, r"TLS handshake failed \(server name localhost\): unknown issuer")
