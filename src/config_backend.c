@@ -1,5 +1,5 @@
 /* postern: the top-level backends: section (named backend sets: servers,
- * balance, health, passive, retries, proxy_protocol) and the backend key of
+ * balance, health, passive, retries, proxy_protocol, tls) and the backend key of
  * listeners and routes, which names a set, or is "host:port" (an inline set
  * of one server) or builtin:info. See docs/config.md. */
 #include <stdio.h>
