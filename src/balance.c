@@ -24,11 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
 #include "postern/common.h"
 #include "postern/config.h"
 #include "postern/log.h"
 #include "postern/metrics.h"
+#include "postern/tls.h"
 
 /* Threads that keep balancing state of their own (workers; any more fall
  * back to a stateless weighted random choice). */
@@ -50,7 +53,10 @@ struct pst_srv_s {
   char path[1028];
   uint64_t interval_ms, timeout_ms;
   unsigned rise, fall;
-  pst_proxy_t proxy_protocol;         /* lock: the set's, which its checks send too */
+  pst_proxy_t proxy_protocol; /* lock: the set's, which its checks send too */
+  WOLFSSL_CTX *tls_ctx;       /* lock: an http check's TLS context (a reference), or NULL */
+  char tls_name[256];         /* lock: the name that check verifies */
+  int tls_verify;
   atomic_int up;                      /* the health checker's verdict (1 at first) */
   atomic_uint fails[2];               /* consecutive live failures by pst_fail_t (passive) */
   atomic_uint_least64_t out_until_ms; /* passive ejection ends (uv_hrtime ms) */
@@ -154,6 +160,17 @@ static void reg_configure(pst_srv_t *s, const pst_backend_set_conf_t *c,
   s->rise = c->rise;
   s->fall = c->fall;
   s->proxy_protocol = c->proxy_protocol;
+  /* An http check of a set with tls: speaks TLS with the set's context,
+   * held here (a reference) for the checker thread. */
+  WOLFSSL_CTX *ctx = c->tls && c->check == PST_CHECK_HTTP ? c->tls_ctx : NULL;
+  if (ctx != s->tls_ctx) {
+    if (ctx != NULL) wolfSSL_CTX_up_ref(ctx);
+    if (s->tls_ctx != NULL) wolfSSL_CTX_free(s->tls_ctx);
+    s->tls_ctx = ctx;
+  }
+  s->tls_verify = c->tls_verify;
+  s->tls_name[0] = '\0';
+  if (ctx != NULL) pst_tls_backend_name(c, sc->addr.text, s->tls_name, sizeof(s->tls_name));
 }
 
 void pst_balance_each(void (*fn)(const pst_srv_check_t *c, void *arg), void *arg) {
@@ -173,6 +190,9 @@ void pst_balance_each(void (*fn)(const pst_srv_check_t *c, void *arg), void *arg
     c.rise = s->rise;
     c.fall = s->fall;
     c.proxy_protocol = s->proxy_protocol;
+    c.tls_ctx = s->tls_ctx;
+    memcpy(c.tls_name, s->tls_name, sizeof(c.tls_name));
+    c.tls_verify = s->tls_verify;
     fn(&c, arg);
   }
   pthread_mutex_unlock(&reg_lock);

@@ -1,5 +1,5 @@
 /* postern: the top-level backends: section (named backend sets: servers,
- * balance, health, passive, retries, proxy_protocol) and the backend key of
+ * balance, health, passive, retries, proxy_protocol, tls) and the backend key of
  * listeners and routes, which names a set, or is "host:port" (an inline set
  * of one server) or builtin:info. See docs/config.md. */
 #include <stdio.h>
@@ -242,10 +242,62 @@ static int set_proxy_protocol(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return rc;
 }
 
+static int set_tls_ca_file(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  pst_backend_set_conf_t *b = obj;
+  free(b->tls_ca_file);
+  b->tls_ca_file = NULL;
+  return pst_cfg_file(p, v, &b->tls_ca_file, &b->tls_ca_mark);
+}
+
+/* tls.server_name: a DNS name (RFC 6066 3: SNI carries host names only,
+ * never an address literal), at most 253 characters. */
+static int set_tls_server_name(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char expected[] = "a DNS name (letters, digits, '-' and '.'), e.g. app.internal";
+  static const char dns_chars[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.";
+  pst_backend_set_conf_t *b = obj;
+  char q[QBUF];
+  const char *s;
+  int rc = pst_cfg_str(p, v, expected, &s);
+  if (rc != 0) return rc;
+  size_t len = strlen(s);
+  if (len == 0 || len > 253 || strspn(s, dns_chars) != len || s[0] == '.' || s[0] == '-' ||
+      strstr(s, "..") != NULL) {
+    return pst_cfg_error(p, v, "invalid server_name %s; expected %s",
+                         pst_cfg_quote(s, q, sizeof(q)), expected);
+  }
+  free(b->tls_server_name);
+  b->tls_server_name = NULL;
+  return pst_cfg_strdup(p, v, expected, &b->tls_server_name);
+}
+
+static int set_tls_verify(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  static const char *const names[] = {"false", "true"};
+  int i;
+  int rc = pst_cfg_enum(p, v, "value", names, PST_ARRAY_SIZE(names), &i);
+  if (rc == 0) ((pst_backend_set_conf_t *)obj)->tls_verify = i;
+  return rc;
+}
+
+static const pst_cfg_key_t tls_keys[] = {
+    {"ca_file", set_tls_ca_file, NULL},
+    {"server_name", set_tls_server_name, NULL},
+    {"verify", set_tls_verify, NULL},
+};
+
+/* tls: TLS to the servers. An empty mapping ("tls: {}") turns it on with
+ * the defaults: the system store, each server's host, verified. */
 static int set_tls(pst_cfg_t *p, yaml_node_t *v, void *obj) {
-  return pst_cfg_error(p, v,
-                       "TLS to the servers is not supported yet: postern reaches them over plain "
-                       "TCP; remove tls: (or put a TLS-originating proxy next to the servers)");
+  pst_backend_set_conf_t *b = obj;
+  if (v->type != YAML_MAPPING_NODE) {
+    return pst_cfg_error(p, v,
+                         "expected a mapping (ca_file, server_name, verify), e.g. tls: {ca_file: "
+                         "/etc/ssl/internal-ca.pem}");
+  }
+  b->tls = 1;
+  b->tls_verify = 1;
+  b->tls_mark = pst_cfg_mark(v);
+  return pst_cfg_map(p, v, tls_keys, PST_ARRAY_SIZE(tls_keys), b);
 }
 
 static const pst_cfg_key_t set_keys[] = {
@@ -395,6 +447,8 @@ void pst_cfg_backends_free(pst_config_t *cfg) {
     free(b->name);
     free(b->servers);
     free(b->check_path);
+    free(b->tls_ca_file);
+    free(b->tls_server_name);
     free(b);
   }
   free(cfg->backends);

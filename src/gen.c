@@ -332,6 +332,8 @@ static int gen_routes(gen_ctx_t *g, pst_gen_listener_t *gl) {
   return 0;
 }
 
+static void gen_backend_tls(gen_ctx_t *g, pst_config_t *cfg);
+
 static void gen_free(pst_gen_t *gen) {
   if (gen == NULL) return;
   if (gen->listeners != NULL) {
@@ -350,6 +352,7 @@ static void gen_free(pst_gen_t *gen) {
     free(gen->listeners);
   }
   pst_balance_detach(gen->cfg);
+  for (size_t i = 0; i < gen->cfg->n_backends; i++) pst_tls_backend_free(gen->cfg->backends[i]);
   pst_config_free(gen->cfg);
   free(gen);
 }
@@ -478,6 +481,9 @@ int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, 
     gen->listeners[i].conf = &cfg->listeners[i];
     rc = gen_build_listener(&g, &gen->listeners[i], now);
   }
+  /* The backend sets' TLS contexts (a broken ca_file is an error here),
+   * before the registry takes the checks' contexts. */
+  if (rc == 0) gen_backend_tls(&g, cfg);
   if (n_errors != NULL) *n_errors = g.errors;
   if (rc == 0 && g.errors > 0) rc = PST_ECERT;
   /* Last, once nothing can fail the build: attaching configures the
@@ -489,6 +495,29 @@ int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, 
   }
   *out = gen;
   return 0;
+}
+
+/* The client contexts of the backend sets with tls: (tls.h), each error
+ * at the set's tls: key; and verify: false, which trusts any server,
+ * said at every load. */
+static void gen_backend_tls(gen_ctx_t *g, pst_config_t *cfg) {
+  for (size_t i = 0; i < cfg->n_backends; i++) {
+    pst_backend_set_conf_t *set = cfg->backends[i];
+    if (!set->tls) continue;
+    char why[600];
+    if (pst_tls_backend_init(set, why, sizeof(why)) != 0) {
+      gen_problem(g, PST_PROBLEM_ERROR, "%s:%d:%d: backends.%s.tls: %s", g->file,
+                  set->tls_mark.line, set->tls_mark.column, set->name, why);
+      continue;
+    }
+    if (!set->tls_verify) {
+      gen_problem(g, PST_PROBLEM_WARNING,
+                  "%s:%d:%d: backends.%s.tls: verify: false: the servers' certificates are NOT "
+                  "checked, so anyone on the path can impersonate them; use it for tests only, "
+                  "and name their CA with tls.ca_file instead",
+                  g->file, set->tls_mark.line, set->tls_mark.column, set->name);
+    }
+  }
 }
 
 pst_gen_t *pst_gen_ref(pst_gen_t *gen) {

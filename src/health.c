@@ -11,11 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
 #include "postern/balance.h"
 #include "postern/common.h"
 #include "postern/log.h"
 #include "postern/proxy.h"
+#include "postern/tls.h"
+#include "postern/uvio.h"
 
 #define TICK_MS 50
 /* The status line of a health answer must come within this many bytes. */
@@ -24,8 +28,9 @@
 typedef enum {
   CHK_IDLE = 0,       /* waiting for its next due time */
   CHK_CONNECTING = 1, /* connect in flight */
-  CHK_WAITING = 2,    /* http: request written, reading the status line */
-  CHK_CLOSING = 3,    /* the socket is closing; idle once its close callback ran */
+  CHK_WAITING =
+      2, /* http: request written (over TLS: handshake under way), reading the status line */
+  CHK_CLOSING = 3, /* the socket is closing; idle once its close callback ran */
 } chk_state_t;
 
 typedef struct chk_s {
@@ -41,6 +46,14 @@ typedef struct chk_s {
   char status[STATUS_MAX];
   size_t status_len;
   char req[1400];
+  /* An http check of a set with tls: (balance.h): the context (our own
+   * reference), the session of this check, the ciphertext being fed. */
+  WOLFSSL_CTX *tls_ctx;
+  WOLFSSL *ssl;
+  const char *in_ptr;
+  size_t in_len;
+  int tls_open; /* handshake done, request written */
+  char cin[4096];
   uv_tcp_t tcp;
   uv_connect_t connect;
   uv_write_t write;
@@ -73,6 +86,37 @@ static void chk_on_close(uv_handle_t *h) {
   k->state = CHK_IDLE;
 }
 
+/* ---- TLS (an http check of a set with tls:) ---- */
+
+/* Frees the check's TLS session (the socket is closing or failed). */
+static void chk_tls_end(chk_t *k) {
+  if (k->ssl != NULL) wolfSSL_free(k->ssl);
+  k->ssl = NULL;
+  k->tls_open = 0;
+}
+
+/* wolfSSL reads what the socket read, and writes through uvio (copied
+ * when the kernel does not take it at once): it never touches a socket. */
+static int chk_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  chk_t *k = ctx;
+  if (k->in_len == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
+  size_t n = (size_t)sz < k->in_len ? (size_t)sz : k->in_len;
+  memcpy(buf, k->in_ptr, n);
+  k->in_ptr += n;
+  k->in_len -= n;
+  return (int)n;
+}
+
+static void chk_on_tls_write(uv_write_t *req, int status);
+
+static int chk_tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  chk_t *k = ctx;
+  if (pst_uv_write((uv_stream_t *)&k->tcp, buf, (size_t)sz, k, chk_on_tls_write) != 0) {
+    return WOLFSSL_CBIO_ERR_GENERAL;
+  }
+  return sz;
+}
+
 /* The check in flight ended: ok, or a failure with its cause. */
 static void chk_result(chk_t *k, int ok, const char *cause) {
   /* Stopping: the close of every handle cancels requests in flight, whose
@@ -80,6 +124,7 @@ static void chk_result(chk_t *k, int ok, const char *cause) {
   if (H.stopping) return;
   assert(k->state == CHK_CONNECTING || k->state == CHK_WAITING);
   k->state = CHK_CLOSING;
+  chk_tls_end(k);
   uv_close((uv_handle_t *)&k->tcp, chk_on_close);
   k->due_ms = now_ms() + jittered(k->c.interval_ms);
   char why[300];
@@ -107,6 +152,10 @@ static void chk_result(chk_t *k, int ok, const char *cause) {
 
 static void chk_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   chk_t *k = h->data;
+  if (k->ssl != NULL) {
+    *buf = uv_buf_init(k->cin, sizeof(k->cin));
+    return;
+  }
   buf->base = k->status + k->status_len;
   buf->len = sizeof(k->status) - 1 - k->status_len;
 }
@@ -133,12 +182,76 @@ static int chk_status(chk_t *k, char *cause, size_t len) {
   return 0;
 }
 
+/* A TLS failure of the check: the cause in words (tls.h). */
+static void chk_tls_failed(chk_t *k, int r) {
+  char cause[300], why[280];
+  int e = wolfSSL_get_error(k->ssl, r);
+  snprintf(cause, sizeof(cause), "TLS (server name %s): %s", k->c.tls_name,
+           pst_tls_backend_why(e, why, sizeof(why)));
+  chk_result(k, 0, cause);
+}
+
+/* Ciphertext read: the handshake, then the request, then the status line
+ * decrypted into status. */
+static void chk_tls_read(chk_t *k, const char *data, size_t n) {
+  char cause[128];
+  k->in_ptr = data;
+  k->in_len = n;
+  if (!k->tls_open) {
+    int r = wolfSSL_connect(k->ssl);
+    if (r != WOLFSSL_SUCCESS) {
+      int e = wolfSSL_get_error(k->ssl, r);
+      if (e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE) chk_tls_failed(k, r);
+      return;
+    }
+    k->tls_open = 1;
+    size_t len = strlen(k->req);
+    r = wolfSSL_write(k->ssl, k->req, (int)len);
+    if (r != (int)len) {
+      chk_tls_failed(k, r);
+      return;
+    }
+  }
+  for (;;) {
+    size_t room = sizeof(k->status) - 1 - k->status_len;
+    int r = wolfSSL_read(k->ssl, k->status + k->status_len, (int)room);
+    if (r <= 0) {
+      int e = wolfSSL_get_error(k->ssl, r);
+      if (e == WOLFSSL_ERROR_WANT_READ) return;
+      if (e == WOLFSSL_ERROR_ZERO_RETURN) {
+        chk_result(k, 0, "closed without a status line");
+      } else {
+        chk_tls_failed(k, r);
+      }
+      return;
+    }
+    k->status_len += (size_t)r;
+    int rc = chk_status(k, cause, sizeof(cause));
+    if (rc >= 0) {
+      chk_result(k, rc, cause);
+      return;
+    }
+  }
+}
+
+static void chk_on_tls_write(uv_write_t *req, int status) {
+  chk_t *k = pst_uv_write_done(req);
+  if (k->state == CHK_WAITING && status < 0) chk_result(k, 0, uv_strerror(status));
+}
+
 static void chk_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   chk_t *k = s->data;
   char cause[128];
   if (k->state != CHK_WAITING || n == 0) return;
   if (n < 0) {
-    chk_result(k, 0, n == UV_EOF ? "closed without a status line" : uv_strerror((int)n));
+    chk_result(k, 0,
+               n == UV_EOF ? (k->ssl != NULL && !k->tls_open ? "closed during the TLS handshake"
+                                                             : "closed without a status line")
+                           : uv_strerror((int)n));
+    return;
+  }
+  if (k->ssl != NULL) {
+    chk_tls_read(k, buf->base, (size_t)n);
     return;
   }
   k->status_len += (size_t)n;
@@ -181,6 +294,36 @@ static int chk_proxy_header(chk_t *k, char *out, size_t size, size_t *n) {
   return rc;
 }
 
+/* An http check over TLS: the PROXY header (the first n bytes of req) in
+ * the clear, then the ClientHello; the request (the rest of req) goes once
+ * the handshake is done (chk_tls_read). */
+static void chk_tls_start(chk_t *k, size_t n) {
+  int rc = 0;
+  if (n > 0) {
+    rc = pst_uv_write((uv_stream_t *)&k->tcp, k->req, n, k, chk_on_tls_write);
+    memmove(k->req, k->req + n, strlen(k->req + n) + 1);
+  }
+  if (rc != 0) {
+    chk_result(k, 0, uv_strerror(rc));
+    return;
+  }
+  k->ssl = wolfSSL_new(k->tls_ctx);
+  if (k->ssl == NULL || pst_tls_backend_client(k->ssl, k->c.tls_name, k->c.tls_verify, 1) != 0) {
+    chk_result(k, 0, "cannot set up TLS");
+    return;
+  }
+  wolfSSL_SSLSetIORecv(k->ssl, chk_tls_recv);
+  wolfSSL_SSLSetIOSend(k->ssl, chk_tls_send);
+  wolfSSL_SetIOReadCtx(k->ssl, k);
+  wolfSSL_SetIOWriteCtx(k->ssl, k);
+  rc = uv_read_start((uv_stream_t *)&k->tcp, chk_alloc, chk_on_read);
+  if (rc != 0) {
+    chk_result(k, 0, uv_strerror(rc));
+    return;
+  }
+  chk_tls_read(k, NULL, 0); /* the ClientHello */
+}
+
 static void chk_on_connect(uv_connect_t *req, int status) {
   chk_t *k = req->data;
   if (k->state != CHK_CONNECTING) return; /* timed out meanwhile */
@@ -214,8 +357,15 @@ static void chk_on_connect(uv_connect_t *req, int status) {
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: postern-health-check\r\n"
                      "Connection: close\r\n\r\n",
                      k->c.path, k->c.server);
-  uv_buf_t b =
-      uv_buf_init(k->req, (unsigned)(len < (int)(sizeof(k->req) - n) ? n + (size_t)len : 0));
+  if (len < 0 || len >= (int)(sizeof(k->req) - n)) {
+    chk_result(k, 0, "request too long");
+    return;
+  }
+  if (k->tls_ctx != NULL) {
+    chk_tls_start(k, n);
+    return;
+  }
+  uv_buf_t b = uv_buf_init(k->req, (unsigned)(n + (size_t)len));
   int rc = uv_write(&k->write, (uv_stream_t *)&k->tcp, &b, 1, chk_on_write);
   if (rc == 0) rc = uv_read_start((uv_stream_t *)&k->tcp, chk_alloc, chk_on_read);
   if (rc != 0) chk_result(k, 0, uv_strerror(rc));
@@ -247,6 +397,14 @@ static void tick_collect(const pst_srv_check_t *c, void *arg) {
     k->next = H.list;
     H.list = k;
   }
+  /* Our own reference to the TLS context: the registry may drop its own
+   * (a reload) while a check runs. */
+  if (c->tls_ctx != k->tls_ctx) {
+    if (c->tls_ctx != NULL) wolfSSL_CTX_up_ref(c->tls_ctx);
+    /* A check in flight keeps the old one through its WOLFSSL. */
+    if (k->tls_ctx != NULL) wolfSSL_CTX_free(k->tls_ctx);
+    k->tls_ctx = c->tls_ctx;
+  }
   k->c = *c;
   k->seen = 1;
 }
@@ -260,6 +418,7 @@ static void health_on_tick(uv_timer_t *t) {
     chk_t *k = *pp;
     if (!k->seen && k->state == CHK_IDLE) { /* no generation names it any more */
       *pp = k->next;
+      if (k->tls_ctx != NULL) wolfSSL_CTX_free(k->tls_ctx);
       free(k);
       continue;
     }
@@ -286,6 +445,10 @@ static void health_on_stop(uv_async_t *a) {
 static void health_main(void *arg) {
   uv_run(&H.loop, UV_RUN_DEFAULT);
   uv_loop_close(&H.loop);
+  /* The TLS checks' sessions share this thread's random generator
+   * (tls.h): they go first, then it. */
+  for (chk_t *k = H.list; k != NULL; k = k->next) chk_tls_end(k);
+  pst_tls_thread_cleanup();
 }
 
 int pst_health_start(void) {
@@ -317,6 +480,8 @@ void pst_health_stop(void) {
   while (H.list != NULL) {
     chk_t *k = H.list;
     H.list = k->next;
+    chk_tls_end(k);
+    if (k->tls_ctx != NULL) wolfSSL_CTX_free(k->tls_ctx);
     free(k);
   }
 }

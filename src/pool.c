@@ -14,63 +14,10 @@
 #include "postern/log.h"
 #include "postern/metrics.h"
 #include "postern/uvio.h"
-
-typedef enum {
-  BCONN_CONNECTING = 0, /* connect in flight (in-process: the first turn), leased */
-  BCONN_LEASED = 1,     /* connected, serving its lessee */
-  BCONN_IDLE = 2,       /* connected, in the pool, reading to notice a close */
-  BCONN_CLOSING = 3,    /* uv_close called on its handles */
-} bconn_state_t;
-
-/* Idle connections to one backend address, newest first: the one most
- * likely still alive. */
-typedef struct pool_s {
-  struct pool_s *next;
-  pst_addr_t addr;
-  pst_bconn_t *idle;
-  unsigned n_idle;
-} pool_t;
-
-struct pst_pools_s {
-  uv_loop_t *loop;
-  pool_t *list;
-  unsigned open; /* connections not yet freed */
-  int closed;    /* pst_pools_shutdown ran: releases close */
-};
-
-/* One backend connection. Every tcp relay connection holds one for its
- * whole life (bench: RSS per idle TLS connection), so what only some
- * connections need is allocated when needed: the timer (a once-only lease
- * drops it once connected), the in-process answer; and the connect and
- * shutdown requests share their memory (a shutdown asked while connecting
- * waits for the connect). */
-struct pst_bconn_s {
-  pst_pools_t *pools;
-  pool_t *pool; /* NULL for in-process connections */
-  const pst_bconn_events_t *ev;
-  void *arg;
-  pst_bconn_t *next, *prev; /* the pool's idle list */
-  uv_timer_t *timer;        /* made when first armed (data: this), or NULL */
-  pst_buf_t *answer;        /* in-process: the response still to deliver, or NULL */
-  uint64_t idle_ms;
-  uint64_t owner; /* pst_pool_lease_owned: the one client connection it serves, or 0 */
-  unsigned max_idle;
-  bconn_state_t state;
-  pst_lease_t how;
-  unsigned metrics_slot;     /* the lessee's listener (metrics.h) */
-  unsigned handles : 2;      /* handles whose close callback has not run (closing) */
-  unsigned reading : 1;      /* uv_read_start is in effect */
-  unsigned want_read : 1;    /* the lessee asked to read */
-  unsigned local : 1;        /* in-process (builtin:info) */
-  unsigned shut_pending : 1; /* a shutdown waits for the connect */
-  union {
-    uv_connect_t connect;
-    uv_shutdown_t shutdown;
-  } req;
-  uv_tcp_t tcp; /* not initialised for in-process connections */
-};
+#include "pool_int.h"
 
 static void bconn_on_timer(uv_timer_t *t);
+static void bconn_close(pst_bconn_t *b);
 
 /* Arms the timer, making it on first use. Returns 0 or -ENOMEM. */
 static int bconn_timer_start(pst_bconn_t *b, uint64_t ms) {
@@ -123,12 +70,20 @@ void pst_pools_free(pst_pools_t *pools) {
   free(pools);
 }
 
-static pool_t *pool_find(pst_pools_t *pools, const pst_addr_t *addr) {
+/* The pool of one server address and tls: settings (tls_key, NULL for
+ * plain TCP): a connection made under other settings is never shared. */
+static pool_t *pool_find(pst_pools_t *pools, const pst_addr_t *addr, const char *tls_key) {
   for (pool_t *p = pools->list; p != NULL; p = p->next) {
-    if (pst_addr_equal(&p->addr, addr)) return p;
+    if (!pst_addr_equal(&p->addr, addr)) continue;
+    if ((p->tls_key == NULL) != (tls_key == NULL)) continue;
+    if (tls_key == NULL || strcmp(p->tls_key, tls_key) == 0) return p;
   }
   pool_t *p = calloc(1, sizeof(*p));
   if (p == NULL) return NULL;
+  if (tls_key != NULL && (p->tls_key = strdup(tls_key)) == NULL) {
+    free(p);
+    return NULL;
+  }
   p->addr = *addr;
   p->next = pools->list;
   pools->list = p;
@@ -150,6 +105,7 @@ static void idle_unlink(pst_bconn_t *b) {
 
 static void bconn_free(pst_bconn_t *b) {
   assert(b->pools->open > 0);
+  pst_pool_tls_free(b);
   b->pools->open--;
   if (b->answer != NULL) pst_buf_free(b->answer);
   free(b->answer);
@@ -158,7 +114,7 @@ static void bconn_free(pst_bconn_t *b) {
 
 static void bconn_on_close(uv_handle_t *h) {
   pst_bconn_t *b = h->data;
-  if (h != (uv_handle_t *)&b->tcp) free(h); /* the timer */
+  if (h != (uv_handle_t *)&b->tcp && !pst_pool_tls_owns(b, h)) free(h); /* the timer */
   assert(b->handles > 0);
   if (--b->handles == 0) bconn_free(b);
 }
@@ -172,12 +128,15 @@ static void bconn_timer_drop(pst_bconn_t *b) {
   b->timer = NULL;
 }
 
+void pst_pool_close(pst_bconn_t *b) { bconn_close(b); }
+
 static void bconn_close(pst_bconn_t *b) {
   if (b->state == BCONN_CLOSING) return;
   if (b->state == BCONN_IDLE) idle_unlink(b);
   bconn_set_state(b, BCONN_CLOSING);
   b->ev = NULL;
   b->handles = 0;
+  if (b->tls != NULL) b->handles += pst_pool_tls_close(b, bconn_on_close);
   if (!b->local) {
     uv_close((uv_handle_t *)&b->tcp, bconn_on_close);
     b->handles++;
@@ -196,6 +155,8 @@ void pst_pools_shutdown(pst_pools_t *pools) {
   for (pool_t *p = pools->list; p != NULL; p = next) {
     next = p->next;
     while (p->idle != NULL) bconn_close(p->idle);
+    if (p->session != NULL) wolfSSL_SESSION_free(p->session);
+    free(p->tls_key);
     free(p);
   }
   pools->list = NULL;
@@ -206,6 +167,14 @@ void pst_pools_shutdown(pst_pools_t *pools) {
 static void bconn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   pst_bconn_t *b = PST_CONTAINER_OF(s, pst_bconn_t, tcp);
   if (n == 0) return;
+  if (b->tls != NULL) {
+    if (n < 0) {
+      uv_read_stop(s);
+      b->reading = 0;
+    }
+    pst_pool_tls_on_read(b, buf->base, n);
+    return;
+  }
   if (b->state == BCONN_IDLE) {
     /* A pooled connection said something (its close, or bytes nobody asked
      * for): it cannot carry another request. */
@@ -225,6 +194,8 @@ static int bconn_start_read(pst_bconn_t *b) {
   if (rc == 0) b->reading = 1;
   return rc;
 }
+
+int pst_pool_start_read(pst_bconn_t *b) { return bconn_start_read(b); }
 
 /* In-process connections: the next loop turn "connects", then delivers the
  * answer and its end, as a socket would. */
@@ -264,26 +235,40 @@ static void bconn_on_timer(uv_timer_t *t) {
 
 static void bconn_on_shutdown(uv_shutdown_t *req, int status);
 
-static void bconn_on_connect(uv_connect_t *req, int status) {
-  pst_bconn_t *b = PST_CONTAINER_OF(req, pst_bconn_t, req.connect);
-  if (b->state != BCONN_CONNECTING) return; /* released while connecting */
+void pst_pool_connected(pst_bconn_t *b, int status) {
+  assert(b->state == BCONN_CONNECTING);
   bconn_timer_stop(b);
   if (b->how == PST_LEASE_ONCE) bconn_timer_drop(b); /* the tcp relay arms no other */
   if (status != 0) pst_metrics_backend_connect_failed(b->metrics_slot);
   if (status == 0) {
     bconn_set_state(b, BCONN_LEASED);
-    uv_tcp_nodelay(&b->tcp, 1);
     if (b->want_read && !b->reading) {
       int rc = bconn_start_read(b);
       if (rc != 0) status = rc;
+    } else if (!b->want_read && b->reading) {
+      uv_read_stop((uv_stream_t *)&b->tcp); /* the handshake read; the lessee has not asked */
+      b->reading = 0;
     }
   }
   if (b->ev != NULL) b->ev->on_connect(b->arg, status);
   if (status == 0 && b->shut_pending && b->state == BCONN_LEASED && b->ev != NULL) {
     b->shut_pending = 0;
+    if (b->tls != NULL) pst_pool_tls_shutdown(b);
     int rc = uv_shutdown(&b->req.shutdown, (uv_stream_t *)&b->tcp, bconn_on_shutdown);
     if (rc != 0 && b->ev->on_shutdown != NULL) b->ev->on_shutdown(b->arg, rc);
   }
+}
+
+static void bconn_on_connect(uv_connect_t *req, int status) {
+  pst_bconn_t *b = PST_CONTAINER_OF(req, pst_bconn_t, req.connect);
+  if (b->state != BCONN_CONNECTING) return; /* released while connecting */
+  if (status == 0) uv_tcp_nodelay(&b->tcp, 1);
+  if (status == 0 && b->tls != NULL) {
+    /* The connect timer goes on over the handshake: both are the connect. */
+    status = pst_pool_tls_start(b);
+    if (status == 0) return;
+  }
+  pst_pool_connected(b, status);
 }
 
 /* ---- leasing ---- */
@@ -357,7 +342,9 @@ pst_bconn_t *pst_pool_lease_owned(pst_pools_t *pools, const pst_listener_conf_t 
     }
     return b;
   }
-  pool_t *pool = pool_find(pools, &bc->addr);
+  char key[PST_POOL_TLS_KEY_MAX];
+  const char *tls_key = pst_pool_tls_key(bc->set, key, sizeof(key));
+  pool_t *pool = pool_find(pools, &bc->addr, tls_key);
   if (pool == NULL) return NULL;
   pst_bconn_t *idle = how == PST_LEASE_POOLED ? idle_of(pool, owner) : NULL;
   if (idle != NULL) {
@@ -377,7 +364,8 @@ pst_bconn_t *pst_pool_lease_owned(pst_pools_t *pools, const pst_listener_conf_t 
   b->pool = pool;
   b->owner = owner;
   bconn_lease_to(b, lc, how, ev, arg);
-  int rc = bconn_timer_start(b, lc->backend_connect_timeout_ms);
+  int rc = tls_key != NULL ? pst_pool_tls_new(b, bc, how == PST_LEASE_ONCE) : 0;
+  if (rc == 0) rc = bconn_timer_start(b, lc->backend_connect_timeout_ms);
   if (rc == 0) {
     rc = uv_tcp_connect(&b->req.connect, &b->tcp, (const struct sockaddr *)&bc->addr.ss,
                         bconn_on_connect);
@@ -414,10 +402,18 @@ static void bconn_on_write(uv_write_t *req, int status) {
   if (pst_bconn_queued(b) < PST_BACKEND_LOW_WATER) b->ev->on_drain(b->arg);
 }
 
+int pst_pool_write_raw(pst_bconn_t *b, const char *data, size_t len) {
+  return pst_uv_write((uv_stream_t *)&b->tcp, data, len, b, bconn_on_write);
+}
+
 int pst_bconn_write(pst_bconn_t *b, const char *data, size_t len) {
   assert(!b->local && b->state != BCONN_IDLE);
   if (b->state == BCONN_CLOSING) return PST_ESHUTDOWN;
-  return pst_uv_write((uv_stream_t *)&b->tcp, data, len, b, bconn_on_write);
+  /* With tls, bytes written before on_connect (a PROXY header) go in the
+   * clear ahead of the ClientHello: proxy-protocol.txt 2, the header comes
+   * first on the connection. */
+  if (b->tls != NULL && b->state == BCONN_LEASED) return pst_pool_tls_write(b, data, len);
+  return pst_pool_write_raw(b, data, len);
 }
 
 int pst_bconn_write_proxy(pst_bconn_t *b, pst_host_t *host, pst_proxy_t version) {
@@ -440,6 +436,10 @@ void pst_bconn_read(pst_bconn_t *b, int on) {
     /* An answer held back while paused goes on the next turn. */
     if (on && b->state == BCONN_LEASED && b->answer != NULL) bconn_timer_start(b, 0);
     return;
+  }
+  if (b->tls != NULL) {
+    if (b->state == BCONN_CONNECTING) return; /* the handshake reads; pst_pool_connected decides */
+    if (on) pst_pool_tls_resume(b);
   }
   if (b->reading == !!on) return;
   if (!on) {
@@ -480,6 +480,7 @@ int pst_bconn_shutdown(pst_bconn_t *b) {
     b->shut_pending = 1; /* its request's memory is the connect's: after it */
     return 0;
   }
+  if (b->tls != NULL) pst_pool_tls_shutdown(b);
   return uv_shutdown(&b->req.shutdown, (uv_stream_t *)&b->tcp, bconn_on_shutdown);
 }
 
@@ -490,10 +491,12 @@ void pst_bconn_release(pst_bconn_t *b, int reusable) {
   b->arg = NULL;
   pool_t *pool = b->pool;
   if (!reusable || b->local || b->how == PST_LEASE_ONCE || b->state != BCONN_LEASED ||
-      b->pools->closed || pool->n_idle >= b->max_idle || pst_bconn_queued(b) > 0) {
+      b->pools->closed || pool->n_idle >= b->max_idle || pst_bconn_queued(b) > 0 ||
+      (b->tls != NULL && !pst_pool_tls_reusable(b))) {
     bconn_close(b);
     return;
   }
+  if (b->tls != NULL) pst_pool_tls_keep_session(b);
   bconn_set_state(b, BCONN_IDLE);
   b->next = pool->idle;
   b->prev = NULL;

@@ -127,6 +127,12 @@ typedef struct {
   uint64_t interval_ms, timeout_ms;
   unsigned rise, fall;
   pst_proxy_t proxy_protocol; /* the set's: a check starts with a PROXY header too */
+  /* An http check of a set with tls: speaks TLS: the set's context (the
+   * registry holds a reference; a checker that keeps it past the callback
+   * takes its own with wolfSSL_CTX_up_ref), the name checked, verify. */
+  struct WOLFSSL_CTX *tls_ctx;
+  char tls_name[256];
+  int tls_verify;
 } pst_srv_check_t;
 
 /* Calls fn for every registry entry in use by a generation, under the

@@ -163,6 +163,17 @@ typedef struct pst_backend_set_s {
   uint64_t passive_cooldown_ms; /* passive.cooldown; default 10s */
   unsigned retries;             /* other servers tried after a failure; default 1 */
   pst_proxy_t proxy_protocol;   /* a PROXY header on each new server connection */
+  /* tls: (config_backend.c): TLS to the servers (re-encryption), or tls 0. */
+  int tls;
+  char *tls_ca_file;     /* tls.ca_file: the anchors; NULL: the system store */
+  char *tls_server_name; /* tls.server_name: SNI and the name checked; NULL: each server's host */
+  int tls_verify;        /* tls.verify; default 1 (0 only with a warning at every load) */
+  pst_mark_t tls_mark;
+  pst_mark_t tls_ca_mark;
+  /* The client context of this set (tls.h, pst_tls_backend_init): built by
+   * the generation off the loops, freed with it; every connection's WOLFSSL
+   * holds a reference of its own (wolfSSL counts them). */
+  struct WOLFSSL_CTX *tls_ctx;
   pst_mark_t mark;
   /* What the balancer built for this set (balance.h): attached by the
    * generation before any worker sees the config, never changed after. */

@@ -7,6 +7,14 @@
  * - an in-process connection to builtin:info, which answers one request
  *   with an HTTP/1.1 response read back like a real backend's.
  * Connect timeouts, write backpressure and half-close live here once.
+ * A connection to a server of a set with tls: (config-t.h) carries TLS
+ * (pool_tls.c) and its lessee sees plaintext all the same: on_connect comes
+ * once the handshake is done and the certificate verified (a failure of
+ * either is on_connect with a negative status, logged with its cause here),
+ * on_read delivers decrypted bytes, pst_bconn_write encrypts (bytes written
+ * before on_connect, a PROXY header, go in the clear ahead of the
+ * ClientHello), pst_bconn_shutdown sends close_notify first. Such
+ * connections are pooled apart from plain ones and from other tls settings.
  * A pool set belongs to one worker: no locks. */
 #ifndef POSTERN_POOL_H
 #define POSTERN_POOL_H

@@ -29,6 +29,33 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen);
 /* Frees the contexts of gl (NULL members allowed). */
 void pst_tls_listener_free(pst_gen_listener_t *gl);
 
+/* Builds set->tls_ctx for a backend set with tls: (tls.h's client side;
+ * nothing for a set without): TLS 1.3 and 1.2, tickets, the server
+ * certificate verified against tls.ca_file or the system store (or not,
+ * verify: false). Returns 0, or PST_ETLS with a one-line reason in err; on
+ * failure what was made is left for pst_tls_backend_free. */
+int pst_tls_backend_init(pst_backend_set_conf_t *set, char *err, size_t errlen);
+
+/* Frees set->tls_ctx (NULL allowed). Connections still open keep it alive:
+ * each WOLFSSL holds a reference that wolfSSL_free drops. */
+void pst_tls_backend_free(pst_backend_set_conf_t *set);
+
+/* The cause of a failed backend handshake, for the log: wolfSSL's error
+ * code e (wolfSSL_get_error) in words ("certificate expired", "unknown
+ * issuer", "name mismatch", ...), written to buf. Returns buf. */
+const char *pst_tls_backend_why(int e, char *buf, size_t len);
+
+/* The name a connection to the server written addr_text of set checks
+ * (and sends as SNI): tls.server_name, else the host part of the address
+ * ("app.internal:8443" -> "app.internal", "[::1]:8443" -> "::1"). */
+void pst_tls_backend_name(const pst_backend_set_conf_t *set, const char *addr_text, char *out,
+                          size_t len);
+
+/* Sets up a backend client connection ssl: SNI name (none for an address
+ * literal, RFC 6066 3), the name checked when verify, ALPN http/1.1 when
+ * alpn_http11. Returns 0 or PST_ETLS. */
+int pst_tls_backend_client(WOLFSSL *ssl, const char *name, int verify, int alpn_http11);
+
 /* Index into gl->certs of the certificate the connection was served, read
  * from the WOLFSSL object (set by the SNI callback). */
 int pst_tls_cert_index(const pst_gen_listener_t *gl, WOLFSSL *ssl);

@@ -6,6 +6,7 @@ when a reload fails, STOPPING=1 and the connections left at SIGTERM. Also
 the unit file in conf/, checked by systemd-analyze verify."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -150,7 +151,10 @@ def test_abstract_socket_and_no_socket(pki, start_postern, backend, tmp_path, mo
                   config([listener("one", port, echo.addr, pki)]), [port])
         assert abstract.recv().get("READY") == "1"
         p.stop()
-        assert abstract.expect("STOPPING")["STATUS"] == "draining 0 connections"
+        # The port probe of start_postern may still be open at SIGTERM on a
+        # loaded machine: how many is not what this test is about.
+        assert re.fullmatch(r"draining [01] connections?",
+                            abstract.expect("STOPPING")["STATUS"])
     finally:
         abstract.close()
 

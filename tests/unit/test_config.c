@@ -359,6 +359,33 @@ static void test_backends_inline_defaults(void **state) {
   "  - listen: 127.0.0.1:8443\n" \
   "    backend: app\n" CERT_LINES
 
+/* tls: under a set: its keys, and the defaults an empty mapping takes. */
+static void test_backends_tls(void **state) {
+  pst_config_t *cfg = parse_ok(LISTENER_APP_FIRST
+                               "backends:\n  app:\n    servers: [127.0.0.1:8081]\n"
+                               "    tls: {ca_file: $D/a.pem, server_name: app.internal, "
+                               "verify: false}\n");
+  const pst_backend_set_conf_t *b = cfg->listeners[0].backend.set;
+  assert_int_equal(b->tls, 1);
+  assert_int_equal(b->tls_verify, 0);
+  assert_string_equal(b->tls_server_name, "app.internal");
+  assert_non_null(strstr(b->tls_ca_file, "/a.pem"));
+  assert_null(b->tls_ctx); /* built by the generation, not the parser */
+  pst_config_free(cfg);
+  cfg = parse_ok(LISTENER_APP_FIRST
+                 "backends:\n  app:\n    servers: [127.0.0.1:8081]\n"
+                 "    tls: {}\n");
+  b = cfg->listeners[0].backend.set;
+  assert_int_equal(b->tls, 1);
+  assert_int_equal(b->tls_verify, 1);
+  assert_null(b->tls_server_name);
+  assert_null(b->tls_ca_file);
+  pst_config_free(cfg);
+  cfg = parse_ok(LISTENER_APP_FIRST "backends:\n  app:\n    servers: [127.0.0.1:8081]\n");
+  assert_int_equal(cfg->listeners[0].backend.set->tls, 0);
+  pst_config_free(cfg);
+}
+
 static void test_backends_errors(void **state) {
   expect_error(
       LISTENER_APP "backends:\n  apq:\n    servers: [127.0.0.1:1]\n",
@@ -376,8 +403,17 @@ static void test_backends_errors(void **state) {
       "backends:\n  app:\n    servers: [127.0.0.1:1]\n"
       "    health: {interval: 1s, timeout: 2s}\n",
       "t.yaml:4:13: backends.app.health: timeout (2000 ms) is longer than interval");
-  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    tls: {verify: true}\n",
-               "t.yaml:4:10: backends.app.tls: TLS to the servers is not supported yet");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    tls: true\n",
+               "t.yaml:4:10: backends.app.tls: expected a mapping (ca_file, server_name, verify)");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    tls: {verify: maybe}\n",
+               "t.yaml:4:19: backends.app.tls.verify: ");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    tls: {server_name: a..b}\n",
+               "t.yaml:4:24: backends.app.tls.server_name: invalid server_name \"a..b\"");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    tls: {ca_file: $D/none.pem}\n",
+               "t.yaml:4:20: backends.app.tls.ca_file: ");
+  expect_error("backends:\n  app:\n    servers: [127.0.0.1:1]\n    tls: {sni: x}\n",
+               "t.yaml:4:11: backends.app.tls.sni: unknown key; expected one of: ca_file, "
+               "server_name, verify");
   expect_error("backends:\n  app:\n    balance: random\n    servers: [127.0.0.1:1]\n",
                "t.yaml:3:14: backends.app.balance: ");
   expect_error("backends:\n  app:\n    servers: []\n", "t.yaml:3:14: backends.app.servers: ");
@@ -1146,6 +1182,7 @@ int main(void) {
       cmocka_unit_test(test_backends_inline_defaults),
       cmocka_unit_test(test_backends_host_name),
       cmocka_unit_test(test_backends_errors),
+      cmocka_unit_test(test_backends_tls),
       cmocka_unit_test(test_error_unknown_key_top),
       cmocka_unit_test(test_error_unknown_key_nested),
       cmocka_unit_test(test_error_duplicate_key),
