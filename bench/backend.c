@@ -13,9 +13,13 @@
  *     every request stream gets the same 200 and body. This lets the bench
  *     measure h2 keep-alive traffic through a TLS proxy in tcp mode.
  *
- * Usage: backend [--port N] [--body BYTES]
+ * Usage: backend [--port N] [--body BYTES] [--listeners K]
  *   Listens on 127.0.0.1:N (0 or absent: a free port) and prints
  *   "listening PORT" on stdout once ready. Runs until SIGTERM or SIGINT.
+ *   With --listeners K it also listens on K-1 more free ports, printing a
+ *   "listening PORT" line for each: the same process serving as K servers
+ *   of a backend set, so that a bench comparing one server with several
+ *   changes nothing on the client's CPU but the number of addresses.
  */
 #include <errno.h>
 #include <signal.h>
@@ -41,6 +45,7 @@ typedef struct {
   int closing;   /* close once the queued writes are done */
   int writes;    /* uv_write requests in flight */
   int sniffed;   /* the protocol is known (h1 or h2) */
+  int started;   /* bytes came: a PROXY header can only be first */
   size_t nreq;   /* requests answered, for the h1 "Connection: close" rule */
 } bconn_t;
 
@@ -289,24 +294,44 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->writes == 0 || nread != UV_EOF) conn_close(c);
     return;
   }
+  const char *data = buf->base;
+  size_t n = (size_t)nread;
+  if (!c->started) {
+    /* A PROXY header (HAProxy's proxy-protocol.txt) from a proxy with
+     * proxy_protocol: skipped, so that the bench can measure what sending
+     * one costs. It comes whole in the first read on loopback. */
+    static const char v2_sig[12] = "\r\n\r\n\0\r\nQUIT\n";
+    size_t skip = 0;
+    if (n >= 16 && memcmp(data, v2_sig, 12) == 0) {
+      skip = 16 + ((size_t)(unsigned char)data[14] << 8 | (unsigned char)data[15]);
+    } else if (n >= 6 && memcmp(data, "PROXY ", 6) == 0) {
+      const char *eol = memchr(data, '\n', n);
+      if (eol != NULL) skip = (size_t)(eol - data) + 1;
+    }
+    c->started = 1;
+    if (skip > n) skip = n;
+    data += skip;
+    n -= skip;
+    if (n == 0) return;
+  }
   int rc;
   if (c->pending != NULL) {
     /* Rare: a request head split over reads. Join and parse the whole. */
-    size_t total = c->pending_len + (size_t)nread;
+    size_t total = c->pending_len + n;
     char *joined = malloc(total);
     if (joined == NULL) {
       conn_close(c);
       return;
     }
     memcpy(joined, c->pending, c->pending_len);
-    memcpy(joined + c->pending_len, buf->base, (size_t)nread);
+    memcpy(joined + c->pending_len, data, n);
     free(c->pending);
     c->pending = NULL;
     c->pending_len = 0;
     rc = conn_feed(c, joined, total);
     free(joined);
   } else {
-    rc = conn_feed(c, buf->base, (size_t)nread);
+    rc = conn_feed(c, data, n);
   }
   if (rc != 0) {
     conn_close(c);
@@ -356,15 +381,45 @@ static void make_responses(void) {
   }
 }
 
+#define MAX_LISTENERS 8
+static uv_tcp_t more_servers[MAX_LISTENERS - 1];
+
+/* Listens on 127.0.0.1:port (0: a free one) with handle h and prints the
+ * "listening PORT" line. Returns 0 or a libuv error. */
+static int listen_on(uv_tcp_t *h, int port) {
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", port, &addr);
+  uv_tcp_init(loop, h);
+  int rc = uv_tcp_bind(h, (const struct sockaddr *)&addr, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)h, 4096, server_on_connection);
+  if (rc != 0) {
+    fprintf(stderr, "backend: cannot listen on 127.0.0.1:%d: %s\n", port, uv_strerror(rc));
+    return rc;
+  }
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  uv_tcp_getsockname(h, (struct sockaddr *)&ss, &len);
+  printf("listening %d\n", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  fflush(stdout);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  int port = 0;
+  int port = 0, listeners = 1;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
       port = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--body") == 0 && i + 1 < argc) {
       body_len = (size_t)strtoul(argv[++i], NULL, 10);
+    } else if (strcmp(argv[i], "--listeners") == 0 && i + 1 < argc) {
+      listeners = atoi(argv[++i]);
+      if (listeners < 1 || listeners > MAX_LISTENERS) listeners = 0;
     } else {
-      fprintf(stderr, "usage: %s [--port N] [--body BYTES]\n", argv[0]);
+      listeners = 0;
+    }
+    if (listeners == 0) {
+      fprintf(stderr, "usage: %s [--port N] [--body BYTES] [--listeners 1..%d]\n", argv[0],
+              MAX_LISTENERS);
       return 2;
     }
   }
@@ -374,20 +429,10 @@ int main(int argc, char **argv) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(h2_callbacks, h2_on_frame_recv);
 
   loop = uv_default_loop();
-  struct sockaddr_in addr;
-  uv_ip4_addr("127.0.0.1", port, &addr);
-  uv_tcp_init(loop, &server);
-  int rc = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&server, 4096, server_on_connection);
-  if (rc != 0) {
-    fprintf(stderr, "backend: cannot listen on 127.0.0.1:%d: %s\n", port, uv_strerror(rc));
-    return 1;
+  if (listen_on(&server, port) != 0) return 1;
+  for (int i = 1; i < listeners; i++) {
+    if (listen_on(&more_servers[i - 1], 0) != 0) return 1;
   }
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  uv_tcp_getsockname(&server, (struct sockaddr *)&ss, &len);
-  printf("listening %d\n", ntohs(((struct sockaddr_in *)&ss)->sin_port));
-  fflush(stdout);
 
   uv_signal_init(loop, &sig_term);
   uv_signal_start(&sig_term, on_signal, SIGTERM);

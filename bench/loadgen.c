@@ -47,6 +47,10 @@
  * Usage: loadgen --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]
  *          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]
  *          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]
+ *          [--sigalgs LIST]
+ * --sigalgs sets the signature_algorithms the client offers (OpenSSL's
+ * list syntax, e.g. "RSA-PSS+SHA256"): a client that can only verify RSA,
+ * to measure a server holding an ECDSA and an RSA certificate for a name.
  * With --rate R the load is open-loop (the overload scenario): R connections
  * are started per second whatever becomes of the earlier ones, at most
  * --conc in flight (a start that finds none free counts as "client_full");
@@ -145,6 +149,7 @@ static struct {
   unsigned sni_count; /* --sni-count: names "sni" % [0, sni_count); 0: sni as it is */
   double rate;        /* --rate: connections started per second (open loop); 0: closed loop */
   int fixed_key;      /* --fixed-key-share */
+  const char *sigalgs; /* --sigalgs: NULL for wolfSSL's default list */
 } opt = {.sni = "localhost", .mode = MODE_FULL, .conc = 16, .duration = 5, .warmup = 1,
          .timeout = 10, .count = 1000};
 
@@ -721,7 +726,8 @@ static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]\n"
           "          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]\n"
-          "          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]\n",
+          "          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]\n"
+          "          [--sigalgs LIST]\n",
           argv0);
   exit(2);
 }
@@ -762,6 +768,8 @@ static void parse_args(int argc, char **argv) {
     } else if (strcmp(a, "--rate") == 0) {
       opt.rate = atof(v);
       if (opt.rate < 0 || opt.rate > 1e6) usage(argv[0]);
+    } else if (strcmp(a, "--sigalgs") == 0) {
+      opt.sigalgs = v;
     } else if (strcmp(a, "--fixed-key-share") == 0) {
       opt.fixed_key = atoi(v) != 0;
     } else if (strcmp(a, "--sni-count") == 0) {
@@ -838,6 +846,10 @@ static void make_ctx(void) {
   /* Sessions are kept per slot, by reference: no client cache. */
   wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
   if (opt.delay_ns) wolfSSL_CTX_SetIOSend(ctx, io_send_delayed);
+  if (opt.sigalgs != NULL && wolfSSL_CTX_set1_sigalgs_list(ctx, opt.sigalgs) != WOLFSSL_SUCCESS) {
+    fprintf(stderr, "loadgen: --sigalgs %s: not a list wolfSSL takes\n", opt.sigalgs);
+    exit(2);
+  }
   if (opt.fixed_key) {
 #ifdef HAVE_PK_CALLBACKS
     make_fixed_key();

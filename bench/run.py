@@ -57,6 +57,9 @@ class Env:
         self.client_cpus = [c for c in range(ncpu) if c != args.server_cpu] or [args.server_cpu]
         self.backend_port = None
         self.admin = args.admin  # postern with admin: on, scraped every second
+        self.variant = args.postern_variant  # dual-cert | servers3 | proxy-v2 | None
+        self.sigalgs = args.client_sigalgs  # the load generator's signature_algorithms
+        self.backend_ports = []
         self.scrapes = {"ok": 0, "failed": 0}
 
 
@@ -101,6 +104,13 @@ def parse_args(argv):
     ap.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
     ap.add_argument("--keep-workdir", action="store_true", help="keep configs, PKI and logs")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--postern-variant", choices=("dual-cert", "servers3", "proxy-v2"),
+                    help="postern's configuration: dual-cert (an ECDSA and an RSA certificate "
+                         "for the name), servers3 (a backend set of three servers with health "
+                         "checks) or proxy-v2 (a PROXY v2 header to the server); compare with a "
+                         "run without it")
+    ap.add_argument("--client-sigalgs",
+                    help="signature_algorithms the load generator offers (e.g. RSA-PSS+SHA256)")
     ap.add_argument("--admin", action="store_true",
                     help="run postern with its admin endpoint on (admin: listen:) and scrape "
                          "/metrics every second while each postern runs, as Prometheus would")
@@ -185,14 +195,19 @@ def make_pki(workdir):
     return pki
 
 
-def start_backend(env, workdir):
+def start_backend(env, workdir, listeners=1):
+    """The bench backend; with listeners > 1 one process serving on that many
+    ports (env.backend_ports), as the servers of a backend set."""
     log = Path(workdir) / "backend.log"
-    p = procs.spawn([env.backend_bin], env.client_cpus, log, stdout=subprocess.PIPE)
-    line = p.stdout.readline().decode()
-    if not line.startswith("listening "):
-        procs.stop(p)
-        sys.exit(f"bench: the backend did not start: {log.read_text()}")
-    env.backend_port = int(line.split()[1])
+    p = procs.spawn([env.backend_bin, "--listeners", listeners], env.client_cpus, log,
+                    stdout=subprocess.PIPE)
+    for _ in range(listeners):
+        line = p.stdout.readline().decode()
+        if not line.startswith("listening "):
+            procs.stop(p)
+            sys.exit(f"bench: the backend did not start: {log.read_text()}")
+        env.backend_ports.append(int(line.split()[1]))
+    env.backend_port = env.backend_ports[0]
     return p
 
 
@@ -437,7 +452,8 @@ def main(argv=None):
     try:
         pki = make_pki(workdir)
         certs = {v: servers.Cert(pki, "localhost", v) for v in args.certs}
-        backend = start_backend(env, workdir)
+        backend = start_backend(env, workdir,
+                                listeners=3 if args.postern_variant == "servers3" else 1)
         say(f"servers: {', '.join(names)} on CPU {procs.cpu_list(env.server_cpus)}; "
             f"load generator and backend on CPU {procs.cpu_list(env.client_cpus)}; "
             f"work directory {workdir}")
@@ -456,6 +472,9 @@ def main(argv=None):
         if args.admin:
             notes.append(f"postern ran with admin: on and /metrics scraped every second: "
                          f"{env.scrapes['ok']} scrapes, {env.scrapes['failed']} failed")
+        if args.postern_variant or args.client_sigalgs:
+            notes.append(f"postern variant: {args.postern_variant or 'none'}; load generator "
+                         f"signature_algorithms: {args.client_sigalgs or 'default'}")
     finally:
         if backend is not None:
             procs.stop(backend)
@@ -469,7 +488,8 @@ def main(argv=None):
         "certs": args.certs, "resumed_certs": args.resumed_certs, "servers": names,
         "kinds": args.kinds, "early_conc": args.early_conc, "rtt_ms": args.rtt_ms,
         "rtt_conc": args.rtt_conc, "rtt_duration_s": args.rtt_duration, "admin": args.admin,
-        "cert_counts": args.cert_counts,
+        "cert_counts": args.cert_counts, "postern_variant": args.postern_variant,
+        "client_sigalgs": args.client_sigalgs,
     }
     machine = machine_info(env)
     machine["loadavg"] = [load_start, loadavg()]

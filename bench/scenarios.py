@@ -83,6 +83,8 @@ def handshakes(env, server, mode, conc, duration, warmup, log, delay_ms=0.0, ext
            "--mode", mode, "--conc", conc, "--duration", duration, "--warmup", warmup]
     if delay_ms:
         cmd += ["--delay-ms", delay_ms]
+    if getattr(env, "sigalgs", None):
+        cmd += ["--sigalgs", env.sigalgs]
     cmd += list(extra_args)
     p = procs.spawn(cmd, env.client_cpus, log, stdout=subprocess.PIPE)
     dog = _watchdog(p, warmup + duration + 40)

@@ -167,15 +167,42 @@ class Postern(Server):
             self._scraper = None
         super().stop()
 
+    def cert_items(self):
+        """The certificates: the run's, and with --postern-variant dual-cert
+        the other key type's for the same name too (issue 15: the cost of
+        choosing between them per handshake)."""
+        certs = [self.cert]
+        if self.env.variant == "dual-cert":
+            other = "rsa" if self.cert.variant == "ecdsa" else "ecdsa"
+            certs.append(Cert(self.cert.root.parent, self.cert.sni, other))
+        return "".join(f"        - cert: {c.chain}\n          key: {c.key}\n" for c in certs)
+
+    def backend_keys(self):
+        """(top-level keys, the listener's backend): one address, or with
+        --postern-variant servers3 a set of three servers, balanced, with
+        http health checks every second, or with proxy-v2 one server that
+        gets a PROXY v2 header (issue 13: what each costs)."""
+        if self.env.variant == "proxy-v2":
+            # issue 13: a PROXY v2 header (with its TLVs) on every server
+            # connection; the bench backend skips it.
+            return (f'backends:\n  app:\n    servers: ["127.0.0.1:{self.env.backend_port}"]\n'
+                    "    proxy_protocol: v2\n", "app")
+        if self.env.variant != "servers3":
+            return "", f'"127.0.0.1:{self.env.backend_port}"'
+        servers = "".join(f'      - address: "127.0.0.1:{p}"\n' for p in self.env.backend_ports)
+        return (f"backends:\n  app:\n    servers:\n{servers}"
+                "    health: {check: http, path: /, interval: 1s, timeout: 500ms}\n", "app")
+
     def command(self):
         cfg = self.workdir / f"{self.stem}.yaml"
+        top, backend = self.backend_keys()
         # http mode: the default backend pool (max_idle 128) holds the
         # connections of 16 h2 connections x 8 streams.
         cfg.write_text(f"""# postern for the bench: {self.mode} mode, one worker, warnings only
 workers: 1
 log_level: warn
 shutdown_timeout: 1s
-{self.admin_keys()}listeners:
+{self.admin_keys()}{top}listeners:
   - name: bench
     listen: "127.0.0.1:{self.port}"
     mode: {self.mode}
@@ -183,10 +210,8 @@ shutdown_timeout: 1s
     tls:
       versions: [tls1.3]
       certificates:
-        - cert: {self.cert.chain}
-          key: {self.cert.key}
-      ca_file: {self.cert.root}
-{self.early_keys()}    backend: "127.0.0.1:{self.env.backend_port}"
+{self.cert_items()}      ca_file: {self.cert.root}
+{self.early_keys()}    backend: {backend}
     timeouts: {{handshake: 10s, idle: 10m, backend_connect: 5s}}
     max_connections: 20000
 """)
