@@ -594,6 +594,7 @@ int pst_trust_load(const char *ca_file, pst_trust_t **out, char *err, size_t err
   *out = NULL;
   pst_trust_t *trust = calloc(1, sizeof(*trust));
   if (trust == NULL) return -ENOMEM;
+  pthread_mutex_init(&trust->memo_lock, NULL);
   trust->system = ca_file == NULL;
   trust->path = strdup(ca_file != NULL ? ca_file : SYSTEM_CA_FILE);
   unsigned char *file = NULL;
@@ -657,6 +658,8 @@ int pst_trust_load(const char *ca_file, pst_trust_t **out, char *err, size_t err
 void pst_trust_free(pst_trust_t *trust) {
   if (trust == NULL) return;
   for (size_t i = 0; i < trust->n_anchors; i++) wolfSSL_X509_free(trust->anchors[i]);
+  for (size_t i = 0; i < trust->n_memo; i++) free(trust->memo[i]);
+  pthread_mutex_destroy(&trust->memo_lock);
   free(trust->anchors);
   free(trust->path);
   free(trust);

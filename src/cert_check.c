@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,9 +337,47 @@ static int is_anchor(const pst_trust_t *trust, WOLFSSL_X509 *x) {
   return 0;
 }
 
-static int anchor_issued(const pst_trust_t *trust, WOLFSSL_X509 *x) {
-  for (size_t i = 0; i < trust->n_anchors; i++)
-    if (issued_by(x, trust->anchors[i])) return 1;
+/* Whether x is in trust's memo of certificates an anchor issued. */
+static int memo_has(pst_trust_t *trust, const unsigned char *der, int len) {
+  int found = 0;
+  pthread_mutex_lock(&trust->memo_lock);
+  for (size_t i = 0; i < trust->n_memo && !found; i++) {
+    found = trust->memo_len[i] == len && memcmp(trust->memo[i], der, (size_t)len) == 0;
+  }
+  pthread_mutex_unlock(&trust->memo_lock);
+  return found;
+}
+
+/* Remembers x as issued by an anchor (when there is room; out of memory
+ * only costs a verification later). */
+static void memo_add(pst_trust_t *trust, const unsigned char *der, int len) {
+  unsigned char *copy = malloc((size_t)len);
+  if (copy == NULL) return;
+  memcpy(copy, der, (size_t)len);
+  pthread_mutex_lock(&trust->memo_lock);
+  if (trust->n_memo < PST_TRUST_MEMO) {
+    trust->memo_len[trust->n_memo] = len;
+    trust->memo[trust->n_memo++] = copy;
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&trust->memo_lock);
+  free(copy);
+}
+
+/* Whether one of trust's anchors issued x (name and signature). The same
+ * intermediate ends most chains of a listener: a positive answer is
+ * remembered by its DER, so its signature is verified once per store. */
+static int anchor_issued(const pst_trust_t *trust_c, WOLFSSL_X509 *x) {
+  pst_trust_t *trust = (pst_trust_t *)trust_c; /* only the memo changes (locked) */
+  int len = 0;
+  const unsigned char *der = wolfSSL_X509_get_der(x, &len);
+  if (der != NULL && len > 0 && memo_has(trust, der, len)) return 1;
+  for (size_t i = 0; i < trust->n_anchors; i++) {
+    if (issued_by(x, trust->anchors[i])) {
+      if (der != NULL && len > 0) memo_add(trust, der, len);
+      return 1;
+    }
+  }
   return 0;
 }
 

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <pthread.h>
+
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
@@ -14,12 +16,24 @@
 
 #define PST_CERT_DAY 86400
 
+/* How many certificates a store remembers as issued by one of its anchors. */
+#define PST_TRUST_MEMO 32
+
 struct pst_trust_s {
   char *path;             /* the file the anchors were read from */
   int system;             /* 1 when that is the system store (ca_file unset) */
   WOLFSSL_X509 **anchors; /* read-only after pst_trust_load(), so that many
                              loads may share the store */
   size_t n_anchors;
+  /* The DER of certificates found issued by an anchor (cert_check.c:
+   * anchor_issued). Every chain of a listener usually ends with the same
+   * intermediate: its signature is verified once per store, not once per
+   * certificate (with 10,000 certificates that was a third of the load
+   * time). Under memo_lock: loads may share the store. */
+  pthread_mutex_t memo_lock;
+  unsigned char *memo[PST_TRUST_MEMO];
+  int memo_len[PST_TRUST_MEMO];
+  size_t n_memo;
 };
 
 /* State of one pst_cert_load() call. */

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "../../src/cert_int.h"
 #include "postern/cert.h"
 #include "postern/common.h"
 
@@ -247,6 +248,27 @@ static void test_good_ecdsa_chain(void **state) {
   assert_false(pst_cert_covers(cert, "api.example.test"));
   assert_false(pst_cert_covers(cert, "test"));
   pst_cert_free(cert);
+}
+
+/* The intermediate that ends every chain is verified against the anchors
+ * once per store (cert_int.h: memo), and only a positive answer is kept. */
+static void test_anchor_memo(void **state) {
+  pst_trust_t *trust = NULL;
+  char err[512];
+  assert_int_equal(pst_trust_load(path("root.pem"), &trust, err, sizeof(err)), 0);
+  pst_cert_t *a = load_at("chain.pem", "leaf.key", trust, time(NULL), 0);
+  assert_int_equal(trust->n_memo, 1);
+  pst_cert_t *b = load_at("wild.chain.pem", "leaf.key", trust, time(NULL), 0);
+  assert_int_equal(a->n_errors + b->n_errors, 0);
+  assert_int_equal(trust->n_memo, 1); /* the same intermediate: remembered, not verified again */
+  /* A chain no anchor signed is still an error, and not remembered. */
+  pst_cert_t *c = load_at("other.chain.pem", "leaf.key", trust, time(NULL), PST_ECERT);
+  assert_true(c->n_errors > 0);
+  assert_int_equal(trust->n_memo, 1);
+  pst_cert_free(a);
+  pst_cert_free(b);
+  pst_cert_free(c);
+  pst_trust_free(trust);
 }
 
 static void test_print(void **state) {
@@ -575,6 +597,7 @@ static void test_trust_load(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_good_ecdsa_chain),
+      cmocka_unit_test(test_anchor_memo),
       cmocka_unit_test(test_print),
       cmocka_unit_test(test_rsa),
       cmocka_unit_test(test_wildcard),
