@@ -97,6 +97,25 @@ struct h2_front_s {
                       * frames */
 };
 
+/* ---- abuse budgets (h2_limits.c) ---------------------------------------- */
+
+/* PRIORITY frames a connection may send (h2_count_priority): a burst, and
+ * more for each stream it opens, up to a ceiling. */
+#define H2_PRIORITY_BURST 1000
+#define H2_PRIORITY_PER_STREAM 4
+#define H2_PRIORITY_MAX 10000
+
+/* Checks the header of every frame the client sends, before its payload
+ * (nghttp2's on_begin_frame): a HEADERS frame on a stream id the client
+ * skipped is a connection error, and PRIORITY frames draw on the
+ * connection's budget. Ends the session (GOAWAY) when either is broken. */
+void pst_h2_limit_frame(h2_front_t *h2, const nghttp2_frame_hd *hd);
+
+/* A stream ended before its response was complete, whoever ended it: one
+ * token of the listener's h2.stream_reset_rate/_burst budget, or GOAWAY
+ * ENHANCE_YOUR_CALM when there is none left. */
+void pst_h2_count_early_end(h2_front_t *h2);
+
 /* ---- per-stream data (h2_req.c) ------------------------------------------ */
 
 /* Allocates the record of client stream id, with an empty request to fill

@@ -186,6 +186,20 @@ def connect_tls(port, sni, ctx, timeout=10):
         raise
 
 
+def replay_raw(port, recorded):
+    """Sends recorded bytes (a client's whole first flight, 0-RTT data
+    included) byte for byte on a new connection, and reads until the server
+    closes or goes quiet for a second: a replay as an attacker makes it."""
+    with socket.create_connection((HOST, port), timeout=5) as raw:
+        raw.sendall(recorded)
+        raw.settimeout(1)
+        try:
+            while raw.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
 def recv_exact(sock, n, timeout=10):
     """Reads exactly n bytes or raises AssertionError with what came."""
     sock.settimeout(timeout)

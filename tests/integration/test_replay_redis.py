@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from clients import HOST, config, free_port, listener
+from clients import HOST, config, free_port, listener, replay_raw
 from conftest import run_postern
 from test_resumption import (REQ, counters, deliveries, early_status, get_ticket, key_file,
                              line_server, new_key, record_early_data, reused, s_client, tls,
@@ -181,17 +181,6 @@ def zero_rtt(port, pki, tmp_path, name="s"):
     early = tmp_path / "req.txt"
     early.write_bytes(REQ)
     return s_client(port, "-CAfile", pki.root, "-sess_in", sess, "-early_data", early, stdin=REQ)
-
-
-def replay_raw(port, recorded):
-    with socket.create_connection((HOST, port), timeout=5) as raw:
-        raw.sendall(recorded)
-        raw.settimeout(1)
-        try:
-            while raw.recv(65536):
-                pass
-        except OSError:
-            pass
 
 
 # ---------------------------------------------------------------- tests --

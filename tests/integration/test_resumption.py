@@ -21,7 +21,8 @@ import time
 import pytest
 
 from backends import TcpServer
-from clients import HOST, MemTls, client_context, config, free_port, listener, tls_block
+from clients import (HOST, MemTls, client_context, config, free_port, listener, replay_raw,
+                     tls_block)
 
 REQ = b"GET /zero-rtt HTTP/1.1\r\nHost: example.test\r\n\r\n"
 
@@ -439,14 +440,7 @@ def test_replayed_client_hello_delivers_nothing_twice(pki, start_postern, line_b
     assert recorded[:1] == b"\x16" and len(recorded) > 300, recorded[:20]
     conns_before = len(line_backend.conns)
     for _ in range(2):
-        with socket.create_connection((HOST, port), timeout=5) as raw:
-            raw.sendall(recorded)
-            raw.settimeout(1)
-            try:
-                while raw.recv(65536):
-                    pass
-            except OSError:
-                pass
+        replay_raw(port, recorded)
     time.sleep(0.5)
     assert deliveries(line_backend, REQ) == 1, "a replay delivered the early data again" + p.context()
     if mode == "forward":
