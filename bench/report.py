@@ -631,53 +631,70 @@ def _series(doc):
 
 def plot(doc, png, workdir):
     """Handshakes/s (top) and server µs per handshake (bottom) against
-    concurrency, one line per server, one column per scenario. gnuplot if
-    installed, else Debian's python3-matplotlib. Returns the PNG's path or
-    None."""
+    concurrency, one line per server, one column per scenario. Returns the
+    PNG's path or None (see plot_grid)."""
     series = _series(doc)
     panels = [p for p in PANELS if (p[0], p[1]) in series]
     if not panels:
         return None
+    grid = []
+    for col, ylabel in ((1, "handshakes/s"), (2, "server CPU µs per handshake")):
+        grid.append([{"title": title, "xlabel": "concurrent connections", "ylabel": ylabel,
+                      "logx": 2,
+                      # Rates rise with concurrency, costs fall: keep the key
+                      # where the lines are not.
+                      "key": "top left" if col == 1 else "bottom left",
+                      "series": {server: [(p[0], p[col]) for p in pts]
+                                 for server, pts in series[(scen, cert)].items()}}
+                     for scen, cert, title in panels])
+    return plot_grid(png, f"postern bench, {doc['when']} (server on one pinned CPU)", grid)
+
+
+def plot_grid(png, title, grid):
+    """Draws a grid of line plots into the PNG png. grid is a list of rows,
+    each a list of panels: {"title", "xlabel", "ylabel", "logx" (a base, or
+    None), "key" (gnuplot placement, optional), "series": {name: [(x, y)]}}.
+    http-mode servers (names ending in -http) are dashed, the others solid.
+    gnuplot if installed, else Debian's python3-matplotlib. Returns the PNG's
+    path, or None when neither is installed or drawing failed."""
+    png = Path(png)
+    grid = [[dict(p, series={k: sorted(v) for k, v in p["series"].items() if v})
+             for p in row] for row in grid]
     if shutil.which("gnuplot"):
-        return _gnuplot(doc, series, panels, Path(png))
+        return _gnuplot(png, title, grid)
     try:
         r = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         if r.returncode == 0:
-            return _matplotlib(series, panels, Path(png))
+            return _matplotlib(png, title, grid)
     except (OSError, subprocess.SubprocessError):
         pass
     return None
 
 
-def _gnuplot(doc, series, panels, png):
+def _gnuplot(png, title, grid):
+    cols = max(len(row) for row in grid)
     tmp = Path(tempfile.mkdtemp(prefix="bench-plot-"))
     try:
-        lines = ["set terminal pngcairo size %d,760 font 'sans,10'" % (380 * len(panels) + 80),
+        lines = [f"set terminal pngcairo size {380 * cols + 80},{380 * len(grid)} font 'sans,10'",
                  f"set output '{png}'",
-                 f"set multiplot layout 2,{len(panels)} title 'postern bench, "
-                 f"{doc['when']} (server on one pinned CPU)'",
-                 "set logscale x 2", "set grid", "set key top left",
-                 "set xlabel 'concurrent connections'"]
-        for row, (col, ylabel) in enumerate(((1, "handshakes/s"),
-                                             (2, "server CPU µs per handshake"))):
-            for scen, cert, title in panels:
-                data = series[(scen, cert)]
+                 f"set multiplot layout {len(grid)},{cols} title '{title}'", "set grid"]
+        n = 0
+        for row in grid:
+            for p in row:
                 plots = []
-                for server, pts in data.items():
-                    f = tmp / f"{scen}-{cert}-{server}.dat"
-                    f.write_text("".join(f"{c} {rate} {cpu}\n" for c, rate, cpu in pts))
-                    # http-mode servers dashed, tcp-mode ones solid.
-                    dt = 2 if server.endswith("-http") else 1
-                    plots.append(f"'{f}' using 1:{col + 1} with linespoints lw 2 pt 7 dt {dt} "
-                                 f"title '{server}'")
-                lines.append(f"set title '{title}'")
-                lines.append(f"set ylabel '{ylabel}'")
-                # Rates rise with concurrency, costs fall: keep the key
-                # where the lines are not.
-                lines.append("set key top left" if col == 1 else "set key bottom left")
-                lines.append("set yrange [0:*]")
-                lines.append("plot " + ", ".join(plots))
+                for name, pts in p["series"].items():
+                    n += 1
+                    f = tmp / f"{n}.dat"
+                    f.write_text("".join(f"{x} {y}\n" for x, y in pts))
+                    dt = 2 if name.endswith("-http") else 1
+                    plots.append(f"'{f}' using 1:2 with linespoints lw 2 pt 7 dt {dt} "
+                                 f"title '{name}'")
+                lines.append(f"set logscale x {p['logx']}" if p.get("logx") else "unset logscale x")
+                lines += [f"set title '{p['title']}'", f"set xlabel '{p['xlabel']}'",
+                          f"set ylabel '{p['ylabel']}'", f"set key {p.get('key', 'top left')}",
+                          "set yrange [0:*]"]
+                lines.append("plot " + ", ".join(plots) if plots else "clear")
         lines.append("unset multiplot")
         script = tmp / "plot.gp"
         script.write_text("\n".join(lines) + "\n")
@@ -690,28 +707,29 @@ def _gnuplot(doc, series, panels, png):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _matplotlib(series, panels, png):
+def _matplotlib(png, title, grid):
     import json
     code = """
 import json, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-series, panels, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
-fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels) + 1, 8), squeeze=False)
-for i, (scen, cert, title) in enumerate(panels):
-    data = series[scen + "/" + cert]
-    for row, (col, label) in enumerate(((1, "handshakes/s"), (2, "server CPU us per handshake"))):
-        ax = axes[row][i]
-        for server, pts in data.items():
-            ax.plot([p[0] for p in pts], [p[col] for p in pts], marker="o", label=server,
-                    linestyle="--" if server.endswith("-http") else "-")
-        ax.set_xscale("log", base=2); ax.set_ylim(bottom=0); ax.grid(True)
-        ax.set_title(title); ax.set_xlabel("concurrent connections"); ax.set_ylabel(label)
+title, grid, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+cols = max(len(row) for row in grid)
+fig, axes = plt.subplots(len(grid), cols, figsize=(4 * cols + 1, 4 * len(grid)), squeeze=False)
+for i, row in enumerate(grid):
+    for j, p in enumerate(row):
+        ax = axes[i][j]
+        for name, pts in p["series"].items():
+            ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", label=name,
+                    linestyle="--" if name.endswith("-http") else "-")
+        if p.get("logx"):
+            ax.set_xscale("log", base=p["logx"])
+        ax.set_ylim(bottom=0); ax.grid(True)
+        ax.set_title(p["title"]); ax.set_xlabel(p["xlabel"]); ax.set_ylabel(p["ylabel"])
         ax.legend()
-fig.tight_layout(); fig.savefig(out, dpi=90)
+fig.suptitle(title); fig.tight_layout(); fig.savefig(out, dpi=90)
 """
-    flat = {f"{k[0]}/{k[1]}": v for k, v in series.items()}
-    r = subprocess.run(["/usr/bin/python3", "-c", code, json.dumps(flat), json.dumps(panels),
-                        str(png)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    r = subprocess.run(["/usr/bin/python3", "-c", code, title, json.dumps(grid), str(png)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     return str(png) if r.returncode == 0 and os.path.exists(png) else None
