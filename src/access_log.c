@@ -279,6 +279,58 @@ int pst_access_file_reopen_all(unsigned *reopened, char *err, size_t errlen) {
   return first;
 }
 
+/* ---- SIGUSR1 (main loop only) ---- */
+
+typedef enum {
+  REOPEN_IDLE = 0,    /* nothing runs */
+  REOPEN_RUNNING = 1, /* a reopen runs on the thread pool */
+  REOPEN_AGAIN = 2,   /* it runs, and another request came meanwhile */
+  REOPEN_STOPPED = 3  /* shutting down: no new run */
+} reopen_state_t;
+
+static struct {
+  uv_work_t work;
+  reopen_state_t state;
+  char err[512];
+  unsigned reopened;
+  int rc;
+} reopen;
+
+static void reopen_work(uv_work_t *req) {
+  (void)req;
+  reopen.rc = pst_access_file_reopen_all(&reopen.reopened, reopen.err, sizeof(reopen.err));
+}
+
+static void reopen_done(uv_work_t *req, int status) {
+  int again = reopen.state == REOPEN_AGAIN;
+  if (reopen.state != REOPEN_STOPPED) reopen.state = REOPEN_IDLE;
+  if (status != 0) return; /* cancelled: shutting down */
+  if (reopen.rc != 0) {
+    pst_log_error("SIGUSR1: cannot reopen an access log: %s", reopen.err);
+  } else {
+    pst_log_info("SIGUSR1: %u access log file%s reopened", reopen.reopened,
+                 reopen.reopened == 1 ? "" : "s");
+  }
+  if (again) pst_access_reopen_request(req->loop);
+}
+
+void pst_access_reopen_request(uv_loop_t *loop) {
+  switch (reopen.state) {
+    case REOPEN_STOPPED: return;
+    case REOPEN_RUNNING:
+    case REOPEN_AGAIN: reopen.state = REOPEN_AGAIN; return;
+    case REOPEN_IDLE: break;
+  }
+  int rc = uv_queue_work(loop, &reopen.work, reopen_work, reopen_done);
+  if (rc != 0) {
+    pst_log_error("SIGUSR1: cannot reopen the access logs: %s", uv_strerror(rc));
+    return;
+  }
+  reopen.state = REOPEN_RUNNING;
+}
+
+void pst_access_reopen_stop(void) { reopen.state = REOPEN_STOPPED; }
+
 /* ---- writers ---- */
 
 pst_access_log_t *pst_access_log_new(uv_loop_t *loop) {

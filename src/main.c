@@ -41,12 +41,6 @@ typedef struct {
   uv_mutex_t lock; /* n_exited: written by workers */
   uv_async_t exited;
   uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
-  uv_work_t reopen; /* SIGUSR1: the access logs reopened on the thread pool */
-  int reopen_busy;  /* a reopen runs */
-  int reopen_again; /* SIGUSR1 came while it ran: once more after it */
-  char reopen_err[512];
-  unsigned reopened;
-  int reopen_rc;
   uv_timer_t drain_status; /* "draining N connections" to the service manager, while stopping */
   int stopping;
 } app_t;
@@ -187,49 +181,10 @@ static void app_on_drain_status(uv_timer_t *t) {
   pst_notify("STATUS=draining %u connection%s", n, n == 1 ? "" : "s");
 }
 
-/* SIGUSR1, logrotate's convention: the access log files are opened again
- * by path, on the thread pool (open(2) may block; no loop waits for it). */
-static void app_reopen_work(uv_work_t *req) {
-  app_t *app = PST_CONTAINER_OF(req, app_t, reopen);
-  app->reopen_rc =
-      pst_access_file_reopen_all(&app->reopened, app->reopen_err, sizeof(app->reopen_err));
-}
-
-static void app_reopen_start(app_t *app);
-
-static void app_reopen_done(uv_work_t *req, int status) {
-  app_t *app = PST_CONTAINER_OF(req, app_t, reopen);
-  app->reopen_busy = 0;
-  if (status != 0) return; /* cancelled: shutting down */
-  if (app->reopen_rc != 0) {
-    pst_log_error("SIGUSR1: cannot reopen an access log: %s", app->reopen_err);
-  } else {
-    pst_log_info("SIGUSR1: %u access log file%s reopened", app->reopened,
-                 app->reopened == 1 ? "" : "s");
-  }
-  if (app->reopen_again && !app->stopping) {
-    app->reopen_again = 0;
-    app_reopen_start(app);
-  }
-}
-
-static void app_reopen_start(app_t *app) {
-  if (app->reopen_busy) {
-    app->reopen_again = 1;
-    return;
-  }
-  int rc = uv_queue_work(app->loop, &app->reopen, app_reopen_work, app_reopen_done);
-  if (rc != 0) {
-    pst_log_error("SIGUSR1: cannot reopen the access logs: %s", uv_strerror(rc));
-    return;
-  }
-  app->reopen_busy = 1;
-}
-
 static void app_on_signal(uv_signal_t *s, int signum) {
   app_t *app = s->data;
   if (signum == SIGUSR1) {
-    if (!app->stopping) app_reopen_start(app);
+    if (!app->stopping) pst_access_reopen_request(app->loop);
     return;
   }
   if (signum == SIGHUP) {
@@ -245,6 +200,7 @@ static void app_on_signal(uv_signal_t *s, int signum) {
     return;
   }
   app->stopping = 1;
+  pst_access_reopen_stop();
   /* /readyz says 503 before anything stops, so that a balancer stops
    * sending while the listeners still accept. */
   pst_admin_set_ready(app->admin, 0);

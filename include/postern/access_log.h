@@ -61,6 +61,16 @@ void pst_access_file_set_owner(uid_t uid, gid_t gid);
  * (a file that cannot be reopened keeps writing to the one it had). */
 int pst_access_file_reopen_all(unsigned *reopened, char *err, size_t errlen);
 
+/* SIGUSR1, logrotate's convention: pst_access_file_reopen_all on loop's
+ * thread pool (open(2) may block; no loop waits for it), the outcome logged
+ * when it ends. A request while one runs makes one more run after it, so
+ * a rename that happened during the run is not missed. Main loop only; at
+ * shutdown, pst_access_reopen_stop. */
+void pst_access_reopen_request(uv_loop_t *loop);
+
+/* No further reopen starts (one running finishes). Main loop only. */
+void pst_access_reopen_stop(void);
+
 /* Takes or drops a reference; the last drop closes the file. Thread-safe.
  * NULL allowed. */
 pst_access_file_t *pst_access_file_ref(pst_access_file_t *f);
