@@ -18,6 +18,7 @@
 #include "postern/balance.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -617,6 +618,20 @@ const pst_backend_conf_t *pst_balance_next(pst_pick_t *pick, int avoid_current,
   if (pick->attempts > pick->set->conf->retries) return NULL;
   if (now_ms() - pick->start_ms >= budget_ms) return NULL;
   return choose(pick);
+}
+
+int pst_balance_lease(pst_pick_t *pick, const pst_backend_conf_t *bc, int retry, uint64_t budget_ms,
+                      pst_balance_lease_fn lease, void *arg) {
+  assert(bc != NULL);
+  for (;;) {
+    if (retry) pst_metric_inc(PST_M_BACKEND_RETRIES);
+    int rc = lease(arg, bc, retry);
+    if (rc == 0 || rc == -ENOMEM) return rc;
+    pst_balance_connected(pick, rc);
+    bc = pst_balance_next(pick, 1, budget_ms);
+    if (bc == NULL) return rc;
+    retry = 1;
+  }
 }
 
 /* A live failure of the current server: the one that reaches

@@ -253,8 +253,10 @@ static uint64_t stream_owner(const pst_stream_t *s, const pst_backend_conf_t *bc
 }
 
 /* Leases a connection to bc (a server of the backend set, builtin:info or
- * the in-process 421). Returns 0 or a negative error. */
-static int stream_lease_to(stream_t *st, const pst_backend_conf_t *bc, int fresh) {
+ * the in-process 421) for the stream_t arg; fresh: not a pooled one (a
+ * retry). A pst_balance_lease_fn. Returns 0 or a negative error. */
+static int stream_lease_to(void *arg, const pst_backend_conf_t *bc, int fresh) {
+  stream_t *st = arg;
   pst_stream_t *s = &st->pub;
   int err = 0;
   uint64_t owner = stream_owner(s, bc);
@@ -287,15 +289,8 @@ static int stream_lease(stream_t *st) {
   pst_stream_t *s = &st->pub;
   if (st->misdirected) return stream_lease_to(st, &stream_local_backend, 0);
   const pst_backend_conf_t *bc = pst_balance_pick(s->host->backend, s->host->peer_ip, &st->pick);
-  int rc = stream_lease_to(st, bc, 0);
-  while (rc != 0 && rc != -ENOMEM) {
-    assert(s->bconn == NULL);
-    pst_balance_connected(&st->pick, rc);
-    bc = pst_balance_next(&st->pick, 1, stream_conf(s)->backend_connect_timeout_ms);
-    if (bc == NULL) break;
-    rc = stream_lease_to(st, bc, 1);
-  }
-  return rc;
+  return pst_balance_lease(&st->pick, bc, 0, stream_conf(s)->backend_connect_timeout_ms,
+                           stream_lease_to, st);
 }
 
 /* The one retry mechanism: after a connect failure (avoid_current: another
@@ -316,16 +311,11 @@ static int stream_retry(stream_t *st, int avoid_current, const char *why) {
     pst_bconn_release(s->bconn, 0);
     s->bconn = NULL;
   }
-  pst_metric_inc(PST_M_BACKEND_RETRIES);
   pst_log_debug("conn %llu: stream %d: %s: retrying on %s", (unsigned long long)s->host->id,
                 s->h2_id, why, bc->addr.text);
   stream_set_state(s, PST_STREAM_CONNECTING); /* a fresh connection, connecting */
-  int rc = stream_lease_to(st, bc, 1);
-  if (rc == 0) return 1;
-  /* Refused at once (no route, say): a connect failure like any other, for
-   * passive ejection, before the next server. */
-  pst_balance_connected(&st->pick, rc);
-  return stream_retry(st, 1, "lease failed");
+  return pst_balance_lease(&st->pick, bc, 1, stream_conf(s)->backend_connect_timeout_ms,
+                           stream_lease_to, st) == 0;
 }
 
 static void stream_bconn_on_connect(void *arg, int status) {

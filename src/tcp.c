@@ -57,10 +57,11 @@ static void tcp_check_done(tcp_app_t *t) {
 
 static const pst_bconn_events_t tcp_events;
 
-/* Leases a connection to bc and reads it from the start: stopping and
- * starting it around the connect would cost epoll_ctl calls on every
- * connection. Returns 0 or a negative error. */
-static int tcp_lease(tcp_app_t *t, const pst_backend_conf_t *bc) {
+/* Leases a connection to bc for the tcp_app_t arg (a pst_balance_lease_fn:
+ * a tcp connection is never pooled, so a retry is no different) and reads
+ * it from the start. Returns 0 or a negative error. */
+static int tcp_lease(void *arg, const pst_backend_conf_t *bc, int retry) {
+  tcp_app_t *t = arg;
   pst_host_t *h = t->base.host;
   int reused, err = 0;
   t->b = pst_pool_lease(h->pools, h->lc, bc, PST_LEASE_ONCE, &tcp_events, t, &reused, &err);
@@ -91,10 +92,10 @@ static void tcp_connect_failed(tcp_app_t *t, int status) {
                h->backend->addr.text, pst_balance_server(&t->pick), pst_strerror(status));
   pst_bconn_release(t->b, 0);
   t->b = NULL;
-  const pst_backend_conf_t *bc;
-  while ((bc = pst_balance_next(&t->pick, 1, h->lc->backend_connect_timeout_ms)) != NULL) {
-    pst_metric_inc(PST_M_BACKEND_RETRIES);
-    if (tcp_lease(t, bc) == 0) return;
+  const pst_backend_conf_t *bc = pst_balance_next(&t->pick, 1, h->lc->backend_connect_timeout_ms);
+  if (bc != NULL &&
+      pst_balance_lease(&t->pick, bc, 1, h->lc->backend_connect_timeout_ms, tcp_lease, t) == 0) {
+    return;
   }
   tcp_set_state(t, TCP_GONE);
   tcp_close(t, status,
@@ -281,15 +282,11 @@ pst_app_t *pst_tcp_app_new(pst_host_t *host, int *err) {
   t->base.ops = &tcp_ops;
   t->base.host = host;
   const pst_backend_conf_t *bc = pst_balance_pick(host->backend, host->peer_ip, &t->pick);
-  *err = tcp_lease(t, bc);
-  while (*err != 0 && *err != -ENOMEM) {
+  *err = pst_balance_lease(&t->pick, bc, 0, host->lc->backend_connect_timeout_ms, tcp_lease, t);
+  if (*err != 0 && *err != -ENOMEM) {
     pst_log_warn("conn %llu: backend %s: server %s: connect failed: %s",
                  (unsigned long long)host->id, host->backend->addr.text,
                  pst_balance_server(&t->pick), pst_strerror(*err));
-    pst_balance_connected(&t->pick, *err);
-    bc = pst_balance_next(&t->pick, 1, host->lc->backend_connect_timeout_ms);
-    if (bc == NULL) break;
-    *err = tcp_lease(t, bc);
   }
   if (*err != 0) {
     pst_balance_done(&t->pick);

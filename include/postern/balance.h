@@ -80,6 +80,22 @@ const pst_backend_conf_t *pst_balance_pick(const pst_backend_conf_t *bc, const c
  * NULL when no retry is left (budget, retries, or every server tried). */
 const pst_backend_conf_t *pst_balance_next(pst_pick_t *pick, int avoid_current, uint64_t budget_ms);
 
+/* Starts a connection to bc with lease(arg, bc, retry): 0 when under way,
+ * else a negative error. retry says whether bc is a retry (it then counts
+ * in postern_backend_retries_total, and the lessee takes a fresh
+ * connection). */
+typedef int (*pst_balance_lease_fn)(void *arg, const pst_backend_conf_t *bc, int retry);
+
+/* The one lease loop of every application: leases bc through lease and,
+ * while a lease fails at once (a connect refused before it started: no
+ * route, no memory for a socket), reports the failure to the balancer
+ * (passive ejection) and leases the next server of the set, within its
+ * retries and budget_ms (pst_balance_next). -ENOMEM ends the loop: another
+ * server would not help. retry: whether bc itself is a retry. Returns 0
+ * when a lease is under way, else the last lease's error. */
+int pst_balance_lease(pst_pick_t *pick, const pst_backend_conf_t *bc, int retry, uint64_t budget_ms,
+                      pst_balance_lease_fn lease, void *arg);
+
 /* The connect timeout of the connection just leased to the current server:
  * what is left of budget_ms (timeouts.backend_connect, counted from the
  * first pick) shared among the attempts still possible, so that a server
