@@ -68,7 +68,7 @@ static int cpu_has_ifma(void) {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1U << 27))) return 0;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-  if (!(b & (1U << 16)) || !(b & (1U << 21))) return 0;
+  if (!(b & (1U << 16)) || !(b & (1U << 21)) || !(b & (1U << 31))) return 0;
   unsigned lo, hi;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   (void)hi;
@@ -133,8 +133,8 @@ static void ref_private(RsaKey *key, const uint8_t *in, word32 inlen, uint8_t ou
 static void check_raw(RsaKey *key, const uint8_t *in, word32 inlen, const char *what) {
   uint8_t got[256], want[256];
   word32 outlen = sizeof(got);
-  int err = sp_RsaPrivate_2048(in, inlen, &key->d, &key->p, &key->q, &key->dP, &key->dQ,
-                               &key->u, &key->n, got, &outlen);
+  int err = sp_RsaPrivate_2048(in, inlen, &key->d, &key->p, &key->q, &key->dP, &key->dQ, &key->u,
+                               &key->n, got, &outlen);
   if (err != 0 || outlen != 256) {
     fail_msg("sp_RsaPrivate_2048 failed (%d) on %s, seed %llu", err, what,
              (unsigned long long)rng_state);
@@ -241,7 +241,8 @@ static void check_signatures(RsaKey *key, WC_RNG *rng, int count) {
     word32 len = 1 + (word32)(rng_next() % sizeof(msg));
     rng_fill(msg, len);
     int n = wc_RsaSSL_Sign(msg, len, sig, sizeof(sig), key, rng);
-    if (n != 256) fail_msg("wc_RsaSSL_Sign returned %d (rng state %llu)", n, (unsigned long long)rng_state);
+    if (n != 256)
+      fail_msg("wc_RsaSSL_Sign returned %d (rng state %llu)", n, (unsigned long long)rng_state);
     n = wc_RsaSSL_Verify(sig, 256, back, sizeof(back), key);
     if (n != (int)len || memcmp(back, msg, len) != 0) {
       fail_msg("signature %d does not verify (rng state %llu)", i, (unsigned long long)rng_state);
