@@ -1,0 +1,368 @@
+/* postern: unit tests for the RSA-2048 private operation that
+ * .ci/wolfssl-rsa-ifma.patch computes with AVX-512 IFMA (the two 1024-bit CRT
+ * exponentiations of sp_RsaPrivate_2048, side by side).
+ *
+ * Keys are made at run time (`openssl genpkey`: this wolfSSL is built
+ * without WOLFSSL_KEY_GEN, so wc_MakeRsaKey is not there) and loaded with
+ * wc_RsaPrivateKeyDecode. For each key:
+ *   - raw private operations (sp_RsaPrivate_2048, CRT) on random inputs and
+ *     on edge inputs (0, 1, 2, p, q, multiples of p and of q, p - 1, q + 1,
+ *     n - 1, n - p, 2^2047 and inputs of every length) against x^d mod n
+ *     computed without CRT (sp_exptmod, wolfSSL's generic 2048-bit code);
+ *   - the same key with p and q swapped (q > p then, and a new qInv);
+ *   - PKCS#1 v1.5 signatures (wc_RsaSSL_Sign, deterministic) of thousands of
+ *     random messages, each checked with the public key (sig^e mod n gives
+ *     the padded message back: RSA is a permutation of Z_n, so that pins the
+ *     signature down), and some compared with `openssl pkeyutl -sign` on the
+ *     same key.
+ * The whole suite then runs again in a child with wolfSSL's AVX2 flag
+ * cleared, which takes the IFMA path away (the patch gates it on that flag):
+ * on a CPU with IFMA both paths are checked, on one without it the fallback
+ * is checked twice, and the output says which. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cpuid.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/cpuid.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/rsa.h>
+#include <wolfssl/wolfcrypt/sp.h>
+#include <wolfssl/wolfcrypt/sp_int.h>
+
+/* How many keys and operations; POSTERN_RSA_TEST_SCALE multiplies them. */
+#define KEYS 3
+#define RAW_PER_KEY 300
+#define SIGN_PER_KEY 1000
+#define OPENSSL_PER_KEY 4
+
+static int scale = 1;
+static char tmpdir[256];
+
+/* splitmix64: reproducible inputs; the seed is printed. */
+static uint64_t rng_state;
+
+static uint64_t rng_next(void) {
+  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static void rng_fill(uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rng_next();
+}
+
+/* Whether this CPU and OS can run the IFMA code (the patch's own check). */
+static int cpu_has_ifma(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1U << 27))) return 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  if (!(b & (1U << 16)) || !(b & (1U << 21)) || !(b & (1U << 31))) return 0;
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  (void)hi;
+  return (lo & 0xe6) == 0xe6;
+}
+
+static int run(const char *cmd) {
+  int st = system(cmd);
+  return st == 0 ? 0 : -1;
+}
+
+/* Reads a whole file into buf; returns its length or -1. */
+static long read_file(const char *path, uint8_t *buf, size_t cap) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, cap, f);
+  int bad = ferror(f) || !feof(f);
+  fclose(f);
+  return bad ? -1 : (long)n;
+}
+
+static int write_file(const char *path, const uint8_t *buf, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  size_t w = fwrite(buf, 1, n, f);
+  return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
+
+/* Makes key number i with openssl (PEM for pkeyutl, DER for wolfSSL) and
+ * loads it into key. */
+static void make_key(int i, RsaKey *key) {
+  char cmd[1024];
+  snprintf(cmd, sizeof(cmd),
+           "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out %s/k%d.pem "
+           "2>/dev/null && openssl pkey -in %s/k%d.pem -outform DER -out %s/k%d.der",
+           tmpdir, i, tmpdir, i, tmpdir, i);
+  assert_int_equal(run(cmd), 0);
+  static uint8_t der[4096];
+  snprintf(cmd, sizeof(cmd), "%s/k%d.der", tmpdir, i);
+  long n = read_file(cmd, der, sizeof(der));
+  assert_true(n > 0);
+  word32 idx = 0;
+  assert_int_equal(wc_InitRsaKey(key, NULL), 0);
+  assert_int_equal(wc_RsaPrivateKeyDecode(der, &idx, key, (word32)n), 0);
+  assert_int_equal(wc_RsaEncryptSize(key), 256);
+}
+
+/* x^d mod n without CRT, x given as big-endian bytes (any length up to 256),
+ * into out[256]. */
+static void ref_private(RsaKey *key, const uint8_t *in, word32 inlen, uint8_t out[256]) {
+  mp_int x, r;
+  assert_int_equal(mp_init_multi(&x, &r, NULL, NULL, NULL, NULL), MP_OKAY);
+  assert_int_equal(mp_read_unsigned_bin(&x, in, inlen), MP_OKAY);
+  assert_int_equal(mp_exptmod(&x, &key->d, &key->n, &r), MP_OKAY);
+  assert_int_equal(mp_to_unsigned_bin_len(&r, out, 256), MP_OKAY);
+  mp_clear(&x);
+  mp_clear(&r);
+}
+
+/* sp_RsaPrivate_2048 (the CRT code the patch changes) on x against the
+ * reference. */
+static void check_raw(RsaKey *key, const uint8_t *in, word32 inlen, const char *what) {
+  uint8_t got[256], want[256];
+  word32 outlen = sizeof(got);
+  int err = sp_RsaPrivate_2048(in, inlen, &key->d, &key->p, &key->q, &key->dP, &key->dQ, &key->u,
+                               &key->n, got, &outlen);
+  if (err != 0 || outlen != 256) {
+    fail_msg("sp_RsaPrivate_2048 failed (%d) on %s, seed %llu", err, what,
+             (unsigned long long)rng_state);
+  }
+  ref_private(key, in, inlen, want);
+  if (memcmp(got, want, 256) != 0) {
+    fail_msg("CRT result differs from x^d mod n on %s (rng state %llu)", what,
+             (unsigned long long)rng_state);
+  }
+}
+
+/* mp_int to 256 big-endian bytes. */
+static void mp_bytes(mp_int *a, uint8_t out[256]) {
+  assert_int_equal(mp_to_unsigned_bin_len(a, out, 256), MP_OKAY);
+}
+
+/* The edge inputs: multiples of a prime make one CRT half zero. */
+static void check_edges(RsaKey *key) {
+  uint8_t in[256];
+  mp_int t, k;
+  assert_int_equal(mp_init_multi(&t, &k, NULL, NULL, NULL, NULL), MP_OKAY);
+
+  memset(in, 0, sizeof(in));
+  check_raw(key, in, 256, "0");
+  check_raw(key, in, 0, "empty input (0)");
+  in[255] = 1;
+  check_raw(key, in, 256, "1");
+  in[255] = 2;
+  check_raw(key, in, 256, "2");
+  in[0] = 0x40;
+  in[255] = 0;
+  check_raw(key, in, 256, "2^2046");
+
+  mp_int *primes[2] = {&key->p, &key->q};
+  for (int w = 0; w < 2; w++) {
+    mp_int *pr = primes[w];
+    /* p, 2p, 3p, ..., and a large random multiple. */
+    for (mp_digit m = 1; m <= 5; m++) {
+      assert_int_equal(mp_mul_d(pr, m, &t), MP_OKAY);
+      mp_bytes(&t, in);
+      check_raw(key, in, 256, w ? "small multiple of q" : "small multiple of p");
+    }
+    for (int j = 0; j < 8; j++) {
+      uint8_t kb[120];
+      rng_fill(kb, sizeof(kb));
+      kb[0] &= 0x7f;
+      assert_int_equal(mp_read_unsigned_bin(&k, kb, sizeof(kb)), MP_OKAY);
+      assert_int_equal(mp_mul(pr, &k, &t), MP_OKAY);
+      mp_bytes(&t, in);
+      check_raw(key, in, 256, w ? "random multiple of q" : "random multiple of p");
+    }
+    assert_int_equal(mp_sub_d(pr, 1, &t), MP_OKAY);
+    mp_bytes(&t, in);
+    check_raw(key, in, 256, w ? "q - 1" : "p - 1");
+    assert_int_equal(mp_add_d(pr, 1, &t), MP_OKAY);
+    mp_bytes(&t, in);
+    check_raw(key, in, 256, w ? "q + 1" : "p + 1");
+    assert_int_equal(mp_sub(&key->n, pr, &t), MP_OKAY);
+    mp_bytes(&t, in);
+    check_raw(key, in, 256, w ? "n - q" : "n - p");
+  }
+  assert_int_equal(mp_sub_d(&key->n, 1, &t), MP_OKAY);
+  mp_bytes(&t, in);
+  check_raw(key, in, 256, "n - 1");
+  assert_int_equal(mp_sub_d(&key->n, 2, &t), MP_OKAY);
+  mp_bytes(&t, in);
+  check_raw(key, in, 256, "n - 2");
+
+  /* Short inputs of every length, and inputs whose CRT halves are all ones
+   * or all zeros in the top bits. */
+  for (word32 len = 1; len <= 256; len += 17) {
+    rng_fill(in, len);
+    if (len == 256) in[0] &= 0x7f;
+    check_raw(key, in, len, "short input");
+  }
+  memset(in, 0xff, sizeof(in));
+  in[0] = 0x7f;
+  if (mp_read_unsigned_bin(&t, in, 256) == MP_OKAY && mp_cmp(&t, &key->n) == MP_LT) {
+    check_raw(key, in, 256, "0x7fff...ff");
+  }
+  mp_clear(&t);
+  mp_clear(&k);
+}
+
+/* Random x < n. */
+static void check_random_raw(RsaKey *key, int count) {
+  uint8_t in[256];
+  mp_int t;
+  assert_int_equal(mp_init(&t), MP_OKAY);
+  for (int i = 0; i < count; i++) {
+    do {
+      rng_fill(in, sizeof(in));
+      assert_int_equal(mp_read_unsigned_bin(&t, in, 256), MP_OKAY);
+    } while (mp_cmp(&t, &key->n) != MP_LT);
+    check_raw(key, in, 256, "random input");
+  }
+  mp_clear(&t);
+}
+
+/* PKCS#1 v1.5 signatures of random messages, checked with the public key. */
+static void check_signatures(RsaKey *key, WC_RNG *rng, int count) {
+  uint8_t msg[64], sig[256], back[256];
+  for (int i = 0; i < count; i++) {
+    word32 len = 1 + (word32)(rng_next() % sizeof(msg));
+    rng_fill(msg, len);
+    int n = wc_RsaSSL_Sign(msg, len, sig, sizeof(sig), key, rng);
+    if (n != 256)
+      fail_msg("wc_RsaSSL_Sign returned %d (rng state %llu)", n, (unsigned long long)rng_state);
+    n = wc_RsaSSL_Verify(sig, 256, back, sizeof(back), key);
+    if (n != (int)len || memcmp(back, msg, len) != 0) {
+      fail_msg("signature %d does not verify (rng state %llu)", i, (unsigned long long)rng_state);
+    }
+  }
+}
+
+/* Signatures compared byte for byte with OpenSSL's on the same key. */
+static void check_openssl(int keyno, RsaKey *key, WC_RNG *rng, int count) {
+  char path[512], cmd[1536];
+  uint8_t msg[48], sig[256], theirs[300];
+  for (int i = 0; i < count; i++) {
+    rng_fill(msg, sizeof(msg));
+    snprintf(path, sizeof(path), "%s/m%d", tmpdir, keyno);
+    assert_int_equal(write_file(path, msg, sizeof(msg)), 0);
+    snprintf(cmd, sizeof(cmd),
+             "openssl pkeyutl -sign -inkey %s/k%d.pem -pkeyopt rsa_padding_mode:pkcs1 "
+             "-in %s/m%d -out %s/s%d",
+             tmpdir, keyno, tmpdir, keyno, tmpdir, keyno);
+    assert_int_equal(run(cmd), 0);
+    snprintf(path, sizeof(path), "%s/s%d", tmpdir, keyno);
+    assert_int_equal(read_file(path, theirs, sizeof(theirs)), 256);
+    assert_int_equal(wc_RsaSSL_Sign(msg, sizeof(msg), sig, sizeof(sig), key, rng), 256);
+    assert_memory_equal(sig, theirs, 256);
+  }
+}
+
+/* The key with p and q exchanged: dP, dQ swap and qInv becomes p^-1 mod q. */
+static void swap_primes(RsaKey *key) {
+  mp_int t;
+  assert_int_equal(mp_init(&t), MP_OKAY);
+  assert_int_equal(mp_copy(&key->p, &t), MP_OKAY);
+  assert_int_equal(mp_copy(&key->q, &key->p), MP_OKAY);
+  assert_int_equal(mp_copy(&t, &key->q), MP_OKAY);
+  assert_int_equal(mp_copy(&key->dP, &t), MP_OKAY);
+  assert_int_equal(mp_copy(&key->dQ, &key->dP), MP_OKAY);
+  assert_int_equal(mp_copy(&t, &key->dQ), MP_OKAY);
+  assert_int_equal(mp_invmod(&key->q, &key->p, &key->u), MP_OKAY);
+  mp_clear(&t);
+}
+
+static void test_rsa_private(void **state) {
+  (void)state;
+  WC_RNG rng;
+  assert_int_equal(wc_InitRng(&rng), 0);
+  uint64_t seed = 0;
+  const char *s = getenv("POSTERN_RSA_TEST_SEED");
+  seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+  printf("rng seed %llu (POSTERN_RSA_TEST_SEED repeats it)\n", (unsigned long long)seed);
+  rng_state = seed;
+
+  for (int i = 0; i < KEYS * scale; i++) {
+    RsaKey key;
+    make_key(i, &key);
+    assert_int_equal(wc_RsaSetRNG(&key, &rng), 0);
+    check_edges(&key);
+    check_random_raw(&key, RAW_PER_KEY);
+    check_signatures(&key, &rng, SIGN_PER_KEY);
+    check_openssl(i, &key, &rng, OPENSSL_PER_KEY);
+    swap_primes(&key);
+    check_edges(&key);
+    check_random_raw(&key, RAW_PER_KEY / 3);
+    check_signatures(&key, &rng, SIGN_PER_KEY / 3);
+    wc_FreeRsaKey(&key);
+  }
+  wc_FreeRng(&rng);
+}
+
+/* The same checks in a child without the IFMA path (AVX2 flag cleared). */
+static void test_rsa_private_fallback(void **state) {
+  (void)state;
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  assert_true(n > 0);
+  self[n] = '\0';
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    setenv("POSTERN_TEST_NO_IFMA", "1", 1);
+    execl(self, self, (char *)NULL);
+    _exit(127);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(tmpdir, sizeof(tmpdir), "/tmp/postern-rsa-test-XXXXXX");
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+  return run(cmd);
+}
+
+int main(void) {
+  const char *sc = getenv("POSTERN_RSA_TEST_SCALE");
+  if (sc && atoi(sc) > 0) scale = atoi(sc);
+  assert_int_equal(wolfCrypt_Init(), 0);
+  if (getenv("POSTERN_TEST_NO_IFMA")) {
+    /* Before the first RSA operation: cpuid_get_flags fills the flags in
+     * first, or the clear would be undone. */
+    (void)cpuid_get_flags();
+    cpuid_clear_flag(CPUID_AVX2);
+    printf("RSA private operation: the fallback (BMI2/ADX code, IFMA path disabled)\n");
+    const struct CMUnitTest fallback[] = {cmocka_unit_test(test_rsa_private)};
+    return cmocka_run_group_tests_name("rsa sign, fallback", fallback, setup, teardown);
+  }
+  printf("RSA private operation: %s\n",
+         cpu_has_ifma() ? "AVX-512 IFMA (this CPU has it)"
+                        : "this CPU has no AVX-512 IFMA: the fallback is what is tested, twice");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_rsa_private),
+      cmocka_unit_test(test_rsa_private_fallback),
+  };
+  return cmocka_run_group_tests_name("rsa sign", tests, setup, teardown);
+}
