@@ -56,7 +56,7 @@ struct pst_pools_s {
   pool_t *list;
   unsigned open;     /* connections not yet freed */
   size_t idle_bytes; /* estimated cost of every pool's idle connections (pst_pool_idle_cost) */
-  int closed;    /* pst_pools_shutdown ran: releases close */
+  int closed;        /* pst_pools_shutdown ran: releases close */
 };
 
 /* One backend connection. Every tcp relay connection holds one for its

@@ -127,9 +127,12 @@ static void test_cost_estimates(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_peak_in_window),        cmocka_unit_test(test_peak_decays),
-      cmocka_unit_test(test_window_alignment),      cmocka_unit_test(test_steady_load_keeps_all),
-      cmocka_unit_test(test_bounds),                cmocka_unit_test(test_cost_estimates),
+      cmocka_unit_test(test_peak_in_window),
+      cmocka_unit_test(test_peak_decays),
+      cmocka_unit_test(test_window_alignment),
+      cmocka_unit_test(test_steady_load_keeps_all),
+      cmocka_unit_test(test_bounds),
+      cmocka_unit_test(test_cost_estimates),
       cmocka_unit_test(test_held),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
