@@ -7,9 +7,12 @@ load is served by the connections the first one opened. With
 run reconnects for a large share of its requests, which shows that the
 backend's accept count measures what it should."""
 
+import re
+
 import pytest
 
 from clients import config, free_port, h2load_counts
+from conftest import run_postern, sanitizer_report
 from http_backends import http_listener
 from test_http_load import h2load, load_ctx
 
@@ -63,3 +66,26 @@ def test_fixed_max_idle_reconnects(pki, start_postern, http_servers):
     assert second > 400, (
         f"with max_idle 128 and 400 requests in flight the second run opened only {second} "
         f"backend connections: the bound did not apply{ctx}")
+
+
+@pytest.mark.parametrize("value,ok", [("0", True), ("65536", True), ("65537", False),
+                                      ("-1", False), ("lots", False)])
+def test_max_idle_mib_config(postern_bin, pki, tmp_path, value, ok):
+    """backend_pool.max_idle_mib: 0..65536; anything else is a config error
+    that names the file, line and key."""
+    text = config([http_listener("cfg", free_port(), "127.0.0.1:9", pki,
+                                 backend_pool={"max_idle": 10, "max_idle_mib": "VALUE"})])
+    text = text.replace("VALUE", value).replace("'" + value + "'", value).replace(
+        '"' + value + '"', value)
+    path = tmp_path / "pool.yaml"
+    path.write_text(text)
+    r = run_postern(postern_bin, "-t", "-c", path)
+    ctx = f"\n--- config:\n{text}--- stderr:\n{r.stderr}"
+    assert not sanitizer_report(r.stderr), f"sanitizer report{ctx}"
+    if ok:
+        assert r.returncode == 0, f"max_idle_mib {value} must be accepted{ctx}"
+        return
+    assert r.returncode == 1, f"max_idle_mib {value} must be refused{ctx}"
+    line = next(n for n, ln in enumerate(text.splitlines(), 1) if "max_idle_mib" in ln)
+    assert re.search(rf"^{re.escape(str(path))}:{line}:\d+: .*max_idle_mib", r.stderr, re.M), (
+        f"the error must name {path}:{line} and max_idle_mib{ctx}")
