@@ -186,11 +186,14 @@ def markdown(rows):
     return L
 
 
-def available(env):
-    """The servers of this scenario that can run here, and notes on the others."""
+def available(env, peers=None):
+    """The servers of this scenario that can run here (postern's, and the
+    peers named in peers, None: every one), and notes on the others."""
     env.h2o = getattr(env, "h2o", None) or servers.peer_binary("h2o")
     names, notes = [], []
     for name, cls in SERVER_CLASSES.items():
+        if cls.binary != "postern" and peers is not None and name not in peers:
+            continue
         if cls.binary != "postern" and getattr(env, cls.binary, None) is None:
             notes.append(f"keepalive: {cls.binary} is not installed: {name} left out")
             continue
@@ -199,13 +202,14 @@ def available(env):
 
 
 def run(env, cert, workdir, backend, reps=3, duration=3.0, levels=LEVELS, protos=("h1", "h2"),
-        say=print):
+        peers=None, say=print):
     """Runs the scenario; returns the summary rows (markdown() renders
-    them). backend: the bench backend's Popen (its stdout a pipe)."""
+    them). backend: the bench backend's Popen (its stdout a pipe); peers:
+    the peers to compare with (haproxy-http, h2o; None: those installed)."""
     if env.h2load is None:
         say("keepalive: h2load is not installed: scenario skipped")
         return []
-    names, notes = available(env)
+    names, notes = available(env, peers)
     for n in notes:
         say(n)
     workdir = Path(workdir) / "keepalive"

@@ -475,7 +475,8 @@ def main(argv=None):
             keepalive_rows = keepalive_scenario.run(
                 env, certs[args.certs[0]], workdir, backend, reps=args.reps,
                 duration=args.duration, levels=(500,) if args.quick else keepalive_scenario.LEVELS,
-                say=say)
+                protos=("h2",) if args.quick else ("h1", "h2"),
+                peers=names + (["h2o"] if args.peers == "all" else []), say=say)
         if args.admin:
             notes.append(f"postern ran with admin: on and /metrics scraped every second: "
                          f"{env.scrapes['ok']} scrapes, {env.scrapes['failed']} failed")
