@@ -22,7 +22,7 @@ PACKAGES=(
   "${BUILD_PACKAGES[@]}" libcmocka-dev
   python3 python3-pytest python3-h2 curl openssl nghttp2-client
   procps psmisc clang-format clang libfuzzer-14-dev
-  python3-cryptography prometheus redis-server groff-base logrotate nginx-light
+  python3-cryptography prometheus redis-server groff-base logrotate nginx-light h2o
 )
 
 as_root() {

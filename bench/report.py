@@ -487,6 +487,9 @@ def markdown(doc):
     if doc.get("replay"):
         import replay  # bench/replay.py: local against shared (Redis) strike register
         L.extend(replay.markdown(doc["replay"]))
+    if doc.get("keepalive"):
+        import keepalive  # bench/keepalive.py: postern-http against haproxy-http and h2o
+        L.extend(keepalive.markdown(doc["keepalive"]))
     nm = doc.get("not_measured") or []
     if nm:
         L.append("### Not measured")

@@ -33,12 +33,13 @@ import procs  # noqa: E402
 import report  # noqa: E402
 import certs as certs_scenario  # noqa: E402
 import replay as replay_scenario  # noqa: E402
+import keepalive as keepalive_scenario  # noqa: E402
 import scenarios  # noqa: E402
 import servers  # noqa: E402
 
 REPO = HERE.parent
 
-ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle", "certs", "replay")
+ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle", "certs", "replay", "keepalive")
 
 
 class Env:
@@ -184,7 +185,7 @@ def check_binaries(args, env):
         if not os.access(path, os.X_OK):
             sys.exit(f"bench: {what} binary {path} is missing; run `make bench` (or make "
                      f"{os.path.relpath(path, REPO)})")
-    if env.h2load is None and ({"h1", "h2"} & set(args.scenarios)):
+    if env.h2load is None and ({"h1", "h2", "keepalive"} & set(args.scenarios)):
         sys.exit("bench: h2load not found; run `make bench-deps` (nghttp2-client)")
 
 
@@ -469,6 +470,13 @@ def main(argv=None):
             replay_rows = replay_scenario.run(env, certs[args.certs[0]], workdir,
                                               reps=args.reps, duration=args.duration,
                                               warmup=args.warmup, say=say)
+        keepalive_rows = []
+        if "keepalive" in args.scenarios and "http" in args.kinds:
+            keepalive_rows = keepalive_scenario.run(
+                env, certs[args.certs[0]], workdir, backend, reps=args.reps,
+                duration=args.duration, levels=(500,) if args.quick else keepalive_scenario.LEVELS,
+                protos=("h2",) if args.quick else ("h1", "h2"),
+                peers=names + (["h2o"] if args.peers == "all" else []), say=say)
         if args.admin:
             notes.append(f"postern ran with admin: on and /metrics scraped every second: "
                          f"{env.scrapes['ok']} scrapes, {env.scrapes['failed']} failed")
@@ -497,6 +505,7 @@ def main(argv=None):
                        datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     doc["certs"] = cert_rows
     doc["replay"] = replay_rows
+    doc["keepalive"] = keepalive_rows
     write_outputs(args, doc)
     say(f"done in {elapsed:.0f} s")
     return 1 if doc["total_errors"] else 0

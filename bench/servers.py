@@ -317,6 +317,54 @@ class HaproxyHttp(Haproxy):
         return front, back
 
 
+class H2o(Server):
+    """h2o (Debian's package, 2.2 on OpenSSL 3) as a TLS-terminating reverse
+    proxy in http mode: HTTP/1.1 and h2 in front, each request to the same
+    backend over its kept-alive connections (proxy.reverse.url), one thread.
+    It sends X-Forwarded-For and -Proto and a Via header by default (what
+    postern's `forwarded: xff` does but Via). Used by the keep-alive
+    scenario (bench/keepalive.py); left out when h2o is not installed."""
+    name = "h2o"
+    kind = "http"
+    binary = "h2o"
+    supports_early = False
+
+    def command(self):
+        cfg = self.workdir / f"{self.stem}.conf"
+        user = ""
+        if os.geteuid() == 0:
+            for u in ("nobody", "www-data"):
+                try:
+                    pwd.getpwnam(u)
+                except KeyError:
+                    continue
+                user = f"user: {u}\n"
+                break
+        # max-connections: h2o's default (1024) would refuse the 2,000
+        # connections of the h1 run; 100 concurrent streams per h2
+        # connection (its default) covers the bench's 20.
+        cfg.write_text(f"""# h2o for the bench: one thread, TLS 1.3 only, reverse proxy to the backend
+num-threads: 1
+max-connections: 20000
+{user}listen:
+  host: 127.0.0.1
+  port: {self.port}
+  ssl:
+    certificate-file: {self.cert.chain}
+    key-file: {self.cert.key}
+    minimum-version: TLSv1.3
+    cipher-preference: server
+    ocsp-update-interval: 0
+hosts:
+  default:
+    paths:
+      "/":
+        proxy.reverse.url: http://127.0.0.1:{self.env.backend_port}/
+        proxy.timeout.keepalive: 60000
+""")
+        return [self.env.h2o, "-c", cfg]
+
+
 # Every server the bench knows, by name: postern of each kind first, then
 # its peers.
 SERVERS = {"postern-tcp": Postern, "hitch": Hitch, "haproxy-tcp": Haproxy,

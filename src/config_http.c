@@ -16,7 +16,8 @@ void pst_cfg_http_defaults(pst_listener_conf_t *l) {
   l->h2_max_concurrent_streams = 128;
   l->h2_stream_reset_rate = 100;
   l->h2_stream_reset_burst = 200;
-  l->pool_max_idle = 128;
+  l->pool_max_idle = 4096;
+  l->pool_max_idle_mib = 64;
   l->pool_idle_ms = SEC(60);
   l->backend_response_timeout_ms = SEC(60);
 }
@@ -93,12 +94,20 @@ static int set_pool_max_idle(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return rc;
 }
 
+static int set_pool_max_idle_mib(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  uint64_t n;
+  int rc = pst_cfg_uint(p, v, 0, 65536, &n);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->pool_max_idle_mib = (unsigned)n;
+  return rc;
+}
+
 static int set_pool_idle(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return pst_cfg_duration(p, v, 1, HOUR(24), &((pst_listener_conf_t *)obj)->pool_idle_ms);
 }
 
 static const pst_cfg_key_t pool_keys[] = {
     {"max_idle", set_pool_max_idle, NULL},
+    {"max_idle_mib", set_pool_max_idle_mib, NULL},
     {"idle", set_pool_idle, NULL},
 };
 

@@ -6,6 +6,8 @@
 #include "postern/pool.h"
 
 #include <assert.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +44,23 @@ static void bconn_gauge(const pst_bconn_t *b, bconn_state_t state, int delta) {
                         delta);
 }
 
+/* Whether b counts in its pool's demand (pool_size.c): a connection to an
+ * address that may be pooled, while the pool set lives (pst_pools_shutdown
+ * frees the pools under leased connections). */
+static int bconn_in_demand(const pst_bconn_t *b) {
+  return b->pool != NULL && b->how != PST_LEASE_ONCE && b->owner == 0 && !b->pools->closed;
+}
+
+/* b's pool has one connection more (delta 1) or less (-1) in use. */
+static void bconn_demand(pst_bconn_t *b, int delta) {
+  pool_demand_t *d = &b->pool->demand;
+  assert(delta > 0 || d->busy > 0);
+  d->busy = delta > 0 ? d->busy + 1 : d->busy - 1;
+  pst_pool_demand_note(d, uv_now(b->pools->loop), b->idle_ms);
+}
+
+static int state_busy(bconn_state_t s) { return s == BCONN_CONNECTING || s == BCONN_LEASED; }
+
 /* The one place a connection changes state: CONNECTING -> LEASED <-> IDLE,
  * and CLOSING from any state, once. */
 static void bconn_set_state(pst_bconn_t *b, bconn_state_t state) {
@@ -51,6 +70,8 @@ static void bconn_set_state(pst_bconn_t *b, bconn_state_t state) {
          (b->state == BCONN_IDLE && state == BCONN_LEASED));
   bconn_gauge(b, b->state, -1);
   bconn_gauge(b, state, 1);
+  if (state_busy(b->state) != state_busy(state) && bconn_in_demand(b))
+    bconn_demand(b, state_busy(state) ? 1 : -1);
   b->state = state;
 }
 
@@ -99,6 +120,10 @@ static void idle_unlink(pst_bconn_t *b) {
   if (b->next != NULL) b->next->prev = b->prev;
   b->next = b->prev = NULL;
   b->pool->n_idle--;
+  if (b->owner != 0) b->pool->n_idle_owned--;
+  size_t cost = pst_pool_idle_cost(b->tls != NULL);
+  assert(b->pools->idle_bytes >= cost);
+  b->pools->idle_bytes -= cost;
 }
 
 /* ---- closing ---- */
@@ -284,6 +309,7 @@ static void bconn_lease_to(pst_bconn_t *b, const pst_listener_conf_t *lc, pst_le
   b->arg = arg;
   b->want_read = 0;
   b->max_idle = lc->pool_max_idle;
+  b->max_idle_mib = lc->pool_max_idle_mib;
   b->idle_ms = lc->pool_idle_ms;
   b->metrics_slot = lc->metrics_slot;
 }
@@ -310,7 +336,7 @@ pst_bconn_t *pst_pool_lease(pst_pools_t *pools, const pst_listener_conf_t *lc,
 }
 
 /* The newest idle connection of pool that belongs to owner (0: to nobody).
- * The idle list is at most backend_pool.max_idle long. */
+ * The idle list is at most as long as pool_size.c allows. */
 static pst_bconn_t *idle_of(const pool_t *pool, uint64_t owner) {
   for (pst_bconn_t *b = pool->idle; b != NULL; b = b->next) {
     if (b->owner == owner) return b;
@@ -364,6 +390,13 @@ pst_bconn_t *pst_pool_lease_owned(pst_pools_t *pools, const pst_listener_conf_t 
   b->pool = pool;
   b->owner = owner;
   bconn_lease_to(b, lc, how, ev, arg);
+  if (bconn_in_demand(b)) {
+    bconn_demand(b, 1); /* CONNECTING, set by bconn_new */
+    /* FRESH passes over the idle connections (a retry, RFC 9110 9.2.2):
+     * they were not free for it, so they count as held. */
+    if (how == PST_LEASE_FRESH)
+      pst_pool_demand_held(&pool->demand, pool->n_idle - pool->n_idle_owned);
+  }
   int rc = tls_key != NULL ? pst_pool_tls_new(b, bc, how == PST_LEASE_ONCE) : 0;
   if (rc == 0) rc = bconn_timer_start(b, lc->backend_connect_timeout_ms);
   if (rc == 0) {
@@ -484,6 +517,28 @@ int pst_bconn_shutdown(pst_bconn_t *b) {
   return uv_shutdown(&b->req.shutdown, (uv_stream_t *)&b->tcp, bconn_on_shutdown);
 }
 
+/* Whether b, released reusable and LEASED, has room in its pool
+ * (pool_size.c): the decision counts b as no longer in use. */
+static int bconn_pool_room(pst_bconn_t *b) {
+  pool_t *pool = b->pool;
+  pst_pool_demand_note(&pool->demand, uv_now(b->pools->loop), b->idle_ms); /* a quiet spell */
+  pool_demand_t d = pool->demand;
+  unsigned n_idle = pool->n_idle - pool->n_idle_owned;
+  if (b->owner != 0) {
+    /* A connection of one client connection (owner) serves no other: the
+     * pool's demand says nothing about it. max_idle, the budget, the idle
+     * timer and its client connection's end bound it. */
+    d.peak[0] = UINT_MAX;
+    n_idle = pool->n_idle_owned;
+  } else {
+    assert(d.busy > 0);
+    d.busy--;
+  }
+  size_t cost = pst_pool_idle_cost(b->tls != NULL);
+  size_t budget = b->max_idle_mib == 0 ? SIZE_MAX : (size_t)b->max_idle_mib << 20; /* 0: none */
+  return pst_pool_keep(&d, n_idle, b->max_idle, b->pools->idle_bytes, cost, budget) == POOL_KEEP;
+}
+
 void pst_bconn_release(pst_bconn_t *b, int reusable) {
   if (b == NULL || b->state == BCONN_CLOSING) return;
   assert(b->state != BCONN_IDLE); /* released twice */
@@ -491,18 +546,20 @@ void pst_bconn_release(pst_bconn_t *b, int reusable) {
   b->arg = NULL;
   pool_t *pool = b->pool;
   if (!reusable || b->local || b->how == PST_LEASE_ONCE || b->state != BCONN_LEASED ||
-      b->pools->closed || pool->n_idle >= b->max_idle || pst_bconn_queued(b) > 0 ||
+      b->pools->closed || !bconn_pool_room(b) || pst_bconn_queued(b) > 0 ||
       (b->tls != NULL && !pst_pool_tls_reusable(b))) {
     bconn_close(b);
     return;
   }
   if (b->tls != NULL) pst_pool_tls_keep_session(b);
   bconn_set_state(b, BCONN_IDLE);
+  b->pools->idle_bytes += pst_pool_idle_cost(b->tls != NULL);
   b->next = pool->idle;
   b->prev = NULL;
   if (pool->idle != NULL) pool->idle->prev = b;
   pool->idle = b;
   pool->n_idle++;
+  if (b->owner != 0) pool->n_idle_owned++;
   if (!b->reading) bconn_start_read(b); /* notice the backend closing it */
   if (bconn_timer_start(b, b->idle_ms) != 0) bconn_close(b);
 }

@@ -18,6 +18,23 @@ typedef enum {
   BCONN_CLOSING = 3,    /* uv_close called on its handles */
 } bconn_state_t;
 
+/* The demand on one pool (pool_size.c): its connections in use, and the
+ * highest that count reached in the current window and in the one before
+ * (a window is backend_pool.idle long). */
+typedef struct {
+  unsigned busy;            /* connecting or leased (not PST_LEASE_ONCE) */
+  unsigned peak[2];         /* [0]: the current window's peak of busy, [1]: the previous one's */
+  uint64_t window_start_ms; /* uv_now() when the current window began */
+} pool_demand_t;
+
+/* What pst_pool_keep decided for a released connection. */
+typedef enum {
+  POOL_KEEP = 0,          /* it goes to the idle list */
+  POOL_FULL_MAX_IDLE = 1, /* backend_pool.max_idle reached */
+  POOL_FULL_PEAK = 2,     /* as many idle as the recent peak in use */
+  POOL_FULL_MEMORY = 3,   /* the worker's idle connections reached max_idle_mib */
+} pool_keep_t;
+
 /* Idle connections to one backend address, newest first: the one most
  * likely still alive. */
 typedef struct pool_s {
@@ -26,6 +43,8 @@ typedef struct pool_s {
   char *tls_key; /* the tls: settings its connections were made under (pool_tls.c), or NULL */
   pst_bconn_t *idle;
   unsigned n_idle;
+  unsigned n_idle_owned; /* of n_idle, those of one client connection (owner) */
+  pool_demand_t demand;  /* of the shared connections (owner 0) */
   /* The last session of this server (TLS 1.3 ticket or 1.2 session), for
    * the next connection to resume (RFC 8446 2.2): one per server per worker,
    * so no lock. NULL: none yet, or a set without tls. */
@@ -35,8 +54,9 @@ typedef struct pool_s {
 struct pst_pools_s {
   uv_loop_t *loop;
   pool_t *list;
-  unsigned open; /* connections not yet freed */
-  int closed;    /* pst_pools_shutdown ran: releases close */
+  unsigned open;     /* connections not yet freed */
+  size_t idle_bytes; /* estimated cost of every pool's idle connections (pst_pool_idle_cost) */
+  int closed;        /* pst_pools_shutdown ran: releases close */
 };
 
 /* One backend connection. Every tcp relay connection holds one for its
@@ -57,6 +77,7 @@ struct pst_bconn_s {
   uint64_t idle_ms;
   uint64_t owner; /* pst_pool_lease_owned: the one client connection it serves, or 0 */
   unsigned max_idle;
+  unsigned max_idle_mib; /* the lessee's backend_pool.max_idle_mib (0: no bound) */
   bconn_state_t state;
   pst_lease_t how;
   unsigned metrics_slot; /* the lessee's listener (metrics.h) */
@@ -72,6 +93,32 @@ struct pst_bconn_s {
   } req;
   uv_tcp_t tcp; /* not initialised for in-process connections */
 };
+
+/* ---- pool_size.c: how many idle connections a pool keeps ---- */
+
+/* Moves d's windows on to now_ms (window_ms long, 0 taken as 1) and
+ * records d->busy in the current window's peak. Call it whenever busy
+ * changes or a decision is due. */
+void pst_pool_demand_note(pool_demand_t *d, uint64_t now_ms, uint64_t window_ms);
+
+/* A lease passed over held idle connections (FRESH): records busy + held
+ * in the current window's peak, after pst_pool_demand_note. */
+void pst_pool_demand_held(pool_demand_t *d, unsigned held);
+
+/* The idle connections d's pool may keep: the higher of the two windows'
+ * peaks of connections in use. */
+unsigned pst_pool_demand_target(const pool_demand_t *d);
+
+/* Estimated memory (user and kernel bytes) of one idle connection, with
+ * a TLS session when tls is nonzero: what max_idle_mib counts. */
+size_t pst_pool_idle_cost(int tls);
+
+/* Whether a released connection (cost bytes) joins a pool holding n_idle
+ * idle connections, while the worker's pools hold idle_bytes: below
+ * max_idle, below the demand's target, and within budget bytes. Returns
+ * POOL_KEEP or the bound that refused it. */
+pool_keep_t pst_pool_keep(const pool_demand_t *d, unsigned n_idle, unsigned max_idle,
+                          size_t idle_bytes, size_t cost, size_t budget);
 
 /* ---- pool.c, for pool_tls.c ---- */
 

@@ -295,8 +295,9 @@ typedef struct {
   unsigned h2_max_concurrent_streams; /* h2.max_concurrent_streams; default 128 */
   unsigned h2_stream_reset_rate;      /* h2.stream_reset_rate per second; default 100 */
   unsigned h2_stream_reset_burst;     /* h2.stream_reset_burst; default 200 */
-  unsigned pool_max_idle; /* backend_pool.max_idle per backend per worker; default 128 */
-  uint64_t pool_idle_ms;  /* backend_pool.idle; default 60s */
+  unsigned pool_max_idle;     /* backend_pool.max_idle per backend per worker; default 4096 */
+  unsigned pool_max_idle_mib; /* backend_pool.max_idle_mib per worker; default 64 */
+  uint64_t pool_idle_ms;      /* backend_pool.idle; default 60s */
   uint64_t backend_response_timeout_ms; /* timeouts.backend_response; default 60s */
   pst_mark_t mark;                      /* the list item */
 } pst_listener_conf_t;

@@ -47,7 +47,7 @@ static tb_t tb;
 
 /* Connections leased and not released yet: the teardown releases them
  * when a test failed half-way. */
-static pst_bconn_t *leased[16];
+static pst_bconn_t *leased[32];
 
 static void track(pst_bconn_t *b) {
   for (size_t i = 0; i < PST_ARRAY_SIZE(leased); i++) {
@@ -485,6 +485,54 @@ static void test_max_idle(void **state) {
   tb_stop(&tb);
 }
 
+/* The pool keeps as many idle connections as the peak in use (issue 17):
+ * 8 at once, all released, all reused, no new connect; then, once the
+ * peak is two windows old (a window is backend_pool.idle), releases beyond
+ * the new peak close. */
+static void test_pool_keeps_peak(void **state) {
+  enum { N = TB_MAX_CONNS };
+  static lessee_t ls[N];
+  lc.pool_max_idle = 4096;
+  tb_start(&tb);
+  pst_backend_conf_t bc;
+  backend_at(&bc, tb.port);
+  pst_bconn_t *bs[N];
+  for (int i = 0; i < N; i++) {
+    lessee_reset(&ls[i]);
+    bs[i] = lease_connected(&bc, PST_LEASE_POOLED, &ls[i]);
+  }
+  for (int i = 0; i < N; i++) release(bs[i], 1);
+  run_for(20);
+  assert_int_equal(pst_pools_open(pools), N); /* all kept */
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < N; i++) {
+      int reused;
+      lessee_reset(&ls[i]);
+      bs[i] = lease(&bc, PST_LEASE_POOLED, &ls[i], &reused);
+      assert_int_equal(reused, 1);
+    }
+    for (int i = 0; i < N; i++) release(bs[i], 1);
+  }
+  assert_int_equal(tb.n_conns, N); /* steady load: no connect per request */
+  assert_int_equal(pst_pools_open(pools), N);
+
+  /* Two leases under a 20 ms window, released 50 ms later: the peak of 8
+   * is forgotten, the pool holds 6 idle already, above the new peak (2). */
+  lc.pool_idle_ms = 20;
+  for (int i = 0; i < 2; i++) {
+    int reused;
+    lessee_reset(&ls[i]);
+    bs[i] = lease(&bc, PST_LEASE_POOLED, &ls[i], &reused);
+    assert_int_equal(reused, 1);
+  }
+  run_for(50);
+  release(bs[0], 1);
+  release(bs[1], 1);
+  WAIT_FOR(pst_pools_open(pools) == N - 2);
+  for (int i = 0; i < N; i++) lessee_reset(&ls[i]);
+  tb_stop(&tb);
+}
+
 /* backend_pool.idle: an idle connection closes when it has waited that
  * long. */
 static void test_idle_timeout(void **state) {
@@ -773,6 +821,7 @@ int main(void) {
       T(test_pools_per_address),
       T(test_once_never_pooled),
       T(test_max_idle),
+      T(test_pool_keeps_peak),
       T(test_idle_timeout),
       T(test_idle_closed_by_backend),
       T(test_release_while_connecting),
