@@ -20,6 +20,14 @@
 int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, pst_gen_t **out,
                   unsigned *n_errors);
 
+/* pst_gen_build, saying how much to report: a listener with more than
+ * PST_CERT_TALLY_ABOVE certificates (cert.h) is reported as one line per
+ * kind of problem (and, in report, a count of its certificates), unless
+ * verbose asks for every certificate's lines. pst_gen_build is verbose 0.
+ * Same returns. */
+int pst_gen_check(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, int verbose,
+                  pst_gen_t **out, unsigned *n_errors);
+
 /* Takes one more reference. Returns gen. Thread-safe. */
 pst_gen_t *pst_gen_ref(pst_gen_t *gen);
 
