@@ -602,31 +602,56 @@ size_t pst_gen_n_certs(const pst_gen_t *gen) {
   return n;
 }
 
+/* The daily line of a leaf that expired or expires soon: each one in a
+ * listener of at most PST_CERT_TALLY_ABOVE certificates, else the first
+ * PST_CERT_TALLY_EACH of each kind and a count of the rest (gen_expiry_more). */
+static void gen_expiry_line(const pst_cert_t *cert, double left) {
+  const pst_cert_info_t *leaf = &cert->chain[0];
+  char when[32];
+  struct tm tm;
+  gmtime_r(&leaf->not_after, &tm);
+  strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  if (left < 0) {
+    pst_log_error("%s: certificate %s expired on %s: clients reject it; renew it, then reload",
+                  cert->cert_path, leaf->subject, when);
+  } else {
+    long days = (long)(left / 86400.0);
+    pst_log_warn("%s: certificate %s expires on %s (in %ld days): renew it, then reload",
+                 cert->cert_path, leaf->subject, when, days);
+  }
+}
+
+static void gen_expiry_more(const pst_gen_listener_t *gl, size_t expired, size_t soon,
+                            unsigned warn_days) {
+  if (expired > PST_CERT_TALLY_EACH) {
+    pst_log_error("listener %s: %zu more certificates have expired: clients reject them; renew "
+                  "them, then reload (`postern -t --verbose -c FILE` lists all)",
+                  gl->conf->name, expired - PST_CERT_TALLY_EACH);
+  }
+  if (soon > PST_CERT_TALLY_EACH) {
+    pst_log_warn("listener %s: %zu more certificates expire within %u days: renew them, then "
+                 "reload (`postern -t --verbose -c FILE` lists all)",
+                 gl->conf->name, soon - PST_CERT_TALLY_EACH, warn_days);
+  }
+}
+
 unsigned pst_gen_log_expiry(const pst_gen_t *gen, time_t now) {
   unsigned n = 0;
   const pst_config_t *cfg = gen->cfg;
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     const pst_gen_listener_t *gl = &gen->listeners[i];
+    int each = gl->n_certs <= PST_CERT_TALLY_ABOVE;
+    size_t expired = 0, soon = 0;
     for (size_t j = 0; j < gl->n_certs; j++) {
       const pst_cert_t *cert = gl->certs[j];
       if (cert->chain_len == 0) continue;
-      const pst_cert_info_t *leaf = &cert->chain[0];
-      double left = difftime(leaf->not_after, now);
+      double left = difftime(cert->chain[0].not_after, now);
       if (left >= (double)cfg->expiry_warn_days * 86400.0) continue;
-      char when[32];
-      struct tm tm;
-      gmtime_r(&leaf->not_after, &tm);
-      strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
-      if (left < 0) {
-        pst_log_error("%s: certificate %s expired on %s: clients reject it; renew it, then reload",
-                      cert->cert_path, leaf->subject, when);
-      } else {
-        long days = (long)(left / 86400.0);
-        pst_log_warn("%s: certificate %s expires on %s (in %ld days): renew it, then reload",
-                     cert->cert_path, leaf->subject, when, days);
-      }
+      size_t seen = left < 0 ? ++expired : ++soon;
+      if (each || seen <= PST_CERT_TALLY_EACH) gen_expiry_line(cert, left);
       n++;
     }
+    if (!each) gen_expiry_more(gl, expired, soon, cfg->expiry_warn_days);
   }
   return n;
 }
