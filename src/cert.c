@@ -705,8 +705,7 @@ static void tally_line(const tally_group_t *g, size_t sev, size_t kind, unsigned
   for (size_t i = 0; i < g->n && shown < PST_CERT_TALLY_EACH && len < cap; i++) {
     if (g->items[i].cert == last) continue;
     last = g->items[i].cert;
-    len += (size_t)snprintf(out + len, cap - len, "%s%s", shown++ > 0 ? ", " : "",
-                            last->cert_path);
+    len += (size_t)snprintf(out + len, cap - len, "%s%s", shown++ > 0 ? ", " : "", last->cert_path);
   }
   if (len < cap) snprintf(out + len, cap - len, ", ...; %s)", hint);
 }

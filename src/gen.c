@@ -110,8 +110,8 @@ static void gen_tally_line(void *arg, pst_problem_severity_t sev, size_t i, int 
             line);
   } else {
     pst_log(sev == PST_PROBLEM_ERROR ? PST_LOG_ERROR : PST_LOG_WARN,
-            "%s:%d:%d: listeners[%zu].tls.certificates[%zu]: %s",
-            GEN_AT(g, lc, lc->certs[i].mark), i, line);
+            "%s:%d:%d: listeners[%zu].tls.certificates[%zu]: %s", GEN_AT(g, lc, lc->certs[i].mark),
+            i, line);
   }
 }
 
@@ -126,10 +126,10 @@ static void gen_report_tally(gen_ctx_t *g, const pst_listener_conf_t *lc,
             lc->name, n, n - with_errors - warnings_only, warnings_only, with_errors);
   }
   gen_tally_t t = {g, lc};
-  pst_cert_tally_report(tally, g->warn_days,
-                        g->report != NULL ? "--verbose lists all"
-                                          : "`postern -t --verbose -c FILE` lists all",
-                        gen_tally_line, &t);
+  pst_cert_tally_report(
+      tally, g->warn_days,
+      g->report != NULL ? "--verbose lists all" : "`postern -t --verbose -c FILE` lists all",
+      gen_tally_line, &t);
   if (g->report != NULL) fputc('\n', g->report);
 }
 
@@ -624,14 +624,16 @@ static void gen_expiry_line(const pst_cert_t *cert, double left) {
 static void gen_expiry_more(const pst_gen_listener_t *gl, size_t expired, size_t soon,
                             unsigned warn_days) {
   if (expired > PST_CERT_TALLY_EACH) {
-    pst_log_error("listener %s: %zu more certificates have expired: clients reject them; renew "
-                  "them, then reload (`postern -t --verbose -c FILE` lists all)",
-                  gl->conf->name, expired - PST_CERT_TALLY_EACH);
+    pst_log_error(
+        "listener %s: %zu more certificates have expired: clients reject them; renew "
+        "them, then reload (`postern -t --verbose -c FILE` lists all)",
+        gl->conf->name, expired - PST_CERT_TALLY_EACH);
   }
   if (soon > PST_CERT_TALLY_EACH) {
-    pst_log_warn("listener %s: %zu more certificates expire within %u days: renew them, then "
-                 "reload (`postern -t --verbose -c FILE` lists all)",
-                 gl->conf->name, soon - PST_CERT_TALLY_EACH, warn_days);
+    pst_log_warn(
+        "listener %s: %zu more certificates expire within %u days: renew them, then "
+        "reload (`postern -t --verbose -c FILE` lists all)",
+        gl->conf->name, soon - PST_CERT_TALLY_EACH, warn_days);
   }
 }
 

@@ -83,7 +83,7 @@ static void print_version(void) {
 /* `postern -t` as root with user: a reload reads the files as that user;
  * priv.h tries each one as that user. Returns the number of errors. */
 static unsigned check_as_user(const pst_config_t *cfg) {
-  pst_watch_files_t files = {NULL, NULL, 0};
+  pst_watch_files_t files = {0};
   const char **paths = NULL;
   int *writable = NULL;
   size_t n = 0;
@@ -474,12 +474,9 @@ static int run(pst_config_t *cfg) {
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"config", required_argument, NULL, 'c'},
-      {"test", no_argument, NULL, 't'},
-      {"verbose", no_argument, NULL, 'v'},
-      {"version", no_argument, NULL, 'V'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+      {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
   };
   const char *path = NULL;
   int check = 0;

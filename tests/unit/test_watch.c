@@ -148,7 +148,7 @@ static void test_file_ids(void **state) {
 }
 
 static void test_files_list(void **state) {
-  pst_watch_files_t f = {NULL, NULL, 0};
+  pst_watch_files_t f = {0};
   write_file(at("list.pem"), "x");
   assert_int_equal(pst_watch_files_add(&f, at("list.pem"), NULL), 0);
   assert_int_equal(pst_watch_files_add(&f, at("list.pem"), NULL), 0);
@@ -198,7 +198,7 @@ static int run_watch(const char *const *files, uint64_t debounce_ms, int (*scrip
   cur = &r;
   assert_int_equal(uv_loop_init(&r.loop), 0);
   assert_int_equal(pst_watch_new(&r.loop, debounce_ms, on_change, &r, &r.w), 0);
-  pst_watch_files_t f = {NULL, NULL, 0};
+  pst_watch_files_t f = {0};
   for (size_t i = 0; files[i] != NULL; i++)
     assert_int_equal(pst_watch_files_add(&f, files[i], NULL), 0);
   pst_watch_set(r.w, &f, debounce_ms);
