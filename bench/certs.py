@@ -399,12 +399,14 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="1 and 200 certificates, 1 s runs")
     ap.add_argument("--duration", type=float)
     ap.add_argument("--no-haproxy", action="store_true")
+    ap.add_argument("--postern", help="the postern binary (default build/postern)")
     ap.add_argument("--json", help="write the rows here")
     a = ap.parse_args(argv)
     counts = [int(c) for c in (a.counts or ("1,200" if a.quick else "1,1000,10000")).split(",")]
     duration = a.duration or (1.0 if a.quick else 3.0)
     workdir = Path(tempfile.mkdtemp(prefix="postern-bench-certs-"))
-    env = runmod.Env(runmod.parse_args(["--scenarios", "full"]), workdir)
+    env = runmod.Env(runmod.parse_args(["--scenarios", "full"] +
+                                       (["--postern", a.postern] if a.postern else [])), workdir)
     procs.raise_nofile()
     os.sched_setaffinity(0, env.client_cpus)
     backend = runmod.start_backend(env, workdir)
