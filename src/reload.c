@@ -665,7 +665,7 @@ static void reload_after_work(uv_work_t *req, int status) {
     default:
       snprintf(cause, sizeof(cause),
                "%u error%s in the certificates (logged above; `postern "
-               "-t -c %s` shows every certificate)",
+               "-t --verbose -c %s` shows every certificate)",
                job->n_errors, job->n_errors == 1 ? "" : "s", r->config_path);
       break;
   }

@@ -161,6 +161,29 @@ static void test_files_list(void **state) {
   assert_int_equal(f.n, 0);
 }
 
+/* Thousands of paths (a configuration with thousands of certificates):
+ * each kept once, in the order first added, through the growth of the
+ * hash; every duplicate found. */
+static void test_files_many(void **state) {
+  pst_watch_files_t f = {0};
+  pst_file_id_t id = {.err = ENOENT};
+  char path[64];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 5000; i++) {
+      snprintf(path, sizeof(path), "/nowhere/leaf/%d.pem", i);
+      assert_int_equal(pst_watch_files_add(&f, path, &id), 0);
+    }
+  }
+  assert_int_equal(f.n, 5000);
+  for (int i = 0; i < 5000; i += 499) {
+    snprintf(path, sizeof(path), "/nowhere/leaf/%d.pem", i);
+    assert_string_equal(f.paths[i], path);
+  }
+  pst_watch_files_free(&f);
+  assert_int_equal(f.n, 0);
+  assert_null(f.slots);
+}
+
 /* ---- the watcher on a real loop ---- */
 
 typedef struct {
@@ -287,6 +310,7 @@ int main(void) {
       cmocka_unit_test(test_file_ids),
       cmocka_unit_test(test_files_list),
       cmocka_unit_test(test_watch_one_callback_per_burst),
+      cmocka_unit_test(test_files_many),
       cmocka_unit_test(test_watch_ignores_other_files),
       cmocka_unit_test(test_watch_event_without_change),
       cmocka_unit_test(test_watch_secret_swap),
