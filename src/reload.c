@@ -14,6 +14,7 @@
  * old generation stays whole until its last connection closes. */
 #include "postern/reload.h"
 
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -478,6 +479,14 @@ static void reload_update_watch(pst_reload_t *r, pst_watch_files_t *files) {
   pst_watch_set(r->watch, &copy, cfg->watch_debounce_ms);
 }
 
+/* Gives the memory of a generation just freed back to the system. The
+ * build ran on a thread of libuv's pool, whose malloc arena is not the one
+ * the next build (another pool thread) allocates from: without this, RSS
+ * grew by a whole generation at every reload (84 MiB with 10,000
+ * certificates) although everything was freed. Main thread, once per
+ * reload: malloc_trim walks every arena, a few ms. */
+static void reload_trim(void) { malloc_trim(0); }
+
 static void reload_next(pst_reload_t *r) {
   r->state = RELOAD_IDLE;
   if (r->again) {
@@ -509,6 +518,7 @@ static void reload_fail(pst_reload_t *r, reload_job_t *job, const char *cause) {
   reload_update_watch(r, &job->files);
   job_free(job);
   r->job = NULL;
+  reload_trim(); /* the refused generation */
   reload_next(r);
 }
 
@@ -531,6 +541,7 @@ static void reload_on_switched_async(uv_async_t *a) {
   r->last_ok = 1;
   job_free(job);
   r->job = NULL;
+  reload_trim(); /* the old generation, once no connection holds it */
   if (r->on_switched != NULL) r->on_switched(r->on_switched_arg, r->gen);
   reload_next(r);
 }
