@@ -9,6 +9,9 @@ intermediate) and the bench reports, per server:
 - the server CPU per full handshake for a random name of the N (the load
   generator's --sni-count), and its ratio to N = 1;
 postern also:
+- `postern -t`: its wall time (every certificate loaded and checked, as at
+  start-up, without serving) and how many lines it prints (a listener with
+  thousands of certificates is summarized: a few lines whatever N);
 - reload: SIGHUP to postern's READY=1 for the new generation (it speaks the
   sd_notify protocol to the bench's socket);
 - a reload under handshake load: failed handshakes and p99 handshake latency
@@ -260,6 +263,16 @@ def handshake_cost(env, srv, n, duration, warmup, log, on_measure=None):
                                 on_measure=on_measure)
 
 
+def check_timed(env, cfg_path, log, limit=600.0):
+    """`postern -t -c cfg_path` on the server CPU: (seconds, exit status,
+    lines printed)."""
+    t0 = time.monotonic()
+    proc = procs.spawn([env.postern, "-t", "-c", cfg_path], env.server_cpus, log,
+                       stdout=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=limit)
+    return time.monotonic() - t0, proc.returncode, len(out.splitlines())
+
+
 def measure(env, server, n, cache, workdir, duration, warmup):
     """One server at one N: a result row."""
     port = procs.free_port()
@@ -270,6 +283,8 @@ def measure(env, server, n, cache, workdir, duration, warmup):
     else:
         cmd = [env.haproxy, "-db", "-f", haproxy_config(cfg_path, port, env.backend_port, n, cache)]
     row = {"scenario": "certs", "server": server, "n": n}
+    if server == "postern":
+        row["check_s"], row["check_rc"], row["check_lines"] = check_timed(env, cfg_path, log)
     notify = Notify(workdir) if server == "postern" else None
     penv = dict(os.environ, NOTIFY_SOCKET=notify.path) if notify else None
     proc, row["startup_s"] = start_timed(cmd, port, env.server_cpus, log, NAME_FMT.format(0),
@@ -342,6 +357,8 @@ def _f(v, fmt="{:.2f}"):
 def one_line(r):
     s = (f"certs n={r['n']} {r['server']}: start {_f(r['startup_s'])} s, "
          f"RSS {r['rss_kib'] / 1024:.1f} MiB, {_f(r.get('cpu_us'), '{:.0f}')} us/handshake")
+    if "check_s" in r:
+        s += f", -t {_f(r['check_s'])} s ({r['check_lines']} lines, rc {r['check_rc']})"
     if "reload_s" in r:
         s += (f", reload {_f(r['reload_s'])} s, "
               f"under load: {r.get('reload_load_errors')} errors, p99 "
@@ -356,15 +373,17 @@ def markdown(rows):
          "Start-up: spawn to the first completed handshake. Reload: SIGHUP to the new generation "
          "live (postern's READY=1 to the service manager). Handshake: "
          "server CPU per full ECDSA handshake for a random name of the N, c=16, and its ratio "
-         "to N = 1. Under load: a reload sent a third into a handshake run.", "",
-         "| N | server | start-up s | reload s | RSS MiB | RSS/cert KiB | us/handshake "
-         "| vs N=1 | reload under load: errors, p99 ms (without) |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "to N = 1. Under load: a reload sent a third into a handshake run. `-t`: "
+         "`postern -t` wall time, and the lines it printed.", "",
+         "| N | server | start-up s | reload s | `-t` s (lines) | RSS MiB | RSS/cert KiB "
+         "| us/handshake | vs N=1 | reload under load: errors, p99 ms (without) |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         reload = f"{r['reload_s']:.2f}" if "reload_s" in r else "-"
         load = (f"{r.get('reload_load_errors')}, {_f(r.get('reload_load_p99_ms'))} "
                 f"({_f(r.get('p99_ms'))})" if "reload_s" in r else "-")
-        L.append(f"| {r['n']:,} | {r['server']} | {r['startup_s']:.2f} | {reload} | "
+        check = f"{r['check_s']:.2f} ({r['check_lines']})" if "check_s" in r else "-"
+        L.append(f"| {r['n']:,} | {r['server']} | {r['startup_s']:.2f} | {reload} | {check} | "
                  f"{r['rss_kib'] / 1024:.1f} | {_f(r.get('rss_per_cert_kib'))} | "
                  f"{_f(r.get('cpu_us'), '{:.0f}')} | {_f(r.get('cpu_ratio_vs_1'), '{:.3f}')} | "
                  f"{load} |")
@@ -380,12 +399,14 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="1 and 200 certificates, 1 s runs")
     ap.add_argument("--duration", type=float)
     ap.add_argument("--no-haproxy", action="store_true")
+    ap.add_argument("--postern", help="the postern binary (default build/postern)")
     ap.add_argument("--json", help="write the rows here")
     a = ap.parse_args(argv)
     counts = [int(c) for c in (a.counts or ("1,200" if a.quick else "1,1000,10000")).split(",")]
     duration = a.duration or (1.0 if a.quick else 3.0)
     workdir = Path(tempfile.mkdtemp(prefix="postern-bench-certs-"))
-    env = runmod.Env(runmod.parse_args(["--scenarios", "full"]), workdir)
+    env = runmod.Env(runmod.parse_args(["--scenarios", "full"] +
+                                       (["--postern", a.postern] if a.postern else [])), workdir)
     procs.raise_nofile()
     os.sched_setaffinity(0, env.client_cpus)
     backend = runmod.start_backend(env, workdir)

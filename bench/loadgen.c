@@ -47,7 +47,7 @@
  * Usage: loadgen --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]
  *          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]
  *          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]
- *          [--sigalgs LIST]
+ *          [--sigalgs LIST] [--group x25519|p256]
  * --sigalgs sets the signature_algorithms the client offers (OpenSSL's
  * list syntax, e.g. "RSA-PSS+SHA256"): a client that can only verify RSA,
  * to measure a server holding an ECDSA and an RSA certificate for a name.
@@ -59,6 +59,8 @@
  * key share, generated once (the server still makes its own, fresh): it halves
  * the client's cost per handshake, so that one client core can offer several
  * times what one server core sustains.
+ * --group p256 offers (and sends a key share for) secp256r1 only instead of
+ * X25519: the cost of a server's import and check of a P-256 key share.
  * With --sni-count N, NAME holds one "%u" and each connection sends it with
  * a random number below N (the many-certificates scenario: a random name of
  * N per handshake).
@@ -150,8 +152,9 @@ static struct {
   double rate;        /* --rate: connections started per second (open loop); 0: closed loop */
   int fixed_key;      /* --fixed-key-share */
   const char *sigalgs; /* --sigalgs: NULL for wolfSSL's default list */
+  int group;           /* --group: the one group offered (WOLFSSL_ECC_*) */
 } opt = {.sni = "localhost", .mode = MODE_FULL, .conc = 16, .duration = 5, .warmup = 1,
-         .timeout = 10, .count = 1000};
+         .timeout = 10, .count = 1000, .group = WOLFSSL_ECC_X25519};
 
 /* Modes that keep each slot's session ticket and offer it on the next
  * connection. */
@@ -727,6 +730,7 @@ static void usage(const char *argv0) {
           "usage: %s --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]\n"
           "          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]\n"
           "          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]\n"
+          "          [--group x25519|p256]\n"
           "          [--sigalgs LIST]\n",
           argv0);
   exit(2);
@@ -772,6 +776,10 @@ static void parse_args(int argc, char **argv) {
       opt.sigalgs = v;
     } else if (strcmp(a, "--fixed-key-share") == 0) {
       opt.fixed_key = atoi(v) != 0;
+    } else if (strcmp(a, "--group") == 0) {
+      if (strcmp(v, "x25519") == 0) opt.group = WOLFSSL_ECC_X25519;
+      else if (strcmp(v, "p256") == 0) opt.group = WOLFSSL_ECC_SECP256R1;
+      else usage(argv[0]);
     } else if (strcmp(a, "--sni-count") == 0) {
       opt.sni_count = (unsigned)atoi(v);
     } else if (strcmp(a, "--delay-ms") == 0) {
@@ -841,7 +849,7 @@ static void make_ctx(void) {
   wolfSSL_CTX_SetEccVerifyCb(ctx, skip_ecc_verify);
 #endif
   if (wolfSSL_CTX_set_cipher_list(ctx, "TLS13-AES128-GCM-SHA256") != WOLFSSL_SUCCESS) abort();
-  int groups[] = {WOLFSSL_ECC_X25519};
+  int groups[] = {opt.group};
   if (wolfSSL_CTX_set_groups(ctx, groups, 1) != WOLFSSL_SUCCESS) abort();
   /* Sessions are kept per slot, by reference: no client cache. */
   wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);

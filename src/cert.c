@@ -580,6 +580,161 @@ void pst_cert_print(const pst_cert_t *cert, time_t now, FILE *out) {
   if (cert->n_problems == 0) fprintf(out, "  status:    ok\n");
 }
 
+/* ---- tallies: many certificates in a few lines ---- */
+
+#define TALLY_KINDS ((size_t)PST_PROBLEM_OCSP + 1)
+
+typedef struct {
+  size_t index;
+  const pst_cert_t *cert;
+  const char *msg; /* the problem's, borrowed from cert */
+} tally_item_t;
+
+typedef struct {
+  tally_item_t *items;
+  size_t n, cap;
+  size_t n_certs; /* distinct certificates among the items */
+} tally_group_t;
+
+struct pst_cert_tally_s {
+  tally_group_t groups[2][TALLY_KINDS]; /* [severity][kind] */
+  size_t n_certs, with_errors, warnings_only;
+};
+
+pst_cert_tally_t *pst_cert_tally_new(void) { return calloc(1, sizeof(pst_cert_tally_t)); }
+
+static int tally_push(tally_group_t *g, size_t index, const pst_cert_t *cert, const char *msg) {
+  if (g->n == g->cap) {
+    size_t cap = g->cap ? g->cap * 2 : 16;
+    tally_item_t *items = realloc(g->items, cap * sizeof(*items));
+    if (items == NULL) return -ENOMEM;
+    g->items = items;
+    g->cap = cap;
+  }
+  /* A certificate's problems are added together: a repeat is the last. */
+  if (g->n == 0 || g->items[g->n - 1].cert != cert) g->n_certs++;
+  g->items[g->n++] = (tally_item_t){index, cert, msg};
+  return 0;
+}
+
+int pst_cert_tally_add(pst_cert_tally_t *t, size_t index, const pst_cert_t *cert) {
+  int rc = 0;
+  t->n_certs++;
+  if (cert->n_errors > 0) {
+    t->with_errors++;
+  } else if (cert->n_problems > 0) {
+    t->warnings_only++;
+  }
+  for (size_t i = 0; i < cert->n_problems && rc == 0; i++) {
+    const pst_problem_t *p = &cert->problems[i];
+    size_t sev = p->severity == PST_PROBLEM_ERROR ? 0 : 1;
+    size_t kind = (size_t)p->kind < TALLY_KINDS ? (size_t)p->kind : 0;
+    rc = tally_push(&t->groups[sev][kind], index, cert, p->msg);
+  }
+  return rc;
+}
+
+void pst_cert_tally_counts(const pst_cert_tally_t *t, size_t *n, size_t *with_errors,
+                           size_t *warnings_only) {
+  if (n != NULL) *n = t->n_certs;
+  if (with_errors != NULL) *with_errors = t->with_errors;
+  if (warnings_only != NULL) *warnings_only = t->warnings_only;
+}
+
+/* What certificates with one kind of problem have, after their number
+ * ("9,998 certificates expire within 30 days"). */
+static void tally_phrase(size_t sev, size_t kind, unsigned warn_days, char *out, size_t cap) {
+  const char *s = "certificates have another problem";
+  switch ((pst_problem_kind_t)kind) {
+    case PST_PROBLEM_UNREADABLE: s = "certificates or keys cannot be read or loaded"; break;
+    case PST_PROBLEM_KEY_MISMATCH: s = "private keys do not match their certificate"; break;
+    case PST_PROBLEM_EXPIRED: s = "certificates have expired (the leaf or one of its chain)"; break;
+    case PST_PROBLEM_NOT_YET_VALID: s = "certificates are not valid yet"; break;
+    case PST_PROBLEM_SELF_SIGNED:
+      s = sev == 0 ? "certificates are self-signed"
+                   : "certificates are self-signed (trusted only by clients given them as roots)";
+      break;
+    case PST_PROBLEM_INCOMPLETE_CHAIN:
+      s = "chains are incomplete (an intermediate certificate is missing)";
+      break;
+    case PST_PROBLEM_BAD_ORDER:
+      s = "chains are out of order or hold a certificate that does not belong";
+      break;
+    case PST_PROBLEM_UNTRUSTED: s = "chains end at a root that is not trusted"; break;
+    case PST_PROBLEM_EXPIRES_SOON:
+      snprintf(out, cap, "certificates expire within %u day%s", warn_days,
+               warn_days == 1 ? "" : "s");
+      return;
+    case PST_PROBLEM_NO_NAMES:
+      s = sev == 0 ? "certificates have no DNS name"
+                   : "certificates have no subjectAltName, only a CN";
+      break;
+    case PST_PROBLEM_CHAIN_COMPLETED:
+      s = "incomplete chains were completed from tls.intermediates";
+      break;
+    case PST_PROBLEM_OCSP:
+      s = sev == 0 ? "certificates are revoked or lack the OCSP response they must staple"
+                   : "certificates have an OCSP response that is not stapled";
+      break;
+  }
+  snprintf(out, cap, "%s", s);
+}
+
+/* n with a comma every three digits: "10,000". */
+static void fmt_count(size_t n, char out[32]) {
+  char digits[24];
+  int len = snprintf(digits, sizeof(digits), "%zu", n);
+  size_t o = 0;
+  for (int i = 0; i < len; i++) {
+    if (i > 0 && (len - i) % 3 == 0) out[o++] = ',';
+    out[o++] = digits[i];
+  }
+  out[o] = '\0';
+}
+
+/* The one line that stands for group g: "N certificates ... (first: a, b,
+ * c; hint)". */
+static void tally_line(const tally_group_t *g, size_t sev, size_t kind, unsigned warn_days,
+                       const char *hint, char *out, size_t cap) {
+  char count[32], phrase[160];
+  fmt_count(g->n_certs, count);
+  tally_phrase(sev, kind, warn_days, phrase, sizeof(phrase));
+  size_t len = (size_t)snprintf(out, cap, "%s %s (first: ", count, phrase);
+  const pst_cert_t *last = NULL;
+  size_t shown = 0;
+  for (size_t i = 0; i < g->n && shown < PST_CERT_TALLY_EACH && len < cap; i++) {
+    if (g->items[i].cert == last) continue;
+    last = g->items[i].cert;
+    len += (size_t)snprintf(out + len, cap - len, "%s%s", shown++ > 0 ? ", " : "", last->cert_path);
+  }
+  if (len < cap) snprintf(out + len, cap - len, ", ...; %s)", hint);
+}
+
+void pst_cert_tally_report(const pst_cert_tally_t *t, unsigned warn_days, const char *hint,
+                           pst_cert_tally_fn fn, void *arg) {
+  char line[2048];
+  for (size_t sev = 0; sev < 2; sev++) {
+    pst_problem_severity_t severity = sev == 0 ? PST_PROBLEM_ERROR : PST_PROBLEM_WARNING;
+    for (size_t kind = 0; kind < TALLY_KINDS; kind++) {
+      const tally_group_t *g = &t->groups[sev][kind];
+      if (g->n == 0) continue;
+      if (g->n_certs <= PST_CERT_TALLY_EACH) {
+        for (size_t i = 0; i < g->n; i++) fn(arg, severity, g->items[i].index, 0, g->items[i].msg);
+        continue;
+      }
+      tally_line(g, sev, kind, warn_days, hint, line, sizeof(line));
+      fn(arg, severity, g->items[0].index, 1, line);
+    }
+  }
+}
+
+void pst_cert_tally_free(pst_cert_tally_t *t) {
+  if (t == NULL) return;
+  for (size_t sev = 0; sev < 2; sev++)
+    for (size_t kind = 0; kind < TALLY_KINDS; kind++) free(t->groups[sev][kind].items);
+  free(t);
+}
+
 /* ---- trust anchors ---- */
 
 /* See include/postern/cert.h. err may be NULL. The store is read-only

@@ -25,6 +25,7 @@
 
 typedef struct {
   FILE *report; /* `postern -t` output, or NULL to log */
+  int verbose;  /* every certificate's lines, however many (`postern -t --verbose`) */
   unsigned errors;
   const char *file;
   const pst_listener_conf_t *listeners; /* the config's, to name one as listeners[N] */
@@ -87,6 +88,51 @@ static const char *gen_ocsp_path(const pst_listener_conf_t *lc, size_t i, char *
   return buf;
 }
 
+/* A listener's certificates reported as a tally (cert.h), for a listener
+ * with more than PST_CERT_TALLY_ABOVE of them: one line per kind of problem
+ * instead of one (or, in `postern -t`, a block) per certificate. */
+typedef struct {
+  gen_ctx_t *g;
+  const pst_listener_conf_t *lc;
+} gen_tally_t;
+
+static void gen_tally_line(void *arg, pst_problem_severity_t sev, size_t i, int summary,
+                           const char *line) {
+  gen_tally_t *t = arg;
+  gen_ctx_t *g = t->g;
+  const pst_listener_conf_t *lc = t->lc;
+  const char *label = sev == PST_PROBLEM_ERROR ? "error" : "warning";
+  if (g->report != NULL) {
+    fprintf(g->report, "%s: %s\n", label, line);
+  } else if (summary) {
+    pst_log(sev == PST_PROBLEM_ERROR ? PST_LOG_ERROR : PST_LOG_WARN,
+            "%s:%d:%d: listeners[%zu].tls.certificates: %s", GEN_AT(g, lc, lc->certs[i].mark),
+            line);
+  } else {
+    pst_log(sev == PST_PROBLEM_ERROR ? PST_LOG_ERROR : PST_LOG_WARN,
+            "%s:%d:%d: listeners[%zu].tls.certificates[%zu]: %s", GEN_AT(g, lc, lc->certs[i].mark),
+            i, line);
+  }
+}
+
+static void gen_report_tally(gen_ctx_t *g, const pst_listener_conf_t *lc,
+                             const pst_cert_tally_t *tally) {
+  size_t n, with_errors, warnings_only;
+  pst_cert_tally_counts(tally, &n, &with_errors, &warnings_only);
+  if (g->report != NULL) {
+    fprintf(g->report,
+            "listener %s: %zu certificates: %zu without problems, %zu with warnings, %zu with "
+            "errors (`postern -t --verbose` shows each certificate)\n",
+            lc->name, n, n - with_errors - warnings_only, warnings_only, with_errors);
+  }
+  gen_tally_t t = {g, lc};
+  pst_cert_tally_report(
+      tally, g->warn_days,
+      g->report != NULL ? "--verbose lists all" : "`postern -t --verbose -c FILE` lists all",
+      gen_tally_line, &t);
+  if (g->report != NULL) fputc('\n', g->report);
+}
+
 static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
   const pst_listener_conf_t *lc = gl->conf;
   char err[512];
@@ -116,16 +162,28 @@ static int gen_load_certs(gen_ctx_t *g, pst_gen_listener_t *gl, time_t now) {
     pst_trust_free(bundle);
     return -ENOMEM;
   }
-  for (size_t i = 0; i < lc->n_certs; i++) {
+  pst_cert_tally_t *tally = NULL;
+  if (!g->verbose && lc->n_certs > PST_CERT_TALLY_ABOVE) {
+    tally = pst_cert_tally_new();
+    if (tally == NULL) rc = -ENOMEM;
+  }
+  for (size_t i = 0; i < lc->n_certs && rc != -ENOMEM; i++) {
     char ocsp[4096];
     const char *ocsp_path = gen_ocsp_path(lc, i, ocsp, sizeof(ocsp));
     rc = pst_cert_load_stapled(lc->certs[i].cert, lc->certs[i].key, ocsp_path, ocsp_path == ocsp,
                                trust, bundle, now, g->warn_days, &gl->certs[i]);
     if (rc == -ENOMEM) break;
     gl->n_certs++;
-    gen_report_cert(g, lc, i, gl->certs[i], now);
     rc = 0;
+    if (tally == NULL) {
+      gen_report_cert(g, lc, i, gl->certs[i], now);
+      continue;
+    }
+    g->errors += (unsigned)gl->certs[i]->n_errors;
+    rc = pst_cert_tally_add(tally, i, gl->certs[i]);
   }
+  if (tally != NULL && rc == 0) gen_report_tally(g, lc, tally);
+  pst_cert_tally_free(tally);
   pst_trust_free(trust);
   pst_trust_free(bundle);
   return rc;
@@ -456,7 +514,13 @@ static void gen_check_admin(gen_ctx_t *g, const pst_config_t *cfg) {
 
 int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, pst_gen_t **out,
                   unsigned *n_errors) {
+  return pst_gen_check(cfg, number, now, report, 0, out, n_errors);
+}
+
+int pst_gen_check(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, int verbose,
+                  pst_gen_t **out, unsigned *n_errors) {
   gen_ctx_t g = {.report = report,
+                 .verbose = verbose,
                  .errors = 0,
                  .file = cfg->path,
                  .listeners = cfg->listeners,
@@ -538,31 +602,58 @@ size_t pst_gen_n_certs(const pst_gen_t *gen) {
   return n;
 }
 
+/* The daily line of a leaf that expired or expires soon: each one in a
+ * listener of at most PST_CERT_TALLY_ABOVE certificates, else the first
+ * PST_CERT_TALLY_EACH of each kind and a count of the rest (gen_expiry_more). */
+static void gen_expiry_line(const pst_cert_t *cert, double left) {
+  const pst_cert_info_t *leaf = &cert->chain[0];
+  char when[32];
+  struct tm tm;
+  gmtime_r(&leaf->not_after, &tm);
+  strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+  if (left < 0) {
+    pst_log_error("%s: certificate %s expired on %s: clients reject it; renew it, then reload",
+                  cert->cert_path, leaf->subject, when);
+  } else {
+    long days = (long)(left / 86400.0);
+    pst_log_warn("%s: certificate %s expires on %s (in %ld days): renew it, then reload",
+                 cert->cert_path, leaf->subject, when, days);
+  }
+}
+
+static void gen_expiry_more(const pst_gen_listener_t *gl, size_t expired, size_t soon,
+                            unsigned warn_days) {
+  if (expired > PST_CERT_TALLY_EACH) {
+    pst_log_error(
+        "listener %s: %zu more certificates have expired: clients reject them; renew "
+        "them, then reload (`postern -t --verbose -c FILE` lists all)",
+        gl->conf->name, expired - PST_CERT_TALLY_EACH);
+  }
+  if (soon > PST_CERT_TALLY_EACH) {
+    pst_log_warn(
+        "listener %s: %zu more certificates expire within %u days: renew them, then "
+        "reload (`postern -t --verbose -c FILE` lists all)",
+        gl->conf->name, soon - PST_CERT_TALLY_EACH, warn_days);
+  }
+}
+
 unsigned pst_gen_log_expiry(const pst_gen_t *gen, time_t now) {
   unsigned n = 0;
   const pst_config_t *cfg = gen->cfg;
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     const pst_gen_listener_t *gl = &gen->listeners[i];
+    int each = gl->n_certs <= PST_CERT_TALLY_ABOVE;
+    size_t expired = 0, soon = 0;
     for (size_t j = 0; j < gl->n_certs; j++) {
       const pst_cert_t *cert = gl->certs[j];
       if (cert->chain_len == 0) continue;
-      const pst_cert_info_t *leaf = &cert->chain[0];
-      double left = difftime(leaf->not_after, now);
+      double left = difftime(cert->chain[0].not_after, now);
       if (left >= (double)cfg->expiry_warn_days * 86400.0) continue;
-      char when[32];
-      struct tm tm;
-      gmtime_r(&leaf->not_after, &tm);
-      strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
-      if (left < 0) {
-        pst_log_error("%s: certificate %s expired on %s: clients reject it; renew it, then reload",
-                      cert->cert_path, leaf->subject, when);
-      } else {
-        long days = (long)(left / 86400.0);
-        pst_log_warn("%s: certificate %s expires on %s (in %ld days): renew it, then reload",
-                     cert->cert_path, leaf->subject, when, days);
-      }
+      size_t seen = left < 0 ? ++expired : ++soon;
+      if (each || seen <= PST_CERT_TALLY_EACH) gen_expiry_line(cert, left);
       n++;
     }
+    if (!each) gen_expiry_more(gl, expired, soon, cfg->expiry_warn_days);
   }
   return n;
 }

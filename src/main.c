@@ -49,6 +49,8 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: postern -c FILE        run with the configuration in FILE\n"
           "       postern -t -c FILE     check FILE and every certificate, then exit 0 or 1\n"
+          "                              (-v, --verbose: every certificate, even among\n"
+          "                              thousands, instead of one line per kind of problem)\n"
           "       postern --version      print postern's and wolfSSL's versions\n"
           "       postern ticket-key     print a new session ticket key line, to append to a\n"
           "                              tls.ticket_keys file (newest last)\n");
@@ -75,7 +77,7 @@ static void print_version(void) {
 /* `postern -t` as root with user: a reload reads the files as that user;
  * priv.h tries each one as that user. Returns the number of errors. */
 static unsigned check_as_user(const pst_config_t *cfg) {
-  pst_watch_files_t files = {NULL, NULL, 0};
+  pst_watch_files_t files = {0};
   const char **paths = NULL;
   int *writable = NULL;
   size_t n = 0;
@@ -106,7 +108,7 @@ static unsigned check_as_user(const pst_config_t *cfg) {
 }
 
 /* `postern -t`: everything a start would check, without binding sockets. */
-static int check_config(pst_config_t *cfg) {
+static int check_config(pst_config_t *cfg, int verbose) {
   const char *path = cfg->path;
   pst_gen_t *gen = NULL;
   unsigned errors = 0;
@@ -115,7 +117,7 @@ static int check_config(pst_config_t *cfg) {
   /* Parsed, not bound: the running postern may own the address. */
   if (cfg->admin_on) printf("admin endpoint on http://%s/\n\n", cfg->admin_listen.text);
   pst_access_file_check_mode(); /* a check leaves no file behind */
-  int rc = pst_gen_build(cfg, 1, time(NULL), stdout, &gen, &errors);
+  int rc = pst_gen_check(cfg, 1, time(NULL), stdout, verbose, &gen, &errors);
   if (rc == 0) {
     cfg = gen->cfg;
     if (cfg->user != NULL && geteuid() == 0) errors += check_as_user(cfg);
@@ -332,7 +334,7 @@ static int run(pst_config_t *cfg) {
   if (rc != 0) {
     pst_log_error(
         "not starting: the configuration has %u error%s (details above; "
-        "`postern -t -c FILE` shows every certificate)",
+        "`postern -t --verbose -c FILE` shows every certificate)",
         errors, errors == 1 ? "" : "s");
     return 1;
   }
@@ -428,20 +430,20 @@ static int run(pst_config_t *cfg) {
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"config", required_argument, NULL, 'c'},
-      {"test", no_argument, NULL, 't'},
-      {"version", no_argument, NULL, 'V'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+      {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
   };
   const char *path = NULL;
   int check = 0;
+  int verbose = 0;
   int opt;
   if (argc == 2 && strcmp(argv[1], "ticket-key") == 0) return ticket_key();
-  while ((opt = getopt_long(argc, argv, "c:thV", longopts, NULL)) != -1) {
+  while ((opt = getopt_long(argc, argv, "c:thvV", longopts, NULL)) != -1) {
     switch (opt) {
       case 'c': path = optarg; break;
       case 't': check = 1; break;
+      case 'v': verbose = 1; break;
       case 'V': print_version(); return 0;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
@@ -479,7 +481,7 @@ int main(int argc, char **argv) {
                     getenv("NOTIFY_SOCKET"), pst_strerror(rc));
     }
   }
-  int status = check ? check_config(cfg) : run(cfg);
+  int status = check ? check_config(cfg, verbose) : run(cfg);
   pst_notify_close();
   pst_tls_global_cleanup();
   return status;

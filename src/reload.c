@@ -14,6 +14,7 @@
  * old generation stays whole until its last connection closes. */
 #include "postern/reload.h"
 
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -215,14 +216,22 @@ static const char *leaf_serial(const pst_cert_t *c) {
   return c->chain_len > 0 && c->chain[0].serial_hex != NULL ? c->chain[0].serial_hex : "?";
 }
 
+/* The certificate of gl whose chain file is path, or NULL; the one at
+ * position hint is tried first: a list that did not change keeps its
+ * order, and 10,000 certificates compared each with all took seconds. */
+static const pst_cert_t *cert_at_path(const pst_gen_listener_t *gl, size_t hint, const char *path) {
+  if (hint < gl->n_certs && strcmp(gl->certs[hint]->cert_path, path) == 0) return gl->certs[hint];
+  for (size_t j = 0; j < gl->n_certs; j++) {
+    if (strcmp(gl->certs[j]->cert_path, path) == 0) return gl->certs[j];
+  }
+  return NULL;
+}
+
 /* Certificates of a kept listener, matched by the path of their chain file:
  * the usual renewal rewrites the same file. */
 static void describe_certs(out_t *o, const pst_gen_listener_t *a, const pst_gen_listener_t *b) {
   for (size_t k = 0; k < b->n_certs; k++) {
-    const pst_cert_t *nc = b->certs[k], *oc = NULL;
-    for (size_t j = 0; j < a->n_certs && oc == NULL; j++) {
-      if (strcmp(a->certs[j]->cert_path, nc->cert_path) == 0) oc = a->certs[j];
-    }
+    const pst_cert_t *nc = b->certs[k], *oc = cert_at_path(a, k, nc->cert_path);
     if (oc == NULL) {
       out_add(o, ", ", "certificate %s added (%s)", nc->cert_path,
               nc->n_names > 0 ? nc->names[0] : "no name");
@@ -239,11 +248,8 @@ static void describe_certs(out_t *o, const pst_gen_listener_t *a, const pst_gen_
     }
   }
   for (size_t j = 0; j < a->n_certs; j++) {
-    int found = 0;
-    for (size_t k = 0; k < b->n_certs && !found; k++) {
-      found = strcmp(a->certs[j]->cert_path, b->certs[k]->cert_path) == 0;
-    }
-    if (!found) out_add(o, ", ", "certificate %s removed", a->certs[j]->cert_path);
+    if (cert_at_path(b, j, a->certs[j]->cert_path) == NULL)
+      out_add(o, ", ", "certificate %s removed", a->certs[j]->cert_path);
   }
 }
 
@@ -466,12 +472,20 @@ static void reload_update_watch(pst_reload_t *r, pst_watch_files_t *files) {
     pst_log_info("watch: on: %zu files, debounce %llu ms", files->n,
                  (unsigned long long)cfg->watch_debounce_ms);
   }
-  pst_watch_files_t copy = {NULL, NULL, 0};
+  pst_watch_files_t copy = {0};
   for (size_t i = 0; i < files->n; i++) {
     if (pst_watch_files_add(&copy, files->paths[i], &files->ids[i]) != 0) break;
   }
   pst_watch_set(r->watch, &copy, cfg->watch_debounce_ms);
 }
+
+/* Gives the memory of a generation just freed back to the system. The
+ * build ran on a thread of libuv's pool, whose malloc arena is not the one
+ * the next build (another pool thread) allocates from: without this, RSS
+ * grew by a whole generation at every reload (84 MiB with 10,000
+ * certificates) although everything was freed. Main thread, once per
+ * reload: malloc_trim walks every arena, a few ms. */
+static void reload_trim(void) { malloc_trim(0); }
 
 static void reload_next(pst_reload_t *r) {
   r->state = RELOAD_IDLE;
@@ -504,6 +518,7 @@ static void reload_fail(pst_reload_t *r, reload_job_t *job, const char *cause) {
   reload_update_watch(r, &job->files);
   job_free(job);
   r->job = NULL;
+  reload_trim(); /* the refused generation */
   reload_next(r);
 }
 
@@ -526,6 +541,7 @@ static void reload_on_switched_async(uv_async_t *a) {
   r->last_ok = 1;
   job_free(job);
   r->job = NULL;
+  reload_trim(); /* the old generation, once no connection holds it */
   if (r->on_switched != NULL) r->on_switched(r->on_switched_arg, r->gen);
   reload_next(r);
 }
@@ -660,7 +676,7 @@ static void reload_after_work(uv_work_t *req, int status) {
     default:
       snprintf(cause, sizeof(cause),
                "%u error%s in the certificates (logged above; `postern "
-               "-t -c %s` shows every certificate)",
+               "-t --verbose -c %s` shows every certificate)",
                job->n_errors, job->n_errors == 1 ? "" : "s", r->config_path);
       break;
   }

@@ -478,9 +478,7 @@ static int tls_on_status(WOLFSSL *ssl, void *arg) {
 /* Stapling on one context, when a certificate of the listener has a
  * response: the ClientHello's status_request is read with the listener
  * context, the response made with the chosen certificate's. */
-static int tls_stapling(WOLFSSL_CTX *ctx, const pst_gen_listener_t *gl) {
-  int any = 0;
-  for (size_t i = 0; i < gl->n_certs; i++) any |= gl->certs[i]->staple != NULL;
+static int tls_stapling(WOLFSSL_CTX *ctx, const pst_gen_listener_t *gl, int any) {
   if (!any) return 0;
   if (wolfSSL_CTX_set_tlsext_status_cb(ctx, tls_on_status) != WOLFSSL_SUCCESS ||
       wolfSSL_CTX_set_tlsext_status_arg(ctx, (void *)gl) != WOLFSSL_SUCCESS)
@@ -608,6 +606,10 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
   }
   gl->cert_ctx = calloc(gl->n_certs, sizeof(*gl->cert_ctx));
   if (gl->cert_ctx == NULL) return -ENOMEM;
+  /* Once per listener, not per context: N contexts asking N certificates
+   * cost seconds with 10,000. */
+  int stapled = 0;
+  for (size_t i = 0; i < gl->n_certs; i++) stapled |= gl->certs[i]->staple != NULL;
   for (size_t i = 0; i < gl->n_certs; i++) {
     gl->cert_ctx[i] = tls_ctx_new(gl->conf, gl->certs[i], err, errlen);
     if (gl->cert_ctx[i] == NULL) return PST_ETLS;
@@ -623,7 +625,7 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
                gl->conf->client_ca_file);
       return PST_ETLS;
     }
-    if (tls_stapling(gl->cert_ctx[i], gl) != 0) {
+    if (tls_stapling(gl->cert_ctx[i], gl, stapled) != 0) {
       snprintf(err, errlen, "cannot turn OCSP stapling on");
       return PST_ETLS;
     }
@@ -643,7 +645,7 @@ int pst_tls_listener_init(pst_gen_listener_t *gl, char *err, size_t errlen) {
              gl->conf->client_ca_file);
     return PST_ETLS;
   }
-  if (tls_stapling(gl->ctx, gl) != 0) {
+  if (tls_stapling(gl->ctx, gl, stapled) != 0) {
     snprintf(err, errlen, "cannot turn OCSP stapling on");
     return PST_ETLS;
   }

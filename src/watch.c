@@ -9,6 +9,7 @@
  * compared with what was loaded when it fires. */
 #include "postern/watch.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -54,16 +55,54 @@ int pst_file_id_equal(const pst_file_id_t *a, const pst_file_id_t *b) {
          a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
-int pst_watch_files_add(pst_watch_files_t *f, const char *path, const pst_file_id_t *id) {
-  for (size_t i = 0; i < f->n; i++) {
-    if (strcmp(f->paths[i], path) == 0) return 0;
+/* FNV-1a: the slot of a path in f->slots. */
+static size_t files_hash(const char *path) {
+  size_t h = (size_t)14695981039346656037ULL;
+  for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++) {
+    h ^= *p;
+    h *= (size_t)1099511628211ULL;
   }
-  char **paths = realloc(f->paths, (f->n + 1) * sizeof(*paths));
-  if (paths == NULL) return -ENOMEM;
-  f->paths = paths;
-  pst_file_id_t *ids = realloc(f->ids, (f->n + 1) * sizeof(*ids));
-  if (ids == NULL) return -ENOMEM;
-  f->ids = ids;
+  return h;
+}
+
+/* The slot that holds path, or the empty slot where it would go. */
+static size_t *files_slot(const pst_watch_files_t *f, const char *path) {
+  assert(f->n_slots > 0 && (f->n_slots & (f->n_slots - 1)) == 0);
+  size_t mask = f->n_slots - 1;
+  for (size_t i = files_hash(path) & mask;; i = (i + 1) & mask) {
+    size_t *slot = &f->slots[i];
+    if (*slot == 0 || strcmp(f->paths[*slot - 1], path) == 0) return slot;
+  }
+}
+
+/* Room for one more path: the arrays, and the hash kept at most half full.
+ * Returns 0 or -ENOMEM (f unchanged but for spare capacity). */
+static int files_reserve(pst_watch_files_t *f) {
+  if (f->n == f->cap) {
+    size_t cap = f->cap ? f->cap * 2 : 16;
+    char **paths = realloc(f->paths, cap * sizeof(*paths));
+    if (paths == NULL) return -ENOMEM;
+    f->paths = paths;
+    pst_file_id_t *ids = realloc(f->ids, cap * sizeof(*ids));
+    if (ids == NULL) return -ENOMEM;
+    f->ids = ids;
+    f->cap = cap;
+  }
+  if ((f->n + 1) * 2 <= f->n_slots) return 0;
+  size_t n_slots = f->n_slots ? f->n_slots * 2 : 64;
+  size_t *slots = calloc(n_slots, sizeof(*slots));
+  if (slots == NULL) return -ENOMEM;
+  free(f->slots);
+  f->slots = slots;
+  f->n_slots = n_slots;
+  for (size_t i = 0; i < f->n; i++) *files_slot(f, f->paths[i]) = i + 1;
+  return 0;
+}
+
+int pst_watch_files_add(pst_watch_files_t *f, const char *path, const pst_file_id_t *id) {
+  if (f->n_slots > 0 && *files_slot(f, path) != 0) return 0;
+  int rc = files_reserve(f);
+  if (rc != 0) return rc;
   char *copy = strdup(path);
   if (copy == NULL) return -ENOMEM;
   if (id != NULL) {
@@ -72,6 +111,7 @@ int pst_watch_files_add(pst_watch_files_t *f, const char *path, const pst_file_i
     pst_file_id_get(path, &f->ids[f->n]);
   }
   f->paths[f->n++] = copy;
+  *files_slot(f, copy) = f->n;
   return 0;
 }
 
@@ -106,6 +146,7 @@ void pst_watch_files_free(pst_watch_files_t *f) {
   for (size_t i = 0; i < f->n; i++) free(f->paths[i]);
   free(f->paths);
   free(f->ids);
+  free(f->slots);
   memset(f, 0, sizeof(*f));
 }
 

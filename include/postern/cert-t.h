@@ -109,6 +109,17 @@ typedef struct {
   int must_staple;           /* the leaf has the TLS Feature status_request (RFC 7633) */
 } pst_cert_t;
 
+/* The problems of a list of certificates grouped by kind, so that a report
+ * on thousands of them stays a few lines (cert.h: pst_cert_tally_*). */
+typedef struct pst_cert_tally_s pst_cert_tally_t;
+
+/* One line of a tally's report. index: the certificate's position in its
+ * list (for a summary line, the first certificate of the kind); summary: 1
+ * when the line stands for several certificates, 0 when it is one
+ * certificate's own problem message. line is borrowed for the call. */
+typedef void (*pst_cert_tally_fn)(void *arg, pst_problem_severity_t sev, size_t index, int summary,
+                                  const char *line);
+
 /* Trust anchors used to check that chains are complete. */
 typedef struct pst_trust_s pst_trust_t;
 

@@ -81,4 +81,38 @@ const char *pst_cert_key_desc(const pst_cert_t *cert);
  * problem on its own line prefixed "error:" or "warning:". */
 void pst_cert_print(const pst_cert_t *cert, time_t now, FILE *out);
 
+/* Listeners with more certificates than this are reported as a tally
+ * (pst_cert_tally_*) instead of certificate by certificate, unless asked
+ * for every line (`postern -t --verbose`). */
+#define PST_CERT_TALLY_ABOVE 10
+
+/* A kind of problem found in at most this many certificates of a tally is
+ * reported with each certificate's own message; more, in one line. */
+#define PST_CERT_TALLY_EACH 3
+
+/* A new, empty tally, or NULL when out of memory. */
+pst_cert_tally_t *pst_cert_tally_new(void);
+
+/* Adds cert, the certificate at position index of its list, and its
+ * problems. cert is borrowed: it must outlive the tally. Returns 0 or
+ * -ENOMEM (the tally then misses this certificate's problems). */
+int pst_cert_tally_add(pst_cert_tally_t *t, size_t index, const pst_cert_t *cert);
+
+/* How many certificates were added, how many have an error, and how many
+ * have warnings but no error. Any pointer may be NULL. */
+void pst_cert_tally_counts(const pst_cert_tally_t *t, size_t *n, size_t *with_errors,
+                           size_t *warnings_only);
+
+/* Calls fn once per line of the report, errors first, then warnings, each
+ * in the order of pst_problem_kind_t: a kind found in at most
+ * PST_CERT_TALLY_EACH certificates gives each of its messages as they are;
+ * a kind found in more gives one line, e.g. "9,998 certificates expire
+ * within 30 days (first: a.pem, b.pem, c.pem; HINT)". warn_days is the
+ * expiry_warn_days the certificates were checked with. */
+void pst_cert_tally_report(const pst_cert_tally_t *t, unsigned warn_days, const char *hint,
+                           pst_cert_tally_fn fn, void *arg);
+
+/* NULL allowed. The certificates added are not freed. */
+void pst_cert_tally_free(pst_cert_tally_t *t);
+
 #endif

@@ -20,6 +20,14 @@
 int pst_gen_build(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, pst_gen_t **out,
                   unsigned *n_errors);
 
+/* pst_gen_build, saying how much to report: a listener with more than
+ * PST_CERT_TALLY_ABOVE certificates (cert.h) is reported as one line per
+ * kind of problem (and, in report, a count of its certificates), unless
+ * verbose asks for every certificate's lines. pst_gen_build is verbose 0.
+ * Same returns. */
+int pst_gen_check(pst_config_t *cfg, uint64_t number, time_t now, FILE *report, int verbose,
+                  pst_gen_t **out, unsigned *n_errors);
+
 /* Takes one more reference. Returns gen. Thread-safe. */
 pst_gen_t *pst_gen_ref(pst_gen_t *gen);
 
@@ -31,8 +39,11 @@ size_t pst_gen_n_certs(const pst_gen_t *gen);
 
 /* Logs a warning for every leaf of gen that expires within the
  * configuration's expiry_warn_days of now, and an error for one already
- * expired (a running generation's leaf expires as time passes). Returns how
- * many were logged. Run once a day while postern runs. Thread-safe. */
+ * expired (a running generation's leaf expires as time passes); in a
+ * listener with more than PST_CERT_TALLY_ABOVE certificates (cert.h), the
+ * first PST_CERT_TALLY_EACH of each, then one line counting the rest.
+ * Returns how many leaves were found. Run once a day while postern runs.
+ * Thread-safe. */
 unsigned pst_gen_log_expiry(const pst_gen_t *gen, time_t now);
 
 #endif

@@ -210,6 +210,13 @@ def test_legacy_version_too_old(any_srv, legacy):
 
 BAD_SHARES = {
     "p256-off-curve": (SECP256R1, b"\x04" + b"\x01" * 64),
+    # SP 800-56A 5.6.2.3.4, the checks left once wolfssl-partial-ecc-validation.patch
+    # drops n*Q for P-256: the point at infinity; x = p with y^2 = b, which is on
+    # the curve if x is taken mod p (as (0, sqrt(b))) but out of range.
+    "p256-infinity": (SECP256R1, b"\x04" + b"\x00" * 64),
+    "p256-x-is-p": (SECP256R1, b"\x04" + bytes.fromhex(
+        "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"
+        "66485c780e2f83d72433bd5d84a06bb6541c2af31dae871728bf856a174f93f4")),
     "p256-compressed": (SECP256R1, b"\x02" + b"\x01" * 32),
     "x25519-zero": (X25519, b"\x00" * 32),
     "x25519-one": (X25519, b"\x01" + b"\x00" * 31),

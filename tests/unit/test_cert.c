@@ -594,6 +594,72 @@ static void test_trust_load(void **state) {
   pst_cert_free(NULL);
 }
 
+/* A tally of many certificates (cert.h): a kind found in at most
+ * PST_CERT_TALLY_EACH certificates keeps each message, a more frequent one
+ * becomes one counted line naming the first three files; errors first. */
+typedef struct {
+  int lines, summaries;
+  char text[8][600];
+  size_t index[8];
+  pst_problem_severity_t sev[8];
+} tally_out_t;
+
+static void tally_collect(void *arg, pst_problem_severity_t sev, size_t index, int summary,
+                          const char *line) {
+  tally_out_t *o = arg;
+  assert_true(o->lines < 8);
+  snprintf(o->text[o->lines], sizeof(o->text[0]), "%s", line);
+  o->index[o->lines] = index;
+  o->sev[o->lines++] = sev;
+  o->summaries += summary;
+}
+
+static void test_tally(void **state) {
+  (void)state;
+  enum { N = 1200 };
+  static pst_cert_t certs[N];
+  static pst_problem_t problems[N];
+  static char paths[N][32];
+  pst_cert_tally_t *t = pst_cert_tally_new();
+  assert_non_null(t);
+  for (size_t i = 0; i < N; i++) {
+    memset(&certs[i], 0, sizeof(certs[i]));
+    snprintf(paths[i], sizeof(paths[i]), "c%zu.pem", i);
+    certs[i].cert_path = paths[i];
+    if (i == 5 || i == 900) { /* 2 expired */
+      problems[i] = (pst_problem_t){PST_PROBLEM_ERROR, PST_PROBLEM_EXPIRED, paths[i]};
+      certs[i].n_errors = 1;
+    } else if (i % 100 != 7 && i != 1) { /* 1,185 expire soon */
+      problems[i] = (pst_problem_t){PST_PROBLEM_WARNING, PST_PROBLEM_EXPIRES_SOON, "soon"};
+    } else { /* 13 without problems */
+      assert_int_equal(pst_cert_tally_add(t, i, &certs[i]), 0);
+      continue;
+    }
+    certs[i].problems = &problems[i];
+    certs[i].n_problems = 1;
+    assert_int_equal(pst_cert_tally_add(t, i, &certs[i]), 0);
+  }
+  size_t n, errs, warns;
+  pst_cert_tally_counts(t, &n, &errs, &warns);
+  assert_int_equal(n, N);
+  assert_int_equal(errs, 2);
+  assert_int_equal(warns, 1185);
+  tally_out_t o = {0};
+  pst_cert_tally_report(t, 30, "HINT", tally_collect, &o);
+  assert_int_equal(o.lines, 3);
+  assert_int_equal(o.summaries, 1);
+  assert_string_equal(o.text[0], "c5.pem");
+  assert_string_equal(o.text[1], "c900.pem");
+  assert_int_equal(o.sev[0], PST_PROBLEM_ERROR);
+  assert_int_equal(o.index[1], 900);
+  assert_string_equal(o.text[2],
+                      "1,185 certificates expire within 30 days (first: c0.pem, c2.pem, c3.pem, "
+                      "...; HINT)");
+  assert_int_equal(o.sev[2], PST_PROBLEM_WARNING);
+  assert_int_equal(o.index[2], 0);
+  pst_cert_tally_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_good_ecdsa_chain),
@@ -613,6 +679,7 @@ int main(void) {
       cmocka_unit_test(test_cn_only),
       cmocka_unit_test(test_unreadable),
       cmocka_unit_test(test_trust_load),
+      cmocka_unit_test(test_tally),
   };
   return cmocka_run_group_tests_name("cert", tests, group_setup, group_teardown);
 }

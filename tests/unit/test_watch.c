@@ -148,7 +148,7 @@ static void test_file_ids(void **state) {
 }
 
 static void test_files_list(void **state) {
-  pst_watch_files_t f = {NULL, NULL, 0};
+  pst_watch_files_t f = {0};
   write_file(at("list.pem"), "x");
   assert_int_equal(pst_watch_files_add(&f, at("list.pem"), NULL), 0);
   assert_int_equal(pst_watch_files_add(&f, at("list.pem"), NULL), 0);
@@ -159,6 +159,29 @@ static void test_files_list(void **state) {
   assert_int_equal(f.ids[1].err, ENOENT);
   pst_watch_files_free(&f);
   assert_int_equal(f.n, 0);
+}
+
+/* Thousands of paths (a configuration with thousands of certificates):
+ * each kept once, in the order first added, through the growth of the
+ * hash; every duplicate found. */
+static void test_files_many(void **state) {
+  pst_watch_files_t f = {0};
+  pst_file_id_t id = {.err = ENOENT};
+  char path[64];
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 5000; i++) {
+      snprintf(path, sizeof(path), "/nowhere/leaf/%d.pem", i);
+      assert_int_equal(pst_watch_files_add(&f, path, &id), 0);
+    }
+  }
+  assert_int_equal(f.n, 5000);
+  for (int i = 0; i < 5000; i += 499) {
+    snprintf(path, sizeof(path), "/nowhere/leaf/%d.pem", i);
+    assert_string_equal(f.paths[i], path);
+  }
+  pst_watch_files_free(&f);
+  assert_int_equal(f.n, 0);
+  assert_null(f.slots);
 }
 
 /* ---- the watcher on a real loop ---- */
@@ -198,7 +221,7 @@ static int run_watch(const char *const *files, uint64_t debounce_ms, int (*scrip
   cur = &r;
   assert_int_equal(uv_loop_init(&r.loop), 0);
   assert_int_equal(pst_watch_new(&r.loop, debounce_ms, on_change, &r, &r.w), 0);
-  pst_watch_files_t f = {NULL, NULL, 0};
+  pst_watch_files_t f = {0};
   for (size_t i = 0; files[i] != NULL; i++)
     assert_int_equal(pst_watch_files_add(&f, files[i], NULL), 0);
   pst_watch_set(r.w, &f, debounce_ms);
@@ -287,6 +310,7 @@ int main(void) {
       cmocka_unit_test(test_file_ids),
       cmocka_unit_test(test_files_list),
       cmocka_unit_test(test_watch_one_callback_per_burst),
+      cmocka_unit_test(test_files_many),
       cmocka_unit_test(test_watch_ignores_other_files),
       cmocka_unit_test(test_watch_event_without_change),
       cmocka_unit_test(test_watch_secret_swap),
