@@ -487,6 +487,9 @@ def markdown(doc):
     if doc.get("replay"):
         import replay  # bench/replay.py: local against shared (Redis) strike register
         L.extend(replay.markdown(doc["replay"]))
+    if doc.get("overload"):
+        import overload  # bench/overload.py: open-loop handshake flood
+        L.extend(overload.markdown(doc["overload"]))
     nm = doc.get("not_measured") or []
     if nm:
         L.append("### Not measured")
