@@ -211,7 +211,8 @@ static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
   if (uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)t) == 0) {
     uv_os_fd_t fd;
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    if (uv_fileno((uv_handle_t *)t, &fd) == 0) setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    if (uv_fileno((uv_handle_t *)t, &fd) == 0)
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   }
   uv_close((uv_handle_t *)t, wl_on_shed_close);
   pst_metrics_conn_accepted(lc->metrics_slot);
@@ -219,11 +220,12 @@ static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
   wl->shed_since++;
   uint64_t now = uv_now(&worker->loop);
   if (wl->shed_warned_ms == 0 || now - wl->shed_warned_ms >= WL_FULL_WARN_MS) {
-    pst_log_warn("listener %s: worker %u is behind: %u handshakes in flight, %u connections "
-                 "queued (max_handshakes_in_flight %u): shedding new connections at accept "
-                 "(%llu since the last warning)",
-                 lc->name, worker->id, wl->n_handshakes, queued, lc->max_handshakes_in_flight,
-                 (unsigned long long)wl->shed_since);
+    pst_log_warn(
+        "listener %s: worker %u is behind: %u handshakes in flight, %u connections "
+        "queued (max_handshakes_in_flight %u): shedding new connections at accept "
+        "(%llu since the last warning)",
+        lc->name, worker->id, wl->n_handshakes, queued, lc->max_handshakes_in_flight,
+        (unsigned long long)wl->shed_since);
     wl->shed_warned_ms = now;
     wl->shed_since = 0;
   }
