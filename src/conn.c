@@ -197,6 +197,25 @@ int pst_conn_evict(pst_wlistener_t *wl) {
   return 0;
 }
 
+/* How far pst_conn_evict_handshake looks down the eviction list for a
+ * handshake: idle connections that waited longer come first. */
+#define EVICT_HANDSHAKE_WALK 32
+
+int pst_conn_evict_handshake(pst_wlistener_t *wl, uint64_t min_age_ms) {
+  uint64_t now = uv_hrtime();
+  pst_conn_t *c = wl->evict_first;
+  for (unsigned i = 0; c != NULL && i < EVICT_HANDSHAKE_WALK; c = c->evict_next, i++) {
+    if (c->state >= PST_CONN_OPEN) continue;
+    /* Handshakes are listed in the order of their accepts: the first one
+     * found is the oldest; when it is young, so are the others. */
+    if ((now - c->t_start_ns) / 1000000 < min_age_ms) return -EBUSY;
+    pst_conn_close(c, PST_ELIMIT,
+                   "closed for a new client at max_handshakes_in_flight: handshake incomplete");
+    return 0;
+  }
+  return -EBUSY;
+}
+
 /* Traffic from or to the client's application: the idle timeout starts
  * again, and the connection goes last in the eviction order, unless a
  * request head is incomplete (its place is the head's start). */

@@ -41,6 +41,8 @@
 #define WORKER_TRIM_MIN_PEAK 256
 /* A listener at max_connections is reported at most this often per worker. */
 #define WL_FULL_WARN_MS 60000
+/* See wl_stale_ms. */
+#define WL_STALE_MIN_MS 1000
 
 int pst_listen_socket(const pst_addr_t *addr) {
   int family = addr->ss.ss_family;
@@ -231,6 +233,15 @@ static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
   }
 }
 
+/* A handshake in flight this old, at the bound, gives way to a new client
+ * (pst_conn_evict_handshake): a quarter of the handshake timeout, at
+ * least WL_STALE_MIN_MS. Under a flood the handshakes in flight are about
+ * max_handshakes_in_flight / (the worker's rate) old, well under it. */
+static uint64_t wl_stale_ms(const pst_listener_conf_t *lc) {
+  uint64_t ms = lc->handshake_timeout_ms / 4;
+  return ms < WL_STALE_MIN_MS ? WL_STALE_MIN_MS : ms;
+}
+
 /* Decides what becomes of the connection libuv holds for wl (it has
  * accepted it and waits for uv_accept): taken (a handshake starts), shed
  * (wl_shed), or left for the next loop turn (wl->held; libuv stops polling
@@ -239,11 +250,13 @@ static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
  * Above max_handshakes_in_flight new connections are shed, oldest queued
  * first, so that the handshakes already started finish in time instead of
  * every client getting slower until all of them time out (the collapse an
- * open-loop flood showed without it). Under the bound, at most
+ * open-loop flood showed without it); but a handshake that has waited on
+ * its client for long gives way to the new one instead, so that clients
+ * which never finish theirs cannot hold the bound. Under the bound, at most
  * ACCEPT_BATCH connections are taken per loop turn. */
 static void wl_take(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listener_conf_t *lc) {
   unsigned bound = lc->max_handshakes_in_flight;
-  if (wl->n_handshakes >= bound) {
+  if (wl->n_handshakes >= bound && pst_conn_evict_handshake(wl, wl_stale_ms(lc)) != 0) {
     wl_shed(worker, wl, lc, 0);
     return;
   }

@@ -28,9 +28,9 @@ from conftest import run_postern, sanitizer_report
 BOUND = 4
 
 
-def ovl_config(pki, port, backend, admin_port, bound=BOUND, **extra):
+def ovl_config(pki, port, backend, admin_port, bound=BOUND, handshake="60s", **extra):
     item = listener("flood", port, backend, pki, max_handshakes_in_flight=bound,
-                    timeouts={"handshake": "60s", "idle": "60s"}, **extra)
+                    timeouts={"handshake": handshake, "idle": "60s"}, **extra)
     return config([item], workers=1, admin={"listen": f"{HOST}:{admin_port}"})
 
 
@@ -160,6 +160,29 @@ def test_reload_applies_a_new_bound(pki, start_postern, backend, tmp_path):
         for c in holders:
             c.close()
     assert shed_count(admin) == 1, p.context()
+
+
+def test_stale_handshake_gives_way(pki, start_postern, backend):
+    """Clients that start handshakes and never finish them cannot hold the
+    bound for the whole handshake timeout: at the bound, a handshake older
+    than a quarter of it (at least 1 s) is closed for the new client."""
+    port, admin = free_port(), free_port()
+    echo = backend.echo()
+    p = start_postern(ovl_config(pki, port, f"{HOST}:{echo.port}", admin, handshake="4s"),
+                      [port, admin])
+    holders = [holder(port) for _ in range(BOUND)]
+    try:
+        time.sleep(1.5)  # older than max(1 s, 4 s / 4): stale at the bound
+        newcomer = holder(port)  # gets its ServerHello: the oldest holder gave way
+        newcomer.close()
+        holders[0].sock.settimeout(20)  # a fail-safe, not a timing check
+        holders[0].records_until_close()
+        assert holders[0].eof, "the oldest handshake was not closed" + p.context()
+    finally:
+        for c in holders:
+            c.close()
+    p.wait_log(r"closed for a new client at max_handshakes_in_flight: handshake incomplete")
+    assert shed_count(admin) == 0, p.context()
 
 
 @pytest.mark.parametrize("value", ["0", "lots", "-3", "[4]", "2000000"])
