@@ -43,6 +43,11 @@
 #define WL_FULL_WARN_MS 60000
 /* See wl_stale_ms. */
 #define WL_STALE_MIN_MS 1000
+/* See wl_backlog. */
+#define WL_BACKLOG_MIN 128
+/* Resets a listener may send before its budget is earned by admissions
+ * (wl_shed), and the most it may save up. */
+#define WL_SHED_BURST 64
 
 int pst_listen_socket(const pst_addr_t *addr) {
   int family = addr->ss.ss_family;
@@ -127,15 +132,14 @@ static pst_wlistener_t *wl_new(int fd) {
 static void worker_on_connection(uv_stream_t *server, int status);
 
 /* The listen(2) backlog for a listener bounded at max_handshakes_in_flight
- * per worker: room for twice the bound, so that the kernel queues what
- * postern sheds itself (wl_take: at once, with a reset) rather than
- * dropping SYNs (which a client notices only when it retransmits, a second
- * later), and not much more, since whatever waits there ages. The kernel
- * caps it at net.core.somaxconn. */
+ * per worker: the bound (at least WL_BACKLOG_MIN), since whatever waits
+ * there ages: a connection at its end waits for as many handshakes as the
+ * bound before its own starts. Past it the kernel drops SYNs, which costs
+ * postern nothing (wl_shed). The kernel caps it at net.core.somaxconn. */
 static unsigned wl_backlog(const pst_listener_conf_t *lc) {
   unsigned b = lc->max_handshakes_in_flight;
-  b = b > 32767 ? 65535 : 2 * b;
-  return b < LISTEN_BACKLOG ? LISTEN_BACKLOG : b;
+  b = b > 65535 ? 65535 : b;
+  return b < WL_BACKLOG_MIN ? WL_BACKLOG_MIN : b;
 }
 
 /* Starts accepting on wl's socket on the worker's loop. On failure the
@@ -148,6 +152,7 @@ static int wl_open(pst_worker_t *worker, pst_wlistener_t *wl) {
   if (rc != 0) return rc;
   wl->fd = -1; /* the handle owns it now */
   wl->backlog = wl_backlog(worker->gen->listeners[wl->index].conf);
+  wl->shed_budget = WL_SHED_BURST;
   return uv_listen((uv_stream_t *)&wl->handle, (int)wl->backlog, worker_on_connection);
 }
 
@@ -200,15 +205,25 @@ static unsigned wl_queued(pst_wlistener_t *wl) {
 /* Sheds the connection waiting on wl: accepted and closed at once with a
  * reset (SO_LINGER 0: no FIN exchange, no TIME_WAIT), before any TLS work
  * or any read; counted as accepted and closed for "shed". The client sees
- * its connection reset at once and may try again (elsewhere). */
+ * its connection reset at once and may try again (elsewhere).
+ * A reset costs the worker ~25 us (accept, close, the socket's teardown;
+ * measured on loopback), a tenth of a full handshake: at four times the
+ * rate a worker sustains, resetting every connection it cannot serve would
+ * take a quarter of its time. So each reset spends one unit of a budget
+ * that each connection let in earns (WL_SHED_BURST to start with and at
+ * most): at most about one reset per handshake. Without budget the
+ * connection is left in the listen queue (wl->held: libuv stops polling
+ * the socket; the next turn looks again), which fills up to its backlog;
+ * past it the kernel drops SYNs, at no cost to postern (the client
+ * retransmits its SYN after a second, and may get in then). */
 static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listener_conf_t *lc,
                     unsigned queued) {
-  uv_tcp_t *t = malloc(sizeof(*t));
+  uv_tcp_t *t = wl->shed_budget > 0 ? malloc(sizeof(*t)) : NULL;
   if (t == NULL) {
-    /* Not taking it stops the listener until the next turn resumes it. */
     wl->held = 1;
     return;
   }
+  wl->shed_budget--;
   uv_tcp_init(&worker->loop, t);
   if (uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)t) == 0) {
     uv_os_fd_t fd;
@@ -272,6 +287,7 @@ static void wl_take(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
     return;
   }
   worker->turn_accepted++;
+  if (wl->shed_budget < WL_SHED_BURST) wl->shed_budget++;
   worker_accept(worker, wl);
 }
 

@@ -42,6 +42,7 @@ typedef struct {
   unsigned n_handshakes;
   int held;                /* the turn's accept batch was full: one socket waits in libuv */
   unsigned backlog;        /* the listen(2) backlog the socket has now */
+  unsigned shed_budget;    /* resets it may send now (worker.c: wl_shed) */
   uint64_t shed_warned_ms; /* loop time of the last "shedding" warning */
   uint64_t shed_since;     /* connections shed since that warning */
 } pst_wlistener_t;
