@@ -46,8 +46,10 @@
 /* See wl_backlog. */
 #define WL_BACKLOG_MIN 128
 /* Resets a listener may send before its budget is earned by admissions
- * (wl_shed), and the most it may save up. */
+ * (wl_shed), and the most it may save up; and what each connection let in
+ * earns. */
 #define WL_SHED_BURST 64
+#define WL_SHED_PER_ADMIT 3
 
 int pst_listen_socket(const pst_addr_t *addr) {
   int family = addr->ss.ss_family;
@@ -207,15 +209,18 @@ static unsigned wl_queued(pst_wlistener_t *wl) {
  * or any read; counted as accepted and closed for "shed". The client sees
  * its connection reset at once and may try again (elsewhere).
  * A reset costs the worker ~25 us (accept, close, the socket's teardown;
- * measured on loopback), a tenth of a full handshake: at four times the
+ * measured on loopback, where the client's side of the teardown runs on
+ * the sender's CPU too), a tenth of a full handshake: at eight times the
  * rate a worker sustains, resetting every connection it cannot serve would
- * take a quarter of its time. So each reset spends one unit of a budget
- * that each connection let in earns (WL_SHED_BURST to start with and at
- * most): at most about one reset per handshake. Without budget the
- * connection is left in the listen queue (wl->held: libuv stops polling
- * the socket; the next turn looks again), which fills up to its backlog;
- * past it the kernel drops SYNs, at no cost to postern (the client
- * retransmits its SYN after a second, and may get in then). */
+ * take most of its time. So each reset spends a unit of a budget that
+ * each connection let in earns WL_SHED_PER_ADMIT of (WL_SHED_BURST to
+ * start with and at most): up to four times the sustained rate every
+ * excess connection is reset, past it the resets take at most about a
+ * fifth of the worker's time. Without budget the connection is left in
+ * the listen queue (wl->held: libuv stops polling the socket; the next
+ * turn looks again), which fills up to its backlog; past it the kernel
+ * drops SYNs, at no cost to postern (the client retransmits its SYN after
+ * a second, and may get in then). */
 static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listener_conf_t *lc,
                     unsigned queued) {
   uv_tcp_t *t = wl->shed_budget > 0 ? malloc(sizeof(*t)) : NULL;
@@ -287,7 +292,8 @@ static void wl_take(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
     return;
   }
   worker->turn_accepted++;
-  if (wl->shed_budget < WL_SHED_BURST) wl->shed_budget++;
+  wl->shed_budget += WL_SHED_PER_ADMIT;
+  if (wl->shed_budget > WL_SHED_BURST) wl->shed_budget = WL_SHED_BURST;
   worker_accept(worker, wl);
 }
 
