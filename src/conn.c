@@ -5,6 +5,8 @@
 #include "postern/conn.h"
 
 #include <assert.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -917,6 +919,19 @@ static void conn_host_init(pst_conn_t *conn, pst_worker_t *worker) {
   h->sni = "";
 }
 
+/* The client sent its FIN already (CLOSE_WAIT): under overload its
+ * connection waited in the listen queue until the client gave up. */
+static int conn_client_gone(pst_conn_t *conn) {
+  uv_os_fd_t fd;
+  struct tcp_info ti;
+  socklen_t len = sizeof(ti);
+  if (uv_fileno((uv_handle_t *)&conn->client.tcp, &fd) != 0 ||
+      getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+    return 0;
+  }
+  return ti.tcpi_state == TCP_CLOSE_WAIT;
+}
+
 int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   pst_conn_t *conn = calloc(1, sizeof(*conn));
   if (conn == NULL) {
@@ -955,6 +970,11 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
     return -ENOMEM;
   }
   if (conn->state == PST_CONN_PROXY && (rc = pst_conn_proxy_start(conn)) != 0) return rc;
+  if (wl->check_gone && conn->state == PST_CONN_HANDSHAKE && conn_client_gone(conn)) {
+    /* No handshake for a client that no longer waits for it. */
+    pst_conn_close(conn, PST_EPROTO, "the client gave up while it waited in the listen queue");
+    return PST_EPROTO;
+  }
   conn->ssl = wolfSSL_new(conn->gl->ctx);
   if (conn->ssl == NULL) {
     pst_conn_close(conn, -ENOMEM, "cannot create TLS session");

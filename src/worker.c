@@ -292,6 +292,9 @@ static void wl_take(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
     return;
   }
   worker->turn_accepted++;
+  /* Budget spent lately: the worker has been shedding, and the connections
+   * in its queue may have waited there until their clients gave up. */
+  wl->check_gone = wl->shed_budget < WL_SHED_BURST;
   wl->shed_budget += WL_SHED_PER_ADMIT;
   if (wl->shed_budget > WL_SHED_BURST) wl->shed_budget = WL_SHED_BURST;
   worker_accept(worker, wl);

@@ -40,9 +40,13 @@ typedef struct {
    * accept and down when the connection leaves the handshake, to open or to
    * close (conn.c: pst_conn_set_state). */
   unsigned n_handshakes;
-  int held;                /* the turn's accept batch was full: one socket waits in libuv */
-  unsigned backlog;        /* the listen(2) backlog the socket has now */
-  unsigned shed_budget;    /* resets it may send now (worker.c: wl_shed) */
+  int held;             /* the turn's accept batch was full: one socket waits in libuv */
+  unsigned backlog;     /* the listen(2) backlog the socket has now */
+  unsigned shed_budget; /* resets it may send now (worker.c: wl_shed) */
+  /* Set by the worker while it sheds (connections may have waited in the
+   * listen queue until their client gave up): pst_conn_accept then checks
+   * whether the client is still there before any TLS work. */
+  int check_gone;
   uint64_t shed_warned_ms; /* loop time of the last "shedding" warning */
   uint64_t shed_since;     /* connections shed since that warning */
 } pst_wlistener_t;

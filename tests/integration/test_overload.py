@@ -119,6 +119,44 @@ def test_flood_is_shed_and_started_handshakes_go_on(pki, start_postern, backend)
     assert "AddressSanitizer" not in p.stderr()
 
 
+def test_past_the_reset_budget_the_queue_holds(pki, start_postern, backend):
+    """Resets are budgeted (64 to start with, three per connection let in):
+    past the budget new connections stay in the listen queue instead; those
+    whose client gave up meanwhile are closed without a handshake when their
+    turn comes, and the rest are served."""
+    port, admin = free_port(), free_port()
+    echo = backend.echo()
+    p = start_postern(ovl_config(pki, port, f"{HOST}:{echo.port}", admin), [port, admin])
+    holders = [holder(port) for _ in range(BOUND)]
+    try:
+        answers = [hello_answer(port) for _ in range(64)]
+        assert answers == [b""] * 64, p.context()
+        assert shed_count(admin) == 64, p.context()
+        # The budget is spent: these wait in the queue, and their clients
+        # give up (close) before there is room.
+        waiting = []
+        for _ in range(6):
+            s = socket.create_connection((HOST, port), timeout=20)
+            s.sendall(tlsraw.record(tlsraw.HANDSHAKE, tlsraw.client_hello()))
+            waiting.append(s)
+        patient = tlsraw.RawConn(port, timeout=30)
+        patient.send(tlsraw.record(tlsraw.HANDSHAKE, tlsraw.client_hello()))
+        for s in waiting:
+            s.close()
+    finally:
+        for c in holders:
+            c.close()
+    # Room again: the patient client, queued last, gets its handshake.
+    patient.server_hello()
+    patient.close()
+    gone = "the client gave up while it waited in the listen queue"
+    deadline = time.monotonic() + 20  # a fail-safe, not a timing check
+    while p.stderr().count(gone) < len(waiting) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert p.stderr().count(gone) == len(waiting), p.context()
+    assert shed_count(admin) == 64, p.context()
+
+
 def test_burst_under_the_bound_is_all_served(pki, start_postern, backend):
     """More connections at once than one loop turn takes (its accept batch):
     with the bound above them, none is shed; those past the batch wait for
