@@ -221,8 +221,7 @@ static unsigned wl_queued(pst_wlistener_t *wl) {
  * turn looks again), which fills up to its backlog; past it the kernel
  * drops SYNs, at no cost to postern (the client retransmits its SYN after
  * a second, and may get in then). */
-static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listener_conf_t *lc,
-                    unsigned queued) {
+static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listener_conf_t *lc) {
   uv_tcp_t *t = wl->shed_budget > 0 ? malloc(sizeof(*t)) : NULL;
   if (t == NULL) {
     wl->held = 1;
@@ -246,7 +245,7 @@ static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
         "listener %s: worker %u is behind: %u handshakes in flight, %u connections "
         "queued (max_handshakes_in_flight %u): shedding new connections at accept "
         "(%llu since the last warning)",
-        lc->name, worker->id, wl->n_handshakes, queued, lc->max_handshakes_in_flight,
+        lc->name, worker->id, wl->n_handshakes, wl_queued(wl), lc->max_handshakes_in_flight,
         (unsigned long long)wl->shed_since);
     wl->shed_warned_ms = now;
     wl->shed_since = 0;
@@ -277,7 +276,7 @@ static uint64_t wl_stale_ms(const pst_listener_conf_t *lc) {
 static void wl_take(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listener_conf_t *lc) {
   unsigned bound = lc->max_handshakes_in_flight;
   if (wl->n_handshakes >= bound && pst_conn_evict_handshake(wl, wl_stale_ms(lc)) != 0) {
-    wl_shed(worker, wl, lc, 0);
+    wl_shed(worker, wl, lc);
     return;
   }
   if (worker->turn_accepted >= ACCEPT_BATCH) {
@@ -285,7 +284,7 @@ static void wl_take(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listene
      * getsockopt, not one per connection. */
     unsigned queued = wl_queued(wl);
     if ((uint64_t)wl->n_handshakes + 1 + queued > bound) {
-      wl_shed(worker, wl, lc, queued);
+      wl_shed(worker, wl, lc);
       return;
     }
     wl->held = 1;

@@ -40,7 +40,8 @@ typedef struct {
    * accept and down when the connection leaves the handshake, to open or to
    * close (conn.c: pst_conn_set_state). */
   unsigned n_handshakes;
-  int held;             /* the turn's accept batch was full: one socket waits in libuv */
+  int held; /* the turn's accept batch was full, or no reset budget left: one socket waits in libuv
+             */
   unsigned backlog;     /* the listen(2) backlog the socket has now */
   unsigned shed_budget; /* resets it may send now (worker.c: wl_shed) */
   /* Set by the worker while it sheds (connections may have waited in the
