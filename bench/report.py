@@ -490,6 +490,9 @@ def markdown(doc):
     if doc.get("keepalive"):
         import keepalive  # bench/keepalive.py: postern-http against haproxy-http and h2o
         L.extend(keepalive.markdown(doc["keepalive"]))
+    if doc.get("overload"):
+        import overload  # bench/overload.py: open-loop handshake flood
+        L.extend(overload.markdown(doc["overload"]))
     nm = doc.get("not_measured") or []
     if nm:
         L.append("### Not measured")

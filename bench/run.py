@@ -34,12 +34,14 @@ import report  # noqa: E402
 import certs as certs_scenario  # noqa: E402
 import replay as replay_scenario  # noqa: E402
 import keepalive as keepalive_scenario  # noqa: E402
+import overload as overload_scenario  # noqa: E402
 import scenarios  # noqa: E402
 import servers  # noqa: E402
 
 REPO = HERE.parent
 
-ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle", "certs", "replay", "keepalive")
+ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle", "certs", "replay", "keepalive",
+                 "overload")
 
 
 class Env:
@@ -115,6 +117,9 @@ def parse_args(argv):
     ap.add_argument("--admin", action="store_true",
                     help="run postern with its admin endpoint on (admin: listen:) and scrape "
                          "/metrics every second while each postern runs, as Prometheus would")
+    ap.add_argument("--postern-before", metavar="BIN",
+                    help="overload scenario: also run this postern binary (built before a "
+                         "change), alternating with the current one")
     ap.add_argument("--from-json", metavar="FILE",
                     help="measure nothing: rebuild the report from a latest.json")
     a = ap.parse_args(argv)
@@ -423,6 +428,7 @@ def rebuild(args):
                        old.get("server_log_problems", {}), old["elapsed_s"], old["when"])
     doc["certs"] = old.get("certs", [])
     doc["replay"] = old.get("replay", [])
+    doc["overload"] = old.get("overload", [])
     write_outputs(args, doc)
     return 1 if doc["total_errors"] else 0
 
@@ -477,6 +483,13 @@ def main(argv=None):
                 duration=args.duration, levels=(500,) if args.quick else keepalive_scenario.LEVELS,
                 protos=("h2",) if args.quick else ("h1", "h2"),
                 peers=names + (["h2o"] if args.peers == "all" else []), say=say)
+        overload_rows = []
+        if "overload" in args.scenarios and "tcp" in args.kinds:
+            overload_rows = overload_scenario.run(
+                env, certs[args.certs[0]], workdir, reps=1 if args.quick else 2,
+                duration=1.5 if args.quick else 3.0, warmup=args.warmup,
+                multiples=(1, 4) if args.quick else (1, 2, 4), before=args.postern_before,
+                haproxy="haproxy-tcp" in names, low_bound=not args.quick, say=say)
         if args.admin:
             notes.append(f"postern ran with admin: on and /metrics scraped every second: "
                          f"{env.scrapes['ok']} scrapes, {env.scrapes['failed']} failed")
@@ -506,6 +519,7 @@ def main(argv=None):
     doc["certs"] = cert_rows
     doc["replay"] = replay_rows
     doc["keepalive"] = keepalive_rows
+    doc["overload"] = overload_rows
     write_outputs(args, doc)
     say(f"done in {elapsed:.0f} s")
     return 1 if doc["total_errors"] else 0

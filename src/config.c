@@ -494,6 +494,13 @@ static int set_max_connections(pst_cfg_t *p, yaml_node_t *v, void *obj) {
   return rc;
 }
 
+static int set_max_handshakes(pst_cfg_t *p, yaml_node_t *v, void *obj) {
+  uint64_t n;
+  int rc = pst_cfg_uint(p, v, 1, MAX_CONNECTIONS, &n);
+  if (rc == 0) ((pst_listener_conf_t *)obj)->max_handshakes_in_flight = (unsigned)n;
+  return rc;
+}
+
 static const pst_cfg_key_t listener_keys[] = {
     {"name", set_name, NULL},
     {"listen", set_listen, "host:port"},
@@ -504,6 +511,7 @@ static const pst_cfg_key_t listener_keys[] = {
     {"routes", set_routes, NULL},
     {"timeouts", set_timeouts, NULL},
     {"max_connections", set_max_connections, NULL},
+    {"max_handshakes_in_flight", set_max_handshakes, NULL},
     {"forwarded", pst_cfg_set_forwarded, NULL},
     {"access_log", pst_cfg_set_access_log, NULL},
     {"limits", pst_cfg_set_limits, NULL},
@@ -522,6 +530,7 @@ static void listener_defaults(pst_listener_conf_t *l) {
   l->request_head_timeout_ms = SEC(10);
   l->backend_connect_timeout_ms = SEC(5);
   l->max_connections = 10000;
+  l->max_handshakes_in_flight = 512;
   pst_cfg_http_defaults(l);
   pst_cfg_tls_resume_defaults(l);
 }

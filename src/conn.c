@@ -5,6 +5,8 @@
 #include "postern/conn.h"
 
 #include <assert.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +197,25 @@ int pst_conn_evict(pst_wlistener_t *wl) {
                      ? "closed for a new client at max_connections: idle"
                      : "closed for a new client at max_connections: handshake incomplete");
   return 0;
+}
+
+/* How far pst_conn_evict_handshake looks down the eviction list for a
+ * handshake: idle connections that waited longer come first. */
+#define EVICT_HANDSHAKE_WALK 32
+
+int pst_conn_evict_handshake(pst_wlistener_t *wl, uint64_t min_age_ms) {
+  uint64_t now = uv_hrtime();
+  pst_conn_t *c = wl->evict_first;
+  for (unsigned i = 0; c != NULL && i < EVICT_HANDSHAKE_WALK; c = c->evict_next, i++) {
+    if (c->state >= PST_CONN_OPEN) continue;
+    /* Handshakes are listed in the order of their accepts: the first one
+     * found is the oldest; when it is young, so are the others. */
+    if ((now - c->t_start_ns) / 1000000 < min_age_ms) return -EBUSY;
+    pst_conn_close(c, PST_ELIMIT,
+                   "closed for a new client at max_handshakes_in_flight: handshake incomplete");
+    return 0;
+  }
+  return -EBUSY;
 }
 
 /* Traffic from or to the client's application: the idle timeout starts
@@ -847,6 +868,12 @@ void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
                   conn->state, state);
     abort();
   }
+  /* The handshake (and the PROXY header before it) is over, either way:
+   * the listener's overload bound counts it no more (worker.c: wl_take). */
+  if (conn->state < PST_CONN_OPEN && state >= PST_CONN_OPEN) {
+    assert(conn->wl->n_handshakes > 0);
+    conn->wl->n_handshakes--;
+  }
   conn->state = state;
   switch (state) {
     case PST_CONN_OPEN: {
@@ -892,6 +919,19 @@ static void conn_host_init(pst_conn_t *conn, pst_worker_t *worker) {
   h->sni = "";
 }
 
+/* The client sent its FIN already (CLOSE_WAIT): under overload its
+ * connection waited in the listen queue until the client gave up. */
+static int conn_client_gone(pst_conn_t *conn) {
+  uv_os_fd_t fd;
+  struct tcp_info ti;
+  socklen_t len = sizeof(ti);
+  if (uv_fileno((uv_handle_t *)&conn->client.tcp, &fd) != 0 ||
+      getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+    return 0;
+  }
+  return ti.tcpi_state == TCP_CLOSE_WAIT;
+}
+
 int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   pst_conn_t *conn = calloc(1, sizeof(*conn));
   if (conn == NULL) {
@@ -916,6 +956,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   worker->conns = conn;
   worker->n_conns++;
   wl->n_conns++;
+  wl->n_handshakes++; /* until pst_conn_set_state leaves the handshake */
   conn_evict_requeue(conn);
   pst_metrics_conn_accepted(conn->gl->conf->metrics_slot); /* pst_conn_close counts it closed */
 
@@ -929,6 +970,11 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
     return -ENOMEM;
   }
   if (conn->state == PST_CONN_PROXY && (rc = pst_conn_proxy_start(conn)) != 0) return rc;
+  if (wl->check_gone && conn->state == PST_CONN_HANDSHAKE && conn_client_gone(conn)) {
+    /* No handshake for a client that no longer waits for it. */
+    pst_conn_close(conn, PST_EPROTO, "the client gave up while it waited in the listen queue");
+    return PST_EPROTO;
+  }
   conn->ssl = wolfSSL_new(conn->gl->ctx);
   if (conn->ssl == NULL) {
     pst_conn_close(conn, -ENOMEM, "cannot create TLS session");

@@ -105,6 +105,7 @@ static const char *const close_reasons[PST_MCLOSE__COUNT] = {
     [PST_MCLOSE_PROTOCOL_ERROR] = "protocol_error",
     [PST_MCLOSE_BACKEND_ERROR] = "backend_error",
     [PST_MCLOSE_ERROR] = "error",
+    [PST_MCLOSE_SHED] = "shed",
 };
 
 static const char *const early_outcomes[PST_MEARLY__COUNT] = {"accepted", "rejected", "replayed"};

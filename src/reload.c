@@ -209,6 +209,9 @@ static void describe_settings(out_t *o, const pst_listener_conf_t *a,
     out_add(&keys, ", ", "timeouts");
   if (a->max_connections != b->max_connections)
     out_add(&keys, ", ", "max_connections %u (was %u)", b->max_connections, a->max_connections);
+  if (a->max_handshakes_in_flight != b->max_handshakes_in_flight)
+    out_add(&keys, ", ", "max_handshakes_in_flight %u (was %u)", b->max_handshakes_in_flight,
+            a->max_handshakes_in_flight);
   if (keys.items > 0) out_add(o, ", ", "settings changed: %s", buf);
 }
 

@@ -24,7 +24,15 @@
 #include "postern/replay_redis.h"
 #include "postern/tls.h"
 
+/* The backlog a listening socket gets when made; each worker then sets its
+ * own from the listener's max_handshakes_in_flight (wl_backlog). */
 #define LISTEN_BACKLOG 511
+/* Connections a worker takes per loop turn, all listeners together: libuv
+ * would otherwise accept until the queue is empty, and under a flood one
+ * turn would start hundreds of handshakes while the clients of those
+ * already started wait for their Finished to be read. The rest wait for the
+ * next turn (worker_on_prepare), or are shed (wl_take). */
+#define ACCEPT_BATCH 64
 /* How long a worker must have had no connection before it gives the
  * memory its allocator keeps back to the system (worker_on_trim). */
 #define WORKER_TRIM_DELAY_MS 2000
@@ -33,6 +41,15 @@
 #define WORKER_TRIM_MIN_PEAK 256
 /* A listener at max_connections is reported at most this often per worker. */
 #define WL_FULL_WARN_MS 60000
+/* See wl_stale_ms. */
+#define WL_STALE_MIN_MS 1000
+/* See wl_backlog. */
+#define WL_BACKLOG_MIN 128
+/* Resets a listener may send before its budget is earned by admissions
+ * (wl_shed), and the most it may save up; and what each connection let in
+ * earns. */
+#define WL_SHED_BURST 64
+#define WL_SHED_PER_ADMIT 3
 
 int pst_listen_socket(const pst_addr_t *addr) {
   int family = addr->ss.ss_family;
@@ -116,6 +133,17 @@ static pst_wlistener_t *wl_new(int fd) {
 
 static void worker_on_connection(uv_stream_t *server, int status);
 
+/* The listen(2) backlog for a listener bounded at max_handshakes_in_flight
+ * per worker: the bound (at least WL_BACKLOG_MIN), since whatever waits
+ * there ages: a connection at its end waits for as many handshakes as the
+ * bound before its own starts. Past it the kernel drops SYNs, which costs
+ * postern nothing (wl_shed). The kernel caps it at net.core.somaxconn. */
+static unsigned wl_backlog(const pst_listener_conf_t *lc) {
+  unsigned b = lc->max_handshakes_in_flight;
+  b = b > 65535 ? 65535 : b;
+  return b < WL_BACKLOG_MIN ? WL_BACKLOG_MIN : b;
+}
+
 /* Starts accepting on wl's socket on the worker's loop. On failure the
  * handle (if made) is left open for wl_close. */
 static int wl_open(pst_worker_t *worker, pst_wlistener_t *wl) {
@@ -125,7 +153,24 @@ static int wl_open(pst_worker_t *worker, pst_wlistener_t *wl) {
   int rc = uv_tcp_open(&wl->handle, wl->fd);
   if (rc != 0) return rc;
   wl->fd = -1; /* the handle owns it now */
-  return uv_listen((uv_stream_t *)&wl->handle, LISTEN_BACKLOG, worker_on_connection);
+  wl->backlog = wl_backlog(worker->gen->listeners[wl->index].conf);
+  wl->shed_budget = WL_SHED_BURST;
+  return uv_listen((uv_stream_t *)&wl->handle, (int)wl->backlog, worker_on_connection);
+}
+
+/* A reload changed max_handshakes_in_flight: Linux takes a new backlog
+ * from listen(2) on a listening socket, without dropping what is queued. */
+static void wl_resize_backlog(pst_wlistener_t *wl) {
+  const pst_listener_conf_t *lc = wl->worker->gen->listeners[wl->index].conf;
+  unsigned b = wl_backlog(lc);
+  uv_os_fd_t fd;
+  if (b == wl->backlog || uv_fileno((uv_handle_t *)&wl->handle, &fd) != 0) return;
+  if (listen(fd, (int)b) != 0) {
+    pst_log_warn("listener %s: cannot set the listen backlog to %u: %s", lc->name, b,
+                 strerror(errno));
+    return;
+  }
+  wl->backlog = b;
 }
 
 static unsigned wl_max_connections(const pst_wlistener_t *wl) {
@@ -140,6 +185,118 @@ static void worker_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   pst_conn_accept(worker, wl);
   if (worker->n_conns > worker->peak_conns) worker->peak_conns = worker->n_conns;
   atomic_store_explicit(&worker->open_conns, worker->n_conns, memory_order_relaxed);
+}
+
+/* ---- overload ---- */
+
+static void wl_on_shed_close(uv_handle_t *h) { free(h); }
+
+/* Connections waiting in wl's listen queue (Linux reports a listening
+ * socket's accept queue length in tcpi_unacked), or 0 when unknown. */
+static unsigned wl_queued(pst_wlistener_t *wl) {
+  uv_os_fd_t fd;
+  struct tcp_info ti;
+  socklen_t len = sizeof(ti);
+  if (uv_fileno((uv_handle_t *)&wl->handle, &fd) != 0 ||
+      getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) {
+    return 0;
+  }
+  return ti.tcpi_unacked;
+}
+
+/* Sheds the connection waiting on wl: accepted and closed at once with a
+ * reset (SO_LINGER 0: no FIN exchange, no TIME_WAIT), before any TLS work
+ * or any read; counted as accepted and closed for "shed". The client sees
+ * its connection reset at once and may try again (elsewhere).
+ * A reset costs the worker ~25 us (accept, close, the socket's teardown;
+ * measured on loopback, where the client's side of the teardown runs on
+ * the sender's CPU too), a tenth of a full handshake: at eight times the
+ * rate a worker sustains, resetting every connection it cannot serve would
+ * take most of its time. So each reset spends a unit of a budget that
+ * each connection let in earns WL_SHED_PER_ADMIT of (WL_SHED_BURST to
+ * start with and at most): up to four times the sustained rate every
+ * excess connection is reset, past it the resets take at most about a
+ * fifth of the worker's time. Without budget the connection is left in
+ * the listen queue (wl->held: libuv stops polling the socket; the next
+ * turn looks again), which fills up to its backlog; past it the kernel
+ * drops SYNs, at no cost to postern (the client retransmits its SYN after
+ * a second, and may get in then). */
+static void wl_shed(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listener_conf_t *lc) {
+  uv_tcp_t *t = wl->shed_budget > 0 ? malloc(sizeof(*t)) : NULL;
+  if (t == NULL) {
+    wl->held = 1;
+    return;
+  }
+  wl->shed_budget--;
+  uv_tcp_init(&worker->loop, t);
+  if (uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)t) == 0) {
+    uv_os_fd_t fd;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    if (uv_fileno((uv_handle_t *)t, &fd) == 0)
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  }
+  uv_close((uv_handle_t *)t, wl_on_shed_close);
+  pst_metrics_conn_accepted(lc->metrics_slot);
+  pst_metrics_conn_closed(lc->metrics_slot, PST_MCLOSE_SHED);
+  wl->shed_since++;
+  uint64_t now = uv_now(&worker->loop);
+  if (wl->shed_warned_ms == 0 || now - wl->shed_warned_ms >= WL_FULL_WARN_MS) {
+    pst_log_warn(
+        "listener %s: worker %u is behind: %u handshakes in flight, %u connections "
+        "queued (max_handshakes_in_flight %u): shedding new connections at accept "
+        "(%llu since the last warning)",
+        lc->name, worker->id, wl->n_handshakes, wl_queued(wl), lc->max_handshakes_in_flight,
+        (unsigned long long)wl->shed_since);
+    wl->shed_warned_ms = now;
+    wl->shed_since = 0;
+  }
+}
+
+/* A handshake in flight this old, at the bound, gives way to a new client
+ * (pst_conn_evict_handshake): a quarter of the handshake timeout, at
+ * least WL_STALE_MIN_MS. Under a flood the handshakes in flight are about
+ * max_handshakes_in_flight / (the worker's rate) old, well under it. */
+static uint64_t wl_stale_ms(const pst_listener_conf_t *lc) {
+  uint64_t ms = lc->handshake_timeout_ms / 4;
+  return ms < WL_STALE_MIN_MS ? WL_STALE_MIN_MS : ms;
+}
+
+/* Decides what becomes of the connection libuv holds for wl (it has
+ * accepted it and waits for uv_accept): taken (a handshake starts), shed
+ * (wl_shed), or left for the next loop turn (wl->held; libuv stops polling
+ * the socket until then). The bound is on the handshake work the worker
+ * owes: handshakes in flight plus connections waiting in the listen queue.
+ * Above max_handshakes_in_flight new connections are shed, oldest queued
+ * first, so that the handshakes already started finish in time instead of
+ * every client getting slower until all of them time out (the collapse an
+ * open-loop flood showed without it); but a handshake that has waited on
+ * its client for long gives way to the new one instead, so that clients
+ * which never finish theirs cannot hold the bound. Under the bound, at most
+ * ACCEPT_BATCH connections are taken per loop turn. */
+static void wl_take(pst_worker_t *worker, pst_wlistener_t *wl, const pst_listener_conf_t *lc) {
+  unsigned bound = lc->max_handshakes_in_flight;
+  if (wl->n_handshakes >= bound && pst_conn_evict_handshake(wl, wl_stale_ms(lc)) != 0) {
+    wl_shed(worker, wl, lc);
+    return;
+  }
+  if (worker->turn_accepted >= ACCEPT_BATCH) {
+    /* The queue is only read when the turn's batch is full: one
+     * getsockopt, not one per connection. */
+    unsigned queued = wl_queued(wl);
+    if ((uint64_t)wl->n_handshakes + 1 + queued > bound) {
+      wl_shed(worker, wl, lc);
+      return;
+    }
+    wl->held = 1;
+    return;
+  }
+  worker->turn_accepted++;
+  /* Budget spent lately: the worker has been shedding, and the connections
+   * in its queue may have waited there until their clients gave up. */
+  wl->check_gone = wl->shed_budget < WL_SHED_BURST;
+  wl->shed_budget += WL_SHED_PER_ADMIT;
+  if (wl->shed_budget > WL_SHED_BURST) wl->shed_budget = WL_SHED_BURST;
+  worker_accept(worker, wl);
 }
 
 static void worker_on_connection(uv_stream_t *server, int status) {
@@ -173,7 +330,21 @@ static void worker_on_connection(uv_stream_t *server, int status) {
     wl->paused = 1;
     return;
   }
-  worker_accept(worker, wl);
+  wl_take(worker, wl, lc);
+}
+
+/* A new loop turn: a new accept batch, and the sockets held back by the
+ * last one's go first. */
+static void worker_resume_held(pst_worker_t *worker) {
+  worker->turn_accepted = 0;
+  for (size_t i = 0; i < worker->n_listeners; i++) {
+    pst_wlistener_t *wl = worker->listeners[i];
+    if (!wl->held) continue;
+    wl->held = 0;
+    if (wl->open && wl->listed && worker->state == PST_WORKER_RUNNING) {
+      worker_on_connection((uv_stream_t *)&wl->handle, 0);
+    }
+  }
 }
 
 static void worker_on_handle_close(uv_handle_t *h) { PST_UNUSED(h); }
@@ -182,6 +353,7 @@ static void worker_on_handle_close(uv_handle_t *h) { PST_UNUSED(h); }
  * waits again: the turn's client output leaves in one write per connection. */
 static void worker_on_prepare(uv_prepare_t *p) {
   pst_worker_t *worker = PST_CONTAINER_OF(p, pst_worker_t, flush_prepare);
+  worker_resume_held(worker);
   pst_conn_flush_all(worker);
   pst_access_log_flush(worker->access_log);
 }
@@ -299,10 +471,13 @@ static void worker_apply_switch(pst_worker_t *worker, pst_worker_switch_t *sw) {
                       worker->gen->listeners[i].conf->listen.text, uv_strerror(rc));
         wl_close(wl);
       }
-    } else if (wl->paused && wl->open && wl->n_conns < wl_max_connections(wl)) {
-      /* A higher max_connections: take the socket libuv has been holding. */
+      continue;
+    }
+    if (wl->open) wl_resize_backlog(wl);
+    if (wl->paused && wl->open && wl->n_conns < wl_max_connections(wl)) {
+      /* A higher max_connections: the socket libuv has been holding. */
       wl->paused = 0;
-      worker_accept(worker, wl);
+      worker_on_connection((uv_stream_t *)&wl->handle, 0);
     }
   }
 }
@@ -390,7 +565,7 @@ static void worker_conn_gone(pst_worker_t *worker, pst_wlistener_t *wl) {
   atomic_store_explicit(&worker->open_conns, worker->n_conns, memory_order_relaxed);
   if (wl->paused && wl->open && wl->listed && wl->n_conns < wl_max_connections(wl)) {
     wl->paused = 0;
-    worker_accept(worker, wl); /* the socket libuv has been holding */
+    worker_on_connection((uv_stream_t *)&wl->handle, 0); /* the socket libuv has been holding */
   }
   wl_maybe_free(wl);
   if (worker->state == PST_WORKER_DRAINING && worker->n_conns == 0) {

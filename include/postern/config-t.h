@@ -287,6 +287,10 @@ typedef struct {
   uint64_t request_head_timeout_ms;    /* timeouts.request_head; default 10s */
   uint64_t backend_connect_timeout_ms; /* default 5s */
   unsigned max_connections;            /* per worker; default 10000 */
+  /* Per worker: handshakes started and not finished plus connections
+   * waiting in the listen queue; above it new ones are shed at accept
+   * (docs/config.md, "Under overload"). Default 512. */
+  unsigned max_handshakes_in_flight;
 
   /* http mode (ignored in tcp mode) */
   pst_forwarded_t forwarded;          /* default xff */

@@ -50,6 +50,16 @@ void pst_conn_shutdown_all(pst_worker_t *worker);
  * -EBUSY when none may be. */
 int pst_conn_evict(pst_wlistener_t *wl);
 
+/* wl is at max_handshakes_in_flight and a new client waits: closes the
+ * handshake of wl accepted longest ago when that was at least min_age_ms
+ * ago, so that clients which start handshakes and never finish them
+ * cannot hold the bound (and lock new clients out) for the whole handshake
+ * timeout; young handshakes are the worker's own backlog under a flood and
+ * are left to finish. Looks at the first entries of the eviction order
+ * only. Returns 0 when one was closed (the bound counts it no more at
+ * once), -EBUSY otherwise. */
+int pst_conn_evict_handshake(pst_wlistener_t *wl, uint64_t min_age_ms);
+
 /* Closes every connection of the worker now (shutdown_timeout reached). */
 void pst_conn_close_all(pst_worker_t *worker, int err, const char *reason);
 

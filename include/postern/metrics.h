@@ -78,6 +78,7 @@ typedef enum {
   PST_MCLOSE_PROTOCOL_ERROR,       /* the client broke HTTP/2 (a connection error) */
   PST_MCLOSE_BACKEND_ERROR,        /* the backend failed (mid-response, tunnel, relay) */
   PST_MCLOSE_ERROR,                /* anything else: out of memory, a socket call */
+  PST_MCLOSE_SHED,                 /* closed at accept, before any TLS work: overload */
   PST_MCLOSE__COUNT
 } pst_mclose_t;
 

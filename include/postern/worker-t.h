@@ -35,6 +35,21 @@ typedef struct {
    * client first (conn.c: pst_conn_evict). */
   pst_conn_t *evict_first, *evict_last;
   uint64_t full_warned_ms; /* loop time of the last "at max_connections" warning */
+  /* Overload (worker.c: wl_take). Connections accepted here whose
+   * handshake (PROXY header included) has not finished: counted up at
+   * accept and down when the connection leaves the handshake, to open or to
+   * close (conn.c: pst_conn_set_state). */
+  unsigned n_handshakes;
+  int held; /* the turn's accept batch was full, or no reset budget left: one socket waits in libuv
+             */
+  unsigned backlog;     /* the listen(2) backlog the socket has now */
+  unsigned shed_budget; /* resets it may send now (worker.c: wl_shed) */
+  /* Set by the worker while it sheds (connections may have waited in the
+   * listen queue until their client gave up): pst_conn_accept then checks
+   * whether the client is still there before any TLS work. */
+  int check_gone;
+  uint64_t shed_warned_ms; /* loop time of the last "shedding" warning */
+  uint64_t shed_since;     /* connections shed since that warning */
 } pst_wlistener_t;
 
 /* A new generation for one worker, prepared by the reload on the main
@@ -89,6 +104,7 @@ struct pst_worker_s {
   void (*conn_gone)(pst_worker_t *worker, pst_wlistener_t *wl);
   pst_conn_t *flush_list;     /* connections with client output due this loop turn (conn.c) */
   uv_prepare_t flush_prepare; /* writes it out before the loop polls again */
+  unsigned turn_accepted;     /* connections taken this loop turn, all listeners (worker.c) */
   char *slab;                 /* PST_READ_SLAB bytes: where reads land */
   char *plain;                /* PST_RECORD_MAX bytes: decrypted records */
   void (*on_exit)(pst_worker_t *worker, void *arg); /* runs on the worker thread at the end */
