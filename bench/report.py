@@ -656,6 +656,49 @@ def plot(doc, png, workdir):
     return plot_grid(png, f"postern bench, {doc['when']} (server on one pinned CPU)", grid)
 
 
+def scale_plot(doc, png):
+    """How cost grows with scale (issue 17), one panel per figure, one line per
+    server: from the certs scenario, the full handshake's server CPU for a
+    random name, start-up time and RSS per certificate against N; from the
+    held scenario, RSS per idle connection against the connections held.
+    Returns the PNG's path, or None when no scenario gave points."""
+    certs = [r for r in doc.get("certs") or [] if not r.get("skipped")]
+    held = [r for r in doc.get("held") or [] if not r.get("skipped")]
+
+    def series(rows, x, y, name=lambda r: r["server"]):
+        out = {}
+        for r in rows:
+            if r.get(x) is not None and r.get(y) is not None:
+                out.setdefault(name(r), []).append((r[x], r[y]))
+        return out
+
+    def rss_per_cert(r):
+        one = next((c for c in certs if c["server"] == r["server"] and c["n"] == 1), None)
+        if one is None or r["n"] <= 1 or r.get("rss_kib") is None:
+            return None
+        return (r["rss_kib"] - one["rss_kib"]) / (r["n"] - 1)
+
+    for r in certs:
+        r.setdefault("kib_per_cert", rss_per_cert(r))
+    row = []
+    for y, ylabel, title in (("cpu_us", "server CPU µs per full handshake", "handshake, random name"),
+                             ("startup_s", "seconds to the first handshake", "start-up"),
+                             ("kib_per_cert", "RSS KiB per certificate", "memory per certificate")):
+        ser = series(certs, "n", y)
+        if ser:
+            row.append({"title": title, "xlabel": "certificates (N)", "ylabel": ylabel, "logx": 10,
+                        "series": ser})
+    ser = series(held, "held", "kib_per_conn",
+                 name=lambda r: r["server"] if r["server"].endswith(("-tcp", "-http")) or
+                 r.get("kind") is None else f"{r['server']}-{r['kind']}")
+    if ser:
+        row.append({"title": "idle TLS connections held", "xlabel": "connections held",
+                    "ylabel": "RSS KiB per connection", "logx": 10, "series": ser})
+    if not row:
+        return None
+    return plot_grid(png, f"postern at scale, {doc['when']}", [row])
+
+
 def plot_grid(png, title, grid):
     """Draws a grid of line plots into the PNG png. grid is a list of rows,
     each a list of panels: {"title", "xlabel", "ylabel", "logx" (a base, or

@@ -405,7 +405,10 @@ def write_outputs(args, doc):
         plot = report.plot(doc, out / "latest.png", workdir=out)
         if plot:
             doc["plot"] = plot
-        else:
+        scale = report.scale_plot(doc, out / "scale.png")
+        if scale:
+            doc["scale_plot"] = scale
+        if not plot and not scale and (doc["rows"] or doc.get("certs") or doc.get("held")):
             doc["notes"].append("no plot: neither gnuplot nor python3-matplotlib is installed "
                                 "(make bench-deps)")
     md = report.markdown(doc)
@@ -415,7 +418,8 @@ def write_outputs(args, doc):
         report.update_readme(HERE / "README.md", md)
     print(md)
     say(f"wrote {out / 'latest.md'}, {out / 'latest.json'}"
-        + (f", {out / 'latest.png'}" if doc.get("plot") else ""))
+        + (f", {out / 'latest.png'}" if doc.get("plot") else "")
+        + (f", {out / 'scale.png'}" if doc.get("scale_plot") else ""))
 
 
 def rebuild(args):
