@@ -41,7 +41,6 @@ sys.path.insert(0, str(HERE))
 
 import procs  # noqa: E402
 import scenarios  # noqa: E402
-import servers  # noqa: E402
 
 REPO = HERE.parent
 CACHE = REPO / "build" / "bench-certs"
