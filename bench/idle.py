@@ -1,0 +1,215 @@
+"""Scenario `held` (issue 17, "Many connections"): N idle TLS 1.3 connections
+held open at once (N = 2,000, 20,000 and 100,000; QUICK: 2,000), for each
+server in a fresh process:
+
+1. a warm-up, then full handshakes (c=16) on the empty server: CPU per
+   handshake and rate;
+2. N connections that finish their handshake and stay open (bench/loadgen.c
+   idle mode, 64 handshakes in flight, source addresses spread over
+   127.0.0.1..k with --sources so that no (source, destination) pair runs
+   out of ephemeral ports), then RSS per connection over the baseline;
+3. while they are held, the same full handshakes again: what a new client
+   pays on a server that holds N.
+
+tcp-mode servers hold a backend connection per client: above ~25,000 they
+reach the backend on several ports (the backend listens on eight; postern
+and HAProxy balance over them), as one (source, destination) pair offers
+only ip_local_port_range's ~28,000 ports. hitch has one backend address: it
+is measured up to 20,000. The descriptor limit is raised for the driver and
+everything it starts (`raise_nofile`: root may go up to fs.nr_open).
+
+Run alone: bench/run.py --scenarios held [--held 2000,20000,100000]."""
+
+import re
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import procs
+import scenarios
+import servers
+
+SIZES = (2000, 20000, 100000)
+QUICK_SIZES = (2000,)
+BACKEND_LISTENERS = 8
+# Connections one (source, destination) pair can hold with Linux's default
+# ip_local_port_range (32768-60999), with a margin.
+PORTS_PER_PAIR = 25000
+
+
+def raise_nofile(n):
+    """Raises RLIMIT_NOFILE, soft and hard, to at least n where allowed (root:
+    up to fs.nr_open); children started afterwards inherit it. Returns the
+    soft limit now in effect."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        nr_open = hard
+    want = min(max(n, soft), nr_open)
+    for lim in ((want, max(want, hard)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, lim)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def descriptors_needed(sizes):
+    """A tcp-mode proxy holds two descriptors per connection; the load
+    generator and the backend one each."""
+    return 2 * max(sizes) + 1000
+
+
+def _config_path(argv):
+    for a in argv:
+        a = str(a)
+        a = a.split("=", 1)[1] if a.startswith("--config=") else a
+        if a.endswith((".yaml", ".cfg", ".conf")) and Path(a).exists():
+            return Path(a)
+    return None
+
+
+def _fit(server, env, n):
+    """Rewrites server's configuration (written by its command()) for n
+    connections: the connection limits above n, and for n above one
+    source/destination pair's ports, the backend on every port of the
+    bench backend."""
+    orig = server.command
+    spread = n > PORTS_PER_PAIR and server.kind == "tcp" and len(env.backend_ports) > 1
+
+    def command():
+        argv = orig()
+        cfg = _config_path(argv)
+        if cfg is None:
+            return argv
+        text = cfg.read_text()
+        limit = n + 1000
+        if server.name.startswith("postern"):
+            text = re.sub(r"max_connections: \d+", f"max_connections: {limit}", text)
+            if spread:
+                items = "".join(f'      - address: "127.0.0.1:{p}"\n' for p in env.backend_ports)
+                text = text.replace("listeners:\n", f"backends:\n  app:\n    servers:\n{items}"
+                                    "listeners:\n", 1)
+                text = re.sub(r'backend: "127\.0\.0\.1:\d+"', "backend: app", text)
+        elif server.name.startswith("haproxy"):
+            text = re.sub(r"maxconn \d+", f"maxconn {limit}", text)
+            if spread:
+                lines = "".join(f"    server origin{i} 127.0.0.1:{p}\n"
+                                for i, p in enumerate(env.backend_ports))
+                text = re.sub(r"    server origin 127\.0\.0\.1:\d+\n",
+                              "    balance roundrobin\n" + lines, text)
+        cfg.write_text(text)
+        return argv
+
+    server.command = command
+    return server
+
+
+def _hold(env, server, n, log):
+    """Starts a load generator that opens n idle connections. Returns
+    (process, ready event or None, seconds to open them)."""
+    sources = max(1, -(-n // PORTS_PER_PAIR))
+    cmd = [env.loadgen, "--connect", f"127.0.0.1:{server.port}", "--sni", server.cert.sni,
+           "--mode", "idle", "--count", n, "--conc", 64, "--timeout", 60, "--sources", sources]
+    p = procs.spawn(cmd, env.client_cpus, log, stdout=subprocess.PIPE)
+    dog = scenarios._watchdog(p, 120 + n / 200)
+    t0 = time.monotonic()
+    ready = None
+    try:
+        for ev in scenarios._events(p):
+            if ev.get("event") == "idle_ready":
+                ready = ev
+                break
+    finally:
+        dog.cancel()
+    return p, ready, time.monotonic() - t0
+
+
+def one(env, name, cert, workdir, n, duration, warmup, log):
+    """One server, one size: a result row (dict)."""
+    row = {"scenario": "held", "server": name, "held": n, "errors": 0}
+    cls = servers.SERVERS[name]
+    row["kind"] = cls.kind
+    if cls.kind == "tcp" and n > PORTS_PER_PAIR and not cls.name.startswith(("postern",
+                                                                              "haproxy")):
+        row["skipped"] = "one backend address: its ports run out (~28,000)"
+        return row
+    s = _fit(cls(env, cert, Path(workdir) / f"held-{n}"), env, n).start()
+    hold = None
+    try:
+        empty = scenarios.handshakes(env, s, "full", 16, duration, warmup, log)
+        time.sleep(0.5)  # the measured connections finish closing
+        base = s.rss_kib()
+        hold, ready, open_s = _hold(env, s, n, log)
+        if ready is None:
+            row.update(errors=1, failure="idle connections never ready")
+            return row
+        # The server sees each client's Finished (and connects its backend)
+        # a moment after the client is done; more connections, more moments.
+        time.sleep(1.0 + n / 50000)
+        rss = s.rss_kib()
+        held = scenarios.handshakes(env, s, "full", 16, duration, warmup, log)
+        opened = ready["open"]
+        row.update(
+            opened=opened, errors=ready["errors"] + (n - opened) + empty["errors"] + held["errors"],
+            open_s=open_s, open_rate=opened / open_s if open_s > 0 else None,
+            base_rss_kib=base, rss_kib=rss,
+            kib_per_conn=(rss - base) / opened if opened else None, fds=s.fds(),
+            hs_us_empty=empty.get("cpu_us"), hs_us_held=held.get("cpu_us"),
+            rate_empty=empty.get("rate"), rate_held=held.get("rate"),
+            client_bound=bool(empty.get("client_saturated") or held.get("client_saturated")))
+        if not s.alive():
+            row.update(errors=row["errors"] + 1, failure="server exited")
+    finally:
+        if hold is not None:
+            procs.stop(hold)
+            hold.stdout.close()
+        s.stop()
+    return row
+
+
+def run(env, names, cert, workdir, sizes, duration, warmup, log, say=print):
+    """Every size, every server (interleaved per size). Returns the rows."""
+    rows = []
+    for n in sizes:
+        for name in names:
+            r = one(env, name, cert, workdir, n, duration, warmup, log)
+            rows.append(r)
+            say(f"held {n:>6} {name:<13} " + (
+                r.get("skipped") or r.get("failure") or
+                f"{r['kib_per_conn']:.2f} KiB/conn, handshake {_f(r['hs_us_empty'])} -> "
+                f"{_f(r['hs_us_held'])} us, opened at {_f(r['open_rate'])}/s"))
+    return rows
+
+
+def _f(v, fmt="{:.0f}"):
+    return fmt.format(v) if isinstance(v, (int, float)) else "-"
+
+
+def markdown(rows):
+    """The report's table: per size and server, RSS per connection and what a
+    new handshake costs with them held."""
+    L = ["", "### Connections held (idle TLS 1.3): RSS per connection and new handshakes", "",
+         "| held | server | KiB per connection | RSS MiB (baseline) | opened per s | "
+         "handshake µs empty | held | ratio | handshakes/s empty | held | errors |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("skipped") or r.get("failure"):
+            L.append(f"| {r['held']} | {r['server']} | {r.get('skipped') or r.get('failure')} "
+                     f"| | | | | | | | {r['errors']} |")
+            continue
+        ratio = (r["hs_us_held"] / r["hs_us_empty"]
+                 if r.get("hs_us_held") and r.get("hs_us_empty") else None)
+        L.append(f"| {r['held']} | {r['server']} | {_f(r['kib_per_conn'], '{:.2f}')} | "
+                 f"{r['rss_kib'] / 1024:.1f} ({r['base_rss_kib'] / 1024:.1f}) | "
+                 f"{_f(r['open_rate'])} | {_f(r['hs_us_empty'])} | {_f(r['hs_us_held'])} | "
+                 f"{_f(ratio, '{:.3f}')} | {_f(r['rate_empty'])} | {_f(r['rate_held'])} | "
+                 f"{r['errors']} |")
+    L += ["", "RSS per connection: (RSS with them held - RSS before) / connections opened, "
+          "summed over the server's processes; tcp-mode servers hold a backend connection each. "
+          "Handshake µs: server CPU per full handshake at c=16 (bench/README.md, how it is "
+          "measured), empty server then with the connections held."]
+    return L
