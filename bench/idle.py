@@ -16,7 +16,9 @@ reach the backend on several ports (the backend listens on eight; postern
 and HAProxy balance over them), as one (source, destination) pair offers
 only ip_local_port_range's ~28,000 ports. hitch has one backend address: it
 is measured up to 20,000. The descriptor limit is raised for the driver and
-everything it starts (`raise_nofile`: root may go up to fs.nr_open).
+everything it starts (`raise_nofile`: with CAP_SYS_RESOURCE up to
+fs.nr_open); a size that does not fit under it is cut to what does
+(`capacity`), and the report says so.
 
 Run alone: bench/run.py --scenarios held [--held 2000,20000,100000]."""
 
@@ -95,7 +97,7 @@ def _fit(server, env, n):
                                     "listeners:\n", 1)
                 text = re.sub(r'backend: "127\.0\.0\.1:\d+"', "backend: app", text)
         elif server.name.startswith("haproxy"):
-            text = re.sub(r"maxconn \d+", f"maxconn {limit}", text)
+            text = re.sub(r"maxconn \d+", f"maxconn {n + 50}", text)
             if spread:
                 lines = "".join(f"    server origin{i} 127.0.0.1:{p}\n"
                                 for i, p in enumerate(env.backend_ports))
@@ -128,16 +130,36 @@ def _hold(env, server, n, log):
     return p, ready, time.monotonic() - t0
 
 
+def capacity(name):
+    """Connections the server can hold under this process's RLIMIT_NOFILE
+    (which it inherits): a tcp-mode proxy, and HAProxy in either mode (it
+    sizes its descriptors for maxconn that way), needs two descriptors per
+    connection; postern in http mode one. Rounded down to a thousand."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    cls = servers.SERVERS[name]
+    per = 2 if cls.kind == "tcp" or name.startswith("haproxy") else 1
+    return max(1000, (nofile - 300) // per // 1000 * 1000)
+
+
 def one(env, name, cert, workdir, n, duration, warmup, log):
-    """One server, one size: a result row (dict)."""
-    row = {"scenario": "held", "server": name, "held": n, "errors": 0}
+    """One server, one size: a result row (dict). A size above what the
+    descriptor limit allows is cut to it (row["asked"] keeps the size
+    asked for)."""
+    cap = capacity(name)
+    row = {"scenario": "held", "server": name, "held": min(n, cap), "asked": n, "errors": 0}
+    n = row["held"]
     cls = servers.SERVERS[name]
     row["kind"] = cls.kind
     if cls.kind == "tcp" and n > PORTS_PER_PAIR and not cls.name.startswith(("postern",
                                                                               "haproxy")):
         row["skipped"] = "one backend address: its ports run out (~28,000)"
         return row
-    s = _fit(cls(env, cert, Path(workdir) / f"held-{n}"), env, n).start()
+    s = _fit(cls(env, cert, Path(workdir) / f"held-{n}"), env, n)
+    try:
+        s.start()
+    except RuntimeError as e:
+        row.update(errors=1, failure=str(e), log_tail=_tail(s.log))
+        return row
     hold = None
     try:
         empty = scenarios.handshakes(env, s, "full", 16, duration, warmup, log)
@@ -174,8 +196,17 @@ def one(env, name, cert, workdir, n, duration, warmup, log):
 def run(env, names, cert, workdir, sizes, duration, warmup, log, say=print):
     """Every size, every server (interleaved per size). Returns the rows."""
     rows = []
+    done = set()
     for n in sizes:
         for name in names:
+            if (name, min(n, capacity(name))) in done:
+                rows.append({"scenario": "held", "server": name, "held": n, "asked": n,
+                             "errors": 0, "skipped": f"RLIMIT_NOFILE "
+                             f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}: at most "
+                             f"{capacity(name)} (measured above)"})
+                say(f"held {n:>6} {name:<13} {rows[-1]['skipped']}")
+                continue
+            done.add((name, min(n, capacity(name))))
             r = one(env, name, cert, workdir, n, duration, warmup, log)
             rows.append(r)
             say(f"held {n:>6} {name:<13} " + (
@@ -183,6 +214,13 @@ def run(env, names, cert, workdir, sizes, duration, warmup, log, say=print):
                 f"{r['kib_per_conn']:.2f} KiB/conn, handshake {_f(r['hs_us_empty'])} -> "
                 f"{_f(r['hs_us_held'])} us, opened at {_f(r['open_rate'])}/s"))
     return rows
+
+
+def _tail(path, n=5):
+    try:
+        return Path(path).read_text(errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
 
 
 def _f(v, fmt="{:.0f}"):
@@ -197,6 +235,8 @@ def markdown(rows):
          "handshake µs empty | held | ratio | handshakes/s empty | held | errors |",
          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r.get("asked", r["held"]) != r["held"]:
+            r = dict(r, held=f"{r['held']} (of {r['asked']}: RLIMIT_NOFILE)")
         if r.get("skipped") or r.get("failure"):
             L.append(f"| {r['held']} | {r['server']} | {r.get('skipped') or r.get('failure')} "
                      f"| | | | | | | | {r['errors']} |")
