@@ -6,8 +6,9 @@ server in a fresh process:
    handshake and rate;
 2. N connections that finish their handshake and stay open (bench/loadgen.c
    idle mode, 64 handshakes in flight, source addresses spread over
-   127.0.0.1..k with --sources so that no (source, destination) pair runs
-   out of ephemeral ports), then RSS per connection over the baseline;
+   127.0.0.2..k+1 with --sources so that no (source, destination) pair runs
+   out of ephemeral ports, and the measuring client's 127.0.0.1 has all of
+   its own), then RSS per connection over the baseline;
 3. while they are held, the same full handshakes again: what a new client
    pays on a server that holds N.
 
@@ -182,6 +183,7 @@ def one(env, name, cert, workdir, n, duration, warmup, log):
             kib_per_conn=(rss - base) / opened if opened else None, fds=s.fds(),
             hs_us_empty=empty.get("cpu_us"), hs_us_held=held.get("cpu_us"),
             rate_empty=empty.get("rate"), rate_held=held.get("rate"),
+            util_empty=empty.get("server_util"), util_held=held.get("server_util"),
             client_bound=bool(empty.get("client_saturated") or held.get("client_saturated")))
         if not s.alive():
             row.update(errors=row["errors"] + 1, failure="server exited")
@@ -232,14 +234,15 @@ def markdown(rows):
     new handshake costs with them held."""
     L = ["", "### Connections held (idle TLS 1.3): RSS per connection and new handshakes", "",
          "| held | server | KiB per connection | RSS MiB (baseline) | opened per s | "
-         "handshake µs empty | held | ratio | handshakes/s empty | held | errors |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "handshake µs empty | held | ratio | handshakes/s empty | held | server CPU busy empty | held | "
+         "errors |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("asked", r["held"]) != r["held"]:
             r = dict(r, held=f"{r['held']} (of {r['asked']}: RLIMIT_NOFILE)")
         if r.get("skipped") or r.get("failure"):
             L.append(f"| {r['held']} | {r['server']} | {r.get('skipped') or r.get('failure')} "
-                     f"| | | | | | | | {r['errors']} |")
+                     f"| | | | | | | | | | {r['errors']} |")
             continue
         ratio = (r["hs_us_held"] / r["hs_us_empty"]
                  if r.get("hs_us_held") and r.get("hs_us_empty") else None)
@@ -247,9 +250,12 @@ def markdown(rows):
                  f"{r['rss_kib'] / 1024:.1f} ({r['base_rss_kib'] / 1024:.1f}) | "
                  f"{_f(r['open_rate'])} | {_f(r['hs_us_empty'])} | {_f(r['hs_us_held'])} | "
                  f"{_f(ratio, '{:.3f}')} | {_f(r['rate_empty'])} | {_f(r['rate_held'])} | "
+                 f"{_f(r.get('util_empty'), '{:.2f}')} | {_f(r.get('util_held'), '{:.2f}')} | "
                  f"{r['errors']} |")
     L += ["", "RSS per connection: (RSS with them held - RSS before) / connections opened, "
           "summed over the server's processes; tcp-mode servers hold a backend connection each. "
           "Handshake µs: server CPU per full handshake at c=16 (bench/README.md, how it is "
-          "measured), empty server then with the connections held."]
+          "measured), empty server then with the connections held; on a loaded 2-core machine trust it, "
+          "not the rates: a rate is the client's or the machine's limit when the server's CPU "
+          "was not busy (its busy fraction is shown)."]
     return L

@@ -48,7 +48,7 @@
  *          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]
  *          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]
  *          [--sigalgs LIST] [--sources N]
- * --sources N spreads the source addresses over 127.0.0.1..N (idle mode's
+ * --sources N spreads the source addresses over 127.0.0.2..N+1 (idle mode's
  * 100,000 connections need several addresses' ephemeral ports).
  * --sigalgs sets the signature_algorithms the client offers (OpenSSL's
  * list syntax, e.g. "RSA-PSS+SHA256"): a client that can only verify RSA,
@@ -152,7 +152,7 @@ static struct {
   double rate;        /* --rate: connections started per second (open loop); 0: closed loop */
   int fixed_key;      /* --fixed-key-share */
   const char *sigalgs; /* --sigalgs: NULL for wolfSSL's default list */
-  int sources;         /* --sources: source addresses 127.0.0.1..N; 0: the kernel's choice */
+  int sources;         /* --sources: source addresses 127.0.0.2..N+1; 0: the kernel's choice */
 } opt = {.sni = "localhost", .mode = MODE_FULL, .conc = 16, .duration = 5, .warmup = 1,
          .timeout = 10, .count = 1000};
 
@@ -579,7 +579,8 @@ static void slot_on_poll(uv_poll_t *p, int status, int events) {
 }
 
 /* --sources N: connections take their source address in turn from
- * 127.0.0.1 .. 127.0.0.N, so that more than one address's ephemeral ports
+ * 127.0.0.2 .. 127.0.0.N+1 (127.0.0.1's ports stay for another load
+ * generator measuring meanwhile: bench/idle.py), so that more than one address's ephemeral ports
  * (ip_local_port_range, ~28,000) reach one server port. The port is chosen
  * at connect() (IP_BIND_ADDRESS_NO_PORT), per 4-tuple. */
 static int slot_bind_source(int fd) {
@@ -587,7 +588,7 @@ static int slot_bind_source(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
   struct sockaddr_in a = {.sin_family = AF_INET};
-  a.sin_addr.s_addr = htonl(0x7f000001u + next++ % (unsigned)opt.sources);
+  a.sin_addr.s_addr = htonl(0x7f000002u + next++ % (unsigned)opt.sources);
   return bind(fd, (const struct sockaddr *)&a, sizeof(a));
 }
 
