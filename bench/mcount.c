@@ -125,8 +125,11 @@ static void note_alloc(void *p, size_t size) {
   busy = 0;
 }
 
+/* busy: a free from inside this census (the dumper's own stdio, the
+ * unwinder) is of a block it never counted, and must not take the lock the
+ * dumper holds. */
 static void note_free(void *p) {
-  if (!ready || p == NULL) return;
+  if (!ready || p == NULL || busy) return;
   pthread_mutex_lock(&lock);
   ptr_del(p);
   pthread_mutex_unlock(&lock);
