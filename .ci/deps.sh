@@ -92,7 +92,7 @@ build_wolfssl() {
   local prefix="$top/deps/wolfssl"
   local stamp="$prefix/.postern-flags"
   local want
-  want=$(printf '%s\n' "${WOLFSSL_CONFIGURE[@]}" "CFLAGS=$WOLFSSL_CFLAGS"; sha256sum "${WOLFSSL_PATCHES[@]}" | cut -d' ' -f1)
+  want=$(printf '%s\n' "${WOLFSSL_CONFIGURE[@]}" "CFLAGS=$WOLFSSL_CFLAGS" "internal.h"; sha256sum "${WOLFSSL_PATCHES[@]}" | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$prefix/lib/libwolfssl.a" ]; then
     echo "deps: wolfSSL already built in deps/ with the same flags"
     return
@@ -118,6 +118,8 @@ build_wolfssl() {
       >configure.log 2>&1 || { tail -30 configure.log; exit 1; }
     make -j"$(nproc)" >make.log 2>&1 || { tail -30 make.log; exit 1; }
     make install >install.log 2>&1 || { tail -30 install.log; exit 1; }
+    # src/tls.c's pst_tls_conn_trim reads the WOLFSSL structure (docs/wolfssl.md)
+    cp wolfssl/internal.h "$prefix/include/wolfssl/internal.h"
   )
   printf '%s\n' "$want" >"$stamp"
   rm -rf "$work"

@@ -47,7 +47,9 @@
  * Usage: loadgen --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]
  *          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]
  *          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]
- *          [--sigalgs LIST] [--group x25519|p256]
+ *          [--sigalgs LIST] [--group x25519|p256] [--sources N]
+ * --sources N spreads the source addresses over 127.0.0.2..N+1 (idle mode's
+ * 100,000 connections need several addresses' ephemeral ports).
  * --sigalgs sets the signature_algorithms the client offers (OpenSSL's
  * list syntax, e.g. "RSA-PSS+SHA256"): a client that can only verify RSA,
  * to measure a server holding an ECDSA and an RSA certificate for a name.
@@ -153,6 +155,7 @@ static struct {
   int fixed_key;      /* --fixed-key-share */
   const char *sigalgs; /* --sigalgs: NULL for wolfSSL's default list */
   int group;           /* --group: the one group offered (WOLFSSL_ECC_*) */
+  int sources;         /* --sources: source addresses 127.0.0.2..N+1; 0: the kernel's choice */
 } opt = {.sni = "localhost", .mode = MODE_FULL, .conc = 16, .duration = 5, .warmup = 1,
          .timeout = 10, .count = 1000, .group = WOLFSSL_ECC_X25519};
 
@@ -578,6 +581,20 @@ static void slot_on_poll(uv_poll_t *p, int status, int events) {
   }
 }
 
+/* --sources N: connections take their source address in turn from
+ * 127.0.0.2 .. 127.0.0.N+1 (127.0.0.1's ports stay for another load
+ * generator measuring meanwhile: bench/idle.py), so that more than one address's ephemeral ports
+ * (ip_local_port_range, ~28,000) reach one server port. The port is chosen
+ * at connect() (IP_BIND_ADDRESS_NO_PORT), per 4-tuple. */
+static int slot_bind_source(int fd) {
+  static unsigned next;
+  int one = 1;
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(0x7f000002u + next++ % (unsigned)opt.sources);
+  return bind(fd, (const struct sockaddr *)&a, sizeof(a));
+}
+
 static void slot_start(slot_t *s) {
   if (stopping) return;
   s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -587,6 +604,10 @@ static void slot_start(slot_t *s) {
   }
   int one = 1;
   setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (opt.sources > 0 && slot_bind_source(s->fd) != 0) {
+    fprintf(stderr, "loadgen: bind: %s\n", strerror(errno));
+    exit(1);
+  }
   s->head_len = 0;
   s->head_done = 0;
   s->status = 0;
@@ -730,8 +751,7 @@ static void usage(const char *argv0) {
           "usage: %s --connect HOST:PORT [--sni NAME] [--mode full|resume|early|idle]\n"
           "          [--conc N] [--duration S] [--warmup S] [--count K] [--timeout S]\n"
           "          [--delay-ms D] [--sni-count N] [--rate R] [--fixed-key-share 1]\n"
-          "          [--group x25519|p256]\n"
-          "          [--sigalgs LIST]\n",
+          "          [--group x25519|p256] [--sigalgs LIST] [--sources N]\n",
           argv0);
   exit(2);
 }
@@ -782,6 +802,8 @@ static void parse_args(int argc, char **argv) {
       else usage(argv[0]);
     } else if (strcmp(a, "--sni-count") == 0) {
       opt.sni_count = (unsigned)atoi(v);
+    } else if (strcmp(a, "--sources") == 0) {
+      opt.sources = atoi(v);
     } else if (strcmp(a, "--delay-ms") == 0) {
       double d = atof(v);
       if (d < 0 || d > 10000) usage(argv[0]);

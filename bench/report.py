@@ -484,6 +484,9 @@ def markdown(doc):
     if doc.get("certs"):
         import certs  # bench/certs.py: its own table (no kinds, no ratios by concurrency)
         L.extend(certs.markdown(doc["certs"]))
+    if doc.get("held"):
+        import idle  # bench/idle.py: connections held
+        L.extend(idle.markdown(doc["held"]))
     if doc.get("replay"):
         import replay  # bench/replay.py: local against shared (Redis) strike register
         L.extend(replay.markdown(doc["replay"]))

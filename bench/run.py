@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 import procs  # noqa: E402
 import report  # noqa: E402
 import certs as certs_scenario  # noqa: E402
+import idle as idle_scenario  # noqa: E402
 import replay as replay_scenario  # noqa: E402
 import keepalive as keepalive_scenario  # noqa: E402
 import overload as overload_scenario  # noqa: E402
@@ -41,7 +42,7 @@ import servers  # noqa: E402
 REPO = HERE.parent
 
 ALL_SCENARIOS = ("full", "resumed", "early", "h1", "h2", "idle", "certs", "replay", "keepalive",
-                 "overload")
+                 "overload", "held")
 
 
 class Env:
@@ -92,6 +93,8 @@ def parse_args(argv):
     ap.add_argument("--h2-streams", type=int, default=8,
                     help="concurrent streams per h2 connection (default 8)")
     ap.add_argument("--idle", type=int, help="idle TLS connections for RSS (default 5000)")
+    ap.add_argument("--held", help="scenario held: connections held (default 2000,20000,100000;"
+                    " quick: 2000)")
     ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS),
                     help=f"which measurements, from {','.join(ALL_SCENARIOS)} (default all)")
     ap.add_argument("--cert-counts",
@@ -130,6 +133,8 @@ def parse_args(argv):
     a.conc = [int(c) for c in (a.conc or ("16" if q else "1,16,64")).split(",")]
     a.early_conc = [int(c) for c in (a.early_conc or ("16" if q else "1,16")).split(",")]
     a.idle = a.idle or (500 if q else 5000)
+    a.held = ([int(x) for x in a.held.split(",")] if a.held
+              else list(idle_scenario.QUICK_SIZES if q else idle_scenario.SIZES))
     a.cert_counts = [int(c) for c in (a.cert_counts or ("1,200" if q else "1,1000,10000")).split(",")]
     a.scenarios = [s for s in a.scenarios.split(",") if s]
     a.certs = [c for c in (a.certs or ("ecdsa" if q else "ecdsa,rsa")).split(",") if c]
@@ -446,6 +451,8 @@ def main(argv=None):
     check_binaries(args, env)
     names, notes = choose_servers(args, env)
     nofile = procs.raise_nofile()
+    if "held" in args.scenarios:
+        nofile = idle_scenario.raise_nofile(idle_scenario.descriptors_needed(args.held))
     if "idle" in args.scenarios and nofile < 2 * args.idle + 200:
         notes.append(f"RLIMIT_NOFILE is {nofile}: idle connections cut to "
                      f"{(nofile - 200) // 2}")
@@ -464,7 +471,9 @@ def main(argv=None):
         pki = make_pki(workdir)
         certs = {v: servers.Cert(pki, "localhost", v) for v in args.certs}
         backend = start_backend(env, workdir,
-                                listeners=3 if args.postern_variant == "servers3" else 1)
+                                listeners=3 if args.postern_variant == "servers3" else
+                                idle_scenario.BACKEND_LISTENERS if "held" in args.scenarios
+                                else 1)
         say(f"servers: {', '.join(names)} on CPU {procs.cpu_list(env.server_cpus)}; "
             f"load generator and backend on CPU {procs.cpu_list(env.client_cpus)}; "
             f"work directory {workdir}")
@@ -475,6 +484,11 @@ def main(argv=None):
                                            duration=args.duration, warmup=args.warmup, say=say,
                                            servers_=("postern", "haproxy") if env.haproxy
                                            else ("postern",))
+        held_rows = []
+        if "held" in args.scenarios:
+            held_rows = idle_scenario.run(env, names, certs[args.certs[0]], workdir, args.held,
+                                          args.duration, args.warmup,
+                                          Path(workdir) / "logs" / "clients.log", say=say)
         replay_rows = []
         if "replay" in args.scenarios and "http" in args.kinds:
             replay_rows = replay_scenario.run(env, certs[args.certs[0]], workdir,
@@ -524,6 +538,7 @@ def main(argv=None):
     doc["replay"] = replay_rows
     doc["keepalive"] = keepalive_rows
     doc["overload"] = overload_rows
+    doc["held"] = held_rows
     write_outputs(args, doc)
     say(f"done in {elapsed:.0f} s")
     return 1 if doc["total_errors"] else 0

@@ -797,6 +797,7 @@ static void conn_handshake(pst_conn_t *conn) {
   pst_metrics_handshake(conn->gl->conf->metrics_slot, conn->version, pst_tls_group_name(conn->ssl),
                         conn->cipher, conn->alpn, wolfSSL_session_reused(conn->ssl),
                         uv_hrtime() - conn->t_start_ns);
+  pst_tls_conn_trim(conn->ssl); /* after SNI, ALPN and the ticket: bench/README.md */
   conn_open(conn);
 }
 

@@ -27,6 +27,9 @@
 
 typedef struct {
   pst_app_t base;
+  /* Made when request bytes come and freed between exchanges (h1_process):
+   * an idle keep-alive connection holds none (bench/README.md: ~800 bytes
+   * each). */
   pst_h1_req_parser_t *parser;
   pst_buf_t in;             /* decrypted bytes not parsed yet (the next requests) */
   pst_stream_t *stream;     /* the exchange in progress, or NULL */
@@ -345,6 +348,11 @@ static void h1_process_once(h1_front_t *f) {
       h->ops->pause(h, 1); /* resumed by h1_on_drain */
       break;
     }
+    if (f->parser == NULL && (f->parser = pst_h1_req_parser_new(&h1_req_callbacks, f,
+                                                                h->lc->max_header_bytes)) == NULL) {
+      h->ops->close(h, -ENOMEM, "out of memory");
+      return;
+    }
     if (f->stream == NULL) h->ops->head(h, 1); /* a request head arrives: timeouts.request_head */
     size_t used = 0;
     int status = 400;
@@ -374,6 +382,12 @@ static void h1_process(h1_front_t *f) {
   f->processing = 1;
   h1_process_once(f);
   f->processing = 0;
+  /* Idle between exchanges: the parser goes until the next request. */
+  if (f->stream == NULL && f->in.len == 0 && f->held == NULL && f->parser != NULL &&
+      pst_h1_req_parser_idle(f->parser)) {
+    pst_h1_req_parser_free(f->parser);
+    f->parser = NULL;
+  }
 }
 
 /* ---- front end operations ---- */
@@ -440,11 +454,6 @@ pst_app_t *pst_h1_app_new(pst_host_t *host) {
   h1_front_t *f = calloc(1, sizeof(*f));
   if (f == NULL) return NULL;
   f->base.ops = &h1_front_ops;
-  f->base.host = host;
-  f->parser = pst_h1_req_parser_new(&h1_req_callbacks, f, host->lc->max_header_bytes);
-  if (f->parser == NULL) {
-    free(f);
-    return NULL;
-  }
+  f->base.host = host; /* the parser comes with the first request bytes */
   return &f->base;
 }

@@ -619,6 +619,10 @@ const char *pst_h1_req_why(const pst_h1_req_parser_t *p) {
   return p->h.phase == PH_FAILED ? p->h.why : NULL;
 }
 
+int pst_h1_req_parser_idle(const pst_h1_req_parser_t *p) {
+  return p->h.phase == PH_HEAD && p->h.head_bytes == 0 && p->h.req == NULL;
+}
+
 /* Frees the parser and any head not handed over; NULL allowed. */
 void pst_h1_req_parser_free(pst_h1_req_parser_t *p) {
   if (p == NULL) return;

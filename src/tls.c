@@ -14,6 +14,9 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/openssl/ssl.h>
+/* For pst_tls_conn_trim only: what wolfSSL keeps after a handshake has no
+ * public call that frees it (docs/wolfssl.md). */
+#include <wolfssl/internal.h>
 
 #include "postern/common.h"
 #include "postern/log.h"
@@ -453,6 +456,26 @@ const pst_client_cert_t *pst_tls_client_cert(WOLFSSL *ssl) {
 void pst_tls_conn_release(WOLFSSL *ssl) {
   tls_client_cert_free(wolfSSL_get_ex_data(ssl, TLS_EX_CLIENT_CERT));
   wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, NULL);
+}
+
+void pst_tls_conn_trim(WOLFSSL *ssl) {
+  /* TLS 1.3 only: a TLS 1.2 server's ClientHello after the handshake (a
+   * renegotiation attempt) is matched against the suites; TLS 1.3 refuses
+   * one as out of order before looking at anything (RFC 8446 4.1.2). */
+  if (wolfSSL_version(ssl) != TLS1_3_VERSION || !wolfSSL_is_init_finished(ssl)) return;
+  /* The extensions the ClientHello brought and the answers to them (SNI,
+   * ALPN, key share, ...): conn.c has copied what it needs (name, protocol)
+   * and a KeyUpdate or alert uses none of them. */
+  TLSX_FreeAll(ssl->extensions, ssl->heap);
+  ssl->extensions = NULL;
+  /* The suites offered and the signature schemes: kept by wolfSSL for the
+   * OpenSSL layer's SSL_get_ciphers, which postern never calls after the
+   * handshake (the negotiated suite is in ssl->options). */
+  FreeSuites(ssl);
+  /* Peer verification parameters (host name, IP): only read while a peer
+   * certificate is verified, during the handshake. */
+  XFREE(ssl->param, ssl->heap, DYNAMIC_TYPE_OPENSSL);
+  ssl->param = NULL;
 }
 
 /* OCSP stapling (RFC 6066 8, RFC 8446 4.4.2.1): the response checked at

@@ -110,6 +110,11 @@ const char *pst_h1_req_why(const pst_h1_req_parser_t *p);
 /* Frees the parser (and a head not yet handed over). NULL allowed. */
 void pst_h1_req_parser_free(pst_h1_req_parser_t *p);
 
+/* Whether p is between requests: nothing of a next head read yet and not
+ * failed, so that freeing it and making a new one later changes nothing
+ * (h1.c frees it while the connection is idle). */
+int pst_h1_req_parser_idle(const pst_h1_req_parser_t *p);
+
 /* ---- HTTP/1.1 response parser (backend side) ---- */
 
 typedef struct pst_h1_resp_parser_s pst_h1_resp_parser_t;

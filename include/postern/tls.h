@@ -120,4 +120,13 @@ const pst_client_cert_t *pst_tls_client_cert(WOLFSSL *ssl);
  * certificate). Call it before wolfSSL_free(ssl); ssl stays usable. */
 void pst_tls_conn_release(WOLFSSL *ssl);
 
+/* The TLS 1.3 handshake of ssl is complete and its session ticket sent:
+ * frees what wolfSSL keeps of the handshake that postern no longer reads
+ * (the ClientHello's extensions and their answers, the suites, the peer
+ * verification parameters; about 1 KiB per connection), so that an idle
+ * connection holds only its keys and record state. After it, SNI and ALPN
+ * must be read from the connection's copies, not from ssl. Does nothing
+ * for TLS 1.2 or an unfinished handshake. Never fails. */
+void pst_tls_conn_trim(WOLFSSL *ssl);
+
 #endif

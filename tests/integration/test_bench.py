@@ -47,7 +47,7 @@ def bench_tools():
 def test_quick_bench_postern_alone(postern_bin, bench_tools, tmp_path):
     out = tmp_path / "results"
     p = subprocess.run(["/usr/bin/python3", str(BENCH), "--quick", "--peers", "none",
-                        "--certs", "ecdsa,rsa", "--idle", "300", "--out", str(out),
+                        "--certs", "ecdsa,rsa", "--idle", "300", "--held", "300", "--out", str(out),
                         "--postern", postern_bin, "--loadgen", str(bench_tools[0]),
                         "--backend", str(bench_tools[1])],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=90)
