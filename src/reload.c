@@ -15,6 +15,8 @@
 #include "postern/reload.h"
 
 #include <malloc.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,17 +38,21 @@
 
 #define DAY_MS (24ull * 3600 * 1000)
 
+/* The build thread's nice value (reload_thread). */
+#define RELOAD_NICE 10
+
 typedef enum {
   RELOAD_IDLE = 0,      /* serving r->gen, nothing in flight */
-  RELOAD_BUILDING = 1,  /* a job reads and checks the configuration on the thread pool */
+  RELOAD_BUILDING = 1,  /* a job reads and checks the configuration on its own thread */
   RELOAD_SWITCHING = 2, /* committed: waiting for every worker to take the new generation */
   RELOAD_STOPPED = 3,   /* shutting down: no more reloads, handles closed */
 } reload_state_t;
 
-/* One reload attempt. The job fields are written on the thread pool, then
- * read on the main loop after the work callback (libuv orders the two). */
+/* One reload attempt. The job fields are written on the build thread, then
+ * read on the main loop once r->built says it ended (uv_async_send and the
+ * thread's join order the two). */
 typedef struct {
-  uv_work_t req;
+  uv_thread_t thread;
   pst_reload_t *r;
   const pst_gen_t *old; /* r->gen, which stays put while a job is in flight */
   uint64_t number;
@@ -81,6 +87,8 @@ struct pst_reload_s {
   void *on_switched_arg;
   reload_job_t *job;   /* in flight while BUILDING or SWITCHING */
   uv_async_t switched; /* a worker took the new generation */
+  uv_async_t built;    /* the build thread of r->job ended */
+  int built_closing;   /* stopped: built is closed once no build thread runs */
   uv_mutex_t lock;     /* n_switched and switched_closed, shared with workers */
   unsigned n_switched;
   int switched_closed;
@@ -394,8 +402,7 @@ static double job_ms(const reload_job_t *job) {
   return (double)(uv_hrtime() - job->t_start_ns) / 1e6;
 }
 
-static void reload_work(uv_work_t *req) {
-  reload_job_t *job = PST_CONTAINER_OF(req, reload_job_t, req);
+static void reload_work(reload_job_t *job) {
   const char *path = job->r->config_path;
   /* Identities before reading, so that a write racing the read is seen as
    * a change by the next check. */
@@ -431,6 +438,22 @@ static void reload_work(uv_work_t *req) {
   pst_reload_match(job->old->cfg, job->gen->cfg, job->keep);
   pst_reload_describe(job->old, job->gen, job->keep, job->changes, sizeof(job->changes));
   job->build_ms = job_ms(job);
+}
+
+/* The build thread. A build reads and checks every certificate (seconds
+ * with thousands of them) while the workers serve: at nice RELOAD_NICE
+ * the scheduler gives it what the workers leave, about a tenth of a core
+ * against one busy worker (CFS weights 110 against 1024), so that a reload
+ * under load slows down instead of the handshakes (issue 17: p99 during a
+ * reload). A thread of its own, not libuv's pool: lowering a thread's
+ * priority cannot be undone without privilege, and the pool's threads also
+ * write the access logs. */
+static void reload_thread(void *arg) {
+  reload_job_t *job = arg;
+  (void)pthread_setname_np(pthread_self(), "pst-reload");
+  (void)setpriority(PRIO_PROCESS, (id_t)gettid(), RELOAD_NICE);
+  reload_work(job);
+  uv_async_send(&job->r->built);
 }
 
 static void job_free(reload_job_t *job) {
@@ -657,12 +680,15 @@ static void reload_commit(pst_reload_t *r, reload_job_t *job) {
   free(sw);
 }
 
-static void reload_after_work(uv_work_t *req, int status) {
-  reload_job_t *job = PST_CONTAINER_OF(req, reload_job_t, req);
-  pst_reload_t *r = job->r;
-  if (r->state == RELOAD_STOPPED || status != 0) {
+static void reload_on_built(uv_async_t *a) {
+  pst_reload_t *r = PST_CONTAINER_OF(a, pst_reload_t, built);
+  reload_job_t *job = r->job;
+  if (job == NULL || (r->state != RELOAD_BUILDING && r->state != RELOAD_STOPPED)) return;
+  uv_thread_join(&job->thread);
+  if (r->state == RELOAD_STOPPED) {
     job_free(job); /* shutting down: the workers drain on the old generation */
-    if (r->job == job) r->job = NULL;
+    r->job = NULL;
+    if (r->built_closing) uv_close((uv_handle_t *)&r->built, NULL);
     return;
   }
   char cause[4600];
@@ -711,13 +737,14 @@ static void reload_begin(pst_reload_t *r, const char *why) {
            (unsigned long long)pst_notify_monotonic_usec());
   snprintf(status, sizeof(status), "reloading (%s)", job->why);
   pst_notify_status(state, status);
-  int rc = uv_queue_work(r->loop, &job->req, reload_work, reload_after_work);
-  if (rc != 0) {
-    reload_fail(r, job, uv_strerror(rc));
-    return;
-  }
   r->job = job;
   r->state = RELOAD_BUILDING;
+  int rc = uv_thread_create(&job->thread, reload_thread, job);
+  if (rc != 0) {
+    r->job = NULL;
+    r->state = RELOAD_IDLE;
+    reload_fail(r, job, uv_strerror(rc));
+  }
 }
 
 void pst_reload_request(pst_reload_t *r, const char *why) {
@@ -767,6 +794,7 @@ int pst_reload_start(uv_loop_t *loop, const char *config_path, pst_gen_t *gen,
   r->last_ok = 1;
   uv_mutex_init(&r->lock);
   uv_async_init(loop, &r->switched, reload_on_switched_async);
+  uv_async_init(loop, &r->built, reload_on_built);
   uv_timer_init(loop, &r->daily);
   uv_timer_start(&r->daily, reload_on_daily, DAY_MS, DAY_MS);
   reload_update_watch(r, &r->files);
@@ -807,10 +835,14 @@ void pst_reload_stop(pst_reload_t *r) {
   pst_watch_close(r->watch);
   r->watch = NULL;
   if (was == RELOAD_BUILDING) {
-    /* Not started yet: dropped now; running: discarded when it ends (the
-     * work callback sees RELOAD_STOPPED). */
-    uv_cancel((uv_req_t *)&r->job->req);
-  } else if (was == RELOAD_SWITCHING) {
+    /* The build thread cannot be stopped: its job is discarded when it ends
+     * (reload_on_built sees RELOAD_STOPPED), and built closes then; the
+     * main loop runs until it has. */
+    r->built_closing = 1;
+  } else {
+    uv_close((uv_handle_t *)&r->built, NULL);
+  }
+  if (was == RELOAD_SWITCHING) {
     job_free(r->job);
     r->job = NULL;
   }

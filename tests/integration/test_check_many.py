@@ -6,6 +6,9 @@ small listener."""
 
 import datetime
 import re
+import signal
+import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -132,4 +135,46 @@ def test_startup_log_summarizes(start_postern, pki, tmp_path):
                       r"\(first: .*`postern -t --verbose -c FILE` lists all\)")
     assert str(paths[0]) in m.group(0), f"the first file named{p.context()}"
     assert "expires on" not in p.stderr(), f"no line per certificate in the log{p.context()}"
+    p.stop()
+
+
+def reload_threads(pid):
+    """{tid: nice} of postern's threads named pst-reload (the build thread)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() != "pst-reload":
+                continue
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        # Field 19 (nice) counted after the parenthesised name, which may hold spaces.
+        out[int(task.name)] = int(stat.rsplit(")", 1)[1].split()[16])
+    return out
+
+
+def test_reload_builds_at_low_priority(start_postern, pki, tmp_path):
+    """A reload reads and checks every certificate on a thread of its own at
+    nice 10, so that the workers' handshakes keep the CPU while it runs; the
+    thread is gone once the new generation is live."""
+    port = free_port()
+    plan = [(f"n{i}", -1, 90) for i in range(400)]
+    path, _ = many_config(pki, tmp_path, plan, port=port)
+    p = start_postern(path.read_text(), [port])
+    seen = {}
+    for gen in range(2, 7):  # a few reloads, in case one ends between two looks
+        p.signal(signal.SIGHUP)
+        done = re.compile(rf"reload ok \(SIGHUP\): generation {gen},")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not done.search(p.stderr()):
+            seen.update(reload_threads(p.pid))
+        p.wait_log(done.pattern, timeout=5)
+        if seen:
+            break
+    assert seen, f"a pst-reload thread was seen during a reload{p.context()}"
+    assert set(seen.values()) == {10}, f"it runs at nice 10: {seen}{p.context()}"
+    deadline = time.monotonic() + 10
+    while reload_threads(p.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not reload_threads(p.pid), f"the build thread ends with the build{p.context()}"
     p.stop()
