@@ -153,77 +153,12 @@ void pst_conn_flush_all(pst_worker_t *worker) {
   }
 }
 
-/* ---- the eviction order (max_connections) ---- */
-
-void pst_conn_evict_unlink(pst_conn_t *conn) {
-  if (!conn->evict_listed) return;
-  pst_wlistener_t *wl = conn->wl;
-  if (conn->evict_prev != NULL)
-    conn->evict_prev->evict_next = conn->evict_next;
-  else
-    wl->evict_first = conn->evict_next;
-  if (conn->evict_next != NULL)
-    conn->evict_next->evict_prev = conn->evict_prev;
-  else
-    wl->evict_last = conn->evict_prev;
-  conn->evict_prev = conn->evict_next = NULL;
-  conn->evict_listed = 0;
-}
-
-/* conn has waited on its client since now: it goes to the end of the
- * eviction list (conn_int.h), or leaves it while a request waits for its
- * response or once it is closing. */
-static void conn_evict_requeue(pst_conn_t *conn) {
-  pst_conn_evict_unlink(conn);
-  if (conn->state == PST_CONN_CLOSING || conn->waiting > 0) return;
-  pst_wlistener_t *wl = conn->wl;
-  conn->evict_prev = wl->evict_last;
-  if (wl->evict_last != NULL)
-    wl->evict_last->evict_next = conn;
-  else
-    wl->evict_first = conn;
-  wl->evict_last = conn;
-  conn->evict_listed = 1;
-}
-
-int pst_conn_evict(pst_wlistener_t *wl) {
-  pst_conn_t *victim = wl->evict_first;
-  if (victim == NULL) return -EBUSY;
-  assert(victim->state != PST_CONN_CLOSING && victim->waiting == 0);
-  pst_conn_close(victim, PST_ELIMIT,
-                 victim->head ? "closed for a new client at max_connections: request head "
-                                "incomplete"
-                 : victim->state == PST_CONN_OPEN
-                     ? "closed for a new client at max_connections: idle"
-                     : "closed for a new client at max_connections: handshake incomplete");
-  return 0;
-}
-
-/* How far pst_conn_evict_handshake looks down the eviction list for a
- * handshake: idle connections that waited longer come first. */
-#define EVICT_HANDSHAKE_WALK 32
-
-int pst_conn_evict_handshake(pst_wlistener_t *wl, uint64_t min_age_ms) {
-  uint64_t now = uv_hrtime();
-  pst_conn_t *c = wl->evict_first;
-  for (unsigned i = 0; c != NULL && i < EVICT_HANDSHAKE_WALK; c = c->evict_next, i++) {
-    if (c->state >= PST_CONN_OPEN) continue;
-    /* Handshakes are listed in the order of their accepts: the first one
-     * found is the oldest; when it is young, so are the others. */
-    if ((now - c->t_start_ns) / 1000000 < min_age_ms) return -EBUSY;
-    pst_conn_close(c, PST_ELIMIT,
-                   "closed for a new client at max_handshakes_in_flight: handshake incomplete");
-    return 0;
-  }
-  return -EBUSY;
-}
-
 /* Traffic from or to the client's application: the idle timeout starts
  * again, and the connection goes last in the eviction order, unless a
  * request head is incomplete (its place is the head's start). */
 static void conn_activity(pst_conn_t *conn) {
   conn->t_last_ms = uv_now(conn->timer.loop);
-  if (!conn->head) conn_evict_requeue(conn);
+  if (!conn->head) pst_conn_evict_requeue(conn);
 }
 
 /* ---- host services (app-t.h) ---- */
@@ -357,7 +292,7 @@ static void conn_head(pst_host_t *h, int started) {
   }
   conn->head = 1;
   conn->head_start_ms = uv_now(conn->timer.loop);
-  conn_evict_requeue(conn);
+  pst_conn_evict_requeue(conn);
   uint64_t limit = conn->gl->conf->request_head_timeout_ms;
   if (conn->state == PST_CONN_OPEN && limit < uv_timer_get_due_in(&conn->timer)) {
     conn_arm_timer(conn, limit);
@@ -958,7 +893,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   worker->n_conns++;
   wl->n_conns++;
   wl->n_handshakes++; /* until pst_conn_set_state leaves the handshake */
-  conn_evict_requeue(conn);
+  pst_conn_evict_requeue(conn);
   pst_metrics_conn_accepted(conn->gl->conf->metrics_slot); /* pst_conn_close counts it closed */
 
   int rc = uv_accept((uv_stream_t *)&wl->handle, (uv_stream_t *)&conn->client.tcp);

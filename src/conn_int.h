@@ -176,6 +176,11 @@ void pst_conn_flush_unlist(pst_conn_t *conn);
 /* Takes conn out of its listener's eviction order. */
 void pst_conn_evict_unlink(pst_conn_t *conn);
 
+/* conn has waited on its client since now: it goes to the end of its
+ * listener's eviction order (conn_evict.c), or leaves it while a request
+ * waits for its response or once it is closing. */
+void pst_conn_evict_requeue(pst_conn_t *conn);
+
 /* Moves conn to state (the one place states change; asserts the move is
  * allowed) and arms the state's timer. */
 void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state);
