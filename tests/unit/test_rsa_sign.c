@@ -115,7 +115,8 @@ static int write_file(const char *path, const uint8_t *buf, size_t n) {
 
 /* Makes an RSA-2048 key with chosen primes: argv[1] the kind, argv[2] a seed,
  * argv[3] the PEM to write. "edge": p the prime just below a random point
- * within 2^21 of 2^1024, q just above 2^1023; "high": both just below 2^1024;
+ * within 2^21 of 2^1024, q just above 2^1023 (above 2^1023 + 2^22, so that
+ * n has 2048 bits); "high": both just below 2^1024;
  * "unbalanced": random primes of 1025 and 1023 bits (n still 2048 bits). */
 static const char keygen_py[] =
     "import random, sys\n"
@@ -147,7 +148,7 @@ static const char keygen_py[] =
     "    return n\n"
     "if kind == 'edge':\n"
     "    p = prime(2**1024 - 1 - rnd.getrandbits(21), -2)\n"
-    "    q = prime(2**1023 + rnd.getrandbits(21), 2)\n"
+    "    q = prime(2**1023 + 2**22 + rnd.getrandbits(21), 2)\n"
     "elif kind == 'high':\n"
     "    p = prime(2**1024 - 1 - rnd.getrandbits(21), -2)\n"
     "    q = prime(p - 2, -2)\n"
@@ -302,11 +303,17 @@ static void check_edges(RsaKey *key) {
   assert_int_equal(mp_add_d(&key->n, 1, &t), MP_OKAY);
   mp_bytes(&t, in);
   check_raw(key, in, 256, "n + 1");
+  /* n + (random mod (2^2048 - n)): n may be close to 2^2048. */
+  memset(in, 0xff, sizeof(in));
+  assert_int_equal(mp_read_unsigned_bin(&k, in, 256), MP_OKAY);
+  assert_int_equal(mp_sub(&k, &key->n, &k), MP_OKAY);
+  assert_int_equal(mp_add_d(&k, 1, &k), MP_OKAY);
   for (int j = 0; j < 16; j++) {
-    do {
-      rng_fill(in, sizeof(in));
-      assert_int_equal(mp_read_unsigned_bin(&t, in, 256), MP_OKAY);
-    } while (mp_cmp(&t, &key->n) == MP_LT);
+    rng_fill(in, sizeof(in));
+    assert_int_equal(mp_read_unsigned_bin(&t, in, 256), MP_OKAY);
+    assert_int_equal(mp_mod(&t, &k, &t), MP_OKAY);
+    assert_int_equal(mp_add(&t, &key->n, &t), MP_OKAY);
+    mp_bytes(&t, in);
     check_raw(key, in, 256, "random input >= n");
   }
   memset(in, 0xff, sizeof(in));
