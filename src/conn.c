@@ -807,8 +807,7 @@ void pst_conn_set_state(pst_conn_t *conn, pst_conn_state_t state) {
   /* The handshake (and the PROXY header before it) is over, either way:
    * the listener's overload bound counts it no more (worker.c: wl_take). */
   if (conn->state < PST_CONN_OPEN && state >= PST_CONN_OPEN) {
-    assert(conn->wl->n_handshakes > 0);
-    conn->wl->n_handshakes--;
+    pst_conn_hs_unlink(conn);
   }
   conn->state = state;
   switch (state) {
@@ -892,7 +891,7 @@ int pst_conn_accept(pst_worker_t *worker, pst_wlistener_t *wl) {
   worker->conns = conn;
   worker->n_conns++;
   wl->n_conns++;
-  wl->n_handshakes++; /* until pst_conn_set_state leaves the handshake */
+  pst_conn_hs_link(conn); /* until pst_conn_set_state leaves the handshake */
   pst_conn_evict_requeue(conn);
   pst_metrics_conn_accepted(conn->gl->conf->metrics_slot); /* pst_conn_close counts it closed */
 

@@ -56,21 +56,43 @@ int pst_conn_evict(pst_wlistener_t *wl) {
   return 0;
 }
 
-/* How far pst_conn_evict_handshake looks down the eviction list for a
- * handshake: idle connections that waited longer come first. */
-#define EVICT_HANDSHAKE_WALK 32
+void pst_conn_hs_link(pst_conn_t *conn) {
+  pst_wlistener_t *wl = conn->wl;
+  conn->hs_prev = wl->hs_last;
+  conn->hs_next = NULL;
+  if (wl->hs_last != NULL)
+    wl->hs_last->hs_next = conn;
+  else
+    wl->hs_first = conn;
+  wl->hs_last = conn;
+  wl->n_handshakes++;
+}
 
+void pst_conn_hs_unlink(pst_conn_t *conn) {
+  pst_wlistener_t *wl = conn->wl;
+  assert(wl->n_handshakes > 0);
+  if (conn->hs_prev != NULL)
+    conn->hs_prev->hs_next = conn->hs_next;
+  else
+    wl->hs_first = conn->hs_next;
+  if (conn->hs_next != NULL)
+    conn->hs_next->hs_prev = conn->hs_prev;
+  else
+    wl->hs_last = conn->hs_prev;
+  conn->hs_prev = conn->hs_next = NULL;
+  wl->n_handshakes--;
+}
+
+/* The oldest handshake is the first of its own list, not of the eviction
+ * order: that one is sorted by each connection's last traffic, where
+ * idle kept-alive connections come first and could hide every handshake
+ * from a walk of bounded length. */
 int pst_conn_evict_handshake(pst_wlistener_t *wl, uint64_t min_age_ms) {
-  uint64_t now = uv_hrtime();
-  pst_conn_t *c = wl->evict_first;
-  for (unsigned i = 0; c != NULL && i < EVICT_HANDSHAKE_WALK; c = c->evict_next, i++) {
-    if (c->state >= PST_CONN_OPEN) continue;
-    /* Handshakes are listed in the order of their accepts: the first one
-     * found is the oldest; when it is young, so are the others. */
-    if ((now - c->t_start_ns) / 1000000 < min_age_ms) return -EBUSY;
-    pst_conn_close(c, PST_ELIMIT,
-                   "closed for a new client at max_handshakes_in_flight: handshake incomplete");
-    return 0;
-  }
-  return -EBUSY;
+  pst_conn_t *c = wl->hs_first;
+  if (c == NULL) return -EBUSY;
+  assert(c->state < PST_CONN_OPEN);
+  if ((uv_hrtime() - c->t_start_ns) / 1000000 < min_age_ms) return -EBUSY;
+  pst_conn_close(c, PST_ELIMIT,
+                 "closed for a new client at max_handshakes_in_flight: handshake incomplete");
+  return 0;
 }

@@ -104,6 +104,8 @@ struct pst_conn_s {
    * its request head, or its last traffic): always "now" when a
    * connection is (re)appended, so the list stays sorted by appending. */
   pst_conn_t *evict_prev, *evict_next;
+  /* wl's handshakes in flight, in accept order (pst_wlistener_t.hs_first). */
+  pst_conn_t *hs_prev, *hs_next;
   uint64_t bytes_in;  /* application bytes from the client */
   uint64_t bytes_out; /* application bytes to the client */
   int err;            /* why it closed */
@@ -180,6 +182,13 @@ void pst_conn_evict_unlink(pst_conn_t *conn);
  * listener's eviction order (conn_evict.c), or leaves it while a request
  * waits for its response or once it is closing. */
 void pst_conn_evict_requeue(pst_conn_t *conn);
+
+/* conn's handshake starts (accept) or ends (open or closing): it joins the
+ * end of, or leaves, its listener's list of handshakes in flight, which
+ * pst_conn_evict_handshake reads from its oldest end, and the count the
+ * overload bound reads (worker.c). Each is called once per connection. */
+void pst_conn_hs_link(pst_conn_t *conn);
+void pst_conn_hs_unlink(pst_conn_t *conn);
 
 /* Moves conn to state (the one place states change; asserts the move is
  * allowed) and arms the state's timer. */

@@ -18,6 +18,11 @@
 #include "postern/uvio.h"
 #include "pool_int.h"
 
+/* Idle connections at most per pool that each carry one client's PROXY
+ * header (bconn_pool_room): the fixed bound of before the pool followed
+ * its demand, which such connections do not share. */
+#define POOL_OWNED_IDLE_MAX 128
+
 static void bconn_on_timer(uv_timer_t *t);
 static void bconn_close(pst_bconn_t *b);
 
@@ -524,19 +529,25 @@ static int bconn_pool_room(pst_bconn_t *b) {
   pst_pool_demand_note(&pool->demand, uv_now(b->pools->loop), b->idle_ms); /* a quiet spell */
   pool_demand_t d = pool->demand;
   unsigned n_idle = pool->n_idle - pool->n_idle_owned;
+  unsigned max_idle = b->max_idle;
   if (b->owner != 0) {
     /* A connection of one client connection (owner) serves no other: the
      * pool's demand says nothing about it. max_idle, the budget, the idle
      * timer and its client connection's end bound it. */
     d.peak[0] = UINT_MAX;
     n_idle = pool->n_idle_owned;
+    /* Kept apart from max_idle (4096 by default, sized for shared ones): a
+     * client with many streams would otherwise leave that many sockets idle
+     * that no one else can use, and a few such clients would take the
+     * memory budget the shared connections need. */
+    max_idle = max_idle < POOL_OWNED_IDLE_MAX ? max_idle : POOL_OWNED_IDLE_MAX;
   } else {
     assert(d.busy > 0);
     d.busy--;
   }
   size_t cost = pst_pool_idle_cost(b->tls != NULL);
   size_t budget = b->max_idle_mib == 0 ? SIZE_MAX : (size_t)b->max_idle_mib << 20; /* 0: none */
-  return pst_pool_keep(&d, n_idle, b->max_idle, b->pools->idle_bytes, cost, budget) == POOL_KEEP;
+  return pst_pool_keep(&d, n_idle, max_idle, b->pools->idle_bytes, cost, budget) == POOL_KEEP;
 }
 
 void pst_bconn_release(pst_bconn_t *b, int reusable) {

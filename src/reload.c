@@ -506,8 +506,8 @@ static void reload_update_watch(pst_reload_t *r, pst_watch_files_t *files) {
 }
 
 /* Gives the memory of a generation just freed back to the system. The
- * build ran on a thread of libuv's pool, whose malloc arena is not the one
- * the next build (another pool thread) allocates from: without this, RSS
+ * build ran on a thread of its own, whose malloc arena is not the one the
+ * next build (another thread) allocates from: without this, RSS
  * grew by a whole generation at every reload (84 MiB with 10,000
  * certificates) although everything was freed. Main thread, once per
  * reload: malloc_trim walks every arena, a few ms. */

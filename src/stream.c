@@ -270,7 +270,14 @@ static int stream_lease_to(void *arg, const pst_backend_conf_t *bc, int fresh) {
     pst_bconn_timer(s->bconn,
                     pst_balance_connect_ms(&st->pick, stream_conf(s)->backend_connect_timeout_ms));
     /* stream_bconn_on_connect goes on */
-    return owner != 0 ? pst_bconn_write_proxy(s->bconn, s->host, bc->proxy_protocol) : 0;
+    int rc = owner != 0 ? pst_bconn_write_proxy(s->bconn, s->host, bc->proxy_protocol) : 0;
+    if (rc != 0) {
+      /* A failed lease holds nothing: the next server's lease (balance.h)
+       * takes s->bconn. */
+      pst_bconn_release(s->bconn, 0);
+      s->bconn = NULL;
+    }
+    return rc;
   }
   int rc = stream_send_head(st);
   if (rc != 0 && !fresh) {

@@ -43,6 +43,11 @@
 #define WL_FULL_WARN_MS 60000
 /* See wl_stale_ms. */
 #define WL_STALE_MIN_MS 1000
+/* While a connection is held back in a listen queue (wl->held), the loop
+ * looks again at least this often: when every handshake in flight is a
+ * client that sends nothing, no other event would come before their
+ * handshake timeouts, and the oldest must give way once stale. */
+#define WL_HELD_RETRY_MS 100
 /* See wl_backlog. */
 #define WL_BACKLOG_MIN 128
 /* Resets a listener may send before its budget is earned by admissions
@@ -333,10 +338,15 @@ static void worker_on_connection(uv_stream_t *server, int status) {
   wl_take(worker, wl, lc);
 }
 
+/* Only wakes the loop: the turn's prepare handle resumes what is held. */
+static void worker_on_held_timer(uv_timer_t *t) { PST_UNUSED(t); }
+
 /* A new loop turn: a new accept batch, and the sockets held back by the
- * last one's go first. */
+ * last one's go first. What is still held after that gets a wakeup in
+ * WL_HELD_RETRY_MS. */
 static void worker_resume_held(pst_worker_t *worker) {
   worker->turn_accepted = 0;
+  int held = 0;
   for (size_t i = 0; i < worker->n_listeners; i++) {
     pst_wlistener_t *wl = worker->listeners[i];
     if (!wl->held) continue;
@@ -344,6 +354,11 @@ static void worker_resume_held(pst_worker_t *worker) {
     if (wl->open && wl->listed && worker->state == PST_WORKER_RUNNING) {
       worker_on_connection((uv_stream_t *)&wl->handle, 0);
     }
+    held |= wl->held;
+  }
+  if (held && worker->state == PST_WORKER_RUNNING &&
+      !uv_is_active((uv_handle_t *)&worker->held_timer)) {
+    uv_timer_start(&worker->held_timer, worker_on_held_timer, WL_HELD_RETRY_MS, 0);
   }
 }
 
@@ -367,6 +382,7 @@ static void worker_finish(pst_worker_t *worker) {
   uv_close((uv_handle_t *)&worker->wakeup, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->drain_timer, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->trim_timer, worker_on_handle_close);
+  uv_close((uv_handle_t *)&worker->held_timer, worker_on_handle_close);
   uv_close((uv_handle_t *)&worker->flush_prepare, worker_on_handle_close);
 }
 
@@ -652,6 +668,8 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   uv_timer_init(&worker->loop, &worker->trim_timer);
   /* Like the prepare handle, it must not keep the loop alive. */
   uv_unref((uv_handle_t *)&worker->trim_timer);
+  uv_timer_init(&worker->loop, &worker->held_timer);
+  uv_unref((uv_handle_t *)&worker->held_timer);
   uv_prepare_init(&worker->loop, &worker->flush_prepare);
   uv_prepare_start(&worker->flush_prepare, worker_on_prepare);
   /* It must not keep the loop alive: connections with output due do. */
@@ -664,6 +682,7 @@ int pst_worker_start(pst_worker_t *worker, unsigned id, pst_gen_t *gen, int *lis
   uv_close((uv_handle_t *)&worker->wakeup, NULL);
   uv_close((uv_handle_t *)&worker->drain_timer, NULL);
   uv_close((uv_handle_t *)&worker->trim_timer, NULL);
+  uv_close((uv_handle_t *)&worker->held_timer, NULL);
   uv_close((uv_handle_t *)&worker->flush_prepare, NULL);
   pst_replay_redis_close(worker->replay_redis);
   uv_run(&worker->loop, UV_RUN_DEFAULT);

@@ -81,9 +81,8 @@ const pst_backend_conf_t *pst_balance_pick(const pst_backend_conf_t *bc, const c
 const pst_backend_conf_t *pst_balance_next(pst_pick_t *pick, int avoid_current, uint64_t budget_ms);
 
 /* Starts a connection to bc with lease(arg, bc, retry): 0 when under way,
- * else a negative error. retry says whether bc is a retry (it then counts
- * in postern_backend_retries_total, and the lessee takes a fresh
- * connection). */
+ * else a negative error, and then the lessee holds no connection. retry says whether bc is a retry
+ * (it then counts in postern_backend_retries_total, and the lessee takes a fresh connection). */
 typedef int (*pst_balance_lease_fn)(void *arg, const pst_backend_conf_t *bc, int retry);
 
 /* The one lease loop of every application: leases bc through lease and,

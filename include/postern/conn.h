@@ -55,9 +55,9 @@ int pst_conn_evict(pst_wlistener_t *wl);
  * ago, so that clients which start handshakes and never finish them
  * cannot hold the bound (and lock new clients out) for the whole handshake
  * timeout; young handshakes are the worker's own backlog under a flood and
- * are left to finish. Looks at the first entries of the eviction order
- * only. Returns 0 when one was closed (the bound counts it no more at
- * once), -EBUSY otherwise. */
+ * are left to finish. O(1): the oldest is the first of wl's handshakes.
+ * Returns 0 when one was closed (the bound counts it no more at once),
+ * -EBUSY otherwise. */
 int pst_conn_evict_handshake(pst_wlistener_t *wl, uint64_t min_age_ms);
 
 /* Closes every connection of the worker now (shutdown_timeout reached). */

@@ -40,6 +40,7 @@ typedef struct {
    * accept and down when the connection leaves the handshake, to open or to
    * close (conn.c: pst_conn_set_state). */
   unsigned n_handshakes;
+  pst_conn_t *hs_first, *hs_last; /* those handshakes, oldest first (conn_evict.c) */
   int held; /* the turn's accept batch was full, or no reset budget left: one socket waits in libuv
              */
   unsigned backlog;     /* the listen(2) backlog the socket has now */
@@ -82,6 +83,7 @@ struct pst_worker_s {
   uv_async_t wakeup;      /* the main thread's requests (stop, switch) */
   uv_timer_t drain_timer; /* shutdown_timeout while draining */
   uv_timer_t trim_timer;  /* gives memory back once the worker has been quiet a while */
+  uv_timer_t held_timer;  /* wakes the loop while a listener holds a connection back (worker.c) */
   unsigned peak_conns;    /* most connections at once since memory was last given back */
   pst_worker_state_t state;
   atomic_int stop_requested;

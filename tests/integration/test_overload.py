@@ -223,6 +223,60 @@ def test_stale_handshake_gives_way(pki, start_postern, backend):
     assert shed_count(admin) == 0, p.context()
 
 
+def test_stale_handshake_found_behind_idle_connections(pki, start_postern, backend):
+    """The oldest handshake is found however many idle kept-alive
+    connections waited on their clients longer: 40 idle TLS connections
+    opened first do not hide the stale holders (they head the eviction
+    order, which a bounded walk for handshakes once did not get past)."""
+    port, admin = free_port(), free_port()
+    echo = backend.echo()
+    p = start_postern(ovl_config(pki, port, f"{HOST}:{echo.port}", admin, handshake="4s"),
+                      [port, admin])
+    ctx = client_context(pki)
+    idle = [connect_tls(port, "example.test", ctx) for _ in range(40)]
+    holders = [holder(port) for _ in range(BOUND)]
+    try:
+        time.sleep(1.5)  # the holders are stale at the bound now
+        assert hello_answer(port) != b"", "a newcomer was shed: no stale handshake found" + p.context()
+    finally:
+        for c in holders:
+            c.close()
+        for s in idle:
+            s.close()
+    assert shed_count(admin) == 0, p.context()
+
+
+def test_stale_handshake_gives_way_while_the_queue_is_held(pki, start_postern, backend):
+    """With the reset budget spent, new connections wait in the listen
+    queue (libuv stops polling it); when every handshake in flight is a
+    client that sends nothing, no other event would wake the worker before
+    their handshake timeout: the worker looks again on its own, and the
+    oldest handshake gives way once stale (a quarter of the timeout), not
+    at the timeout."""
+    port, admin = free_port(), free_port()
+    echo = backend.echo()
+    p = start_postern(ovl_config(pki, port, f"{HOST}:{echo.port}", admin, handshake="40s"),
+                      [port, admin])
+    holders = [holder(port) for _ in range(BOUND)]
+    flood = []
+    try:
+        for _ in range(90):  # past the budget of 64 resets: the rest is held
+            try:
+                flood.append(socket.create_connection((HOST, port), timeout=5))
+            except OSError:
+                pass
+        # Stale after 10 s; the handshake timeout would close it after 40 s.
+        holders[0].sock.settimeout(25)
+        holders[0].records_until_close()
+        assert holders[0].eof, "the oldest handshake was not closed" + p.context()
+        p.wait_log(r"closed for a new client at max_handshakes_in_flight: handshake incomplete")
+    finally:
+        for c in holders:
+            c.close()
+        for s in flood:
+            s.close()
+
+
 @pytest.mark.parametrize("value", ["0", "lots", "-3", "[4]", "2000000"])
 def test_bad_bound_is_a_config_error(pki, postern_bin, tmp_path, value):
     port = free_port()
