@@ -274,13 +274,22 @@ static int h2_drop_response_field(const pst_header_t *h, int own_length) {
   return pst_http_hop_by_hop(h->name, h->name_len);
 }
 
+/* Response fields passed to nghttp2 from a stack array (h2_submit_head). */
+#define H2_NVA_STACK 32
+
 /* Submits the backend's final response head. Returns 0 or a negative
  * error. */
 static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *resp) {
   char code[8], clen[24];
   int status = resp->status;
-  nghttp2_nv *nva = calloc(resp->headers.n + 2, sizeof(*nva));
-  if (nva == NULL) return -ENOMEM;
+  /* A typical head fits the array on the stack; nghttp2 copies the fields,
+   * so the array lives only for this call. */
+  nghttp2_nv stack_nva[H2_NVA_STACK];
+  nghttp2_nv *nva = stack_nva;
+  if (resp->headers.n + 2 > H2_NVA_STACK) {
+    nva = calloc(resp->headers.n + 2, sizeof(*nva));
+    if (nva == NULL) return -ENOMEM;
+  }
   size_t n = 0;
   snprintf(code, sizeof(code), "%03d", status);
   nva[n++] = nv(":status", code);
@@ -313,7 +322,7 @@ static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *
   st->out_eof = !st->body_ok;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2_read_body};
   int rv = nghttp2_submit_response(h2->session, st->id, nva, n, st->body_ok ? &prd : NULL);
-  free(nva); /* nghttp2 copied the fields */
+  if (nva != stack_nva) free(nva); /* nghttp2 copied the fields */
   if (rv != 0) {
     st->out_eof = 0;
     return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;

@@ -17,6 +17,7 @@
 
 #include "h2_int.h"
 #include "postern/common.h"
+#include "postern/fl.h"
 #include "postern/http.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -27,15 +28,18 @@ static int name_is(const uint8_t *name, size_t len, const char *lit) {
 
 /* ---- per-stream data ---------------------------------------------------- */
 
+/* A record per request stream: kept per worker thread (fl.h). */
+static _Thread_local pst_fl_t h2_stream_fl = PST_FL_INIT(sizeof(h2_stream_t));
+
 /* See h2_int.h. The record is created on the request's first HEADERS frame
  * (h2_on_begin_headers) and freed when nghttp2 closes the stream, or with
  * the front end. */
 h2_stream_t *pst_h2_stream_new(h2_front_t *h2, int32_t id) {
-  h2_stream_t *st = calloc(1, sizeof(*st));
+  h2_stream_t *st = pst_fl_get0(&h2_stream_fl);
   if (st == NULL) return NULL;
-  st->req = calloc(1, sizeof(*st->req));
+  st->req = pst_http_request_new();
   if (st->req == NULL) {
-    free(st);
+    pst_fl_put(&h2_stream_fl, st);
     return NULL;
   }
   st->h2 = h2;
@@ -52,8 +56,7 @@ h2_stream_t *pst_h2_stream_new(h2_front_t *h2, int32_t id) {
  * sets it to NULL. */
 static void h2_stream_free_req(h2_stream_t *st) {
   if (st->req == NULL) return;
-  pst_http_request_free(st->req);
-  free(st->req);
+  pst_http_request_del(st->req);
   st->req = NULL;
 }
 
@@ -71,7 +74,7 @@ void pst_h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
   pst_buf_free(&st->cookie);
   h2->out_total -= st->out.len; /* see h2_out_count */
   pst_buf_free(&st->out);
-  free(st);
+  pst_fl_put(&h2_stream_fl, st);
 }
 
 /* ---- requests --------------------------------------------------------- */
