@@ -909,8 +909,9 @@ pst_app_t *pst_h2_app_new(pst_host_t *host) {
   h2->early_at = uv_hrtime() / 1000000;
   nghttp2_session_callbacks *cb = h2_callbacks();
   nghttp2_option *opt = h2_options(conf);
-  int rv = cb != NULL && opt != NULL ? nghttp2_session_server_new2(&h2->session, cb, h2, opt)
-                                     : NGHTTP2_ERR_NOMEM;
+  int rv = cb != NULL && opt != NULL
+               ? nghttp2_session_server_new3(&h2->session, cb, h2, opt, pst_h2_mem())
+               : NGHTTP2_ERR_NOMEM;
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
   if (rv != 0) goto fail_h2;

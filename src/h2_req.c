@@ -8,6 +8,7 @@
  * is complete, pst_h2_build_request() turns that into the pst_http_request_t
  * that stream.c forwards as HTTP/1.1. Nothing here does I/O or calls
  * nghttp2. */
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,9 +69,12 @@ void pst_h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
   if (st->detached) h2->n_detached--;
   if (st->start_pending) h2->n_pending--;
   h2_stream_free_req(st);
-  free(st->method);
-  free(st->path);
-  free(st->authority);
+  if (!st->names_moved) {
+    free(st->method);
+    free(st->path);
+    free(st->authority);
+  }
+  pst_buf_free(&st->names);
   pst_buf_free(&st->cookie);
   h2->out_total -= st->out.len; /* see h2_out_count */
   pst_buf_free(&st->out);
@@ -164,10 +168,27 @@ int pst_h2_build_request(h2_stream_t *st, int end_stream) {
     return -ENOMEM;
   }
   pst_buf_free(&st->cookie);
-  req->method = strdup(st->method);
-  req->target = strdup(st->path);
-  req->authority = strdup(st->authority != NULL ? st->authority : "");
-  if (req->method == NULL || req->target == NULL || req->authority == NULL) return -ENOMEM;
+  /* The request takes the strings; st keeps copies for the access log in
+   * one buffer (from the worker's free list, buf.c) rather than three more
+   * allocations. */
+  assert(!st->names_moved && st->method != NULL && st->path != NULL);
+  size_t ml = strlen(st->method) + 1, pl = strlen(st->path) + 1;
+  size_t al = st->authority != NULL ? strlen(st->authority) + 1 : 0;
+  if (pst_buf_append(&st->names, st->method, ml) != 0 ||
+      pst_buf_append(&st->names, st->path, pl) != 0 ||
+      (al > 0 && pst_buf_append(&st->names, st->authority, al) != 0)) {
+    return -ENOMEM;
+  }
+  char *authority = st->authority != NULL ? st->authority : pst_http_dup_n("", 0);
+  if (authority == NULL) return -ENOMEM;
+  req->method = st->method;
+  req->target = st->path;
+  req->authority = authority;
+  char *copy = pst_buf_head(&st->names);
+  st->method = copy;
+  st->path = copy + ml;
+  st->authority = al > 0 ? copy + ml + pl : NULL;
+  st->names_moved = 1;
   req->http_minor = 1;
   req->keep_alive = 1;
   req->expect_continue = st->expect;
