@@ -17,10 +17,13 @@ typedef struct pst_fl_s {
 } pst_fl_t;
 
 /* Bytes a list keeps at most (the count bound below is reached first for
- * small blocks). A worker has a few lists, so what it keeps idle is a few
- * of these at most. */
-#define PST_FL_KEEP_BYTES (256u * 1024u)
-#define PST_FL_KEEP_MAX 1024u
+ * small blocks): enough for the blocks of ~2,000 streams in flight to come
+ * and go without malloc (bench/README.md, keep-alive). A worker has about
+ * fifteen lists, most of them small-block ones, so what it keeps idle after
+ * such a peak is a few MiB at most, which glibc's heap would mostly have
+ * kept too. */
+#define PST_FL_KEEP_BYTES (1024u * 1024u)
+#define PST_FL_KEEP_MAX 2048u
 
 /* Initializer for a list of blocks of sz bytes (sz >= sizeof(void *)). */
 #define PST_FL_INIT(sz)                                                                       \

@@ -66,7 +66,7 @@ static void test_bound(void **state) {
   assert_int_equal(fl.max, PST_FL_KEEP_BYTES / 16384);
   pst_fl_t small = PST_FL_INIT(16);
   assert_int_equal(small.max, PST_FL_KEEP_MAX);
-  void *p[64];
+  void *p[128];
   for (unsigned i = 0; i < fl.max + 4; i++) p[i] = pst_fl_get(&fl);
   for (unsigned i = 0; i < fl.max + 4; i++) pst_fl_put(&fl, p[i]);
   assert_int_equal(fl.n, fl.max);
