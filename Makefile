@@ -92,7 +92,7 @@ $(SAN_DIR)/postern: $(SAN_DIR)/main.o $(SAN_DIR)/libpostern.a $(WOLFSSL_LIB)
 # access_log.o, so that a fake duplicating a real definition is a link
 # error rather than a choice made by link order. An explicit rule: it takes
 # precedence over the pattern rule below.
-TEST_h2_OBJS := $(call san_objs,src/h2.c src/h2_req.c src/h2_limits.c src/http_msg.c src/buf.c src/log.c \
+TEST_h2_OBJS := $(call san_objs,src/h2.c src/h2_req.c src/h2_limits.c src/h2_mem.c src/http_msg.c src/buf.c src/fl.c src/log.c \
                   src/metrics.c src/error.c)
 $(SAN_DIR)/test_h2: tests/unit/test_h2.c $(TEST_h2_OBJS) $(HDRS) $(wildcard tests/unit/*.h)
 	$(CC) $(CPPFLAGS) $(BASE_CFLAGS) $(SAN_CFLAGS) $(WARN) -Wno-missing-prototypes \
@@ -277,7 +277,7 @@ $(FUZZ_DIR)/libpostern.a: $(call fuzz_objs,$(LIB_SRCS)) $(LLHTTP_FUZZ) $(FUZZ_DI
 	rm -f $@ && ar rcs $@ $(filter %.o,$^)
 # h2_front fakes the stream API and the access log, as test_h2 does, and
 # links the objects h2.c needs rather than the archive (see TEST_h2_OBJS).
-FUZZ_h2_front_OBJS := $(call fuzz_objs,src/h2.c src/h2_req.c src/h2_limits.c src/http_msg.c src/buf.c src/log.c \
+FUZZ_h2_front_OBJS := $(call fuzz_objs,src/h2.c src/h2_req.c src/h2_limits.c src/h2_mem.c src/http_msg.c src/buf.c src/fl.c src/log.c \
                         src/metrics.c src/error.c)
 $(FUZZ_DIR)/h2_front: tests/fuzz/h2_front.c $(FUZZ_h2_front_OBJS) $(HDRS)
 	$(FUZZ_CC) $(CPPFLAGS) $(BASE_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(WARN) \

@@ -7,6 +7,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "postern/fl.h"
+
+/* Buffers start at 1 KiB and double, and most are emptied (freed) within a
+ * request: blocks of 1 to 16 KiB are kept per worker thread (fl.h) rather
+ * than returned to malloc each time. Larger ones use malloc directly. */
+#define BUF_MIN 1024u
+#define BUF_CLASSES 5 /* 1, 2, 4, 8, 16 KiB */
+static _Thread_local pst_fl_t buf_fl[BUF_CLASSES] = {
+    PST_FL_INIT(1024), PST_FL_INIT(2048), PST_FL_INIT(4096), PST_FL_INIT(8192), PST_FL_INIT(16384)};
+
+/* The list for blocks of cap bytes, or NULL when cap is not a class size. */
+static pst_fl_t *buf_class(size_t cap) {
+  for (unsigned i = 0; i < BUF_CLASSES; i++) {
+    if (cap == (size_t)BUF_MIN << i) return &buf_fl[i];
+  }
+  return NULL;
+}
+
 static int buf_reserve(pst_buf_t *b, size_t n) {
   if (b->off + b->len + n <= b->cap) return 0;
   /* Reuse the consumed front before growing. */
@@ -15,13 +33,26 @@ static int buf_reserve(pst_buf_t *b, size_t n) {
     b->off = 0;
     if (b->len + n <= b->cap) return 0;
   }
-  size_t cap = b->cap ? b->cap : 1024;
+  size_t cap = b->cap ? b->cap : BUF_MIN;
   while (cap < b->len + n) {
     if (cap > ((size_t)-1) / 2) return -ENOMEM;
     cap *= 2;
   }
-  char *p = realloc(b->data, cap);
-  if (p == NULL) return -ENOMEM;
+  pst_fl_t *to = buf_class(cap);
+  char *p;
+  if (to != NULL) {
+    /* Every block of a class size is exactly that size (malloc'd as such
+     * here), so it can go to and come from that class's list. */
+    p = pst_fl_get(to);
+    if (p == NULL) return -ENOMEM;
+    if (b->data != NULL) {
+      memcpy(p, b->data, b->len);
+      pst_fl_put(buf_class(b->cap), b->data);
+    }
+  } else {
+    p = realloc(b->data, cap);
+    if (p == NULL) return -ENOMEM;
+  }
   b->data = p;
   b->cap = cap;
   return 0;
@@ -70,7 +101,11 @@ void pst_buf_consume(pst_buf_t *b, size_t n) {
 }
 
 void pst_buf_free(pst_buf_t *b) {
-  free(b->data);
+  pst_fl_t *fl = b->data != NULL ? buf_class(b->cap) : NULL;
+  if (fl != NULL)
+    pst_fl_put(fl, b->data);
+  else
+    free(b->data);
   b->data = NULL;
   b->len = b->off = b->cap = 0;
 }

@@ -274,13 +274,22 @@ static int h2_drop_response_field(const pst_header_t *h, int own_length) {
   return pst_http_hop_by_hop(h->name, h->name_len);
 }
 
+/* Response fields passed to nghttp2 from a stack array (h2_submit_head). */
+#define H2_NVA_STACK 32
+
 /* Submits the backend's final response head. Returns 0 or a negative
  * error. */
 static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *resp) {
   char code[8], clen[24];
   int status = resp->status;
-  nghttp2_nv *nva = calloc(resp->headers.n + 2, sizeof(*nva));
-  if (nva == NULL) return -ENOMEM;
+  /* A typical head fits the array on the stack; nghttp2 copies the fields,
+   * so the array lives only for this call. */
+  nghttp2_nv stack_nva[H2_NVA_STACK];
+  nghttp2_nv *nva = stack_nva;
+  if (resp->headers.n + 2 > H2_NVA_STACK) {
+    nva = calloc(resp->headers.n + 2, sizeof(*nva));
+    if (nva == NULL) return -ENOMEM;
+  }
   size_t n = 0;
   snprintf(code, sizeof(code), "%03d", status);
   nva[n++] = nv(":status", code);
@@ -313,7 +322,7 @@ static int h2_submit_head(h2_front_t *h2, h2_stream_t *st, pst_http_response_t *
   st->out_eof = !st->body_ok;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = h2_read_body};
   int rv = nghttp2_submit_response(h2->session, st->id, nva, n, st->body_ok ? &prd : NULL);
-  free(nva); /* nghttp2 copied the fields */
+  if (nva != stack_nva) free(nva); /* nghttp2 copied the fields */
   if (rv != 0) {
     st->out_eof = 0;
     return rv == NGHTTP2_ERR_NOMEM ? -ENOMEM : PST_EPROTO;
@@ -900,8 +909,9 @@ pst_app_t *pst_h2_app_new(pst_host_t *host) {
   h2->early_at = uv_hrtime() / 1000000;
   nghttp2_session_callbacks *cb = h2_callbacks();
   nghttp2_option *opt = h2_options(conf);
-  int rv = cb != NULL && opt != NULL ? nghttp2_session_server_new2(&h2->session, cb, h2, opt)
-                                     : NGHTTP2_ERR_NOMEM;
+  int rv = cb != NULL && opt != NULL
+               ? nghttp2_session_server_new3(&h2->session, cb, h2, opt, pst_h2_mem())
+               : NGHTTP2_ERR_NOMEM;
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
   if (rv != 0) goto fail_h2;

@@ -38,7 +38,9 @@ typedef struct h2_stream_s {
   int32_t id;
   pst_stream_t *s;                 /* the exchange with the backend, NULL before and after */
   pst_http_request_t *req;         /* being built until the header block ends */
-  char *method, *path, *authority; /* kept for the access log */
+  char *method, *path, *authority; /* kept for the access log: owned until the request
+                                    * takes them (names_moved), then in names */
+  pst_buf_t names;                 /* copies of the three for the log, once moved */
   pst_buf_t cookie;                /* cookie crumbs joined with "; " (RFC 9113 8.2.3) */
   size_t field_bytes;              /* header list size so far (RFC 9113 6.5.2) */
   h2_req_error_t error;
@@ -48,6 +50,7 @@ typedef struct h2_stream_s {
   int status;         /* response status submitted, 0 until then */
   uint64_t bytes_in, bytes_out, t_start_ns;
   unsigned has_authority : 1;
+  unsigned names_moved : 1;   /* req owns the strings; method, path, authority point into names */
   unsigned has_length : 1;    /* content-length in the request */
   unsigned head_done : 1;     /* the request header block is complete */
   unsigned req_done : 1;      /* END_STREAM from the client */
@@ -96,6 +99,12 @@ struct h2_front_s {
   unsigned calm : 1; /* GOAWAY ENHANCE_YOUR_CALM: too many streams ended early, or PRIORITY
                       * frames */
 };
+
+/* ---- allocator (h2_mem.c) ------------------------------------------------ */
+
+/* The allocator every front-end session uses (nghttp2_session_server_new3):
+ * small blocks from per-thread free lists (fl.h). Static; never NULL. */
+nghttp2_mem *pst_h2_mem(void);
 
 /* ---- abuse budgets (h2_limits.c) ---------------------------------------- */
 

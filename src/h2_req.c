@@ -8,6 +8,7 @@
  * is complete, pst_h2_build_request() turns that into the pst_http_request_t
  * that stream.c forwards as HTTP/1.1. Nothing here does I/O or calls
  * nghttp2. */
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include "h2_int.h"
 #include "postern/common.h"
+#include "postern/fl.h"
 #include "postern/http.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -27,15 +29,18 @@ static int name_is(const uint8_t *name, size_t len, const char *lit) {
 
 /* ---- per-stream data ---------------------------------------------------- */
 
+/* A record per request stream: kept per worker thread (fl.h). */
+static _Thread_local pst_fl_t h2_stream_fl = PST_FL_INIT(sizeof(h2_stream_t));
+
 /* See h2_int.h. The record is created on the request's first HEADERS frame
  * (h2_on_begin_headers) and freed when nghttp2 closes the stream, or with
  * the front end. */
 h2_stream_t *pst_h2_stream_new(h2_front_t *h2, int32_t id) {
-  h2_stream_t *st = calloc(1, sizeof(*st));
+  h2_stream_t *st = pst_fl_get0(&h2_stream_fl);
   if (st == NULL) return NULL;
-  st->req = calloc(1, sizeof(*st->req));
+  st->req = pst_http_request_new();
   if (st->req == NULL) {
-    free(st);
+    pst_fl_put(&h2_stream_fl, st);
     return NULL;
   }
   st->h2 = h2;
@@ -52,8 +57,7 @@ h2_stream_t *pst_h2_stream_new(h2_front_t *h2, int32_t id) {
  * sets it to NULL. */
 static void h2_stream_free_req(h2_stream_t *st) {
   if (st->req == NULL) return;
-  pst_http_request_free(st->req);
-  free(st->req);
+  pst_http_request_del(st->req);
   st->req = NULL;
 }
 
@@ -65,13 +69,16 @@ void pst_h2_stream_del(h2_front_t *h2, h2_stream_t *st) {
   if (st->detached) h2->n_detached--;
   if (st->start_pending) h2->n_pending--;
   h2_stream_free_req(st);
-  free(st->method);
-  free(st->path);
-  free(st->authority);
+  if (!st->names_moved) {
+    free(st->method);
+    free(st->path);
+    free(st->authority);
+  }
+  pst_buf_free(&st->names);
   pst_buf_free(&st->cookie);
   h2->out_total -= st->out.len; /* see h2_out_count */
   pst_buf_free(&st->out);
-  free(st);
+  pst_fl_put(&h2_stream_fl, st);
 }
 
 /* ---- requests --------------------------------------------------------- */
@@ -161,10 +168,27 @@ int pst_h2_build_request(h2_stream_t *st, int end_stream) {
     return -ENOMEM;
   }
   pst_buf_free(&st->cookie);
-  req->method = strdup(st->method);
-  req->target = strdup(st->path);
-  req->authority = strdup(st->authority != NULL ? st->authority : "");
-  if (req->method == NULL || req->target == NULL || req->authority == NULL) return -ENOMEM;
+  /* The request takes the strings; st keeps copies for the access log in
+   * one buffer (from the worker's free list, buf.c) rather than three more
+   * allocations. */
+  assert(!st->names_moved && st->method != NULL && st->path != NULL);
+  size_t ml = strlen(st->method) + 1, pl = strlen(st->path) + 1;
+  size_t al = st->authority != NULL ? strlen(st->authority) + 1 : 0;
+  if (pst_buf_append(&st->names, st->method, ml) != 0 ||
+      pst_buf_append(&st->names, st->path, pl) != 0 ||
+      (al > 0 && pst_buf_append(&st->names, st->authority, al) != 0)) {
+    return -ENOMEM;
+  }
+  char *authority = st->authority != NULL ? st->authority : pst_http_dup_n("", 0);
+  if (authority == NULL) return -ENOMEM;
+  req->method = st->method;
+  req->target = st->path;
+  req->authority = authority;
+  char *copy = pst_buf_head(&st->names);
+  st->method = copy;
+  st->path = copy + ml;
+  st->authority = al > 0 ? copy + ml + pl : NULL;
+  st->names_moved = 1;
   req->http_minor = 1;
   req->keep_alive = 1;
   req->expect_continue = st->expect;

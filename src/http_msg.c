@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "postern/common.h"
+#include "postern/fl.h"
 #include "postern/http.h"
 
 /* Appends a string literal, its length counted by the compiler. */
@@ -33,27 +34,47 @@ char *pst_http_dup_n(const char *s, size_t n) {
   return p;
 }
 
+/* Header arrays start at HEADERS_MIN fields, which holds most messages'
+ * heads; arrays of that size are kept per worker thread (fl.h), larger
+ * ones grow with realloc. */
+#define HEADERS_MIN 16
+static _Thread_local pst_fl_t headers_fl = PST_FL_INIT(HEADERS_MIN * sizeof(pst_header_t));
+
 /* Appends copies of name and value to h, which owns them. The name keeps
  * its case, which an HTTP/1.1 peer on the other side sees as sent (field
  * names are case-insensitive, RFC 9110 5.1; the h2 front end lower-cases
- * them, RFC 9113 8.2.1). Returns 0 or -ENOMEM (h unchanged). */
+ * them, RFC 9113 8.2.1). Name and value share one allocation (the value
+ * right after the name's NUL), freed through the name. Returns 0 or
+ * -ENOMEM (h unchanged). */
 int pst_headers_add(pst_headers_t *h, const char *name, size_t name_len, const char *value,
                     size_t value_len) {
   if (h->n == h->cap) {
-    size_t cap = h->cap ? h->cap * 2 : 16;
+    pst_header_t *v;
+    size_t cap = h->cap ? h->cap * 2 : HEADERS_MIN;
     if (cap > SIZE_MAX / sizeof(*h->v)) return -ENOMEM;
-    pst_header_t *v = realloc(h->v, cap * sizeof(*v));
+    if (h->cap == 0) {
+      v = pst_fl_get(&headers_fl);
+    } else if (h->cap == HEADERS_MIN) {
+      v = malloc(cap * sizeof(*v));
+      if (v != NULL) {
+        memcpy(v, h->v, h->n * sizeof(*v));
+        pst_fl_put(&headers_fl, h->v);
+      }
+    } else {
+      v = realloc(h->v, cap * sizeof(*v));
+    }
     if (v == NULL) return -ENOMEM;
     h->v = v;
     h->cap = cap;
   }
-  char *n = pst_http_dup_n(name, name_len);
-  char *val = pst_http_dup_n(value, value_len);
-  if (n == NULL || val == NULL) {
-    free(n);
-    free(val);
-    return -ENOMEM;
-  }
+  if (name_len > SIZE_MAX - 2 - value_len) return -ENOMEM;
+  char *n = malloc(name_len + value_len + 2);
+  if (n == NULL) return -ENOMEM;
+  if (name_len > 0) memcpy(n, name, name_len);
+  n[name_len] = '\0';
+  char *val = n + name_len + 1;
+  if (value_len > 0) memcpy(val, value, value_len);
+  val[value_len] = '\0';
   h->v[h->n++] =
       (pst_header_t){.name = n, .value = val, .name_len = name_len, .value_len = value_len};
   h->bytes += name_len + value_len;
@@ -76,8 +97,7 @@ size_t pst_headers_del(pst_headers_t *h, const char *name, size_t name_len) {
     pst_header_t *f = &h->v[i];
     if (f->name_len == name_len && strncasecmp(f->name, name, name_len) == 0) {
       h->bytes -= f->name_len + f->value_len;
-      free(f->name);
-      free(f->value);
+      free(f->name); /* and the value with it (pst_headers_add) */
       removed++;
       continue;
     }
@@ -89,11 +109,11 @@ size_t pst_headers_del(pst_headers_t *h, const char *name, size_t name_len) {
 
 /* Frees every field; h is empty and reusable afterwards. */
 void pst_headers_free(pst_headers_t *h) {
-  for (size_t i = 0; i < h->n; i++) {
-    free(h->v[i].name);
-    free(h->v[i].value);
-  }
-  free(h->v);
+  for (size_t i = 0; i < h->n; i++) free(h->v[i].name); /* and the value (pst_headers_add) */
+  if (h->cap == HEADERS_MIN)
+    pst_fl_put(&headers_fl, h->v);
+  else
+    free(h->v);
   *h = (pst_headers_t){0};
 }
 
@@ -106,6 +126,18 @@ void pst_http_request_free(pst_http_request_t *r) {
   free(r->upgrade_proto);
   pst_headers_free(&r->headers);
   *r = (pst_http_request_t){0};
+}
+
+/* Request structs are allocated and freed once per request: kept per
+ * worker thread (fl.h). */
+static _Thread_local pst_fl_t request_fl = PST_FL_INIT(sizeof(pst_http_request_t));
+
+pst_http_request_t *pst_http_request_new(void) { return pst_fl_get0(&request_fl); }
+
+void pst_http_request_del(pst_http_request_t *r) {
+  if (r == NULL) return;
+  pst_http_request_free(r);
+  pst_fl_put(&request_fl, r);
 }
 
 /* Frees r's members (not r itself) and zeroes it; NULL allowed. */

@@ -26,19 +26,49 @@
 static void bconn_on_timer(uv_timer_t *t);
 static void bconn_close(pst_bconn_t *b);
 
-/* Arms the timer, making it on first use. Returns 0 or -ENOMEM. */
+/* The connection's one timer and its deadline. Deadlines are set and
+ * cleared several times per request (backend_response while a response is
+ * due, backend_pool.idle while idle), each a heap operation in libuv when
+ * done on the uv timer itself. So the deadline is kept here and the uv timer
+ * left armed as long as it fires no later than the deadline: clearing the
+ * deadline costs nothing, and a later deadline nothing either; when the
+ * timer fires early it re-arms for the rest (once per timeout period at
+ * most). */
+typedef struct {
+  uv_timer_t t;     /* first: b->timer points here and its memory is this one's */
+  uint64_t due;     /* the deadline, loop time in ms (uv_now), while set */
+  uint64_t fires;   /* when the armed uv timer calls bconn_on_timer */
+  unsigned set : 1; /* a deadline is set */
+} bconn_timer_t;
+
+static bconn_timer_t *bconn_timer_of(uv_timer_t *t) {
+  return PST_CONTAINER_OF(t, bconn_timer_t, t);
+}
+
+/* Sets the deadline ms from now, making the timer on first use. Returns 0
+ * or -ENOMEM. */
 static int bconn_timer_start(pst_bconn_t *b, uint64_t ms) {
   if (b->timer == NULL) {
-    b->timer = malloc(sizeof(*b->timer));
-    if (b->timer == NULL) return -ENOMEM;
-    uv_timer_init(b->pools->loop, b->timer);
-    b->timer->data = b;
+    bconn_timer_t *bt = malloc(sizeof(*bt));
+    if (bt == NULL) return -ENOMEM;
+    uv_timer_init(b->pools->loop, &bt->t);
+    bt->t.data = b;
+    bt->set = 0;
+    b->timer = &bt->t;
   }
+  bconn_timer_t *bt = bconn_timer_of(b->timer);
+  bt->due = uv_now(b->pools->loop) + ms;
+  bt->set = 1;
+  /* Armed to fire by the deadline: it stays (a zero timer is a step of an
+   * in-process answer, due now: always armed afresh). */
+  if (ms > 0 && uv_is_active((uv_handle_t *)b->timer) && bt->fires <= bt->due) return 0;
+  bt->fires = bt->due;
   return uv_timer_start(b->timer, bconn_on_timer, ms, 0);
 }
 
+/* Clears the deadline; the uv timer, if armed, fires and finds none. */
 static void bconn_timer_stop(pst_bconn_t *b) {
-  if (b->timer != NULL) uv_timer_stop(b->timer);
+  if (b->timer != NULL) bconn_timer_of(b->timer)->set = 0;
 }
 
 /* postern_backend_connections{state} (metrics.h): this worker's part,
@@ -247,6 +277,15 @@ static void bconn_local_step(pst_bconn_t *b) {
 
 static void bconn_on_timer(uv_timer_t *t) {
   pst_bconn_t *b = t->data;
+  bconn_timer_t *bt = bconn_timer_of(t);
+  if (!bt->set) return; /* cleared since it was armed */
+  uint64_t now = uv_now(t->loop);
+  if (now < bt->due) { /* the deadline moved later: wait for the rest */
+    bt->fires = bt->due;
+    uv_timer_start(t, bconn_on_timer, bt->due - now, 0);
+    return;
+  }
+  bt->set = 0;
   if (b->state == BCONN_IDLE) {
     bconn_close(b); /* backend_pool.idle reached */
     return;

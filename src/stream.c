@@ -11,6 +11,7 @@
 
 #include "postern/balance.h"
 #include "postern/common.h"
+#include "postern/fl.h"
 #include "postern/http.h"
 #include "postern/info.h"
 #include "postern/log.h"
@@ -60,6 +61,9 @@ static void stream_set_state(pst_stream_t *s, pst_stream_state_t state) {
 
 static const pst_listener_conf_t *stream_conf(const pst_stream_t *s) { return s->host->lc; }
 
+/* An exchange record per request: kept per worker thread (fl.h). */
+static _Thread_local pst_fl_t stream_fl = PST_FL_INIT(sizeof(stream_t));
+
 static void stream_destroy(stream_t *st) {
   pst_stream_t *s = &st->pub;
   assert(s->state != PST_STREAM_WAITING); /* the connection's count stays right */
@@ -69,11 +73,8 @@ static void stream_destroy(stream_t *st) {
   pst_h1_resp_parser_free(st->parser);
   pst_buf_free(&st->head);
   pst_buf_free(&s->pending);
-  if (s->req != NULL) {
-    pst_http_request_free(s->req);
-    free(s->req);
-  }
-  free(st);
+  pst_http_request_del(s->req);
+  pst_fl_put(&stream_fl, st);
 }
 
 /* Ends the exchange with an error; the front end decides what the client
@@ -510,7 +511,7 @@ static int stream_misdirected(const pst_host_t *host, const pst_http_request_t *
 
 pst_stream_t *pst_stream_start(pst_host_t *host, const pst_stream_ops_t *ops, void *front,
                                int32_t h2_id, pst_http_request_t *req) {
-  stream_t *st = calloc(1, sizeof(*st));
+  stream_t *st = pst_fl_get0(&stream_fl);
   if (st == NULL) goto nomem;
   pst_stream_t *s = &st->pub;
   s->host = host;
@@ -554,8 +555,7 @@ nomem:
     st->pub.req = NULL;
     stream_destroy(st);
   }
-  pst_http_request_free(req);
-  free(req);
+  pst_http_request_del(req);
   return NULL;
 }
 

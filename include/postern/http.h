@@ -35,6 +35,15 @@ void pst_headers_free(pst_headers_t *h);             /* the list is empty and re
 void pst_http_request_free(pst_http_request_t *r);   /* frees members; r itself not; NULL ok */
 void pst_http_response_free(pst_http_response_t *r); /* frees members; r itself not; NULL ok */
 
+/* A zeroed request struct, from the worker thread's free list (fl.h) or
+ * malloc; NULL when out of memory. Give it back with pst_http_request_del(),
+ * or with pst_http_request_free() + free(): a struct from calloc and one from
+ * here are interchangeable. */
+pst_http_request_t *pst_http_request_new(void);
+
+/* pst_http_request_free(r), then r itself back to the free list; NULL ok. */
+void pst_http_request_del(pst_http_request_t *r);
+
 /* ---- request targets ---- */
 
 /* Whether the n bytes at t (borrowed) are a request-target postern

@@ -604,7 +604,7 @@ static void test_target(void **state) {
 static void test_oom(void **state) {
   long n = 0;
   while (writers_once(n)) n++;
-  assert_true(n >= 6);
+  assert_true(n >= 5); /* buffer growth (3), a header field and its list (2) */
 }
 
 int main(void) {
