@@ -118,14 +118,15 @@ def test_drop_reload_low_port_and_unreadable_key(pki, world, start_world, backen
     assert n >= 3, f"expected the main thread and 2 workers, saw {n} threads"
     echo_roundtrip(port, pki)
 
-    # A reload (as nobody) adding a listener below 1024: the thread pool's
-    # threads exist from now on and must hold no more than the others.
+    # A reload (as nobody) adding a listener below 1024. Its build ran on a
+    # thread of its own, made by the main thread after the drop and gone
+    # now; every thread there is holds no more than the others.
     low = free_low_port()
     second = first + [listener("low", low, echo.addr, tls=tls(world))]
     p.config_path.write_text(config(second, user="nobody", group="nogroup"))
     sighup(p, log, "ok")
     echo_roundtrip(low, pki)
-    assert check_dropped(p) > n, "no thread pool thread after a reload?"
+    assert check_dropped(p) >= n
 
     # A key only root can read: the reload fails, says why, and the running
     # generation serves on.
