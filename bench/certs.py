@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import procs  # noqa: E402
+from report import cell  # noqa: E402
 import scenarios  # noqa: E402
 
 REPO = HERE.parent
@@ -349,19 +350,17 @@ def run(env, counts, workdir, duration=2.0, warmup=0.5, servers_=("postern", "ha
     return rows
 
 
-def _f(v, fmt="{:.2f}"):
-    return "-" if v is None else fmt.format(v)
 
 
 def one_line(r):
-    s = (f"certs n={r['n']} {r['server']}: start {_f(r['startup_s'])} s, "
-         f"RSS {r['rss_kib'] / 1024:.1f} MiB, {_f(r.get('cpu_us'), '{:.0f}')} us/handshake")
+    s = (f"certs n={r['n']} {r['server']}: start {cell(r['startup_s'], '{:.2f}')} s, "
+         f"RSS {r['rss_kib'] / 1024:.1f} MiB, {cell(r.get('cpu_us'), '{:.0f}')} us/handshake")
     if "check_s" in r:
-        s += f", -t {_f(r['check_s'])} s ({r['check_lines']} lines, rc {r['check_rc']})"
+        s += f", -t {cell(r['check_s'], '{:.2f}')} s ({r['check_lines']} lines, rc {r['check_rc']})"
     if "reload_s" in r:
-        s += (f", reload {_f(r['reload_s'])} s, "
+        s += (f", reload {cell(r['reload_s'], '{:.2f}')} s, "
               f"under load: {r.get('reload_load_errors')} errors, p99 "
-              f"{_f(r.get('reload_load_p99_ms'))} ms vs {_f(r.get('p99_ms'))} ms")
+              f"{cell(r.get('reload_load_p99_ms'), '{:.2f}')} ms vs {cell(r.get('p99_ms'), '{:.2f}')} ms")
     return s
 
 
@@ -379,12 +378,12 @@ def markdown(rows):
          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         reload = f"{r['reload_s']:.2f}" if "reload_s" in r else "-"
-        load = (f"{r.get('reload_load_errors')}, {_f(r.get('reload_load_p99_ms'))} "
-                f"({_f(r.get('p99_ms'))})" if "reload_s" in r else "-")
+        load = (f"{r.get('reload_load_errors')}, {cell(r.get('reload_load_p99_ms'), '{:.2f}')} "
+                f"({cell(r.get('p99_ms'), '{:.2f}')})" if "reload_s" in r else "-")
         check = f"{r['check_s']:.2f} ({r['check_lines']})" if "check_s" in r else "-"
         L.append(f"| {r['n']:,} | {r['server']} | {r['startup_s']:.2f} | {reload} | {check} | "
-                 f"{r['rss_kib'] / 1024:.1f} | {_f(r.get('rss_per_cert_kib'))} | "
-                 f"{_f(r.get('cpu_us'), '{:.0f}')} | {_f(r.get('cpu_ratio_vs_1'), '{:.3f}')} | "
+                 f"{r['rss_kib'] / 1024:.1f} | {cell(r.get('rss_per_cert_kib'), '{:.2f}')} | "
+                 f"{cell(r.get('cpu_us'), '{:.0f}')} | {cell(r.get('cpu_ratio_vs_1'), '{:.3f}')} | "
                  f"{load} |")
     L.append("")
     return L

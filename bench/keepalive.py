@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import procs  # noqa: E402
+from report import cell  # noqa: E402
 import servers  # noqa: E402
 
 # Concurrent requests -> h2 (connections, streams per connection).
@@ -160,8 +161,6 @@ def summarize(rows):
     return out
 
 
-def _f(v, fmt="{:.0f}"):
-    return "-" if v is None else fmt.format(v)
 
 
 def markdown(rows):
@@ -178,10 +177,10 @@ def markdown(rows):
          "| errors |",
          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        L.append(f"| {r['proto']} | {r['conc']} | {r['server']} | {_f(r['req_per_cpu_s'])} | "
-                 f"{_f(r.get('postern_ratio'), '{:.2f}')} | {_f(r['rate'])} | "
-                 f"{_f(r['connects_per_1k'], '{:.2f}')} | {_f(r['server_util'], '{:.0%}')} | "
-                 f"{_f(r['client_busy'], '{:.0%}')} | {r['errors']} |")
+        L.append(f"| {r['proto']} | {r['conc']} | {r['server']} | {cell(r['req_per_cpu_s'])} | "
+                 f"{cell(r.get('postern_ratio'), '{:.2f}')} | {cell(r['rate'])} | "
+                 f"{cell(r['connects_per_1k'], '{:.2f}')} | {cell(r['server_util'], '{:.0%}')} | "
+                 f"{cell(r['client_busy'], '{:.0%}')} | {r['errors']} |")
     L.append("")
     return L
 
@@ -238,8 +237,8 @@ def run(env, cert, workdir, backend, reps=3, duration=3.0, levels=LEVELS, protos
                     r["rep"] = rep
                     rows.append(r)
                     say(f"keepalive {proto} c={level} {name} rep {rep}: "
-                        f"{_f(r.get('req_per_cpu_s'))} req per server-CPU-s, "
-                        f"{_f(r.get('connects_per_1k'), '{:.2f}')} connects per 1k, "
+                        f"{cell(r.get('req_per_cpu_s'))} req per server-CPU-s, "
+                        f"{cell(r.get('connects_per_1k'), '{:.2f}')} connects per 1k, "
                         f"errors {r.get('errors')} {r.get('failure', '')}")
     finally:
         for s in fleet.values():

@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import procs  # noqa: E402
+from report import cell  # noqa: E402
 import servers  # noqa: E402
 
 # The time a client gives its connection (connect to response), and the
@@ -238,8 +239,6 @@ def summarize(rows):
     return out
 
 
-def _f(v, fmt="{:.0f}"):
-    return "-" if v is None else fmt.format(v)
 
 
 def markdown(rows):
@@ -263,12 +262,12 @@ def markdown(rows):
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(r.get("errors_by_kind", {}).items()))
-        L.append(f"| {r['server']} | {r['load']} | {_f(r.get('offered'))} | "
-                 f"{_f(r.get('goodput'))} | {_f(r.get('of_peak'), '{:.0%}')} | "
-                 f"{_f(r.get('hs_p50_ms'), '{:.1f}')} | {_f(r.get('hs_p99_ms'), '{:.1f}')} | "
-                 f"{_f(r.get('p99_ms'), '{:.1f}')} | {_f(r.get('server_util'), '{:.0%}')} | "
-                 f"{_f(r.get('cpu_us'))} | {_f(r.get('cpu_vs_closed'), '{:.2f}')} | "
-                 f"{_f(r.get('rss_mib'), '{:.1f}')} | {kinds or '-'} |")
+        L.append(f"| {r['server']} | {r['load']} | {cell(r.get('offered'))} | "
+                 f"{cell(r.get('goodput'))} | {cell(r.get('of_peak'), '{:.0%}')} | "
+                 f"{cell(r.get('hs_p50_ms'), '{:.1f}')} | {cell(r.get('hs_p99_ms'), '{:.1f}')} | "
+                 f"{cell(r.get('p99_ms'), '{:.1f}')} | {cell(r.get('server_util'), '{:.0%}')} | "
+                 f"{cell(r.get('cpu_us'))} | {cell(r.get('cpu_vs_closed'), '{:.2f}')} | "
+                 f"{cell(r.get('rss_mib'), '{:.1f}')} | {kinds or '-'} |")
     L.append("")
     return L
 

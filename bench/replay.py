@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import procs  # noqa: E402
+from report import cell  # noqa: E402
 import scenarios  # noqa: E402
 import servers  # noqa: E402
 
@@ -118,8 +119,6 @@ def summarize(rows):
     return out
 
 
-def _f(v, fmt="{:.0f}"):
-    return "-" if v is None else fmt.format(v)
 
 
 def markdown(rows):
@@ -133,11 +132,11 @@ def markdown(rows):
          "p50 ms | p99 ms | p99 added ms | Redis CPU per request us | errors |",
          "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        L.append(f"| {r['store']} | {_f(r['req_per_cpu_s'])} | "
-                 f"{_f(r.get('ratio_vs_local'), '{:.2f}')} | {_f(r['early_frac'], '{:.0%}')} | "
-                 f"{_f(r['p50_ms'], '{:.2f}')} | {_f(r['p99_ms'], '{:.2f}')} | "
-                 f"{_f(r.get('p99_added_ms'), '{:.2f}')} | "
-                 f"{_f(r['redis_cpu_per_req_us'], '{:.1f}')} | {r['errors']} |")
+        L.append(f"| {r['store']} | {cell(r['req_per_cpu_s'])} | "
+                 f"{cell(r.get('ratio_vs_local'), '{:.2f}')} | {cell(r['early_frac'], '{:.0%}')} | "
+                 f"{cell(r['p50_ms'], '{:.2f}')} | {cell(r['p99_ms'], '{:.2f}')} | "
+                 f"{cell(r.get('p99_added_ms'), '{:.2f}')} | "
+                 f"{cell(r['redis_cpu_per_req_us'], '{:.1f}')} | {r['errors']} |")
     L.append("")
     return L
 

@@ -324,7 +324,9 @@ def build(runs, settings, machine, notes, problems, elapsed, when):
 
 # ---------------------------------------------------------------- text --
 
-def _f(v, fmt="{:.0f}", none="-"):
+def cell(v, fmt="{:.0f}", none="-"):
+    """A table cell: v formatted, or none when there is no figure. Every
+    scenario's table uses it."""
     return none if v is None else fmt.format(v)
 
 
@@ -434,13 +436,13 @@ def markdown(doc):
             head = head.replace("| errors |", "| resumed | errors |")
 
         def cells(r, scen=scen):
-            c = [_cert(r), str(r["conc"]), r["server"], _f(r.get("rate")), _f(r.get("cpu_us")),
-                 _pct(r.get("server_util")), _f(r.get("p50_ms"), "{:.2f}"),
-                 _f(r.get("p99_ms"), "{:.2f}")]
+            c = [_cert(r), str(r["conc"]), r["server"], cell(r.get("rate")), cell(r.get("cpu_us")),
+                 _pct(r.get("server_util")), cell(r.get("p50_ms"), "{:.2f}"),
+                 cell(r.get("p99_ms"), "{:.2f}")]
             if scen == "resumed":
                 c.append(_pct1(r.get("resumed_frac")))
-            return c + [_errors(r), _client(r), _f(r.get("ratio_cpu"), "{:.2f}"),
-                        _f(r.get("ratio_rate"), "{:.2f}")]
+            return c + [_errors(r), _client(r), cell(r.get("ratio_cpu"), "{:.2f}"),
+                        cell(r.get("ratio_rate"), "{:.2f}")]
 
         _table(L, head, sel, cells)
     _markdown_early(L, doc)
@@ -459,11 +461,11 @@ def markdown(doc):
                 proto = f"h2, {s['h2_streams']} streams (h2c backend)"
             else:
                 proto = f"h2, {s['h2_streams']} streams"
-            return [proto, str(r["conc"]), r["server"], _f(r.get("rate")),
-                    _f(r.get("cpu_us"), "{:.1f}"), _f(r.get("req_per_cpu_s")),
-                    _pct(r.get("server_util")), _f(r.get("p50_ms"), "{:.2f}"),
-                    _f(r.get("p99_ms"), "{:.2f}"), _errors(r), _client(r),
-                    _f(r.get("ratio_cpu"), "{:.2f}")]
+            return [proto, str(r["conc"]), r["server"], cell(r.get("rate")),
+                    cell(r.get("cpu_us"), "{:.1f}"), cell(r.get("req_per_cpu_s")),
+                    _pct(r.get("server_util")), cell(r.get("p50_ms"), "{:.2f}"),
+                    cell(r.get("p99_ms"), "{:.2f}"), _errors(r), _client(r),
+                    cell(r.get("ratio_cpu"), "{:.2f}")]
 
         _table(L, head, sel, cells)
     sel = [r for r in rows if r["scenario"] == "idle-rss"]
@@ -475,10 +477,10 @@ def markdown(doc):
 
         def cells(r):
             return [str(r["conc"]), r["server"],
-                    _f(r.get("base_rss_kib") and r["base_rss_kib"] / 1024, "{:.1f}"),
-                    _f(r.get("rss_kib") and r["rss_kib"] / 1024, "{:.1f}"),
-                    _f(r.get("kib_per_conn"), "{:.1f}"), _f(r.get("fds")), _errors(r),
-                    _f(r.get("ratio_rss"), "{:.2f}")]
+                    cell(r.get("base_rss_kib") and r["base_rss_kib"] / 1024, "{:.1f}"),
+                    cell(r.get("rss_kib") and r["rss_kib"] / 1024, "{:.1f}"),
+                    cell(r.get("kib_per_conn"), "{:.1f}"), cell(r.get("fds")), _errors(r),
+                    cell(r.get("ratio_rss"), "{:.2f}")]
 
         _table(L, head, sel, cells)
     if doc.get("certs"):
@@ -539,12 +541,12 @@ def _markdown_early(L, doc):
 
         def cells(r):
             res = _find(rows, "resumed", r["cert"], r["conc"], r["server"])
-            return [_cert(r), str(r["conc"]), r["server"], _f(r.get("rate")),
-                    _f(r.get("cpu_us")), _f(res.get("cpu_us") if res else None),
-                    _pct(r.get("server_util")), _f(r.get("p50_ms"), "{:.2f}"),
-                    _f(r.get("p99_ms"), "{:.2f}"), _f(r.get("hs_p50_ms"), "{:.2f}"),
+            return [_cert(r), str(r["conc"]), r["server"], cell(r.get("rate")),
+                    cell(r.get("cpu_us")), cell(res.get("cpu_us") if res else None),
+                    _pct(r.get("server_util")), cell(r.get("p50_ms"), "{:.2f}"),
+                    cell(r.get("p99_ms"), "{:.2f}"), cell(r.get("hs_p50_ms"), "{:.2f}"),
                     _pct1(r.get("early_frac")), _errors(r), _client(r),
-                    _f(r.get("ratio_cpu"), "{:.2f}"), _f(r.get("ratio_rate"), "{:.2f}")]
+                    cell(r.get("ratio_cpu"), "{:.2f}"), cell(r.get("ratio_rate"), "{:.2f}")]
 
         _table(L, head, rate, cells)
     if rtt:
@@ -578,9 +580,9 @@ def _markdown_early(L, doc):
             res, ear = p["res"], p["ear"]
             errs = {"errors": p["errors"], "errors_by_kind": {}, "failures":
                     (res.get("failures") or []) + (ear.get("failures") or [])}
-            return [p["server"], _f(res.get("resp_p50_ms"), "{:.1f}"),
-                    _f(res.get("round_trips"), "{:.1f}"), _f(ear.get("resp_p50_ms"), "{:.1f}"),
-                    _f(ear.get("round_trips"), "{:.1f}"), _pct(ear.get("before_fin_frac")),
+            return [p["server"], cell(res.get("resp_p50_ms"), "{:.1f}"),
+                    cell(res.get("round_trips"), "{:.1f}"), cell(ear.get("resp_p50_ms"), "{:.1f}"),
+                    cell(ear.get("round_trips"), "{:.1f}"), _pct(ear.get("before_fin_frac")),
                     _pct1(ear.get("early_frac")), _errors(errs)]
 
         _table(L, head, pseudo, cells)
@@ -591,7 +593,7 @@ def one_line(r):
     if r.get("failure") and not r.get("ok"):
         return f"{what}: FAILED: {r['failure']}"
     if r["scenario"] == "idle-rss":
-        return (f"{what}: {_f(r.get('kib_per_conn'), '{:.1f}')} KiB/conn, "
+        return (f"{what}: {cell(r.get('kib_per_conn'), '{:.1f}')} KiB/conn, "
                 f"errors {r.get('errors')}")
     extra = ""
     if r.get("early_frac") is not None:
@@ -599,8 +601,8 @@ def one_line(r):
     if r.get("round_trips") is not None:
         extra += (f", response p50 {r['resp_p50_ms']:.1f} ms = {r['round_trips']:.1f} RTT, "
                   f"before Finished {_pct(r.get('before_fin_frac'))}")
-    return (f"{what}: {_f(r.get('rate'))}/s, {_f(r.get('cpu_us'), '{:.1f}')} us/op, "
-            f"server CPU {_pct(r.get('server_util'))}, p99 {_f(r.get('p99_ms'), '{:.2f}')} ms, "
+    return (f"{what}: {cell(r.get('rate'))}/s, {cell(r.get('cpu_us'), '{:.1f}')} us/op, "
+            f"server CPU {_pct(r.get('server_util'))}, p99 {cell(r.get('p99_ms'), '{:.2f}')} ms, "
             f"errors {r.get('errors')}, client CPUs {_pct(r.get('client_busy'))}{extra}")
 
 

@@ -2,6 +2,7 @@
 #include "postern/fl.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,12 +49,12 @@ static void fl_make_key(void) {
   if (pthread_key_create(&exit_key, fl_thread_exit) != 0) exit_key = (pthread_key_t)-1;
 }
 
-/* Enters fl in the thread's drain list. Returns 0, or -1 when it cannot be
- * drained at thread exit (the caller frees the block instead). */
+/* Enters fl in the thread's drain list. Returns 0, or -ENOSPC when it
+ * cannot be drained at thread exit (the caller frees the block instead). */
 static int fl_enlist(pst_fl_t *fl) {
   pthread_once(&exit_once, fl_make_key);
-  if (exit_key == (pthread_key_t)-1 || n_thread_lists == FL_THREAD_LISTS) return -1;
-  if (n_thread_lists == 0 && pthread_setspecific(exit_key, (void *)1) != 0) return -1;
+  if (exit_key == (pthread_key_t)-1 || n_thread_lists == FL_THREAD_LISTS) return -ENOSPC;
+  if (n_thread_lists == 0 && pthread_setspecific(exit_key, (void *)1) != 0) return -ENOSPC;
   thread_lists[n_thread_lists++] = fl;
   fl->listed = 1;
   return 0;

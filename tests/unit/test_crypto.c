@@ -31,6 +31,8 @@
 
 #include <cmocka.h>
 
+#include "child_test_util.h"
+
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/cpuid.h>
@@ -395,21 +397,7 @@ static void test_hmac_sha256_rfc4231(void **state) {
  * extensions, so the AVX2 transform is chosen (see main). */
 static void test_sha256_without_shani(void **state) {
 #ifdef CPUID_SHA
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  assert_true(n > 0);
-  self[n] = '\0';
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    setenv("POSTERN_TEST_NO_SHANI", "1", 1);
-    execl(self, self, (char *)NULL);
-    _exit(127);
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
+  rerun_self_with("POSTERN_TEST_NO_SHANI");
 #else
   skip();
 #endif

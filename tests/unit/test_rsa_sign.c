@@ -43,6 +43,8 @@
 
 #include <cmocka.h>
 
+#include "child_test_util.h"
+
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/cpuid.h>
 #include <wolfssl/wolfcrypt/random.h>
@@ -476,21 +478,7 @@ static void test_rsa_private(void **state) {
 /* The same checks in a child without the IFMA path (AVX2 flag cleared). */
 static void test_rsa_private_fallback(void **state) {
   (void)state;
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  assert_true(n > 0);
-  self[n] = '\0';
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    setenv("POSTERN_TEST_NO_IFMA", "1", 1);
-    execl(self, self, (char *)NULL);
-    _exit(127);
-  }
-  int st;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  assert_int_equal(WEXITSTATUS(st), 0);
+  rerun_self_with("POSTERN_TEST_NO_IFMA");
 }
 
 static int setup(void **state) {
