@@ -38,12 +38,7 @@ static int conn_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
    * not a TLS close, and wolfSSL told of one (CONN_CLOSE) would refuse to
    * write the answers still due to a client that only half-closed. The
    * handshake and the reader see client.eof themselves. */
-  if (conn->in_len == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
-  size_t n = (size_t)sz < conn->in_len ? (size_t)sz : conn->in_len;
-  memcpy(buf, conn->in_ptr, n);
-  conn->in_ptr += n;
-  conn->in_len -= n;
-  return (int)n;
+  return pst_tls_io_take(&conn->in_ptr, &conn->in_len, buf, sz);
 }
 
 /* Everything wolfSSL sends is queued in cout and written by pst_conn_flush_now,

@@ -99,12 +99,7 @@ static void chk_tls_end(chk_t *k) {
  * when the kernel does not take it at once): it never touches a socket. */
 static int chk_tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   chk_t *k = ctx;
-  if (k->in_len == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
-  size_t n = (size_t)sz < k->in_len ? (size_t)sz : k->in_len;
-  memcpy(buf, k->in_ptr, n);
-  k->in_ptr += n;
-  k->in_len -= n;
-  return (int)n;
+  return pst_tls_io_take(&k->in_ptr, &k->in_len, buf, sz);
 }
 
 static void chk_on_tls_write(uv_write_t *req, int status);

@@ -64,12 +64,7 @@ static void btls_set_state(pst_btls_t *t, btls_state_t s) {
 static int btls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
   (void)ssl;
   pst_btls_t *t = ctx;
-  if (t->in_len == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
-  size_t n = (size_t)sz < t->in_len ? (size_t)sz : t->in_len;
-  memcpy(buf, t->in_ptr, n);
-  t->in_ptr += n;
-  t->in_len -= n;
-  return (int)n;
+  return pst_tls_io_take(&t->in_ptr, &t->in_len, buf, sz);
 }
 
 /* Each record goes out at once through the connection's write path (copied

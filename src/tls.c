@@ -458,6 +458,15 @@ void pst_tls_conn_release(WOLFSSL *ssl) {
   wolfSSL_set_ex_data(ssl, TLS_EX_CLIENT_CERT, NULL);
 }
 
+int pst_tls_io_take(const char **ptr, size_t *len, char *buf, int sz) {
+  if (*len == 0) return WOLFSSL_CBIO_ERR_WANT_READ;
+  size_t n = (size_t)sz < *len ? (size_t)sz : *len;
+  memcpy(buf, *ptr, n);
+  *ptr += n;
+  *len -= n;
+  return (int)n;
+}
+
 void pst_tls_conn_trim(WOLFSSL *ssl) {
   /* TLS 1.3 only: a TLS 1.2 server's ClientHello after the handshake (a
    * renegotiation attempt) is matched against the suites; TLS 1.3 refuses

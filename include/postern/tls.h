@@ -129,4 +129,11 @@ void pst_tls_conn_release(WOLFSSL *ssl);
  * for TLS 1.2 or an unfinished handshake. Never fails. */
 void pst_tls_conn_trim(WOLFSSL *ssl);
 
+/* The body of every wolfSSL receive callback (wolfSSL never touches a
+ * socket): copies up to sz bytes of the *len bytes at *ptr, what the
+ * socket read and wolfSSL has not taken yet, into buf and moves past them.
+ * Returns how many were copied, or WOLFSSL_CBIO_ERR_WANT_READ when none is
+ * left (the caller's next read feeds more). */
+int pst_tls_io_take(const char **ptr, size_t *len, char *buf, int sz);
+
 #endif

@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "child_test_util.h"
+#include "rng_test_util.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -39,24 +40,6 @@
 #include <wolfssl/wolfcrypt/curve25519.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/sha256.h>
-
-/* A small deterministic generator (splitmix64): failures must be
- * reproducible, and the seed is printed when a comparison fails. */
-static uint64_t rng_state;
-
-static uint64_t rng_next(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static void rng_fill(uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t v = rng_next();
-    for (size_t j = 0; j < 8 && i + j < n; j++) p[i + j] = (uint8_t)(v >> (8 * j));
-  }
-}
 
 static void hex_decode(const char *hex, uint8_t *out, size_t n) {
   assert_int_equal(strlen(hex), 2 * n);

@@ -44,6 +44,7 @@
 #include <cmocka.h>
 
 #include "child_test_util.h"
+#include "rng_test_util.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/cpuid.h>
@@ -66,20 +67,6 @@ static int scale = 1;
 /* Whether raw operations on 1024-bit-prime keys must take the IFMA path. */
 static int expect_ifma;
 static char tmpdir[256];
-
-/* splitmix64: reproducible inputs; the seed is printed. */
-static uint64_t rng_state;
-
-static uint64_t rng_next(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static void rng_fill(uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rng_next();
-}
 
 /* Whether this CPU and OS can run the IFMA code (the patch's own check). */
 static int cpu_has_ifma(void) {
